@@ -65,10 +65,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// An error with the given status and message.
     pub fn new(status: Status, message: impl Into<String>) -> Self {
-        Error {
-            status,
-            message: message.into(),
-        }
+        Error { status, message: message.into() }
     }
     /// `LLAMA_ERR_INVALID_ARGUMENT`.
     pub fn invalid(message: impl Into<String>) -> Self {

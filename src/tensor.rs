@@ -68,7 +68,6 @@ impl TensorInfo {
 /// `a * b * ...` with overflow reported as a format error naming `what`.
 pub fn checked_product(dims: &[usize], what: &str) -> Result<usize> {
     dims.iter().try_fold(1usize, |acc, &d| {
-        acc.checked_mul(d)
-            .ok_or_else(|| Error::format(format!("{what}: shape {dims:?} overflows")))
+        acc.checked_mul(d).ok_or_else(|| Error::format(format!("{what}: shape {dims:?} overflows")))
     })
 }

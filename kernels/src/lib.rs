@@ -140,7 +140,7 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
 /// `i` is given by `layout`.
 pub fn rope(x: &mut [f32], head_dim: usize, pos: usize, inv_freq: &[f32], layout: RopeLayout) {
     let half = head_dim / 2;
-    assert!(inv_freq.len() >= half && x.len() % head_dim == 0, "rope: bad lengths");
+    assert!(inv_freq.len() >= half && x.len().is_multiple_of(head_dim), "rope: bad lengths");
     for head in x.chunks_exact_mut(head_dim) {
         for (i, &f) in inv_freq.iter().enumerate().take(half) {
             let angle = pos as f32 * f;
