@@ -1,0 +1,408 @@
+//! Building a [`Vocab`] from a tokenizer file (format detected from the content) or from a
+//! GGUF-embedded vocabulary, with every length, id and type validated.
+
+use std::collections::HashMap;
+
+use super::proto;
+use super::spm::{parse_byte_piece, Vocab, VocabSpec, SPACE_SYMBOL};
+use super::{GgufVocab, TokenType, TokenizerFormat};
+use crate::error::{Error, Result};
+
+/// What a loader produces.
+pub(crate) struct Loaded {
+    pub vocab: Vocab,
+    pub format: TokenizerFormat,
+    pub add_bos: bool,
+}
+
+const UNK_SURFACE: &str = " \u{2047} ";
+
+/// Detect the file kind from its content and load it.
+pub(crate) fn from_file_bytes(bytes: &[u8], source: &str) -> Result<Loaded> {
+    if bytes.is_empty() {
+        return Err(Error::format(format!("{source}: empty file, not a tokenizer")));
+    }
+    if bytes.starts_with(b"GGUF") {
+        return Err(Error::format(format!(
+            "{source}: a GGUF model file, not a tokenizer file (its embedded vocabulary is \
+             loaded with Tokenizer::from_gguf)"
+        )));
+    }
+    if looks_like_llama2c_bin(bytes) {
+        return load_llama2c_bin(bytes, source);
+    }
+    check_text_formats(bytes, source)?;
+    // A ModelProto starts with field 1, 2 or 3; anything else must at least parse.
+    if matches!(bytes[0], 0x0a | 0x12 | 0x1a) || proto::parse_model(bytes).is_ok() {
+        return load_sentencepiece(bytes, source);
+    }
+    let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Err(Error::format(format!(
+        "{source}: not a recognized tokenizer file (expected a SentencePiece tokenizer.model \
+         protobuf or a llama2.c tokenizer .bin); first bytes: {}",
+        head.join(" ")
+    )))
+}
+
+/// A llama2.c tokenizer starts with a little-endian u32 `max_token_length`, in practice small;
+/// a SentencePiece protobuf starts with a tag and a varint, never two zero bytes there.
+fn looks_like_llama2c_bin(bytes: &[u8]) -> bool {
+    bytes.len() >= 4 && bytes[2] == 0 && bytes[3] == 0 && (bytes[0] != 0 || bytes[1] != 0)
+}
+
+/// Reject Hugging Face `tokenizer.json` and tiktoken ranks files as Unsupported; return Ok when
+/// the content is neither.
+fn check_text_formats(bytes: &[u8], source: &str) -> Result<()> {
+    let text = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let first = text.iter().position(|b| !b.is_ascii_whitespace());
+    if let Some(i) = first {
+        if text[i] == b'{' {
+            return match serde_json::from_slice::<serde_json::Value>(text) {
+                Ok(serde_json::Value::Object(o)) if o.contains_key("model") => Err(Error::unsupported(format!(
+                    "{source}: Hugging Face tokenizer.json is not supported yet (LLaMA 3 \
+                         tokenizers are not supported yet; for LLaMA 2 use the SentencePiece \
+                         tokenizer.model)"
+                ))),
+                Ok(_) => {
+                    Err(Error::format(format!("{source}: JSON file without a \"model\" object, not a tokenizer.json")))
+                }
+                Err(e) => Err(Error::format(format!("{source}: looks like JSON but does not parse: {e}"))),
+            };
+        }
+    }
+    // tiktoken: "<base64> <rank>\n" lines (the very first line; a protobuf starts with 0x0a).
+    let line = text.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if let Some(sp) = line.iter().position(|&b| b == b' ') {
+        let (b64, rank) = (&line[..sp], &line[sp + 1..]);
+        let is_b64 = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+        if !b64.is_empty() && b64.iter().all(is_b64) && !rank.is_empty() && rank.iter().all(u8::is_ascii_digit) {
+            return Err(Error::unsupported(format!(
+                "{source}: tiktoken BPE ranks file (the LLaMA 3 tokenizer.model): LLaMA 3 \
+                 tokenizers are not supported yet"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A SentencePiece `ModelProto`.
+fn load_sentencepiece(bytes: &[u8], source: &str) -> Result<Loaded> {
+    let what = "SentencePiece model";
+    let m = proto::parse_model(bytes).map_err(|e| e.context(format_args!("{source}: {what} protobuf")))?;
+    let ferr = |msg: String| Error::format(format!("{source}: {what}: {msg}"));
+    let Some(trainer) = m.trainer_spec else {
+        return Err(ferr(format!("no trainer_spec (field 2) after {} pieces (file truncated?)", m.pieces.len())));
+    };
+    let Some(norm) = m.normalizer_spec else {
+        return Err(ferr("no normalizer_spec (field 3) (file truncated?)".to_string()));
+    };
+    match trainer.model_type {
+        2 => {}
+        1 | 3 | 4 => {
+            let name = ["", "UNIGRAM", "BPE", "WORD", "CHAR"][trainer.model_type as usize];
+            return Err(Error::unsupported(format!(
+                "{source}: {what}: model_type {name} is not supported (only BPE, as LLaMA uses)"
+            )));
+        }
+        t => return Err(ferr(format!("trainer_spec at byte offset {}: invalid model_type {t}", trainer.offset))),
+    }
+    if trainer.treat_whitespace_as_suffix {
+        return Err(Error::unsupported(format!("{source}: {what}: treat_whitespace_as_suffix is not supported")));
+    }
+    if norm.precompiled_charsmap_len > 0 {
+        return Err(Error::unsupported(format!(
+            "{source}: {what}: normalizer {:?} has a precompiled_charsmap ({} bytes of Unicode \
+             normalization rules); only identity normalization is supported",
+            norm.name, norm.precompiled_charsmap_len
+        )));
+    }
+    if m.pieces.is_empty() {
+        return Err(ferr("no pieces".to_string()));
+    }
+    if m.pieces.len() >= u32::MAX as usize {
+        return Err(ferr(format!("too many pieces ({})", m.pieces.len())));
+    }
+
+    let n = m.pieces.len();
+    let mut pieces = Vec::with_capacity(n);
+    let mut scores = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut normal_seen: HashMap<&str, usize> = HashMap::with_capacity(n);
+    let mut reserved_seen: HashMap<&str, usize> = HashMap::new();
+    let mut unk: Option<usize> = None;
+    let mut bytes_found = [false; 256];
+    for (i, p) in m.pieces.iter().enumerate() {
+        let at = p.offset;
+        let ty = TokenType::from_i32(p.ty)
+            .ok_or_else(|| ferr(format!("pieces[{i}] at byte offset {at}: invalid type {}", p.ty)))?;
+        if p.piece.is_empty() {
+            return Err(ferr(format!("pieces[{i}] at byte offset {at}: empty piece")));
+        }
+        let seen = match ty {
+            TokenType::Normal | TokenType::UserDefined | TokenType::Unused => &mut normal_seen,
+            _ => &mut reserved_seen,
+        };
+        if let Some(j) = seen.insert(&p.piece, i) {
+            return Err(ferr(format!("pieces[{i}] {:?} at byte offset {at} is already defined as id {j}", p.piece)));
+        }
+        match ty {
+            TokenType::Unknown => {
+                if let Some(j) = unk {
+                    return Err(ferr(format!(
+                        "pieces[{i}] at byte offset {at}: a second UNKNOWN piece (first: id {j})"
+                    )));
+                }
+                unk = Some(i);
+            }
+            TokenType::Byte => {
+                if !trainer.byte_fallback {
+                    return Err(ferr(format!(
+                        "pieces[{i}] {:?} at byte offset {at} is a BYTE piece but byte_fallback is off",
+                        p.piece
+                    )));
+                }
+                match parse_byte_piece(&p.piece) {
+                    Some(b) if p.piece == format!("<0x{b:02X}>") => bytes_found[b as usize] = true,
+                    _ => {
+                        return Err(ferr(format!(
+                            "pieces[{i}] {:?} at byte offset {at}: BYTE piece is not <0xNN>",
+                            p.piece
+                        )))
+                    }
+                }
+            }
+            _ => {}
+        }
+        pieces.push(p.piece.clone());
+        scores.push(p.score);
+        types.push(ty);
+    }
+    let Some(unk) = unk else {
+        return Err(ferr("no UNKNOWN piece (<unk>)".to_string()));
+    };
+    if trainer.byte_fallback && bytes_found.iter().any(|f| !f) {
+        let missing = bytes_found.iter().filter(|f| !**f).count();
+        return Err(ferr(format!("byte_fallback is on but {missing} of the 256 <0xNN> byte pieces are missing")));
+    }
+    // sentencepiece's bos_id() / eos_id(): the id of bos_piece / eos_piece if it is CONTROL.
+    let control =
+        |piece: &str| reserved_seen.get(piece).filter(|&&i| types[i] == TokenType::Control).map(|&i| i as u32);
+    let bos = control(&trainer.bos_piece);
+    let eos = control(&trainer.eos_piece);
+    let vocab = Vocab::new(VocabSpec {
+        pieces,
+        scores,
+        types,
+        unk: unk as u32,
+        bos,
+        eos,
+        byte_fallback: trainer.byte_fallback,
+        add_dummy_prefix: norm.add_dummy_prefix,
+        remove_extra_whitespaces: norm.remove_extra_whitespaces,
+        escape_whitespaces: norm.escape_whitespaces,
+        unk_surface: trainer.unk_surface,
+    });
+    Ok(Loaded { vocab, format: TokenizerFormat::SentencePiece, add_bos: true })
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// A llama2.c `tokenizer.bin`: u32 max_token_length, then per id f32 score, i32 length, bytes.
+fn load_llama2c_bin(bytes: &[u8], source: &str) -> Result<Loaded> {
+    let what = "llama2.c tokenizer .bin";
+    let ferr = |msg: String| Error::format(format!("{source}: {what}: {msg}"));
+    let Some(max_len) = read_u32(bytes, 0) else {
+        return Err(ferr("shorter than its 4-byte header".to_string()));
+    };
+    let mut pieces: Vec<String> = Vec::new();
+    let mut scores = Vec::new();
+    let mut pos = 4usize;
+    while pos < bytes.len() {
+        let id = pieces.len();
+        let (Some(score), Some(len)) = (read_u32(bytes, pos), read_u32(bytes, pos + 4)) else {
+            return Err(ferr(format!(
+                "token {id} at byte offset {pos}: the 8-byte score/length header is cut off \
+                 ({} bytes left; truncated?)",
+                bytes.len() - pos
+            )));
+        };
+        let score = f32::from_bits(score);
+        let len = len as i32;
+        if len < 0 || len as u32 > max_len {
+            return Err(ferr(format!(
+                "token {id} at byte offset {pos}: length {len} is outside 0..={max_len} \
+                 (max_token_length from the header)"
+            )));
+        }
+        let start = pos + 8;
+        let end = start.saturating_add(len as usize);
+        let Some(raw) = bytes.get(start..end) else {
+            return Err(ferr(format!(
+                "token {id} at byte offset {pos}: {len} bytes of text expected, {} left \
+                 (truncated?)",
+                bytes.len() - start
+            )));
+        };
+        let text = std::str::from_utf8(raw).map_err(|e| {
+            ferr(format!("token {id} at byte offset {}: text is not valid UTF-8", start + e.valid_up_to()))
+        })?;
+        pieces.push(text.to_owned());
+        scores.push(score);
+        pos = end;
+    }
+    if pieces.len() < 3 {
+        return Err(ferr(format!("only {} tokens; ids 0, 1, 2 must be <unk>, <s>, </s>", pieces.len())));
+    }
+    if pieces.len() >= u32::MAX as usize {
+        return Err(ferr(format!("too many tokens ({})", pieces.len())));
+    }
+    let mut types = Vec::with_capacity(pieces.len());
+    let mut byte_fallback = false;
+    for (i, piece) in pieces.iter_mut().enumerate() {
+        let ty = match i {
+            0 => TokenType::Unknown,
+            1 | 2 => {
+                // Stored as "\n<s>\n" / "\n</s>\n".
+                *piece = piece.trim_matches('\n').to_owned();
+                TokenType::Control
+            }
+            _ => match parse_byte_piece(piece) {
+                Some(b) if *piece == format!("<0x{b:02X}>") => {
+                    byte_fallback = true;
+                    TokenType::Byte
+                }
+                _ => {
+                    *piece = piece.replace(' ', SPACE_SYMBOL);
+                    TokenType::Normal
+                }
+            },
+        };
+        types.push(ty);
+    }
+    let vocab = Vocab::new(VocabSpec {
+        pieces,
+        scores,
+        types,
+        unk: 0,
+        bos: Some(1),
+        eos: Some(2),
+        byte_fallback,
+        add_dummy_prefix: true,
+        remove_extra_whitespaces: false,
+        escape_whitespaces: true,
+        unk_surface: UNK_SURFACE.to_string(),
+    });
+    Ok(Loaded { vocab, format: TokenizerFormat::Llama2cBin, add_bos: true })
+}
+
+/// A GGUF-embedded vocabulary (`tokenizer.ggml.*`).
+pub(crate) fn from_gguf(v: GgufVocab, source: &str) -> Result<Loaded> {
+    match v.model.as_str() {
+        "llama" => {}
+        "gpt2" => {
+            return Err(Error::unsupported(format!(
+                "{source}: tokenizer.ggml.model \"gpt2\" (byte-level BPE, LLaMA 3): LLaMA 3 \
+                 tokenizers are not supported yet"
+            )))
+        }
+        other => {
+            return Err(Error::unsupported(format!(
+                "{source}: tokenizer.ggml.model {other:?} is not supported (only \"llama\", \
+                 SentencePiece BPE)"
+            )))
+        }
+    }
+    let ferr = |msg: String| Error::format(format!("{source}: {msg}"));
+    let n = v.tokens.len();
+    if n == 0 {
+        return Err(ferr("tokenizer.ggml.tokens is empty".to_string()));
+    }
+    if n >= u32::MAX as usize {
+        return Err(ferr(format!("tokenizer.ggml.tokens has too many entries ({n})")));
+    }
+    let in_range = |key: &str, id: Option<u32>| -> Result<Option<u32>> {
+        match id {
+            Some(id) if id as usize >= n => {
+                Err(ferr(format!("tokenizer.ggml.{key} = {id} is out of range ({n} tokens)")))
+            }
+            other => Ok(other),
+        }
+    };
+    let bos = in_range("bos_token_id", v.bos)?;
+    let eos = in_range("eos_token_id", v.eos)?;
+    let unk = in_range("unknown_token_id", v.unk)?;
+    let scores = match v.scores {
+        Some(s) if s.len() != n => {
+            return Err(ferr(format!("tokenizer.ggml.scores has {} entries, expected one per token ({n})", s.len())))
+        }
+        Some(s) => s,
+        None => vec![0.0; n],
+    };
+    // llama.cpp's defaults for SentencePiece vocabularies: BOS 1, EOS 2.
+    let default_id = |id: u32| (n > id as usize).then_some(id);
+    let bos = bos.or_else(|| default_id(1));
+    let eos = eos.or_else(|| default_id(2));
+    let types: Vec<TokenType> = match v.token_types {
+        Some(t) if t.len() != n => {
+            return Err(ferr(format!(
+                "tokenizer.ggml.token_type has {} entries, expected one per token ({n})",
+                t.len()
+            )))
+        }
+        Some(t) => t
+            .iter()
+            .enumerate()
+            .map(|(i, &ty)| match ty {
+                // 0 is llama.cpp's LLAMA_TOKEN_TYPE_UNDEFINED.
+                0 => Ok(TokenType::Normal),
+                _ => TokenType::from_i32(ty)
+                    .ok_or_else(|| ferr(format!("tokenizer.ggml.token_type[{i}] = {ty} is not a token type (0..=6)"))),
+            })
+            .collect::<Result<_>>()?,
+        None => v
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let id = Some(i as u32);
+                if id == unk {
+                    TokenType::Unknown
+                } else if id == bos || id == eos {
+                    TokenType::Control
+                } else if parse_byte_piece(t).is_some() {
+                    TokenType::Byte
+                } else {
+                    TokenType::Normal
+                }
+            })
+            .collect(),
+    };
+    let mut byte_fallback = false;
+    for (i, (t, ty)) in v.tokens.iter().zip(&types).enumerate() {
+        if *ty == TokenType::Byte {
+            if parse_byte_piece(t).is_none() {
+                return Err(ferr(format!("tokenizer.ggml.tokens[{i}] = {t:?} has type BYTE but is not <0xNN>")));
+            }
+            byte_fallback = true;
+        }
+    }
+    let unk = unk.or_else(|| types.iter().position(|&t| t == TokenType::Unknown).map(|i| i as u32)).unwrap_or(0);
+    let vocab = Vocab::new(VocabSpec {
+        pieces: v.tokens,
+        scores,
+        types,
+        unk,
+        bos,
+        eos,
+        byte_fallback,
+        add_dummy_prefix: v.add_space_prefix.unwrap_or(true),
+        remove_extra_whitespaces: false,
+        escape_whitespaces: true,
+        unk_surface: UNK_SURFACE.to_string(),
+    });
+    Ok(Loaded { vocab, format: TokenizerFormat::Gguf, add_bos: v.add_bos.unwrap_or(true) })
+}
