@@ -1,0 +1,51 @@
+//! The compute seam: a [`Backend`] runs the forward pass over a model's weights and owns the
+//! per-session state (KV cache) it needs. The CPU backend lives in [`cpu`]; a CUDA backend can be
+//! added beside it without touching the model, the loaders or the C API.
+
+use std::any::Any;
+use std::sync::atomic::AtomicBool;
+
+use crate::error::Result;
+use crate::model::{Hparams, Weights};
+
+pub mod cpu;
+
+/// The tokens of one step and the position of the first.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    /// Token ids (all < n_vocab, at least one).
+    pub tokens: &'a [u32],
+    /// Position of `tokens[0]`.
+    pub pos: usize,
+}
+
+/// Per-session backend state (the KV cache and scratch buffers).
+pub trait SessionState: Send {
+    /// For the backend to get its concrete type back.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// Context length this state holds.
+    fn n_ctx(&self) -> usize;
+}
+
+/// A forward-pass implementation.
+pub trait Backend: Send + Sync {
+    /// `"cpu"`, `"cuda"`.
+    fn name(&self) -> &'static str;
+    /// Threads the backend computes with.
+    fn n_threads(&self) -> usize;
+    /// Allocate a session's state for `n_ctx` positions (`OutOfMemory` when it cannot).
+    fn new_state(&self, hp: &Hparams, n_ctx: usize) -> Result<Box<dyn SessionState>>;
+    /// Run `batch.tokens` at positions `pos..pos + tokens.len()` (one batched pass), writing their K/V
+    /// into the state, and the logits of the last position into `logits` (`n_vocab` floats).
+    /// Positions `>= pos` of the cache may be overwritten even on error; earlier ones never are.
+    /// Returns `Cancelled` soon after `cancel` becomes true.
+    fn forward(
+        &self,
+        hp: &Hparams,
+        w: &Weights,
+        state: &mut dyn SessionState,
+        batch: Batch<'_>,
+        logits: &mut [f32],
+        cancel: &AtomicBool,
+    ) -> Result<()>;
+}

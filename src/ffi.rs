@@ -1,0 +1,843 @@
+//! The C ABI (`include/runllama.h`, generated from this file by cbindgen).
+//!
+//! Every exported function runs its body inside [`guard`] (or [`guard_or`]), which catches
+//! panics (they become `LLAMA_ERR_INTERNAL`) and records the error message for
+//! `llama_last_error()` on the calling thread. Models are shared (`Arc`: each session holds a
+//! reference, so a model lives until its last session is freed); sessions are owned (`Box`).
+
+#![allow(non_camel_case_types)]
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use crate::error::{Error, Result, Status};
+use crate::loader::{self, LoadOptions};
+use crate::model::Model;
+use crate::sampler::SamplerParams;
+use crate::session::{Session, SessionParams};
+use crate::tokenizer::ChatMessage;
+
+/// The version of this C API contract.
+pub const LLAMA_API_VERSION: u32 = 1;
+
+/// A token id.
+pub type llama_token = i32;
+/// A status code: 0 = success, negative = error.
+pub type llama_status = i32;
+
+/// Success.
+pub const LLAMA_OK: llama_status = 0;
+/// Null pointer, bad size/flag, bad UTF-8, token out of range.
+pub const LLAMA_ERR_INVALID_ARGUMENT: llama_status = -1;
+/// File missing, unreadable, mmap failed.
+pub const LLAMA_ERR_IO: llama_status = -2;
+/// Corrupt, truncated or inconsistent model/tokenizer/config file.
+pub const LLAMA_ERR_FORMAT: llama_status = -3;
+/// Well-formed but not supported (dtype, architecture, device).
+pub const LLAMA_ERR_UNSUPPORTED: llama_status = -4;
+/// An allocation failed.
+pub const LLAMA_ERR_OUT_OF_MEMORY: llama_status = -5;
+/// position + n_tokens would exceed n_ctx; session unchanged.
+pub const LLAMA_ERR_CONTEXT_FULL: llama_status = -6;
+/// The output buffer is too small (`*out_len` holds the size needed).
+pub const LLAMA_ERR_BUFFER_TOO_SMALL: llama_status = -7;
+/// A progress/abort callback asked to stop.
+pub const LLAMA_ERR_CANCELLED: llama_status = -8;
+/// GPU requested but unavailable, or a CUDA/cuBLAS error.
+pub const LLAMA_ERR_DEVICE: llama_status = -9;
+/// A bug, e.g. a caught panic.
+pub const LLAMA_ERR_INTERNAL: llama_status = -10;
+/// The session is in use on another thread.
+pub const LLAMA_ERR_BUSY: llama_status = -11;
+
+/// Run on the CPU.
+pub const LLAMA_DEVICE_CPU: i32 = 0;
+/// Run on a CUDA GPU.
+pub const LLAMA_DEVICE_CUDA: i32 = 1;
+
+/// `llama_tokenize`: prepend BOS.
+pub const LLAMA_TOKENIZE_ADD_BOS: u32 = 1;
+/// `llama_tokenize`: special-token text ("<s>", "<|eot_id|>") becomes special ids; without it,
+/// it is tokenized as plain text.
+pub const LLAMA_TOKENIZE_PARSE_SPECIAL: u32 = 2;
+/// `llama_detokenize`: drop BOS/EOS/other special tokens from the text.
+pub const LLAMA_DETOKENIZE_SKIP_SPECIAL: u32 = 1;
+/// `llama_chat_tokenize`: end the prompt where the assistant's reply begins.
+pub const LLAMA_CHAT_ADD_ASSISTANT: u32 = 1;
+
+/// An immutable model (weights + tokenizer); thread-safe.
+pub struct llama_model {
+    _private: [u8; 0],
+}
+
+/// A session (KV cache + sampler); one thread at a time.
+pub struct llama_session {
+    _private: [u8; 0],
+}
+
+/// One chat message.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct llama_chat_message {
+    /// "system", "user" or "assistant" (NUL-terminated UTF-8).
+    pub role: *const c_char,
+    /// NUL-terminated UTF-8.
+    pub content: *const c_char,
+}
+
+/// Called during load with fraction in [0,1]; return non-zero to cancel (LLAMA_ERR_CANCELLED).
+pub type llama_progress_fn = Option<unsafe extern "C" fn(fraction: f32, user_data: *mut c_void) -> i32>;
+/// Whole log lines (level 0 = debug .. 3 = error); may be called from any thread.
+pub type llama_log_fn = Option<unsafe extern "C" fn(level: i32, line: *const c_char, user_data: *mut c_void)>;
+
+/// Load parameters; get them from `llama_load_params_default()`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct llama_load_params {
+    /// sizeof(llama_load_params).
+    pub size: u32,
+    /// 0 = detect, 2 = LLaMA 2, 3 = LLaMA 3.
+    pub version: i32,
+    /// NULL = detect: GGUF metadata or config.json beside the weights, else the version's defaults.
+    pub config_path: *const c_char,
+    /// NULL = detect: embedded in GGUF, or tokenizer.model beside the weights.
+    pub tokenizer_path: *const c_char,
+    /// LLAMA_DEVICE_*.
+    pub device: i32,
+    /// 0 = one per core.
+    pub n_threads: i32,
+    /// 1 (default) = map weights, never copy them to the heap; 0 = read the files into memory.
+    pub use_mmap: i32,
+    /// May be NULL.
+    pub progress: llama_progress_fn,
+    /// Passed to `progress`.
+    pub progress_user_data: *mut c_void,
+}
+
+/// Session parameters; get them from `llama_session_params_default()`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct llama_session_params {
+    /// sizeof(llama_session_params).
+    pub size: u32,
+    /// 0 = min(model's training context, 4096).
+    pub n_ctx: u32,
+    /// 0 = greedy (argmax, lowest id on ties).
+    pub temperature: f32,
+    /// 0 = off.
+    pub top_k: i32,
+    /// 1.0 = off.
+    pub top_p: f32,
+    /// 1.0 = off (applied to the last 64 tokens, as llama.cpp does).
+    pub repeat_penalty: f32,
+    /// Same seed + same inputs = same tokens.
+    pub seed: u64,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(msg: &str) {
+    let c = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+/// Run `f`, turning errors into a status and a message for `llama_last_error`, and a panic into
+/// `LLAMA_ERR_INTERNAL`. The one wrapper every fallible export goes through.
+fn guard(name: &str, f: impl FnOnce() -> Result<()>) -> llama_status {
+    set_last_error("");
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => LLAMA_OK,
+        Ok(Err(e)) => {
+            set_last_error(&format!("{name}: {}", e.message));
+            crate::log::emit(if e.status == Status::BufferTooSmall { 0 } else { 2 }, &format!("{name}: {e}"));
+            e.status as i32
+        }
+        Err(p) => {
+            set_last_error(&format!("{name}: internal error (panic): {}", panic_message(p.as_ref())));
+            LLAMA_ERR_INTERNAL
+        }
+    }
+}
+
+/// [`guard`] for exports that return a value instead of a status: a panic gives `fallback`.
+fn guard_or<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+fn non_null<T>(p: *const T, what: &str) -> Result<()> {
+    if p.is_null() {
+        return Err(Error::invalid(format!("{what} is NULL")));
+    }
+    Ok(())
+}
+
+/// # Safety
+/// `p` is null or a pointer returned by `llama_load` and not yet freed.
+unsafe fn model_ref<'a>(p: *const llama_model) -> Result<&'a Model> {
+    non_null(p, "model")?;
+    // SAFETY: per the contract, a non-null model pointer came from `Arc::into_raw` in llama_load.
+    Ok(unsafe { &*(p as *const Model) })
+}
+
+/// # Safety
+/// `p` is null or a pointer returned by `llama_session_new` and not yet freed.
+unsafe fn session_ref<'a>(p: *const llama_session) -> Result<&'a Session> {
+    non_null(p, "session")?;
+    // SAFETY: per the contract, a non-null session pointer came from `Box::into_raw`.
+    Ok(unsafe { &*(p as *const Session) })
+}
+
+/// # Safety
+/// `p` is null or a NUL-terminated string.
+unsafe fn opt_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the caller passes a NUL-terminated string.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str().map(Some).map_err(|e| Error::invalid(format!("{what} is not valid UTF-8 ({e})")))
+}
+
+/// Copy `data` to `out` (capacity `cap` elements) and set `*out_len = data.len()`. With `nul`,
+/// a terminating zero is added when there is room for it (it is not counted in `*out_len`).
+///
+/// # Safety
+/// `out` is null or valid for `cap` writes; `out_len` is null or valid for one write.
+unsafe fn write_out<T: Copy + Default>(
+    data: &[T],
+    out: *mut T,
+    cap: usize,
+    out_len: *mut usize,
+    nul: bool,
+) -> Result<()> {
+    non_null(out_len, "out_len")?;
+    // SAFETY: checked non-null; the caller provides a valid place for one usize.
+    unsafe { *out_len = data.len() };
+    if cap > 0 {
+        non_null(out, "the output buffer (capacity > 0)")?;
+    }
+    if data.len() > cap {
+        return Err(Error::new(
+            Status::BufferTooSmall,
+            format!("the result needs {} elements, the buffer holds {cap}", data.len()),
+        ));
+    }
+    if cap > 0 {
+        // SAFETY: `out` is valid for `cap >= data.len()` writes and does not overlap `data`
+        // (which is our own allocation).
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), out, data.len());
+            if nul && cap > data.len() {
+                *out.add(data.len()) = T::default();
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_flags(flags: u32, allowed: u32, what: &str) -> Result<()> {
+    if flags & !allowed != 0 {
+        return Err(Error::invalid(format!("{what}: unknown flag bits {:#x}", flags & !allowed)));
+    }
+    Ok(())
+}
+
+fn to_ids(tokens: &[u32]) -> Vec<llama_token> {
+    tokens.iter().map(|&t| t as llama_token).collect()
+}
+
+/// # Safety
+/// `tokens` is null (only with `n == 0`) or valid for `n` reads.
+unsafe fn from_ids(tokens: *const llama_token, n: usize, n_vocab: usize) -> Result<Vec<u32>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    non_null(tokens, "tokens")?;
+    // SAFETY: non-null and valid for `n` reads per the contract.
+    let s = unsafe { std::slice::from_raw_parts(tokens, n) };
+    s.iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            if t < 0 || t as usize >= n_vocab {
+                Err(Error::invalid(format!("token {t} at index {i} is out of range (n_vocab {n_vocab})")))
+            } else {
+                Ok(t as u32)
+            }
+        })
+        .collect()
+}
+
+/// The API version the library was built with (== LLAMA_API_VERSION).
+#[no_mangle]
+pub extern "C" fn llama_api_version() -> u32 {
+    LLAMA_API_VERSION
+}
+
+/// The library version, e.g. "0.1.0".
+#[no_mangle]
+pub extern "C" fn llama_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+}
+
+/// What this build and CPU can use, e.g. "AVX2=1 AVX512F=1 AVX512_BF16=1 F16C=1 CUDA=0 threads=2 kernels=scalar".
+#[no_mangle]
+pub extern "C" fn llama_system_info() -> *const c_char {
+    static INFO: OnceLock<CString> = OnceLock::new();
+    guard_or(c"".as_ptr(), || INFO.get_or_init(|| CString::new(crate::system_info()).unwrap_or_default()).as_ptr())
+}
+
+/// The message of the last failed call on this thread ("" when none). Valid until the next call
+/// of this API on this thread. Never NULL.
+#[no_mangle]
+pub extern "C" fn llama_last_error() -> *const c_char {
+    guard_or(c"".as_ptr(), || LAST_ERROR.with(|e| e.borrow().as_ptr()))
+}
+
+/// The name of a status code, e.g. "LLAMA_ERR_FORMAT" ("LLAMA_OK" for 0, "LLAMA_ERR_UNKNOWN"
+/// for codes this version does not define).
+#[no_mangle]
+pub extern "C" fn llama_status_str(s: llama_status) -> *const c_char {
+    let name: &'static CStr = match s {
+        LLAMA_OK => c"LLAMA_OK",
+        LLAMA_ERR_INVALID_ARGUMENT => c"LLAMA_ERR_INVALID_ARGUMENT",
+        LLAMA_ERR_IO => c"LLAMA_ERR_IO",
+        LLAMA_ERR_FORMAT => c"LLAMA_ERR_FORMAT",
+        LLAMA_ERR_UNSUPPORTED => c"LLAMA_ERR_UNSUPPORTED",
+        LLAMA_ERR_OUT_OF_MEMORY => c"LLAMA_ERR_OUT_OF_MEMORY",
+        LLAMA_ERR_CONTEXT_FULL => c"LLAMA_ERR_CONTEXT_FULL",
+        LLAMA_ERR_BUFFER_TOO_SMALL => c"LLAMA_ERR_BUFFER_TOO_SMALL",
+        LLAMA_ERR_CANCELLED => c"LLAMA_ERR_CANCELLED",
+        LLAMA_ERR_DEVICE => c"LLAMA_ERR_DEVICE",
+        LLAMA_ERR_INTERNAL => c"LLAMA_ERR_INTERNAL",
+        LLAMA_ERR_BUSY => c"LLAMA_ERR_BUSY",
+        _ => c"LLAMA_ERR_UNKNOWN",
+    };
+    name.as_ptr()
+}
+
+/// Install a process-wide log callback (NULL = silent, the default).
+#[no_mangle]
+pub extern "C" fn llama_set_log_callback(callback: llama_log_fn, user_data: *mut c_void) {
+    guard_or((), || crate::log::set(callback, user_data))
+}
+
+/// Default load parameters: detect version, config and tokenizer; CPU; one thread per core; mmap on.
+#[no_mangle]
+pub extern "C" fn llama_load_params_default() -> llama_load_params {
+    llama_load_params {
+        size: std::mem::size_of::<llama_load_params>() as u32,
+        version: 0,
+        config_path: std::ptr::null(),
+        tokenizer_path: std::ptr::null(),
+        device: LLAMA_DEVICE_CPU,
+        n_threads: 0,
+        use_mmap: 1,
+        progress: None,
+        progress_user_data: std::ptr::null_mut(),
+    }
+}
+
+/// Default session parameters: context min(training, 4096), greedy, no penalties, seed 0.
+#[no_mangle]
+pub extern "C" fn llama_session_params_default() -> llama_session_params {
+    llama_session_params {
+        size: std::mem::size_of::<llama_session_params>() as u32,
+        n_ctx: 0,
+        temperature: 0.0,
+        top_k: 0,
+        top_p: 1.0,
+        repeat_penalty: 1.0,
+        seed: 0,
+    }
+}
+
+/// Load a model. `path`: a .gguf, a .safetensors file or a directory of sharded *.safetensors
+/// (+ config.json), or a llama2.c .bin; the format is detected from the content. `params` may be
+/// NULL (defaults). On success `*out_model` owns a reference: free it with llama_model_free.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `params` is NULL or points to a `llama_load_params` whose
+/// `size` is set; `out_model` is valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn llama_load(
+    path: *const c_char,
+    params: *const llama_load_params,
+    out_model: *mut *mut llama_model,
+) -> llama_status {
+    guard("llama_load", || {
+        non_null(out_model, "out_model")?;
+        // SAFETY: checked non-null; valid for one write per the contract.
+        unsafe { *out_model = std::ptr::null_mut() };
+        // SAFETY: path is NULL or NUL-terminated.
+        let path = unsafe { opt_str(path, "path") }?.ok_or_else(|| Error::invalid("path is NULL"))?;
+        let p = if params.is_null() {
+            llama_load_params_default()
+        } else {
+            // SAFETY: the caller's struct starts with its size; read that first.
+            let size = unsafe { std::ptr::read_unaligned(params as *const u32) };
+            if size as usize != std::mem::size_of::<llama_load_params>() {
+                return Err(Error::invalid(format!(
+                    "params->size is {size}, expected {} (initialise with llama_load_params_default())",
+                    std::mem::size_of::<llama_load_params>()
+                )));
+            }
+            // SAFETY: the size says the whole struct is there.
+            unsafe { *params }
+        };
+        if p.n_threads < 0 {
+            return Err(Error::invalid(format!("n_threads {} must be >= 0", p.n_threads)));
+        }
+        if !matches!(p.use_mmap, 0 | 1) {
+            return Err(Error::invalid(format!("use_mmap {} must be 0 or 1", p.use_mmap)));
+        }
+        // SAFETY: NULL or NUL-terminated per the contract.
+        let config = unsafe { opt_str(p.config_path, "config_path") }?.map(PathBuf::from);
+        // SAFETY: as above.
+        let tokenizer = unsafe { opt_str(p.tokenizer_path, "tokenizer_path") }?.map(PathBuf::from);
+        let mut progress = |f: f32| -> bool {
+            match p.progress {
+                // SAFETY: the host's callback with the host's user data.
+                Some(cb) => unsafe { cb(f, p.progress_user_data) != 0 },
+                None => false,
+            }
+        };
+        let opts = LoadOptions {
+            version: p.version,
+            config_path: config,
+            tokenizer_path: tokenizer,
+            device: p.device,
+            n_threads: p.n_threads as usize,
+            use_mmap: p.use_mmap == 1,
+            progress: Some(&mut progress),
+        };
+        let model = loader::load(std::path::Path::new(path), opts)?;
+        // SAFETY: checked non-null above.
+        unsafe { *out_model = Arc::into_raw(Arc::new(model)) as *mut llama_model };
+        Ok(())
+    })
+}
+
+/// Load only a tokenizer file (SentencePiece `tokenizer.model`, llama2.c `tokenizer.bin`, ...)
+/// as a vocabulary-only model: the tokenizer functions work on it, `llama_session_new` returns
+/// LLAMA_ERR_UNSUPPORTED. `version`: 0 = detect, 2 or 3 (must match the file). Free it with
+/// llama_model_free.
+///
+/// # Safety
+/// `tokenizer_path` is a NUL-terminated string; `out_model` is valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn llama_load_vocab(
+    tokenizer_path: *const c_char,
+    version: i32,
+    out_model: *mut *mut llama_model,
+) -> llama_status {
+    guard("llama_load_vocab", || {
+        non_null(out_model, "out_model")?;
+        // SAFETY: checked non-null.
+        unsafe { *out_model = std::ptr::null_mut() };
+        // SAFETY: NULL or NUL-terminated per the contract.
+        let path = unsafe { opt_str(tokenizer_path, "tokenizer_path") }?
+            .ok_or_else(|| Error::invalid("tokenizer_path is NULL"))?;
+        let model = loader::load_vocab(std::path::Path::new(path), version)?;
+        // SAFETY: checked non-null above.
+        unsafe { *out_model = Arc::into_raw(Arc::new(model)) as *mut llama_model };
+        Ok(())
+    })
+}
+
+/// Release the caller's reference to a model (NULL is fine). The model stays alive until its
+/// last session is freed.
+///
+/// # Safety
+/// `model` is NULL or a pointer from `llama_load` not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_free(model: *mut llama_model) {
+    if model.is_null() {
+        return;
+    }
+    guard_or((), || {
+        // SAFETY: came from Arc::into_raw in llama_load, and is released once.
+        drop(unsafe { Arc::from_raw(model as *const Model) })
+    })
+}
+
+/// Vocabulary size (LLAMA_ERR_INVALID_ARGUMENT for a NULL model).
+///
+/// # Safety
+/// `model` is NULL or a live model.
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_vocab(model: *const llama_model) -> i32 {
+    // SAFETY: per the contract.
+    guard_or(LLAMA_ERR_INTERNAL, || {
+        unsafe { model_ref(model) }.map_or(LLAMA_ERR_INVALID_ARGUMENT, |m| m.hparams.n_vocab as i32)
+    })
+}
+
+/// Training context length (LLAMA_ERR_INVALID_ARGUMENT for a NULL model).
+///
+/// # Safety
+/// `model` is NULL or a live model.
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_ctx_train(model: *const llama_model) -> i32 {
+    // SAFETY: per the contract.
+    guard_or(LLAMA_ERR_INTERNAL, || {
+        unsafe { model_ref(model) }
+            .map_or(LLAMA_ERR_INVALID_ARGUMENT, |m| m.hparams.n_ctx_train.min(i32::MAX as usize) as i32)
+    })
+}
+
+/// The BOS id (-1 for a NULL model).
+///
+/// # Safety
+/// `model` is NULL or a live model.
+#[no_mangle]
+pub unsafe extern "C" fn llama_token_bos(model: *const llama_model) -> llama_token {
+    // SAFETY: per the contract.
+    guard_or(-1, || unsafe { model_ref(model) }.map_or(-1, |m| m.bos as llama_token))
+}
+
+/// The EOS id (-1 for a NULL model).
+///
+/// # Safety
+/// `model` is NULL or a live model.
+#[no_mangle]
+pub unsafe extern "C" fn llama_token_eos(model: *const llama_model) -> llama_token {
+    // SAFETY: per the contract.
+    guard_or(-1, || unsafe { model_ref(model) }.map_or(-1, |m| m.eos as llama_token))
+}
+
+/// 1 if `t` ends generation (EOS, <|eot_id|>, <|end_of_text|>), else 0 (also for a NULL model
+/// or an id out of range).
+///
+/// # Safety
+/// `model` is NULL or a live model.
+#[no_mangle]
+pub unsafe extern "C" fn llama_token_is_eog(model: *const llama_model, t: llama_token) -> i32 {
+    // SAFETY: per the contract.
+    guard_or(0, || unsafe { model_ref(model) }.map_or(0, |m| (t >= 0 && m.is_eog(t as u32)) as i32))
+}
+
+/// JSON describing the model: "format", "version", "n_vocab", "n_embd", "n_layer", "n_head",
+/// "n_head_kv", "n_ff", "rope_theta", "norm_eps", "dtype", "n_params", "device", "assumed" (values
+/// that came from defaults) and "tensors": [{"name", "dtype", "shape"}] as stored in the file.
+/// Two-call pattern: `*out_len` is always set to the JSON's byte length; a NUL is appended when
+/// `capacity > *out_len`.
+///
+/// # Safety
+/// `out` is NULL (with capacity 0) or valid for `capacity` bytes; `out_len` is valid.
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_describe(
+    model: *const llama_model,
+    out: *mut c_char,
+    capacity: usize,
+    out_len: *mut usize,
+) -> llama_status {
+    guard("llama_model_describe", || {
+        // SAFETY: per the contract.
+        let m = unsafe { model_ref(model) }?;
+        let json = m.describe_json();
+        // SAFETY: per the contract.
+        unsafe { write_out(json.as_bytes(), out as *mut u8, capacity, out_len, true) }
+    })
+}
+
+/// Tokenize `text_len` bytes of UTF-8 text. Flags: LLAMA_TOKENIZE_ADD_BOS,
+/// LLAMA_TOKENIZE_PARSE_SPECIAL. Two-call pattern: `*out_n_tokens` is always set to the count.
+///
+/// # Safety
+/// `text` is valid for `text_len` bytes (may be NULL when 0); `out_tokens` is NULL (capacity 0)
+/// or valid for `capacity` ids; `out_n_tokens` is valid.
+#[no_mangle]
+pub unsafe extern "C" fn llama_tokenize(
+    model: *const llama_model,
+    text: *const c_char,
+    text_len: usize,
+    flags: u32,
+    out_tokens: *mut llama_token,
+    capacity: usize,
+    out_n_tokens: *mut usize,
+) -> llama_status {
+    guard("llama_tokenize", || {
+        // SAFETY: per the contract.
+        let m = unsafe { model_ref(model) }?;
+        check_flags(flags, LLAMA_TOKENIZE_ADD_BOS | LLAMA_TOKENIZE_PARSE_SPECIAL, "flags")?;
+        let bytes: &[u8] = if text_len == 0 {
+            &[]
+        } else {
+            non_null(text, "text")?;
+            // SAFETY: valid for text_len bytes per the contract.
+            unsafe { std::slice::from_raw_parts(text as *const u8, text_len) }
+        };
+        let s = std::str::from_utf8(bytes).map_err(|e| Error::invalid(format!("text is not valid UTF-8: {e}")))?;
+        let ids =
+            m.tokenizer.encode(s, flags & LLAMA_TOKENIZE_ADD_BOS != 0, flags & LLAMA_TOKENIZE_PARSE_SPECIAL != 0)?;
+        // SAFETY: per the contract.
+        unsafe { write_out(&to_ids(&ids), out_tokens, capacity, out_n_tokens, false) }
+    })
+}
+
+/// Turn tokens back into UTF-8 text (LLAMA_DETOKENIZE_SKIP_SPECIAL drops special tokens).
+/// Two-call pattern; a NUL is appended when `capacity > *out_len`.
+///
+/// # Safety
+/// `tokens` valid for `n_tokens` ids; `out` NULL (capacity 0) or valid for `capacity` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn llama_detokenize(
+    model: *const llama_model,
+    tokens: *const llama_token,
+    n_tokens: usize,
+    flags: u32,
+    out: *mut c_char,
+    capacity: usize,
+    out_len: *mut usize,
+) -> llama_status {
+    guard("llama_detokenize", || {
+        // SAFETY: per the contract.
+        let m = unsafe { model_ref(model) }?;
+        check_flags(flags, LLAMA_DETOKENIZE_SKIP_SPECIAL, "flags")?;
+        // SAFETY: per the contract.
+        let ids = unsafe { from_ids(tokens, n_tokens, m.hparams.n_vocab) }?;
+        let text = m.tokenizer.decode(&ids, flags & LLAMA_DETOKENIZE_SKIP_SPECIAL != 0)?;
+        // SAFETY: per the contract.
+        unsafe { write_out(&text, out as *mut u8, capacity, out_len, true) }
+    })
+}
+
+/// Raw bytes of one token (may be part of a UTF-8 character). Two-call pattern; a NUL is
+/// appended when `capacity > *out_len`.
+///
+/// # Safety
+/// `out` NULL (capacity 0) or valid for `capacity` bytes; `out_len` valid.
+#[no_mangle]
+pub unsafe extern "C" fn llama_token_to_piece(
+    model: *const llama_model,
+    t: llama_token,
+    out: *mut c_char,
+    capacity: usize,
+    out_len: *mut usize,
+) -> llama_status {
+    guard("llama_token_to_piece", || {
+        // SAFETY: per the contract.
+        let m = unsafe { model_ref(model) }?;
+        let ids = unsafe { from_ids(&t, 1, m.hparams.n_vocab) }?;
+        let piece = m.tokenizer.token_to_piece(ids[0])?;
+        // SAFETY: per the contract.
+        unsafe { write_out(&piece, out as *mut u8, capacity, out_len, true) }
+    })
+}
+
+/// The model's chat prompt as token ids (LLaMA 2 [INST] format or LLaMA 3 headers). Contents are
+/// tokenized as plain text. Flag: LLAMA_CHAT_ADD_ASSISTANT. Two-call pattern.
+///
+/// # Safety
+/// `messages` valid for `n_messages` entries with NUL-terminated strings; output as for
+/// llama_tokenize.
+#[no_mangle]
+pub unsafe extern "C" fn llama_chat_tokenize(
+    model: *const llama_model,
+    messages: *const llama_chat_message,
+    n_messages: usize,
+    flags: u32,
+    out_tokens: *mut llama_token,
+    capacity: usize,
+    out_n_tokens: *mut usize,
+) -> llama_status {
+    guard("llama_chat_tokenize", || {
+        // SAFETY: per the contract.
+        let m = unsafe { model_ref(model) }?;
+        check_flags(flags, LLAMA_CHAT_ADD_ASSISTANT, "flags")?;
+        let raw: &[llama_chat_message] = if n_messages == 0 {
+            &[]
+        } else {
+            non_null(messages, "messages")?;
+            // SAFETY: valid for n_messages entries per the contract.
+            unsafe { std::slice::from_raw_parts(messages, n_messages) }
+        };
+        let mut msgs = Vec::with_capacity(raw.len());
+        for (i, msg) in raw.iter().enumerate() {
+            // SAFETY: NUL-terminated per the contract.
+            let role = unsafe { opt_str(msg.role, &format!("messages[{i}].role")) }?
+                .ok_or_else(|| Error::invalid(format!("messages[{i}].role is NULL")))?;
+            // SAFETY: as above.
+            let content = unsafe { opt_str(msg.content, &format!("messages[{i}].content")) }?
+                .ok_or_else(|| Error::invalid(format!("messages[{i}].content is NULL")))?;
+            msgs.push(ChatMessage { role, content });
+        }
+        let ids = m.tokenizer.chat_tokenize(&msgs, flags & LLAMA_CHAT_ADD_ASSISTANT != 0)?;
+        // SAFETY: per the contract.
+        unsafe { write_out(&to_ids(&ids), out_tokens, capacity, out_n_tokens, false) }
+    })
+}
+
+/// Start a session of `model` (which it keeps alive). `params` may be NULL (defaults).
+///
+/// # Safety
+/// `model` a live model; `params` NULL or a sized `llama_session_params`; `out_session` valid.
+#[no_mangle]
+pub unsafe extern "C" fn llama_session_new(
+    model: *mut llama_model,
+    params: *const llama_session_params,
+    out_session: *mut *mut llama_session,
+) -> llama_status {
+    guard("llama_session_new", || {
+        non_null(out_session, "out_session")?;
+        // SAFETY: checked non-null.
+        unsafe { *out_session = std::ptr::null_mut() };
+        non_null(model, "model")?;
+        let p = if params.is_null() {
+            llama_session_params_default()
+        } else {
+            // SAFETY: the struct starts with its size.
+            let size = unsafe { std::ptr::read_unaligned(params as *const u32) };
+            if size as usize != std::mem::size_of::<llama_session_params>() {
+                return Err(Error::invalid(format!(
+                    "params->size is {size}, expected {} (initialise with llama_session_params_default())",
+                    std::mem::size_of::<llama_session_params>()
+                )));
+            }
+            // SAFETY: the size says the whole struct is there.
+            unsafe { *params }
+        };
+        // SAFETY: a live model from Arc::into_raw: take one more reference for the session.
+        let arc = unsafe {
+            Arc::increment_strong_count(model as *const Model);
+            Arc::from_raw(model as *const Model)
+        };
+        let sp = SessionParams {
+            n_ctx: p.n_ctx,
+            sampler: SamplerParams {
+                temperature: p.temperature,
+                top_k: p.top_k,
+                top_p: p.top_p,
+                repeat_penalty: p.repeat_penalty,
+            },
+            seed: p.seed,
+        };
+        let s = Session::new(arc, sp)?;
+        // SAFETY: checked non-null.
+        unsafe { *out_session = Box::into_raw(Box::new(s)) as *mut llama_session };
+        Ok(())
+    })
+}
+
+/// Free a session (NULL is fine); releases its reference to the model.
+///
+/// # Safety
+/// `session` NULL or from llama_session_new, not freed before, not in use on another thread.
+#[no_mangle]
+pub unsafe extern "C" fn llama_session_free(session: *mut llama_session) {
+    if session.is_null() {
+        return;
+    }
+    // SAFETY: came from Box::into_raw in llama_session_new, released once.
+    guard_or((), || drop(unsafe { Box::from_raw(session as *mut Session) }))
+}
+
+/// Empty the KV cache (position 0) and restart the sampler from its seed.
+///
+/// # Safety
+/// `session` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn llama_session_reset(session: *mut llama_session) -> llama_status {
+    // SAFETY: per the contract.
+    guard("llama_session_reset", || unsafe { session_ref(session) }?.reset())
+}
+
+/// The session's context length in tokens (0 for NULL).
+///
+/// # Safety
+/// `session` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn llama_session_n_ctx(session: *const llama_session) -> u32 {
+    // SAFETY: per the contract.
+    guard_or(0, || unsafe { session_ref(session) }.map_or(0, |s| s.n_ctx() as u32))
+}
+
+/// Number of tokens in the session's KV cache (0 for NULL).
+///
+/// # Safety
+/// `session` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn llama_session_position(session: *const llama_session) -> u32 {
+    // SAFETY: per the contract.
+    guard_or(0, || unsafe { session_ref(session) }.map_or(0, |s| s.position()))
+}
+
+/// Forget the tokens at positions >= `position` (which must be <= the current position).
+///
+/// # Safety
+/// `session` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn llama_session_rewind(session: *mut llama_session, position: u32) -> llama_status {
+    // SAFETY: per the contract.
+    guard("llama_session_rewind", || unsafe { session_ref(session) }?.rewind(position))
+}
+
+/// From any thread: the running or next llama_step of this session returns
+/// LLAMA_ERR_CANCELLED, leaving the session unchanged.
+///
+/// # Safety
+/// `session` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn llama_session_abort(session: *mut llama_session) {
+    // SAFETY: per the contract.
+    guard_or((), || {
+        if let Ok(s) = unsafe { session_ref(session) } {
+            s.abort()
+        }
+    })
+}
+
+/// Append `n_tokens` (>= 1) at the session's position and run the model over them (one batched
+/// pass when n_tokens > 1); then sample the next token into `*out_next` (not appended: pass it to
+/// the next llama_step). On any error the session is left exactly as before the call.
+///
+/// # Safety
+/// `session` live; `tokens` valid for `n_tokens` ids; `out_next` valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn llama_step(
+    session: *mut llama_session,
+    tokens: *const llama_token,
+    n_tokens: usize,
+    out_next: *mut llama_token,
+) -> llama_status {
+    guard("llama_step", || {
+        // SAFETY: per the contract.
+        let s = unsafe { session_ref(session) }?;
+        non_null(out_next, "out_next")?;
+        if n_tokens == 0 {
+            return Err(Error::invalid("n_tokens must be >= 1"));
+        }
+        // SAFETY: per the contract.
+        let ids = unsafe { from_ids(tokens, n_tokens, s.model().hparams.n_vocab) }?;
+        let next = s.step(&ids)?;
+        // SAFETY: checked non-null.
+        unsafe { *out_next = next as llama_token };
+        Ok(())
+    })
+}
+
+/// The n_vocab logits of the last position of the last successful step; valid until the next
+/// step, reset, rewind or free of that session. NULL before the first step (and for NULL).
+///
+/// # Safety
+/// `session` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn llama_session_logits(session: *const llama_session) -> *const f32 {
+    // SAFETY: per the contract.
+    guard_or(std::ptr::null(), || unsafe { session_ref(session) }.map_or(std::ptr::null(), |s| s.logits_ptr()))
+}

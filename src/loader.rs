@@ -1,0 +1,728 @@
+//! `llama_load`: detect the format from the content, resolve hyper-parameters and the tokenizer,
+//! and bind every tensor the forward pass needs, checking names, shapes and bounds. Weights stay
+//! in the mapped files; the result is a [`Model`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use runllama_kernels::RopeLayout;
+
+use crate::backend::cpu::CpuBackend;
+use crate::backend::Backend;
+use crate::error::{Error, Result, Status};
+use crate::gguf::{self, GgufFile};
+use crate::llama2c;
+use crate::model::{Compute, Hparams, Layer, Matrix, Model, Weights};
+use crate::safetensors;
+use crate::storage::Storage;
+use crate::tensor::TensorInfo;
+use crate::tokenizer::Tokenizer;
+
+/// `LLAMA_DEVICE_CPU`.
+pub const DEVICE_CPU: i32 = 0;
+/// `LLAMA_DEVICE_CUDA`.
+pub const DEVICE_CUDA: i32 = 1;
+
+/// What `llama_load` was asked for.
+pub struct LoadOptions<'a> {
+    /// 0 = detect, 2, 3.
+    pub version: i32,
+    /// A config file (HF `config.json`) to use instead of the one found beside the weights.
+    pub config_path: Option<PathBuf>,
+    /// A tokenizer file to use instead of the embedded one or the one beside the weights.
+    pub tokenizer_path: Option<PathBuf>,
+    /// `DEVICE_CPU` or `DEVICE_CUDA`.
+    pub device: i32,
+    /// Worker threads (0 = one per core).
+    pub n_threads: usize,
+    /// Map the files (true) or read them into memory.
+    pub use_mmap: bool,
+    /// Called with the load fraction; returning true cancels the load.
+    pub progress: Option<&'a mut dyn FnMut(f32) -> bool>,
+}
+
+impl Default for LoadOptions<'_> {
+    fn default() -> Self {
+        LoadOptions {
+            version: 0,
+            config_path: None,
+            tokenizer_path: None,
+            device: DEVICE_CPU,
+            n_threads: 0,
+            use_mmap: true,
+            progress: None,
+        }
+    }
+}
+
+/// How a format names the tensors of a LLaMA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    /// llama.cpp: `blk.N.attn_q.weight`.
+    Gguf,
+    /// Hugging Face: `model.layers.N.self_attn.q_proj.weight`.
+    Hf,
+    /// Meta / llama2.c: `layers.N.attention.wq.weight`.
+    Meta,
+}
+
+/// The tensors of one layer, by role.
+#[derive(Clone, Copy)]
+enum Role {
+    AttnNorm,
+    Q,
+    K,
+    V,
+    O,
+    FfnNorm,
+    Gate,
+    Up,
+    Down,
+}
+
+impl Scheme {
+    fn layer_name(self, role: Role, i: usize) -> String {
+        let (gguf, hf, meta) = match role {
+            Role::AttnNorm => ("attn_norm", "input_layernorm", "attention_norm"),
+            Role::Q => ("attn_q", "self_attn.q_proj", "attention.wq"),
+            Role::K => ("attn_k", "self_attn.k_proj", "attention.wk"),
+            Role::V => ("attn_v", "self_attn.v_proj", "attention.wv"),
+            Role::O => ("attn_output", "self_attn.o_proj", "attention.wo"),
+            Role::FfnNorm => ("ffn_norm", "post_attention_layernorm", "ffn_norm"),
+            Role::Gate => ("ffn_gate", "mlp.gate_proj", "feed_forward.w1"),
+            Role::Up => ("ffn_up", "mlp.up_proj", "feed_forward.w3"),
+            Role::Down => ("ffn_down", "mlp.down_proj", "feed_forward.w2"),
+        };
+        match self {
+            Scheme::Gguf => format!("blk.{i}.{gguf}.weight"),
+            Scheme::Hf => format!("model.layers.{i}.{hf}.weight"),
+            Scheme::Meta => format!("layers.{i}.{meta}.weight"),
+        }
+    }
+    fn embedding(self) -> &'static str {
+        match self {
+            Scheme::Gguf => "token_embd.weight",
+            Scheme::Hf => "model.embed_tokens.weight",
+            Scheme::Meta => "tok_embeddings.weight",
+        }
+    }
+    fn output_norm(self) -> &'static str {
+        match self {
+            Scheme::Gguf => "output_norm.weight",
+            Scheme::Hf => "model.norm.weight",
+            Scheme::Meta => "norm.weight",
+        }
+    }
+    fn output(self) -> &'static str {
+        match self {
+            Scheme::Gguf => "output.weight",
+            Scheme::Hf => "lm_head.weight",
+            Scheme::Meta => "output.weight",
+        }
+    }
+}
+
+/// Hyper-parameters as far as the file and its config say; the rest comes from defaults.
+#[derive(Default, Debug)]
+struct Partial {
+    n_vocab: Option<usize>,
+    n_embd: Option<usize>,
+    n_layer: Option<usize>,
+    n_head: Option<usize>,
+    n_head_kv: Option<usize>,
+    n_ff: Option<usize>,
+    n_ctx_train: Option<usize>,
+    rope_theta: Option<f32>,
+    norm_eps: Option<f32>,
+    head_dim: Option<usize>,
+    tied: Option<bool>,
+    bos: Option<u32>,
+    eos: Option<u32>,
+}
+
+/// What a format reader hands to the binder.
+struct Source {
+    format: &'static str,
+    scheme: Scheme,
+    rope_layout: RopeLayout,
+    files: Vec<Storage>,
+    file_names: Vec<String>,
+    tensors: Vec<TensorInfo>,
+    hp: Partial,
+    tokenizer: Option<(Tokenizer, String)>,
+    /// Where to look for a `tokenizer.model` when none is embedded or given.
+    tokenizer_dirs: Vec<PathBuf>,
+}
+
+/// Load a model: see `llama_load` in `include/runllama.h`.
+pub fn load(path: &Path, mut opts: LoadOptions<'_>) -> Result<Model> {
+    let shown = path.display().to_string();
+    match opts.device {
+        DEVICE_CPU => {}
+        DEVICE_CUDA => {
+            return Err(Error::new(
+                Status::Device,
+                "CUDA was requested but this build of runllama has no CUDA backend (built without the `cuda` feature)",
+            ))
+        }
+        d => return Err(Error::invalid(format!("device {d} is not LLAMA_DEVICE_CPU (0) or LLAMA_DEVICE_CUDA (1)"))),
+    }
+    if !matches!(opts.version, 0 | 2 | 3) {
+        return Err(Error::invalid(format!("version {} is not 0 (detect), 2 or 3", opts.version)));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(format!("{shown}: {e}")))?;
+    let mut src = if meta.is_dir() {
+        open_safetensors_dir(path, &opts)?
+    } else {
+        let storage = Storage::open(path, opts.use_mmap)?;
+        let bytes = storage.bytes();
+        if gguf::is_gguf(bytes) {
+            open_gguf(path, storage)?
+        } else if safetensors::is_safetensors(bytes) {
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            open_safetensors(vec![(path.to_path_buf(), storage)], &dir, &opts)?
+        } else if llama2c::is_llama2c(bytes) || path.extension().is_some_and(|e| e == "bin") {
+            // A .bin that is not recognised gets llama2.c's own precise error (e.g. truncation).
+            open_llama2c(path, storage, &opts)?
+        } else if looks_like_mindspore_ckpt(bytes) {
+            return Err(Error::unsupported(format!(
+                "{shown}: this looks like a MindSpore .ckpt checkpoint, which this version cannot read yet"
+            )));
+        } else {
+            let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            return Err(Error::format(format!(
+                "{shown}: not a model file this library knows (GGUF, safetensors, llama2.c .bin); it starts with bytes {}",
+                head.join(" ")
+            )));
+        }
+    };
+
+    // The tokenizer: an explicit path wins over an embedded one, which wins over one beside the weights.
+    if let Some(tp) = &opts.tokenizer_path {
+        src.tokenizer = Some((read_tokenizer(tp)?, tp.display().to_string()));
+    }
+    if src.tokenizer.is_none() {
+        for dir in &src.tokenizer_dirs {
+            let cand = dir.join("tokenizer.model");
+            if cand.is_file() {
+                src.tokenizer = Some((read_tokenizer(&cand)?, cand.display().to_string()));
+                break;
+            }
+        }
+    }
+    let (tokenizer, tokenizer_source) = src.tokenizer.take().ok_or_else(|| {
+        Error::invalid(format!(
+            "{shown}: no tokenizer found (none embedded, no tokenizer.model beside the weights): pass tokenizer_path"
+        ))
+    })?;
+
+    bind(&shown, src, tokenizer, tokenizer_source, &mut opts)
+}
+
+/// A vocabulary-only model from a tokenizer file (`llama_load_vocab`): it tokenizes, detokenizes
+/// and builds chat prompts, but has no weights, so sessions cannot be made from it.
+pub fn load_vocab(tokenizer_path: &Path, version: i32) -> Result<Model> {
+    if !matches!(version, 0 | 2 | 3) {
+        return Err(Error::invalid(format!("version {version} is not 0 (detect), 2 or 3")));
+    }
+    let shown = tokenizer_path.display().to_string();
+    let tokenizer = read_tokenizer(tokenizer_path)?;
+    let detected = tokenizer.version();
+    if version != 0 && version as u32 != detected {
+        return Err(Error::invalid(format!(
+            "{shown}: version {version} was requested but this is a LLaMA {detected} vocabulary"
+        )));
+    }
+    let n_vocab = tokenizer.n_vocab();
+    Ok(Model {
+        path: shown.clone(),
+        format: "vocab",
+        version: detected,
+        hparams: Hparams {
+            n_vocab,
+            n_embd: 0,
+            n_layer: 0,
+            n_head: 0,
+            n_head_kv: 0,
+            n_ff: 0,
+            n_ctx_train: 0,
+            rope_theta: 0.0,
+            norm_eps: 0.0,
+            rope_layout: RopeLayout::Interleaved,
+        },
+        tensors: Vec::new(),
+        assumed: Vec::new(),
+        bos: tokenizer.bos().unwrap_or(1),
+        eos: tokenizer.eos().unwrap_or(2),
+        tokenizer_source: shown,
+        tokenizer,
+        compute: None,
+    })
+}
+
+fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("{shown}: cannot read tokenizer: {e}")))?;
+    Tokenizer::from_file_bytes(&bytes, &shown)
+}
+
+/// A MindSpore checkpoint is a protobuf starting with field 1 (length-delimited), or an
+/// encrypted one with its magic.
+fn looks_like_mindspore_ckpt(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&0x0A)
+        || bytes.starts_with(&[0xD8, 0x5E, 0x3A, 0x7F])
+        || bytes.starts_with(&[0xD9, 0x5E, 0x3A, 0x7F])
+}
+
+fn open_gguf(path: &Path, storage: Storage) -> Result<Source> {
+    let shown = path.display().to_string();
+    let g: GgufFile = gguf::parse(storage.bytes(), &shown)?;
+    let ctx = |e: Error| e.context(&shown);
+    let arch = g.get_str("general.architecture").map_err(ctx)?.unwrap_or_default();
+    if arch != "llama" {
+        return Err(Error::unsupported(format!(
+            "{shown}: general.architecture is {arch:?}; only \"llama\" is supported"
+        )));
+    }
+    let u =
+        |k: &str| -> Result<Option<usize>> { Ok(g.get_u32(&format!("llama.{k}")).map_err(ctx)?.map(|v| v as usize)) };
+    let mut hp = Partial {
+        n_vocab: u("vocab_size")?,
+        n_embd: u("embedding_length")?,
+        n_layer: u("block_count")?,
+        n_head: u("attention.head_count")?,
+        n_head_kv: u("attention.head_count_kv")?,
+        n_ff: u("feed_forward_length")?,
+        n_ctx_train: u("context_length")?,
+        rope_theta: g.get_f32("llama.rope.freq_base").map_err(ctx)?,
+        norm_eps: g.get_f32("llama.attention.layer_norm_rms_epsilon").map_err(ctx)?,
+        head_dim: u("rope.dimension_count")?,
+        tied: None,
+        bos: None,
+        eos: None,
+    };
+    if g.get("llama.rope.scaling.type").is_some() || g.get("llama.rope.scale_linear").is_some() {
+        let kind = g.get_str("llama.rope.scaling.type").map_err(ctx)?.unwrap_or("linear");
+        if kind != "none" {
+            return Err(Error::unsupported(format!("{shown}: RoPE scaling {kind:?} is not supported")));
+        }
+    }
+    let tokenizer = match g.vocab().map_err(ctx)? {
+        Some(v) => {
+            hp.bos = v.bos;
+            hp.eos = v.eos;
+            if hp.n_vocab.is_none() {
+                hp.n_vocab = Some(v.tokens.len());
+            }
+            Some((Tokenizer::from_gguf(v, &shown)?, format!("{shown} (embedded)")))
+        }
+        None => None,
+    };
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(Source {
+        format: "gguf",
+        scheme: Scheme::Gguf,
+        rope_layout: RopeLayout::Interleaved,
+        files: vec![storage],
+        file_names: vec![shown],
+        tensors: g.tensors,
+        hp,
+        tokenizer,
+        tokenizer_dirs: vec![dir],
+    })
+}
+
+fn open_llama2c(path: &Path, storage: Storage, opts: &LoadOptions<'_>) -> Result<Source> {
+    let shown = path.display().to_string();
+    let (c, tensors) = llama2c::parse(storage.bytes(), &shown)?;
+    let mut hp = Partial {
+        n_vocab: Some(c.vocab_size),
+        n_embd: Some(c.dim),
+        n_layer: Some(c.n_layers),
+        n_head: Some(c.n_heads),
+        n_head_kv: Some(c.n_kv_heads),
+        n_ff: Some(c.hidden_dim),
+        n_ctx_train: Some(c.seq_len),
+        tied: Some(c.shared_classifier),
+        ..Partial::default()
+    };
+    if let Some(cfg) = &opts.config_path {
+        apply_hf_config(&mut hp, cfg)?;
+    }
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(Source {
+        format: "llama2c",
+        scheme: Scheme::Meta,
+        rope_layout: RopeLayout::Interleaved,
+        files: vec![storage],
+        file_names: vec![shown],
+        tensors,
+        hp,
+        tokenizer: None,
+        tokenizer_dirs: vec![dir],
+    })
+}
+
+/// A directory of safetensors: `model.safetensors.index.json` names the shards, else
+/// `model.safetensors`, else every `*.safetensors` in name order.
+fn open_safetensors_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Source> {
+    let shown = dir.display().to_string();
+    let index = dir.join("model.safetensors.index.json");
+    let mut names: Vec<String> = Vec::new();
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(format!("{}: {e}", index.display())))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::format(format!("{}: invalid JSON: {e}", index.display())))?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| Error::format(format!("{}: no \"weight_map\" object", index.display())))?;
+        for (tensor, file) in map {
+            let file = file
+                .as_str()
+                .ok_or_else(|| Error::format(format!("{}: weight_map[{tensor:?}] is not a string", index.display())))?;
+            if file.contains('/') || file.contains('\\') || file == ".." {
+                return Err(Error::format(format!(
+                    "{}: shard name {file:?} for {tensor:?} must be a plain file name",
+                    index.display()
+                )));
+            }
+            if !names.iter().any(|n| n == file) {
+                names.push(file.to_string());
+            }
+        }
+        names.sort();
+    } else if dir.join("model.safetensors").is_file() {
+        names.push("model.safetensors".into());
+    } else {
+        let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("{shown}: {e}")))?;
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.ends_with(".safetensors") {
+                names.push(n);
+            }
+        }
+        names.sort();
+    }
+    if names.is_empty() {
+        return Err(Error::io(format!("{shown}: a directory without model.safetensors(.index.json) or *.safetensors")));
+    }
+    let mut files = Vec::new();
+    for n in names {
+        let p = dir.join(&n);
+        let s = Storage::open(&p, opts.use_mmap)?;
+        files.push((p, s));
+    }
+    open_safetensors(files, dir, opts)
+}
+
+fn open_safetensors(files: Vec<(PathBuf, Storage)>, dir: &Path, opts: &LoadOptions<'_>) -> Result<Source> {
+    let mut tensors = Vec::new();
+    let mut storages = Vec::new();
+    let mut file_names = Vec::new();
+    for (i, (p, s)) in files.into_iter().enumerate() {
+        let shown = p.display().to_string();
+        let parsed = safetensors::parse(s.bytes(), &shown, i)?;
+        tensors.extend(parsed.tensors);
+        storages.push(s);
+        file_names.push(shown);
+    }
+    let mut hp = Partial::default();
+    let config = opts.config_path.clone().unwrap_or_else(|| dir.join("config.json"));
+    if config.is_file() || opts.config_path.is_some() {
+        apply_hf_config(&mut hp, &config)?;
+    }
+    Ok(Source {
+        format: "safetensors",
+        scheme: Scheme::Hf,
+        rope_layout: RopeLayout::Halves,
+        files: storages,
+        file_names,
+        tensors,
+        hp,
+        tokenizer: None,
+        tokenizer_dirs: vec![dir.to_path_buf(), dir.join("original")],
+    })
+}
+
+/// Read an HF `config.json` into `hp` (only the keys present).
+fn apply_hf_config(hp: &mut Partial, path: &Path) -> Result<()> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("{shown}: cannot read config: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::format(format!("{shown}: invalid JSON: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| Error::format(format!("{shown}: the config is not a JSON object")))?;
+    if let Some(mt) = obj.get("model_type").and_then(|m| m.as_str()) {
+        if mt != "llama" {
+            return Err(Error::unsupported(format!("{shown}: model_type {mt:?} is not \"llama\"")));
+        }
+    }
+    if let Some(rs) = obj.get("rope_scaling") {
+        if !rs.is_null() {
+            return Err(Error::unsupported(format!("{shown}: rope_scaling {rs} is not supported")));
+        }
+    }
+    let uint = |k: &str| -> Result<Option<usize>> {
+        match obj.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(x) => x
+                .as_u64()
+                .map(|n| Some(n as usize))
+                .ok_or_else(|| Error::format(format!("{shown}: {k:?} is {x}, expected a non-negative integer"))),
+        }
+    };
+    let float = |k: &str| -> Result<Option<f32>> {
+        match obj.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(x) => x
+                .as_f64()
+                .map(|n| Some(n as f32))
+                .ok_or_else(|| Error::format(format!("{shown}: {k:?} is {x}, expected a number"))),
+        }
+    };
+    // A list of ids (LLaMA 3.1 lists several EOS ids): the first one is "the" EOS.
+    let id = |k: &str| -> Result<Option<u32>> {
+        match obj.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Array(a)) => Ok(a.first().and_then(|x| x.as_u64()).map(|n| n as u32)),
+            Some(x) => x
+                .as_u64()
+                .map(|n| Some(n as u32))
+                .ok_or_else(|| Error::format(format!("{shown}: {k:?} is {x}, expected a token id"))),
+        }
+    };
+    let set = |dst: &mut Option<usize>, v: Option<usize>| {
+        if v.is_some() {
+            *dst = v;
+        }
+    };
+    set(&mut hp.n_vocab, uint("vocab_size")?);
+    set(&mut hp.n_embd, uint("hidden_size")?);
+    set(&mut hp.n_layer, uint("num_hidden_layers")?);
+    set(&mut hp.n_head, uint("num_attention_heads")?);
+    set(&mut hp.n_head_kv, uint("num_key_value_heads")?);
+    set(&mut hp.n_ff, uint("intermediate_size")?);
+    set(&mut hp.n_ctx_train, uint("max_position_embeddings")?);
+    set(&mut hp.head_dim, uint("head_dim")?);
+    if let Some(t) = float("rope_theta")? {
+        hp.rope_theta = Some(t);
+    }
+    if let Some(e) = float("rms_norm_eps")? {
+        hp.norm_eps = Some(e);
+    }
+    if let Some(t) = obj.get("tie_word_embeddings") {
+        hp.tied = Some(t.as_bool().ok_or_else(|| {
+            Error::format(format!("{shown}: \"tie_word_embeddings\" is {t}, expected true or false"))
+        })?);
+    }
+    if let Some(b) = id("bos_token_id")? {
+        hp.bos = Some(b);
+    }
+    if let Some(e) = id("eos_token_id")? {
+        hp.eos = Some(e);
+    }
+    Ok(())
+}
+
+/// Resolve the hyper-parameters and bind every tensor.
+fn bind(
+    shown: &str,
+    src: Source,
+    tokenizer: Tokenizer,
+    tokenizer_source: String,
+    opts: &mut LoadOptions<'_>,
+) -> Result<Model> {
+    let by_name: HashMap<&str, &TensorInfo> = src.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let scheme = src.scheme;
+    let mut assumed = Vec::new();
+    let emb = *by_name
+        .get(scheme.embedding())
+        .ok_or_else(|| Error::format(format!("{shown}: tensor {:?} is missing", scheme.embedding())))?;
+    if emb.shape.len() != 2 {
+        return Err(Error::format(format!(
+            "{shown}: tensor {:?} has shape {:?}, expected [n_vocab, n_embd]",
+            emb.name, emb.shape
+        )));
+    }
+    let p = &src.hp;
+    let need = |v: Option<usize>, what: &str| {
+        v.ok_or_else(|| Error::format(format!("{shown}: {what} is not given by the file or its config")))
+    };
+    let n_layer = match p.n_layer {
+        Some(n) => n,
+        None => {
+            // Count the layers present.
+            let mut n = 0;
+            while by_name.contains_key(scheme.layer_name(Role::Q, n).as_str()) {
+                n += 1;
+            }
+            assumed.push(format!("n_layer={n} (counted from the tensors)"));
+            n
+        }
+    };
+    let mut default = |v: Option<f32>, d: f32, what: &str| {
+        v.unwrap_or_else(|| {
+            assumed.push(format!("{what}={d} (default)"));
+            d
+        })
+    };
+    let rope_theta = default(p.rope_theta, 10000.0, "rope_theta");
+    let norm_eps = default(p.norm_eps, 1e-5, "norm_eps");
+    let n_head = need(p.n_head, "the number of attention heads")?;
+    let n_ctx_train = match p.n_ctx_train {
+        Some(n) => n,
+        None => {
+            assumed.push("n_ctx_train=2048 (default)".into());
+            2048
+        }
+    };
+    let hp = Hparams {
+        n_vocab: p.n_vocab.unwrap_or(emb.shape[0]),
+        n_embd: p.n_embd.unwrap_or(emb.shape[1]),
+        n_layer,
+        n_head,
+        n_head_kv: p.n_head_kv.unwrap_or(n_head),
+        n_ff: need(p.n_ff, "the feed-forward width")?,
+        n_ctx_train,
+        rope_theta,
+        norm_eps,
+        rope_layout: src.rope_layout,
+    };
+    hp.validate(shown)?;
+    if let Some(hd) = p.head_dim {
+        if hd != hp.head_dim() {
+            return Err(Error::unsupported(format!(
+                "{shown}: head/rope dimension {hd} differs from n_embd/n_head = {}",
+                hp.head_dim()
+            )));
+        }
+    }
+    if tokenizer.n_vocab() > hp.n_vocab {
+        return Err(Error::format(format!(
+            "{tokenizer_source}: the tokenizer has {} tokens but the model only {}",
+            tokenizer.n_vocab(),
+            hp.n_vocab
+        )));
+    }
+
+    let files = src.files;
+    let file_names = &src.file_names;
+    let matrix = |name: &str, rows: usize, cols: usize| -> Result<Matrix> {
+        let t = *by_name.get(name).ok_or_else(|| Error::format(format!("{shown}: tensor {name:?} is missing")))?;
+        if t.shape != [rows, cols] {
+            return Err(Error::format(format!(
+                "{}: tensor {name:?} has shape {:?}, expected [{rows}, {cols}]",
+                file_names[t.file], t.shape
+            )));
+        }
+        check_bounds(t, &files, file_names)?;
+        Ok(Matrix { info: t.clone(), rows, cols })
+    };
+    let vector = |name: &str, len: usize| -> Result<Vec<f32>> {
+        let t = *by_name.get(name).ok_or_else(|| Error::format(format!("{shown}: tensor {name:?} is missing")))?;
+        if t.shape != [len] {
+            return Err(Error::format(format!(
+                "{}: tensor {name:?} has shape {:?}, expected [{len}]",
+                file_names[t.file], t.shape
+            )));
+        }
+        check_bounds(t, &files, file_names)?;
+        let bytes = &files[t.file].bytes()[t.offset..t.offset + t.nbytes];
+        let mut out = vec![0f32; len];
+        runllama_kernels::row_to_f32(t.dtype.kernel(), bytes, &mut out);
+        Ok(out)
+    };
+
+    let (d, qd, kvd, ff) = (hp.n_embd, hp.n_head * hp.head_dim(), hp.kv_dim(), hp.n_ff);
+    let tok_embd = matrix(scheme.embedding(), hp.n_vocab, d)?;
+    let mut layers = Vec::with_capacity(hp.n_layer);
+    for i in 0..hp.n_layer {
+        if let Some(cb) = opts.progress.as_mut() {
+            if cb(i as f32 / hp.n_layer as f32) {
+                return Err(Error::new(
+                    Status::Cancelled,
+                    format!("{shown}: loading was cancelled by the progress callback"),
+                ));
+            }
+        }
+        let name = |r| scheme.layer_name(r, i);
+        layers.push(Layer {
+            attn_norm: vector(&name(Role::AttnNorm), d)?,
+            wq: matrix(&name(Role::Q), qd, d)?,
+            wk: matrix(&name(Role::K), kvd, d)?,
+            wv: matrix(&name(Role::V), kvd, d)?,
+            wo: matrix(&name(Role::O), d, qd)?,
+            ffn_norm: vector(&name(Role::FfnNorm), d)?,
+            w_gate: matrix(&name(Role::Gate), ff, d)?,
+            w_up: matrix(&name(Role::Up), ff, d)?,
+            w_down: matrix(&name(Role::Down), d, ff)?,
+        });
+    }
+    let output_norm = vector(scheme.output_norm(), d)?;
+    let output = if by_name.contains_key(scheme.output()) && p.tied != Some(true) {
+        matrix(scheme.output(), hp.n_vocab, d)?
+    } else if p.tied == Some(false) {
+        return Err(Error::format(format!(
+            "{shown}: tensor {:?} is missing and the embeddings are not tied",
+            scheme.output()
+        )));
+    } else {
+        tok_embd.clone()
+    };
+    if let Some(cb) = opts.progress.as_mut() {
+        if cb(1.0) {
+            return Err(Error::new(
+                Status::Cancelled,
+                format!("{shown}: loading was cancelled by the progress callback"),
+            ));
+        }
+    }
+
+    let version = match opts.version {
+        0 => {
+            if tokenizer.version() == 3 || hp.n_vocab >= 128_000 {
+                3
+            } else {
+                2
+            }
+        }
+        v => v as u32,
+    };
+    let bos = tokenizer.bos().or(p.bos).unwrap_or(1);
+    let eos = tokenizer.eos().or(p.eos).unwrap_or(2);
+    let n_threads =
+        if opts.n_threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.n_threads };
+    let backend: Box<dyn Backend> = Box::new(CpuBackend::new(n_threads)?);
+    crate::log::info(&format!(
+        "loaded {shown}: {} LLaMA {version}, {} layers, n_embd {}, n_vocab {}, {} threads",
+        src.format, hp.n_layer, hp.n_embd, hp.n_vocab, n_threads
+    ));
+    Ok(Model {
+        path: shown.to_string(),
+        format: src.format,
+        version,
+        hparams: hp,
+        compute: Some(Compute { weights: Weights { files, tok_embd, layers, output_norm, output }, backend }),
+        tensors: src.tensors.clone(),
+        assumed,
+        tokenizer_source,
+        tokenizer,
+        bos,
+        eos,
+    })
+}
+
+fn check_bounds(t: &TensorInfo, files: &[Storage], names: &[String]) -> Result<()> {
+    let len = files.get(t.file).map_or(0, |f| f.bytes().len());
+    let end = t.offset.checked_add(t.nbytes);
+    if end.is_none_or(|e| e > len) || t.nbytes != t.n_elements() * t.dtype.size() {
+        return Err(Error::format(format!(
+            "{}: tensor {:?} at byte {} with {} bytes does not fit the file of {len} bytes",
+            names.get(t.file).map_or("?", |s| s.as_str()),
+            t.name,
+            t.offset,
+            t.nbytes
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! The bytes of a model file: memory-mapped (the default; weights are used in place) or, when
+//! the caller turns mmap off, read once into one heap buffer.
+
+use std::fs::File;
+use std::path::Path;
+
+use memmap2::Mmap;
+
+use crate::error::{Error, Result};
+
+/// One model file's bytes.
+#[derive(Debug)]
+pub enum Storage {
+    /// A read-only shared mapping of the whole file.
+    Mapped(Mmap),
+    /// The whole file read into memory (`use_mmap = 0`).
+    Heap(Vec<u8>),
+}
+
+impl Storage {
+    /// Open `path` and map it (or read it when `use_mmap` is false).
+    pub fn open(path: &Path, use_mmap: bool) -> Result<Storage> {
+        let shown = path.display();
+        let file = File::open(path).map_err(|e| Error::io(format!("{shown}: cannot open: {e}")))?;
+        let len = file.metadata().map_err(|e| Error::io(format!("{shown}: cannot stat: {e}")))?.len();
+        if len == 0 {
+            return Err(Error::format(format!("{shown}: the file is empty")));
+        }
+        if !use_mmap {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(format!("{shown}: cannot read: {e}")))?;
+            return Ok(Storage::Heap(bytes));
+        }
+        // SAFETY: the mapping is read-only and private to this process's view of the file. The
+        // usual memmap caveat applies: another process truncating or rewriting the file while it
+        // is mapped is outside what we can defend against (as for every mmap-based loader).
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(format!("{shown}: mmap failed: {e}")))?;
+        Ok(Storage::Mapped(map))
+    }
+
+    /// All bytes of the file.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Mapped(m) => m,
+            Storage::Heap(v) => v,
+        }
+    }
+}
