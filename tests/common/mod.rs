@@ -1,0 +1,71 @@
+//! Helpers shared by the integration tests: fixture paths, the expected greedy ids, loading.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use runllama::loader::{load, LoadOptions};
+use runllama::model::Model;
+use runllama::sampler::SamplerParams;
+use runllama::session::{Session, SessionParams};
+
+/// `tests/data/<rel>`.
+pub fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+}
+
+/// The 200 greedy ids of stories260K from BOS (EXPECTED.md, llama2.c's reference).
+pub fn expected_ids() -> Vec<u32> {
+    let md = std::fs::read_to_string(data("stories260K/EXPECTED.md")).expect("EXPECTED.md");
+    let start = md.find("## Token ids").expect("token ids section");
+    let block = &md[start..];
+    let open = block.find("```").unwrap() + 3;
+    let close = open + block[open..].find("```").unwrap();
+    let ids: Vec<u32> = block[open..close].split_whitespace().map(|s| s.parse().unwrap()).collect();
+    assert_eq!(ids.len(), 200);
+    ids
+}
+
+/// Load a fixture (relative to tests/data) with an optional tokenizer (relative too).
+pub fn load_model(rel: &str, tokenizer: Option<&str>) -> Arc<Model> {
+    let opts = LoadOptions { tokenizer_path: tokenizer.map(data), n_threads: 2, ..LoadOptions::default() };
+    Arc::new(load(&data(rel), opts).unwrap_or_else(|e| panic!("loading {rel}: {e}")))
+}
+
+/// Session parameters: greedy unless `temperature` > 0.
+pub fn params(n_ctx: u32, temperature: f32, seed: u64) -> SessionParams {
+    SessionParams { n_ctx, sampler: SamplerParams { temperature, top_k: 0, top_p: 1.0, repeat_penalty: 1.0 }, seed }
+}
+
+/// Greedy generation from BOS for `n` positions, one token per step.
+pub fn greedy(model: &Arc<Model>, n: usize) -> Vec<u32> {
+    let s = Session::new(model.clone(), params(0, 0.0, 0)).unwrap();
+    let mut out = Vec::new();
+    let mut next = s.step(&[model.bos]).unwrap();
+    out.push(next);
+    while out.len() < n {
+        next = s.step(&[next]).unwrap();
+        out.push(next);
+    }
+    out
+}
+
+/// Reference logits (32 positions × 512) written by tests/data/reference/make_reference.py.
+pub fn reference_logits(tag: &str) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(data(&format!("reference/logits_{tag}.bin"))).unwrap();
+    let all: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    all.chunks(512).map(|c| c.to_vec()).collect()
+}
+
+/// The 32 tokens the reference logits were computed for.
+pub fn reference_tokens() -> Vec<u32> {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("reference/reference.json")).unwrap()).unwrap();
+    v["tokens"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+/// Largest absolute difference.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

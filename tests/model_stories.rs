@@ -1,0 +1,111 @@
+//! The forward pass on the real trained tiny model (stories260K) in every format: greedy ids
+//! against llama2.c's reference, logits against transformers, batched prefill against stepping.
+
+mod common;
+use common::*;
+use runllama::session::Session;
+
+/// (fixture, tokenizer, reference-logits tag)
+const FIXTURES: &[(&str, Option<&str>, &str)] = &[
+    ("stories260K/stories260K.bin", Some("stories260K/tok512.bin"), "f32"),
+    ("stories260K/stories260K-f32.gguf", None, "f32"),
+    ("stories260K/stories260K-f16.gguf", None, "f16mixed"),
+    ("stories260K/hf", None, "f32"),
+    ("stories260K/hf/model.safetensors", None, "f32"),
+    ("stories260K/hf/fp16", None, "f16"),
+];
+
+#[test]
+fn greedy_ids_match_llama2c_on_f32_and_f16_weights() {
+    let expected = expected_ids();
+    for (rel, tok, _) in FIXTURES {
+        let m = load_model(rel, *tok);
+        let got = greedy(&m, 200);
+        assert_eq!(got, expected, "{rel}: greedy ids differ from EXPECTED.md");
+    }
+}
+
+#[test]
+fn greedy_ids_on_bf16_weights_agree_for_185_positions() {
+    // EXPECTED.md: bf16 rounding flips the choice at generated index 185, where the top-2 logit
+    // margin is only 0.0042 (f32 compute over bf16 weights, like transformers' upcast).
+    let expected = expected_ids();
+    let m = load_model("stories260K/hf/bf16", None);
+    let got = greedy(&m, 200);
+    assert_eq!(got[..185], expected[..185], "hf/bf16: first 185 ids");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("reference/reference.json")).unwrap()).unwrap();
+    let upcast: Vec<u32> =
+        v["greedy_ids_bf16_upcast"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    let same = got.iter().zip(&upcast).take_while(|(a, b)| a == b).count();
+    assert!(same >= 185, "bf16: agrees with transformers' f32-upcast run for only {same} ids");
+}
+
+#[test]
+fn logits_match_transformers_within_1e4_at_every_position() {
+    let tokens = reference_tokens();
+    for (rel, tok, tag) in FIXTURES.iter().copied().chain([("stories260K/hf/bf16", None, "bf16")]) {
+        let reference = reference_logits(tag);
+        let m = load_model(rel, tok);
+        let s = Session::new(m.clone(), params(0, 0.0, 0)).unwrap();
+        let mut worst = 0f32;
+        for (p, &t) in tokens.iter().enumerate() {
+            s.step(&[t]).unwrap();
+            let l = s.logits().unwrap().unwrap();
+            worst = worst.max(max_abs_diff(&l, &reference[p]));
+        }
+        // f16/bf16 weights: the reference is transformers with the same weights upcast to f32
+        // (f16mixed: the GGUF keeps its norm vectors F32, so the reference does too).
+        assert!(worst < 1e-4, "{rel}: max |logit - transformers| = {worst}");
+    }
+}
+
+#[test]
+fn batched_prefill_equals_stepping_one_token_at_a_time() {
+    let tokens = reference_tokens();
+    for (rel, tok, _) in FIXTURES {
+        let m = load_model(rel, *tok);
+        let one = Session::new(m.clone(), params(0, 0.0, 0)).unwrap();
+        let mut next_one = 0;
+        for &t in &tokens {
+            next_one = one.step(&[t]).unwrap();
+        }
+        let batch = Session::new(m.clone(), params(0, 0.0, 0)).unwrap();
+        // Prefill in uneven chunks: 1, then 13, then the rest.
+        batch.step(&tokens[..1]).unwrap();
+        batch.step(&tokens[1..14]).unwrap();
+        let next_batch = batch.step(&tokens[14..]).unwrap();
+        assert_eq!(next_batch, next_one, "{rel}");
+        assert_eq!(batch.position(), tokens.len() as u32);
+        let d = max_abs_diff(&one.logits().unwrap().unwrap(), &batch.logits().unwrap().unwrap());
+        assert!(d < 1e-5, "{rel}: batched vs stepped logits differ by {d}");
+        // And the continuation from both caches is the same.
+        assert_eq!(one.step(&[next_one]).unwrap(), batch.step(&[next_batch]).unwrap());
+    }
+}
+
+#[test]
+fn sampling_is_reproducible_from_the_seed() {
+    let m = load_model("stories260K/stories260K-f32.gguf", None);
+    let run = |seed| {
+        let s = Session::new(m.clone(), params(0, 0.9, seed)).unwrap();
+        let mut next = s.step(&[m.bos]).unwrap();
+        let mut out = vec![next];
+        for _ in 0..60 {
+            next = s.step(&[next]).unwrap();
+            out.push(next);
+        }
+        out
+    };
+    let a = run(1234);
+    assert_eq!(a, run(1234));
+    assert_ne!(a, run(99), "different seeds should give a different story");
+    assert_ne!(a[..60], expected_ids()[..60], "temperature 0.9 should not be greedy");
+}
+
+#[test]
+fn mmap_off_gives_the_same_model() {
+    let opts = runllama::loader::LoadOptions { use_mmap: false, n_threads: 1, ..Default::default() };
+    let m = std::sync::Arc::new(runllama::loader::load(&data("stories260K/stories260K-f16.gguf"), opts).unwrap());
+    assert_eq!(greedy(&m, 40), expected_ids()[..40]);
+}
