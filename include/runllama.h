@@ -151,6 +151,86 @@ typedef struct llama_session_params {
 typedef int32_t llama_token;
 
 /*
+ One stored tensor, as `llama_model_tensor` reports it.
+ */
+typedef struct llama_tensor_info {
+  /*
+   sizeof(llama_tensor_info), set by the caller.
+   */
+  uint32_t size;
+  /*
+   Number of dimensions (at most 8).
+   */
+  int32_t n_dims;
+  /*
+   The name as stored in the file (NUL-terminated; valid while the model lives).
+   */
+  const char *name;
+  /*
+   "F32", "F16" or "BF16" (static).
+   */
+  const char *dtype;
+  /*
+   Dimensions, outermost first (rows before columns).
+   */
+  int64_t shape[8];
+} llama_tensor_info;
+
+/*
+ A model's resolved hyper-parameters, as `llama_model_get_hparams` reports them.
+ */
+typedef struct llama_model_hparams {
+  /*
+   sizeof(llama_model_hparams), set by the caller.
+   */
+  uint32_t size;
+  /*
+   2 or 3.
+   */
+  int32_t version;
+  /*
+   Vocabulary size.
+   */
+  int32_t n_vocab;
+  /*
+   Model width.
+   */
+  int32_t n_embd;
+  /*
+   Transformer blocks.
+   */
+  int32_t n_layer;
+  /*
+   Query heads.
+   */
+  int32_t n_head;
+  /*
+   Key/value heads.
+   */
+  int32_t n_head_kv;
+  /*
+   SwiGLU hidden width.
+   */
+  int32_t n_ff;
+  /*
+   Training context length.
+   */
+  int32_t n_ctx_train;
+  /*
+   RoPE base.
+   */
+  float rope_theta;
+  /*
+   RMSNorm epsilon.
+   */
+  float norm_eps;
+  /*
+   Parameters stored.
+   */
+  uint64_t n_params;
+} llama_model_hparams;
+
+/*
  One chat message.
  */
 typedef struct llama_chat_message {
@@ -360,6 +440,36 @@ llama_status llama_model_describe(const struct llama_model *model,
                                   char *out,
                                   size_t capacity,
                                   size_t *out_len);
+
+/*
+ Number of tensors stored in the model file(s) (pieces of a split tensor count once);
+ LLAMA_ERR_INVALID_ARGUMENT for NULL.
+
+ # Safety
+ `model` is NULL or a live model.
+ */
+int32_t llama_model_n_tensors(const struct llama_model *model);
+
+/*
+ Describe tensor `index` (0 .. llama_model_n_tensors - 1) into `*out`, whose `size` the caller
+ sets to sizeof(llama_tensor_info).
+
+ # Safety
+ `model` a live model; `out` valid for one `llama_tensor_info`.
+ */
+llama_status llama_model_tensor(const struct llama_model *model,
+                                int32_t index,
+                                struct llama_tensor_info *out);
+
+/*
+ The model's resolved hyper-parameters into `*out`, whose `size` the caller sets to
+ sizeof(llama_model_hparams). (Which values were assumed is in llama_model_describe.)
+
+ # Safety
+ `model` a live model; `out` valid for one `llama_model_hparams`.
+ */
+llama_status llama_model_get_hparams(const struct llama_model *model,
+                                     struct llama_model_hparams *out);
 
 /*
  Tokenize `text_len` bytes of UTF-8 text. Flags: LLAMA_TOKENIZE_ADD_BOS,

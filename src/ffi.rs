@@ -88,6 +88,52 @@ pub struct llama_chat_message {
     pub content: *const c_char,
 }
 
+/// One stored tensor, as `llama_model_tensor` reports it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct llama_tensor_info {
+    /// sizeof(llama_tensor_info), set by the caller.
+    pub size: u32,
+    /// Number of dimensions (at most 8).
+    pub n_dims: i32,
+    /// The name as stored in the file (NUL-terminated; valid while the model lives).
+    pub name: *const c_char,
+    /// "F32", "F16" or "BF16" (static).
+    pub dtype: *const c_char,
+    /// Dimensions, outermost first (rows before columns).
+    pub shape: [i64; 8],
+}
+
+/// A model's resolved hyper-parameters, as `llama_model_get_hparams` reports them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct llama_model_hparams {
+    /// sizeof(llama_model_hparams), set by the caller.
+    pub size: u32,
+    /// 2 or 3.
+    pub version: i32,
+    /// Vocabulary size.
+    pub n_vocab: i32,
+    /// Model width.
+    pub n_embd: i32,
+    /// Transformer blocks.
+    pub n_layer: i32,
+    /// Query heads.
+    pub n_head: i32,
+    /// Key/value heads.
+    pub n_head_kv: i32,
+    /// SwiGLU hidden width.
+    pub n_ff: i32,
+    /// Training context length.
+    pub n_ctx_train: i32,
+    /// RoPE base.
+    pub rope_theta: f32,
+    /// RMSNorm epsilon.
+    pub norm_eps: f32,
+    /// Parameters stored.
+    pub n_params: u64,
+}
+
 /// Called during load with fraction in [0,1]; return non-zero to cancel (LLAMA_ERR_CANCELLED).
 pub type llama_progress_fn = Option<unsafe extern "C" fn(fraction: f32, user_data: *mut c_void) -> i32>;
 /// Whole log lines (level 0 = debug .. 3 = error); may be called from any thread.
@@ -552,6 +598,117 @@ pub unsafe extern "C" fn llama_model_describe(
         let json = m.describe_json();
         // SAFETY: per the contract.
         unsafe { write_out(json.as_bytes(), out as *mut u8, capacity, out_len, true) }
+    })
+}
+
+/// Number of tensors stored in the model file(s) (pieces of a split tensor count once);
+/// LLAMA_ERR_INVALID_ARGUMENT for NULL.
+///
+/// # Safety
+/// `model` is NULL or a live model.
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_tensors(model: *const llama_model) -> i32 {
+    // SAFETY: per the contract.
+    guard_or(LLAMA_ERR_INTERNAL, || {
+        unsafe { model_ref(model) }
+            .map_or(LLAMA_ERR_INVALID_ARGUMENT, |m| m.tensors.len().min(i32::MAX as usize) as i32)
+    })
+}
+
+/// Describe tensor `index` (0 .. llama_model_n_tensors - 1) into `*out`, whose `size` the caller
+/// sets to sizeof(llama_tensor_info).
+///
+/// # Safety
+/// `model` a live model; `out` valid for one `llama_tensor_info`.
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_tensor(
+    model: *const llama_model,
+    index: i32,
+    out: *mut llama_tensor_info,
+) -> llama_status {
+    guard("llama_model_tensor", || {
+        // SAFETY: per the contract.
+        let m = unsafe { model_ref(model) }?;
+        non_null(out, "out")?;
+        // SAFETY: the caller's struct starts with its size.
+        let size = unsafe { std::ptr::read_unaligned(out as *const u32) };
+        if size as usize != std::mem::size_of::<llama_tensor_info>() {
+            return Err(Error::invalid(format!(
+                "out->size is {size}, expected sizeof(llama_tensor_info) = {}",
+                std::mem::size_of::<llama_tensor_info>()
+            )));
+        }
+        let t = usize::try_from(index).ok().and_then(|i| m.tensors.get(i)).ok_or_else(|| {
+            Error::invalid(format!("tensor index {index} is out of range (the model has {})", m.tensors.len()))
+        })?;
+        if t.shape.len() > 8 {
+            return Err(Error::unsupported(format!(
+                "tensor {:?} has {} dimensions (at most 8)",
+                t.name,
+                t.shape.len()
+            )));
+        }
+        let names = m.c_names.get_or_init(|| {
+            m.tensors.iter().map(|t| CString::new(t.name.replace('\0', " ")).unwrap_or_default()).collect()
+        });
+        let mut shape = [0i64; 8];
+        for (s, &d) in shape.iter_mut().zip(&t.shape) {
+            *s = d as i64;
+        }
+        let info = llama_tensor_info {
+            size,
+            n_dims: t.shape.len() as i32,
+            name: names[index as usize].as_ptr(),
+            dtype: t.dtype.c_name().as_ptr(),
+            shape,
+        };
+        // SAFETY: checked non-null, and its size says it is a whole llama_tensor_info.
+        unsafe { *out = info };
+        Ok(())
+    })
+}
+
+/// The model's resolved hyper-parameters into `*out`, whose `size` the caller sets to
+/// sizeof(llama_model_hparams). (Which values were assumed is in llama_model_describe.)
+///
+/// # Safety
+/// `model` a live model; `out` valid for one `llama_model_hparams`.
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_get_hparams(
+    model: *const llama_model,
+    out: *mut llama_model_hparams,
+) -> llama_status {
+    guard("llama_model_get_hparams", || {
+        // SAFETY: per the contract.
+        let m = unsafe { model_ref(model) }?;
+        non_null(out, "out")?;
+        // SAFETY: the caller's struct starts with its size.
+        let size = unsafe { std::ptr::read_unaligned(out as *const u32) };
+        if size as usize != std::mem::size_of::<llama_model_hparams>() {
+            return Err(Error::invalid(format!(
+                "out->size is {size}, expected sizeof(llama_model_hparams) = {}",
+                std::mem::size_of::<llama_model_hparams>()
+            )));
+        }
+        let hp = &m.hparams;
+        let i = |v: usize| v.min(i32::MAX as usize) as i32;
+        let h = llama_model_hparams {
+            size,
+            version: m.version as i32,
+            n_vocab: i(hp.n_vocab),
+            n_embd: i(hp.n_embd),
+            n_layer: i(hp.n_layer),
+            n_head: i(hp.n_head),
+            n_head_kv: i(hp.n_head_kv),
+            n_ff: i(hp.n_ff),
+            n_ctx_train: i(hp.n_ctx_train),
+            rope_theta: hp.rope_theta,
+            norm_eps: hp.norm_eps,
+            n_params: m.n_params(),
+        };
+        // SAFETY: checked non-null, and its size says it is a whole llama_model_hparams.
+        unsafe { *out = h };
+        Ok(())
     })
 }
 

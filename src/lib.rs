@@ -7,12 +7,14 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod ckpt;
 pub mod error;
 pub mod ffi;
 pub mod gguf;
 pub mod llama2c;
 pub mod loader;
 pub mod log;
+pub mod mindformers;
 pub mod model;
 pub mod safetensors;
 pub mod sampler;

@@ -12,11 +12,12 @@ use crate::backend::Backend;
 use crate::error::{Error, Result, Status};
 use crate::gguf::{self, GgufFile};
 use crate::llama2c;
-use crate::model::{Compute, Hparams, Layer, Matrix, Model, Weights};
+use crate::model::{Compute, FusedLayout, Hparams, Layer, Matrix, Model, Projections, Span, Weights};
 use crate::safetensors;
 use crate::storage::Storage;
 use crate::tensor::TensorInfo;
 use crate::tokenizer::Tokenizer;
+use crate::{ckpt, mindformers};
 
 /// `LLAMA_DEVICE_CPU`.
 pub const DEVICE_CPU: i32 = 0;
@@ -64,6 +65,8 @@ enum Scheme {
     Hf,
     /// Meta / llama2.c: `layers.N.attention.wq.weight`.
     Meta,
+    /// MindFormers `.ckpt`: `model.layers.N.attention.wq.weight`, fused `w_qkv` / `w_gate_hidden`.
+    MindFormers,
 }
 
 /// The tensors of one layer, by role.
@@ -78,10 +81,15 @@ enum Role {
     Gate,
     Up,
     Down,
+    /// Fused q/k/v (MindFormers `w_qkv`).
+    Qkv,
+    /// Fused gate/up (MindFormers `w_gate_hidden`).
+    GateUp,
 }
 
 impl Scheme {
     fn layer_name(self, role: Role, i: usize) -> String {
+        // (GGUF, HF, Meta and MindFormers share the per-layer part of the name)
         let (gguf, hf, meta) = match role {
             Role::AttnNorm => ("attn_norm", "input_layernorm", "attention_norm"),
             Role::Q => ("attn_q", "self_attn.q_proj", "attention.wq"),
@@ -92,18 +100,23 @@ impl Scheme {
             Role::Gate => ("ffn_gate", "mlp.gate_proj", "feed_forward.w1"),
             Role::Up => ("ffn_up", "mlp.up_proj", "feed_forward.w3"),
             Role::Down => ("ffn_down", "mlp.down_proj", "feed_forward.w2"),
+            Role::Qkv => ("attn_qkv", "self_attn.qkv_proj", "attention.w_qkv"),
+            Role::GateUp => ("ffn_gate_up", "mlp.gate_up_proj", "feed_forward.w_gate_hidden"),
         };
         match self {
             Scheme::Gguf => format!("blk.{i}.{gguf}.weight"),
             Scheme::Hf => format!("model.layers.{i}.{hf}.weight"),
             Scheme::Meta => format!("layers.{i}.{meta}.weight"),
+            Scheme::MindFormers => format!("model.layers.{i}.{meta}.weight"),
         }
     }
-    fn embedding(self) -> &'static str {
+    /// The embedding's names, preferred first (MindFormers' Meta-converter writes the alias).
+    fn embedding(self) -> &'static [&'static str] {
         match self {
-            Scheme::Gguf => "token_embd.weight",
-            Scheme::Hf => "model.embed_tokens.weight",
-            Scheme::Meta => "tok_embeddings.weight",
+            Scheme::Gguf => &["token_embd.weight"],
+            Scheme::Hf => &["model.embed_tokens.weight"],
+            Scheme::Meta => &["tok_embeddings.weight"],
+            Scheme::MindFormers => &["model.tok_embeddings.embedding_weight", "model.tok_embeddings.weight"],
         }
     }
     fn output_norm(self) -> &'static str {
@@ -111,12 +124,13 @@ impl Scheme {
             Scheme::Gguf => "output_norm.weight",
             Scheme::Hf => "model.norm.weight",
             Scheme::Meta => "norm.weight",
+            Scheme::MindFormers => "model.norm_out.weight",
         }
     }
     fn output(self) -> &'static str {
         match self {
             Scheme::Gguf => "output.weight",
-            Scheme::Hf => "lm_head.weight",
+            Scheme::Hf | Scheme::MindFormers => "lm_head.weight",
             Scheme::Meta => "output.weight",
         }
     }
@@ -150,8 +164,14 @@ struct Source {
     tensors: Vec<TensorInfo>,
     hp: Partial,
     tokenizer: Option<(Tokenizer, String)>,
-    /// Where to look for a `tokenizer.model` when none is embedded or given.
-    tokenizer_dirs: Vec<PathBuf>,
+    /// Tokenizer files to try, in order, when none is embedded or given.
+    tokenizer_files: Vec<PathBuf>,
+    /// Tensors stored in several pieces (MindSpore slices), by name.
+    spans: HashMap<String, Vec<Span>>,
+    /// Row layout of fused matrices, where the format has them.
+    fused_layout: FusedLayout,
+    /// Values the reader took from defaults.
+    assumed: Vec<String>,
 }
 
 /// Load a model: see `llama_load` in `include/runllama.h`.
@@ -184,10 +204,8 @@ pub fn load(path: &Path, mut opts: LoadOptions<'_>) -> Result<Model> {
         } else if llama2c::is_llama2c(bytes) || path.extension().is_some_and(|e| e == "bin") {
             // A .bin that is not recognised gets llama2.c's own precise error (e.g. truncation).
             open_llama2c(path, storage, &opts)?
-        } else if looks_like_mindspore_ckpt(bytes) {
-            return Err(Error::unsupported(format!(
-                "{shown}: this looks like a MindSpore .ckpt checkpoint, which this version cannot read yet"
-            )));
+        } else if ckpt::is_ckpt(bytes) {
+            open_ckpt(path, storage, &opts)?
         } else {
             let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
             return Err(Error::format(format!(
@@ -202,10 +220,9 @@ pub fn load(path: &Path, mut opts: LoadOptions<'_>) -> Result<Model> {
         src.tokenizer = Some((read_tokenizer(tp)?, tp.display().to_string()));
     }
     if src.tokenizer.is_none() {
-        for dir in &src.tokenizer_dirs {
-            let cand = dir.join("tokenizer.model");
+        for cand in &src.tokenizer_files {
             if cand.is_file() {
-                src.tokenizer = Some((read_tokenizer(&cand)?, cand.display().to_string()));
+                src.tokenizer = Some((read_tokenizer(cand)?, cand.display().to_string()));
                 break;
             }
         }
@@ -251,6 +268,7 @@ pub fn load_vocab(tokenizer_path: &Path, version: i32) -> Result<Model> {
             rope_layout: RopeLayout::Interleaved,
         },
         tensors: Vec::new(),
+        c_names: Default::default(),
         assumed: Vec::new(),
         bos: tokenizer.bos().unwrap_or(1),
         eos: tokenizer.eos().unwrap_or(2),
@@ -266,12 +284,152 @@ fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
     Tokenizer::from_file_bytes(&bytes, &shown)
 }
 
-/// A MindSpore checkpoint is a protobuf starting with field 1 (length-delimited), or an
-/// encrypted one with its magic.
-fn looks_like_mindspore_ckpt(bytes: &[u8]) -> bool {
-    bytes.first() == Some(&0x0A)
-        || bytes.starts_with(&[0xD8, 0x5E, 0x3A, 0x7F])
-        || bytes.starts_with(&[0xD9, 0x5E, 0x3A, 0x7F])
+/// A MindSpore `.ckpt` from MindFormers: weights in place (pieces of a split tensor become
+/// spans), hyper-parameters from a MindFormers yaml (`config_path`) or, without one, from the
+/// shapes plus the version's defaults (recorded in `assumed`).
+fn open_ckpt(path: &Path, storage: Storage, opts: &LoadOptions<'_>) -> Result<Source> {
+    let shown = path.display().to_string();
+    let verify = std::env::var_os("RUNLLAMA_CKPT_VERIFY_CRC").is_some_and(|v| v == "1");
+    let file = ckpt::parse(storage.bytes(), &shown, verify)?;
+    let mut tensors = Vec::new();
+    let mut spans = HashMap::new();
+    for t in file.tensors {
+        // Optimizer moments, step counters and strings are not weights of the network.
+        let Some(dtype) = t.dtype.weight_dtype() else { continue };
+        if t.name.starts_with("adam_") || t.name.starts_with("moment") || t.name.starts_with("accu_") {
+            continue;
+        }
+        let nbytes = t.nbytes();
+        let offset = t.segments.first().map_or(0, |s| s.offset);
+        if t.segments.len() > 1 {
+            let pieces: Vec<Span> = t.segments.iter().map(|s| Span { file: 0, offset: s.offset, len: s.len }).collect();
+            spans.insert(t.name.clone(), pieces);
+        }
+        tensors.push(TensorInfo { name: t.name, dtype, shape: t.shape, file: 0, offset, nbytes });
+    }
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut tokenizer_files = vec![dir.join("tokenizer.model")];
+    let mut hp = Partial::default();
+    let mut assumed = Vec::new();
+    let mut layout = None;
+    let shape_of = |name: &str| tensors.iter().find(|t| t.name == name).map(|t| t.shape.clone());
+    let emb = ["model.tok_embeddings.embedding_weight", "model.tok_embeddings.weight"]
+        .iter()
+        .find_map(|n| shape_of(n))
+        .ok_or_else(|| {
+            Error::format(format!(
+                "{shown}: no model.tok_embeddings.embedding_weight tensor: not a MindFormers LLaMA checkpoint"
+            ))
+        })?;
+    let (n_vocab, n_embd) = match emb[..] {
+        [v, e] => (v, e),
+        _ => return Err(Error::format(format!("{shown}: the embedding has shape {emb:?}, expected [vocab, hidden]"))),
+    };
+    match &opts.config_path {
+        Some(cfg) if is_json(cfg) => apply_hf_config(&mut hp, cfg)?,
+        Some(cfg) => {
+            let cshown = cfg.display().to_string();
+            let text =
+                std::fs::read_to_string(cfg).map_err(|e| Error::io(format!("{cshown}: cannot read config: {e}")))?;
+            let c = mindformers::parse_yaml(&text, &cshown)?;
+            if let Some(m) = c.extend_method.as_deref() {
+                if m != "None" && !m.is_empty() {
+                    return Err(Error::unsupported(format!(
+                        "{cshown}: extend_method {m:?} (RoPE scaling) is not supported"
+                    )));
+                }
+            }
+            hp.n_embd = c.hidden_size;
+            hp.n_layer = c.num_layers;
+            hp.n_head = c.num_heads;
+            hp.n_head_kv = c.n_kv_heads.or(c.num_heads);
+            hp.n_vocab = c.vocab_size;
+            hp.n_ff = c.ffn_size(c.hidden_size.unwrap_or(n_embd));
+            hp.norm_eps = Some(c.rms_norm_eps.unwrap_or(mindformers::DEFAULT_RMS_NORM_EPS) as f32);
+            hp.rope_theta = Some(c.theta.unwrap_or(mindformers::DEFAULT_THETA) as f32);
+            hp.n_ctx_train = c.max_position_embedding.or(c.seq_length);
+            hp.bos = c.bos_token_id.and_then(|v| u32::try_from(v).ok());
+            hp.eos = c.eos_token_id.and_then(|v| u32::try_from(v).ok());
+            hp.tied = Some(c.tie_word_embeddings.unwrap_or(false));
+            layout = c.qkv_concat_layout.map(|l| match l {
+                mindformers::QkvConcatLayout::Grouped => FusedLayout::Grouped,
+                mindformers::QkvConcatLayout::Concat => FusedLayout::Concat,
+            });
+            if let Some(v) = &c.tokenizer_vocab_file {
+                let base = cfg.parent().map(Path::to_path_buf).unwrap_or_default();
+                tokenizer_files.insert(0, base.join(v));
+                tokenizer_files.insert(1, dir.join(Path::new(v).file_name().unwrap_or_default()));
+            }
+        }
+        None => {}
+    }
+    // What the shapes give when no config says it; the rest from the version's defaults.
+    let version = match opts.version {
+        0 if n_vocab >= 128_000 => 3,
+        0 => 2,
+        v => v,
+    };
+    let head_dim = 128;
+    if hp.n_head.is_none() {
+        let n = n_embd / head_dim;
+        hp.n_head = Some(n);
+        assumed.push(format!(
+            "n_head={n} (head_dim {head_dim} of LLaMA {version}; pass a MindFormers yaml to set num_heads)"
+        ));
+    }
+    let hd = (hp.n_embd.unwrap_or(n_embd) / hp.n_head.unwrap_or(1).max(1)).max(1);
+    let wk = shape_of("model.layers.0.attention.wk.weight").map(|s| s[0]);
+    let fused_qkv = shape_of("model.layers.0.attention.w_qkv.weight").map(|s| s[0]);
+    let fused_ffn = shape_of("model.layers.0.feed_forward.w_gate_hidden.weight").map(|s| s[0]);
+    if hp.n_head_kv.is_none() {
+        if let Some(r) = wk.or(fused_qkv.map(|r| r.saturating_sub(n_embd) / 2)) {
+            hp.n_head_kv = Some(r / hd);
+            assumed.push(format!("n_head_kv={} (from the k projection's {r} rows)", r / hd));
+        }
+    }
+    if hp.n_ff.is_none() {
+        hp.n_ff = shape_of("model.layers.0.feed_forward.w1.weight").map(|s| s[0]).or(fused_ffn.map(|r| r / 2));
+    }
+    let (theta, ctx) = if version == 3 { (500_000.0, 8192) } else { (10_000.0, 4096) };
+    if hp.rope_theta.is_none() {
+        hp.rope_theta = Some(theta);
+        assumed.push(format!("rope_theta={theta} (LLaMA {version} default)"));
+    }
+    if hp.norm_eps.is_none() {
+        hp.norm_eps = Some(1e-5);
+        assumed.push("norm_eps=1e-5 (LLaMA default)".into());
+    }
+    if hp.n_ctx_train.is_none() {
+        hp.n_ctx_train = Some(ctx);
+        assumed.push(format!("n_ctx_train={ctx} (LLaMA {version} default)"));
+    }
+    let fused_layout = layout.unwrap_or_else(|| {
+        if fused_qkv.is_some() || fused_ffn.is_some() {
+            assumed.push(
+                "qkv_concat_layout=grouped (the MindFormers >= 1.4 layout; put qkv_concat_layout: concat in the yaml for 1.2-1.3 files)"
+                    .into(),
+            );
+        }
+        FusedLayout::Grouped
+    });
+    Ok(Source {
+        format: "mindspore-ckpt",
+        scheme: Scheme::MindFormers,
+        rope_layout: RopeLayout::Halves,
+        files: vec![storage],
+        file_names: vec![shown],
+        tensors,
+        hp,
+        tokenizer: None,
+        tokenizer_files,
+        spans,
+        fused_layout,
+        assumed,
+    })
+}
+
+fn is_json(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
 }
 
 fn open_gguf(path: &Path, storage: Storage) -> Result<Source> {
@@ -328,7 +486,10 @@ fn open_gguf(path: &Path, storage: Storage) -> Result<Source> {
         tensors: g.tensors,
         hp,
         tokenizer,
-        tokenizer_dirs: vec![dir],
+        tokenizer_files: vec![dir.join("tokenizer.model")],
+        spans: HashMap::new(),
+        fused_layout: FusedLayout::Concat,
+        assumed: Vec::new(),
     })
 }
 
@@ -359,7 +520,10 @@ fn open_llama2c(path: &Path, storage: Storage, opts: &LoadOptions<'_>) -> Result
         tensors,
         hp,
         tokenizer: None,
-        tokenizer_dirs: vec![dir],
+        tokenizer_files: vec![dir.join("tokenizer.model")],
+        spans: HashMap::new(),
+        fused_layout: FusedLayout::Concat,
+        assumed: Vec::new(),
     })
 }
 
@@ -441,7 +605,10 @@ fn open_safetensors(files: Vec<(PathBuf, Storage)>, dir: &Path, opts: &LoadOptio
         tensors,
         hp,
         tokenizer: None,
-        tokenizer_dirs: vec![dir.to_path_buf(), dir.join("original")],
+        tokenizer_files: vec![dir.join("tokenizer.model"), dir.join("original/tokenizer.model")],
+        spans: HashMap::new(),
+        fused_layout: FusedLayout::Concat,
+        assumed: Vec::new(),
     })
 }
 
@@ -527,17 +694,20 @@ fn apply_hf_config(hp: &mut Partial, path: &Path) -> Result<()> {
 /// Resolve the hyper-parameters and bind every tensor.
 fn bind(
     shown: &str,
-    src: Source,
+    mut src: Source,
     tokenizer: Tokenizer,
     tokenizer_source: String,
     opts: &mut LoadOptions<'_>,
 ) -> Result<Model> {
     let by_name: HashMap<&str, &TensorInfo> = src.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     let scheme = src.scheme;
-    let mut assumed = Vec::new();
-    let emb = *by_name
-        .get(scheme.embedding())
-        .ok_or_else(|| Error::format(format!("{shown}: tensor {:?} is missing", scheme.embedding())))?;
+    let mut assumed = std::mem::take(&mut src.assumed);
+    let emb_name = *scheme
+        .embedding()
+        .iter()
+        .find(|n| by_name.contains_key(*n))
+        .ok_or_else(|| Error::format(format!("{shown}: tensor {:?} is missing", scheme.embedding()[0])))?;
+    let emb = by_name[emb_name];
     if emb.shape.len() != 2 {
         return Err(Error::format(format!(
             "{shown}: tensor {:?} has shape {:?}, expected [n_vocab, n_embd]",
@@ -553,7 +723,7 @@ fn bind(
         None => {
             // Count the layers present.
             let mut n = 0;
-            while by_name.contains_key(scheme.layer_name(Role::Q, n).as_str()) {
+            while by_name.contains_key(scheme.layer_name(Role::O, n).as_str()) {
                 n += 1;
             }
             assumed.push(format!("n_layer={n} (counted from the tensors)"));
@@ -605,36 +775,43 @@ fn bind(
         )));
     }
 
-    let files = src.files;
+    let files = std::mem::take(&mut src.files);
     let file_names = &src.file_names;
-    let matrix = |name: &str, rows: usize, cols: usize| -> Result<Matrix> {
+    let spans_of = |t: &TensorInfo| -> Result<Vec<Span>> {
+        let spans = src
+            .spans
+            .get(&t.name)
+            .cloned()
+            .unwrap_or_else(|| vec![Span { file: t.file, offset: t.offset, len: t.nbytes }]);
+        check_bounds(t, &spans, &files, file_names)?;
+        Ok(spans)
+    };
+    let tensor = |name: &str, shape: &[usize]| -> Result<(&TensorInfo, Vec<Span>)> {
         let t = *by_name.get(name).ok_or_else(|| Error::format(format!("{shown}: tensor {name:?} is missing")))?;
-        if t.shape != [rows, cols] {
+        if t.shape != shape {
             return Err(Error::format(format!(
-                "{}: tensor {name:?} has shape {:?}, expected [{rows}, {cols}]",
+                "{}: tensor {name:?} has shape {:?}, expected {shape:?}",
                 file_names[t.file], t.shape
             )));
         }
-        check_bounds(t, &files, file_names)?;
-        Ok(Matrix { info: t.clone(), rows, cols })
+        Ok((t, spans_of(t)?))
+    };
+    let matrix = |name: &str, rows: usize, cols: usize| -> Result<Matrix> {
+        let (t, spans) = tensor(name, &[rows, cols])?;
+        Ok(Matrix { info: t.clone(), rows, cols, spans })
     };
     let vector = |name: &str, len: usize| -> Result<Vec<f32>> {
-        let t = *by_name.get(name).ok_or_else(|| Error::format(format!("{shown}: tensor {name:?} is missing")))?;
-        if t.shape != [len] {
-            return Err(Error::format(format!(
-                "{}: tensor {name:?} has shape {:?}, expected [{len}]",
-                file_names[t.file], t.shape
-            )));
-        }
-        check_bounds(t, &files, file_names)?;
-        let bytes = &files[t.file].bytes()[t.offset..t.offset + t.nbytes];
+        let (t, spans) = tensor(name, &[len])?;
+        let m = Matrix { info: t.clone(), rows: 1, cols: len, spans };
         let mut out = vec![0f32; len];
-        runllama_kernels::row_to_f32(t.dtype.kernel(), bytes, &mut out);
+        runllama_kernels::row_to_f32(t.dtype.kernel(), &m.rows_in(&files, 0, 1), &mut out);
         Ok(out)
     };
+    let layout = src.fused_layout;
+    let (n_head, n_head_kv, head_dim) = (hp.n_head, hp.n_head_kv, hp.head_dim());
 
     let (d, qd, kvd, ff) = (hp.n_embd, hp.n_head * hp.head_dim(), hp.kv_dim(), hp.n_ff);
-    let tok_embd = matrix(scheme.embedding(), hp.n_vocab, d)?;
+    let tok_embd = matrix(emb_name, hp.n_vocab, d)?;
     let mut layers = Vec::with_capacity(hp.n_layer);
     for i in 0..hp.n_layer {
         if let Some(cb) = opts.progress.as_mut() {
@@ -648,13 +825,25 @@ fn bind(
         let name = |r| scheme.layer_name(r, i);
         layers.push(Layer {
             attn_norm: vector(&name(Role::AttnNorm), d)?,
-            wq: matrix(&name(Role::Q), qd, d)?,
-            wk: matrix(&name(Role::K), kvd, d)?,
-            wv: matrix(&name(Role::V), kvd, d)?,
+            qkv: if by_name.contains_key(name(Role::Qkv).as_str()) {
+                Projections::Fused {
+                    w: matrix(&name(Role::Qkv), qd + 2 * kvd, d)?,
+                    order: layout.qkv_order(n_head, n_head_kv, head_dim),
+                }
+            } else {
+                Projections::Separate(vec![
+                    matrix(&name(Role::Q), qd, d)?,
+                    matrix(&name(Role::K), kvd, d)?,
+                    matrix(&name(Role::V), kvd, d)?,
+                ])
+            },
             wo: matrix(&name(Role::O), d, qd)?,
             ffn_norm: vector(&name(Role::FfnNorm), d)?,
-            w_gate: matrix(&name(Role::Gate), ff, d)?,
-            w_up: matrix(&name(Role::Up), ff, d)?,
+            gate_up: if by_name.contains_key(name(Role::GateUp).as_str()) {
+                Projections::Fused { w: matrix(&name(Role::GateUp), 2 * ff, d)?, order: layout.gate_up_order(ff) }
+            } else {
+                Projections::Separate(vec![matrix(&name(Role::Gate), ff, d)?, matrix(&name(Role::Up), ff, d)?])
+            },
             w_down: matrix(&name(Role::Down), d, ff)?,
         });
     }
@@ -704,6 +893,7 @@ fn bind(
         hparams: hp,
         compute: Some(Compute { weights: Weights { files, tok_embd, layers, output_norm, output }, backend }),
         tensors: src.tensors.clone(),
+        c_names: Default::default(),
         assumed,
         tokenizer_source,
         tokenizer,
@@ -712,17 +902,29 @@ fn bind(
     })
 }
 
-fn check_bounds(t: &TensorInfo, files: &[Storage], names: &[String]) -> Result<()> {
-    let len = files.get(t.file).map_or(0, |f| f.bytes().len());
-    let end = t.offset.checked_add(t.nbytes);
-    if end.is_none_or(|e| e > len) || t.nbytes != t.n_elements() * t.dtype.size() {
+/// Every span of `t` lies inside its file and the spans add up to the tensor's size.
+fn check_bounds(t: &TensorInfo, spans: &[Span], files: &[Storage], names: &[String]) -> Result<()> {
+    let total: usize = spans.iter().map(|s| s.len).sum();
+    if total != t.nbytes || t.nbytes != t.n_elements() * t.dtype.size() {
         return Err(Error::format(format!(
-            "{}: tensor {:?} at byte {} with {} bytes does not fit the file of {len} bytes",
+            "{}: tensor {:?} has {total} bytes in the file, its shape {:?} needs {}",
             names.get(t.file).map_or("?", |s| s.as_str()),
             t.name,
-            t.offset,
-            t.nbytes
+            t.shape,
+            t.n_elements() * t.dtype.size()
         )));
+    }
+    for s in spans {
+        let len = files.get(s.file).map_or(0, |f| f.bytes().len());
+        if s.offset.checked_add(s.len).is_none_or(|e| e > len) {
+            return Err(Error::format(format!(
+                "{}: tensor {:?} at byte {} with {} bytes does not fit the file of {len} bytes",
+                names.get(s.file).map_or("?", |s| s.as_str()),
+                t.name,
+                s.offset,
+                s.len
+            )));
+        }
     }
     Ok(())
 }

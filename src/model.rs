@@ -2,6 +2,7 @@
 //! into those files. Nothing here copies a weight matrix; only the tiny norm vectors are widened
 //! to f32 on the heap.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use runllama_kernels::RopeLayout;
@@ -68,18 +69,65 @@ impl Hparams {
     }
 }
 
-/// A weight matrix `[rows, cols]` living in one of the model's mapped files.
+/// A run of a tensor's bytes in one file. A tensor is the concatenation of its spans: one for
+/// most formats, several for a MindSpore tensor saved in pieces (which may split mid-row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// Index of the file in [`Weights::files`].
+    pub file: usize,
+    /// Absolute byte offset in that file.
+    pub offset: usize,
+    /// Byte length.
+    pub len: usize,
+}
+
+/// A weight matrix `[rows, cols]` living in the model's mapped files.
 #[derive(Clone, Debug)]
 pub struct Matrix {
-    /// The stored tensor (name, dtype, file, offset).
+    /// The stored tensor (name, dtype, first file and offset).
     pub info: TensorInfo,
     /// Output dimension.
     pub rows: usize,
     /// Input dimension (elements per row).
     pub cols: usize,
+    /// The tensor's bytes, in order (their lengths add up to `info.nbytes`).
+    pub spans: Vec<Span>,
 }
 
 impl Matrix {
+    /// The bytes of rows `r0..r1`: borrowed from the mapping when they lie in one span (always,
+    /// for single-span tensors); otherwise the few rows that straddle a span boundary are
+    /// gathered into a small buffer.
+    pub fn rows<'a>(&self, w: &'a Weights, r0: usize, r1: usize) -> Cow<'a, [u8]> {
+        self.rows_in(&w.files, r0, r1)
+    }
+
+    /// [`Matrix::rows`] given the files directly (while the weights are being assembled).
+    pub fn rows_in<'a>(&self, files: &'a [Storage], r0: usize, r1: usize) -> Cow<'a, [u8]> {
+        let rb = self.row_bytes();
+        let (start, end) = (r0 * rb, r1 * rb);
+        let mut base = 0;
+        for s in &self.spans {
+            if start >= base && end <= base + s.len {
+                let data = files[s.file].bytes();
+                let from = s.offset + (start - base);
+                return Cow::Borrowed(&data[from..from + (end - start)]);
+            }
+            base += s.len;
+        }
+        let mut out = Vec::with_capacity(end - start);
+        let mut base = 0;
+        for s in &self.spans {
+            let (lo, hi) = (start.max(base), end.min(base + s.len));
+            if lo < hi {
+                let data = files[s.file].bytes();
+                out.extend_from_slice(&data[s.offset + (lo - base)..s.offset + (hi - base)]);
+            }
+            base += s.len;
+        }
+        Cow::Owned(out)
+    }
+
     /// Element type.
     pub fn dtype(&self) -> DType {
         self.info.dtype
@@ -90,25 +138,73 @@ impl Matrix {
     }
 }
 
+/// Projections that MindFormers may store fused in one matrix (`w_qkv`, `w_gate_hidden`).
+/// A fused matrix is multiplied once; `order[r]` then says where its output row `r` goes in the
+/// unfused `[first | second (| third)]` order.
+#[derive(Clone, Debug)]
+pub enum Projections {
+    /// One matrix per projection (q, k, v or gate, up).
+    Separate(Vec<Matrix>),
+    /// One fused matrix and the destination of each of its output rows.
+    Fused {
+        /// The fused matrix.
+        w: Matrix,
+        /// `order[r]` = index of fused row `r` in the unfused concatenation.
+        order: Vec<u32>,
+    },
+}
+
+/// The row layouts of MindFormers' fused matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FusedLayout {
+    /// MindFormers 1.2–1.3: plain concatenation `[wq; wk; wv]`, `[w1; w3]`.
+    Concat,
+    /// MindFormers >= 1.4 ("hf2mg"): per KV head `[its q heads | k head | v head]`; gate/up rows
+    /// interleaved `w1[0], w3[0], w1[1], ...`.
+    Grouped,
+}
+
+impl FusedLayout {
+    /// Destination of each `w_qkv` output row in `[q | k | v]` order.
+    pub fn qkv_order(self, n_head: usize, n_head_kv: usize, head_dim: usize) -> Vec<u32> {
+        let (qd, kvd) = (n_head * head_dim, n_head_kv * head_dim);
+        match self {
+            FusedLayout::Concat => (0..(qd + 2 * kvd) as u32).collect(),
+            FusedLayout::Grouped => {
+                let rep = n_head / n_head_kv;
+                let mut order = Vec::with_capacity(qd + 2 * kvd);
+                for g in 0..n_head_kv {
+                    order.extend((g * rep * head_dim..(g + 1) * rep * head_dim).map(|r| r as u32));
+                    order.extend((qd + g * head_dim..qd + (g + 1) * head_dim).map(|r| r as u32));
+                    order.extend((qd + kvd + g * head_dim..qd + kvd + (g + 1) * head_dim).map(|r| r as u32));
+                }
+                order
+            }
+        }
+    }
+    /// Destination of each `w_gate_hidden` output row in `[gate | up]` order.
+    pub fn gate_up_order(self, n_ff: usize) -> Vec<u32> {
+        match self {
+            FusedLayout::Concat => (0..2 * n_ff as u32).collect(),
+            FusedLayout::Grouped => (0..2 * n_ff).map(|r| ((r % 2) * n_ff + r / 2) as u32).collect(),
+        }
+    }
+}
+
 /// The weights of one transformer block.
 #[derive(Clone, Debug)]
 pub struct Layer {
     /// RMSNorm weight before attention, widened to f32.
     pub attn_norm: Vec<f32>,
-    /// Query projection `[n_head*head_dim, n_embd]`.
-    pub wq: Matrix,
-    /// Key projection `[n_head_kv*head_dim, n_embd]`.
-    pub wk: Matrix,
-    /// Value projection `[n_head_kv*head_dim, n_embd]`.
-    pub wv: Matrix,
+    /// Query `[n_head*head_dim, n_embd]`, key and value `[n_head_kv*head_dim, n_embd]`
+    /// projections, separate or fused.
+    pub qkv: Projections,
     /// Attention output projection `[n_embd, n_head*head_dim]`.
     pub wo: Matrix,
     /// RMSNorm weight before the FFN, widened to f32.
     pub ffn_norm: Vec<f32>,
-    /// SwiGLU gate `[n_ff, n_embd]` (w1).
-    pub w_gate: Matrix,
-    /// SwiGLU up `[n_ff, n_embd]` (w3).
-    pub w_up: Matrix,
+    /// SwiGLU gate (w1) and up (w3) projections `[n_ff, n_embd]`, separate or fused.
+    pub gate_up: Projections,
     /// SwiGLU down `[n_embd, n_ff]` (w2).
     pub w_down: Matrix,
 }
@@ -128,14 +224,6 @@ pub struct Weights {
     pub output: Matrix,
 }
 
-impl Weights {
-    /// The bytes of a matrix, in place in its file.
-    pub fn bytes(&self, m: &Matrix) -> &[u8] {
-        let data = self.files[m.info.file].bytes();
-        &data[m.info.offset..m.info.offset + m.info.nbytes]
-    }
-}
-
 /// A loaded model: immutable, shared by all its sessions (`Arc<Model>`).
 pub struct Model {
     /// The path it was loaded from.
@@ -151,6 +239,8 @@ pub struct Model {
     pub compute: Option<Compute>,
     /// Every tensor as stored, in file order (for `llama_model_describe`).
     pub tensors: Vec<TensorInfo>,
+    /// The tensor names as C strings, made on first use by `llama_model_tensor`.
+    pub c_names: std::sync::OnceLock<Vec<std::ffi::CString>>,
     /// Values that came from defaults rather than the files (for `llama_model_describe`).
     pub assumed: Vec<String>,
     /// Where the tokenizer came from (a path, or "embedded").
@@ -190,10 +280,10 @@ impl Model {
         self.tensors.iter().map(|t| t.n_elements() as u64).sum()
     }
 
-    /// The element type of the big matrices (that of layer 0's query projection).
+    /// The element type of the big matrices (that of layer 0's output projection).
     pub fn main_dtype(&self) -> Option<DType> {
         let w = &self.compute.as_ref()?.weights;
-        Some(w.layers.first().map_or(w.tok_embd.dtype(), |l| l.wq.dtype()))
+        Some(w.layers.first().map_or(w.tok_embd.dtype(), |l| l.wo.dtype()))
     }
 
     /// The weights and backend, or `Unsupported` for a vocabulary-only model.

@@ -30,6 +30,14 @@ impl DType {
             DType::BF16 => "BF16",
         }
     }
+    /// [`DType::name`] as a C string.
+    pub fn c_name(self) -> &'static std::ffi::CStr {
+        match self {
+            DType::F32 => c"F32",
+            DType::F16 => c"F16",
+            DType::BF16 => c"BF16",
+        }
+    }
     /// The kernels crate's name for this weight type.
     pub fn kernel(self) -> runllama_kernels::WeightType {
         match self {

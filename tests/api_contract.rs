@@ -101,11 +101,14 @@ fn load_errors_name_the_file_and_problem() {
     let empty = dir.join("empty.gguf");
     std::fs::write(&empty, b"").unwrap();
     assert_eq!(unsafe { llama_load(cstr(&empty).as_ptr(), &lp, &mut m) }, LLAMA_ERR_FORMAT);
-    // A MindSpore-looking file is reported as unsupported, not as garbage.
+    // An encrypted MindSpore checkpoint is reported as unsupported, not as garbage.
     let ckpt = dir.join("model.ckpt");
-    std::fs::write(&ckpt, [0x0A, 0x10, 0x0A, 0x03, b'a', b'b', b'c']).unwrap();
+    std::fs::write(&ckpt, [0xD9, 0x5E, 0x3A, 0x7F, 1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
     assert_eq!(unsafe { llama_load(cstr(&ckpt).as_ptr(), &lp, &mut m) }, LLAMA_ERR_UNSUPPORTED);
-    assert!(last_error().contains("MindSpore"), "{}", last_error());
+    assert!(last_error().contains("encrypted"), "{}", last_error());
+    // A truncated plain checkpoint is a format error.
+    std::fs::write(&ckpt, [0x0A, 0x10, 0x0A, 0x03, b'a', b'b', b'c']).unwrap();
+    assert_eq!(unsafe { llama_load(cstr(&ckpt).as_ptr(), &lp, &mut m) }, LLAMA_ERR_FORMAT);
     // A directory with nothing loadable.
     assert_eq!(
         unsafe { llama_load(cstr(&dir.join("..").join(dir.file_name().unwrap())).as_ptr(), &lp, &mut m) },
@@ -610,5 +613,47 @@ fn vocab_only_models_tokenize_but_cannot_step() {
         assert_eq!(llama_load_vocab(gguf.as_ptr(), 0, &mut m), LLAMA_ERR_FORMAT);
         assert_eq!(llama_load_vocab(null(), 0, &mut m), LLAMA_ERR_INVALID_ARGUMENT);
         assert!(m.is_null());
+    }
+}
+
+#[test]
+fn tensor_listing_and_hparams() {
+    let m = load(GGUF);
+    unsafe {
+        let n = llama_model_n_tensors(m.0);
+        assert_eq!(n, 47);
+        let mut t = llama_tensor_info {
+            size: std::mem::size_of::<llama_tensor_info>() as u32,
+            n_dims: 0,
+            name: null(),
+            dtype: null(),
+            shape: [0; 8],
+        };
+        let mut found = false;
+        for i in 0..n {
+            assert_eq!(llama_model_tensor(m.0, i, &mut t), LLAMA_OK);
+            if CStr::from_ptr(t.name).to_str().unwrap() == "blk.0.attn_k.weight" {
+                assert_eq!((t.n_dims, t.shape[0], t.shape[1]), (2, 32, 64));
+                assert_eq!(CStr::from_ptr(t.dtype).to_str().unwrap(), "F32");
+                found = true;
+            }
+        }
+        assert!(found);
+        assert_eq!(llama_model_tensor(m.0, n, &mut t), LLAMA_ERR_INVALID_ARGUMENT);
+        assert_eq!(llama_model_tensor(m.0, -1, &mut t), LLAMA_ERR_INVALID_ARGUMENT);
+        assert_eq!(llama_model_tensor(m.0, 0, null_mut()), LLAMA_ERR_INVALID_ARGUMENT);
+        t.size = 3;
+        assert_eq!(llama_model_tensor(m.0, 0, &mut t), LLAMA_ERR_INVALID_ARGUMENT);
+        let mut hp: llama_model_hparams = std::mem::zeroed();
+        assert_eq!(llama_model_get_hparams(m.0, &mut hp), LLAMA_ERR_INVALID_ARGUMENT, "size not set");
+        hp.size = std::mem::size_of::<llama_model_hparams>() as u32;
+        assert_eq!(llama_model_get_hparams(m.0, &mut hp), LLAMA_OK);
+        assert_eq!(
+            (hp.version, hp.n_vocab, hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.n_ff),
+            (2, 512, 64, 5, 8, 4, 172)
+        );
+        assert_eq!(hp.n_params, 260_032);
+        assert_eq!(llama_model_n_tensors(null()), LLAMA_ERR_INVALID_ARGUMENT);
+        llama_model_free(m.0);
     }
 }

@@ -499,3 +499,36 @@ fn api_test_passes_under_address_and_undefined_behaviour_sanitizers() {
     }
     assert!(o.status.success(), "api_test under ASan/UBSan failed\n{}", show(&o));
 }
+
+#[test]
+fn run_model_and_ckpt_info_on_mindspore_checkpoints() {
+    if skip() {
+        return;
+    }
+    let mf = |f: &str| root().join("tests/data/mindformers").join(f).to_string_lossy().into_owned();
+    let expected = expected_stdout();
+    // Split (16 KiB slices, some mid-row) and fused-QKV checkpoints with their MindFormers yaml;
+    // the tokenizer.model beside the weights is found without -F.
+    for (ckpt, yaml) in [
+        ("stories260K-sliced16k.ckpt", "stories260K.yaml"),
+        ("stories260K-qkvconcat.ckpt", "stories260K-qkvconcat.yaml"),
+        ("stories260K-tied.ckpt", "stories260K-tied.yaml"),
+    ] {
+        let o = run_model(&["-M", &mf(ckpt), "-C", &mf(yaml)]);
+        assert_ok_with_stdout(&o, &expected, ckpt);
+    }
+    let exe = build("ckpt_info", Link::Shared);
+    let o = run_cmd(program(&exe).args(["-C", &mf("stories260K.yaml"), &mf("stories260K-sliced16k.ckpt")]));
+    assert!(o.status.success(), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(": 48 tensors"), "{out}");
+    assert!(out.contains("model.tok_embeddings.embedding_weight") && out.contains("F32   [512, 64]"), "{out}");
+    assert!(out.contains("n_head 8, n_head_kv 4, n_ff 172"), "{out}");
+    // Every line of the listing: index, name, dtype, shape.
+    assert_eq!(out.lines().filter(|l| l.trim_end().ends_with(']')).count(), 48, "{out}");
+    let o = run_cmd(program(&exe).arg(&data("stories260K-f16.gguf")));
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("blk.0.attn_k.weight"), "{}", show(&o));
+    let o = run_cmd(&mut program(&exe));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+}

@@ -9,7 +9,7 @@ use runllama_kernels as k;
 
 use super::{Backend, Batch, SessionState};
 use crate::error::{Error, Result, Status};
-use crate::model::{Hparams, Matrix, Weights};
+use crate::model::{Hparams, Matrix, Projections, Weights};
 
 /// Rows per parallel task in a matrix product.
 const ROW_BLOCK: usize = 64;
@@ -100,13 +100,12 @@ impl Backend for CpuBackend {
 
 /// `out[t, r] = dot(m[r, :], x[t, :])` for the `n` rows of `x`, rows split over the pool.
 fn matmul(w: &Weights, m: &Matrix, x: &[f32], n: usize, out: &mut [f32]) {
-    let bytes = w.bytes(m);
     let wt = m.dtype().kernel();
-    let (rows, cols, rb) = (m.rows, m.cols, m.row_bytes());
+    let (rows, cols) = (m.rows, m.cols);
     if n == 1 {
         out[..rows].par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(b, o)| {
             let r0 = b * ROW_BLOCK;
-            k::matvec(wt, &bytes[r0 * rb..(r0 + o.len()) * rb], &x[..cols], o);
+            k::matvec(wt, &m.rows(w, r0, r0 + o.len()), &x[..cols], o);
         });
         return;
     }
@@ -116,7 +115,7 @@ fn matmul(w: &Weights, m: &Matrix, x: &[f32], n: usize, out: &mut [f32]) {
             let r0 = b * ROW_BLOCK;
             let nr = ROW_BLOCK.min(rows - r0);
             let mut o = vec![0f32; nr * n];
-            k::matmul(wt, &bytes[r0 * rb..(r0 + nr) * rb], nr, cols, x, n, &mut o);
+            k::matmul(wt, &m.rows(w, r0, r0 + nr), nr, cols, x, n, &mut o);
             (r0, o)
         })
         .collect();
@@ -124,6 +123,33 @@ fn matmul(w: &Weights, m: &Matrix, x: &[f32], n: usize, out: &mut [f32]) {
         let nr = o.len() / n;
         for t in 0..n {
             out[t * rows + r0..t * rows + r0 + nr].copy_from_slice(&o[t * nr..(t + 1) * nr]);
+        }
+    }
+}
+
+/// Apply projections to `x` (`n` rows): each output `outs[i]` is `[n, rows_i]`.
+fn project(w: &Weights, p: &Projections, x: &[f32], n: usize, outs: &mut [&mut [f32]]) {
+    match p {
+        Projections::Separate(ms) => {
+            for (m, o) in ms.iter().zip(outs.iter_mut()) {
+                matmul(w, m, x, n, o);
+            }
+        }
+        Projections::Fused { w: m, order } => {
+            let widths: Vec<usize> = outs.iter().map(|o| o.len() / n).collect();
+            let total: usize = widths.iter().sum();
+            let mut fused = vec![0f32; n * m.rows];
+            matmul(w, m, x, n, &mut fused);
+            for t in 0..n {
+                for (r, &dst) in order.iter().enumerate() {
+                    let (mut i, mut d) = (0, dst as usize);
+                    while d >= widths[i] {
+                        d -= widths[i];
+                        i += 1;
+                    }
+                    outs[i][t * widths[i] + d] = fused[t * total + r];
+                }
+            }
         }
     }
 }
@@ -154,11 +180,9 @@ fn forward(
 
     // x[t] = embedding row of tokens[t]
     let mut x = vec![0f32; n * d];
-    let emb = w.bytes(&w.tok_embd);
-    let erb = w.tok_embd.row_bytes();
     for (t, &tok) in tokens.iter().enumerate() {
         let r = tok as usize;
-        k::row_to_f32(w.tok_embd.dtype().kernel(), &emb[r * erb..(r + 1) * erb], &mut x[t * d..(t + 1) * d]);
+        k::row_to_f32(w.tok_embd.dtype().kernel(), &w.tok_embd.rows(w, r, r + 1), &mut x[t * d..(t + 1) * d]);
     }
     let mut xb = vec![0f32; n * d];
     let mut q = vec![0f32; n * qd];
@@ -174,9 +198,7 @@ fn forward(
         for t in 0..n {
             k::rmsnorm(&mut xb[t * d..(t + 1) * d], &x[t * d..(t + 1) * d], &layer.attn_norm, hp.norm_eps);
         }
-        matmul(w, &layer.wq, &xb, n, &mut q);
-        matmul(w, &layer.wk, &xb, n, &mut kk);
-        matmul(w, &layer.wv, &xb, n, &mut vv);
+        project(w, &layer.qkv, &xb, n, &mut [&mut q, &mut kk, &mut vv]);
         for t in 0..n {
             k::rope(&mut q[t * qd..(t + 1) * qd], hd, pos + t, &inv_freq, hp.rope_layout);
             k::rope(&mut kk[t * kvd..(t + 1) * kvd], hd, pos + t, &inv_freq, hp.rope_layout);
@@ -208,8 +230,7 @@ fn forward(
         for t in 0..n {
             k::rmsnorm(&mut xb[t * d..(t + 1) * d], &x[t * d..(t + 1) * d], &layer.ffn_norm, hp.norm_eps);
         }
-        matmul(w, &layer.w_gate, &xb, n, &mut gate);
-        matmul(w, &layer.w_up, &xb, n, &mut up);
+        project(w, &layer.gate_up, &xb, n, &mut [&mut gate, &mut up]);
         k::silu_mul(&mut gate, &up);
         matmul(w, &layer.w_down, &gate, n, &mut proj);
         for (xi, pi) in x.iter_mut().zip(&proj) {

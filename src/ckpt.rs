@@ -1,0 +1,1027 @@
+//! MindSpore `.ckpt` reader and writer (the checkpoints MindFormers ships for LLaMA).
+//!
+//! Layout (`checkpoint.proto`, proto2): the whole file is one protobuf message
+//! `Checkpoint { repeated Value value = 1; }` with
+//! `Value { string tag = 1; TensorProto tensor = 2; MapTensorProto maptensor = 3; }` and
+//! `TensorProto { repeated int64 dims = 1; string tensor_type = 2; bytes tensor_content = 3; }`.
+//! MindSpore appends one serialized one-entry `Checkpoint` per tensor piece, so the file is a run
+//! of `0A <len> Value` records with no header, index, padding or alignment. An optional 17-byte
+//! trailer `"crc_num"` + a 10-byte big-endian CRC-32 (IEEE, of every byte before the trailer)
+//! ends files saved with `crc_check=True`. Encrypted files start with a little-endian `u32` magic
+//! ([`GCM_MAGIC`], [`CBC_MAGIC`], [`SM4_CBC_MAGIC`]) and are reported as unsupported.
+//!
+//! A tensor larger than the slice size (512 MiB) is stored as several consecutive Values with the
+//! same tag, each repeating the full dims and dtype and holding a part of the C-order bytes. The
+//! parser turns each maximal run of same-tag Values into one [`CkptTensor`] with one [`Segment`]
+//! per piece. Pieces may end in the middle of a row; offsets have no alignment.
+//!
+//! The parser walks the protobuf in place: tensor bytes are described (absolute file offsets),
+//! never copied. Every varint and length is checked against the message that encloses it, so a
+//! corrupt or hostile file gives an [`Error`] and never a panic or a huge allocation.
+//!
+//! [`CkptWriter`] writes files byte-identical to MindSpore 2.10's synchronous `save_checkpoint`.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+
+use crate::error::{Error, Result};
+use crate::tensor::DType;
+
+/// MindSpore's slice size: a tensor of more than this many bytes is stored in several pieces.
+pub const SLICE_BYTES: usize = 536_870_912;
+
+/// Little-endian `u32` at the start of a file encrypted with `enc_mode="AES-GCM"` (the default).
+pub const GCM_MAGIC: u32 = 0x7F3A_5ED8;
+
+/// Little-endian `u32` at the start of a file encrypted with `enc_mode="AES-CBC"`.
+pub const CBC_MAGIC: u32 = 0x7F3A_5ED9;
+
+/// Little-endian `u32` at the start of a file encrypted with `enc_mode="SM4-CBC"` (seen in files
+/// written by MindSpore 2.10.0).
+pub const SM4_CBC_MAGIC: u32 = 0x7F3A_5EDA;
+
+/// The encryption mode named by a file's first four bytes, if they are an encryption magic.
+fn encryption_mode(bytes: &[u8]) -> Option<(u32, &'static str)> {
+    let m = bytes.get(..4)?;
+    let magic = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+    let mode = match magic {
+        GCM_MAGIC => "AES-GCM",
+        CBC_MAGIC => "AES-CBC",
+        SM4_CBC_MAGIC => "SM4-CBC",
+        _ => return None,
+    };
+    Some((magic, mode))
+}
+
+/// Length of the CRC trailer: `"crc_num"` and a 10-byte big-endian integer.
+pub const CRC_TRAILER_LEN: usize = 17;
+
+const CRC_TAG: &[u8; 7] = b"crc_num";
+
+/// Most bytes of a protobuf varint.
+const MAX_VARINT_LEN: usize = 10;
+
+/// Most dimensions accepted for one tensor (MindSpore's own limit is 8).
+pub const MAX_DIMS: usize = 32;
+
+/// Element type of a stored tensor: the `tensor_type` string of `TensorProto`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CkptDType {
+    /// `Float16`: IEEE binary16.
+    F16,
+    /// `BFloat16`: the upper half of an f32.
+    BF16,
+    /// `Float32`.
+    F32,
+    /// `Float64`.
+    F64,
+    /// `Int8`.
+    I8,
+    /// `UInt8` (also read as `Uint8`).
+    U8,
+    /// `Int16`.
+    I16,
+    /// `UInt16` (also read as `Uint16`).
+    U16,
+    /// `Int32`.
+    I32,
+    /// `UInt32` (also read as `Uint32`).
+    U32,
+    /// `Int64`.
+    I64,
+    /// `UInt64` (also read as `Uint64`).
+    U64,
+    /// `Bool`: one byte per element.
+    Bool,
+    /// `Int4` (qint4x2): two 4-bit values per byte; the stored size is not checked.
+    Int4,
+    /// `str`: an `append_dict` string, numpy `<U` (UTF-32LE); the stored size is not checked.
+    Str,
+    /// Any other `tensor_type` string (e.g. `Complex64`), kept verbatim; the size is not checked.
+    Other(String),
+}
+
+impl CkptDType {
+    /// The dtype named by a `tensor_type` string. Unknown names give [`CkptDType::Other`].
+    pub fn from_name(s: &str) -> CkptDType {
+        match s {
+            "Float16" => CkptDType::F16,
+            "BFloat16" => CkptDType::BF16,
+            "Float32" => CkptDType::F32,
+            "Float64" => CkptDType::F64,
+            "Int8" => CkptDType::I8,
+            "UInt8" | "Uint8" => CkptDType::U8,
+            "Int16" => CkptDType::I16,
+            "UInt16" | "Uint16" => CkptDType::U16,
+            "Int32" => CkptDType::I32,
+            "UInt32" | "Uint32" => CkptDType::U32,
+            "Int64" => CkptDType::I64,
+            "UInt64" | "Uint64" => CkptDType::U64,
+            "Bool" => CkptDType::Bool,
+            "Int4" => CkptDType::Int4,
+            "str" => CkptDType::Str,
+            other => CkptDType::Other(other.to_owned()),
+        }
+    }
+
+    /// The `tensor_type` string MindSpore 2.10 writes (`"Float32"`, `"UInt8"`, `"str"`, ...).
+    pub fn name(&self) -> &str {
+        match self {
+            CkptDType::F16 => "Float16",
+            CkptDType::BF16 => "BFloat16",
+            CkptDType::F32 => "Float32",
+            CkptDType::F64 => "Float64",
+            CkptDType::I8 => "Int8",
+            CkptDType::U8 => "UInt8",
+            CkptDType::I16 => "Int16",
+            CkptDType::U16 => "UInt16",
+            CkptDType::I32 => "Int32",
+            CkptDType::U32 => "UInt32",
+            CkptDType::I64 => "Int64",
+            CkptDType::U64 => "UInt64",
+            CkptDType::Bool => "Bool",
+            CkptDType::Int4 => "Int4",
+            CkptDType::Str => "str",
+            CkptDType::Other(s) => s,
+        }
+    }
+
+    /// The weight type the forward pass reads in place: `Some` for F16, BF16 and F32 only.
+    pub fn weight_dtype(&self) -> Option<DType> {
+        match self {
+            CkptDType::F16 => Some(DType::F16),
+            CkptDType::BF16 => Some(DType::BF16),
+            CkptDType::F32 => Some(DType::F32),
+            _ => None,
+        }
+    }
+
+    /// Bytes per element; `None` where the stored size does not follow from the dims
+    /// (`Int4`, `str`, unknown types).
+    pub fn element_size(&self) -> Option<usize> {
+        match self {
+            CkptDType::I8 | CkptDType::U8 | CkptDType::Bool => Some(1),
+            CkptDType::F16 | CkptDType::BF16 | CkptDType::I16 | CkptDType::U16 => Some(2),
+            CkptDType::F32 | CkptDType::I32 | CkptDType::U32 => Some(4),
+            CkptDType::F64 | CkptDType::I64 | CkptDType::U64 => Some(8),
+            CkptDType::Int4 | CkptDType::Str | CkptDType::Other(_) => None,
+        }
+    }
+}
+
+/// One contiguous run of a tensor's content bytes in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Absolute file offset of these content bytes (no alignment).
+    pub offset: usize,
+    /// Number of bytes.
+    pub len: usize,
+}
+
+/// One tensor: a maximal run of consecutive Values with the same tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CkptTensor {
+    /// The tag (parameter name) exactly as stored.
+    pub name: String,
+    /// Element type.
+    pub dtype: CkptDType,
+    /// Row-major shape, outermost first. A scalar has `[]` (stored as no dims, or as the old
+    /// `[0]` with one element's worth of bytes).
+    pub shape: Vec<usize>,
+    /// The content bytes, one segment per stored piece, in file order. Concatenated they are the
+    /// tensor's C-order bytes.
+    pub segments: Vec<Segment>,
+}
+
+impl CkptTensor {
+    /// Total content bytes (the sum of the segments).
+    pub fn nbytes(&self) -> usize {
+        self.segments.iter().map(|s| s.len).sum()
+    }
+
+    /// Number of elements (the product of the shape; 1 for a scalar).
+    pub fn n_elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The content of each segment within `bytes` (the whole file the tensor was parsed from);
+    /// `None` when a segment lies outside `bytes`.
+    pub fn segment_bytes<'a>(&self, bytes: &'a [u8]) -> Option<Vec<&'a [u8]>> {
+        self.segments.iter().map(|s| bytes.get(s.offset..s.offset.checked_add(s.len)?)).collect()
+    }
+}
+
+/// A parsed `.ckpt` file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CkptFile {
+    /// Every tensor (weights, optimizer state, scalars, `str` entries), in file order.
+    /// `maptensor` Values are skipped.
+    pub tensors: Vec<CkptTensor>,
+    /// The CRC-32 stored in the trailer, when the file has one.
+    pub crc: Option<u32>,
+}
+
+impl CkptFile {
+    /// The tensor with this name.
+    pub fn tensor(&self, name: &str) -> Option<&CkptTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CRC-32 (IEEE 802.3 / zlib, reflected polynomial 0xEDB88320), slicing-by-8.
+
+const fn crc_tables() -> [[u32; 256]; 8] {
+    let mut t = [[0u32; 256]; 8];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        t[0][i] = c;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 256 {
+        let mut j = 1;
+        while j < 8 {
+            let prev = t[j - 1][i];
+            t[j][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
+            j += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
+static CRC_TABLES: [[u32; 256]; 8] = crc_tables();
+
+/// Incremental CRC-32 (IEEE, as zlib's `crc32` and Python's `binascii.crc32` starting from 0).
+#[derive(Clone, Copy, Debug)]
+pub struct Crc32 {
+    state: u32,
+}
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Crc32 {
+    /// A CRC over no bytes yet.
+    pub fn new() -> Self {
+        Crc32 { state: !0 }
+    }
+
+    /// Feed more bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        let t = &CRC_TABLES;
+        let mut c = self.state;
+        let mut chunks = data.chunks_exact(8);
+        for ch in &mut chunks {
+            let lo = u32::from_le_bytes([ch[0], ch[1], ch[2], ch[3]]) ^ c;
+            let hi = u32::from_le_bytes([ch[4], ch[5], ch[6], ch[7]]);
+            c = t[7][(lo & 0xFF) as usize]
+                ^ t[6][((lo >> 8) & 0xFF) as usize]
+                ^ t[5][((lo >> 16) & 0xFF) as usize]
+                ^ t[4][(lo >> 24) as usize]
+                ^ t[3][(hi & 0xFF) as usize]
+                ^ t[2][((hi >> 8) & 0xFF) as usize]
+                ^ t[1][((hi >> 16) & 0xFF) as usize]
+                ^ t[0][(hi >> 24) as usize];
+        }
+        for &b in chunks.remainder() {
+            c = t[0][((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+        }
+        self.state = c;
+    }
+
+    /// The CRC of all bytes fed so far.
+    pub fn value(&self) -> u32 {
+        !self.state
+    }
+}
+
+/// CRC-32 (IEEE) of `data`.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut c = Crc32::new();
+    c.update(data);
+    c.value()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Detection.
+
+/// Read a varint at `pos` without bounds errors: `None` when malformed or cut off.
+fn peek_varint(bytes: &[u8], pos: usize) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for i in 0..MAX_VARINT_LEN {
+        let b = *bytes.get(pos + i)?;
+        if i == MAX_VARINT_LEN - 1 && b > 1 {
+            return None;
+        }
+        v |= u64::from(b & 0x7F) << (7 * i);
+        if b < 0x80 {
+            return Some((v, pos + i + 1));
+        }
+    }
+    None
+}
+
+/// True when the bytes look like a MindSpore checkpoint: a plain one (key `0x0A` of
+/// `Checkpoint.value`, a length, then a plausible first `Value` field: a printable UTF-8 tag, a
+/// tensor or a map tensor), or an encrypted one (the AES-GCM, AES-CBC or SM4-CBC magic), which
+/// [`parse`] reports as unsupported.
+///
+/// The Value length is not compared with the file size, so that a truncated file is still
+/// recognised and [`parse`] reports the truncation.
+pub fn is_ckpt(bytes: &[u8]) -> bool {
+    if encryption_mode(bytes).is_some() {
+        return true;
+    }
+    if bytes.first() != Some(&0x0A) {
+        return false;
+    }
+    let Some((vlen, p)) = peek_varint(bytes, 1) else { return false };
+    if vlen < 2 {
+        return false;
+    }
+    let Some(&key) = bytes.get(p) else { return false };
+    match key {
+        0x0A => {
+            let Some((tlen, q)) = peek_varint(bytes, p + 1) else { return false };
+            if tlen == 0 || tlen >= vlen {
+                return false;
+            }
+            // Check the tag bytes that are present (at most 256): printable UTF-8.
+            let avail = bytes.len().saturating_sub(q).min(tlen as usize).min(256);
+            let tag = &bytes[q..q + avail];
+            let text = match std::str::from_utf8(tag) {
+                Ok(s) => s,
+                // A multi-byte character cut by the 256-byte window is fine.
+                Err(e) if e.error_len().is_none() => match std::str::from_utf8(&tag[..e.valid_up_to()]) {
+                    Ok(s) => s,
+                    Err(_) => return false,
+                },
+                Err(_) => return false,
+            };
+            if text.is_empty() || text.chars().any(char::is_control) {
+                return false;
+            }
+            // The field after the tag is the tensor or map tensor (a SentencePiece
+            // `tokenizer.model`, also a protobuf starting `0A len 0A len "<unk>"`, has a fixed32
+            // score there). A file cut right after the tag is still recognised.
+            match (tlen as usize).checked_add(q).and_then(|e| bytes.get(e)) {
+                None => true,
+                Some(&k) => k == 0x12 || k == 0x1A,
+            }
+        }
+        0x12 | 0x1A => {
+            // The tensor (or map tensor) comes first: its first field must be a TensorProto /
+            // MapTensorProto key.
+            let Some((_, q)) = peek_varint(bytes, p + 1) else {
+                return bytes.len() < p + 1 + MAX_VARINT_LEN; // cut inside the length: truncated
+            };
+            match bytes.get(q) {
+                None => true,
+                Some(&k) => matches!(k, 0x08 | 0x0A | 0x12 | 0x1A),
+            }
+        }
+        _ => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser.
+
+/// A protobuf field's payload.
+#[derive(Clone, Copy, Debug)]
+enum Wire {
+    Varint(u64),
+    Fixed64,
+    /// Length-delimited: absolute start offset and length.
+    Len(usize, usize),
+    Fixed32,
+}
+
+impl Wire {
+    fn type_no(self) -> u8 {
+        match self {
+            Wire::Varint(_) => 0,
+            Wire::Fixed64 => 1,
+            Wire::Len(..) => 2,
+            Wire::Fixed32 => 5,
+        }
+    }
+}
+
+struct Field {
+    number: u64,
+    key_off: usize,
+    wire: Wire,
+}
+
+struct Parser<'a> {
+    bytes: &'a [u8],
+    path: &'a str,
+}
+
+impl Parser<'_> {
+    fn err(&self, off: usize, tensor: Option<&str>, msg: impl std::fmt::Display) -> Error {
+        match tensor {
+            Some(t) => Error::format(format!("{}: ckpt: tensor '{t}': at byte offset {off}: {msg}", self.path)),
+            None => Error::format(format!("{}: ckpt: at byte offset {off}: {msg}", self.path)),
+        }
+    }
+
+    /// A varint at `pos` that must end before `end` (the end of the enclosing message).
+    fn varint(&self, pos: usize, end: usize, what: &str, tensor: Option<&str>) -> Result<(u64, usize)> {
+        let mut v = 0u64;
+        for i in 0..MAX_VARINT_LEN {
+            let p = pos + i;
+            if p >= end {
+                return Err(self.err(
+                    pos,
+                    tensor,
+                    format!("truncated varint ({what}): the enclosing data ends at byte offset {end}"),
+                ));
+            }
+            let b = self.bytes[p];
+            if i == MAX_VARINT_LEN - 1 && b > 1 {
+                return Err(self.err(
+                    pos,
+                    tensor,
+                    format!("varint ({what}) overflows 64 bits or is longer than 10 bytes"),
+                ));
+            }
+            v |= u64::from(b & 0x7F) << (7 * i);
+            if b < 0x80 {
+                return Ok((v, p + 1));
+            }
+        }
+        Err(self.err(pos, tensor, format!("varint ({what}) is longer than 10 bytes")))
+    }
+
+    /// The field at `pos` inside a message ending at `end`; returns it and the position after it.
+    fn field(&self, pos: usize, end: usize, msg: &str, tensor: Option<&str>) -> Result<(Field, usize)> {
+        let (key, p) = self.varint(pos, end, &format!("field key in {msg}"), tensor)?;
+        let number = key >> 3;
+        let wt = (key & 7) as u8;
+        if number == 0 || number > (1 << 29) - 1 {
+            return Err(self.err(pos, tensor, format!("invalid field number {number} in {msg} (key 0x{key:x})")));
+        }
+        let left = end - p;
+        let (wire, next) = match wt {
+            0 => {
+                let (v, q) = self.varint(p, end, &format!("field {number} value in {msg}"), tensor)?;
+                (Wire::Varint(v), q)
+            }
+            1 | 5 => {
+                let n = if wt == 1 { 8 } else { 4 };
+                if left < n {
+                    return Err(self.err(
+                        pos,
+                        tensor,
+                        format!(
+                            "field {number} (wire type {wt}) in {msg} needs {n} bytes but the enclosing data ends at byte offset {end}"
+                        ),
+                    ));
+                }
+                (if wt == 1 { Wire::Fixed64 } else { Wire::Fixed32 }, p + n)
+            }
+            2 => {
+                let (len, q) = self.varint(p, end, &format!("length of field {number} in {msg}"), tensor)?;
+                let left = (end - q) as u64;
+                if len > left {
+                    return Err(self.err(
+                        pos,
+                        tensor,
+                        format!(
+                            "field {number} of {msg} has length {len}, but only {left} bytes remain before the end of the enclosing data at byte offset {end} (truncated or corrupt)"
+                        ),
+                    ));
+                }
+                let len = len as usize;
+                (Wire::Len(q, len), q + len)
+            }
+            3 | 4 => {
+                return Err(self.err(
+                    pos,
+                    tensor,
+                    format!(
+                    "field {number} of {msg} uses protobuf groups (wire type {wt}), which checkpoints never contain"
+                ),
+                ))
+            }
+            _ => {
+                return Err(self.err(pos, tensor, format!("invalid protobuf wire type {wt} (field {number} of {msg})")))
+            }
+        };
+        Ok((Field { number, key_off: pos, wire }, next))
+    }
+
+    fn utf8(&self, start: usize, len: usize, what: &str, tensor: Option<&str>) -> Result<&str> {
+        std::str::from_utf8(&self.bytes[start..start + len])
+            .map_err(|e| self.err(start, tensor, format!("{what} is not valid UTF-8: {e}")))
+    }
+
+    fn wrong_wire(&self, f: &Field, msg: &str, name: &str, want: u8, tensor: Option<&str>) -> Error {
+        self.err(
+            f.key_off,
+            tensor,
+            format!("{msg}.{name} (field {}) has wire type {}, expected {want}", f.number, f.wire.type_no()),
+        )
+    }
+
+    /// One `Value` message in `[start, end)`; `key_off` is where its top-level key is.
+    fn value(&self, start: usize, end: usize, key_off: usize) -> Result<Entry> {
+        let mut tag: Option<(usize, usize)> = None;
+        let mut tensor: Option<(usize, usize, usize)> = None;
+        let mut map: Option<usize> = None;
+        let mut pos = start;
+        while pos < end {
+            let (f, next) = self.field(pos, end, "Value", None)?;
+            match (f.number, f.wire) {
+                (1, Wire::Len(s, l)) => {
+                    if tag.is_some() {
+                        return Err(self.err(f.key_off, None, "Value has a second tag"));
+                    }
+                    tag = Some((s, l));
+                }
+                (2, Wire::Len(s, l)) => {
+                    if tensor.is_some() {
+                        return Err(self.err(f.key_off, None, "Value has a second tensor field"));
+                    }
+                    tensor = Some((s, l, f.key_off));
+                }
+                (3, Wire::Len(..)) => {
+                    if map.is_some() {
+                        return Err(self.err(f.key_off, None, "Value has a second maptensor field"));
+                    }
+                    map = Some(f.key_off);
+                }
+                (1, _) => return Err(self.wrong_wire(&f, "Value", "tag", 2, None)),
+                (2, _) => return Err(self.wrong_wire(&f, "Value", "tensor", 2, None)),
+                (3, _) => return Err(self.wrong_wire(&f, "Value", "maptensor", 2, None)),
+                _ => {} // unknown field: skipped
+            }
+            pos = next;
+        }
+        let Some((ts, tl)) = tag else {
+            return Err(self.err(key_off, None, "Value (a checkpoint entry) has no tag (parameter name)"));
+        };
+        let name = self.utf8(ts, tl, "the tag (parameter name)", None)?;
+        match (tensor, map) {
+            (Some(_), Some(m)) => Err(self.err(m, Some(name), "Value has both a tensor and a maptensor")),
+            (None, Some(_)) => Ok(Entry::Map(name.to_owned())),
+            (None, None) => Err(self.err(key_off, Some(name), "Value has neither a tensor nor a maptensor")),
+            (Some((s, l, k)), None) => {
+                let (dims, dtype, content) = self.tensor_proto(s, s + l, k, name)?;
+                Ok(Entry::Tensor(Piece { name: name.to_owned(), dims, dtype, content, key_off }))
+            }
+        }
+    }
+
+    /// One `TensorProto` in `[start, end)`.
+    fn tensor_proto(
+        &self,
+        start: usize,
+        end: usize,
+        key_off: usize,
+        name: &str,
+    ) -> Result<(Vec<u64>, CkptDType, Segment)> {
+        let t = Some(name);
+        let mut dims: Vec<u64> = Vec::new();
+        let mut ttype: Option<&str> = None;
+        let mut content: Option<Segment> = None;
+        let push = |dims: &mut Vec<u64>, v: u64, at: usize| -> Result<()> {
+            if v > i64::MAX as u64 {
+                return Err(self.err(at, t, format!("dimension {} is negative ({})", dims.len(), v as i64)));
+            }
+            if dims.len() == MAX_DIMS {
+                return Err(self.err(at, t, format!("more than {MAX_DIMS} dimensions")));
+            }
+            dims.push(v);
+            Ok(())
+        };
+        let mut pos = start;
+        while pos < end {
+            let (f, next) = self.field(pos, end, "TensorProto", t)?;
+            match (f.number, f.wire) {
+                (1, Wire::Varint(v)) => push(&mut dims, v, f.key_off)?,
+                (1, Wire::Len(s, l)) => {
+                    // Packed dims: varints filling the field exactly.
+                    let mut p = s;
+                    while p < s + l {
+                        let (v, q) = self.varint(p, s + l, "packed dims", t)?;
+                        push(&mut dims, v, p)?;
+                        p = q;
+                    }
+                }
+                (2, Wire::Len(s, l)) => {
+                    if ttype.is_some() {
+                        return Err(self.err(f.key_off, t, "TensorProto has a second tensor_type"));
+                    }
+                    ttype = Some(self.utf8(s, l, "tensor_type", t)?);
+                }
+                (3, Wire::Len(s, l)) => {
+                    if content.is_some() {
+                        return Err(self.err(f.key_off, t, "TensorProto has a second tensor_content"));
+                    }
+                    content = Some(Segment { offset: s, len: l });
+                }
+                (1, _) => return Err(self.wrong_wire(&f, "TensorProto", "dims", 0, t)),
+                (2, _) => return Err(self.wrong_wire(&f, "TensorProto", "tensor_type", 2, t)),
+                (3, _) => return Err(self.wrong_wire(&f, "TensorProto", "tensor_content", 2, t)),
+                _ => {} // unknown field: skipped
+            }
+            pos = next;
+        }
+        let Some(ttype) = ttype else {
+            return Err(self.err(key_off, t, "TensorProto has no tensor_type"));
+        };
+        let Some(content) = content else {
+            return Err(self.err(key_off, t, "TensorProto has no tensor_content"));
+        };
+        Ok((dims, CkptDType::from_name(ttype), content))
+    }
+}
+
+/// One top-level Value as read.
+enum Entry {
+    Tensor(Piece),
+    Map(String),
+}
+
+struct Piece {
+    name: String,
+    dims: Vec<u64>,
+    dtype: CkptDType,
+    content: Segment,
+    key_off: usize,
+}
+
+/// A tensor being assembled from its pieces.
+struct Building {
+    tensor: CkptTensor,
+    dims: Vec<u64>,
+    /// Top-level key offset of each piece.
+    piece_offs: Vec<usize>,
+}
+
+/// Parse a `.ckpt` file held in `bytes` (e.g. memory-mapped); `path` is used in messages.
+///
+/// Every maximal run of consecutive Values with the same tag becomes one [`CkptTensor`] with one
+/// [`Segment`] per piece; `maptensor` Values are skipped. A CRC trailer is recognised and
+/// excluded; with `verify_crc` the CRC-32 of the bytes before it is computed and compared (a file
+/// without a trailer is accepted either way: [`CkptFile::crc`] is then `None`).
+///
+/// Errors: `Unsupported` for an encrypted file; `Format` for an empty file, malformed protobuf
+/// (truncated or overlong varints, lengths past the enclosing message, groups, invalid wire
+/// types or field numbers, known fields of the wrong wire type, repeated singular fields), a
+/// Value without a tag or tensor, a tag or dtype that is not UTF-8, a negative dimension, pieces
+/// of one tensor whose dims or dtype differ, a name repeated in non-consecutive Values, content
+/// whose size is not `prod(dims) × element size`, a CRC trailer value wider than 32 bits, or a
+/// CRC mismatch (with `verify_crc`). Messages start with `path` and name the byte offset and,
+/// where known, the tensor.
+pub fn parse(bytes: &[u8], path: &str, verify_crc: bool) -> Result<CkptFile> {
+    let p = Parser { bytes, path };
+    let len = bytes.len();
+    if let Some((magic, mode)) = encryption_mode(bytes) {
+        return Err(Error::unsupported(format!(
+            "{path}: ckpt: the file is an encrypted MindSpore checkpoint ({mode}, magic 0x{magic:08X}); \
+             decrypt it with MindSpore first (mindspore.load_checkpoint with dec_key and dec_mode, then \
+             mindspore.save_checkpoint without enc_key)"
+        )));
+    }
+
+    // The CRC trailer.
+    let mut body_end = len;
+    let mut crc = None;
+    if len >= CRC_TRAILER_LEN && &bytes[len - CRC_TRAILER_LEN..len - 10] == CRC_TAG {
+        body_end = len - CRC_TRAILER_LEN;
+        let v = bytes[len - 10..].iter().fold(0u128, |a, &b| (a << 8) | u128::from(b));
+        let v = u32::try_from(v)
+            .map_err(|_| p.err(len - 10, None, format!("the CRC trailer holds {v}, which is not a 32-bit CRC")))?;
+        crc = Some(v);
+        if verify_crc {
+            let got = crc32(&bytes[..body_end]);
+            if got != v {
+                return Err(p.err(
+                    body_end,
+                    None,
+                    format!(
+                        "CRC-32 mismatch: the trailer says 0x{v:08X} ({v}) but the {body_end} bytes before it give 0x{got:08X} ({got}); the file is damaged"
+                    ),
+                ));
+            }
+        }
+    }
+    if body_end == 0 {
+        return Err(p.err(0, None, "the file holds no checkpoint entries (it is empty)"));
+    }
+
+    let mut done: Vec<CkptTensor> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new(); // name → key offset of its first piece
+    let mut cur: Option<Building> = None;
+    let mut pos = 0;
+    while pos < body_end {
+        let (f, next) = p.field(pos, body_end, "Checkpoint", None)?;
+        match (f.number, f.wire) {
+            (1, Wire::Len(s, l)) => match p.value(s, s + l, f.key_off)? {
+                Entry::Map(name) => {
+                    if let Some(b) = cur.take() {
+                        done.push(finish(&p, b)?);
+                    }
+                    if let Some(&first) = seen.get(&name) {
+                        return Err(duplicate(&p, &name, f.key_off, first));
+                    }
+                    seen.insert(name, f.key_off);
+                }
+                Entry::Tensor(piece) => {
+                    let cont = matches!(&cur, Some(b) if b.tensor.name == piece.name);
+                    if cont {
+                        if let Some(b) = cur.as_mut() {
+                            add_piece(&p, b, piece)?;
+                        }
+                    } else {
+                        if let Some(b) = cur.take() {
+                            done.push(finish(&p, b)?);
+                        }
+                        if let Some(&first) = seen.get(&piece.name) {
+                            return Err(duplicate(&p, &piece.name, piece.key_off, first));
+                        }
+                        seen.insert(piece.name.clone(), piece.key_off);
+                        cur = Some(Building {
+                            tensor: CkptTensor {
+                                name: piece.name,
+                                dtype: piece.dtype,
+                                shape: Vec::new(),
+                                segments: vec![piece.content],
+                            },
+                            dims: piece.dims,
+                            piece_offs: vec![piece.key_off],
+                        });
+                    }
+                }
+            },
+            (1, _) => return Err(p.wrong_wire(&f, "Checkpoint", "value", 2, None)),
+            _ => {} // unknown top-level field: skipped
+        }
+        pos = next;
+    }
+    if let Some(b) = cur.take() {
+        done.push(finish(&p, b)?);
+    }
+    Ok(CkptFile { tensors: done, crc })
+}
+
+fn duplicate(p: &Parser<'_>, name: &str, at: usize, first: usize) -> Error {
+    p.err(
+        at,
+        Some(name),
+        format!(
+            "the name is stored again in a Value that does not follow its earlier piece(s) (first stored in the Value at byte offset {first}); only consecutive Values may share a tag"
+        ),
+    )
+}
+
+fn add_piece(p: &Parser<'_>, b: &mut Building, piece: Piece) -> Result<()> {
+    if piece.dims != b.dims || piece.dtype != b.tensor.dtype {
+        return Err(p.err(
+            piece.key_off,
+            Some(&piece.name),
+            format!(
+                "piece {} is {} {:?} but the first piece (Value at byte offset {}) is {} {:?}; the pieces of a split tensor must agree",
+                b.piece_offs.len(),
+                piece.dtype.name(),
+                piece.dims,
+                b.piece_offs[0],
+                b.tensor.dtype.name(),
+                b.dims
+            ),
+        ));
+    }
+    b.tensor.segments.push(piece.content);
+    b.piece_offs.push(piece.key_off);
+    Ok(())
+}
+
+/// Check a finished run: the dims fit `usize`, and the content size matches.
+fn finish(p: &Parser<'_>, b: Building) -> Result<CkptTensor> {
+    let Building { mut tensor, dims, piece_offs } = b;
+    let at = piece_offs[0];
+    let name = tensor.name.clone();
+    let t = Some(name.as_str());
+    let mut shape = Vec::with_capacity(dims.len());
+    for &d in &dims {
+        shape.push(usize::try_from(d).map_err(|_| p.err(at, t, format!("dimension {d} does not fit in memory")))?);
+    }
+    let total = tensor
+        .segments
+        .iter()
+        .try_fold(0usize, |a, s| a.checked_add(s.len))
+        .ok_or_else(|| p.err(at, t, "content size overflows"))?;
+    if let Some(w) = tensor.dtype.element_size() {
+        if shape == [0] && total == w {
+            // MindSpore before 2.x wrote scalars with dims [0].
+            shape.clear();
+        }
+        let want = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .and_then(|n| n.checked_mul(w))
+            .ok_or_else(|| p.err(at, t, format!("shape {shape:?} overflows")))?;
+        if total != want {
+            let pieces = if tensor.segments.len() > 1 {
+                let sizes: Vec<usize> = tensor.segments.iter().map(|s| s.len).collect();
+                format!(" in {} pieces of {sizes:?} bytes (Values at byte offsets {piece_offs:?})", sizes.len())
+            } else {
+                String::new()
+            };
+            return Err(p.err(
+                at,
+                t,
+                format!(
+                    "{} {:?} needs {want} bytes ({} elements × {w}), but the file stores {total} bytes{pieces}",
+                    tensor.dtype.name(),
+                    dims,
+                    want / w,
+                ),
+            ));
+        }
+    }
+    tensor.shape = shape;
+    Ok(tensor)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer.
+
+fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Writes `.ckpt` files exactly as MindSpore 2.10's synchronous `save_checkpoint` does, one
+/// tensor at a time (so a many-GB file never has to be in memory).
+///
+/// Each tensor is written as one serialized one-entry `Checkpoint` per piece: a tensor of more
+/// than `slice_bytes` bytes is cut into `slice_bytes` pieces plus the remainder (the rule of
+/// `_write_parameter_bytes_data`), every piece repeating the full dims and dtype. With `crc`,
+/// [`CkptWriter::finish`] appends the `crc_num` trailer; the CRC is computed as bytes are written.
+pub struct CkptWriter<W: Write> {
+    out: W,
+    slice_bytes: usize,
+    crc: Option<Crc32>,
+}
+
+impl<W: Write> CkptWriter<W> {
+    /// A writer splitting at `slice_bytes` ([`SLICE_BYTES`] is MindSpore's value); `crc` adds
+    /// the trailer. `slice_bytes == 0` is an `InvalidInput` error.
+    pub fn new(out: W, slice_bytes: usize, crc: bool) -> io::Result<Self> {
+        if slice_bytes == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "ckpt writer: slice_bytes must be positive"));
+        }
+        Ok(CkptWriter { out, slice_bytes, crc: crc.then(Crc32::new) })
+    }
+
+    fn emit(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(c) = self.crc.as_mut() {
+            c.update(bytes);
+        }
+        self.out.write_all(bytes)
+    }
+
+    /// Everything of one piece's record up to (not including) its content bytes.
+    fn piece_header(name: &str, dtype: &CkptDType, dims: &[usize], content_len: usize) -> Vec<u8> {
+        let ty = dtype.name().as_bytes();
+        let dims_len: usize = dims.iter().map(|&d| 1 + varint_len(d as u64)).sum();
+        let tp_len =
+            dims_len + 1 + varint_len(ty.len() as u64) + ty.len() + 1 + varint_len(content_len as u64) + content_len;
+        let value_len = 1 + varint_len(name.len() as u64) + name.len() + 1 + varint_len(tp_len as u64) + tp_len;
+        let mut h = Vec::with_capacity(32 + name.len() + ty.len() + 11 * dims.len());
+        h.push(0x0A); // Checkpoint.value
+        put_varint(&mut h, value_len as u64);
+        h.push(0x0A); // Value.tag
+        put_varint(&mut h, name.len() as u64);
+        h.extend_from_slice(name.as_bytes());
+        h.push(0x12); // Value.tensor
+        put_varint(&mut h, tp_len as u64);
+        for &d in dims {
+            h.push(0x08); // TensorProto.dims, unpacked
+            put_varint(&mut h, d as u64);
+        }
+        h.push(0x12); // TensorProto.tensor_type
+        put_varint(&mut h, ty.len() as u64);
+        h.extend_from_slice(ty);
+        h.push(0x1A); // TensorProto.tensor_content
+        put_varint(&mut h, content_len as u64);
+        h
+    }
+
+    fn check_size(dtype: &CkptDType, dims: &[usize], nbytes: usize, name: &str) -> io::Result<()> {
+        if let Some(w) = dtype.element_size() {
+            let want = dims.iter().try_fold(w, |a, &d| a.checked_mul(d));
+            if want != Some(nbytes) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "ckpt writer: tensor '{name}': {} {dims:?} needs {want:?} bytes, got {nbytes}",
+                        dtype.name()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Write one tensor (its C-order bytes). A zero-byte tensor is written as one empty piece.
+    pub fn tensor(&mut self, name: &str, dtype: &CkptDType, dims: &[usize], data: &[u8]) -> io::Result<()> {
+        Self::check_size(dtype, dims, data.len(), name)?;
+        if data.is_empty() {
+            let h = Self::piece_header(name, dtype, dims, 0);
+            return self.emit(&h);
+        }
+        for chunk in data.chunks(self.slice_bytes) {
+            let h = Self::piece_header(name, dtype, dims, chunk.len());
+            self.emit(&h)?;
+            self.emit(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Write one tensor of `nbytes` bytes read from `data` (exactly `nbytes` are read), copying
+    /// through a small buffer: the tensor is never held in memory whole.
+    pub fn tensor_from_reader<R: Read>(
+        &mut self,
+        name: &str,
+        dtype: &CkptDType,
+        dims: &[usize],
+        nbytes: usize,
+        data: &mut R,
+    ) -> io::Result<()> {
+        Self::check_size(dtype, dims, nbytes, name)?;
+        let mut buf = vec![0u8; self.slice_bytes.min(1 << 20)];
+        let mut left = nbytes;
+        loop {
+            let piece = left.min(self.slice_bytes);
+            let h = Self::piece_header(name, dtype, dims, piece);
+            self.emit(&h)?;
+            let mut n = piece;
+            while n > 0 {
+                let k = n.min(buf.len());
+                data.read_exact(&mut buf[..k])?;
+                self.emit(&buf[..k])?;
+                n -= k;
+            }
+            left -= piece;
+            if left == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Write the CRC trailer (if requested), flush, and return the output.
+    pub fn finish(mut self) -> io::Result<W> {
+        if let Some(c) = self.crc.take() {
+            let mut t = Vec::with_capacity(CRC_TRAILER_LEN);
+            t.extend_from_slice(CRC_TAG);
+            t.extend_from_slice(&u128::from(c.value()).to_be_bytes()[6..]);
+            self.out.write_all(&t)?;
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Write a whole checkpoint: `(name, dtype, dims, C-order bytes)` per tensor, in order. See
+/// [`CkptWriter`].
+pub fn write_ckpt<W: Write>(
+    out: W,
+    tensors: &[(&str, CkptDType, &[usize], &[u8])],
+    slice_bytes: usize,
+    crc: bool,
+) -> io::Result<()> {
+    let mut w = CkptWriter::new(out, slice_bytes, crc)?;
+    for (name, dtype, dims, data) in tensors {
+        w.tensor(name, dtype, dims, data)?;
+    }
+    w.finish().map(|_| ())
+}
