@@ -478,7 +478,8 @@ pub unsafe extern "C" fn llama_load(
     })
 }
 
-/// Load only a tokenizer file (SentencePiece `tokenizer.model`, llama2.c `tokenizer.bin`, ...)
+/// Load only a tokenizer file (SentencePiece or tiktoken `tokenizer.model`, HF `tokenizer.json`,
+/// llama2.c `tokenizer.bin`)
 /// as a vocabulary-only model: the tokenizer functions work on it, `llama_session_new` returns
 /// LLAMA_ERR_UNSUPPORTED. `version`: 0 = detect, 2 or 3 (must match the file). Free it with
 /// llama_model_free.

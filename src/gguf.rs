@@ -663,6 +663,7 @@ impl GgufFile {
             unk: self.get_u32(&k("unknown_token_id"))?,
             add_bos: self.get_bool(&k("add_bos_token"))?,
             add_space_prefix: self.get_bool(&k("add_space_prefix"))?,
+            pre: self.get_str(&k("pre"))?.map(str::to_string),
         }))
     }
 

@@ -605,7 +605,12 @@ fn open_safetensors(files: Vec<(PathBuf, Storage)>, dir: &Path, opts: &LoadOptio
         tensors,
         hp,
         tokenizer: None,
-        tokenizer_files: vec![dir.join("tokenizer.model"), dir.join("original/tokenizer.model")],
+        // tokenizer.json last: a LLaMA 2 repo's is SentencePiece-style and would be refused.
+        tokenizer_files: vec![
+            dir.join("tokenizer.model"),
+            dir.join("original/tokenizer.model"),
+            dir.join("tokenizer.json"),
+        ],
         spans: HashMap::new(),
         fused_layout: FusedLayout::Concat,
         assumed: Vec::new(),
@@ -766,6 +771,16 @@ fn bind(
                 hp.head_dim()
             )));
         }
+    }
+    if tokenizer.n_vocab() < hp.n_vocab {
+        crate::log::emit(
+            2,
+            &format!(
+                "{tokenizer_source}: the tokenizer has {} tokens, the model {}: ids above the tokenizer's are never produced by tokenization",
+                tokenizer.n_vocab(),
+                hp.n_vocab
+            ),
+        );
     }
     if tokenizer.n_vocab() > hp.n_vocab {
         return Err(Error::format(format!(

@@ -532,3 +532,24 @@ fn run_model_and_ckpt_info_on_mindspore_checkpoints() {
     let o = run_cmd(&mut program(&exe));
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
 }
+
+#[test]
+fn run_tokenizer_llama3_chinese_matches_meta() {
+    if skip() {
+        return;
+    }
+    let exe = build("run_tokenizer", Link::Shared);
+    let llama3 = root().join("tests/data/tokenizers/llama3/tokenizer.model");
+    let text = "为了解决广大人民群众玩不了大模型推理的根本问题";
+    // Meta's tokenizer (tiktoken, as /work/shared/tokenizers/make_cases.py runs it).
+    let meta = "ids: 128000 109002 114914 82042 27384 104733 104336 107463 106738 124609 27384 123123 84851 22649 9554 119045 87219\n";
+    for v in ["3", "0"] {
+        let o = run_cmd(program(&exe).args(["-V", v, "-F", llama3.to_str().unwrap(), text]));
+        assert!(o.status.success(), "{}", show(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.starts_with(meta), "-V {v}: {out}");
+    }
+    // A LLaMA 3 vocabulary named as version 2 is refused.
+    let o = run_cmd(program(&exe).args(["-V", "2", "-F", llama3.to_str().unwrap(), text]));
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+}

@@ -69,6 +69,7 @@ fn gguf_vocab_from(t: &Tokenizer) -> GgufVocab {
         unk: Some(t.unk()),
         add_bos: Some(true),
         add_space_prefix: Some(true),
+        pre: Some("default".into()),
     }
 }
 

@@ -1,16 +1,28 @@
-//! Building a [`Vocab`] from a tokenizer file (format detected from the content) or from a
-//! GGUF-embedded vocabulary, with every length, id and type validated.
+//! Building a vocabulary from a tokenizer file (format detected from the content) or from a
+//! GGUF-embedded vocabulary, with every length, id and type validated. The LLaMA 3 sources
+//! (tiktoken file, `tokenizer.json`, GGUF `"gpt2"`) are in `load_bpe.rs`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use super::proto;
+use super::bpe::BpeVocab;
 use super::spm::{parse_byte_piece, Vocab, VocabSpec, SPACE_SYMBOL};
+use super::{load_bpe, proto};
 use super::{GgufVocab, TokenType, TokenizerFormat};
 use crate::error::{Error, Result};
 
+/// The two tokenizer families.
+#[derive(Clone)]
+pub(crate) enum Kind {
+    /// LLaMA 2: SentencePiece BPE.
+    Spm(Arc<Vocab>),
+    /// LLaMA 3: tiktoken byte-level BPE (shared: the tables are large).
+    Bpe(Arc<BpeVocab>),
+}
+
 /// What a loader produces.
 pub(crate) struct Loaded {
-    pub vocab: Vocab,
+    pub vocab: Kind,
     pub format: TokenizerFormat,
     pub add_bos: bool,
 }
@@ -31,7 +43,9 @@ pub(crate) fn from_file_bytes(bytes: &[u8], source: &str) -> Result<Loaded> {
     if looks_like_llama2c_bin(bytes) {
         return load_llama2c_bin(bytes, source);
     }
-    check_text_formats(bytes, source)?;
+    if let Some(loaded) = load_text_formats(bytes, source)? {
+        return Ok(loaded);
+    }
     // A ModelProto starts with field 1, 2 or 3; anything else must at least parse.
     if matches!(bytes[0], 0x0a | 0x12 | 0x1a) || proto::parse_model(bytes).is_ok() {
         return load_sentencepiece(bytes, source);
@@ -39,7 +53,8 @@ pub(crate) fn from_file_bytes(bytes: &[u8], source: &str) -> Result<Loaded> {
     let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
     Err(Error::format(format!(
         "{source}: not a recognized tokenizer file (expected a SentencePiece tokenizer.model \
-         protobuf or a llama2.c tokenizer .bin); first bytes: {}",
+         protobuf, a llama2.c tokenizer .bin, a tiktoken BPE tokenizer.model or a Hugging Face \
+         tokenizer.json); first bytes: {}",
         head.join(" ")
     )))
 }
@@ -50,19 +65,17 @@ fn looks_like_llama2c_bin(bytes: &[u8]) -> bool {
     bytes.len() >= 4 && bytes[2] == 0 && bytes[3] == 0 && (bytes[0] != 0 || bytes[1] != 0)
 }
 
-/// Reject Hugging Face `tokenizer.json` and tiktoken ranks files as Unsupported; return Ok when
-/// the content is neither.
-fn check_text_formats(bytes: &[u8], source: &str) -> Result<()> {
+/// Load a Hugging Face `tokenizer.json` or a tiktoken BPE ranks file; `Ok(None)` when the
+/// content is neither.
+fn load_text_formats(bytes: &[u8], source: &str) -> Result<Option<Loaded>> {
     let text = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     let first = text.iter().position(|b| !b.is_ascii_whitespace());
     if let Some(i) = first {
         if text[i] == b'{' {
             return match serde_json::from_slice::<serde_json::Value>(text) {
-                Ok(serde_json::Value::Object(o)) if o.contains_key("model") => Err(Error::unsupported(format!(
-                    "{source}: Hugging Face tokenizer.json is not supported yet (LLaMA 3 \
-                         tokenizers are not supported yet; for LLaMA 2 use the SentencePiece \
-                         tokenizer.model)"
-                ))),
+                Ok(serde_json::Value::Object(o)) if o.contains_key("model") => {
+                    load_bpe::load_hf_json(&o, source).map(Some)
+                }
                 Ok(_) => {
                     Err(Error::format(format!("{source}: JSON file without a \"model\" object, not a tokenizer.json")))
                 }
@@ -73,17 +86,10 @@ fn check_text_formats(bytes: &[u8], source: &str) -> Result<()> {
     // tiktoken: "<base64> <rank>\n" lines (the very first line; a protobuf starts with 0x0a).
     let line = text.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if let Some(sp) = line.iter().position(|&b| b == b' ') {
-        let (b64, rank) = (&line[..sp], &line[sp + 1..]);
-        let is_b64 = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
-        if !b64.is_empty() && b64.iter().all(is_b64) && !rank.is_empty() && rank.iter().all(u8::is_ascii_digit) {
-            return Err(Error::unsupported(format!(
-                "{source}: tiktoken BPE ranks file (the LLaMA 3 tokenizer.model): LLaMA 3 \
-                 tokenizers are not supported yet"
-            )));
-        }
+    if load_bpe::is_tiktoken_line(line) {
+        return load_bpe::load_tiktoken(text, source).map(Some);
     }
-    Ok(())
+    Ok(None)
 }
 
 /// A SentencePiece `ModelProto`.
@@ -203,7 +209,7 @@ fn load_sentencepiece(bytes: &[u8], source: &str) -> Result<Loaded> {
         escape_whitespaces: norm.escape_whitespaces,
         unk_surface: trainer.unk_surface,
     });
-    Ok(Loaded { vocab, format: TokenizerFormat::SentencePiece, add_bos: true })
+    Ok(Loaded { vocab: Kind::Spm(Arc::new(vocab)), format: TokenizerFormat::SentencePiece, add_bos: true })
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
@@ -296,23 +302,18 @@ fn load_llama2c_bin(bytes: &[u8], source: &str) -> Result<Loaded> {
         escape_whitespaces: true,
         unk_surface: UNK_SURFACE.to_string(),
     });
-    Ok(Loaded { vocab, format: TokenizerFormat::Llama2cBin, add_bos: true })
+    Ok(Loaded { vocab: Kind::Spm(Arc::new(vocab)), format: TokenizerFormat::Llama2cBin, add_bos: true })
 }
 
 /// A GGUF-embedded vocabulary (`tokenizer.ggml.*`).
 pub(crate) fn from_gguf(v: GgufVocab, source: &str) -> Result<Loaded> {
     match v.model.as_str() {
         "llama" => {}
-        "gpt2" => {
-            return Err(Error::unsupported(format!(
-                "{source}: tokenizer.ggml.model \"gpt2\" (byte-level BPE, LLaMA 3): LLaMA 3 \
-                 tokenizers are not supported yet"
-            )))
-        }
+        "gpt2" => return load_bpe::from_gguf_bpe(v, source),
         other => {
             return Err(Error::unsupported(format!(
                 "{source}: tokenizer.ggml.model {other:?} is not supported (only \"llama\", \
-                 SentencePiece BPE)"
+                 SentencePiece BPE, and \"gpt2\", LLaMA 3's byte-level BPE)"
             )))
         }
     }
@@ -404,5 +405,5 @@ pub(crate) fn from_gguf(v: GgufVocab, source: &str) -> Result<Loaded> {
         escape_whitespaces: true,
         unk_surface: UNK_SURFACE.to_string(),
     });
-    Ok(Loaded { vocab, format: TokenizerFormat::Gguf, add_bos: v.add_bos.unwrap_or(true) })
+    Ok(Loaded { vocab: Kind::Spm(Arc::new(vocab)), format: TokenizerFormat::Gguf, add_bos: v.add_bos.unwrap_or(true) })
 }
