@@ -78,6 +78,12 @@ fn run(path: &Path, opts: LoadOptions<'_>, tokens: &[u32]) -> (f64, u64, Vec<Vec
         logits.push(s.logits().unwrap().unwrap());
     }
     let anon_steps = anon_kib().saturating_sub(anon0);
+    println!(
+        "{}: process RssAnon {} MiB before load, {} MiB after 16 steps",
+        path.display(),
+        anon0 >> 10,
+        anon_kib() >> 10
+    );
     (load_s, anon_load, logits, anon_steps)
 }
 
