@@ -526,7 +526,7 @@ fn run_model_and_ckpt_info_on_mindspore_checkpoints() {
     assert!(out.contains("n_head 8, n_head_kv 4, n_ff 172"), "{out}");
     // Every line of the listing: index, name, dtype, shape.
     assert_eq!(out.lines().filter(|l| l.trim_end().ends_with(']')).count(), 48, "{out}");
-    let o = run_cmd(program(&exe).arg(&data("stories260K-f16.gguf")));
+    let o = run_cmd(program(&exe).arg(data("stories260K-f16.gguf")));
     assert!(o.status.success(), "{}", show(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("blk.0.attn_k.weight"), "{}", show(&o));
     let o = run_cmd(&mut program(&exe));
