@@ -1,26 +1,102 @@
-//! Per-op criterion benches of the kernels at LLaMA-7B shapes, reported in bytes of weights
-//! streamed per second (decode is memory-bound: this is the number that matters).
-//! `cargo bench --bench kernels`
+//! Per-op criterion benches of the kernels at LLaMA shapes, one thread (the main crate does the
+//! threading). `cargo bench --bench kernels`
+//!
+//! - `read/...`: STREAM-like reads of a 1 GiB f32 buffer on the best SIMD path (the kernels'
+//!   `dot_f32`, 4 vector accumulators): `sum_squares_1GiB` (one stream) and
+//!   `dot_halves_1GiB` (two streams, 512 MiB apart). The single-thread memory bandwidth that
+//!   matvec is compared with.
+//! - `matvec/<path>/<type>/<rows>x<cols>`: bytes of weights streamed per second (decode is
+//!   memory-bound: this is the number that matters), for every weight type and every path this
+//!   CPU runs (scalar is the reference), LLaMA-7B/8B shapes up to the 128256x4096 LLaMA-3
+//!   output matrix (1 GiB in f16/bf16, 2 GiB in f32). One 2 GiB buffer, allocated once; each
+//!   iteration uses the next of the disjoint copies of the matrix that fit in it, so weights
+//!   come from DRAM as in a real decode step (a model is far larger than the L3), not from a
+//!   cache that one repeated 90 MB matrix would fit in.
+//! - `matmul/<path>/<type>/4096x4096xn32`: a 32-token prefill; the throughput is counted in
+//!   "elements" that are FLOPs (2 * rows * cols * n), so criterion's Gelem/s reads as GFLOP/s.
+//!
+//! Sample counts are small (flat sampling, 10 samples) so the whole run takes a few minutes.
+//! Filter as usual, e.g. `cargo bench --bench kernels -- 'matvec/avx512/BF16'`.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use runllama_kernels::{matvec, WeightType};
+use std::hint::black_box;
+use std::time::Duration;
 
-fn bench_matvec(c: &mut Criterion) {
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use runllama_kernels::{detected, paths, WeightType};
+
+const TYPES: [WeightType; 3] = [WeightType::F32, WeightType::F16, WeightType::BF16];
+const SHAPES: [(usize, usize); 5] = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (128256, 4096)];
+
+fn config(c: &mut Criterion) -> &mut Criterion {
+    eprintln!("kernels: detected {:?}; paths {:?}", detected(), paths::available().collect::<Vec<_>>());
+    c
+}
+
+fn bench_kernels(c: &mut Criterion) {
+    let c = config(c);
+    // The STREAM-like reads first, beside the matvecs of the same run.
+    let best = detected().best_path();
+    {
+        let buf = vec![1.0f32; (1 << 30) / 4];
+        let (a, b) = buf.split_at(buf.len() / 2);
+        let mut g = c.benchmark_group("read");
+        g.sample_size(10).sampling_mode(SamplingMode::Flat);
+        g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+        g.throughput(Throughput::Bytes((buf.len() * 4) as u64));
+        g.bench_function(format!("{}/sum_squares_1GiB", best.name()), |bn| {
+            bn.iter(|| paths::dot_f32(best, black_box(&buf), &buf))
+        });
+        g.bench_function(format!("{}/dot_halves_1GiB", best.name()), |bn| {
+            bn.iter(|| paths::dot_f32(best, black_box(a), b))
+        });
+        g.finish();
+    }
+
+    // One weight buffer for every shape and type: the largest (128256 x 4096 f32, 2 GiB),
+    // written (so every page is real memory, not the shared zero page). 0x3C bytes are
+    // finite in every type: f32 0.0115, f16 1.06, bf16 0.0115.
+    let max_bytes = SHAPES.iter().map(|&(r, c)| r * c * 4).max().unwrap();
+    let w = vec![0x3Cu8; max_bytes];
+    let x = vec![0.5f32; 11008];
+    let mut out = vec![0f32; 128256];
     let mut g = c.benchmark_group("matvec");
-    g.sample_size(10);
-    for wt in [WeightType::F32, WeightType::F16, WeightType::BF16] {
-        for &(rows, cols) in &[(4096usize, 4096usize), (11008, 4096), (4096, 11008)] {
-            let w = vec![0x3Cu8; rows * cols * wt.size()];
-            let x = vec![0.5f32; cols];
-            let mut out = vec![0f32; rows];
-            g.throughput(Throughput::Bytes((rows * cols * wt.size()) as u64));
-            g.bench_with_input(BenchmarkId::new(format!("{wt:?}"), format!("{rows}x{cols}")), &(), |b, _| {
-                b.iter(|| matvec(wt, &w, &x, &mut out))
-            });
+    g.sample_size(10).sampling_mode(SamplingMode::Flat);
+    g.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
+        for wt in TYPES {
+            for (rows, cols) in SHAPES {
+                let bytes = rows * cols * wt.size();
+                g.throughput(Throughput::Bytes(bytes as u64));
+                let id = BenchmarkId::new(format!("{}/{wt:?}", p.name()), format!("{rows}x{cols}"));
+                let (copies, mut k) = (w.len() / bytes, 0);
+                g.bench_function(id, |b| {
+                    b.iter(|| {
+                        k = (k + 1) % copies;
+                        paths::matvec(p, wt, &w[k * bytes..(k + 1) * bytes], &x[..cols], &mut out[..rows])
+                    })
+                });
+            }
+        }
+    }
+    g.finish();
+
+    let (rows, cols, n) = (4096usize, 4096usize, 32usize);
+    let xs: Vec<f32> = (0..n * cols).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let mut outs = vec![0f32; n * rows];
+    let mut g = c.benchmark_group("matmul");
+    g.sample_size(10).sampling_mode(SamplingMode::Flat);
+    g.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    // Throughput in FLOPs (one multiply + one add per weight per token), reported as elements.
+    g.throughput(Throughput::Elements((2 * rows * cols * n) as u64));
+    for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
+        for wt in TYPES {
+            let bytes = rows * cols * wt.size();
+            let id = BenchmarkId::new(format!("{}/{wt:?}", p.name()), format!("{rows}x{cols}xn{n}"));
+            g.bench_function(id, |b| b.iter(|| paths::matmul(p, wt, &w[..bytes], rows, cols, &xs, n, &mut outs)));
         }
     }
     g.finish();
 }
 
-criterion_group!(benches, bench_matvec);
+criterion_group!(benches, bench_kernels);
 criterion_main!(benches);

@@ -176,6 +176,7 @@ struct Source {
 
 /// Load a model: see `llama_load` in `include/runllama.h`.
 pub fn load(path: &Path, mut opts: LoadOptions<'_>) -> Result<Model> {
+    crate::cpu::init();
     let shown = path.display().to_string();
     match opts.device {
         DEVICE_CPU => {}

@@ -62,6 +62,9 @@ fn version_info_and_status_names() {
     assert_eq!(v, env!("CARGO_PKG_VERSION"));
     let info = unsafe { CStr::from_ptr(llama_system_info()) }.to_str().unwrap();
     assert!(info.contains("CUDA=0") && info.contains("threads="), "{info}");
+    if let Ok(v) = std::env::var("RUNLLAMA_CPU") {
+        assert!(info.contains(&format!("kernels={v}")), "RUNLLAMA_CPU={v} not applied: {info}");
+    }
     for (code, name) in [
         (LLAMA_OK, "LLAMA_OK"),
         (LLAMA_ERR_FORMAT, "LLAMA_ERR_FORMAT"),

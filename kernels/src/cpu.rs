@@ -1,0 +1,236 @@
+//! Run-time CPU detection without std: CPUID for what the CPU implements, XGETBV for what the
+//! operating system saves on a context switch (a feature whose register state the OS does not
+//! save is reported absent). Detected once, cached in atomics; `set_max_path` caps the choice.
+
+/// Which implementation of the kernels runs, from slowest to fastest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Path {
+    /// The portable reference code (any CPU).
+    Scalar = 0,
+    /// x86-64 AVX2 + FMA + F16C, 8 f32 lanes.
+    Avx2 = 1,
+    /// x86-64 AVX-512 F/BW/VL (+ AVX2/FMA/F16C), 16 f32 lanes.
+    Avx512 = 2,
+}
+
+impl Path {
+    /// Every path, slowest first.
+    pub const ALL: [Path; 3] = [Path::Scalar, Path::Avx2, Path::Avx512];
+
+    /// `"scalar"`, `"avx2"` or `"avx512"` (the values `RUNLLAMA_CPU` takes).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Path::Scalar => "scalar",
+            Path::Avx2 => "avx2",
+            Path::Avx512 => "avx512",
+        }
+    }
+
+    /// The inverse of [`Path::name`] (ASCII case-insensitive); `None` for anything else.
+    pub fn from_name(s: &str) -> Option<Path> {
+        Path::ALL.into_iter().find(|p| p.name().eq_ignore_ascii_case(s.trim()))
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    const fn from_u8(v: u8) -> Path {
+        match v {
+            0 => Path::Scalar,
+            1 => Path::Avx2,
+            _ => Path::Avx512,
+        }
+    }
+}
+
+/// The CPU features the kernels care about, as usable by this process (implemented by the CPU
+/// and, for the AVX/AVX-512 register state, enabled by the OS). All false off x86-64.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CpuFeatures {
+    /// AVX2 (256-bit integer ops).
+    pub avx2: bool,
+    /// FMA3.
+    pub fma: bool,
+    /// F16C (f16 <-> f32 conversion).
+    pub f16c: bool,
+    /// AVX-512 Foundation.
+    pub avx512f: bool,
+    /// AVX-512 Byte and Word.
+    pub avx512bw: bool,
+    /// AVX-512 Vector Length extensions.
+    pub avx512vl: bool,
+    /// AVX-512 BF16 (`vdpbf16ps`; detected and reported, not used: widening + FMA is faster).
+    pub avx512bf16: bool,
+    /// AVX-512 FP16 (detected and reported, not used).
+    pub avx512fp16: bool,
+}
+
+impl CpuFeatures {
+    /// The fastest path these features allow (and this build has: the AVX-512 path needs
+    /// Rust >= 1.89 to compile; an older compiler's build stops at AVX2).
+    pub const fn best_path(self) -> Path {
+        let avx2 = self.avx2 && self.fma && self.f16c;
+        if cfg!(runllama_avx512) && avx2 && self.avx512f && self.avx512bw && self.avx512vl {
+            Path::Avx512
+        } else if avx2 {
+            Path::Avx2
+        } else {
+            Path::Scalar
+        }
+    }
+
+    /// Whether `p` can run here.
+    pub const fn supports(self, p: Path) -> bool {
+        p as u8 <= self.best_path() as u8
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    const fn to_bits(self) -> u16 {
+        (self.avx2 as u16)
+            | (self.fma as u16) << 1
+            | (self.f16c as u16) << 2
+            | (self.avx512f as u16) << 3
+            | (self.avx512bw as u16) << 4
+            | (self.avx512vl as u16) << 5
+            | (self.avx512bf16 as u16) << 6
+            | (self.avx512fp16 as u16) << 7
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    const fn from_bits(b: u16) -> CpuFeatures {
+        CpuFeatures {
+            avx2: b & 1 != 0,
+            fma: b & 1 << 1 != 0,
+            f16c: b & 1 << 2 != 0,
+            avx512f: b & 1 << 3 != 0,
+            avx512bw: b & 1 << 4 != 0,
+            avx512vl: b & 1 << 5 != 0,
+            avx512bf16: b & 1 << 6 != 0,
+            avx512fp16: b & 1 << 7 != 0,
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use super::{CpuFeatures, Path};
+    use core::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv, CpuidResult};
+    use core::sync::atomic::{AtomicU16, AtomicU8, Ordering::Relaxed};
+
+    /// Feature bits of `CpuFeatures::to_bits`, or `UNSET` before the first detection.
+    static FEATURES: AtomicU16 = AtomicU16::new(UNSET);
+    const UNSET: u16 = 1 << 15;
+    /// The cap set by `set_max_path` (a `Path as u8`).
+    static CAP: AtomicU8 = AtomicU8::new(Path::Avx512 as u8);
+
+    fn cpuid(leaf: u32, sub: u32) -> CpuidResult {
+        // SAFETY: CPUID exists on every x86-64 CPU; leaves above the maximum return zeros or
+        // the highest basic leaf's data, and callers check the maximum leaf first. (`__cpuid`
+        // is a safe fn in recent Rust, `unsafe` in older releases: keep the block for those.)
+        #[allow(unused_unsafe)]
+        unsafe {
+            if sub == 0 {
+                __cpuid(leaf)
+            } else {
+                __cpuid_count(leaf, sub)
+            }
+        }
+    }
+
+    #[target_feature(enable = "xsave")]
+    unsafe fn xcr0() -> u64 {
+        _xgetbv(0)
+    }
+
+    fn detect() -> CpuFeatures {
+        let mut f = CpuFeatures::default();
+        let max_leaf = cpuid(0, 0).eax;
+        if max_leaf < 1 {
+            return f;
+        }
+        let l1 = cpuid(1, 0);
+        let (osxsave, avx) = (l1.ecx & 1 << 27 != 0, l1.ecx & 1 << 28 != 0);
+        if !osxsave || !avx {
+            return f;
+        }
+        // SAFETY: CPUID.1:ECX.OSXSAVE is set, so the OS enabled XGETBV (and the CPU has XSAVE).
+        let xcr0 = unsafe { xcr0() };
+        // XCR0 bit 1 SSE, 2 AVX (YMM upper halves); 5 opmask, 6 ZMM0-15 upper, 7 ZMM16-31.
+        if xcr0 & 0b110 != 0b110 {
+            return f;
+        }
+        let zmm_state = xcr0 & 0b1110_0110 == 0b1110_0110;
+        f.fma = l1.ecx & 1 << 12 != 0;
+        f.f16c = l1.ecx & 1 << 29 != 0;
+        if max_leaf >= 7 {
+            let l7 = cpuid(7, 0);
+            f.avx2 = l7.ebx & 1 << 5 != 0;
+            if zmm_state {
+                f.avx512f = l7.ebx & 1 << 16 != 0;
+                f.avx512bw = l7.ebx & 1 << 30 != 0;
+                f.avx512vl = l7.ebx & 1 << 31 != 0;
+                f.avx512fp16 = f.avx512f && l7.edx & 1 << 23 != 0;
+                if l7.eax >= 1 {
+                    f.avx512bf16 = f.avx512f && cpuid(7, 1).eax & 1 << 5 != 0;
+                }
+            }
+        }
+        f
+    }
+
+    #[inline]
+    pub(crate) fn detected() -> CpuFeatures {
+        let mut b = FEATURES.load(Relaxed);
+        if b == UNSET {
+            // Racing first calls all compute (and store) the same value.
+            b = detect().to_bits();
+            FEATURES.store(b, Relaxed);
+        }
+        CpuFeatures::from_bits(b)
+    }
+
+    #[inline]
+    pub(crate) fn path() -> Path {
+        Path::from_u8((detected().best_path() as u8).min(CAP.load(Relaxed)))
+    }
+
+    pub(crate) fn set_max_path(p: Path) {
+        CAP.store(p as u8, Relaxed);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp {
+    use super::{CpuFeatures, Path};
+
+    pub(crate) fn detected() -> CpuFeatures {
+        CpuFeatures::default()
+    }
+
+    pub(crate) fn path() -> Path {
+        Path::Scalar
+    }
+
+    pub(crate) fn set_max_path(_: Path) {}
+}
+
+/// The CPU features detected at run time (once; later calls read the cached bits).
+pub fn detected() -> CpuFeatures {
+    imp::detected()
+}
+
+/// The path every public op uses now: the best the CPU supports, capped by [`set_max_path`].
+#[inline]
+pub fn path() -> Path {
+    imp::path()
+}
+
+/// The name of [`path()`]: `"scalar"`, `"avx2"` or `"avx512"`.
+pub fn path_name() -> &'static str {
+    path().name()
+}
+
+/// Cap the path for the whole process (e.g. from `RUNLLAMA_CPU=scalar|avx2|avx512`): later
+/// calls use `min(p, best detected)`. Raising the cap again is allowed. Calls already running
+/// finish on the path they started with; each op reads the cap once per call.
+pub fn set_max_path(p: Path) {
+    imp::set_max_path(p)
+}

@@ -1,0 +1,124 @@
+//! The scalar reference kernels: plain Rust, no intrinsics, the behaviour every SIMD path is
+//! tested against. Length checks are done by the dispatcher in `lib.rs` before these run (they
+//! are repeated here only through slice indexing).
+
+use crate::math::{libm_cos, libm_exp, libm_sin, libm_sqrt};
+use crate::{load, RopeLayout, WeightType};
+
+pub(crate) fn row_to_f32(wt: WeightType, row: &[u8], out: &mut [f32]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = load(wt, row, i);
+    }
+}
+
+/// Accumulates in 8 independent f32 lanes, then sums the lanes pairwise.
+pub(crate) fn dot_row(wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let n8 = x.len() / 8 * 8;
+    let mut i = 0;
+    while i < n8 {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += load(wt, row, i + l) * x[i + l];
+        }
+        i += 8;
+    }
+    let mut tail = 0f32;
+    while i < x.len() {
+        tail += load(wt, row, i) * x[i];
+        i += 1;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+pub(crate) fn matvec(wt: WeightType, w: &[u8], x: &[f32], out: &mut [f32]) {
+    let row_bytes = x.len() * wt.size();
+    for (r, o) in out.iter_mut().enumerate() {
+        *o = dot_row(wt, &w[r * row_bytes..(r + 1) * row_bytes], x);
+    }
+}
+
+pub(crate) fn matmul(wt: WeightType, w: &[u8], rows: usize, cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
+    let row_bytes = cols * wt.size();
+    for r in 0..rows {
+        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        for t in 0..n {
+            out[t * rows + r] = dot_row(wt, row, &x[t * cols..(t + 1) * cols]);
+        }
+    }
+}
+
+pub(crate) fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
+    let mut ss = 0f32;
+    for v in x {
+        ss += v * v;
+    }
+    let scale = 1.0 / libm_sqrt(ss / x.len() as f32 + eps);
+    for i in 0..x.len() {
+        out[i] = x[i] * scale * weight[i];
+    }
+}
+
+/// The angle of pair `i` does not depend on the head: each (sin, cos) is computed once and
+/// applied to every head (same values as computing it per head, `heads` times fewer calls).
+pub(crate) fn rope(x: &mut [f32], head_dim: usize, pos: usize, inv_freq: &[f32], layout: RopeLayout) {
+    let half = head_dim / 2;
+    for (i, &f) in inv_freq.iter().enumerate().take(half) {
+        let angle = pos as f32 * f;
+        let (s, c) = (libm_sin(angle), libm_cos(angle));
+        let (a, b) = match layout {
+            RopeLayout::Interleaved => (2 * i, 2 * i + 1),
+            RopeLayout::Halves => (i, i + half),
+        };
+        for head in x.chunks_exact_mut(head_dim) {
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * c - x1 * s;
+            head[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+pub(crate) fn softmax(x: &mut [f32]) {
+    if x.is_empty() {
+        return;
+    }
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = libm_exp(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+pub(crate) fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + libm_exp(-*g)) * u;
+    }
+}
+
+pub(crate) fn axpy(acc: &mut [f32], w: f32, v: &[f32]) {
+    for (a, &b) in acc.iter_mut().zip(v) {
+        *a += w * b;
+    }
+}
+
+pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let n8 = a.len().min(b.len()) / 8 * 8;
+    let mut i = 0;
+    while i < n8 {
+        for l in 0..8 {
+            acc[l] += a[i + l] * b[i + l];
+        }
+        i += 8;
+    }
+    let mut tail = 0f32;
+    while i < a.len().min(b.len()) {
+        tail += a[i] * b[i];
+        i += 1;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}

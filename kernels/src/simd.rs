@@ -1,0 +1,480 @@
+//! The SIMD kernels, written once as a template over a small set of vector primitives and
+//! instantiated per instruction set (`x86::avx2`, `x86::avx512`). Each instantiation compiles
+//! every kernel with `#[target_feature(enable = ...)]`, so one binary carries all of them and
+//! `lib.rs` picks one at run time.
+//!
+//! The including module defines, all `#[target_feature]` + `#[inline]`:
+//! `type V` (L f32 lanes), `const L`, `zero()`, `splat(f32)`, `add`, `mul`, `div`, `max`,
+//! `fma(a, b, c) = a*b + c`, `ldx(p)` / `ldx_tail(p, n)` (f32 loads; the tail form reads only
+//! `n < L` elements and zeroes the other lanes), `ldw::<WT>(p)` / `ldw_tail::<WT>(p, n)` (the
+//! same for stored weights, widened to f32), `st(p, v)` / `st_tail(p, v, n)`, `hsum(v)` and
+//! `prefetch(p)` (a hint, any address). All loads and stores are unaligned.
+//!
+//! Summation order (what makes results reproducible): a dot product of a weight row with `x`
+//! keeps one L-lane accumulator per (row, activation row), adds chunk `c` (elements
+//! `c*L..c*L+L`, the last one zero-padded) in increasing `c` with one FMA each, then reduces
+//! the lanes with `hsum`. `matvec`, `dot_row` and every tile of `matmul` follow exactly this
+//! order, so they agree bit for bit with each other, whatever the alignment of the data, the
+//! row's position in a block, or the batch size. (Each path rounds differently from the scalar
+//! reference, which has no FMA and 8 lanes: tests compare with a tolerance.)
+
+/// Weight-type tags for const generics.
+pub(crate) const WF32: u8 = 0;
+pub(crate) const WF16: u8 = 1;
+pub(crate) const WBF16: u8 = 2;
+
+/// Bytes per element of a weight-type tag.
+pub(crate) const fn wsize(wt: u8) -> usize {
+    if wt == WF32 {
+        4
+    } else {
+        2
+    }
+}
+
+/// Instantiate the kernels. `$feat`: the target features; `$mr` x `$nr`: the matmul register
+/// tile (weight rows x activation rows), sized to the register file.
+macro_rules! simd_kernels {
+    ($feat:literal, $mr:literal, $nr:literal) => {
+        use crate::simd::{wsize, WBF16, WF16, WF32};
+        use crate::WeightType;
+
+        // Tuned on a 2-core AVX-512 Xeon VM (260 MiB L3); see benches/kernels.rs.
+
+        /// Rows matvec processes together (independent FMA chains, one load of x for all).
+        const G: usize = 4;
+        /// Software prefetch distance (bytes) along each weight row in matvec (measured
+        /// 12.9 -> 15.3 GiB/s best case for f16 4096x11008 here; the hardware prefetcher
+        /// alone lets too few lines be in flight when 32 bytes of f16 feed one FMA).
+        const PF: usize = 1024;
+        /// matmul register tile: MR weight rows x NR activation rows.
+        const MR: usize = $mr;
+        const NR: usize = $nr;
+        /// Weight rows widened to f32 together (the block every activation tile reuses).
+        const RB: usize = 16;
+        /// Weight rows sharing one copy of an activation block (a multiple of RB).
+        const RS: usize = 64;
+        /// Columns per block (a multiple of L): the f32 weight block is RB x KC (16 KiB).
+        const KC: usize = 256;
+        /// Activation rows per pass over the weights (their partial sums are kept in `acc`,
+        /// RS x TB vectors: 128 KiB of stack for AVX-512, 48 KiB for AVX2).
+        const TB: usize = NR * 8;
+        /// Row strides (f32) of the packed weight and activation blocks: KC plus a skew of
+        /// whole vectors, so that rows (and the buffers) do not share their low 12 address
+        /// bits (4 KiB aliasing: loads wait for unrelated stores; measured 85 vs 115 GFLOP/s).
+        const WS: usize = KC + 16;
+        const XS: usize = KC + 32;
+        const _: () = assert!(KC % L == 0 && RB % MR == 0 && RS % RB == 0);
+
+        /// Dot products of `R` weight rows `stride` bytes apart with `x` (`cols` elements):
+        /// `out[r * ostride]`, `r < R`. One accumulator per row (see module docs).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn dot_rows<const WT: u8, const R: usize>(
+            w: *const u8,
+            stride: usize,
+            x: *const f32,
+            cols: usize,
+            out: *mut f32,
+            ostride: usize,
+        ) {
+            let sz = wsize(WT);
+            let mut acc = [zero(); R];
+            let full = cols / L;
+            for c in 0..full {
+                let xv = ldx(x.add(c * L));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let p = w.add(r * stride + c * L * sz);
+                    prefetch(p.wrapping_add(PF));
+                    *a = fma(ldw::<WT>(p), xv, *a);
+                }
+            }
+            let rem = cols - full * L;
+            if rem > 0 {
+                let xv = ldx_tail(x.add(full * L), rem);
+                for (r, a) in acc.iter_mut().enumerate() {
+                    *a = fma(ldw_tail::<WT>(w.add(r * stride + full * L * sz), rem), xv, *a);
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                *out.add(r * ostride) = hsum(*a);
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        unsafe fn matvec_t<const WT: u8>(w: *const u8, x: *const f32, cols: usize, out: *mut f32, rows: usize) {
+            let stride = cols * wsize(WT);
+            // Row i of each of G equal parts of the matrix: each of the G memory streams runs
+            // sequentially through its part instead of jumping at every group of G rows.
+            // (Results do not depend on the grouping: one accumulator per row.)
+            let q = rows / G;
+            for i in 0..q {
+                dot_rows::<WT, G>(w.add(i * stride), q * stride, x, cols, out.add(i), q);
+            }
+            for r in G * q..rows {
+                dot_rows::<WT, 1>(w.add(r * stride), stride, x, cols, out.add(r), 1);
+            }
+        }
+
+        /// The register tile: `acc[r][j] += wb[r, :] . xb[j, :]` over `chunks` chunks (from
+        /// zero instead if `first`). `wb` / `xb` rows are `WS` / `XS` f32 apart (packed,
+        /// zero-padded to whole chunks); the tile's `acc` is MR x NR consecutive vectors.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn tile(wb: *const f32, xb: *const f32, chunks: usize, acc: *mut V, first: bool) {
+            let mut a = [[zero(); NR]; MR];
+            if !first {
+                for (r, ar) in a.iter_mut().enumerate() {
+                    for (j, v) in ar.iter_mut().enumerate() {
+                        *v = *acc.add(r * NR + j);
+                    }
+                }
+            }
+            for c in 0..chunks {
+                let mut xv = [zero(); NR];
+                for (j, v) in xv.iter_mut().enumerate() {
+                    *v = ldx(xb.add(j * XS + c * L));
+                }
+                for (r, ar) in a.iter_mut().enumerate() {
+                    let wv = ldx(wb.add(r * WS + c * L));
+                    for (j, v) in ar.iter_mut().enumerate() {
+                        *v = fma(wv, xv[j], *v);
+                    }
+                }
+            }
+            for (r, ar) in a.iter().enumerate() {
+                for (j, v) in ar.iter().enumerate() {
+                    *acc.add(r * NR + j) = *v;
+                }
+            }
+        }
+
+        /// Where the partial sum of (row `rl` of the super-block, activation row `t` of the
+        /// block) lives in `acc`: tiles in the order the loops visit them (RB-row block, then
+        /// NR-wide activation tile, then MR-row tile), each tile's MR x NR vectors together,
+        /// so the walk through `acc` is one sequential stream.
+        #[inline(always)]
+        const fn acc_at(rl: usize, t: usize) -> usize {
+            let (blk, rin) = (rl / RB, rl % RB);
+            ((blk * (TB / NR) + t / NR) * (RB / MR) + rin / MR) * (MR * NR) + (rin % MR) * NR + t % NR
+        }
+
+        #[repr(C, align(64))]
+        struct WBlock([f32; RB * WS]);
+        #[repr(C, align(64))]
+        struct XBlock([f32; TB * XS]);
+
+        /// Blocked matmul. Rows go in super-blocks of RS, activation rows in blocks of TB,
+        /// columns in blocks of KC. Per column block, the TB x KC activations are copied once
+        /// into `xb` (contiguous and 64-byte aligned, whatever the alignment and row stride
+        /// of `x`), then each RB-row block of weights is widened to f32 once into `wb`, and
+        /// every MR x NR register tile works from those two. Partial sums stay in `acc` across
+        /// column blocks as whole vectors, so the summation order is matvec's. Padding rows and
+        /// columns are zeros.
+        #[target_feature(enable = $feat)]
+        unsafe fn matmul_t<const WT: u8>(
+            w: *const u8,
+            rows: usize,
+            cols: usize,
+            x: *const f32,
+            n: usize,
+            out: *mut f32,
+        ) {
+            let sz = wsize(WT);
+            let row_bytes = cols * sz;
+            let mut wb = WBlock([0.0; RB * WS]);
+            let mut xb = XBlock([0.0; TB * XS]);
+            let (wbp, xbp) = (wb.0.as_mut_ptr(), xb.0.as_mut_ptr());
+            let mut acc = [zero(); RS * TB];
+            let accp = acc.as_mut_ptr();
+            let mut rs0 = 0;
+            while rs0 < rows {
+                let rsn = RS.min(rows - rs0);
+                let mut t0 = 0;
+                while t0 < n {
+                    let tb = TB.min(n - t0);
+                    let tbp = tb.div_ceil(NR) * NR;
+                    let mut k0 = 0;
+                    while k0 < cols {
+                        let kc = KC.min(cols - k0);
+                        let (full, tail, chunks) = (kc / L, kc % L, kc.div_ceil(L));
+                        for t in 0..tbp {
+                            let dst = xbp.add(t * XS);
+                            if t >= tb {
+                                for c in 0..chunks {
+                                    st(dst.add(c * L), zero());
+                                }
+                                continue;
+                            }
+                            let src = x.add((t0 + t) * cols + k0);
+                            for c in 0..full {
+                                st(dst.add(c * L), ldx(src.add(c * L)));
+                            }
+                            if tail > 0 {
+                                st(dst.add(full * L), ldx_tail(src.add(full * L), tail));
+                            }
+                        }
+                        let mut r0 = 0;
+                        while r0 < rsn {
+                            let rb = RB.min(rsn - r0);
+                            let rbp = rb.div_ceil(MR) * MR;
+                            for r in 0..rbp {
+                                let dst = wbp.add(r * WS);
+                                if r >= rb {
+                                    for c in 0..chunks {
+                                        st(dst.add(c * L), zero());
+                                    }
+                                    continue;
+                                }
+                                let src = w.add((rs0 + r0 + r) * row_bytes + k0 * sz);
+                                for c in 0..full {
+                                    // This row's next column block: the hardware prefetcher
+                                    // does not follow RS interleaved short runs well (small
+                                    // batches are memory-bound: 2x at n = 4).
+                                    prefetch(src.wrapping_add((c * L + KC) * sz));
+                                    st(dst.add(c * L), ldw::<WT>(src.add(c * L * sz)));
+                                }
+                                if tail > 0 {
+                                    st(dst.add(full * L), ldw_tail::<WT>(src.add(full * L * sz), tail));
+                                }
+                            }
+                            let mut tt = 0;
+                            while tt < tbp {
+                                let mut rr = 0;
+                                while rr < rbp {
+                                    let a = accp.add(acc_at(r0 + rr, tt));
+                                    tile(wbp.add(rr * WS), xbp.add(tt * XS), chunks, a, k0 == 0);
+                                    rr += MR;
+                                }
+                                tt += NR;
+                            }
+                            r0 += RB;
+                        }
+                        k0 += KC;
+                    }
+                    for r in 0..rsn {
+                        for t in 0..tb {
+                            *out.add((t0 + t) * rows + rs0 + r) = hsum(acc[acc_at(r, t)]);
+                        }
+                    }
+                    t0 += TB;
+                }
+                rs0 += RS;
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        unsafe fn row_to_f32_t<const WT: u8>(row: *const u8, out: *mut f32, len: usize) {
+            let sz = wsize(WT);
+            let full = len / L;
+            for c in 0..full {
+                st(out.add(c * L), ldw::<WT>(row.add(c * L * sz)));
+            }
+            let rem = len - full * L;
+            if rem > 0 {
+                st_tail(out.add(full * L), ldw_tail::<WT>(row.add(full * L * sz), rem), rem);
+            }
+        }
+
+        /// `sum a[i]*b[i]`, four accumulators.
+        #[target_feature(enable = $feat)]
+        unsafe fn dot_ptr(a: *const f32, b: *const f32, len: usize) -> f32 {
+            let mut acc = [zero(); 4];
+            let mut i = 0;
+            while i + 4 * L <= len {
+                for (k, s) in acc.iter_mut().enumerate() {
+                    *s = fma(ldx(a.add(i + k * L)), ldx(b.add(i + k * L)), *s);
+                }
+                i += 4 * L;
+            }
+            while i + L <= len {
+                acc[0] = fma(ldx(a.add(i)), ldx(b.add(i)), acc[0]);
+                i += L;
+            }
+            if i < len {
+                acc[1] = fma(ldx_tail(a.add(i), len - i), ldx_tail(b.add(i), len - i), acc[1]);
+            }
+            hsum(add(add(acc[0], acc[1]), add(acc[2], acc[3])))
+        }
+
+        /// # Safety
+        /// The CPU supports `$feat`; `w` holds `out.len()` rows of `x.len()` elements.
+        pub(crate) unsafe fn matvec(wt: WeightType, w: &[u8], x: &[f32], out: &mut [f32]) {
+            let (w, x, cols, rows, o) = (w.as_ptr(), x.as_ptr(), x.len(), out.len(), out.as_mut_ptr());
+            match wt {
+                WeightType::F32 => matvec_t::<WF32>(w, x, cols, o, rows),
+                WeightType::F16 => matvec_t::<WF16>(w, x, cols, o, rows),
+                WeightType::BF16 => matvec_t::<WBF16>(w, x, cols, o, rows),
+            }
+        }
+
+        /// # Safety
+        /// The CPU supports `$feat`; `row` holds `x.len()` elements.
+        pub(crate) unsafe fn dot_row(wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
+            let mut o = 0f32;
+            let (w, xp, cols) = (row.as_ptr(), x.as_ptr(), x.len());
+            match wt {
+                WeightType::F32 => dot_rows::<WF32, 1>(w, 0, xp, cols, &mut o, 1),
+                WeightType::F16 => dot_rows::<WF16, 1>(w, 0, xp, cols, &mut o, 1),
+                WeightType::BF16 => dot_rows::<WBF16, 1>(w, 0, xp, cols, &mut o, 1),
+            }
+            o
+        }
+
+        /// # Safety
+        /// The CPU supports `$feat`; `w` holds `rows` x `cols` elements, `x` `n * cols`,
+        /// `out` `n * rows`, `n > 0`.
+        pub(crate) unsafe fn matmul(
+            wt: WeightType,
+            w: &[u8],
+            rows: usize,
+            cols: usize,
+            x: &[f32],
+            n: usize,
+            out: &mut [f32],
+        ) {
+            if n == 1 {
+                // Memory-bound: stream the rows (same summation order, same results).
+                return matvec(wt, w, &x[..cols], &mut out[..rows]);
+            }
+            let (w, x, o) = (w.as_ptr(), x.as_ptr(), out.as_mut_ptr());
+            match wt {
+                WeightType::F32 => matmul_t::<WF32>(w, rows, cols, x, n, o),
+                WeightType::F16 => matmul_t::<WF16>(w, rows, cols, x, n, o),
+                WeightType::BF16 => matmul_t::<WBF16>(w, rows, cols, x, n, o),
+            }
+        }
+
+        /// # Safety
+        /// The CPU supports `$feat`; `row` holds `out.len()` elements.
+        pub(crate) unsafe fn row_to_f32(wt: WeightType, row: &[u8], out: &mut [f32]) {
+            let (r, o, len) = (row.as_ptr(), out.as_mut_ptr(), out.len());
+            match wt {
+                WeightType::F32 => row_to_f32_t::<WF32>(r, o, len),
+                WeightType::F16 => row_to_f32_t::<WF16>(r, o, len),
+                WeightType::BF16 => row_to_f32_t::<WBF16>(r, o, len),
+            }
+        }
+
+        /// # Safety
+        /// The CPU supports `$feat`.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+            dot_ptr(a.as_ptr(), b.as_ptr(), a.len().min(b.len()))
+        }
+
+        /// # Safety
+        /// The CPU supports `$feat`.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn axpy(acc: &mut [f32], w: f32, v: &[f32]) {
+            let len = acc.len().min(v.len());
+            let (a, b, wv) = (acc.as_mut_ptr(), v.as_ptr(), splat(w));
+            let mut i = 0;
+            while i + L <= len {
+                st(a.add(i), fma(wv, ldx(b.add(i)), ldx(a.add(i))));
+                i += L;
+            }
+            if i < len {
+                let n = len - i;
+                st_tail(a.add(i), fma(wv, ldx_tail(b.add(i), n), ldx_tail(a.add(i), n)), n);
+            }
+        }
+
+        /// # Safety
+        /// The CPU supports `$feat`; the three slices have the same length.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
+            let len = x.len();
+            let (o, xp, wp) = (out.as_mut_ptr(), x.as_ptr(), weight.as_ptr());
+            let ss = dot_ptr(xp, xp, len);
+            let scale = 1.0 / crate::math::libm_sqrt(ss / len as f32 + eps);
+            let sv = splat(scale);
+            // x * scale * weight, rounded in the reference's order.
+            let mut i = 0;
+            while i + L <= len {
+                st(o.add(i), mul(mul(ldx(xp.add(i)), sv), ldx(wp.add(i))));
+                i += L;
+            }
+            if i < len {
+                let n = len - i;
+                st_tail(o.add(i), mul(mul(ldx_tail(xp.add(i), n), sv), ldx_tail(wp.add(i), n)), n);
+            }
+        }
+
+        /// Vector max and scaling; `exp` stays scalar (libm), so the result equals the
+        /// reference's bit for bit.
+        ///
+        /// # Safety
+        /// The CPU supports `$feat`.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn softmax(x: &mut [f32]) {
+            let len = x.len();
+            if len == 0 {
+                return;
+            }
+            let p = x.as_mut_ptr();
+            let mut i = 0;
+            let mut m = f32::NEG_INFINITY;
+            if len >= L {
+                let mut mv = ldx(p);
+                i = L;
+                while i + L <= len {
+                    mv = max(mv, ldx(p.add(i)));
+                    i += L;
+                }
+                let mut lanes = [0f32; L];
+                st(lanes.as_mut_ptr(), mv);
+                m = lanes.iter().copied().fold(m, f32::max);
+            }
+            m = x[i..].iter().copied().fold(m, f32::max);
+            let mut sum = 0f32;
+            for v in x.iter_mut() {
+                *v = crate::math::libm_exp(*v - m);
+                sum += *v;
+            }
+            let inv = splat(1.0 / sum);
+            let mut i = 0;
+            while i + L <= len {
+                st(p.add(i), mul(ldx(p.add(i)), inv));
+                i += L;
+            }
+            if i < len {
+                let n = len - i;
+                st_tail(p.add(i), mul(ldx_tail(p.add(i), n), inv), n);
+            }
+        }
+
+        /// `exp` scalar (libm) into a lane buffer, the rest in vectors: equal to the reference
+        /// bit for bit.
+        ///
+        /// # Safety
+        /// The CPU supports `$feat`; `gate` and `up` have the same length.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn silu_mul(gate: &mut [f32], up: &[f32]) {
+            let len = gate.len();
+            let (g, u, one) = (gate.as_mut_ptr(), up.as_ptr(), splat(1.0));
+            let mut e = [0f32; L];
+            let mut i = 0;
+            while i < len {
+                let n = L.min(len - i);
+                for (k, ek) in e.iter_mut().enumerate().take(n) {
+                    *ek = crate::math::libm_exp(-*g.add(i + k));
+                }
+                let (gv, uv, ev) = if n == L {
+                    (ldx(g.add(i)), ldx(u.add(i)), ldx(e.as_ptr()))
+                } else {
+                    (ldx_tail(g.add(i), n), ldx_tail(u.add(i), n), ldx_tail(e.as_ptr(), n))
+                };
+                let r = mul(div(gv, add(one, ev)), uv);
+                if n == L {
+                    st(g.add(i), r);
+                } else {
+                    st_tail(g.add(i), r, n);
+                }
+                i += L;
+            }
+        }
+    };
+}
+
+pub(crate) use simd_kernels;

@@ -1,0 +1,384 @@
+//! Every kernel path this CPU can run against the scalar reference, through the explicit
+//! per-path entry points of `runllama_kernels::paths` (the process-wide cap is not touched, so
+//! these tests run in parallel safely): odd lengths, unaligned rows, every weight type, batch
+//! sizes 1..9 and past the SIMD block sizes, extreme (NaN-free) magnitudes, f16 subnormals.
+
+use half::{bf16, f16};
+use runllama_kernels::paths;
+use runllama_kernels::{Path, WeightType};
+
+const TYPES: [WeightType; 3] = [WeightType::F32, WeightType::F16, WeightType::BF16];
+
+/// Lengths around every SIMD width (8, 16), the 4-row and 4x4 tiles, and the 256-column block.
+const LENS: &[usize] = &[
+    1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 24, 25, 31, 32, 33, 47, 48, 49, 63, 64, 65, 95, 96, 97, 127, 128, 129,
+    191, 255, 256, 257, 299, 300, 511, 513, 777,
+];
+
+/// SplitMix64-style generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The paths to compare with the scalar reference (the SIMD ones this CPU runs).
+fn simd_paths() -> Vec<Path> {
+    let v: Vec<Path> = paths::available().filter(|&p| p != Path::Scalar).collect();
+    eprintln!("detected {:?}; comparing {:?} with scalar", runllama_kernels::detected(), v);
+    v
+}
+
+/// How values are drawn.
+#[derive(Clone, Copy, Debug)]
+enum Dist {
+    /// Uniform in [-1, 1).
+    Unit,
+    /// Magnitudes spread over the type's range (weights) and the inverse range (activations),
+    /// so products stay finite; f16 weights include subnormals and values near 65504.
+    Extreme,
+}
+
+/// A weight value for type `wt` under `d` (rounded to the type by `encode`).
+fn weight(rng: &mut Rng, wt: WeightType, d: Dist) -> f32 {
+    match d {
+        Dist::Unit => rng.unit(),
+        Dist::Extreme => match wt {
+            WeightType::F16 => match rng.below(4) {
+                // Subnormal f16: bits 0x0001..=0x03FF, either sign.
+                0 => {
+                    let b = (1 + rng.below(0x3FF) as u16) | if rng.below(2) == 0 { 0 } else { 0x8000 };
+                    f16::from_bits(b).to_f32()
+                }
+                1 => rng.unit() * 65504.0,
+                2 => rng.unit() * 1e-4,
+                _ => rng.unit() * 100.0,
+            },
+            _ => rng.unit() * 10f32.powi(rng.below(61) as i32 - 30),
+        },
+    }
+}
+
+fn activation(rng: &mut Rng, wt: WeightType, d: Dist) -> f32 {
+    match (d, wt) {
+        (Dist::Unit, _) => rng.unit(),
+        (Dist::Extreme, WeightType::F16) => rng.unit() * 10f32.powi(rng.below(9) as i32 - 4),
+        // |w| <= 1e30 and |x| <= 1e6: products <= 1e36, sums of <= 800 of them stay finite.
+        (Dist::Extreme, _) => rng.unit() * 10f32.powi(rng.below(37) as i32 - 30),
+    }
+}
+
+/// `count` weights of type `wt`, stored from byte offset `skew`; also their exact f32 values.
+fn encode(rng: &mut Rng, wt: WeightType, count: usize, skew: usize, d: Dist) -> (Vec<u8>, Vec<f32>) {
+    let mut bytes = vec![0xA5u8; skew];
+    let mut exact = Vec::with_capacity(count);
+    for _ in 0..count {
+        let v = weight(rng, wt, d);
+        match wt {
+            WeightType::F32 => {
+                bytes.extend_from_slice(&v.to_le_bytes());
+                exact.push(v);
+            }
+            WeightType::F16 => {
+                let h = f16::from_f32(v);
+                bytes.extend_from_slice(&h.to_bits().to_le_bytes());
+                exact.push(h.to_f32());
+            }
+            WeightType::BF16 => {
+                let h = bf16::from_f32(v);
+                bytes.extend_from_slice(&h.to_bits().to_le_bytes());
+                exact.push(h.to_f32());
+            }
+        }
+    }
+    (bytes, exact)
+}
+
+/// `|a - b| <= 1e-5 * sum|w*x| + 1e-6` (reassociation and FMA rounding of a sum of products).
+fn close(a: f32, b: f32, abs_sum: f64) -> bool {
+    a.is_finite() && b.is_finite() && ((a as f64) - (b as f64)).abs() <= 1e-5 * abs_sum + 1e-6
+}
+
+fn abs_dot(w: &[f32], x: &[f32]) -> f64 {
+    w.iter().zip(x).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum()
+}
+
+#[test]
+fn matvec_and_dot_row_every_path_type_length_and_alignment() {
+    let simd = simd_paths();
+    let mut rng = Rng(1);
+    for d in [Dist::Unit, Dist::Extreme] {
+        for wt in TYPES {
+            for &cols in LENS {
+                for rows in [1usize, 3, 4, 5, 9] {
+                    let skew = rng.below(4) as usize;
+                    let (bytes, exact) = encode(&mut rng, wt, rows * cols, skew, d);
+                    let w = &bytes[skew..];
+                    let x: Vec<f32> = (0..cols).map(|_| activation(&mut rng, wt, d)).collect();
+                    let mut want = vec![0f32; rows];
+                    paths::matvec(Path::Scalar, wt, w, &x, &mut want);
+                    for &p in &simd {
+                        let mut got = vec![f32::NAN; rows];
+                        paths::matvec(p, wt, w, &x, &mut got);
+                        for r in 0..rows {
+                            let s = abs_dot(&exact[r * cols..(r + 1) * cols], &x);
+                            assert!(
+                                close(got[r], want[r], s),
+                                "{p:?} {wt:?} {d:?} {rows}x{cols} skew {skew} row {r}: {} vs scalar {}",
+                                got[r],
+                                want[r]
+                            );
+                            let row = &w[r * cols * wt.size()..(r + 1) * cols * wt.size()];
+                            let one = paths::dot_row(p, wt, row, &x);
+                            assert_eq!(one.to_bits(), got[r].to_bits(), "{p:?} dot_row == matvec row, bit for bit");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_every_path_batch_sizes_and_blocks() {
+    let simd = simd_paths();
+    let mut rng = Rng(2);
+    // Rows across the 4-row tile, the 16-row block and the 64-row super-block; batches 1..9
+    // plus past the 24/32-row activation block; columns across the 256-column block.
+    let shapes: &[(usize, usize)] = &[
+        (1, 1),
+        (1, 17),
+        (3, 7),
+        (4, 16),
+        (5, 33),
+        (7, 63),
+        (16, 256),
+        (17, 65),
+        (33, 257),
+        (20, 300),
+        (9, 513),
+        (70, 31),
+        (131, 129),
+    ];
+    for d in [Dist::Unit, Dist::Extreme] {
+        for wt in TYPES {
+            for &(rows, cols) in shapes {
+                for n in (1..=9).chain([24, 25, 33, 50]) {
+                    let skew = rng.below(4) as usize;
+                    let (bytes, exact) = encode(&mut rng, wt, rows * cols, skew, d);
+                    let w = &bytes[skew..];
+                    let x: Vec<f32> = (0..n * cols).map(|_| activation(&mut rng, wt, d)).collect();
+                    let mut want = vec![0f32; n * rows];
+                    paths::matmul(Path::Scalar, wt, w, rows, cols, &x, n, &mut want);
+                    for &p in &simd {
+                        let mut got = vec![f32::NAN; n * rows];
+                        paths::matmul(p, wt, w, rows, cols, &x, n, &mut got);
+                        for t in 0..n {
+                            let xt = &x[t * cols..(t + 1) * cols];
+                            let mut mv = vec![0f32; rows];
+                            paths::matvec(p, wt, w, xt, &mut mv);
+                            for r in 0..rows {
+                                let (g, s) = (got[t * rows + r], abs_dot(&exact[r * cols..(r + 1) * cols], xt));
+                                assert!(
+                                    close(g, want[t * rows + r], s),
+                                    "{p:?} {wt:?} {d:?} {rows}x{cols} n {n} skew {skew} [{t},{r}]: {g} vs scalar {}",
+                                    want[t * rows + r]
+                                );
+                                assert_eq!(g.to_bits(), mv[r].to_bits(), "{p:?} matmul == matvec, bit for bit");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_leaves_output_beyond_n_rows_alone_and_accepts_long_slices() {
+    for p in paths::available() {
+        let (rows, cols, n) = (5, 19, 3);
+        let mut rng = Rng(3);
+        let (bytes, _) = encode(&mut rng, WeightType::F16, rows * cols + 7, 1, Dist::Unit);
+        let x: Vec<f32> = (0..n * cols + 5).map(|_| rng.unit()).collect();
+        let mut out = vec![42f32; n * rows + 4];
+        paths::matmul(p, WeightType::F16, &bytes[1..], rows, cols, &x, n, &mut out);
+        assert!(out[n * rows..].iter().all(|&v| v == 42.0), "{p:?}");
+        assert!(out[..n * rows].iter().all(|&v| v != 42.0), "{p:?}");
+    }
+}
+
+#[test]
+fn row_to_f32_is_exact_for_every_f16_and_bf16_pattern_and_f32() {
+    let all: Vec<u16> = (0..=u16::MAX).collect();
+    for wt in [WeightType::F16, WeightType::BF16] {
+        // Every non-NaN 16-bit pattern (subnormals, infinities, signed zeros), at each skew.
+        let pats: Vec<u16> = all
+            .iter()
+            .copied()
+            .filter(|&b| if wt == WeightType::F16 { !f16::from_bits(b).is_nan() } else { !bf16::from_bits(b).is_nan() })
+            .collect();
+        for skew in 0..4 {
+            let mut bytes = vec![0u8; skew];
+            bytes.extend(pats.iter().flat_map(|b| b.to_le_bytes()));
+            for &len in LENS.iter().chain(&[pats.len()]) {
+                let mut want = vec![0f32; len];
+                paths::row_to_f32(Path::Scalar, wt, &bytes[skew..], &mut want);
+                for p in paths::available() {
+                    let mut got = vec![f32::NAN; len + 1];
+                    paths::row_to_f32(p, wt, &bytes[skew..], &mut got[..len]);
+                    let same = got[..len].iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{p:?} {wt:?} len {len} skew {skew}");
+                    assert!(got[len].is_nan(), "{p:?} wrote past the end");
+                }
+            }
+        }
+    }
+    let mut rng = Rng(4);
+    for &len in LENS {
+        let skew = rng.below(4) as usize;
+        let (bytes, exact) = encode(&mut rng, WeightType::F32, len, skew, Dist::Extreme);
+        for p in paths::available() {
+            let mut got = vec![0f32; len];
+            paths::row_to_f32(p, WeightType::F32, &bytes[skew..], &mut got);
+            assert_eq!(got, exact, "{p:?} f32 len {len}");
+        }
+    }
+}
+
+/// A buffer with `len` random values at element `off` (so starts are not 64-byte aligned) and
+/// a guard value (7.5) around them.
+fn slice_at(rng: &mut Rng, off: usize, len: usize, scale: f32) -> Vec<f32> {
+    let mut v = vec![7.5f32; off + len + 3];
+    for e in &mut v[off..off + len] {
+        *e = rng.unit() * scale;
+    }
+    v
+}
+
+#[test]
+fn small_ops_every_path_and_length() {
+    let simd = simd_paths();
+    let mut rng = Rng(5);
+    for &len in LENS.iter().chain(&[1000, 4096, 11008]) {
+        for off in 0..4 {
+            let a = slice_at(&mut rng, off, len, 3.0);
+            let b = slice_at(&mut rng, off + 1, len, 3.0);
+            let (a_, b_) = (&a[off..off + len], &b[off + 1..off + 1 + len]);
+            let want_dot = paths::dot_f32(Path::Scalar, a_, b_);
+            let mut want_axpy = a.clone();
+            paths::axpy(Path::Scalar, &mut want_axpy[off..off + len], -0.37, b_);
+            let mut want_norm = vec![0f32; len];
+            paths::rmsnorm(Path::Scalar, &mut want_norm, a_, b_, 1e-5);
+            let mut want_soft = a.clone();
+            paths::softmax(Path::Scalar, &mut want_soft[off..off + len]);
+            let mut want_silu = a.clone();
+            paths::silu_mul(Path::Scalar, &mut want_silu[off..off + len], b_);
+            for &p in &simd {
+                let got = paths::dot_f32(p, a_, b_);
+                assert!(close(got, want_dot, abs_dot(a_, b_)), "{p:?} dot_f32 len {len}: {got} vs {want_dot}");
+
+                let mut acc = a.clone();
+                paths::axpy(p, &mut acc[off..off + len], -0.37, b_);
+                for i in 0..acc.len() {
+                    let s = (a[i] as f64).abs() + (0.37 * b.get(i + 1).copied().unwrap_or(0.0) as f64).abs();
+                    assert!(close(acc[i], want_axpy[i], s), "{p:?} axpy len {len} at {i}");
+                }
+                assert_eq!(acc[off + len..], a[off + len..], "{p:?} axpy wrote past the end");
+
+                let mut norm = vec![0f32; len];
+                paths::rmsnorm(p, &mut norm, a_, b_, 1e-5);
+                for i in 0..len {
+                    // The scale's relative error (from sum x²) times |x w| (~ up to 3e1).
+                    assert!(close(norm[i], want_norm[i], 3.0 * want_norm[i].abs() as f64), "{p:?} rmsnorm len {len}");
+                }
+
+                let mut soft = a.clone();
+                paths::softmax(p, &mut soft[off..off + len]);
+                assert_eq!(soft, want_soft, "{p:?} softmax is exact (scalar exp, vector max/scale)");
+
+                let mut silu = a.clone();
+                paths::silu_mul(p, &mut silu[off..off + len], b_);
+                assert_eq!(silu, want_silu, "{p:?} silu_mul is exact (scalar exp, vector arithmetic)");
+            }
+        }
+    }
+    for &p in &simd {
+        let mut empty: [f32; 0] = [];
+        paths::softmax(p, &mut empty);
+        assert_eq!(paths::dot_f32(p, &[], &[1.0]), 0.0);
+        let mut big = vec![1000.0f32, 1001.0, 999.0, -1e30, f32::NEG_INFINITY];
+        paths::softmax(p, &mut big);
+        assert!((big[1] - 0.665_240_9).abs() < 1e-6 && big[3] == 0.0 && big[4] == 0.0, "{p:?} {big:?}");
+    }
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn detection_agrees_with_std() {
+    let f = runllama_kernels::detected();
+    assert_eq!(f.avx2, std::arch::is_x86_feature_detected!("avx2"));
+    assert_eq!(f.fma, std::arch::is_x86_feature_detected!("fma"));
+    assert_eq!(f.f16c, std::arch::is_x86_feature_detected!("f16c"));
+    assert_eq!(f.avx512f, std::arch::is_x86_feature_detected!("avx512f"));
+    assert_eq!(f.avx512bw, std::arch::is_x86_feature_detected!("avx512bw"));
+    assert_eq!(f.avx512vl, std::arch::is_x86_feature_detected!("avx512vl"));
+    assert_eq!(f.avx512bf16, std::arch::is_x86_feature_detected!("avx512bf16"));
+    assert_eq!(f.avx512fp16, std::arch::is_x86_feature_detected!("avx512fp16"));
+    for p in Path::ALL {
+        assert_eq!(paths::supported(p), p <= f.best_path());
+    }
+}
+
+#[test]
+fn an_unsupported_path_panics_instead_of_running() {
+    let Some(p) = Path::ALL.into_iter().find(|&p| !paths::supported(p)) else {
+        return; // this CPU runs every path
+    };
+    let r = std::panic::catch_unwind(|| paths::dot_f32(p, &[1.0], &[1.0]));
+    assert!(r.is_err());
+}
+
+#[test]
+fn results_do_not_depend_on_the_alignment_of_the_weights() {
+    // The same weights read from an aligned file (safetensors) and an unaligned one (.ckpt)
+    // must give bit-identical logits: no alignment-dependent peeling anywhere.
+    let mut rng = Rng(6);
+    let (rows, cols, n) = (37, 301, 6);
+    for wt in TYPES {
+        let (bytes, _) = encode(&mut rng, wt, rows * cols, 0, Dist::Unit);
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.unit()).collect();
+        for p in paths::available() {
+            let mut first: Option<(Vec<f32>, Vec<f32>)> = None;
+            for skew in 0..8 {
+                let mut shifted = vec![0u8; skew];
+                shifted.extend_from_slice(&bytes);
+                let w = &shifted[skew..];
+                let mut mv = vec![0f32; rows];
+                paths::matvec(p, wt, w, &x[..cols], &mut mv);
+                let mut mm = vec![0f32; n * rows];
+                paths::matmul(p, wt, w, rows, cols, &x, n, &mut mm);
+                match &first {
+                    None => first = Some((mv, mm)),
+                    Some((m0, b0)) => {
+                        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(u, v)| u.to_bits() == v.to_bits());
+                        assert!(same(&mv, m0) && same(&mm, b0), "{p:?} {wt:?} skew {skew}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Which kernel path the process uses: the best the CPU supports (chosen at run time by the
+//! kernels crate), capped by the environment variable `RUNLLAMA_CPU=scalar|avx2|avx512`, read
+//! once before the first model is loaded.
+
+use std::sync::Once;
+
+use runllama_kernels::Path;
+
+/// Apply `RUNLLAMA_CPU` (once per process; later calls do nothing).
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Ok(v) = std::env::var("RUNLLAMA_CPU") {
+            match Path::from_name(&v) {
+                Some(p) => runllama_kernels::set_max_path(p),
+                None => crate::log::emit(2, &format!("RUNLLAMA_CPU={v:?} is not scalar, avx2 or avx512: ignored")),
+            }
+        }
+    });
+}
+
+/// The `llama_system_info()` line: CPU features seen, CUDA, threads, kernel path in use.
+pub fn system_info() -> String {
+    init();
+    let f = runllama_kernels::detected();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!(
+        "AVX2={} FMA={} F16C={} AVX512F={} AVX512BW={} AVX512VL={} AVX512_BF16={} AVX512_FP16={} CUDA=0 threads={threads} kernels={}",
+        f.avx2 as u8,
+        f.fma as u8,
+        f.f16c as u8,
+        f.avx512f as u8,
+        f.avx512bw as u8,
+        f.avx512vl as u8,
+        f.avx512bf16 as u8,
+        f.avx512fp16 as u8,
+        runllama_kernels::path_name()
+    )
+}
