@@ -3,6 +3,9 @@
 #   1. `cargo bench --bench tokenize` (criterion; writes target/tokenize-bench/*.txt and our ids),
 #   2. benches/tokenize_python.py (python sentencepiece for LLaMA 2, tiktoken for LLaMA 3),
 #   3. a table of medians in MB/s and the ratios ours / python per model and text.
+# With ROUNDS=n (default 3) steps 1 and 2 alternate n times and the table shows, for each side,
+# the median over the rounds of its per-round medians (and the range of the per-round ratios),
+# which keeps a burst of load from other processes from deciding the ratio.
 #
 #   python3 -m venv /tmp/tokvenv && /tmp/tokvenv/bin/pip install sentencepiece tiktoken
 #   PYTHON=/tmp/tokvenv/bin/python benches/tokenize_compare.sh
@@ -11,8 +14,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+ROUNDS=${ROUNDS:-3}
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT="$TARGET/tokenize-bench"
+CRIT="$TARGET/criterion/tokenize_encode"
 pin=()
 if command -v taskset >/dev/null 2>&1; then
   cpu=${TOKENIZE_BENCH_CPU:-$(($(nproc) - 1))}
@@ -25,29 +30,49 @@ fi
 }
 
 cargo bench --bench tokenize --no-run
-rm -rf "$TARGET/criterion/tokenize_encode"
-"${pin[@]}" cargo bench --bench tokenize -- --noplot
-"${pin[@]}" "$PY" benches/tokenize_python.py --dir "$OUT" --json "$OUT/python.json"
+mkdir -p "$OUT"
+rm -f "$OUT"/rust-*.json "$OUT"/python-*.json
+for r in $(seq "$ROUNDS"); do
+  echo "== round $r of $ROUNDS ($(uptime))"
+  rm -rf "$CRIT"
+  "${pin[@]}" cargo bench --bench tokenize -- --noplot
+  # Keep this round's criterion medians (ns per call of encode on the whole text).
+  python3 - "$CRIT" "$OUT/rust-$r.json" <<'PYEOF'
+import glob, json, os, sys
+crit, out = sys.argv[1], sys.argv[2]
+res = {}
+for est in glob.glob(os.path.join(crit, "*", "*", "new", "estimates.json")):
+    model, text = est.split(os.sep)[-4:-2]
+    res[f"{model}/{text}"] = json.load(open(est))["median"]["point_estimate"]
+json.dump(res, open(out, "w"))
+PYEOF
+  "${pin[@]}" "$PY" benches/tokenize_python.py --dir "$OUT" --json "$OUT/python-$r.json"
+done
 
-python3 - "$TARGET/criterion/tokenize_encode" "$OUT/python.json" <<'PYEOF'
-import json, os, sys
-crit, pyjson = sys.argv[1], sys.argv[2]
-py = {(r["model"], r["impl"], r["text"]): r for r in json.load(open(pyjson))}
+python3 - "$OUT" "$ROUNDS" <<'PYEOF'
+import json, os, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+rust = [json.load(open(os.path.join(out, f"rust-{r}.json"))) for r in range(1, rounds + 1)]
+py = [{(x["model"], x["impl"], x["text"]): x for x in json.load(open(os.path.join(out, f"python-{r}.json")))}
+      for r in range(1, rounds + 1)]
 refs = {"llama2": ["sentencepiece"], "llama3": ["tiktoken", "meta"]}
-print()
-print(f"{'model':7} {'text':8} {'ours MB/s':>10}   {'python (impl)':>26}   {'ours/python':>11}  ids")
+print(f"\nmedians over {rounds} round(s), MB/s = 10^6 bytes of UTF-8 text per second, one core")
+print(f"{'model':7} {'text':8} {'ours':>8}   {'python':>8} {'(impl)':15} {'ours/python':>11}  {'per-round ratios':>18}  ids")
 for model in ["llama2", "llama3"]:
     for text in ["english", "chinese", "code"]:
-        est = os.path.join(crit, model, text, "new", "estimates.json")
-        ours = None
-        if os.path.exists(est):
-            ns = json.load(open(est))["median"]["point_estimate"]
-            ours = py[(model, refs[model][0], text)]["bytes"] / ns * 1e3
         for impl in refs[model]:
-            r = py.get((model, impl, text))
-            if r is None:
+            key = (model, impl, text)
+            if key not in py[0]:
                 continue
-            ratio = f"{ours / r['mb_per_s']:11.2f}" if ours else f"{'n/a':>11}"
-            o = f"{ours:10.2f}" if ours else f"{'skipped':>10}"
-            print(f"{model:7} {text:8} {o}   {r['mb_per_s']:10.2f} ({impl:13})   {ratio}  {r['ids_check']}")
+            nbytes = py[0][key]["bytes"]
+            p = [py[r][key]["mb_per_s"] for r in range(rounds)]
+            o = [nbytes / rust[r][f"{model}/{text}"] * 1e3 for r in range(rounds) if f"{model}/{text}" in rust[r]]
+            pm = statistics.median(p)
+            if o:
+                om = statistics.median(o)
+                ratios = [a / b for a, b in zip(o, p)]
+                cols = f"{om:8.2f}   {pm:8.2f} ({impl:13}) {om / pm:11.2f}  {min(ratios):8.2f}..{max(ratios):<8.2f}"
+            else:
+                cols = f"{'skipped':>8}   {pm:8.2f} ({impl:13}) {'n/a':>11}  {'':18}"
+            print(f"{model:7} {text:8} {cols}  {py[0][key]['ids_check']}")
 PYEOF
