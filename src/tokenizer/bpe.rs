@@ -421,22 +421,84 @@ impl BpeVocab {
     }
 }
 
+/// Python's `str.isspace()` for the ASCII characters: `\t\n\v\f\r`, 0x1c..=0x1f and space.
+const ASCII_PY_SPACE: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut c = 0;
+    while c < 128 {
+        t[c] = matches!(c, 0x09..=0x0d | 0x1c..=0x20);
+        c += 1;
+    }
+    t
+};
+
+/// Bytes per block of the [`no_cut_needed`] check (a window of [`MAX_RUN_CHARS`] bytes always
+/// holds a whole block).
+const CHECK_BLOCK: usize = 4096;
+const _: () = assert!(MAX_RUN_CHARS >= 2 * CHECK_BLOCK);
+
+/// True when [`for_each_slice`] would hand over the whole text in one slice, decided without
+/// decoding characters: the text has at most [`MAX_CHUNK_CHARS`] bytes (so as many characters
+/// at most), and it is short or every [`CHECK_BLOCK`]-byte block holds both an ASCII
+/// whitespace byte and an ASCII non-whitespace byte. A run longer than [`MAX_RUN_CHARS`]
+/// characters spans more bytes than that, so it covers a whole block; every byte of a
+/// whitespace run is ASCII whitespace or non-ASCII, and no byte of a non-whitespace run is
+/// ASCII whitespace, so that block would fail the test. False only means "scan it".
+fn no_cut_needed(bytes: &[u8]) -> bool {
+    if bytes.len() > MAX_CHUNK_CHARS {
+        return false;
+    }
+    if bytes.len() <= MAX_RUN_CHARS {
+        return true;
+    }
+    bytes.chunks(CHECK_BLOCK).all(|block| {
+        // Branch-free so that it vectorizes: bit 0 = some ASCII whitespace, bit 1 = some
+        // ASCII non-whitespace.
+        let seen = block.iter().fold(0u8, |acc, &b| {
+            let ws = (b == b' ') | (b.wrapping_sub(0x09) < 5) | (b.wrapping_sub(0x1c) < 4);
+            let ascii_other = (b < 0x80) & !ws;
+            acc | u8::from(ws) | (u8::from(ascii_other) << 1)
+        });
+        seen == 3
+    })
+}
+
 /// Call `f` on each slice Meta's `Tokenizer.encode` hands to tiktoken: chunks of at most
 /// [`MAX_CHUNK_CHARS`] characters, each cut further wherever a run of whitespace
 /// (`str.isspace()`) or non-whitespace characters would exceed [`MAX_RUN_CHARS`]
 /// (`_split_whitespaces_or_nonwhitespaces`). The empty text gives no slice.
 pub(crate) fn for_each_slice<E>(text: &str, mut f: impl FnMut(&str) -> Result<(), E>) -> Result<(), E> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    if no_cut_needed(text.as_bytes()) {
+        return f(text);
+    }
+    scan_slices(text, f)
+}
+
+/// [`for_each_slice`] by walking every character.
+fn scan_slices<E>(text: &str, mut f: impl FnMut(&str) -> Result<(), E>) -> Result<(), E> {
     let mut slice_start = 0;
     let mut chunk_chars = 0;
     let mut run = 0;
     let mut run_is_space = false;
-    for (i, c) in text.char_indices() {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        // ASCII (most of English and code) without decoding a char.
+        let (is_space, len) = match byte {
+            0..=0x7f => (ASCII_PY_SPACE[byte as usize], 1),
+            _ => match text.get(i..).and_then(|t| t.chars().next()) {
+                Some(c) => (py_is_space(c), c.len_utf8()),
+                None => (false, 1), // unreachable: `i` is always a char boundary
+            },
+        };
         if chunk_chars == MAX_CHUNK_CHARS {
             f(&text[slice_start..i])?;
             slice_start = i;
             chunk_chars = 0;
         }
-        let is_space = py_is_space(c);
         if chunk_chars == 0 || is_space != run_is_space {
             run_is_space = is_space;
             run = 1;
@@ -449,6 +511,7 @@ pub(crate) fn for_each_slice<E>(text: &str, mut f: impl FnMut(&str) -> Result<()
             }
         }
         chunk_chars += 1;
+        i += len;
     }
     if slice_start < text.len() {
         f(&text[slice_start..])?;
@@ -475,6 +538,50 @@ mod tests {
         assert_eq!(gpt2_byte(' '), None);
         assert_eq!(gpt2_decode("a\u{120}b"), Ok(b"a b".to_vec()));
         assert_eq!(gpt2_decode("a b"), Err((1, ' ')));
+    }
+
+    #[test]
+    fn the_no_cut_shortcut_agrees_with_the_scan() {
+        // Texts over MAX_RUN_CHARS bytes with long runs of every kind placed at block edges.
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |m: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % m
+        };
+        let pieces = ["a", " ", "\u{3000}", "中", "\n", "x y ", "\u{85}", "\t\u{3000}"];
+        let (mut short, mut cut) = (0, 0);
+        for _ in 0..300 {
+            let mut t = String::new();
+            while t.len() < 60_000 {
+                let p = pieces[next(pieces.len() as u64) as usize];
+                let reps = if next(8) == 0 { 5_000 + next(25_000) } else { 1 + next(40) };
+                for _ in 0..reps {
+                    t.push_str(p);
+                }
+            }
+            let mut slices = Vec::new();
+            scan_slices(&t, |s: &str| -> Result<(), ()> {
+                slices.push(s.len());
+                Ok(())
+            })
+            .unwrap();
+            if no_cut_needed(t.as_bytes()) {
+                short += 1;
+                assert_eq!(slices, [t.len()]);
+            } else if slices.len() > 1 {
+                cut += 1;
+            }
+        }
+        assert!(short > 20 && cut > 20, "both cases exercised: {short} {cut}");
+    }
+
+    #[test]
+    fn ascii_space_table_is_py_is_space() {
+        for b in 0..128u8 {
+            assert_eq!(ASCII_PY_SPACE[b as usize], py_is_space(char::from(b)), "byte {b:#x}");
+        }
     }
 
     #[test]

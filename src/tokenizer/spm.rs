@@ -134,6 +134,9 @@ pub(crate) struct Vocab {
     inner_bigrams: Option<FxSet<u64>>,
     /// sentencepiece's `reserved_id_map_`: control, unknown and byte pieces.
     reserved: FxMap<String, u32>,
+    /// Some piece is in both `normal` and `reserved` (possible in GGUF / llama2.c vocabularies);
+    /// then every lookup must try `reserved` first, as sentencepiece does.
+    overlap: bool,
     /// Id written for each byte under byte fallback.
     byte_ids: [u32; 256],
     user_defined: Matcher,
@@ -165,6 +168,8 @@ struct Pair {
     right: u32,
     /// Byte length of the merged piece.
     size: u32,
+    /// Id of the merged piece in `normal`.
+    id: u32,
 }
 
 impl Pair {
@@ -196,6 +201,8 @@ struct Symbol {
     prev: u32,
     next: u32,
     freeze: bool,
+    /// Id of a merged symbol (from `normal`), or [`NONE`] for an unmerged one (looked up later).
+    id: u32,
 }
 
 /// Working state of one BPE run.
@@ -235,6 +242,7 @@ impl<'s> Bpe<'_, 's> {
             key: u64::from(self.vocab.score_keys[id]) << 32 | u64::from(u32::MAX - left),
             right,
             size: size as u32,
+            id: id as u32,
         });
         if self.vocab.types[id] == TokenType::Unused {
             if let (Some(a), Some(b)) = (self.piece(l.start, l.len), self.piece(r.start, r.len)) {
@@ -256,6 +264,7 @@ impl<'s> Bpe<'_, 's> {
             }
             self.symbols[left as usize].len += r.len;
             self.symbols[left as usize].next = r.next;
+            self.symbols[left as usize].id = top.id;
             if r.next != NONE {
                 self.symbols[r.next as usize].prev = left;
             }
@@ -327,6 +336,7 @@ impl Vocab {
                 }
                 Some(set)
             },
+            overlap: reserved.keys().any(|k| normal.contains_key(k)),
             normal,
             reserved,
             byte_ids: [spec.unk; 256],
@@ -381,8 +391,13 @@ impl Vocab {
     }
 
     /// sentencepiece's `PieceToId` without the unk fallback.
+    /// sentencepiece's `PieceToId`: reserved pieces win over normal ones.
     fn piece_to_id(&self, piece: &str) -> Option<u32> {
-        self.reserved.get(piece).or_else(|| self.normal.get(piece)).copied()
+        if self.overlap {
+            return self.reserved.get(piece).or_else(|| self.normal.get(piece)).copied();
+        }
+        // No piece is in both maps, so the order does not matter; text pieces are normal.
+        self.normal.get(piece).or_else(|| self.reserved.get(piece)).copied()
     }
 
     /// The longest control / user-defined / unknown piece that `s` starts with.
@@ -469,6 +484,7 @@ impl Vocab {
                 prev: if idx == 0 { NONE } else { idx - 1 },
                 next: idx + 1,
                 freeze,
+                id: NONE,
             });
             skip_to = i + len;
         }
@@ -507,8 +523,12 @@ impl Vocab {
             };
             // Resegment merged unused pieces into their halves (sentencepiece `resegment`).
             stack.push(piece);
+            let mut known = if self.overlap { NONE } else { sym.id };
             while let Some(w) = stack.pop() {
-                let id = self.piece_to_id(w);
+                // A merged symbol carries its `normal` id; sentencepiece's lookup would give the
+                // same id unless the piece is also reserved (`overlap`).
+                let id = if known != NONE { Some(known) } else { self.piece_to_id(w) };
+                known = NONE;
                 if let Some(id) = id {
                     if self.types[id as usize] == TokenType::Unused {
                         if let Some(&(a, b)) = st.rev_merge.get(w) {
