@@ -2,7 +2,7 @@
  *
  *   run_model [-M weights] [-F tokenizer] [-C config] [-V 0|2|3] [-p prompt] [-n steps]
  *             [-t temperature] [-s seed] [-k top_k] [-P top_p] [-r repeat_penalty]
- *             [-c n_ctx] [-T threads]
+ *             [-c n_ctx] [-T threads] [-K f16|f32]
  *
  * With no -M it runs the bundled stories260K model (tests/data/stories260K/stories260K.bin with
  * tok512.bin). Defaults are greedy and 200 positions, so with no arguments it prints exactly
@@ -49,7 +49,8 @@ static void usage_exit(const char *msg, int help) {
             "  -P <float>  top-p (default 1.0 = off)\n"
             "  -r <float>  repeat penalty (default 1.0 = off)\n"
             "  -c <int>    context length (default 0 = the model's, at most 4096)\n"
-            "  -T <int>    threads (default 0 = one per core)\n",
+            "  -T <int>    threads (default 0 = one per core)\n"
+            "  -K <type>   KV cache type: f16 (default) or f32\n",
             PROG);
     exit(help ? 0 : 2);
 }
@@ -126,6 +127,7 @@ static void print_piece(const llama_model *m, llama_token t, int strip_space) {
 int main(int argc, char **argv) {
     const char *model_path = NULL, *tokenizer_path = NULL, *config_path = NULL, *prompt = NULL;
     long version = 0, steps = 200, top_k = 0, n_ctx = 0, threads = 0;
+    int32_t kv_type = LLAMA_KV_F16;
     float temperature = 0.0f, top_p = 1.0f, repeat_penalty = 1.0f;
     uint64_t seed = 0;
     char data_dir[4096], default_model[4200], default_tok[4200];
@@ -180,6 +182,11 @@ int main(int argc, char **argv) {
             break;
         case 'c': n_ctx = parse_long(a, v, 0, INT32_MAX); break;
         case 'T': threads = parse_long(a, v, 0, 4096); break;
+        case 'K':
+            if (strcmp(v, "f16") == 0) kv_type = LLAMA_KV_F16;
+            else if (strcmp(v, "f32") == 0) kv_type = LLAMA_KV_F32;
+            else usage("-K must be f16 or f32");
+            break;
         default:
             fprintf(stderr, "%s: unknown option %s\n", PROG, a);
             usage(NULL);
@@ -215,6 +222,7 @@ int main(int argc, char **argv) {
     sp.top_p = top_p;
     sp.repeat_penalty = repeat_penalty;
     sp.seed = seed;
+    sp.kv_type = kv_type;
     st = llama_session_new(model, &sp, &session);
     if (st != LLAMA_OK) die_api(PROG, "llama_session_new", st);
 

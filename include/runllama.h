@@ -19,6 +19,16 @@
 #define LLAMA_DEVICE_CPU 0
 
 /*
+ KV cache in half precision (the default).
+ */
+#define LLAMA_KV_F16 0
+
+/*
+ KV cache in single precision.
+ */
+#define LLAMA_KV_F32 1
+
+/*
  Run on a CUDA GPU.
  */
 #define LLAMA_DEVICE_CUDA 1
@@ -143,6 +153,12 @@ typedef struct llama_session_params {
    Same seed + same inputs = same tokens.
    */
   uint64_t seed;
+  /*
+   KV cache element type: LLAMA_KV_F16 (default: half the memory) or LLAMA_KV_F32.
+   (Added after API version 1: a struct of the older size, without this field, is accepted
+   and gets the default.)
+   */
+  int32_t kv_type;
 } llama_session_params;
 
 /*

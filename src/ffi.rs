@@ -17,7 +17,7 @@ use crate::error::{Error, Result, Status};
 use crate::loader::{self, LoadOptions};
 use crate::model::Model;
 use crate::sampler::SamplerParams;
-use crate::session::{Session, SessionParams};
+use crate::session::{KvType, Session, SessionParams};
 use crate::tokenizer::ChatMessage;
 
 /// The version of this C API contract.
@@ -55,6 +55,10 @@ pub const LLAMA_ERR_BUSY: llama_status = -11;
 
 /// Run on the CPU.
 pub const LLAMA_DEVICE_CPU: i32 = 0;
+/// KV cache in half precision (the default).
+pub const LLAMA_KV_F16: i32 = 0;
+/// KV cache in single precision.
+pub const LLAMA_KV_F32: i32 = 1;
 /// Run on a CUDA GPU.
 pub const LLAMA_DEVICE_CUDA: i32 = 1;
 
@@ -181,7 +185,14 @@ pub struct llama_session_params {
     pub repeat_penalty: f32,
     /// Same seed + same inputs = same tokens.
     pub seed: u64,
+    /// KV cache element type: LLAMA_KV_F16 (default: half the memory) or LLAMA_KV_F32.
+    /// (Added after API version 1: a struct of the older size, without this field, is accepted
+    /// and gets the default.)
+    pub kv_type: i32,
 }
+
+/// `llama_session_params` as API.md version 1 defines it (no `kv_type`): its size.
+const SESSION_PARAMS_V1_SIZE: usize = std::mem::offset_of!(llama_session_params, kv_type);
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -409,6 +420,7 @@ pub extern "C" fn llama_session_params_default() -> llama_session_params {
         top_p: 1.0,
         repeat_penalty: 1.0,
         seed: 0,
+        kv_type: LLAMA_KV_F16,
     }
 }
 
@@ -861,14 +873,37 @@ pub unsafe extern "C" fn llama_session_new(
         } else {
             // SAFETY: the struct starts with its size.
             let size = unsafe { std::ptr::read_unaligned(params as *const u32) };
-            if size as usize != std::mem::size_of::<llama_session_params>() {
+            let full = std::mem::size_of::<llama_session_params>();
+            if size as usize == full {
+                // SAFETY: the size says the whole struct is there.
+                unsafe { *params }
+            } else if size as usize == SESSION_PARAMS_V1_SIZE {
+                // A version-1 struct: its fields, then the defaults of the later ones.
+                let mut p = llama_session_params_default();
+                // SAFETY: the caller's struct holds SESSION_PARAMS_V1_SIZE bytes, which are
+                // the leading fields of ours in the same layout (repr(C), fields only added).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        params as *const u8,
+                        (&mut p as *mut llama_session_params).cast::<u8>(),
+                        SESSION_PARAMS_V1_SIZE,
+                    )
+                };
+                p
+            } else {
                 return Err(Error::invalid(format!(
-                    "params->size is {size}, expected {} (initialise with llama_session_params_default())",
-                    std::mem::size_of::<llama_session_params>()
+                    "params->size is {size}, expected {full} (or {SESSION_PARAMS_V1_SIZE} for API version 1; initialise with llama_session_params_default())"
                 )));
             }
-            // SAFETY: the size says the whole struct is there.
-            unsafe { *params }
+        };
+        let kv_type = match p.kv_type {
+            LLAMA_KV_F16 => KvType::F16,
+            LLAMA_KV_F32 => KvType::F32,
+            other => {
+                return Err(Error::invalid(format!(
+                    "params->kv_type is {other}: use LLAMA_KV_F16 ({LLAMA_KV_F16}) or LLAMA_KV_F32 ({LLAMA_KV_F32})"
+                )))
+            }
         };
         // SAFETY: a live model from Arc::into_raw: take one more reference for the session.
         let arc = unsafe {
@@ -884,6 +919,7 @@ pub unsafe extern "C" fn llama_session_new(
                 repeat_penalty: p.repeat_penalty,
             },
             seed: p.seed,
+            kv_type,
         };
         let s = Session::new(arc, sp)?;
         // SAFETY: checked non-null.

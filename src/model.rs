@@ -95,6 +95,48 @@ pub struct Matrix {
 }
 
 impl Matrix {
+    /// Call `f(first_row, bytes)` over rows `r0..r1` in order, in runs of whole rows: rows that
+    /// lie in one span come straight from the mapping (one call per span); a row that
+    /// straddles a span boundary (MindSpore pieces may split mid-row) is gathered into `buf`
+    /// and passed alone. Nothing is copied for single-span tensors.
+    pub fn for_each_run(&self, w: &Weights, r0: usize, r1: usize, buf: &mut Vec<u8>, mut f: impl FnMut(usize, &[u8])) {
+        let rb = self.row_bytes();
+        let (mut r, mut si, mut base) = (r0, 0, 0);
+        while r < r1 {
+            let start = r * rb;
+            while si < self.spans.len() && base + self.spans[si].len <= start {
+                base += self.spans[si].len;
+                si += 1;
+            }
+            let Some(s) = self.spans.get(si) else {
+                return; // the loader checked that the spans cover every row
+            };
+            let whole = ((base + s.len - start) / rb).min(r1 - r);
+            if whole > 0 {
+                let from = s.offset + (start - base);
+                f(r, &w.files[s.file].bytes()[from..from + whole * rb]);
+                r += whole;
+                continue;
+            }
+            buf.clear();
+            let (mut b, mut off) = (base, start);
+            for s in &self.spans[si..] {
+                let (lo, hi) = (off.max(b), (start + rb).min(b + s.len));
+                if lo < hi {
+                    let data = w.files[s.file].bytes();
+                    buf.extend_from_slice(&data[s.offset + (lo - b)..s.offset + (hi - b)]);
+                    off = hi;
+                }
+                b += s.len;
+                if off == start + rb {
+                    break;
+                }
+            }
+            f(r, buf);
+            r += 1;
+        }
+    }
+
     /// The bytes of rows `r0..r1`: borrowed from the mapping when they lie in one span (always,
     /// for single-span tensors); otherwise the few rows that straddle a span boundary are
     /// gathered into a small buffer.
@@ -152,6 +194,24 @@ pub enum Projections {
         /// `order[r]` = index of fused row `r` in the unfused concatenation.
         order: Vec<u32>,
     },
+}
+
+impl Projections {
+    /// Output rows of the fused matrix (0 when separate).
+    pub fn fused_rows(&self) -> usize {
+        match self {
+            Projections::Separate(_) => 0,
+            Projections::Fused { w, .. } => w.rows,
+        }
+    }
+
+    /// The matrices.
+    pub fn matrices(&self) -> Vec<&Matrix> {
+        match self {
+            Projections::Separate(ms) => ms.iter().collect(),
+            Projections::Fused { w, .. } => vec![w],
+        }
+    }
 }
 
 /// The row layouts of MindFormers' fused matrices.
@@ -278,6 +338,23 @@ impl Model {
     /// Total parameter count of the stored tensors.
     pub fn n_params(&self) -> u64 {
         self.tensors.iter().map(|t| t.n_elements() as u64).sum()
+    }
+
+    /// Bytes of weights one decode step reads: every layer matrix, the output head and one
+    /// embedding row (0 for a vocabulary-only model).
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        let Some(c) = &self.compute else {
+            return 0;
+        };
+        let w = &c.weights;
+        let size = |m: &Matrix| (m.rows * m.row_bytes()) as u64;
+        let layers: u64 = w
+            .layers
+            .iter()
+            .flat_map(|l| l.qkv.matrices().into_iter().chain([&l.wo]).chain(l.gate_up.matrices()).chain([&l.w_down]))
+            .map(size)
+            .sum();
+        layers + size(&w.output) + w.tok_embd.row_bytes() as u64
     }
 
     /// The element type of the big matrices (that of layer 0's output projection).

@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
+pub use crate::backend::KvType;
 use crate::backend::{Batch, SessionState};
 use crate::error::{Error, Result, Status};
 use crate::model::ModelRef;
@@ -22,6 +23,8 @@ pub struct SessionParams {
     pub sampler: SamplerParams,
     /// Seed of the sampler's generator.
     pub seed: u64,
+    /// Element type of the KV cache.
+    pub kv_type: KvType,
 }
 
 struct Inner {
@@ -54,7 +57,7 @@ impl Session {
         if n_ctx > u32::MAX as usize / 2 {
             return Err(Error::invalid(format!("n_ctx {n_ctx} is too large")));
         }
-        let state = model.compute()?.backend.new_state(&model.hparams, n_ctx)?;
+        let state = model.compute()?.backend.new_state(&model.hparams, n_ctx, params.kv_type)?;
         let n_vocab = model.hparams.n_vocab;
         let inner = Inner {
             state,
@@ -84,6 +87,11 @@ impl Session {
     /// Context length.
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
+    }
+
+    /// Bytes of the KV cache (0 while another thread uses the session).
+    pub fn kv_bytes(&self) -> usize {
+        self.inner.try_lock().map_or(0, |g| g.state.kv_bytes())
     }
 
     /// Number of tokens in the KV cache.

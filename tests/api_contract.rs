@@ -393,6 +393,29 @@ fn session_params_are_validated() {
         }
         assert_eq!(llama_session_new(m.0, null(), &mut s), LLAMA_OK);
         llama_session_free(s);
+
+        // kv_type: F16 (default) or F32, nothing else.
+        let bad = llama_session_params { kv_type: 7, ..llama_session_params_default() };
+        assert_eq!(llama_session_new(m.0, &bad, &mut s), LLAMA_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("kv_type"), "{}", last_error());
+        for kv in [LLAMA_KV_F16, LLAMA_KV_F32] {
+            let sp = llama_session_params { kv_type: kv, ..llama_session_params_default() };
+            assert_eq!(llama_session_new(m.0, &sp, &mut s), LLAMA_OK);
+            llama_session_free(s);
+        }
+        // A host compiled against API.md version 1 passes the struct without kv_type (32 bytes):
+        // accepted, with the default cache type; the bytes after it are never read.
+        #[repr(C)]
+        struct V1 {
+            p: [u8; 32],
+            poison: [u8; 8],
+        }
+        let d = llama_session_params_default();
+        let mut v1 = V1 { p: [0; 32], poison: [0xff; 8] };
+        std::ptr::copy_nonoverlapping((&d as *const llama_session_params).cast::<u8>(), v1.p.as_mut_ptr(), 32);
+        v1.p[..4].copy_from_slice(&32u32.to_ne_bytes());
+        assert_eq!(llama_session_new(m.0, (&v1 as *const V1).cast(), &mut s), LLAMA_OK, "{}", last_error());
+        llama_session_free(s);
         llama_model_free(m.0);
     }
 }

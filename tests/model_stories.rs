@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use runllama::session::Session;
+use runllama::session::{KvType, Session};
 
 /// (fixture, tokenizer, reference-logits tag)
 const FIXTURES: &[(&str, Option<&str>, &str)] = &[
@@ -109,4 +109,55 @@ fn mmap_off_gives_the_same_model() {
     let opts = runllama::loader::LoadOptions { use_mmap: false, n_threads: 1, ..Default::default() };
     let m = std::sync::Arc::new(runllama::loader::load(&data("stories260K/stories260K-f16.gguf"), opts).unwrap());
     assert_eq!(greedy(&m, 40), expected_ids()[..40]);
+}
+
+#[test]
+fn a_prompt_longer_than_one_ubatch_equals_stepping() {
+    // 300 tokens: the batched pass runs in two pieces (UBATCH = 256) and must equal stepping.
+    const { assert!(runllama::backend::cpu::UBATCH < 300) };
+    let mut tokens = vec![1u32];
+    tokens.extend(expected_ids().iter().cycle().take(299));
+    let m = load_model("stories260K/stories260K-f32.gguf", None);
+    let one = Session::new(m.clone(), params(512, 0.0, 0)).unwrap();
+    let mut next_one = 0;
+    for &t in &tokens {
+        next_one = one.step(&[t]).unwrap();
+    }
+    let batch = Session::new(m.clone(), params(512, 0.0, 0)).unwrap();
+    assert_eq!(batch.step(&tokens).unwrap(), next_one);
+    let d = max_abs_diff(&one.logits().unwrap().unwrap(), &batch.logits().unwrap().unwrap());
+    assert!(d < 1e-4, "batched vs stepped logits differ by {d}");
+    assert_eq!(one.step(&[next_one]).unwrap(), batch.step(&[next_one]).unwrap());
+}
+
+#[test]
+fn an_f16_kv_cache_keeps_the_reference_output() {
+    // llama.cpp keeps K/V in f16 by default and reproduces EXPECTED.md; so must we.
+    let expected = expected_ids();
+    let tokens = reference_tokens();
+    let reference = reference_logits("f32");
+    for rel in ["stories260K/stories260K-f32.gguf", "stories260K/hf"] {
+        let m = load_model(rel, None);
+        let mut p = params(0, 0.0, 0);
+        p.kv_type = KvType::F16;
+        let s = Session::new(m.clone(), p).unwrap();
+        let mut worst = 0f32;
+        for (i, &t) in tokens.iter().enumerate() {
+            s.step(&[t]).unwrap();
+            worst = worst.max(max_abs_diff(&s.logits().unwrap().unwrap(), &reference[i]));
+        }
+        eprintln!("{rel}: f16 KV cache: max |logit - transformers (f32)| over 32 positions = {worst:e}");
+        assert!(worst < 2e-2, "{rel}: f16 KV cache moves the logits by {worst}");
+        s.reset().unwrap();
+        let mut next = s.step(&[m.bos]).unwrap();
+        let mut got = vec![next];
+        while got.len() < expected.len() {
+            next = s.step(&[next]).unwrap();
+            got.push(next);
+        }
+        assert_eq!(got, expected, "{rel}: greedy ids with an f16 KV cache");
+        // Half the bytes of an f32 cache.
+        let f32_session = Session::new(m.clone(), params(0, 0.0, 0)).unwrap();
+        assert_eq!(s.kv_bytes() * 2, f32_session.kv_bytes());
+    }
 }

@@ -1,18 +1,30 @@
 //! The CPU forward pass: llama2.c's `forward()` read top to bottom, batched over the tokens of
 //! a step, with every matrix product split over output rows on the model's thread pool.
+//!
+//! Steady state allocates nothing: the activations live in the session's [`Scratch`] (grown
+//! once to the largest batch seen, at most [`UBATCH`] tokens), and each worker thread keeps a
+//! small buffer of its own for attention scores and matmul blocks. A long prompt runs in
+//! batches of [`UBATCH`] tokens.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 use runllama_kernels as k;
 
-use super::{Backend, Batch, SessionState};
+use super::{Backend, Batch, KvType, SessionState};
 use crate::error::{Error, Result, Status};
 use crate::model::{Hparams, Matrix, Projections, Weights};
 
-/// Rows per parallel task in a matrix product.
-const ROW_BLOCK: usize = 64;
+/// Largest number of tokens one batched pass computes at once (longer prompts run in pieces).
+pub const UBATCH: usize = 256;
+
+/// Tasks per thread a matrix product is split into (a few, so that a core slowed by another
+/// process hands its share to the others).
+const TASKS_PER_THREAD: usize = 8;
 
 /// The CPU backend: a rayon pool of `n_threads`.
 pub struct CpuBackend {
@@ -30,14 +42,144 @@ impl CpuBackend {
             .map_err(|e| Error::internal(format!("cannot start {n_threads} worker threads: {e}")))?;
         Ok(CpuBackend { pool, n_threads })
     }
+
+    /// Rows per task of a product with `rows` output rows: whole 64-row super-blocks of the
+    /// matmul kernel, about [`TASKS_PER_THREAD`] tasks per thread.
+    fn chunk_rows(&self, rows: usize) -> usize {
+        rows.div_ceil(self.n_threads * TASKS_PER_THREAD).next_multiple_of(64).max(64)
+    }
 }
 
-/// KV cache of one session: per layer, `n_ctx` rows of `kv_dim` floats for K and for V.
+/// One layer's K or V cache: `n_ctx` rows of `kv_dim` values.
+enum KvBuf {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl KvBuf {
+    fn new(kind: KvType, n: usize) -> Result<KvBuf> {
+        let oom = |bytes: usize| {
+            Error::new(Status::OutOfMemory, format!("cannot allocate {} MiB for the KV cache", bytes >> 20))
+        };
+        Ok(match kind {
+            KvType::F32 => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(n).map_err(|_| oom(n * 4))?;
+                v.resize(n, 0.0);
+                KvBuf::F32(v)
+            }
+            KvType::F16 => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(n).map_err(|_| oom(n * 2))?;
+                v.resize(n, f16::ZERO);
+                KvBuf::F16(v)
+            }
+        })
+    }
+
+    fn bytes_len(&self) -> usize {
+        match self {
+            KvBuf::F32(v) => v.len() * 4,
+            KvBuf::F16(v) => v.len() * 2,
+        }
+    }
+
+    /// Store `src` at element `at`.
+    fn write(&mut self, at: usize, src: &[f32]) {
+        match self {
+            KvBuf::F32(v) => v[at..at + src.len()].copy_from_slice(src),
+            KvBuf::F16(v) => v[at..at + src.len()].convert_from_f32_slice(src),
+        }
+    }
+
+    /// `dot(x, self[at..at + x.len()])`.
+    fn dot(&self, at: usize, x: &[f32]) -> f32 {
+        match self {
+            KvBuf::F32(v) => k::dot_f32(&v[at..at + x.len()], x),
+            KvBuf::F16(v) => {
+                let row = &v[at..at + x.len()];
+                // SAFETY: f16 is a plain 2-byte value without padding; a u8 view of its bytes
+                // is valid at any alignment and lives as long as `row`.
+                let bytes = unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<u8>(), row.len() * 2) };
+                k::dot_row(k::WeightType::F16, bytes, x)
+            }
+        }
+    }
+
+    /// `acc += p * self[at..at + acc.len()]`.
+    fn axpy(&self, acc: &mut [f32], p: f32, at: usize) {
+        match self {
+            KvBuf::F32(v) => k::axpy(acc, p, &v[at..at + acc.len()]),
+            KvBuf::F16(v) => {
+                let mut tmp = [0f32; 64];
+                for (i, a) in acc.chunks_mut(64).enumerate() {
+                    let src = &v[at + i * 64..at + i * 64 + a.len()];
+                    src.convert_to_f32_slice(&mut tmp[..a.len()]);
+                    k::axpy(a, p, &tmp[..a.len()]);
+                }
+            }
+        }
+    }
+}
+
+/// Activations of one batched pass, sized for `cap` tokens.
+#[derive(Default)]
+struct Scratch {
+    cap: usize,
+    x: Vec<f32>,
+    xb: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    /// Output of a fused projection before it is scattered (empty for separate ones).
+    fused: Vec<f32>,
+    normed: Vec<f32>,
+}
+
+impl Scratch {
+    /// Make room for `n` tokens (grows, never shrinks; a no-op in steady state).
+    fn ensure(&mut self, hp: &Hparams, fused_rows: usize, n: usize) -> Result<()> {
+        if n <= self.cap {
+            return Ok(());
+        }
+        let (d, qd, kvd, ff) = (hp.n_embd, hp.n_head * hp.head_dim(), hp.kv_dim(), hp.n_ff);
+        let grow = |v: &mut Vec<f32>, len: usize| -> Result<()> {
+            v.clear();
+            v.try_reserve_exact(len).map_err(|_| {
+                Error::new(Status::OutOfMemory, format!("cannot allocate {} MiB of activations", (len * 4) >> 20))
+            })?;
+            v.resize(len, 0.0);
+            Ok(())
+        };
+        grow(&mut self.x, n * d)?;
+        grow(&mut self.xb, n * d)?;
+        grow(&mut self.q, n * qd)?;
+        grow(&mut self.k, n * kvd)?;
+        grow(&mut self.v, n * kvd)?;
+        grow(&mut self.att, n * qd)?;
+        grow(&mut self.proj, n * d)?;
+        grow(&mut self.gate, n * ff)?;
+        grow(&mut self.up, n * ff)?;
+        grow(&mut self.fused, n * fused_rows)?;
+        grow(&mut self.normed, d)?;
+        self.cap = n;
+        Ok(())
+    }
+}
+
+/// A session's state: per layer, `n_ctx` rows of `kv_dim` values for K and for V, the
+/// activations, and the RoPE frequencies.
 struct CpuState {
     n_ctx: usize,
     kv_dim: usize,
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    k: Vec<KvBuf>,
+    v: Vec<KvBuf>,
+    inv_freq: Vec<f32>,
+    scratch: Scratch,
 }
 
 impl SessionState for CpuState {
@@ -47,15 +189,36 @@ impl SessionState for CpuState {
     fn n_ctx(&self) -> usize {
         self.n_ctx
     }
+    fn kv_bytes(&self) -> usize {
+        self.k.iter().chain(&self.v).map(KvBuf::bytes_len).sum()
+    }
 }
 
-fn zeroed(n: usize) -> Result<Vec<f32>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        Error::new(Status::OutOfMemory, format!("cannot allocate {} MiB for the KV cache", (n * 4) >> 20))
-    })?;
-    v.resize(n, 0.0);
-    Ok(v)
+/// Per-worker-thread buffers: attention scores, a matmul block, a gathered weight row.
+#[derive(Default)]
+struct TaskScratch {
+    f: Vec<f32>,
+    bytes: Vec<u8>,
+}
+
+thread_local! {
+    static TASK: RefCell<TaskScratch> = RefCell::new(TaskScratch::default());
+}
+
+/// The output of a parallel matmul, written by tasks at disjoint (row range, token) places.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint elements (each owns a row range), and the caller's `&mut`
+// borrow of the buffer outlives the parallel loop.
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
 }
 
 impl Backend for CpuBackend {
@@ -67,17 +230,19 @@ impl Backend for CpuBackend {
         self.n_threads
     }
 
-    fn new_state(&self, hp: &Hparams, n_ctx: usize) -> Result<Box<dyn SessionState>> {
+    fn new_state(&self, hp: &Hparams, n_ctx: usize, kv_type: KvType) -> Result<Box<dyn SessionState>> {
         let kv_dim = hp.kv_dim();
         let per_layer =
             n_ctx.checked_mul(kv_dim).ok_or_else(|| Error::invalid(format!("n_ctx {n_ctx} is too large")))?;
         let mut k = Vec::with_capacity(hp.n_layer);
         let mut v = Vec::with_capacity(hp.n_layer);
         for _ in 0..hp.n_layer {
-            k.push(zeroed(per_layer)?);
-            v.push(zeroed(per_layer)?);
+            k.push(KvBuf::new(kv_type, per_layer)?);
+            v.push(KvBuf::new(kv_type, per_layer)?);
         }
-        Ok(Box::new(CpuState { n_ctx, kv_dim, k, v }))
+        let hd = hp.head_dim();
+        let inv_freq = (0..hd / 2).map(|i| 1.0 / hp.rope_theta.powf((2 * i) as f32 / hd as f32)).collect();
+        Ok(Box::new(CpuState { n_ctx, kv_dim, k, v, inv_freq, scratch: Scratch::default() }))
     }
 
     fn forward(
@@ -89,68 +254,184 @@ impl Backend for CpuBackend {
         logits: &mut [f32],
         cancel: &AtomicBool,
     ) -> Result<()> {
-        let (tokens, pos) = (batch.tokens, batch.pos);
         let st = state
             .as_any_mut()
             .downcast_mut::<CpuState>()
             .ok_or_else(|| Error::internal("session state does not belong to the CPU backend"))?;
-        self.pool.install(|| forward(hp, w, st, tokens, pos, logits, cancel))
-    }
-}
-
-/// `out[t, r] = dot(m[r, :], x[t, :])` for the `n` rows of `x`, rows split over the pool.
-fn matmul(w: &Weights, m: &Matrix, x: &[f32], n: usize, out: &mut [f32]) {
-    let wt = m.dtype().kernel();
-    let (rows, cols) = (m.rows, m.cols);
-    if n == 1 {
-        out[..rows].par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(b, o)| {
-            let r0 = b * ROW_BLOCK;
-            k::matvec(wt, &m.rows(w, r0, r0 + o.len()), &x[..cols], o);
-        });
-        return;
-    }
-    let blocks: Vec<(usize, Vec<f32>)> = (0..rows.div_ceil(ROW_BLOCK))
-        .into_par_iter()
-        .map(|b| {
-            let r0 = b * ROW_BLOCK;
-            let nr = ROW_BLOCK.min(rows - r0);
-            let mut o = vec![0f32; nr * n];
-            k::matmul(wt, &m.rows(w, r0, r0 + nr), nr, cols, x, n, &mut o);
-            (r0, o)
-        })
-        .collect();
-    for (r0, o) in blocks {
-        let nr = o.len() / n;
-        for t in 0..n {
-            out[t * rows + r0..t * rows + r0 + nr].copy_from_slice(&o[t * nr..(t + 1) * nr]);
-        }
-    }
-}
-
-/// Apply projections to `x` (`n` rows): each output `outs[i]` is `[n, rows_i]`.
-fn project(w: &Weights, p: &Projections, x: &[f32], n: usize, outs: &mut [&mut [f32]]) {
-    match p {
-        Projections::Separate(ms) => {
-            for (m, o) in ms.iter().zip(outs.iter_mut()) {
-                matmul(w, m, x, n, o);
+        let fused_rows = w.layers.iter().map(|l| l.qkv.fused_rows().max(l.gate_up.fused_rows())).max().unwrap_or(0);
+        st.scratch.ensure(hp, fused_rows, batch.tokens.len().min(UBATCH))?;
+        self.pool.install(|| {
+            let mut pos = batch.pos;
+            let mut chunks = batch.tokens.chunks(UBATCH).peekable();
+            while let Some(tokens) = chunks.next() {
+                let last = chunks.peek().is_none();
+                self.forward_ubatch(hp, w, st, tokens, pos, last.then_some(&mut *logits), cancel)?;
+                pos += tokens.len();
             }
+            Ok(())
+        })
+    }
+}
+
+impl CpuBackend {
+    /// `out[t * rows + r] = dot(m[r, :], x[t, :])` for the `n` rows of `x`, rows split over the
+    /// pool.
+    fn matmul(&self, w: &Weights, m: &Matrix, x: &[f32], n: usize, out: &mut [f32]) {
+        let wt = m.dtype().kernel();
+        let (rows, cols) = (m.rows, m.cols);
+        let chunk = self.chunk_rows(rows);
+        if n == 1 {
+            let x = &x[..cols];
+            out[..rows].par_chunks_mut(chunk).enumerate().for_each(|(b, o)| {
+                let r0 = b * chunk;
+                TASK.with_borrow_mut(|s| {
+                    m.for_each_run(w, r0, r0 + o.len(), &mut s.bytes, |r, bytes| {
+                        let nr = bytes.len() / m.row_bytes();
+                        k::matvec(wt, bytes, x, &mut o[r - r0..r - r0 + nr]);
+                    })
+                });
+            });
+            return;
         }
-        Projections::Fused { w: m, order } => {
-            let widths: Vec<usize> = outs.iter().map(|o| o.len() / n).collect();
-            let total: usize = widths.iter().sum();
-            let mut fused = vec![0f32; n * m.rows];
-            matmul(w, m, x, n, &mut fused);
-            for t in 0..n {
-                for (r, &dst) in order.iter().enumerate() {
-                    let (mut i, mut d) = (0, dst as usize);
-                    while d >= widths[i] {
-                        d -= widths[i];
-                        i += 1;
+        let out = &mut out[..n * rows];
+        let shared = SharedOut(out.as_mut_ptr());
+        (0..rows.div_ceil(chunk)).into_par_iter().for_each(|b| {
+            let (r0, r1) = (b * chunk, ((b + 1) * chunk).min(rows));
+            TASK.with_borrow_mut(|s| {
+                let TaskScratch { f, bytes } = s;
+                m.for_each_run(w, r0, r1, bytes, |r, run| {
+                    let nr = run.len() / m.row_bytes();
+                    if f.len() < nr * n {
+                        f.resize(nr * n, 0.0);
                     }
-                    outs[i][t * widths[i] + d] = fused[t * total + r];
+                    k::matmul(wt, run, nr, cols, &x[..n * cols], n, &mut f[..nr * n]);
+                    for t in 0..n {
+                        // SAFETY: `t * rows + r + nr <= n * rows = out.len()`; this task alone
+                        // writes rows `r0..r1` (see `SharedOut`).
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(f.as_ptr().add(t * nr), shared.ptr().add(t * rows + r), nr);
+                        }
+                    }
+                });
+            });
+        });
+    }
+
+    /// Apply projections to `x` (`n` rows): each output `outs[i]` is `[n, rows_i]`.
+    fn project(&self, w: &Weights, p: &Projections, x: &[f32], n: usize, fused: &mut [f32], outs: &mut [&mut [f32]]) {
+        match p {
+            Projections::Separate(ms) => {
+                for (m, o) in ms.iter().zip(outs.iter_mut()) {
+                    self.matmul(w, m, x, n, o);
+                }
+            }
+            Projections::Fused { w: m, order } => {
+                let total = m.rows;
+                let fused = &mut fused[..n * total];
+                self.matmul(w, m, x, n, fused);
+                for t in 0..n {
+                    for (r, &dst) in order.iter().enumerate() {
+                        let (mut i, mut d) = (0, dst as usize);
+                        while d >= outs[i].len() / n {
+                            d -= outs[i].len() / n;
+                            i += 1;
+                        }
+                        let width = outs[i].len() / n;
+                        outs[i][t * width + d] = fused[t * total + r];
+                    }
                 }
             }
         }
+    }
+
+    /// One batched pass over at most [`UBATCH`] `tokens` at `pos..`; `logits` of the last token
+    /// when given.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_ubatch(
+        &self,
+        hp: &Hparams,
+        w: &Weights,
+        st: &mut CpuState,
+        tokens: &[u32],
+        pos: usize,
+        logits: Option<&mut [f32]>,
+        cancel: &AtomicBool,
+    ) -> Result<()> {
+        let n = tokens.len();
+        let (d, hd, kvd, ff) = (hp.n_embd, hp.head_dim(), hp.kv_dim(), hp.n_ff);
+        let qd = hp.n_head * hd;
+        let group = hp.n_head / hp.n_head_kv;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let CpuState { k: kcache, v: vcache, inv_freq, scratch: s, kv_dim, .. } = st;
+        let kv_dim = *kv_dim;
+        let (x, xb) = (&mut s.x[..n * d], &mut s.xb[..n * d]);
+        let (q, kk, vv, att) = (&mut s.q[..n * qd], &mut s.k[..n * kvd], &mut s.v[..n * kvd], &mut s.att[..n * qd]);
+        let (proj, gate, up) = (&mut s.proj[..n * d], &mut s.gate[..n * ff], &mut s.up[..n * ff]);
+
+        // x[t] = embedding row of tokens[t]
+        for (t, &tok) in tokens.iter().enumerate() {
+            let r = tok as usize;
+            k::row_to_f32(w.tok_embd.dtype().kernel(), &w.tok_embd.rows(w, r, r + 1), &mut x[t * d..(t + 1) * d]);
+        }
+
+        for (l, layer) in w.layers.iter().enumerate() {
+            check_cancel(cancel)?;
+            for t in 0..n {
+                k::rmsnorm(&mut xb[t * d..(t + 1) * d], &x[t * d..(t + 1) * d], &layer.attn_norm, hp.norm_eps);
+            }
+            self.project(w, &layer.qkv, xb, n, &mut s.fused, &mut [&mut *q, &mut *kk, &mut *vv]);
+            for t in 0..n {
+                k::rope(&mut q[t * qd..(t + 1) * qd], hd, pos + t, inv_freq, hp.rope_layout);
+                k::rope(&mut kk[t * kvd..(t + 1) * kvd], hd, pos + t, inv_freq, hp.rope_layout);
+            }
+            kcache[l].write(pos * kv_dim, kk);
+            vcache[l].write(pos * kv_dim, vv);
+            let (kc, vc) = (&kcache[l], &vcache[l]);
+
+            // Causal attention: each (token, head) pair is one task writing its own output slice.
+            let q = &*q;
+            att.par_chunks_mut(hd).enumerate().for_each(|(i, out)| {
+                let (t, h) = (i / hp.n_head, i % hp.n_head);
+                let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
+                let off = (h / group) * hd;
+                let len = pos + t + 1;
+                TASK.with_borrow_mut(|s| {
+                    let scores = &mut s.f;
+                    scores.clear();
+                    scores.extend((0..len).map(|j| kc.dot(j * kvd + off, qh) * scale));
+                    k::softmax(scores);
+                    out.fill(0.0);
+                    for (j, &p) in scores.iter().enumerate() {
+                        vc.axpy(out, p, j * kvd + off);
+                    }
+                });
+            });
+            self.matmul(w, &layer.wo, att, n, proj);
+            add_into(x, proj);
+
+            for t in 0..n {
+                k::rmsnorm(&mut xb[t * d..(t + 1) * d], &x[t * d..(t + 1) * d], &layer.ffn_norm, hp.norm_eps);
+            }
+            self.project(w, &layer.gate_up, xb, n, &mut s.fused, &mut [&mut *gate, &mut *up]);
+            k::silu_mul(gate, up);
+            self.matmul(w, &layer.w_down, gate, n, proj);
+            add_into(x, proj);
+        }
+        check_cancel(cancel)?;
+
+        if let Some(logits) = logits {
+            let normed = &mut s.normed[..d];
+            k::rmsnorm(normed, &x[(n - 1) * d..n * d], &w.output_norm, hp.norm_eps);
+            self.matmul(w, &w.output, normed, 1, logits);
+        }
+        Ok(())
+    }
+}
+
+/// `x += y` (the residual connection).
+fn add_into(x: &mut [f32], y: &[f32]) {
+    for (xi, yi) in x.iter_mut().zip(y) {
+        *xi += yi;
     }
 }
 
@@ -158,90 +439,5 @@ fn check_cancel(cancel: &AtomicBool) -> Result<()> {
     if cancel.swap(false, Ordering::AcqRel) {
         return Err(Error::new(Status::Cancelled, "llama_step was aborted by llama_session_abort"));
     }
-    Ok(())
-}
-
-/// The forward pass over `tokens` at `pos..`: see [`Backend::forward`].
-fn forward(
-    hp: &Hparams,
-    w: &Weights,
-    st: &mut CpuState,
-    tokens: &[u32],
-    pos: usize,
-    logits: &mut [f32],
-    cancel: &AtomicBool,
-) -> Result<()> {
-    let n = tokens.len();
-    let (d, hd, kvd, ff) = (hp.n_embd, hp.head_dim(), hp.kv_dim(), hp.n_ff);
-    let qd = hp.n_head * hd;
-    let group = hp.n_head / hp.n_head_kv;
-    let inv_freq: Vec<f32> = (0..hd / 2).map(|i| 1.0 / hp.rope_theta.powf((2 * i) as f32 / hd as f32)).collect();
-    let scale = 1.0 / (hd as f32).sqrt();
-
-    // x[t] = embedding row of tokens[t]
-    let mut x = vec![0f32; n * d];
-    for (t, &tok) in tokens.iter().enumerate() {
-        let r = tok as usize;
-        k::row_to_f32(w.tok_embd.dtype().kernel(), &w.tok_embd.rows(w, r, r + 1), &mut x[t * d..(t + 1) * d]);
-    }
-    let mut xb = vec![0f32; n * d];
-    let mut q = vec![0f32; n * qd];
-    let mut kk = vec![0f32; n * kvd];
-    let mut vv = vec![0f32; n * kvd];
-    let mut att = vec![0f32; n * qd];
-    let mut proj = vec![0f32; n * d];
-    let mut gate = vec![0f32; n * ff];
-    let mut up = vec![0f32; n * ff];
-
-    for (l, layer) in w.layers.iter().enumerate() {
-        check_cancel(cancel)?;
-        for t in 0..n {
-            k::rmsnorm(&mut xb[t * d..(t + 1) * d], &x[t * d..(t + 1) * d], &layer.attn_norm, hp.norm_eps);
-        }
-        project(w, &layer.qkv, &xb, n, &mut [&mut q, &mut kk, &mut vv]);
-        for t in 0..n {
-            k::rope(&mut q[t * qd..(t + 1) * qd], hd, pos + t, &inv_freq, hp.rope_layout);
-            k::rope(&mut kk[t * kvd..(t + 1) * kvd], hd, pos + t, &inv_freq, hp.rope_layout);
-        }
-        let (kc, vc) = (&mut st.k[l], &mut st.v[l]);
-        kc[pos * st.kv_dim..(pos + n) * st.kv_dim].copy_from_slice(&kk);
-        vc[pos * st.kv_dim..(pos + n) * st.kv_dim].copy_from_slice(&vv);
-        let (kc, vc) = (&*kc, &*vc);
-
-        // Causal attention: each (token, head) pair is one task writing its own output slice.
-        att.par_chunks_mut(hd).enumerate().for_each(|(i, out)| {
-            let (t, h) = (i / hp.n_head, i % hp.n_head);
-            let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
-            let kvh = h / group;
-            let len = pos + t + 1;
-            let mut scores: Vec<f32> =
-                (0..len).map(|j| k::dot_f32(qh, &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd]) * scale).collect();
-            k::softmax(&mut scores);
-            out.fill(0.0);
-            for (j, &p) in scores.iter().enumerate() {
-                k::axpy(out, p, &vc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd]);
-            }
-        });
-        matmul(w, &layer.wo, &att, n, &mut proj);
-        for (xi, pi) in x.iter_mut().zip(&proj) {
-            *xi += pi;
-        }
-
-        for t in 0..n {
-            k::rmsnorm(&mut xb[t * d..(t + 1) * d], &x[t * d..(t + 1) * d], &layer.ffn_norm, hp.norm_eps);
-        }
-        project(w, &layer.gate_up, &xb, n, &mut [&mut gate, &mut up]);
-        k::silu_mul(&mut gate, &up);
-        matmul(w, &layer.w_down, &gate, n, &mut proj);
-        for (xi, pi) in x.iter_mut().zip(&proj) {
-            *xi += pi;
-        }
-    }
-    check_cancel(cancel)?;
-
-    let last = &x[(n - 1) * d..n * d];
-    let mut normed = vec![0f32; d];
-    k::rmsnorm(&mut normed, last, &w.output_norm, hp.norm_eps);
-    matmul(w, &w.output, &normed, 1, logits);
     Ok(())
 }

@@ -19,12 +19,24 @@ pub struct Batch<'a> {
     pub pos: usize,
 }
 
+/// Element type of the KV cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KvType {
+    /// Half precision (llama.cpp's default): half the memory; attention reads f16 K/V rows.
+    #[default]
+    F16,
+    /// Single precision: bit-for-bit what an f32 reference computes.
+    F32,
+}
+
 /// Per-session backend state (the KV cache and scratch buffers).
 pub trait SessionState: Send {
     /// For the backend to get its concrete type back.
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// Context length this state holds.
     fn n_ctx(&self) -> usize;
+    /// Bytes of the KV cache.
+    fn kv_bytes(&self) -> usize;
 }
 
 /// A forward-pass implementation.
@@ -33,8 +45,9 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Threads the backend computes with.
     fn n_threads(&self) -> usize;
-    /// Allocate a session's state for `n_ctx` positions (`OutOfMemory` when it cannot).
-    fn new_state(&self, hp: &Hparams, n_ctx: usize) -> Result<Box<dyn SessionState>>;
+    /// Allocate a session's state for `n_ctx` positions with a `kv_type` cache (`OutOfMemory`
+    /// when it cannot).
+    fn new_state(&self, hp: &Hparams, n_ctx: usize, kv_type: KvType) -> Result<Box<dyn SessionState>>;
     /// Run `batch.tokens` at positions `pos..pos + tokens.len()` (one batched pass), writing their K/V
     /// into the state, and the logits of the last position into `logits` (`n_vocab` floats).
     /// Positions `>= pos` of the cache may be overwritten even on error; earlier ones never are.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use runllama::loader::{load, LoadOptions};
 use runllama::model::Model;
 use runllama::sampler::SamplerParams;
-use runllama::session::{Session, SessionParams};
+use runllama::session::{KvType, Session, SessionParams};
 
 /// `tests/data/<rel>`.
 pub fn data(rel: &str) -> PathBuf {
@@ -34,7 +34,12 @@ pub fn load_model(rel: &str, tokenizer: Option<&str>) -> Arc<Model> {
 
 /// Session parameters: greedy unless `temperature` > 0.
 pub fn params(n_ctx: u32, temperature: f32, seed: u64) -> SessionParams {
-    SessionParams { n_ctx, sampler: SamplerParams { temperature, top_k: 0, top_p: 1.0, repeat_penalty: 1.0 }, seed }
+    SessionParams {
+        n_ctx,
+        sampler: SamplerParams { temperature, top_k: 0, top_p: 1.0, repeat_penalty: 1.0 },
+        seed,
+        kv_type: KvType::F32,
+    }
 }
 
 /// Greedy generation from BOS for `n` positions, one token per step.

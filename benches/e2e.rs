@@ -1,0 +1,231 @@
+//! End-to-end speed of one model at real scale, in the units llama.cpp's `llama-bench` reports:
+//! load time, prefill of a 128-token prompt (pp) and decode of 64 tokens from an empty context
+//! (tg) in tokens/s, memory split into file-backed and anonymous, and beside them a STREAM-like
+//! read of RAM with the same threads, in the same run, which gives the decode limit
+//! (read bandwidth / bytes of weights read per token).
+//!
+//! ```text
+//! cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128] [--gen 64] [--reps 3]
+//!                                  [--kv f16|f32] [--ctx 4096] [--json FILE]
+//! ```
+//! MODEL: anything `llama_load` takes (a .gguf, .safetensors, a safetensors directory, .ckpt,
+//! llama2.c .bin). Real-shape models: `../shared/tools/make_random_llama.py`;
+//! `benches/llamacpp_compare.sh` runs this beside llama.cpp's `llama-bench` on the same GGUF.
+//! Figures are medians over `--reps` repetitions.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use runllama::loader::{load, LoadOptions};
+use runllama::sampler::SamplerParams;
+use runllama::session::{KvType, Session, SessionParams};
+use runllama_kernels as k;
+
+struct Args {
+    model: PathBuf,
+    threads: usize,
+    prompt: usize,
+    gen: usize,
+    reps: usize,
+    kv: KvType,
+    ctx: u32,
+    json: Option<PathBuf>,
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("{msg}\nusage: cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128] [--gen 64] [--reps 3] [--kv f16|f32] [--ctx N] [--json FILE]");
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a =
+        Args { model: PathBuf::new(), threads: 0, prompt: 128, gen: 64, reps: 3, kv: KvType::F16, ctx: 0, json: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().unwrap_or_else(|| usage(&format!("{name} needs a value")));
+        let mut num =
+            |name: &str| value(name).parse::<usize>().unwrap_or_else(|_| usage(&format!("{name}: not a number")));
+        match arg.as_str() {
+            "--bench" => {} // passed by `cargo bench`
+            "--threads" | "-t" => a.threads = num("--threads"),
+            "--prompt" | "-p" => a.prompt = num("--prompt"),
+            "--gen" | "-n" => a.gen = num("--gen"),
+            "--reps" | "-r" => a.reps = num("--reps").max(1),
+            "--ctx" => a.ctx = num("--ctx") as u32,
+            "--kv" => {
+                a.kv = match value("--kv").as_str() {
+                    "f16" => KvType::F16,
+                    "f32" => KvType::F32,
+                    other => usage(&format!("--kv {other}: f16 or f32")),
+                }
+            }
+            "--json" => a.json = Some(PathBuf::from(value("--json"))),
+            s if s.starts_with('-') => usage(&format!("unknown option {s}")),
+            s => a.model = PathBuf::from(s),
+        }
+    }
+    if a.model.as_os_str().is_empty() {
+        usage("no MODEL given");
+    }
+    a
+}
+
+/// `RssFile` and `RssAnon` of this process in MiB (Linux; zeros elsewhere).
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("RssFile:"), field("RssAnon:"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// STREAM-like read bandwidth in GB/s (10^9 bytes/s) with `threads` threads: each sums its own
+/// contiguous share of a 1 GiB buffer (multiplied by a 16 KiB vector that stays in L1). Median
+/// of 5 passes.
+fn read_bandwidth(threads: usize) -> f64 {
+    const LEN: usize = 1 << 28; // f32s = 1 GiB
+    const PIECE: usize = 4096;
+    let buf = vec![1.0f32; LEN];
+    let ones = vec![1.0f32; PIECE];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+    let share = LEN / threads;
+    let pass = || {
+        let t = Instant::now();
+        let sum: f32 = pool.install(|| {
+            use rayon::prelude::*;
+            buf.par_chunks(share).map(|c| c.chunks(PIECE).map(|p| k::dot_f32(p, &ones)).sum::<f32>()).sum()
+        });
+        std::hint::black_box(sum);
+        (LEN * 4) as f64 / t.elapsed().as_secs_f64() / 1e9
+    };
+    pass(); // warm up
+    median((0..5).map(|_| pass()).collect())
+}
+
+fn main() {
+    let a = parse_args();
+    let threads = if a.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.threads };
+    println!("model     {}", a.model.display());
+    println!("cpu path  {}", runllama::cpu::system_info());
+
+    let bw = read_bandwidth(threads);
+    println!("read      {bw:.1} GB/s ({threads} threads, 1 GiB buffer, median of 5)");
+
+    let opts = || LoadOptions { n_threads: threads, ..Default::default() };
+    let t = Instant::now();
+    let first = load(&a.model, opts()).unwrap_or_else(|e| {
+        eprintln!("load failed: {e}");
+        std::process::exit(1)
+    });
+    let load_first = t.elapsed().as_secs_f64();
+    drop(first);
+    let t = Instant::now();
+    let model = Arc::new(load(&a.model, opts()).expect("second load"));
+    let load_s = t.elapsed().as_secs_f64();
+    let (file_load, anon_load) = rss_mib();
+    let hp = model.hparams.clone();
+    let weight_bytes = model.weight_bytes_per_token();
+    println!(
+        "shape     n_vocab {} n_embd {} n_layer {} n_head {}/{} n_ff {} dtype {}",
+        hp.n_vocab,
+        hp.n_embd,
+        hp.n_layer,
+        hp.n_head,
+        hp.n_head_kv,
+        hp.n_ff,
+        model.main_dtype().map_or("?", |d| d.name())
+    );
+    println!("load      {load_s:.3} s (first in this process {load_first:.3} s)");
+
+    let params = SessionParams {
+        n_ctx: if a.ctx == 0 { (a.prompt + a.gen + 1) as u32 } else { a.ctx },
+        sampler: SamplerParams { temperature: 0.0, top_k: 0, top_p: 1.0, repeat_penalty: 1.0 },
+        seed: 0,
+        kv_type: a.kv,
+    };
+    let session = Session::new(model.clone(), params).unwrap_or_else(|e| {
+        eprintln!("session failed: {e}");
+        std::process::exit(1)
+    });
+    // Deterministic ordinary token ids (clear of the low byte/special ids and the LLaMA 3 specials).
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let span = (hp.n_vocab as u64).saturating_sub(1300).max(1);
+    let prompt: Vec<u32> = (0..a.prompt)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (1000 + seed % span) as u32
+        })
+        .collect();
+
+    let mut pp = Vec::new();
+    let mut tg = Vec::new();
+    for rep in 0..a.reps {
+        session.reset().expect("reset");
+        let t = Instant::now();
+        session.step(&prompt).expect("prefill");
+        let pp_s = t.elapsed().as_secs_f64();
+        pp.push(a.prompt as f64 / pp_s);
+
+        session.reset().expect("reset");
+        let mut tok = prompt[0];
+        let t = Instant::now();
+        for _ in 0..a.gen {
+            tok = session.step(&[tok]).expect("decode step");
+        }
+        let tg_s = t.elapsed().as_secs_f64();
+        tg.push(a.gen as f64 / tg_s);
+        println!("rep {rep}     pp{} {:.2} tok/s   tg{} {:.3} tok/s", a.prompt, pp[rep], a.gen, tg[rep]);
+    }
+    let (file_end, anon_end) = rss_mib();
+    let (pp_med, tg_med) = (median(pp), median(tg));
+    let limit = bw * 1e9 / weight_bytes as f64;
+    let kv_mib = session.kv_bytes() as f64 / 1048576.0;
+    println!("weights   {:.2} GB read per decoded token", weight_bytes as f64 / 1e9);
+    println!("pp{}     {pp_med:.2} tok/s (median of {})", a.prompt, a.reps);
+    println!("tg{}      {tg_med:.3} tok/s (median of {})", a.gen, a.reps);
+    println!("limit     {limit:.3} tok/s = read bandwidth / weight bytes; tg/limit = {:.2}", tg_med / limit);
+    println!(
+        "memory    after load: file {file_load:.0} MiB, anon {anon_load:.0} MiB; after the run: file {file_end:.0} MiB, anon {anon_end:.0} MiB (KV cache {kv_mib:.0} MiB, n_ctx {})",
+        session.n_ctx()
+    );
+    if let Some(path) = a.json {
+        let j = serde_json::json!({
+            "model": a.model.display().to_string(),
+            "threads": threads,
+            "cpu_path": runllama::cpu::system_info(),
+            "read_gbps": bw,
+            "weight_bytes": weight_bytes,
+            "limit_tps": limit,
+            "load_s": load_s,
+            "load_first_s": load_first,
+            "pp_tokens": a.prompt,
+            "pp_tps": pp_med,
+            "tg_tokens": a.gen,
+            "tg_tps": tg_med,
+            "rss_file_mib": file_end,
+            "rss_anon_mib": anon_end,
+            "rss_anon_after_load_mib": anon_load,
+            "kv_mib": kv_mib,
+            "kv": format!("{:?}", a.kv),
+        });
+        std::fs::write(&path, j.to_string()).expect("write --json file");
+    }
+}
