@@ -139,6 +139,7 @@ def main():
     ap.add_argument("--min-time", type=float, default=5.0, help="at least this many seconds of timed calls")
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--only", help="MODEL/TEXT (e.g. llama3/english): just that text, every implementation of that model")
     args = ap.parse_args()
 
     texts = {}
@@ -163,6 +164,8 @@ def main():
     results = []
     for model, impl, fn in runs:
         for name in TEXTS:
+            if args.only and args.only != f"{model}/{name}":
+                continue
             text = texts[name]
             nbytes = len(text.encode("utf-8"))
             ids = fn(text)

@@ -134,6 +134,10 @@ pub(crate) struct Vocab {
     inner_bigrams: Option<FxSet<u64>>,
     /// sentencepiece's `reserved_id_map_`: control, unknown and byte pieces.
     reserved: FxMap<String, u32>,
+    /// `piece_to_id` of every one-character string in the Basic Multilingual Plane, by code
+    /// point ([`NONE`] = no such piece): most unmerged symbols (CJK text) are looked up here
+    /// instead of by string hash.
+    bmp_ids: Vec<u32>,
     /// Some piece is in both `normal` and `reserved` (possible in GGUF / llama2.c vocabularies);
     /// then every lookup must try `reserved` first, as sentencepiece does.
     overlap: bool,
@@ -336,6 +340,7 @@ impl Vocab {
                 }
                 Some(set)
             },
+            bmp_ids: Vec::new(),
             overlap: reserved.keys().any(|k| normal.contains_key(k)),
             normal,
             reserved,
@@ -351,6 +356,16 @@ impl Vocab {
             escape_whitespaces: spec.escape_whitespaces,
             unk_surface: spec.unk_surface,
         };
+        let mut bmp_ids = vec![NONE; 0x10000];
+        for piece in v.normal.keys().chain(v.reserved.keys()) {
+            let mut chars = piece.chars();
+            if let (Some(c), None) = (chars.next(), chars.next()) {
+                if let (Some(slot), Some(id)) = (bmp_ids.get_mut(c as usize), v.piece_to_id(piece)) {
+                    *slot = id;
+                }
+            }
+        }
+        v.bmp_ids = bmp_ids;
         for (b, by_value) in byte_by_value.iter().enumerate() {
             // sentencepiece: PieceToId("<0xNN>"), i.e. the piece or else unk.
             v.byte_ids[b] = by_value.or_else(|| v.piece_to_id(&format!("<0x{b:02X}>"))).unwrap_or(v.unk);
@@ -398,6 +413,17 @@ impl Vocab {
         }
         // No piece is in both maps, so the order does not matter; text pieces are normal.
         self.normal.get(piece).or_else(|| self.reserved.get(piece)).copied()
+    }
+
+    /// [`Vocab::piece_to_id`], through `bmp_ids` for a one-character piece.
+    fn lookup(&self, piece: &str) -> Option<u32> {
+        let mut chars = piece.chars();
+        if let (Some(c), None) = (chars.next(), chars.next()) {
+            if let Some(&id) = self.bmp_ids.get(c as usize) {
+                return (id != NONE).then_some(id);
+            }
+        }
+        self.piece_to_id(piece)
     }
 
     /// The longest control / user-defined / unknown piece that `s` starts with.
@@ -527,7 +553,7 @@ impl Vocab {
             while let Some(w) = stack.pop() {
                 // A merged symbol carries its `normal` id; sentencepiece's lookup would give the
                 // same id unless the piece is also reserved (`overlap`).
-                let id = if known != NONE { Some(known) } else { self.piece_to_id(w) };
+                let id = if known != NONE { Some(known) } else { self.lookup(w) };
                 known = NONE;
                 if let Some(id) = id {
                     if self.types[id as usize] == TokenType::Unused {
