@@ -56,24 +56,22 @@ enum KvBuf {
     F16(Vec<f16>),
 }
 
+/// `n` copies of `value` in a fresh vector, or `OutOfMemory` naming `what`.
+fn filled<T: Clone>(n: usize, value: T, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        let mib = n.saturating_mul(std::mem::size_of::<T>()) >> 20;
+        Error::new(Status::OutOfMemory, format!("cannot allocate {mib} MiB for {what}"))
+    })?;
+    v.resize(n, value);
+    Ok(v)
+}
+
 impl KvBuf {
     fn new(kind: KvType, n: usize) -> Result<KvBuf> {
-        let oom = |bytes: usize| {
-            Error::new(Status::OutOfMemory, format!("cannot allocate {} MiB for the KV cache", bytes >> 20))
-        };
         Ok(match kind {
-            KvType::F32 => {
-                let mut v = Vec::new();
-                v.try_reserve_exact(n).map_err(|_| oom(n * 4))?;
-                v.resize(n, 0.0);
-                KvBuf::F32(v)
-            }
-            KvType::F16 => {
-                let mut v = Vec::new();
-                v.try_reserve_exact(n).map_err(|_| oom(n * 2))?;
-                v.resize(n, f16::ZERO);
-                KvBuf::F16(v)
-            }
+            KvType::F32 => KvBuf::F32(filled(n, 0.0, "the KV cache")?),
+            KvType::F16 => KvBuf::F16(filled(n, f16::ZERO, "the KV cache")?),
         })
     }
 
@@ -142,17 +140,15 @@ struct Scratch {
 
 impl Scratch {
     /// Make room for `n` tokens (grows, never shrinks; a no-op in steady state).
-    fn ensure(&mut self, hp: &Hparams, fused_rows: usize, n: usize) -> Result<()> {
+    fn ensure(&mut self, hp: &Hparams, w: &Weights, n: usize) -> Result<()> {
         if n <= self.cap {
             return Ok(());
         }
         let (d, qd, kvd, ff) = (hp.n_embd, hp.n_head * hp.head_dim(), hp.kv_dim(), hp.n_ff);
+        let fused_rows = w.layers.iter().map(|l| l.qkv.fused_rows().max(l.gate_up.fused_rows())).max().unwrap_or(0);
         let grow = |v: &mut Vec<f32>, len: usize| -> Result<()> {
-            v.clear();
-            v.try_reserve_exact(len).map_err(|_| {
-                Error::new(Status::OutOfMemory, format!("cannot allocate {} MiB of activations", (len * 4) >> 20))
-            })?;
-            v.resize(len, 0.0);
+            *v = Vec::new(); // free the old buffer first
+            *v = filled(len, 0.0, "activations")?;
             Ok(())
         };
         grow(&mut self.x, n * d)?;
@@ -258,8 +254,7 @@ impl Backend for CpuBackend {
             .as_any_mut()
             .downcast_mut::<CpuState>()
             .ok_or_else(|| Error::internal("session state does not belong to the CPU backend"))?;
-        let fused_rows = w.layers.iter().map(|l| l.qkv.fused_rows().max(l.gate_up.fused_rows())).max().unwrap_or(0);
-        st.scratch.ensure(hp, fused_rows, batch.tokens.len().min(UBATCH))?;
+        st.scratch.ensure(hp, w, batch.tokens.len().min(UBATCH))?;
         self.pool.install(|| {
             let mut pos = batch.pos;
             let mut chunks = batch.tokens.chunks(UBATCH).peekable();

@@ -421,16 +421,11 @@ impl BpeVocab {
     }
 }
 
-/// Python's `str.isspace()` for the ASCII characters: `\t\n\v\f\r`, 0x1c..=0x1f and space.
-const ASCII_PY_SPACE: [bool; 128] = {
-    let mut t = [false; 128];
-    let mut c = 0;
-    while c < 128 {
-        t[c] = matches!(c, 0x09..=0x0d | 0x1c..=0x20);
-        c += 1;
-    }
-    t
-};
+/// Python's `str.isspace()` for an ASCII byte (`\t\n\v\f\r`, 0x1c..=0x1f and space); false
+/// for any byte >= 0x80. Branch-free, so that [`no_cut_needed`]'s loop vectorizes.
+const fn is_ascii_py_space(b: u8) -> bool {
+    (b == b' ') | (b.wrapping_sub(0x09) < 5) | (b.wrapping_sub(0x1c) < 4)
+}
 
 /// Bytes per block of the [`no_cut_needed`] check (a window of [`MAX_RUN_CHARS`] bytes always
 /// holds a whole block).
@@ -452,10 +447,9 @@ fn no_cut_needed(bytes: &[u8]) -> bool {
         return true;
     }
     bytes.chunks(CHECK_BLOCK).all(|block| {
-        // Branch-free so that it vectorizes: bit 0 = some ASCII whitespace, bit 1 = some
-        // ASCII non-whitespace.
+        // Bit 0 = some ASCII whitespace, bit 1 = some ASCII non-whitespace.
         let seen = block.iter().fold(0u8, |acc, &b| {
-            let ws = (b == b' ') | (b.wrapping_sub(0x09) < 5) | (b.wrapping_sub(0x1c) < 4);
+            let ws = is_ascii_py_space(b);
             let ascii_other = (b < 0x80) & !ws;
             acc | u8::from(ws) | (u8::from(ascii_other) << 1)
         });
@@ -488,7 +482,7 @@ fn scan_slices<E>(text: &str, mut f: impl FnMut(&str) -> Result<(), E>) -> Resul
     while let Some(&byte) = bytes.get(i) {
         // ASCII (most of English and code) without decoding a char.
         let (is_space, len) = match byte {
-            0..=0x7f => (ASCII_PY_SPACE[byte as usize], 1),
+            0..=0x7f => (is_ascii_py_space(byte), 1),
             _ => match text.get(i..).and_then(|t| t.chars().next()) {
                 Some(c) => (py_is_space(c), c.len_utf8()),
                 None => (false, 1), // unreachable: `i` is always a char boundary
@@ -578,10 +572,11 @@ mod tests {
     }
 
     #[test]
-    fn ascii_space_table_is_py_is_space() {
+    fn ascii_space_test_is_py_is_space() {
         for b in 0..128u8 {
-            assert_eq!(ASCII_PY_SPACE[b as usize], py_is_space(char::from(b)), "byte {b:#x}");
+            assert_eq!(is_ascii_py_space(b), py_is_space(char::from(b)), "byte {b:#x}");
         }
+        assert!((0x80..=0xffu8).all(|b| !is_ascii_py_space(b)));
     }
 
     #[test]
