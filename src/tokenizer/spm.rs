@@ -197,6 +197,15 @@ const NONE: u32 = u32::MAX;
 /// The longest normalized text one BPE run handles (symbol indices and offsets are u32).
 pub(crate) const MAX_BPE_BYTES: usize = u32::MAX as usize - 1;
 
+/// The character of a one-character string.
+fn single_char(s: &str) -> Option<char> {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => Some(c),
+        _ => None,
+    }
+}
+
 /// One symbol of the BPE linked list: a byte range of the normalized text.
 #[derive(Clone, Copy, Debug)]
 struct Symbol {
@@ -358,11 +367,8 @@ impl Vocab {
         };
         let mut bmp_ids = vec![NONE; 0x10000];
         for piece in v.normal.keys().chain(v.reserved.keys()) {
-            let mut chars = piece.chars();
-            if let (Some(c), None) = (chars.next(), chars.next()) {
-                if let (Some(slot), Some(id)) = (bmp_ids.get_mut(c as usize), v.piece_to_id(piece)) {
-                    *slot = id;
-                }
+            if let Some(slot) = single_char(piece).and_then(|c| bmp_ids.get_mut(c as usize)) {
+                *slot = v.piece_to_id(piece).unwrap_or(NONE);
             }
         }
         v.bmp_ids = bmp_ids;
@@ -405,8 +411,7 @@ impl Vocab {
         self.types.get(id as usize).copied()
     }
 
-    /// sentencepiece's `PieceToId` without the unk fallback.
-    /// sentencepiece's `PieceToId`: reserved pieces win over normal ones.
+    /// sentencepiece's `PieceToId` without the unk fallback: reserved pieces win over normal ones.
     fn piece_to_id(&self, piece: &str) -> Option<u32> {
         if self.overlap {
             return self.reserved.get(piece).or_else(|| self.normal.get(piece)).copied();
@@ -417,11 +422,8 @@ impl Vocab {
 
     /// [`Vocab::piece_to_id`], through `bmp_ids` for a one-character piece.
     fn lookup(&self, piece: &str) -> Option<u32> {
-        let mut chars = piece.chars();
-        if let (Some(c), None) = (chars.next(), chars.next()) {
-            if let Some(&id) = self.bmp_ids.get(c as usize) {
-                return (id != NONE).then_some(id);
-            }
+        if let Some(&id) = single_char(piece).and_then(|c| self.bmp_ids.get(c as usize)) {
+            return (id != NONE).then_some(id);
         }
         self.piece_to_id(piece)
     }
