@@ -12,8 +12,9 @@
 //!   iteration uses the next of the disjoint copies of the matrix that fit in it, so weights
 //!   come from DRAM as in a real decode step (a model is far larger than the L3), not from a
 //!   cache that one repeated 90 MB matrix would fit in.
-//! - `matmul/<path>/<type>/4096x4096xn32`: a 32-token prefill; the throughput is counted in
-//!   "elements" that are FLOPs (2 * rows * cols * n), so criterion's Gelem/s reads as GFLOP/s.
+//! - `matmul/<path>/<type>/4096x4096xn128`: a 128-token prefill (activations packed once, as
+//!   the forward pass does); the throughput is counted in "elements" that are FLOPs
+//!   (2 * rows * cols * n), so criterion's Gelem/s reads as GFLOP/s.
 //!
 //! Sample counts are small (flat sampling, 10 samples) so the whole run takes a few minutes.
 //! Filter as usual, e.g. `cargo bench --bench kernels -- 'matvec/avx512/BF16'`.
@@ -22,7 +23,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
-use runllama_kernels::{detected, paths, WeightType};
+use runllama_kernels::{self as k, detected, paths, WeightType};
 
 const TYPES: [WeightType; 3] = [WeightType::F32, WeightType::F16, WeightType::BF16];
 const SHAPES: [(usize, usize); 5] = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (128256, 4096)];
@@ -80,8 +81,10 @@ fn bench_kernels(c: &mut Criterion) {
     }
     g.finish();
 
-    let (rows, cols, n) = (4096usize, 4096usize, 32usize);
+    let (rows, cols, n) = (4096usize, 4096usize, 128usize);
     let xs: Vec<f32> = (0..n * cols).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let mut xp = vec![0f32; k::packed_len(n, cols)];
+    k::pack_activations(&xs, n, cols, &mut xp);
     let mut outs = vec![0f32; n * rows];
     let mut g = c.benchmark_group("matmul");
     g.sample_size(10).sampling_mode(SamplingMode::Flat);
@@ -92,7 +95,9 @@ fn bench_kernels(c: &mut Criterion) {
         for wt in TYPES {
             let bytes = rows * cols * wt.size();
             let id = BenchmarkId::new(format!("{}/{wt:?}", p.name()), format!("{rows}x{cols}xn{n}"));
-            g.bench_function(id, |b| b.iter(|| paths::matmul(p, wt, &w[..bytes], rows, cols, &xs, n, &mut outs)));
+            g.bench_function(id, |b| {
+                b.iter(|| paths::matmul_packed(p, wt, &w[..bytes], rows, cols, &xp, n, &mut outs))
+            });
         }
     }
     g.finish();

@@ -10,12 +10,17 @@
 //! path (for tests and benches); the plain functions use [`path()`].
 //!
 //! Results differ between paths only by rounding (summation order and FMA). Within one path
-//! the summation order of a weight row's dot product is fixed (see `simd.rs`): `matvec`,
-//! `matmul` and `dot_row` agree bit for bit, whatever the data's alignment or batch size.
+//! the summation order of a weight row's dot product is fixed (see `simd.rs`): `matvec` and
+//! `dot_row` agree bit for bit, whatever the data's alignment. `matmul` sums each output in
+//! one chain over the columns in order: its results do not depend on the batch size or a
+//! token's place in the batch, and are the same on the AVX2 and AVX-512 paths; they differ from
+//! `matvec`'s (lane-parallel sums) by rounding only.
 
 #![no_std]
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+
+extern crate alloc;
 
 use half::{bf16, f16};
 
@@ -71,6 +76,43 @@ pub fn load(wt: WeightType, row: &[u8], i: usize) -> f32 {
         WeightType::F32 => load_f32(row, i),
         WeightType::F16 => load_f16(row, i),
         WeightType::BF16 => load_bf16(row, i),
+    }
+}
+
+/// Tokens per panel of packed activations (see [`pack_activations`]).
+pub const PANEL: usize = 16;
+
+/// Distance (f32) between the panels of packed activations of `cols` columns: the panel plus
+/// one cache line, so that the panels a matmul tile reads together do not fall in the same
+/// L1 sets (their distance would otherwise be a multiple of 4 KiB for LLaMA widths).
+pub const fn panel_stride(cols: usize) -> usize {
+    cols * PANEL + PANEL
+}
+
+/// Length (f32) of the packed form of `n` activation rows of `cols` values.
+pub const fn packed_len(n: usize, cols: usize) -> usize {
+    n.div_ceil(PANEL) * panel_stride(cols)
+}
+
+/// Pack `n` activation rows (`x` is `[n, cols]`) for [`matmul_packed`]: tokens in panels of
+/// [`PANEL`], each panel column-major (`packed[p * panel_stride(cols) + k * PANEL + j] =
+/// x[p * PANEL + j, k]`), missing tokens of the last panel zero. `packed` holds at least
+/// [`packed_len`]`(n, cols)`.
+pub fn pack_activations(x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
+    assert!(x.len() >= n * cols && packed.len() >= packed_len(n, cols), "pack_activations: bad lengths");
+    for (p, panel) in packed[..packed_len(n, cols)].chunks_exact_mut(panel_stride(cols)).enumerate() {
+        for j in 0..PANEL {
+            let t = p * PANEL + j;
+            if t < n {
+                for (k, &v) in x[t * cols..(t + 1) * cols].iter().enumerate() {
+                    panel[k * PANEL + j] = v;
+                }
+            } else {
+                for k in 0..cols {
+                    panel[k * PANEL + j] = 0.0;
+                }
+            }
+        }
     }
 }
 
@@ -144,6 +186,23 @@ pub mod paths {
         unsafe { imp::matvec(p, wt, w, x, out) }
     }
 
+    /// [`matmul_packed`](crate::matmul_packed) on path `p`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_packed(
+        p: Path,
+        wt: WeightType,
+        w: &[u8],
+        rows: usize,
+        cols: usize,
+        xp: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) {
+        check(p);
+        // SAFETY: `p` was checked against the detected features.
+        unsafe { imp::matmul_packed(p, wt, w, rows, cols, xp, n, out) }
+    }
+
     /// [`matmul`](crate::matmul) on path `p`.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(p: Path, wt: WeightType, w: &[u8], rows: usize, cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
@@ -211,6 +270,30 @@ mod imp {
     }
 
     #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn matmul_packed(
+        p: Path,
+        wt: WeightType,
+        w: &[u8],
+        rows: usize,
+        cols: usize,
+        xp: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) {
+        let row_bytes = cols * wt.size();
+        assert!(w.len() >= row_bytes * rows, "matmul: matrix too short");
+        assert!(xp.len() >= packed_len(n, cols) && out.len() >= n * rows, "matmul: activations too short");
+        if n == 0 || rows == 0 {
+            return;
+        }
+        if cols == 0 {
+            out[..n * rows].fill(0.0);
+            return;
+        }
+        on_path!(p, matmul_packed(wt, w, rows, cols, xp, n, out))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn matmul(
         p: Path,
         wt: WeightType,
@@ -221,13 +304,10 @@ mod imp {
         n: usize,
         out: &mut [f32],
     ) {
-        let row_bytes = cols * wt.size();
-        assert!(w.len() >= row_bytes * rows, "matmul: matrix too short");
-        assert!(x.len() >= n * cols && out.len() >= n * rows, "matmul: activations too short");
-        if n == 0 || rows == 0 {
-            return;
-        }
-        on_path!(p, matmul(wt, w, rows, cols, x, n, out))
+        assert!(x.len() >= n * cols, "matmul: activations too short");
+        let mut xp = alloc::vec![0f32; packed_len(n, cols)];
+        pack_activations(x, n, cols, &mut xp);
+        matmul_packed(p, wt, w, rows, cols, &xp, n, out)
     }
 
     pub(super) unsafe fn rmsnorm(p: Path, out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
@@ -276,11 +356,21 @@ pub fn matvec(wt: WeightType, w: &[u8], x: &[f32], out: &mut [f32]) {
 }
 
 /// Matrix-matrix product for a batch of `n` activation rows: `x` is `[n, cols]`, `out` is
-/// `[n, rows]` with `out[t * rows + r] = dot(w[r, :], x[t, :])`. Each weight row is read once
-/// and used for the whole batch. Each element equals `matvec`'s for the same row and `x[t, :]`.
+/// `[n, rows]` with `out[t * rows + r] = dot(w[r, :], x[t, :])`. Packs `x` into a fresh buffer
+/// and runs [`matmul_packed`] (the forward pass packs once per product into its own buffer).
 pub fn matmul(wt: WeightType, w: &[u8], rows: usize, cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
     // SAFETY: `path()` never exceeds the detected features.
     unsafe { imp::matmul(path(), wt, w, rows, cols, x, n, out) }
+}
+
+/// [`matmul`] over activations packed by [`pack_activations`] (`xp`, `n` tokens of `cols`).
+/// Each weight row is read from `w` once per 256 tokens; every output is one multiply-add
+/// chain over the columns in order, so its value depends only on the weight row and the
+/// token's activations (not on `n` or the token's place), and is the same on the AVX2 and
+/// AVX-512 paths.
+pub fn matmul_packed(wt: WeightType, w: &[u8], rows: usize, cols: usize, xp: &[f32], n: usize, out: &mut [f32]) {
+    // SAFETY: `path()` never exceeds the detected features.
+    unsafe { imp::matmul_packed(path(), wt, w, rows, cols, xp, n, out) }
 }
 
 /// RMSNorm: `out[i] = x[i] / sqrt(mean(x²) + eps) * weight[i]`.

@@ -3,7 +3,7 @@
 //! are repeated here only through slice indexing).
 
 use crate::math::{libm_cos, libm_exp, libm_sin, libm_sqrt};
-use crate::{load, RopeLayout, WeightType};
+use crate::{load, panel_stride, RopeLayout, WeightType, PANEL};
 
 pub(crate) fn row_to_f32(wt: WeightType, row: &[u8], out: &mut [f32]) {
     for (i, o) in out.iter_mut().enumerate() {
@@ -37,12 +37,18 @@ pub(crate) fn matvec(wt: WeightType, w: &[u8], x: &[f32], out: &mut [f32]) {
     }
 }
 
-pub(crate) fn matmul(wt: WeightType, w: &[u8], rows: usize, cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
+/// One chain per output over the columns in order (as the SIMD paths, without FMA).
+pub(crate) fn matmul_packed(wt: WeightType, w: &[u8], rows: usize, cols: usize, xp: &[f32], n: usize, out: &mut [f32]) {
     let row_bytes = cols * wt.size();
     for r in 0..rows {
         let row = &w[r * row_bytes..(r + 1) * row_bytes];
         for t in 0..n {
-            out[t * rows + r] = dot_row(wt, row, &x[t * cols..(t + 1) * cols]);
+            let panel = &xp[(t / PANEL) * panel_stride(cols)..];
+            let mut acc = 0f32;
+            for k in 0..cols {
+                acc += load(wt, row, k) * panel[k * PANEL + t % PANEL];
+            }
+            out[t * rows + r] = acc;
         }
     }
 }

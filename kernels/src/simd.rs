@@ -11,12 +11,14 @@
 //! `prefetch(p)` (a hint, any address). All loads and stores are unaligned.
 //!
 //! Summation order (what makes results reproducible): a dot product of a weight row with `x`
-//! keeps one L-lane accumulator per (row, activation row), adds chunk `c` (elements
+//! in `matvec` / `dot_row` keeps one L-lane accumulator per row, adds chunk `c` (elements
 //! `c*L..c*L+L`, the last one zero-padded) in increasing `c` with one FMA each, then reduces
-//! the lanes with `hsum`. `matvec`, `dot_row` and every tile of `matmul` follow exactly this
-//! order, so they agree bit for bit with each other, whatever the alignment of the data, the
-//! row's position in a block, or the batch size. (Each path rounds differently from the scalar
-//! reference, which has no FMA and 8 lanes: tests compare with a tolerance.)
+//! the lanes with `hsum`: the same bits whatever the alignment of the data or the row's place.
+//! `matmul` (compute-bound) vectorises over tokens instead: each output is one FMA chain over
+//! the columns in increasing order, kept in f32 across column blocks, so its value does not
+//! depend on the blocking, the batch size or the token's place in the batch, and is the same
+//! on every SIMD path. (Each path rounds differently from the scalar reference, which has no
+//! FMA: tests compare with a tolerance.)
 
 /// Weight-type tags for const generics.
 pub(crate) const WF32: u8 = 0;
@@ -32,12 +34,13 @@ pub(crate) const fn wsize(wt: u8) -> usize {
     }
 }
 
-/// Instantiate the kernels. `$feat`: the target features; `$mr` x `$nr`: the matmul register
-/// tile (weight rows x activation rows), sized to the register file.
+/// Instantiate the kernels. `$feat`: the target features; `$nv`: vectors of tokens in the
+/// matmul register tile (MR = 6 weight rows x `$nv` vectors: sized to the register file).
 macro_rules! simd_kernels {
-    ($feat:literal, $mr:literal, $nr:literal) => {
+    ($feat:literal, $nv:literal) => {
         use crate::simd::{wsize, WBF16, WF16, WF32};
         use crate::WeightType;
+        use crate::PANEL;
 
         // Tuned on a 2-core AVX-512 Xeon VM (260 MiB L3); see benches/kernels.rs.
 
@@ -47,24 +50,22 @@ macro_rules! simd_kernels {
         /// 12.9 -> 15.3 GiB/s best case for f16 4096x11008 here; the hardware prefetcher
         /// alone lets too few lines be in flight when 32 bytes of f16 feed one FMA).
         const PF: usize = 1024;
-        /// matmul register tile: MR weight rows x NR activation rows.
-        const MR: usize = $mr;
-        const NR: usize = $nr;
-        /// Weight rows widened to f32 together (the block every activation tile reuses).
-        const RB: usize = 16;
-        /// Weight rows sharing one copy of an activation block (a multiple of RB).
-        const RS: usize = 64;
-        /// Columns per block (a multiple of L): the f32 weight block is RB x KC (16 KiB).
-        const KC: usize = 256;
-        /// Activation rows per pass over the weights (their partial sums are kept in `acc`,
-        /// RS x TB vectors: 128 KiB of stack for AVX-512, 48 KiB for AVX2).
-        const TB: usize = NR * 8;
-        /// Row strides (f32) of the packed weight and activation blocks: KC plus a skew of
-        /// whole vectors, so that rows (and the buffers) do not share their low 12 address
-        /// bits (4 KiB aliasing: loads wait for unrelated stores; measured 85 vs 115 GFLOP/s).
-        const WS: usize = KC + 16;
-        const XS: usize = KC + 32;
-        const _: () = assert!(KC % L == 0 && RB % MR == 0 && RS % RB == 0);
+        /// Vectors per packed activation panel (`PANEL` tokens).
+        const VP: usize = PANEL / L;
+        /// matmul register tile: MR weight rows x at most NV vectors of tokens (NV * L tokens).
+        const MR: usize = 6;
+        const NV: usize = $nv;
+        /// Weight rows widened to f32 together: a super-block whose column blocks every token
+        /// tile reuses (a multiple of MR).
+        const RS: usize = 24;
+        /// Columns per block: a tile's activations (KC x NV*L f32, 32 KiB for AVX-512) stay in
+        /// L1 while every MR-row tile of the super-block runs over them.
+        const KC: usize = 128;
+        /// Panels per pass over the weights (256 tokens): the partial sums of a super-block,
+        /// RS x TBP*PANEL f32 (96 KiB), stay in `cbuf` across column blocks.
+        const TBP: usize = 16;
+        #[allow(clippy::modulo_one)] // VP is 1 for AVX-512
+        const _: () = assert!(PANEL % L == 0 && NV % VP == 0 && RS % MR == 0 && KC % L == 0);
 
         /// Dot products of `R` weight rows `stride` bytes apart with `x` (`cols` elements):
         /// `out[r * ostride]`, `r < R`. One accumulator per row (see module docs).
@@ -116,150 +117,143 @@ macro_rules! simd_kernels {
             }
         }
 
-        /// The register tile: `acc[r][j] += wb[r, :] . xb[j, :]` over `chunks` chunks (from
-        /// zero instead if `first`). `wb` / `xb` rows are `WS` / `XS` f32 apart (packed,
-        /// zero-padded to whole chunks); the tile's `acc` is MR x NR consecutive vectors.
+        /// The register tile: for `MR` weight rows and `NVT` vectors of tokens,
+        /// `c[r][v] += sum_k wb[r][k] * xp[v][k]` over `kc` columns, one FMA per k in increasing
+        /// k (from zero instead if `first`). `wb`: rows `KC` f32 apart; `xp`: the tile's first
+        /// packed panel at the block's first column (panels `pstride` f32 apart, each column's
+        /// `PANEL` tokens together); `c`: rows `cs` f32 apart, tokens contiguous.
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn tile(wb: *const f32, xb: *const f32, chunks: usize, acc: *mut V, first: bool) {
-            let mut a = [[zero(); NR]; MR];
+        #[allow(clippy::modulo_one)] // VP is 1 for AVX-512
+        unsafe fn tile<const NVT: usize>(
+            wb: *const f32,
+            xp: *const f32,
+            pstride: usize,
+            kc: usize,
+            c: *mut f32,
+            cs: usize,
+            first: bool,
+        ) {
+            let mut a = [[zero(); NVT]; MR];
             if !first {
                 for (r, ar) in a.iter_mut().enumerate() {
-                    for (j, v) in ar.iter_mut().enumerate() {
-                        *v = *acc.add(r * NR + j);
+                    for (v, acc) in ar.iter_mut().enumerate() {
+                        *acc = ldx(c.add(r * cs + v * L));
                     }
                 }
             }
-            for c in 0..chunks {
-                let mut xv = [zero(); NR];
-                for (j, v) in xv.iter_mut().enumerate() {
-                    *v = ldx(xb.add(j * XS + c * L));
+            let mut xrow: [*const f32; NVT] = [xp; NVT];
+            for (v, p) in xrow.iter_mut().enumerate() {
+                *p = xp.add((v / VP) * pstride + (v % VP) * L);
+            }
+            for k in 0..kc {
+                let mut xv = [zero(); NVT];
+                for (v, x) in xv.iter_mut().enumerate() {
+                    *x = ldx(xrow[v].add(k * PANEL));
                 }
                 for (r, ar) in a.iter_mut().enumerate() {
-                    let wv = ldx(wb.add(r * WS + c * L));
-                    for (j, v) in ar.iter_mut().enumerate() {
-                        *v = fma(wv, xv[j], *v);
+                    let wv = bcast(wb.add(r * KC + k));
+                    for (v, acc) in ar.iter_mut().enumerate() {
+                        *acc = fma(wv, xv[v], *acc);
                     }
                 }
             }
             for (r, ar) in a.iter().enumerate() {
-                for (j, v) in ar.iter().enumerate() {
-                    *acc.add(r * NR + j) = *v;
+                for (v, acc) in ar.iter().enumerate() {
+                    st(c.add(r * cs + v * L), *acc);
                 }
             }
         }
 
-        /// Where the partial sum of (row `rl` of the super-block, activation row `t` of the
-        /// block) lives in `acc`: tiles in the order the loops visit them (RB-row block, then
-        /// NR-wide activation tile, then MR-row tile), each tile's MR x NR vectors together,
-        /// so the walk through `acc` is one sequential stream.
-        #[inline(always)]
-        const fn acc_at(rl: usize, t: usize) -> usize {
-            let (blk, rin) = (rl / RB, rl % RB);
-            ((blk * (TB / NR) + t / NR) * (RB / MR) + rin / MR) * (MR * NR) + (rin % MR) * NR + t % NR
-        }
-
         #[repr(C, align(64))]
-        struct WBlock([f32; RB * WS]);
+        struct WBlock([f32; RS * KC]);
         #[repr(C, align(64))]
-        struct XBlock([f32; TB * XS]);
+        struct CBlock([f32; RS * TBP * PANEL]);
 
-        /// Blocked matmul. Rows go in super-blocks of RS, activation rows in blocks of TB,
-        /// columns in blocks of KC. Per column block, the TB x KC activations are copied once
-        /// into `xb` (contiguous and 64-byte aligned, whatever the alignment and row stride
-        /// of `x`), then each RB-row block of weights is widened to f32 once into `wb`, and
-        /// every MR x NR register tile works from those two. Partial sums stay in `acc` across
-        /// column blocks as whole vectors, so the summation order is matvec's. Padding rows and
-        /// columns are zeros.
+        /// Blocked matmul over packed activations (see `crate::pack_activations`). Rows go in
+        /// super-blocks of RS, tokens in passes of TBP panels, columns in blocks of KC. Per
+        /// column block, the super-block's weights are widened to f32 once into `wb`; then for
+        /// each tile of NV vectors of tokens (its KC columns stay in L1) every MR-row register
+        /// tile runs. Partial sums stay in `cb` across column blocks, so each output is one
+        /// FMA chain over the columns in order: the same value whatever the blocking, the
+        /// batch size or the token's place in it, on every SIMD path.
         #[target_feature(enable = $feat)]
         unsafe fn matmul_t<const WT: u8>(
             w: *const u8,
             rows: usize,
             cols: usize,
-            x: *const f32,
+            xp: *const f32,
             n: usize,
             out: *mut f32,
         ) {
             let sz = wsize(WT);
             let row_bytes = cols * sz;
-            let mut wb = WBlock([0.0; RB * WS]);
-            let mut xb = XBlock([0.0; TB * XS]);
-            let (wbp, xbp) = (wb.0.as_mut_ptr(), xb.0.as_mut_ptr());
-            let mut acc = [zero(); RS * TB];
-            let accp = acc.as_mut_ptr();
-            let mut rs0 = 0;
-            while rs0 < rows {
-                let rsn = RS.min(rows - rs0);
-                let mut t0 = 0;
-                while t0 < n {
-                    let tb = TB.min(n - t0);
-                    let tbp = tb.div_ceil(NR) * NR;
+            let pstride = crate::panel_stride(cols);
+            let panels = n.div_ceil(PANEL);
+            let mut wb = WBlock([0.0; RS * KC]);
+            let mut cb = CBlock([0.0; RS * TBP * PANEL]);
+            let (wbp, cbp) = (wb.0.as_mut_ptr(), cb.0.as_mut_ptr());
+            const CS: usize = TBP * PANEL;
+            let mut p0 = 0;
+            while p0 < panels {
+                let np = TBP.min(panels - p0);
+                let mut rs0 = 0;
+                while rs0 < rows {
+                    let rsn = RS.min(rows - rs0);
+                    let rsp = rsn.div_ceil(MR) * MR;
                     let mut k0 = 0;
                     while k0 < cols {
                         let kc = KC.min(cols - k0);
-                        let (full, tail, chunks) = (kc / L, kc % L, kc.div_ceil(L));
-                        for t in 0..tbp {
-                            let dst = xbp.add(t * XS);
-                            if t >= tb {
-                                for c in 0..chunks {
+                        let (full, tail) = (kc / L, kc % L);
+                        for r in 0..rsp {
+                            let dst = wbp.add(r * KC);
+                            if r >= rsn {
+                                for c in 0..kc.div_ceil(L) {
                                     st(dst.add(c * L), zero());
                                 }
                                 continue;
                             }
-                            let src = x.add((t0 + t) * cols + k0);
+                            let src = w.add((rs0 + r) * row_bytes + k0 * sz);
                             for c in 0..full {
-                                st(dst.add(c * L), ldx(src.add(c * L)));
+                                // This row's next column block (the rows of a super-block are
+                                // RS interleaved short runs: help the hardware prefetcher).
+                                prefetch(src.wrapping_add((c * L + KC) * sz));
+                                st(dst.add(c * L), ldw::<WT>(src.add(c * L * sz)));
                             }
                             if tail > 0 {
-                                st(dst.add(full * L), ldx_tail(src.add(full * L), tail));
+                                st(dst.add(full * L), ldw_tail::<WT>(src.add(full * L * sz), tail));
                             }
                         }
-                        let mut r0 = 0;
-                        while r0 < rsn {
-                            let rb = RB.min(rsn - r0);
-                            let rbp = rb.div_ceil(MR) * MR;
-                            for r in 0..rbp {
-                                let dst = wbp.add(r * WS);
-                                if r >= rb {
-                                    for c in 0..chunks {
-                                        st(dst.add(c * L), zero());
-                                    }
-                                    continue;
+                        let first = k0 == 0;
+                        let mut pj = 0;
+                        while pj < np {
+                            let nvt = (NV / VP).min(np - pj) * VP;
+                            let xt = xp.add((p0 + pj) * pstride + k0 * PANEL);
+                            let mut r0 = 0;
+                            while r0 < rsp {
+                                let (wt, c) = (wbp.add(r0 * KC), cbp.add(r0 * CS + pj * PANEL));
+                                match nvt {
+                                    1 => tile::<1>(wt, xt, pstride, kc, c, CS, first),
+                                    2 => tile::<2>(wt, xt, pstride, kc, c, CS, first),
+                                    3 => tile::<3>(wt, xt, pstride, kc, c, CS, first),
+                                    _ => tile::<NV>(wt, xt, pstride, kc, c, CS, first),
                                 }
-                                let src = w.add((rs0 + r0 + r) * row_bytes + k0 * sz);
-                                for c in 0..full {
-                                    // This row's next column block: the hardware prefetcher
-                                    // does not follow RS interleaved short runs well (small
-                                    // batches are memory-bound: 2x at n = 4).
-                                    prefetch(src.wrapping_add((c * L + KC) * sz));
-                                    st(dst.add(c * L), ldw::<WT>(src.add(c * L * sz)));
-                                }
-                                if tail > 0 {
-                                    st(dst.add(full * L), ldw_tail::<WT>(src.add(full * L * sz), tail));
-                                }
+                                r0 += MR;
                             }
-                            let mut tt = 0;
-                            while tt < tbp {
-                                let mut rr = 0;
-                                while rr < rbp {
-                                    let a = accp.add(acc_at(r0 + rr, tt));
-                                    tile(wbp.add(rr * WS), xbp.add(tt * XS), chunks, a, k0 == 0);
-                                    rr += MR;
-                                }
-                                tt += NR;
-                            }
-                            r0 += RB;
+                            pj += NV / VP;
                         }
                         k0 += KC;
                     }
-                    for r in 0..rsn {
-                        for t in 0..tb {
-                            *out.add((t0 + t) * rows + rs0 + r) = hsum(acc[acc_at(r, t)]);
+                    let (t0, nt) = (p0 * PANEL, (np * PANEL).min(n - p0 * PANEL));
+                    for t in 0..nt {
+                        let o = out.add((t0 + t) * rows + rs0);
+                        for r in 0..rsn {
+                            *o.add(r) = *cbp.add(r * CS + t);
                         }
                     }
-                    t0 += TB;
+                    rs0 += RS;
                 }
-                rs0 += RS;
+                p0 += TBP;
             }
         }
 
@@ -322,22 +316,18 @@ macro_rules! simd_kernels {
         }
 
         /// # Safety
-        /// The CPU supports `$feat`; `w` holds `rows` x `cols` elements, `x` `n * cols`,
-        /// `out` `n * rows`, `n > 0`.
-        pub(crate) unsafe fn matmul(
+        /// The CPU supports `$feat`; `w` holds `rows` x `cols` elements, `xp` the packed
+        /// activations of `n > 0` tokens of `cols` (`crate::packed_len`), `out` `n * rows`.
+        pub(crate) unsafe fn matmul_packed(
             wt: WeightType,
             w: &[u8],
             rows: usize,
             cols: usize,
-            x: &[f32],
+            xp: &[f32],
             n: usize,
             out: &mut [f32],
         ) {
-            if n == 1 {
-                // Memory-bound: stream the rows (same summation order, same results).
-                return matvec(wt, w, &x[..cols], &mut out[..rows]);
-            }
-            let (w, x, o) = (w.as_ptr(), x.as_ptr(), out.as_mut_ptr());
+            let (w, x, o) = (w.as_ptr(), xp.as_ptr(), out.as_mut_ptr());
             match wt {
                 WeightType::F32 => matmul_t::<WF32>(w, rows, cols, x, n, o),
                 WeightType::F16 => matmul_t::<WF16>(w, rows, cols, x, n, o),

@@ -3,7 +3,7 @@
 //! (`loadu`/`storeu`, masked or through a stack buffer for tails): weight rows come straight
 //! from a memory map at any byte offset.
 
-/// AVX2 + FMA + F16C: 8 f32 lanes, 16 ymm registers (matmul tile 4 x 3).
+/// AVX2 + FMA + F16C: 8 f32 lanes, 16 ymm registers (matmul tile 6 rows x 2 vectors).
 pub(crate) mod avx2 {
 
     use core::arch::x86_64::*;
@@ -46,6 +46,12 @@ pub(crate) mod avx2 {
     #[inline]
     fn fma(a: V, b: V, c: V) -> V {
         _mm256_fmadd_ps(a, b, c)
+    }
+    /// # Safety: `p` is valid for reading one f32.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn bcast(p: *const f32) -> V {
+        _mm256_broadcast_ss(&*p)
     }
     /// # Safety: `p` is valid for reading 8 f32 (any alignment).
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -114,12 +120,12 @@ pub(crate) mod avx2 {
         }
     }
 
-    crate::simd::simd_kernels!("avx2,fma,f16c", 4, 3);
+    crate::simd::simd_kernels!("avx2,fma,f16c", 2);
 }
 
-/// AVX-512 F/BW/VL (+ AVX2, FMA, F16C): 16 f32 lanes, 32 zmm registers (matmul tile 4 x 4);
-/// tails use masked loads and stores (masked-off lanes are not accessed). Built with Rust
-/// >= 1.89 only (see build.rs).
+/// AVX-512 F/BW/VL (+ AVX2, FMA, F16C): 16 f32 lanes, 32 zmm registers (matmul tile 6 rows x
+/// 4 vectors); tails use masked loads and stores (masked-off lanes are not accessed). Built
+/// with Rust >= 1.89 only (see build.rs).
 #[cfg(runllama_avx512)]
 pub(crate) mod avx512 {
 
@@ -167,6 +173,12 @@ pub(crate) mod avx512 {
     #[inline]
     fn fma(a: V, b: V, c: V) -> V {
         _mm512_fmadd_ps(a, b, c)
+    }
+    /// # Safety: `p` is valid for reading one f32.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn bcast(p: *const f32) -> V {
+        _mm512_set1_ps(*p)
     }
     /// # Safety: `p` is valid for reading 16 f32 (any alignment).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
@@ -239,5 +251,5 @@ pub(crate) mod avx512 {
         }
     }
 
-    crate::simd::simd_kernels!("avx512f,avx512bw,avx512vl,avx2,fma,f16c", 4, 4);
+    crate::simd::simd_kernels!("avx512f,avx512bw,avx512vl,avx2,fma,f16c", 4);
 }

@@ -60,7 +60,9 @@ fn matvec_and_matmul_match_f64_on_every_type_odd_sizes_and_unaligned_rows() {
                         let tol = 1e-5 * (cols as f64).sqrt().max(1.0);
                         assert!((batch[t * rows + r] as f64 - want).abs() < tol, "{wt:?} {rows}x{cols} skew {skew}");
                     }
-                    assert_eq!(out[r], batch[r], "matvec == first row of matmul");
+                    let want: f64 = (0..cols).map(|c| exact[r * cols + c] as f64 * x[c] as f64).sum();
+                    let tol = 1e-5 * (cols as f64).sqrt().max(1.0);
+                    assert!((out[r] as f64 - want).abs() < tol, "matvec {wt:?} {rows}x{cols} skew {skew}");
                 }
                 let mut row = vec![0f32; cols];
                 row_to_f32(wt, &w[(rows - 1) * cols * wt.size()..], &mut row);
@@ -68,6 +70,25 @@ fn matvec_and_matmul_match_f64_on_every_type_odd_sizes_and_unaligned_rows() {
             }
         }
     }
+}
+
+#[test]
+fn packed_activations_are_panels_of_16_tokens_column_major_zero_padded() {
+    let (n, cols) = (37, 5);
+    let x = values(n * cols, 7);
+    let mut packed = vec![f32::NAN; packed_len(n, cols) + 3];
+    pack_activations(&x, n, cols, &mut packed);
+    assert_eq!(packed_len(n, cols), 3 * panel_stride(cols));
+    for p in 0..3 {
+        for k in 0..cols {
+            for j in 0..PANEL {
+                let t = p * PANEL + j;
+                let want = if t < n { x[t * cols + k] } else { 0.0 };
+                assert_eq!(packed[p * panel_stride(cols) + k * PANEL + j], want, "panel {p} col {k} token {j}");
+            }
+        }
+    }
+    assert!(packed[packed_len(n, cols)..].iter().all(|v| v.is_nan()), "nothing written past packed_len");
 }
 
 #[test]

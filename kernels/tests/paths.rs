@@ -156,18 +156,19 @@ fn matvec_and_dot_row_every_path_type_length_and_alignment() {
 fn matmul_every_path_batch_sizes_and_blocks() {
     let simd = simd_paths();
     let mut rng = Rng(2);
-    // Rows across the 4-row tile, the 16-row block and the 64-row super-block; batches 1..9
-    // plus past the 24/32-row activation block; columns across the 256-column block.
+    // Rows across the 6-row tile and the 48-row super-block; columns across the 128-column
+    // block; batches across the 16-token panel, the 1-4 panel tile and (one shape) the
+    // 256-token pass.
     let shapes: &[(usize, usize)] = &[
         (1, 1),
         (1, 17),
-        (3, 7),
-        (4, 16),
-        (5, 33),
-        (7, 63),
-        (16, 256),
-        (17, 65),
-        (33, 257),
+        (5, 7),
+        (6, 16),
+        (7, 33),
+        (13, 63),
+        (48, 128),
+        (49, 129),
+        (97, 257),
         (20, 300),
         (9, 513),
         (70, 31),
@@ -176,20 +177,22 @@ fn matmul_every_path_batch_sizes_and_blocks() {
     for d in [Dist::Unit, Dist::Extreme] {
         for wt in TYPES {
             for &(rows, cols) in shapes {
-                for n in (1..=9).chain([24, 25, 33, 50]) {
+                let long = if (rows, cols) == (13, 63) { &[260usize][..] } else { &[] };
+                for n in (1..=9).chain([16, 17, 33, 50, 64, 65, 81]).chain(long.iter().copied()) {
                     let skew = rng.below(4) as usize;
                     let (bytes, exact) = encode(&mut rng, wt, rows * cols, skew, d);
                     let w = &bytes[skew..];
                     let x: Vec<f32> = (0..n * cols).map(|_| activation(&mut rng, wt, d)).collect();
                     let mut want = vec![0f32; n * rows];
                     paths::matmul(Path::Scalar, wt, w, rows, cols, &x, n, &mut want);
+                    let mut first_simd: Option<Vec<f32>> = None;
                     for &p in &simd {
                         let mut got = vec![f32::NAN; n * rows];
                         paths::matmul(p, wt, w, rows, cols, &x, n, &mut got);
                         for t in 0..n {
                             let xt = &x[t * cols..(t + 1) * cols];
-                            let mut mv = vec![0f32; rows];
-                            paths::matvec(p, wt, w, xt, &mut mv);
+                            let mut alone = vec![0f32; rows];
+                            paths::matmul(p, wt, w, rows, cols, xt, 1, &mut alone);
                             for r in 0..rows {
                                 let (g, s) = (got[t * rows + r], abs_dot(&exact[r * cols..(r + 1) * cols], xt));
                                 assert!(
@@ -197,8 +200,19 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                                     "{p:?} {wt:?} {d:?} {rows}x{cols} n {n} skew {skew} [{t},{r}]: {g} vs scalar {}",
                                     want[t * rows + r]
                                 );
-                                assert_eq!(g.to_bits(), mv[r].to_bits(), "{p:?} matmul == matvec, bit for bit");
+                                assert_eq!(
+                                    g.to_bits(),
+                                    alone[r].to_bits(),
+                                    "{p:?} token {t} of {n} == alone, bit for bit"
+                                );
                             }
+                        }
+                        match &first_simd {
+                            None => first_simd = Some(got),
+                            Some(f) => assert!(
+                                f.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                                "{p:?} {wt:?} {rows}x{cols} n {n}: every SIMD path gives the same matmul"
+                            ),
                         }
                     }
                 }

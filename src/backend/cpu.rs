@@ -1,10 +1,11 @@
 //! The CPU forward pass: llama2.c's `forward()` read top to bottom, batched over the tokens of
 //! a step, with every matrix product split over output rows on the model's thread pool.
 //!
-//! Steady state allocates nothing: the activations live in the session's [`Scratch`] (grown
-//! once to the largest batch seen, at most [`UBATCH`] tokens), and each worker thread keeps a
-//! small buffer of its own for attention scores and matmul blocks. A long prompt runs in
-//! batches of [`UBATCH`] tokens.
+//! Steady state allocates nothing: the activations (and the packed copy of a product's input
+//! that the matmul kernel reads) live in the session's [`Scratch`] (grown once to the largest
+//! batch seen, at most [`UBATCH`] tokens), and each worker thread keeps a small buffer of its
+//! own for attention scores and matmul outputs. A long prompt runs in batches of [`UBATCH`]
+//! tokens.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -43,10 +44,10 @@ impl CpuBackend {
         Ok(CpuBackend { pool, n_threads })
     }
 
-    /// Rows per task of a product with `rows` output rows: whole 64-row super-blocks of the
+    /// Rows per task of a product with `rows` output rows: whole 48-row super-blocks of the
     /// matmul kernel, about [`TASKS_PER_THREAD`] tasks per thread.
     fn chunk_rows(&self, rows: usize) -> usize {
-        rows.div_ceil(self.n_threads * TASKS_PER_THREAD).next_multiple_of(64).max(64)
+        rows.div_ceil(self.n_threads * TASKS_PER_THREAD).next_multiple_of(48).max(48)
     }
 }
 
@@ -136,6 +137,8 @@ struct Scratch {
     /// Output of a fused projection before it is scattered (empty for separate ones).
     fused: Vec<f32>,
     normed: Vec<f32>,
+    /// A product's input packed for the matmul kernel (`k::pack_activations`).
+    packed: Vec<f32>,
 }
 
 impl Scratch {
@@ -162,6 +165,7 @@ impl Scratch {
         grow(&mut self.up, n * ff)?;
         grow(&mut self.fused, n * fused_rows)?;
         grow(&mut self.normed, d)?;
+        grow(&mut self.packed, k::packed_len(n, d.max(qd).max(ff)))?;
         self.cap = n;
         Ok(())
     }
@@ -270,8 +274,9 @@ impl Backend for CpuBackend {
 
 impl CpuBackend {
     /// `out[t * rows + r] = dot(m[r, :], x[t, :])` for the `n` rows of `x`, rows split over the
-    /// pool.
-    fn matmul(&self, w: &Weights, m: &Matrix, x: &[f32], n: usize, out: &mut [f32]) {
+    /// pool. One token runs the matrix-vector kernel; a batch is packed once into `packed`
+    /// (split over the pool by panel) and every task runs the matmul kernel on it.
+    fn matmul(&self, w: &Weights, m: &Matrix, x: &[f32], n: usize, packed: &mut [f32], out: &mut [f32]) {
         let wt = m.dtype().kernel();
         let (rows, cols) = (m.rows, m.cols);
         let chunk = self.chunk_rows(rows);
@@ -288,6 +293,12 @@ impl CpuBackend {
             });
             return;
         }
+        let panel_x = k::PANEL * cols;
+        let packed = &mut packed[..k::packed_len(n, cols)];
+        packed.par_chunks_mut(k::panel_stride(cols)).zip(x[..n * cols].par_chunks(panel_x)).for_each(|(p, xs)| {
+            k::pack_activations(xs, xs.len() / cols, cols, p);
+        });
+        let packed = &*packed;
         let out = &mut out[..n * rows];
         let shared = SharedOut(out.as_mut_ptr());
         (0..rows.div_ceil(chunk)).into_par_iter().for_each(|b| {
@@ -299,7 +310,7 @@ impl CpuBackend {
                     if f.len() < nr * n {
                         f.resize(nr * n, 0.0);
                     }
-                    k::matmul(wt, run, nr, cols, &x[..n * cols], n, &mut f[..nr * n]);
+                    k::matmul_packed(wt, run, nr, cols, packed, n, &mut f[..nr * n]);
                     for t in 0..n {
                         // SAFETY: `t * rows + r + nr <= n * rows = out.len()`; this task alone
                         // writes rows `r0..r1` (see `SharedOut`).
@@ -313,17 +324,27 @@ impl CpuBackend {
     }
 
     /// Apply projections to `x` (`n` rows): each output `outs[i]` is `[n, rows_i]`.
-    fn project(&self, w: &Weights, p: &Projections, x: &[f32], n: usize, fused: &mut [f32], outs: &mut [&mut [f32]]) {
+    #[allow(clippy::too_many_arguments)]
+    fn project(
+        &self,
+        w: &Weights,
+        p: &Projections,
+        x: &[f32],
+        n: usize,
+        packed: &mut [f32],
+        fused: &mut [f32],
+        outs: &mut [&mut [f32]],
+    ) {
         match p {
             Projections::Separate(ms) => {
                 for (m, o) in ms.iter().zip(outs.iter_mut()) {
-                    self.matmul(w, m, x, n, o);
+                    self.matmul(w, m, x, n, packed, o);
                 }
             }
             Projections::Fused { w: m, order } => {
                 let total = m.rows;
                 let fused = &mut fused[..n * total];
-                self.matmul(w, m, x, n, fused);
+                self.matmul(w, m, x, n, packed, fused);
                 for t in 0..n {
                     for (r, &dst) in order.iter().enumerate() {
                         let (mut i, mut d) = (0, dst as usize);
@@ -374,7 +395,7 @@ impl CpuBackend {
             for t in 0..n {
                 k::rmsnorm(&mut xb[t * d..(t + 1) * d], &x[t * d..(t + 1) * d], &layer.attn_norm, hp.norm_eps);
             }
-            self.project(w, &layer.qkv, xb, n, &mut s.fused, &mut [&mut *q, &mut *kk, &mut *vv]);
+            self.project(w, &layer.qkv, xb, n, &mut s.packed, &mut s.fused, &mut [&mut *q, &mut *kk, &mut *vv]);
             for t in 0..n {
                 k::rope(&mut q[t * qd..(t + 1) * qd], hd, pos + t, inv_freq, hp.rope_layout);
                 k::rope(&mut kk[t * kvd..(t + 1) * kvd], hd, pos + t, inv_freq, hp.rope_layout);
@@ -401,15 +422,15 @@ impl CpuBackend {
                     }
                 });
             });
-            self.matmul(w, &layer.wo, att, n, proj);
+            self.matmul(w, &layer.wo, att, n, &mut s.packed, proj);
             add_into(x, proj);
 
             for t in 0..n {
                 k::rmsnorm(&mut xb[t * d..(t + 1) * d], &x[t * d..(t + 1) * d], &layer.ffn_norm, hp.norm_eps);
             }
-            self.project(w, &layer.gate_up, xb, n, &mut s.fused, &mut [&mut *gate, &mut *up]);
+            self.project(w, &layer.gate_up, xb, n, &mut s.packed, &mut s.fused, &mut [&mut *gate, &mut *up]);
             k::silu_mul(gate, up);
-            self.matmul(w, &layer.w_down, gate, n, proj);
+            self.matmul(w, &layer.w_down, gate, n, &mut s.packed, proj);
             add_into(x, proj);
         }
         check_cancel(cancel)?;
@@ -417,7 +438,7 @@ impl CpuBackend {
         if let Some(logits) = logits {
             let normed = &mut s.normed[..d];
             k::rmsnorm(normed, &x[(n - 1) * d..n * d], &w.output_norm, hp.norm_eps);
-            self.matmul(w, &w.output, normed, 1, logits);
+            self.matmul(w, &w.output, normed, 1, &mut [], logits);
         }
         Ok(())
     }
