@@ -119,19 +119,7 @@ impl Matrix {
                 continue;
             }
             buf.clear();
-            let (mut b, mut off) = (base, start);
-            for s in &self.spans[si..] {
-                let (lo, hi) = (off.max(b), (start + rb).min(b + s.len));
-                if lo < hi {
-                    let data = w.files[s.file].bytes();
-                    buf.extend_from_slice(&data[s.offset + (lo - b)..s.offset + (hi - b)]);
-                    off = hi;
-                }
-                b += s.len;
-                if off == start + rb {
-                    break;
-                }
-            }
+            self.gather(&w.files, start, start + rb, buf);
             f(r, buf);
             r += 1;
         }
@@ -158,6 +146,12 @@ impl Matrix {
             base += s.len;
         }
         let mut out = Vec::with_capacity(end - start);
+        self.gather(files, start, end, &mut out);
+        Cow::Owned(out)
+    }
+
+    /// Append bytes `start..end` of the tensor to `out`, piece by piece across its spans.
+    fn gather(&self, files: &[Storage], start: usize, end: usize, out: &mut Vec<u8>) {
         let mut base = 0;
         for s in &self.spans {
             let (lo, hi) = (start.max(base), end.min(base + s.len));
@@ -166,8 +160,10 @@ impl Matrix {
                 out.extend_from_slice(&data[s.offset + (lo - base)..s.offset + (hi - base)]);
             }
             base += s.len;
+            if base >= end {
+                break;
+            }
         }
-        Cow::Owned(out)
     }
 
     /// Element type.

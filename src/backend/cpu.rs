@@ -345,14 +345,15 @@ impl CpuBackend {
                 let total = m.rows;
                 let fused = &mut fused[..n * total];
                 self.matmul(w, m, x, n, packed, fused);
-                for t in 0..n {
-                    for (r, &dst) in order.iter().enumerate() {
-                        let (mut i, mut d) = (0, dst as usize);
-                        while d >= outs[i].len() / n {
-                            d -= outs[i].len() / n;
-                            i += 1;
-                        }
-                        let width = outs[i].len() / n;
+                for (r, &dst) in order.iter().enumerate() {
+                    // Fused row `r` is row `d` of output `i`.
+                    let (mut i, mut d) = (0, dst as usize);
+                    while d >= outs[i].len() / n {
+                        d -= outs[i].len() / n;
+                        i += 1;
+                    }
+                    let width = outs[i].len() / n;
+                    for t in 0..n {
                         outs[i][t * width + d] = fused[t * total + r];
                     }
                 }
