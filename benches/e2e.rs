@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128] [--gen 64] [--reps 3]
-//!                                  [--kv f16|f32] [--ctx 4096] [--json FILE]
+//!                                  [--kv f16|f32|q8_0] [--ctx 4096] [--json FILE]
 //! ```
 //! MODEL: anything `llama_load` takes (a .gguf, .safetensors, a safetensors directory, .ckpt,
 //! llama2.c .bin). Real-shape models: `../shared/tools/make_random_llama.py`;
@@ -34,7 +34,7 @@ struct Args {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128] [--gen 64] [--reps 3] [--kv f16|f32] [--ctx N] [--json FILE]");
+    eprintln!("{msg}\nusage: cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128] [--gen 64] [--reps 3] [--kv f16|f32|q8_0] [--ctx N] [--json FILE]");
     std::process::exit(2)
 }
 
@@ -57,7 +57,8 @@ fn parse_args() -> Args {
                 a.kv = match value("--kv").as_str() {
                     "f16" => KvType::F16,
                     "f32" => KvType::F32,
-                    other => usage(&format!("--kv {other}: f16 or f32")),
+                    "q8_0" => KvType::Q8_0,
+                    other => usage(&format!("--kv {other}: f16, f32 or q8_0")),
                 }
             }
             "--json" => a.json = Some(PathBuf::from(value("--json"))),

@@ -15,6 +15,10 @@
 //! - `matmul/<path>/<type>/4096x4096xn128`: a 128-token prefill (activations packed once, as
 //!   the forward pass does); the throughput is counted in "elements" that are FLOPs
 //!   (2 * rows * cols * n), so criterion's Gelem/s reads as GFLOP/s.
+//! - `attention/<path>/<cache>/7B_4096`: one token's attention over one LLaMA2-7B layer's
+//!   cache at 4096 positions (32 heads of 128; scores, softmax, weighted sum of V), f16 cache
+//!   (`attn_scores` / `attn_wsum`) and 8-bit cache (`attn_scores_q8` /
+//!   `attn_wsum_q8`), in bytes of K and V read per second.
 //!
 //! Sample counts are small (flat sampling, 10 samples) so the whole run takes a few minutes.
 //! Filter as usual, e.g. `cargo bench --bench kernels -- 'matvec/avx512/BF16'`.
@@ -103,5 +107,49 @@ fn bench_kernels(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_kernels);
+/// One token's attention over a 7B layer's K/V cache at 4096 positions, both cache types,
+/// head-major as the forward pass keeps it (each head's positions contiguous).
+fn bench_attention(c: &mut Criterion) {
+    let (n_pos, heads, hd) = (4096usize, 32usize, 128usize);
+    let kvd = heads * hd;
+    let vals: Vec<f32> = (0..n_pos * kvd).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let f16s: Vec<u8> = vals.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+    let (mut qs, mut scales) = (vec![0i8; vals.len()], vec![half::f16::ZERO; vals.len() / 32]);
+    k::quantize_q8(&vals, 32, &mut qs, &mut scales);
+    let q: Vec<f32> = (0..kvd).map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5).collect();
+    let (mut scores, mut out) = (vec![0f32; n_pos], vec![0f32; hd]);
+    let mut g = c.benchmark_group("attention");
+    g.sample_size(10).sampling_mode(SamplingMode::Flat);
+    g.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
+        // K and V are the same buffer here: the bytes of two caches are read either way.
+        g.throughput(Throughput::Bytes((2 * f16s.len()) as u64));
+        g.bench_function(BenchmarkId::new(format!("{}/f16", p.name()), "7B_4096"), |b| {
+            b.iter(|| {
+                for h in 0..heads {
+                    let kh = &f16s[2 * h * n_pos * hd..2 * (h + 1) * n_pos * hd];
+                    paths::attn_scores(p, WeightType::F16, kh, hd, &q[h * hd..(h + 1) * hd], 0.088, &mut scores);
+                    paths::softmax(p, &mut scores);
+                    paths::attn_wsum(p, WeightType::F16, kh, hd, &scores, &mut out);
+                    black_box(&out);
+                }
+            })
+        });
+        g.throughput(Throughput::Bytes((2 * (qs.len() + 2 * scales.len())) as u64));
+        g.bench_function(BenchmarkId::new(format!("{}/q8_0", p.name()), "7B_4096"), |b| {
+            b.iter(|| {
+                for h in 0..heads {
+                    let (qh, sh) = (&qs[h * n_pos * hd..], &scales[h * n_pos * hd / 32..]);
+                    paths::attn_scores_q8(p, qh, sh, 32, hd, &q[h * hd..(h + 1) * hd], 0.088, &mut scores);
+                    paths::softmax(p, &mut scores);
+                    paths::attn_wsum_q8(p, qh, sh, 32, hd, &scores, &mut out);
+                    black_box(&out);
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_kernels, bench_attention);
 criterion_main!(benches);

@@ -8,7 +8,8 @@
 #   LLAMA_BENCH=/path/to/llama-bench benches/llamacpp_compare.sh MODEL.gguf [THREADS]
 #
 # Environment: LLAMA_BENCH (required: a llama-bench binary), ROUNDS (default 1), REPS (3),
-# PROMPT (128), GEN (64), KV (f16, as llama.cpp's default cache), OUT (target/llamacpp-compare).
+# PROMPT (128), GEN (64), KV (f16 | f32 | q8_0, default f16 as llama.cpp; llama-bench gets the
+# same cache type), OUT (target/llamacpp-compare).
 # Building llama-bench from PyPI sources only (CPU, native):
 #   pip download --no-binary :all: --no-deps llama-cpp-python==0.3.36 && tar xf llama_cpp_python-0.3.36.tar.gz
 #   cmake -S llama_cpp_python-0.3.36/vendor/llama.cpp -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF
@@ -23,6 +24,13 @@ REPS=${REPS:-3}
 PROMPT=${PROMPT:-128}
 GEN=${GEN:-64}
 KV=${KV:-f16}
+# The same cache type for llama.cpp (its quantized V cache needs flash attention).
+case "$KV" in
+  f16) LLAMA_KV_ARGS="" ;;
+  f32) LLAMA_KV_ARGS="-ctk f32 -ctv f32" ;;
+  q8_0) LLAMA_KV_ARGS="-ctk q8_0 -ctv q8_0 -fa 1" ;;
+  *) echo "KV=$KV: f16, f32 or q8_0" >&2; exit 2 ;;
+esac
 OUT=${OUT:-target/llamacpp-compare}
 mkdir -p "$OUT"
 rm -f "$OUT"/ours-*.json "$OUT"/llamacpp-*.json
@@ -32,7 +40,7 @@ for r in $(seq "$ROUNDS"); do
   echo "== round $r of $ROUNDS ($(uptime))"
   cargo bench --bench e2e -- "$MODEL" --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" \
     --reps "$REPS" --kv "$KV" --json "$OUT/ours-$r.json"
-  "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -p "$PROMPT" -n "$GEN" -r "$REPS" -o json > "$OUT/llamacpp-$r.json"
+  "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -p "$PROMPT" -n "$GEN" -r "$REPS" $LLAMA_KV_ARGS -o json > "$OUT/llamacpp-$r.json"
   python3 - "$OUT/llamacpp-$r.json" <<'PYEOF'
 import json, sys
 for t in json.load(open(sys.argv[1])):

@@ -553,3 +553,18 @@ fn run_tokenizer_llama3_chinese_matches_meta() {
     let o = run_cmd(program(&exe).args(["-V", "2", "-F", llama3.to_str().unwrap(), text]));
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
 }
+
+#[test]
+fn run_model_with_an_8bit_kv_cache_keeps_the_story_for_100_tokens() {
+    if skip() {
+        return;
+    }
+    // tests/model_stories.rs: with -K q8_0 the greedy ids follow the reference for 118 of 200.
+    let exact = run_model(&["-n", "100"]);
+    assert!(exact.status.success(), "{}", show(&exact));
+    let q8 = run_model(&["-n", "100", "-K", "q8_0"]);
+    assert_ok_with_stdout(&q8, &exact.stdout, "-K q8_0 -n 100");
+    let bad = run_model(&["-K", "q4"]);
+    assert!(!bad.status.success(), "-K q4 was accepted\n{}", show(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("q8_0"), "{}", show(&bad));
+}

@@ -245,6 +245,44 @@ pub mod paths {
         // SAFETY: `p` was checked against the detected features.
         unsafe { imp::dot_f32(p, a, b) }
     }
+
+    /// [`attn_scores`](crate::attn_scores) on path `p`.
+    pub fn attn_scores(p: Path, wt: WeightType, k: &[u8], stride: usize, q: &[f32], scale: f32, out: &mut [f32]) {
+        check(p);
+        // SAFETY: `p` was checked against the detected features.
+        unsafe { imp::attn_scores(p, wt, k, stride, q, scale, out) }
+    }
+
+    /// [`attn_wsum`](crate::attn_wsum) on path `p`.
+    pub fn attn_wsum(p: Path, wt: WeightType, v: &[u8], stride: usize, w: &[f32], out: &mut [f32]) {
+        check(p);
+        // SAFETY: `p` was checked against the detected features.
+        unsafe { imp::attn_wsum(p, wt, v, stride, w, out) }
+    }
+
+    /// [`attn_scores_q8`](crate::attn_scores_q8) on path `p`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_scores_q8(
+        p: Path,
+        qs: &[i8],
+        scales: &[f16],
+        block: usize,
+        stride: usize,
+        q: &[f32],
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        check(p);
+        // SAFETY: `p` was checked against the detected features.
+        unsafe { imp::attn_scores_q8(p, qs, scales, block, stride, q, scale, out) }
+    }
+
+    /// [`attn_wsum_q8`](crate::attn_wsum_q8) on path `p`.
+    pub fn attn_wsum_q8(p: Path, qs: &[i8], scales: &[f16], block: usize, stride: usize, w: &[f32], out: &mut [f32]) {
+        check(p);
+        // SAFETY: `p` was checked against the detected features.
+        unsafe { imp::attn_wsum_q8(p, qs, scales, block, stride, w, out) }
+    }
 }
 
 /// The length checks (the same for every path), then the kernel of path `p`.
@@ -331,6 +369,84 @@ mod imp {
     pub(super) unsafe fn dot_f32(p: Path, a: &[f32], b: &[f32]) -> f32 {
         on_path!(p, dot_f32(a, b))
     }
+
+    /// `n` rows of `hd` elements, `stride` apart, end within `len` elements.
+    #[track_caller]
+    fn check_rows(what: &str, len: usize, n: usize, hd: usize, stride: usize) {
+        let need = if n == 0 { 0 } else { (n - 1).saturating_mul(stride).saturating_add(hd) };
+        assert!(n <= 1 || stride >= hd, "{what}: rows of {hd} overlap at stride {stride}");
+        assert!(len >= need, "{what}: {n} rows of {hd} at stride {stride} need {need} elements, got {len}");
+    }
+
+    pub(super) unsafe fn attn_scores(
+        p: Path,
+        wt: WeightType,
+        k: &[u8],
+        stride: usize,
+        q: &[f32],
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        check_rows("attn_scores", k.len() / wt.size(), out.len(), q.len(), stride);
+        on_path!(p, attn_scores(wt, k, stride, q, scale, out))
+    }
+
+    pub(super) unsafe fn attn_wsum(p: Path, wt: WeightType, v: &[u8], stride: usize, w: &[f32], out: &mut [f32]) {
+        check_rows("attn_wsum", v.len() / wt.size(), w.len(), out.len(), stride);
+        on_path!(p, attn_wsum(wt, v, stride, w, out))
+    }
+
+    /// An 8-bit cache: `n` rows of `hd` values `stride` apart, their scales `stride / block`
+    /// apart; rows start on block boundaries.
+    #[track_caller]
+    #[allow(clippy::too_many_arguments)]
+    fn check_q8_rows(what: &str, qs: &[i8], scales: &[f16], block: usize, stride: usize, n: usize, hd: usize) {
+        assert!(
+            block > 0 && stride.is_multiple_of(block),
+            "{what}: stride {stride} is not a whole number of blocks of {block}"
+        );
+        check_rows(what, qs.len(), n, hd, stride);
+        let need = if n == 0 { 0 } else { (n - 1) * (stride / block) + hd.div_ceil(block) };
+        assert!(scales.len() >= need, "{what}: {n} rows need {need} scales, got {}", scales.len());
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn attn_scores_q8(
+        p: Path,
+        qs: &[i8],
+        scales: &[f16],
+        block: usize,
+        stride: usize,
+        q: &[f32],
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        check_q8_rows("attn_scores_q8", qs, scales, block, stride, out.len(), q.len());
+        on_path!(p, attn_scores_q8(qs, scales, block, stride, q, scale, out))
+    }
+
+    pub(super) unsafe fn attn_wsum_q8(
+        p: Path,
+        qs: &[i8],
+        scales: &[f16],
+        block: usize,
+        stride: usize,
+        w: &[f32],
+        out: &mut [f32],
+    ) {
+        check_q8_rows("attn_wsum_q8", qs, scales, block, stride, w.len(), out.len());
+        on_path!(p, attn_wsum_q8(qs, scales, block, stride, w, out))
+    }
+
+    pub(super) fn quantize_q8(x: &[f32], block: usize, qs: &mut [i8], scales: &mut [f16]) {
+        assert!(
+            block > 0 && qs.len() >= x.len() && scales.len() >= x.len().div_ceil(block),
+            "quantize_q8: {} values need as many quants and {} scales (blocks of {block})",
+            x.len(),
+            x.len().div_ceil(block.max(1))
+        );
+        scalar::quantize_q8(x, block, qs, scales)
+    }
 }
 
 /// Widen a stored row to f32: `out[i] = row[i]`. `row` holds `out.len()` elements.
@@ -413,4 +529,44 @@ pub fn axpy(acc: &mut [f32], w: f32, v: &[f32]) {
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     // SAFETY: `path()` never exceeds the detected features.
     unsafe { imp::dot_f32(path(), a, b) }
+}
+
+/// 8-bit quantization in blocks of `block` values, as llama.cpp's `q8_0` rounds (there with
+/// blocks of 32): per block the scale `d = max|x| / 127` rounded to f16 (capped at f16's
+/// largest finite value), and `q[i] = round(x[i] / d)` in -127..=127, so `|x[i] - d * q[i]| <=
+/// d / 2`. `qs` holds `x.len()` values, `scales` `x.len().div_ceil(block)`; a final partial
+/// block is allowed. (Scalar on every path: the KV cache quantizes one row per token.)
+pub fn quantize_q8(x: &[f32], block: usize, qs: &mut [i8], scales: &mut [f16]) {
+    imp::quantize_q8(x, block, qs, scales)
+}
+
+/// Attention scores of one head over `out.len()` cached positions: `out[j] = scale * dot(q,
+/// K_j)` where `K_j` is the `q.len()` elements at element `j * stride` of `k` (a cache of
+/// `wt` values, one position per `stride` elements). Each dot is summed as [`dot_row`] sums it.
+pub fn attn_scores(wt: WeightType, k: &[u8], stride: usize, q: &[f32], scale: f32, out: &mut [f32]) {
+    // SAFETY: `path()` never exceeds the detected features.
+    unsafe { imp::attn_scores(path(), wt, k, stride, q, scale, out) }
+}
+
+/// The attention output of one head: `out = sum_j w[j] * V_j` over `w.len()` cached positions,
+/// `V_j` the `out.len()` elements at element `j * stride` of `v`. Per element, the terms are
+/// added in order of `j` (as [`axpy`] position by position would).
+pub fn attn_wsum(wt: WeightType, v: &[u8], stride: usize, w: &[f32], out: &mut [f32]) {
+    // SAFETY: `path()` never exceeds the detected features.
+    unsafe { imp::attn_wsum(path(), wt, v, stride, w, out) }
+}
+
+/// [`attn_scores`] over an 8-bit cache written by [`quantize_q8`]: values `qs` (position `j`
+/// at `j * stride`), scales `scales` (position `j` at `j * stride / block`); `stride` and the
+/// head's start are multiples of `block`.
+#[allow(clippy::too_many_arguments)]
+pub fn attn_scores_q8(qs: &[i8], scales: &[f16], block: usize, stride: usize, q: &[f32], scale: f32, out: &mut [f32]) {
+    // SAFETY: `path()` never exceeds the detected features.
+    unsafe { imp::attn_scores_q8(path(), qs, scales, block, stride, q, scale, out) }
+}
+
+/// [`attn_wsum`] over an 8-bit cache (layout as [`attn_scores_q8`]).
+pub fn attn_wsum_q8(qs: &[i8], scales: &[f16], block: usize, stride: usize, w: &[f32], out: &mut [f32]) {
+    // SAFETY: `path()` never exceeds the detected features.
+    unsafe { imp::attn_wsum_q8(path(), qs, scales, block, stride, w, out) }
 }

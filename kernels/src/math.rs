@@ -16,3 +16,7 @@ pub(crate) fn libm_sin(x: f32) -> f32 {
 pub(crate) fn libm_cos(x: f32) -> f32 {
     libm::cosf(x)
 }
+#[inline(always)]
+pub(crate) fn libm_round(x: f32) -> f32 {
+    libm::roundf(x)
+}

@@ -2,7 +2,9 @@
 //! tested against. Length checks are done by the dispatcher in `lib.rs` before these run (they
 //! are repeated here only through slice indexing).
 
-use crate::math::{libm_cos, libm_exp, libm_sin, libm_sqrt};
+use half::f16;
+
+use crate::math::{libm_cos, libm_exp, libm_round, libm_sin, libm_sqrt};
 use crate::{load, panel_stride, RopeLayout, WeightType, PANEL};
 
 pub(crate) fn row_to_f32(wt: WeightType, row: &[u8], out: &mut [f32]) {
@@ -127,4 +129,82 @@ pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         i += 1;
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Per block: scale `d = max|x| / 127` rounded to f16 (at most f16::MAX), `q = round(x / d)`.
+pub(crate) fn quantize_q8(x: &[f32], block: usize, qs: &mut [i8], scales: &mut [f16]) {
+    for ((xb, qb), s) in x.chunks(block).zip(qs.chunks_mut(block)).zip(scales.iter_mut()) {
+        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = f16::from_f32((amax / 127.0).min(f16::MAX.to_f32()));
+        *s = d;
+        let d = d.to_f32();
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        for (q, &v) in qb.iter_mut().zip(xb) {
+            // `as` saturates (NaN gives 0); the clamp keeps -128 out.
+            *q = libm_round(v * id).clamp(-127.0, 127.0) as i8;
+        }
+    }
+}
+
+/// `out[j] = scale * dot_row(row j, q)` for rows `stride` elements apart.
+pub(crate) fn attn_scores(wt: WeightType, k: &[u8], stride: usize, q: &[f32], scale: f32, out: &mut [f32]) {
+    let (sz, hd) = (wt.size(), q.len());
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot_row(wt, &k[j * stride * sz..(j * stride + hd) * sz], q) * scale;
+    }
+}
+
+/// `out = sum_j p[j] * row j` (rows `stride` elements apart), one row after another.
+pub(crate) fn attn_wsum(wt: WeightType, v: &[u8], stride: usize, p: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for (j, &w) in p.iter().enumerate() {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o += w * load(wt, v, j * stride + i);
+        }
+    }
+}
+
+/// Per block, `sum q[i] * x[i]` in order, times the block's scale; blocks summed in order.
+fn dot_q8(qs: &[i8], scales: &[f16], block: usize, x: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    for ((qb, xb), d) in qs.chunks(block).zip(x.chunks(block)).zip(scales) {
+        let mut p = 0f32;
+        for (&q, &v) in qb.iter().zip(xb) {
+            p += q as f32 * v;
+        }
+        acc += d.to_f32() * p;
+    }
+    acc
+}
+
+/// `out[j] = scale * dot(q, row j)` over an 8-bit cache: rows of values `stride` apart, their
+/// scales `stride / block` apart.
+pub(crate) fn attn_scores_q8(
+    qs: &[i8],
+    scales: &[f16],
+    block: usize,
+    stride: usize,
+    q: &[f32],
+    scale: f32,
+    out: &mut [f32],
+) {
+    let hd = q.len();
+    for (j, o) in out.iter_mut().enumerate() {
+        let s0 = j * stride / block;
+        *o = dot_q8(&qs[j * stride..j * stride + hd], &scales[s0..s0 + hd.div_ceil(block)], block, q) * scale;
+    }
+}
+
+/// `out = sum_j p[j] * row j` over an 8-bit cache: `out[i] += (p[j] * d) * q[i]` row by row.
+pub(crate) fn attn_wsum_q8(qs: &[i8], scales: &[f16], block: usize, stride: usize, p: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for (j, &w) in p.iter().enumerate() {
+        let (row, s0) = (&qs[j * stride..], j * stride / block);
+        for (b, ob) in out.chunks_mut(block).enumerate() {
+            let s = w * scales[s0 + b].to_f32();
+            for (i, o) in ob.iter_mut().enumerate() {
+                *o += s * row[b * block + i] as f32;
+            }
+        }
+    }
 }

@@ -7,8 +7,9 @@
 //! `type V` (L f32 lanes), `const L`, `zero()`, `splat(f32)`, `add`, `mul`, `div`, `max`,
 //! `fma(a, b, c) = a*b + c`, `ldx(p)` / `ldx_tail(p, n)` (f32 loads; the tail form reads only
 //! `n < L` elements and zeroes the other lanes), `ldw::<WT>(p)` / `ldw_tail::<WT>(p, n)` (the
-//! same for stored weights, widened to f32), `st(p, v)` / `st_tail(p, v, n)`, `hsum(v)` and
-//! `prefetch(p)` (a hint, any address). All loads and stores are unaligned.
+//! same for stored weights, widened to f32), `ldq(p)` (L i8 widened to f32), `h2f(bits)` (an
+//! f16 widened), `st(p, v)` / `st_tail(p, v, n)`, `hsum(v)` and `prefetch(p)` (a hint, any
+//! address). All loads and stores are unaligned.
 //!
 //! Summation order (what makes results reproducible): a dot product of a weight row with `x`
 //! in `matvec` / `dot_row` keeps one L-lane accumulator per row, adds chunk `c` (elements
@@ -68,10 +69,12 @@ macro_rules! simd_kernels {
         const _: () = assert!(PANEL % L == 0 && NV % VP == 0 && RS % MR == 0 && KC % L == 0);
 
         /// Dot products of `R` weight rows `stride` bytes apart with `x` (`cols` elements):
-        /// `out[r * ostride]`, `r < R`. One accumulator per row (see module docs).
+        /// `out[r * ostride]`, `r < R`. One accumulator per row (see module docs). `PFR`:
+        /// prefetch [`PF`] bytes ahead along each row (long weight rows; not the short rows of
+        /// attention, whose next bytes belong to other heads).
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn dot_rows<const WT: u8, const R: usize>(
+        unsafe fn dot_rows<const WT: u8, const R: usize, const PFR: bool>(
             w: *const u8,
             stride: usize,
             x: *const f32,
@@ -86,7 +89,9 @@ macro_rules! simd_kernels {
                 let xv = ldx(x.add(c * L));
                 for (r, a) in acc.iter_mut().enumerate() {
                     let p = w.add(r * stride + c * L * sz);
-                    prefetch(p.wrapping_add(PF));
+                    if PFR {
+                        prefetch(p.wrapping_add(PF));
+                    }
                     *a = fma(ldw::<WT>(p), xv, *a);
                 }
             }
@@ -110,10 +115,10 @@ macro_rules! simd_kernels {
             // (Results do not depend on the grouping: one accumulator per row.)
             let q = rows / G;
             for i in 0..q {
-                dot_rows::<WT, G>(w.add(i * stride), q * stride, x, cols, out.add(i), q);
+                dot_rows::<WT, G, true>(w.add(i * stride), q * stride, x, cols, out.add(i), q);
             }
             for r in G * q..rows {
-                dot_rows::<WT, 1>(w.add(r * stride), stride, x, cols, out.add(r), 1);
+                dot_rows::<WT, 1, true>(w.add(r * stride), stride, x, cols, out.add(r), 1);
             }
         }
 
@@ -308,9 +313,9 @@ macro_rules! simd_kernels {
             let mut o = 0f32;
             let (w, xp, cols) = (row.as_ptr(), x.as_ptr(), x.len());
             match wt {
-                WeightType::F32 => dot_rows::<WF32, 1>(w, 0, xp, cols, &mut o, 1),
-                WeightType::F16 => dot_rows::<WF16, 1>(w, 0, xp, cols, &mut o, 1),
-                WeightType::BF16 => dot_rows::<WBF16, 1>(w, 0, xp, cols, &mut o, 1),
+                WeightType::F32 => dot_rows::<WF32, 1, true>(w, 0, xp, cols, &mut o, 1),
+                WeightType::F16 => dot_rows::<WF16, 1, true>(w, 0, xp, cols, &mut o, 1),
+                WeightType::BF16 => dot_rows::<WBF16, 1, true>(w, 0, xp, cols, &mut o, 1),
             }
             o
         }
@@ -367,6 +372,295 @@ macro_rules! simd_kernels {
             if i < len {
                 let n = len - i;
                 st_tail(a.add(i), fma(wv, ldx_tail(b.add(i), n), ldx_tail(a.add(i), n)), n);
+            }
+        }
+
+        /// Prefetch the `bytes` of a cache row (a hint: any address).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn prefetch_row(p: *const u8, bytes: usize) {
+            let mut o = 0;
+            while o < bytes {
+                prefetch(p.wrapping_add(o));
+                o += 64;
+            }
+        }
+
+        /// Rows attention prefetches ahead (each row of a head is a few lines, one cache row
+        /// apart: a stride the hardware prefetchers do not follow across pages).
+        const AHEAD: usize = 8;
+
+        /// `out[j] = scale * dot(q, row j)` for `n` cache rows of `hd` elements `stride` bytes
+        /// apart: each dot in `dot_row`'s order, so equal to it bit for bit.
+        #[target_feature(enable = $feat)]
+        unsafe fn attn_scores_t<const WT: u8>(
+            k: *const u8,
+            stride: usize,
+            q: *const f32,
+            hd: usize,
+            scale: f32,
+            out: *mut f32,
+            n: usize,
+        ) {
+            let rb = hd * wsize(WT);
+            let mut j = 0;
+            while j + G <= n {
+                for r in 0..G {
+                    prefetch_row(k.wrapping_add((j + AHEAD + r) * stride), rb);
+                }
+                dot_rows::<WT, G, false>(k.add(j * stride), stride, q, hd, out.add(j), 1);
+                j += G;
+            }
+            while j < n {
+                dot_rows::<WT, 1, false>(k.add(j * stride), stride, q, hd, out.add(j), 1);
+                j += 1;
+            }
+            for j in 0..n {
+                *out.add(j) *= scale;
+            }
+        }
+
+        /// `out = sum_j p[j] * row j` over `n` cache rows of `hd` elements `stride` bytes
+        /// apart: per lane one FMA chain over `j` in order from zero (what `axpy` row by row
+        /// computes, bit for bit), four rows per pass over `out`.
+        #[target_feature(enable = $feat)]
+        unsafe fn attn_wsum_t<const WT: u8>(
+            v: *const u8,
+            stride: usize,
+            p: *const f32,
+            n: usize,
+            out: *mut f32,
+            hd: usize,
+        ) {
+            let sz = wsize(WT);
+            let (full, tail) = (hd / L, hd % L);
+            for c in 0..full {
+                st(out.add(c * L), zero());
+            }
+            if tail > 0 {
+                st_tail(out.add(full * L), zero(), tail);
+            }
+            let mut j = 0;
+            while j < n {
+                let g = G.min(n - j);
+                for r in 0..g {
+                    prefetch_row(v.wrapping_add((j + AHEAD + r) * stride), hd * sz);
+                }
+                let rows = v.add(j * stride);
+                for c in 0..full {
+                    let mut a = ldx(out.add(c * L));
+                    for r in 0..g {
+                        a = fma(splat(*p.add(j + r)), ldw::<WT>(rows.add(r * stride + c * L * sz)), a);
+                    }
+                    st(out.add(c * L), a);
+                }
+                if tail > 0 {
+                    let mut a = ldx_tail(out.add(full * L), tail);
+                    for r in 0..g {
+                        a = fma(splat(*p.add(j + r)), ldw_tail::<WT>(rows.add(r * stride + full * L * sz), tail), a);
+                    }
+                    st_tail(out.add(full * L), a, tail);
+                }
+                j += g;
+            }
+        }
+
+        /// Scores of `R` rows of an 8-bit cache (blocks of `B`, a multiple of `L`; `hd` and
+        /// `stride` multiples of `B`): per row and block one FMA chain of vectors from zero,
+        /// then one FMA into the row's accumulator with the block's scale.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn scores_q8_rows<const B: usize, const R: usize>(
+            qs: *const i8,
+            sc: *const half::f16,
+            stride: usize,
+            q: *const f32,
+            hd: usize,
+            scale: f32,
+            out: *mut f32,
+        ) {
+            let mut acc = [zero(); R];
+            for b in 0..hd / B {
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let row = qs.add(r * stride + b * B);
+                    let mut s = zero();
+                    for i in 0..B / L {
+                        s = fma(ldq(row.add(i * L)), ldx(q.add(b * B + i * L)), s);
+                    }
+                    *a = fma(splat(h2f((*sc.add(r * (stride / B) + b)).to_bits())), s, *a);
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                *out.add(r) = hsum(*a) * scale;
+            }
+        }
+
+        /// `out += sum_r p[r] * row r` for `R` rows of an 8-bit cache (layout as
+        /// [`scores_q8_rows`]): per lane one FMA chain over the rows in order, each term
+        /// `(p[r] * d) * q` with `d` its block's scale.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn wsum_q8_rows<const B: usize, const R: usize>(
+            qs: *const i8,
+            sc: *const half::f16,
+            stride: usize,
+            p: *const f32,
+            out: *mut f32,
+            hd: usize,
+        ) {
+            for b in 0..hd / B {
+                let mut s = [zero(); R];
+                for (r, sr) in s.iter_mut().enumerate() {
+                    *sr = splat(*p.add(r) * h2f((*sc.add(r * (stride / B) + b)).to_bits()));
+                }
+                for i in 0..B / L {
+                    let o = out.add(b * B + i * L);
+                    let mut a = ldx(o);
+                    for (r, sr) in s.iter().enumerate() {
+                        a = fma(*sr, ldq(qs.add(r * stride + b * B + i * L)), a);
+                    }
+                    st(o, a);
+                }
+            }
+        }
+
+        /// [`attn_scores_t`] and [`attn_wsum_t`] over an 8-bit cache with blocks of `B`.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn attn_q8_t<const B: usize>(
+            qs: *const i8,
+            sc: *const half::f16,
+            stride: usize,
+            hd: usize,
+            n: usize,
+            scores: Option<(*const f32, f32, *mut f32)>,
+            wsum: Option<(*const f32, *mut f32)>,
+        ) {
+            if let Some((_, out)) = wsum {
+                for c in 0..hd / L {
+                    st(out.add(c * L), zero());
+                }
+            }
+            let ss = stride / B;
+            let mut j = 0;
+            while j < n {
+                let g = G.min(n - j);
+                for r in 0..g {
+                    prefetch_row(qs.wrapping_add((j + AHEAD + r) * stride).cast(), hd);
+                }
+                let (rows, srows) = (qs.add(j * stride), sc.add(j * ss));
+                if let Some((q, scale, out)) = scores {
+                    if g == G {
+                        scores_q8_rows::<B, G>(rows, srows, stride, q, hd, scale, out.add(j));
+                    } else {
+                        for r in 0..g {
+                            scores_q8_rows::<B, 1>(
+                                rows.add(r * stride),
+                                srows.add(r * ss),
+                                stride,
+                                q,
+                                hd,
+                                scale,
+                                out.add(j + r),
+                            );
+                        }
+                    }
+                }
+                if let Some((p, out)) = wsum {
+                    if g == G {
+                        wsum_q8_rows::<B, G>(rows, srows, stride, p.add(j), out, hd);
+                    } else {
+                        for r in 0..g {
+                            wsum_q8_rows::<B, 1>(
+                                rows.add(r * stride),
+                                srows.add(r * ss),
+                                stride,
+                                p.add(j + r),
+                                out,
+                                hd,
+                            );
+                        }
+                    }
+                }
+                j += g;
+            }
+        }
+
+        /// # Safety
+        /// The CPU supports `$feat`; `k` holds `out.len()` rows of `q.len()` elements, `stride`
+        /// elements apart.
+        pub(crate) unsafe fn attn_scores(
+            wt: WeightType,
+            k: &[u8],
+            stride: usize,
+            q: &[f32],
+            scale: f32,
+            out: &mut [f32],
+        ) {
+            let (kp, sb, qp, hd, o, n) =
+                (k.as_ptr(), stride * wt.size(), q.as_ptr(), q.len(), out.as_mut_ptr(), out.len());
+            match wt {
+                WeightType::F32 => attn_scores_t::<WF32>(kp, sb, qp, hd, scale, o, n),
+                WeightType::F16 => attn_scores_t::<WF16>(kp, sb, qp, hd, scale, o, n),
+                WeightType::BF16 => attn_scores_t::<WBF16>(kp, sb, qp, hd, scale, o, n),
+            }
+        }
+
+        /// # Safety
+        /// The CPU supports `$feat`; `v` holds `p.len()` rows of `out.len()` elements, `stride`
+        /// elements apart.
+        pub(crate) unsafe fn attn_wsum(wt: WeightType, v: &[u8], stride: usize, p: &[f32], out: &mut [f32]) {
+            let (vp, sb, pp, n, o, hd) =
+                (v.as_ptr(), stride * wt.size(), p.as_ptr(), p.len(), out.as_mut_ptr(), out.len());
+            match wt {
+                WeightType::F32 => attn_wsum_t::<WF32>(vp, sb, pp, n, o, hd),
+                WeightType::F16 => attn_wsum_t::<WF16>(vp, sb, pp, n, o, hd),
+                WeightType::BF16 => attn_wsum_t::<WBF16>(vp, sb, pp, n, o, hd),
+            }
+        }
+
+        /// # Safety
+        /// The CPU supports `$feat`; lengths as `crate::attn_scores_q8` checks them.
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn attn_scores_q8(
+            qs: &[i8],
+            scales: &[half::f16],
+            block: usize,
+            stride: usize,
+            q: &[f32],
+            scale: f32,
+            out: &mut [f32],
+        ) {
+            let (hd, n, o) = (q.len(), out.len(), out.as_mut_ptr());
+            let sc = Some((q.as_ptr(), scale, o));
+            let (qp, sp) = (qs.as_ptr(), scales.as_ptr());
+            match block {
+                32 if hd % 32 == 0 => attn_q8_t::<32>(qp, sp, stride, hd, n, sc, None),
+                16 if hd % 16 == 0 && L <= 16 => attn_q8_t::<16>(qp, sp, stride, hd, n, sc, None),
+                8 if hd % 8 == 0 && L <= 8 => attn_q8_t::<8>(qp, sp, stride, hd, n, sc, None),
+                _ => crate::scalar::attn_scores_q8(qs, scales, block, stride, q, scale, out),
+            }
+        }
+
+        /// # Safety
+        /// The CPU supports `$feat`; lengths as `crate::attn_wsum_q8` checks them.
+        pub(crate) unsafe fn attn_wsum_q8(
+            qs: &[i8],
+            scales: &[half::f16],
+            block: usize,
+            stride: usize,
+            p: &[f32],
+            out: &mut [f32],
+        ) {
+            let (hd, n) = (out.len(), p.len());
+            let ws = Some((p.as_ptr(), out.as_mut_ptr()));
+            let (qp, sp) = (qs.as_ptr(), scales.as_ptr());
+            match block {
+                32 if hd % 32 == 0 => attn_q8_t::<32>(qp, sp, stride, hd, n, None, ws),
+                16 if hd % 16 == 0 && L <= 16 => attn_q8_t::<16>(qp, sp, stride, hd, n, None, ws),
+                8 if hd % 8 == 0 && L <= 8 => attn_q8_t::<8>(qp, sp, stride, hd, n, None, ws),
+                _ => crate::scalar::attn_wsum_q8(qs, scales, block, stride, p, out),
             }
         }
 

@@ -85,6 +85,18 @@ pub(crate) mod avx2 {
         copy_nonoverlapping(p, b.as_mut_ptr(), n * wsize(WT));
         ldw::<WT>(b.as_ptr())
     }
+    /// # Safety: `p` is valid for reading 8 i8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn ldq(p: *const i8) -> V {
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast())))
+    }
+    /// An f16 (its bits) widened to f32.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn h2f(bits: u16) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
     /// # Safety: `p` is valid for writing 8 f32.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
@@ -215,6 +227,18 @@ pub(crate) mod avx512 {
             )))),
             _ => _mm512_maskz_loadu_ps(m, p.cast()),
         }
+    }
+    /// # Safety: `p` is valid for reading 16 i8.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn ldq(p: *const i8) -> V {
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.cast())))
+    }
+    /// An f16 (its bits) widened to f32.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    #[inline]
+    fn h2f(bits: u16) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
     /// # Safety: `p` is valid for writing 16 f32.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]

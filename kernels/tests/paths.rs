@@ -396,3 +396,126 @@ fn results_do_not_depend_on_the_alignment_of_the_weights() {
         }
     }
 }
+
+#[test]
+fn q8_quantization_rounds_each_value_to_half_a_step_of_its_block() {
+    let mut rng = Rng(7);
+    for block in [1, 8, 16, 32, 48] {
+        for &len in LENS {
+            let mut x: Vec<f32> = (0..len).map(|_| rng.unit() * 40.0).collect();
+            if len > 3 {
+                x[..block.min(len)].fill(0.0); // an all-zero block
+                x[len - 1] = 1e-30; // a scale that underflows f16
+            }
+            let nb = len.div_ceil(block);
+            let (mut qs, mut scales) = (vec![0i8; len], vec![f16::ZERO; nb]);
+            runllama_kernels::quantize_q8(&x, block, &mut qs, &mut scales);
+            for (b, xb) in x.chunks(block).enumerate() {
+                let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+                assert_eq!(scales[b], f16::from_f32(amax / 127.0), "block {block} len {len} scale {b}");
+                let d = scales[b].to_f32() as f64;
+                for (i, &v) in xb.iter().enumerate() {
+                    let q = qs[b * block + i];
+                    assert!((-127..=127).contains(&q));
+                    // Half a step, plus what the f16 rounding of the scale can add at the top.
+                    let err = (v as f64 - d * q as f64).abs();
+                    assert!(err <= 0.5 * d + 1e-3 * amax as f64 + 1e-30, "block {block} len {len}: {v} -> {q} x {d}");
+                }
+            }
+        }
+    }
+}
+
+/// (positions, head size, row stride) of the attention tests: heads of 8 (stories260K) to 128
+/// (LLaMA), odd sizes, positions around the 4-row groups, strides of one head up to many.
+const ATTN: &[(usize, usize, usize)] = &[
+    (1, 8, 8),
+    (5, 8, 32),
+    (33, 8, 32),
+    (7, 16, 48),
+    (1, 128, 4096),
+    (9, 128, 1024),
+    (70, 128, 512),
+    (13, 64, 256),
+    (6, 40, 160),
+    (11, 24, 96),
+    (3, 5, 10),
+];
+
+#[test]
+fn attention_scores_and_weighted_sums_every_path_and_cache_type() {
+    simd_paths(); // logs what is compared
+    let mut rng = Rng(9);
+    for &(n, hd, stride) in ATTN {
+        for wt in TYPES {
+            let (bytes, exact) = encode(&mut rng, wt, (n - 1) * stride + hd, 0, Dist::Unit);
+            let q: Vec<f32> = (0..hd).map(|_| rng.unit() * 2.0).collect();
+            let w: Vec<f32> = (0..n).map(|_| rng.unit().abs()).collect();
+            for p in paths::available() {
+                let mut scores = vec![0f32; n];
+                paths::attn_scores(p, wt, &bytes, stride, &q, 0.25, &mut scores);
+                let mut out = vec![f32::NAN; hd];
+                paths::attn_wsum(p, wt, &bytes, stride, &w, &mut out);
+                for j in 0..n {
+                    let row = &exact[j * stride..j * stride + hd];
+                    let want: f64 = row.iter().zip(&q).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * 0.25;
+                    assert!(
+                        close(scores[j], want as f32, abs_dot(row, &q)),
+                        "{p:?} {wt:?} scores {n}x{hd}/{stride} at {j}"
+                    );
+                    // Each score is dot_row's sum, bit for bit.
+                    let sz = wt.size();
+                    let alone = paths::dot_row(p, wt, &bytes[j * stride * sz..(j * stride + hd) * sz], &q) * 0.25;
+                    assert_eq!(scores[j].to_bits(), alone.to_bits(), "{p:?} {wt:?} score {j} is not dot_row's");
+                }
+                // Per element, axpy position after position, bit for bit.
+                let mut seq = vec![0f32; hd];
+                for (j, &wj) in w.iter().enumerate() {
+                    paths::axpy(p, &mut seq, wj, &exact[j * stride..j * stride + hd]);
+                }
+                for i in 0..hd {
+                    let want: f64 = (0..n).map(|j| w[j] as f64 * exact[j * stride + i] as f64).sum();
+                    let abs: f64 = (0..n).map(|j| (w[j] as f64 * exact[j * stride + i] as f64).abs()).sum();
+                    assert!(close(out[i], want as f32, abs), "{p:?} {wt:?} wsum {n}x{hd}/{stride} at {i}");
+                    assert_eq!(out[i].to_bits(), seq[i].to_bits(), "{p:?} {wt:?} wsum {i} is not axpy's");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_over_an_8bit_cache_every_path_and_block() {
+    simd_paths(); // logs what is compared
+    let mut rng = Rng(8);
+    for &(n, hd, stride) in ATTN {
+        for block in [8, 16, 32, 5, 1] {
+            if stride % block != 0 {
+                continue;
+            }
+            let len = (n - 1) * stride + hd;
+            let vals: Vec<f32> = (0..len).map(|_| rng.unit() * 4.0).collect();
+            let (mut qs, mut scales) = (vec![0i8; len], vec![f16::ZERO; len.div_ceil(block)]);
+            runllama_kernels::quantize_q8(&vals, block, &mut qs, &mut scales);
+            let deq = |i: usize| scales[i / block].to_f64() * qs[i] as f64;
+            let q: Vec<f32> = (0..hd).map(|_| rng.unit() * 2.0).collect();
+            let w: Vec<f32> = (0..n).map(|_| rng.unit().abs()).collect();
+            for p in paths::available() {
+                let mut scores = vec![0f32; n];
+                paths::attn_scores_q8(p, &qs, &scales, block, stride, &q, 0.25, &mut scores);
+                for (j, &got) in scores.iter().enumerate() {
+                    let want: f64 = (0..hd).map(|i| deq(j * stride + i) * q[i] as f64).sum::<f64>() * 0.25;
+                    let abs: f64 = (0..hd).map(|i| (deq(j * stride + i) * q[i] as f64).abs()).sum();
+                    assert!(close(got, want as f32, abs), "{p:?} scores_q8 {n}x{hd}/{stride} block {block} at {j}");
+                }
+                let mut out = vec![f32::NAN; hd];
+                paths::attn_wsum_q8(p, &qs, &scales, block, stride, &w, &mut out);
+                for (i, &got) in out.iter().enumerate() {
+                    let want: f64 = (0..n).map(|j| w[j] as f64 * deq(j * stride + i)).sum();
+                    let abs: f64 = (0..n).map(|j| (w[j] as f64 * deq(j * stride + i)).abs()).sum();
+                    assert!(close(got, want as f32, abs), "{p:?} wsum_q8 {n}x{hd}/{stride} block {block} at {i}");
+                }
+            }
+        }
+    }
+}

@@ -51,12 +51,6 @@ impl CpuBackend {
     }
 }
 
-/// One layer's K or V cache: `n_ctx` rows of `kv_dim` values.
-enum KvBuf {
-    F32(Vec<f32>),
-    F16(Vec<f16>),
-}
-
 /// `n` copies of `value` in a fresh vector, or `OutOfMemory` naming `what`.
 fn filled<T: Clone>(n: usize, value: T, what: &str) -> Result<Vec<T>> {
     let mut v = Vec::new();
@@ -68,57 +62,124 @@ fn filled<T: Clone>(n: usize, value: T, what: &str) -> Result<Vec<T>> {
     Ok(v)
 }
 
+/// The values of one layer's K or V cache.
+enum KvData {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    /// `k::quantize_q8` rows: the values, and one scale per `block` values (`block` divides
+    /// the head size, so every head's row is whole blocks).
+    Q8 {
+        qs: Vec<i8>,
+        scales: Vec<f16>,
+        block: usize,
+    },
+}
+
+/// One layer's K or V cache, head-major: head `h`'s vector at position `p` is the `head_dim`
+/// values at `(h * n_ctx + p) * head_dim`. Attention reads one head's positions in one
+/// contiguous run (a position-major cache would put each 256-byte row of a LLaMA head on its
+/// own 4 KiB page: a TLB miss per position, and a stride no hardware prefetcher follows).
+struct KvBuf {
+    data: KvData,
+    n_ctx: usize,
+    n_heads: usize,
+    head_dim: usize,
+}
+
+/// Block size of the 8-bit cache for heads of `head_dim`: `gcd(32, head_dim)` (32 for every
+/// LLaMA; a head never shares a block with the next).
+fn q8_block(head_dim: usize) -> usize {
+    let (mut a, mut b) = (32, head_dim);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
 impl KvBuf {
-    fn new(kind: KvType, n: usize) -> Result<KvBuf> {
-        Ok(match kind {
-            KvType::F32 => KvBuf::F32(filled(n, 0.0, "the KV cache")?),
-            KvType::F16 => KvBuf::F16(filled(n, f16::ZERO, "the KV cache")?),
-        })
+    /// A cache of `n_ctx` positions of `n_heads` heads of `head_dim`.
+    fn new(kind: KvType, n_ctx: usize, n_heads: usize, head_dim: usize) -> Result<KvBuf> {
+        let n = n_ctx
+            .checked_mul(n_heads * head_dim)
+            .ok_or_else(|| Error::invalid(format!("n_ctx {n_ctx} is too large")))?;
+        let data = match kind {
+            KvType::F32 => KvData::F32(filled(n, 0.0, "the KV cache")?),
+            KvType::F16 => KvData::F16(filled(n, f16::ZERO, "the KV cache")?),
+            KvType::Q8_0 => {
+                let block = q8_block(head_dim);
+                let qs = filled(n, 0i8, "the KV cache")?;
+                KvData::Q8 { qs, scales: filled(n / block, f16::ZERO, "the KV cache scales")?, block }
+            }
+        };
+        Ok(KvBuf { data, n_ctx, n_heads, head_dim })
     }
 
     fn bytes_len(&self) -> usize {
-        match self {
-            KvBuf::F32(v) => v.len() * 4,
-            KvBuf::F16(v) => v.len() * 2,
+        match &self.data {
+            KvData::F32(v) => v.len() * 4,
+            KvData::F16(v) => v.len() * 2,
+            KvData::Q8 { qs, scales, .. } => qs.len() + scales.len() * 2,
         }
     }
 
-    /// Store `src` at element `at`.
-    fn write(&mut self, at: usize, src: &[f32]) {
-        match self {
-            KvBuf::F32(v) => v[at..at + src.len()].copy_from_slice(src),
-            KvBuf::F16(v) => v[at..at + src.len()].convert_from_f32_slice(src),
-        }
-    }
-
-    /// `dot(x, self[at..at + x.len()])`.
-    fn dot(&self, at: usize, x: &[f32]) -> f32 {
-        match self {
-            KvBuf::F32(v) => k::dot_f32(&v[at..at + x.len()], x),
-            KvBuf::F16(v) => {
-                let row = &v[at..at + x.len()];
-                // SAFETY: f16 is a plain 2-byte value without padding; a u8 view of its bytes
-                // is valid at any alignment and lives as long as `row`.
-                let bytes = unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<u8>(), row.len() * 2) };
-                k::dot_row(k::WeightType::F16, bytes, x)
-            }
-        }
-    }
-
-    /// `acc += p * self[at..at + acc.len()]`.
-    fn axpy(&self, acc: &mut [f32], p: f32, at: usize) {
-        match self {
-            KvBuf::F32(v) => k::axpy(acc, p, &v[at..at + acc.len()]),
-            KvBuf::F16(v) => {
-                let mut tmp = [0f32; 64];
-                for (i, a) in acc.chunks_mut(64).enumerate() {
-                    let src = &v[at + i * 64..at + i * 64 + a.len()];
-                    src.convert_to_f32_slice(&mut tmp[..a.len()]);
-                    k::axpy(a, p, &tmp[..a.len()]);
+    /// Store the K or V vectors of positions `pos..`: `src` holds one row of every head per
+    /// position (`n_heads * head_dim` values, as the projection writes them).
+    fn write(&mut self, pos: usize, src: &[f32]) {
+        let (hd, nh) = (self.head_dim, self.n_heads);
+        for (i, head) in src.chunks_exact(hd).enumerate() {
+            let at = ((i % nh) * self.n_ctx + pos + i / nh) * hd;
+            match &mut self.data {
+                KvData::F32(v) => v[at..at + hd].copy_from_slice(head),
+                KvData::F16(v) => v[at..at + hd].convert_from_f32_slice(head),
+                KvData::Q8 { qs, scales, block } => {
+                    let b = *block;
+                    k::quantize_q8(head, b, &mut qs[at..at + hd], &mut scales[at / b..(at + hd) / b]);
                 }
             }
         }
     }
+
+    /// Attention scores of query `q` against head `h` at positions `0..out.len()`:
+    /// `out[j] = scale * dot(q, K_h[j])`.
+    fn scores(&self, h: usize, q: &[f32], scale: f32, out: &mut [f32]) {
+        let hd = self.head_dim;
+        let (at, end) = (h * self.n_ctx * hd, (h * self.n_ctx + out.len()) * hd);
+        match &self.data {
+            KvData::F32(v) => k::attn_scores(k::WeightType::F32, elem_bytes(&v[at..end]), hd, q, scale, out),
+            KvData::F16(v) => k::attn_scores(k::WeightType::F16, elem_bytes(&v[at..end]), hd, q, scale, out),
+            KvData::Q8 { qs, scales, block } => {
+                let b = *block;
+                k::attn_scores_q8(&qs[at..end], &scales[at / b..end / b], b, hd, q, scale, out)
+            }
+        }
+    }
+
+    /// Head `h`'s attention output: `out = sum_j p[j] * V_h[j]` over positions `0..p.len()`.
+    fn wsum(&self, h: usize, p: &[f32], out: &mut [f32]) {
+        let hd = self.head_dim;
+        let (at, end) = (h * self.n_ctx * hd, (h * self.n_ctx + p.len()) * hd);
+        match &self.data {
+            KvData::F32(v) => k::attn_wsum(k::WeightType::F32, elem_bytes(&v[at..end]), hd, p, out),
+            KvData::F16(v) => k::attn_wsum(k::WeightType::F16, elem_bytes(&v[at..end]), hd, p, out),
+            KvData::Q8 { qs, scales, block } => {
+                let b = *block;
+                k::attn_wsum_q8(&qs[at..end], &scales[at / b..end / b], b, hd, p, out)
+            }
+        }
+    }
+}
+
+/// Element types of a KV cache whose bytes the kernels read as stored rows: no padding, every
+/// byte initialised (little-endian on the targets we build for, as the kernels read them).
+trait CacheElem: Copy {}
+impl CacheElem for f32 {}
+impl CacheElem for f16 {}
+
+/// The bytes of cache values.
+fn elem_bytes<T: CacheElem>(v: &[T]) -> &[u8] {
+    // SAFETY: `CacheElem` types have no padding and are fully initialised: a u8 view of their
+    // bytes is valid at any alignment and lives as long as `v`.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
 /// Activations of one batched pass, sized for `cap` tokens.
@@ -171,11 +232,10 @@ impl Scratch {
     }
 }
 
-/// A session's state: per layer, `n_ctx` rows of `kv_dim` values for K and for V, the
-/// activations, and the RoPE frequencies.
+/// A session's state: per layer, the K and V caches of `n_ctx` positions, the activations, and
+/// the RoPE frequencies.
 struct CpuState {
     n_ctx: usize,
-    kv_dim: usize,
     k: Vec<KvBuf>,
     v: Vec<KvBuf>,
     inv_freq: Vec<f32>,
@@ -231,18 +291,15 @@ impl Backend for CpuBackend {
     }
 
     fn new_state(&self, hp: &Hparams, n_ctx: usize, kv_type: KvType) -> Result<Box<dyn SessionState>> {
-        let kv_dim = hp.kv_dim();
-        let per_layer =
-            n_ctx.checked_mul(kv_dim).ok_or_else(|| Error::invalid(format!("n_ctx {n_ctx} is too large")))?;
         let mut k = Vec::with_capacity(hp.n_layer);
         let mut v = Vec::with_capacity(hp.n_layer);
         for _ in 0..hp.n_layer {
-            k.push(KvBuf::new(kv_type, per_layer)?);
-            v.push(KvBuf::new(kv_type, per_layer)?);
+            k.push(KvBuf::new(kv_type, n_ctx, hp.n_head_kv, hp.head_dim())?);
+            v.push(KvBuf::new(kv_type, n_ctx, hp.n_head_kv, hp.head_dim())?);
         }
         let hd = hp.head_dim();
         let inv_freq = (0..hd / 2).map(|i| 1.0 / hp.rope_theta.powf((2 * i) as f32 / hd as f32)).collect();
-        Ok(Box::new(CpuState { n_ctx, kv_dim, k, v, inv_freq, scratch: Scratch::default() }))
+        Ok(Box::new(CpuState { n_ctx, k, v, inv_freq, scratch: Scratch::default() }))
     }
 
     fn forward(
@@ -379,8 +436,7 @@ impl CpuBackend {
         let qd = hp.n_head * hd;
         let group = hp.n_head / hp.n_head_kv;
         let scale = 1.0 / (hd as f32).sqrt();
-        let CpuState { k: kcache, v: vcache, inv_freq, scratch: s, kv_dim, .. } = st;
-        let kv_dim = *kv_dim;
+        let CpuState { k: kcache, v: vcache, inv_freq, scratch: s, .. } = st;
         let (x, xb) = (&mut s.x[..n * d], &mut s.xb[..n * d]);
         let (q, kk, vv, att) = (&mut s.q[..n * qd], &mut s.k[..n * kvd], &mut s.v[..n * kvd], &mut s.att[..n * qd]);
         let (proj, gate, up) = (&mut s.proj[..n * d], &mut s.gate[..n * ff], &mut s.up[..n * ff]);
@@ -401,8 +457,8 @@ impl CpuBackend {
                 k::rope(&mut q[t * qd..(t + 1) * qd], hd, pos + t, inv_freq, hp.rope_layout);
                 k::rope(&mut kk[t * kvd..(t + 1) * kvd], hd, pos + t, inv_freq, hp.rope_layout);
             }
-            kcache[l].write(pos * kv_dim, kk);
-            vcache[l].write(pos * kv_dim, vv);
+            kcache[l].write(pos, kk);
+            vcache[l].write(pos, vv);
             let (kc, vc) = (&kcache[l], &vcache[l]);
 
             // Causal attention: each (token, head) pair is one task writing its own output slice.
@@ -410,17 +466,16 @@ impl CpuBackend {
             att.par_chunks_mut(hd).enumerate().for_each(|(i, out)| {
                 let (t, h) = (i / hp.n_head, i % hp.n_head);
                 let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
-                let off = (h / group) * hd;
+                let kvh = h / group;
                 let len = pos + t + 1;
                 TASK.with_borrow_mut(|s| {
-                    let scores = &mut s.f;
-                    scores.clear();
-                    scores.extend((0..len).map(|j| kc.dot(j * kvd + off, qh) * scale));
-                    k::softmax(scores);
-                    out.fill(0.0);
-                    for (j, &p) in scores.iter().enumerate() {
-                        vc.axpy(out, p, j * kvd + off);
+                    if s.f.len() < len {
+                        s.f.resize(len, 0.0);
                     }
+                    let scores = &mut s.f[..len];
+                    kc.scores(kvh, qh, scale, scores);
+                    k::softmax(scores);
+                    vc.wsum(kvh, scores, out);
                 });
             });
             self.matmul(w, &layer.wo, att, n, &mut s.packed, proj);

@@ -27,6 +27,9 @@ pub enum KvType {
     F16,
     /// Single precision: bit-for-bit what an f32 reference computes.
     F32,
+    /// 8 bits per value with an f16 scale per block of 32 (llama.cpp's `q8_0`; blocks of
+    /// `gcd(32, head_dim)` for smaller heads): 17/32 of the f16 cache's memory.
+    Q8_0,
 }
 
 /// Per-session backend state (the KV cache and scratch buffers).

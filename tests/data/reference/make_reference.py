@@ -19,6 +19,8 @@ What it writes (into --out):
   logits_bf16.bin  hf/bf16/model.safetensors, weights upcast to float32, f32 compute
   logits_f16mixed.bin  the mix that stories260K-f16.gguf stores (GGUF file_type 1, "mostly F16"):
                    2-D matrices from hf/fp16, 1-D RMSNorm weights kept F32 from hf/
+  logits_q8kv.bin  the numpy float64 forward below over hf/model.safetensors with every K and V
+                   row rounded as an 8-bit (q8_0) KV cache stores it (`q8_0_round`)
   reference.json   tokens, layout, generator versions, greedy ids
 
 Each .bin is 32 x 512 float32, little-endian, row-major, position-major: the float at byte
@@ -35,6 +37,7 @@ description, not from transformers, and reports its max |diff| against the torch
 """
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -86,8 +89,21 @@ def greedy(model, n=200):
     return seq[1:]
 
 
-def numpy_f64_forward(st_path, cfg, tokens):
-    """Independent float64 LLaMA forward over HF-layout safetensors weights."""
+def q8_0_round(x, block):
+    """x [T, n] with each row quantized as an 8-bit KV cache stores it and read back: per block
+    of `block` values the scale d = max|x| / 127 rounded to float16, q = round-half-away(x / d)
+    clamped to [-127, 127] (llama.cpp's q8_0 rounding), value = d * q."""
+    T = x.shape[0]
+    xb = x.reshape(T, -1, block)
+    d = (np.abs(xb).max(-1, keepdims=True) / 127.0).astype(np.float16).astype(np.float64)
+    v = xb / np.where(d > 0, d, 1.0)
+    q = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -127, 127)
+    return (q * d).reshape(x.shape)
+
+
+def numpy_f64_forward(st_path, cfg, tokens, kv_round=None):
+    """Independent float64 LLaMA forward over HF-layout safetensors weights; `kv_round`, when
+    given, is applied to each position's K (after RoPE) and V row, as a quantized cache would."""
     # safetensors.torch only to read the file (numpy has no bfloat16); exact upcast to f64.
     w = {k: v.to(torch.float64).numpy() for k, v in load_file(st_path).items()}
     d, nh, nkv, hd = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
@@ -114,6 +130,9 @@ def numpy_f64_forward(st_path, cfg, tokens):
         q = rope((h @ w[p + "self_attn.q_proj.weight"].T).reshape(T, nh, hd))
         k = rope((h @ w[p + "self_attn.k_proj.weight"].T).reshape(T, nkv, hd))
         v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(T, nkv, hd)
+        if kv_round is not None:
+            k = kv_round(k.reshape(T, nkv * hd)).reshape(T, nkv, hd)
+            v = kv_round(v.reshape(T, nkv * hd)).reshape(T, nkv, hd)
         rep = nh // nkv
         k = np.repeat(k, rep, axis=1)  # q head j uses kv head j // rep
         v = np.repeat(v, rep, axis=1)
@@ -179,6 +198,16 @@ def main():
         print(f"{tag}: max|logit|={np.abs(lg).max():.4f}  max|torch f32 - numpy f64|={diff:.3e}")
 
         if tag == "f32":
+            # An 8-bit KV cache (runllama's LLAMA_KV_Q8_0: blocks of gcd(32, head_dim) = 8).
+            block = math.gcd(32, cfg["head_dim"])
+            q8 = numpy_f64_forward(os.path.join(mdir, "model.safetensors"), cfg, TOKENS,
+                                   kv_round=lambda r: q8_0_round(r, block)).astype(np.float32)
+            q8.astype("<f4").tofile(os.path.join(a.out, "logits_q8kv.bin"))
+            ref["files"]["q8kv"] = {"file": "logits_q8kv.bin", "weights": f"{sub}/model.safetensors",
+                                    "shape": [len(TOKENS), N_VOCAB], "kv_block": block,
+                                    "generator": "the numpy float64 forward, K/V rows q8_0-rounded",
+                                    "max_abs_diff_vs_f32": float(np.abs(q8 - lg).max())}
+            print(f"q8_0 KV (numpy f64, blocks of {block}): max|q8kv - f32| = {np.abs(q8 - lg).max():.4f}")
             g = greedy(model)
             ref["greedy_ids_f32"] = g
             ok = g == EXPECTED_IDS
