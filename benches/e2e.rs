@@ -2,7 +2,9 @@
 //! load time, prefill of a 128-token prompt (pp) and decode of 64 tokens from an empty context
 //! (tg) in tokens/s, memory split into file-backed and anonymous, and beside them a STREAM-like
 //! read of RAM with the same threads, in the same run, which gives the decode limit
-//! (read bandwidth / bytes of weights read per token).
+//! (read bandwidth / bytes of weights read per token): once over 4 GiB before loading, and
+//! right before and after every decode run (memory speed here drifts by tens of percent
+//! between minutes, so each run's tg / limit uses the probes around it).
 //!
 //! ```text
 //! cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128] [--gen 64] [--reps 3]
@@ -96,32 +98,51 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// STREAM-like read bandwidth in GB/s (10^9 bytes/s) with `threads` threads over a 4 GiB
-/// buffer (far larger than any cache; ../shared/MACHINE.md's measurement size): each thread
-/// reads its own contiguous share as two streams, the dot product of its two halves (the
-/// kernels bench's `dot_halves` probe). Median of 5 passes. The buffer is freed before the
-/// model loads.
-fn read_bandwidth(threads: usize) -> f64 {
-    const LEN: usize = 1 << 30; // f32s = 4 GiB
-    let buf = vec![1.0f32; LEN];
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
-    let share = LEN / threads;
-    let pass = || {
-        let t = Instant::now();
-        let sum: f32 = pool.install(|| {
-            use rayon::prelude::*;
-            buf.par_chunks(share)
-                .map(|c| {
-                    let (a, b) = c.split_at(c.len() / 2);
-                    k::dot_f32(a, b)
-                })
-                .sum()
-        });
-        std::hint::black_box(sum);
-        (LEN * 4) as f64 / t.elapsed().as_secs_f64() / 1e9
-    };
-    pass(); // warm up
-    median((0..5).map(|_| pass()).collect())
+/// A STREAM-like read probe: `threads` threads over an anonymous buffer far larger than any
+/// cache, each reading its own contiguous share as two streams (the dot product of its two
+/// halves: the kernels bench's `dot_halves`). The buffer asks for transparent huge pages, as
+/// most of a mapped model gets (its `FilePmdMapped`), so the probe is not slowed by TLB misses
+/// that decode does not pay.
+struct ReadProbe {
+    buf: memmap2::MmapMut,
+    pool: rayon::ThreadPool,
+    threads: usize,
+}
+
+impl ReadProbe {
+    fn new(bytes: usize, threads: usize) -> ReadProbe {
+        let mut buf = memmap2::MmapMut::map_anon(bytes).expect("probe buffer");
+        #[cfg(target_os = "linux")]
+        let _ = buf.advise(memmap2::Advice::HugePage); // a hint: ignored where THP is off
+                                                       // Write every page (so reads hit real memory, not the shared zero page).
+        buf.iter_mut().step_by(4096).for_each(|b| *b = 0x3c);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+        ReadProbe { buf, pool, threads }
+    }
+
+    /// GB/s (10^9 bytes/s): the median of `passes` passes after one untimed pass.
+    fn gbps(&self, passes: usize) -> f64 {
+        // SAFETY: the mapping is `len` bytes, page-aligned (so aligned for f32), initialised
+        // (anonymous memory reads as zero, then written above), and borrowed for this call.
+        let f: &[f32] = unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast(), self.buf.len() / 4) };
+        let share = f.len() / self.threads;
+        let pass = || {
+            let t = Instant::now();
+            let sum: f32 = self.pool.install(|| {
+                use rayon::prelude::*;
+                f.par_chunks(share)
+                    .map(|c| {
+                        let (a, b) = c.split_at(c.len() / 2);
+                        k::dot_f32(a, b)
+                    })
+                    .sum()
+            });
+            std::hint::black_box(sum);
+            (f.len() * 4) as f64 / t.elapsed().as_secs_f64() / 1e9
+        };
+        pass();
+        median((0..passes).map(|_| pass()).collect())
+    }
 }
 
 fn main() {
@@ -130,7 +151,7 @@ fn main() {
     println!("model     {}", a.model.display());
     println!("cpu path  {}", runllama::cpu::system_info());
 
-    let bw = read_bandwidth(threads);
+    let bw = ReadProbe::new(4 << 30, threads).gbps(5);
     println!("read      {bw:.1} GB/s ({threads} threads, 4 GiB buffer, median of 5)");
 
     let opts = || LoadOptions { n_threads: threads, ..Default::default() };
@@ -170,6 +191,10 @@ fn main() {
         std::process::exit(1)
     });
     // Deterministic ordinary token ids (clear of the low byte/special ids and the LLaMA 3 specials).
+    // Memory speed on these VMs drifts between minutes: each decode run is also bracketed by
+    // probes of a 1 GiB buffer (4x the largest L3 here), and its tg / limit uses their mean.
+    // (Made after the memory figures after load, and dropped before those after the run.)
+    let near = ReadProbe::new(1 << 30, threads);
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let span = (hp.n_vocab as u64).saturating_sub(1300).max(1);
     let prompt: Vec<u32> = (0..a.prompt)
@@ -187,8 +212,7 @@ fn main() {
     session.reset().expect("reset");
     session.step(&prompt[..1]).expect("warm-up decode step");
 
-    let mut pp = Vec::new();
-    let mut tg = Vec::new();
+    let (mut pp, mut tg, mut near_bw, mut ratios) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for rep in 0..a.reps {
         session.reset().expect("reset");
         let t = Instant::now();
@@ -198,22 +222,37 @@ fn main() {
 
         session.reset().expect("reset");
         let mut tok = prompt[0];
+        let before = near.gbps(5);
         let t = Instant::now();
         for _ in 0..a.gen {
             tok = session.step(&[tok]).expect("decode step");
         }
         let tg_s = t.elapsed().as_secs_f64();
+        let after = near.gbps(5);
         tg.push(a.gen as f64 / tg_s);
-        println!("rep {rep}     pp{} {:.2} tok/s   tg{} {:.3} tok/s", a.prompt, pp[rep], a.gen, tg[rep]);
+        near_bw.push((before + after) / 2.0);
+        let ratio = tg[rep] / (near_bw[rep] * 1e9 / weight_bytes as f64);
+        ratios.push(ratio);
+        println!(
+            "rep {rep}     pp{} {:.2} tok/s   tg{} {:.3} tok/s ({:.1} GB/s of weights)   read before/after {before:.1}/{after:.1} GB/s   tg/limit {ratio:.2}",
+            a.prompt,
+            pp[rep],
+            a.gen,
+            tg[rep],
+            tg[rep] * weight_bytes as f64 / 1e9
+        );
     }
+    drop(near);
     let (file_end, anon_end) = rss_mib();
-    let (pp_med, tg_med) = (median(pp), median(tg));
-    let limit = bw * 1e9 / weight_bytes as f64;
+    let (pp_med, tg_med, near_med, ratio_med) = (median(pp), median(tg), median(near_bw), median(ratios));
+    let limit = near_med * 1e9 / weight_bytes as f64;
     let kv_mib = session.kv_bytes() as f64 / 1048576.0;
     println!("weights   {:.2} GB read per decoded token", weight_bytes as f64 / 1e9);
     println!("pp{}     {pp_med:.2} tok/s (median of {})", a.prompt, a.reps);
     println!("tg{}      {tg_med:.3} tok/s (median of {})", a.gen, a.reps);
-    println!("limit     {limit:.3} tok/s = read bandwidth / weight bytes; tg/limit = {:.2}", tg_med / limit);
+    println!(
+        "limit     {limit:.3} tok/s = read bandwidth next to decode ({near_med:.1} GB/s, median) / weight bytes; tg/limit = {ratio_med:.2} (median of the runs' ratios)"
+    );
     println!(
         "memory    after load: file {file_load:.0} MiB, anon {anon_load:.0} MiB; after the run: file {file_end:.0} MiB, anon {anon_end:.0} MiB (KV cache {kv_mib:.0} MiB, n_ctx {})",
         session.n_ctx()
@@ -224,6 +263,8 @@ fn main() {
             "threads": threads,
             "cpu_path": runllama::cpu::system_info(),
             "read_gbps": bw,
+            "read_near_gbps": near_med,
+            "tg_over_limit": ratio_med,
             "weight_bytes": weight_bytes,
             "limit_tps": limit,
             "load_s": load_s,

@@ -1,6 +1,8 @@
 //! Numeric kernels for runllama, `#![no_std]`: dot products of stored weight rows (f32, f16,
 //! bf16, read with unaligned little-endian loads straight from the memory map) with f32
-//! activations, and the small per-token ops of a LLaMA layer (rmsnorm, rope, softmax, silu).
+//! activations, the small per-token ops of a LLaMA layer (rmsnorm, rope, softmax, silu), and
+//! attention over one head's cached positions (f32/f16/bf16 caches, and an 8-bit cache written
+//! by [`quantize_q8`]).
 //!
 //! Each op has a scalar reference version (module `scalar`) and SIMD versions for x86-64
 //! (AVX2+FMA+F16C, AVX-512 F/BW/VL), chosen at run time from CPUID/XGETBV, once (see
