@@ -148,13 +148,7 @@ fn an_f16_kv_cache_keeps_the_reference_output() {
         }
         eprintln!("{rel}: f16 KV cache: max |logit - transformers (f32)| over 32 positions = {worst:e}");
         assert!(worst < 2e-2, "{rel}: f16 KV cache moves the logits by {worst}");
-        s.reset().unwrap();
-        let mut next = s.step(&[m.bos]).unwrap();
-        let mut got = vec![next];
-        while got.len() < expected.len() {
-            next = s.step(&[next]).unwrap();
-            got.push(next);
-        }
+        let got = greedy_in(&s, m.bos, expected.len());
         assert_eq!(got, expected, "{rel}: greedy ids with an f16 KV cache");
         // Half the bytes of an f32 cache.
         let f32_session = Session::new(m.clone(), params(0, 0.0, 0)).unwrap();
@@ -196,13 +190,7 @@ fn an_8bit_kv_cache_matches_a_reference_that_rounds_k_and_v_the_same_way() {
         eprintln!("{rel}: q8_0 KV cache, batched prefill: max |logit - q8kv reference| = {d:e}");
         assert!(d < 1e-2, "{rel}: q8_0 batched prefill: max |logit - q8kv reference| = {d}");
 
-        s.reset().unwrap();
-        let mut next = s.step(&[m.bos]).unwrap();
-        let mut got = vec![next];
-        while got.len() < expected.len() {
-            next = s.step(&[next]).unwrap();
-            got.push(next);
-        }
+        let got = greedy_in(&s, m.bos, expected.len());
         let same = got.iter().zip(&expected).take_while(|(a, b)| a == b).count();
         eprintln!("{rel}: q8_0 KV cache: greedy ids agree with EXPECTED.md for the first {same} of {}", expected.len());
 

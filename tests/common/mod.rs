@@ -44,9 +44,14 @@ pub fn params(n_ctx: u32, temperature: f32, seed: u64) -> SessionParams {
 
 /// Greedy generation from BOS for `n` positions, one token per step.
 pub fn greedy(model: &Arc<Model>, n: usize) -> Vec<u32> {
-    let s = Session::new(model.clone(), params(0, 0.0, 0)).unwrap();
+    greedy_in(&Session::new(model.clone(), params(0, 0.0, 0)).unwrap(), model.bos, n)
+}
+
+/// [`greedy`] in an existing session (reset first; it must be greedy, temperature 0).
+pub fn greedy_in(s: &Session, bos: u32, n: usize) -> Vec<u32> {
+    s.reset().unwrap();
     let mut out = Vec::new();
-    let mut next = s.step(&[model.bos]).unwrap();
+    let mut next = s.step(&[bos]).unwrap();
     out.push(next);
     while out.len() < n {
         next = s.step(&[next]).unwrap();
