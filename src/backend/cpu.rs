@@ -139,34 +139,45 @@ impl KvBuf {
         }
     }
 
+    /// Head `h`'s first `n` positions, as the attention kernels read them.
+    fn head(&self, h: usize, n: usize) -> HeadRows<'_> {
+        let hd = self.head_dim;
+        let (at, end) = (h * self.n_ctx * hd, (h * self.n_ctx + n) * hd);
+        match &self.data {
+            KvData::F32(v) => HeadRows::Stored(k::WeightType::F32, elem_bytes(&v[at..end])),
+            KvData::F16(v) => HeadRows::Stored(k::WeightType::F16, elem_bytes(&v[at..end])),
+            KvData::Q8 { qs, scales, block } => {
+                HeadRows::Q8 { qs: &qs[at..end], scales: &scales[at / block..end / block], block: *block }
+            }
+        }
+    }
+
     /// Attention scores of query `q` against head `h` at positions `0..out.len()`:
     /// `out[j] = scale * dot(q, K_h[j])`.
     fn scores(&self, h: usize, q: &[f32], scale: f32, out: &mut [f32]) {
         let hd = self.head_dim;
-        let (at, end) = (h * self.n_ctx * hd, (h * self.n_ctx + out.len()) * hd);
-        match &self.data {
-            KvData::F32(v) => k::attn_scores(k::WeightType::F32, elem_bytes(&v[at..end]), hd, q, scale, out),
-            KvData::F16(v) => k::attn_scores(k::WeightType::F16, elem_bytes(&v[at..end]), hd, q, scale, out),
-            KvData::Q8 { qs, scales, block } => {
-                let b = *block;
-                k::attn_scores_q8(&qs[at..end], &scales[at / b..end / b], b, hd, q, scale, out)
-            }
+        match self.head(h, out.len()) {
+            HeadRows::Stored(wt, rows) => k::attn_scores(wt, rows, hd, q, scale, out),
+            HeadRows::Q8 { qs, scales, block } => k::attn_scores_q8(qs, scales, block, hd, q, scale, out),
         }
     }
 
     /// Head `h`'s attention output: `out = sum_j p[j] * V_h[j]` over positions `0..p.len()`.
     fn wsum(&self, h: usize, p: &[f32], out: &mut [f32]) {
         let hd = self.head_dim;
-        let (at, end) = (h * self.n_ctx * hd, (h * self.n_ctx + p.len()) * hd);
-        match &self.data {
-            KvData::F32(v) => k::attn_wsum(k::WeightType::F32, elem_bytes(&v[at..end]), hd, p, out),
-            KvData::F16(v) => k::attn_wsum(k::WeightType::F16, elem_bytes(&v[at..end]), hd, p, out),
-            KvData::Q8 { qs, scales, block } => {
-                let b = *block;
-                k::attn_wsum_q8(&qs[at..end], &scales[at / b..end / b], b, hd, p, out)
-            }
+        match self.head(h, p.len()) {
+            HeadRows::Stored(wt, rows) => k::attn_wsum(wt, rows, hd, p, out),
+            HeadRows::Q8 { qs, scales, block } => k::attn_wsum_q8(qs, scales, block, hd, p, out),
         }
     }
+}
+
+/// One head's cached positions, contiguous (`head_dim` values each).
+enum HeadRows<'a> {
+    /// Values of a weight type, as bytes.
+    Stored(k::WeightType, &'a [u8]),
+    /// 8-bit values and their scales (one per `block`).
+    Q8 { qs: &'a [i8], scales: &'a [f16], block: usize },
 }
 
 /// Element types of a KV cache whose bytes the kernels read as stored rows: no padding, every
@@ -364,10 +375,8 @@ impl CpuBackend {
                 let TaskScratch { f, bytes } = s;
                 m.for_each_run(w, r0, r1, bytes, |r, run| {
                     let nr = run.len() / m.row_bytes();
-                    if f.len() < nr * n {
-                        f.resize(nr * n, 0.0);
-                    }
-                    k::matmul_packed(wt, run, nr, cols, packed, n, &mut f[..nr * n]);
+                    let f = at_least(f, nr * n);
+                    k::matmul_packed(wt, run, nr, cols, packed, n, f);
                     for t in 0..n {
                         // SAFETY: `t * rows + r + nr <= n * rows = out.len()`; this task alone
                         // writes rows `r0..r1` (see `SharedOut`).
@@ -469,10 +478,7 @@ impl CpuBackend {
                 let kvh = h / group;
                 let len = pos + t + 1;
                 TASK.with_borrow_mut(|s| {
-                    if s.f.len() < len {
-                        s.f.resize(len, 0.0);
-                    }
-                    let scores = &mut s.f[..len];
+                    let scores = at_least(&mut s.f, len);
                     kc.scores(kvh, qh, scale, scores);
                     k::softmax(scores);
                     vc.wsum(kvh, scores, out);
@@ -498,6 +504,14 @@ impl CpuBackend {
         }
         Ok(())
     }
+}
+
+/// The first `len` values of a per-thread buffer, grown (never shrunk) to hold them.
+fn at_least(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
 }
 
 /// `x += y` (the residual connection).
