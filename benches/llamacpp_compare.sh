@@ -9,7 +9,7 @@
 #   LLAMA_BENCH=/path/to/llama-bench benches/llamacpp_compare.sh MODEL.gguf [THREADS]
 #
 # Environment: LLAMA_BENCH (required: a llama-bench binary), ROUNDS (default 1), REPS (3),
-# PROMPT (128), GEN (64), KV (f16 | f32 | q8_0, default f16 as llama.cpp; llama-bench gets the
+# PROMPT (128), GEN (64), KV (f16 | f32 | q8_0 | q4_0 | q8_0_q4_0, default f16 as llama.cpp; llama-bench gets the
 # same cache type), OUT (target/llamacpp-compare).
 # Building llama-bench from PyPI sources only (CPU, native):
 #   pip download --no-binary :all: --no-deps llama-cpp-python==0.3.36 && tar xf llama_cpp_python-0.3.36.tar.gz
@@ -30,7 +30,9 @@ case "$KV" in
   f16) LLAMA_KV_ARGS="" ;;
   f32) LLAMA_KV_ARGS="-ctk f32 -ctv f32" ;;
   q8_0) LLAMA_KV_ARGS="-ctk q8_0 -ctv q8_0 -fa 1" ;;
-  *) echo "KV=$KV: f16, f32 or q8_0" >&2; exit 2 ;;
+  q4_0) LLAMA_KV_ARGS="-ctk q4_0 -ctv q4_0 -fa 1" ;;
+  q8_0_q4_0) LLAMA_KV_ARGS="-ctk q8_0 -ctv q4_0 -fa 1" ;;
+  *) echo "KV=$KV: f16, f32, q8_0, q4_0 or q8_0_q4_0" >&2; exit 2 ;;
 esac
 OUT=${OUT:-target/llamacpp-compare}
 mkdir -p "$OUT"

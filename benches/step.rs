@@ -17,6 +17,7 @@ fn bench_step(c: &mut Criterion) {
         sampler: SamplerParams { temperature: 0.0, top_k: 0, top_p: 1.0, repeat_penalty: 1.0 },
         seed: 0,
         kv_type: Default::default(),
+        kv_type_v: None,
     };
     let s = Session::new(model.clone(), params).expect("session");
     let prompt: Vec<u32> = (0..32).map(|i| 259 + i).collect();

@@ -2,7 +2,7 @@
  *
  *   run_model [-M weights] [-F tokenizer] [-C config] [-V 0|2|3] [-p prompt] [-n steps]
  *             [-t temperature] [-s seed] [-k top_k] [-P top_p] [-r repeat_penalty]
- *             [-c n_ctx] [-T threads] [-K f16|f32|q8_0]
+ *             [-c n_ctx] [-T threads] [-K f16|f32|q8_0|q4_0|q8_0_q4_0]
  *
  * With no -M it runs the bundled stories260K model (tests/data/stories260K/stories260K.bin with
  * tok512.bin). Defaults are greedy and 200 positions, so with no arguments it prints exactly
@@ -50,7 +50,7 @@ static void usage_exit(const char *msg, int help) {
             "  -r <float>  repeat penalty (default 1.0 = off)\n"
             "  -c <int>    context length (default 0 = the model's, at most 4096)\n"
             "  -T <int>    threads (default 0 = one per core)\n"
-            "  -K <type>   KV cache type: f16 (default), f32 or q8_0\n",
+            "  -K <type>   KV cache type: f16 (default), f32, q8_0, q4_0 or q8_0_q4_0 (K q8_0, V q4_0)\n",
             PROG);
     exit(help ? 0 : 2);
 }
@@ -186,7 +186,9 @@ int main(int argc, char **argv) {
             if (strcmp(v, "f16") == 0) kv_type = LLAMA_KV_F16;
             else if (strcmp(v, "f32") == 0) kv_type = LLAMA_KV_F32;
             else if (strcmp(v, "q8_0") == 0) kv_type = LLAMA_KV_Q8_0;
-            else usage("-K must be f16, f32 or q8_0");
+            else if (strcmp(v, "q4_0") == 0) kv_type = LLAMA_KV_Q4_0;
+            else if (strcmp(v, "q8_0_q4_0") == 0) kv_type = LLAMA_KV_Q8_0_Q4_0;
+            else usage("-K must be f16, f32, q8_0, q4_0 or q8_0_q4_0");
             break;
         default:
             fprintf(stderr, "%s: unknown option %s\n", PROG, a);

@@ -23,8 +23,10 @@ pub struct SessionParams {
     pub sampler: SamplerParams,
     /// Seed of the sampler's generator.
     pub seed: u64,
-    /// Element type of the KV cache.
+    /// Element type of the K cache, and of the V cache unless `kv_type_v` says otherwise.
     pub kv_type: KvType,
+    /// Element type of the V cache (`None`: `kv_type`).
+    pub kv_type_v: Option<KvType>,
 }
 
 struct Inner {
@@ -57,7 +59,8 @@ impl Session {
         if n_ctx > u32::MAX as usize / 2 {
             return Err(Error::invalid(format!("n_ctx {n_ctx} is too large")));
         }
-        let state = model.compute()?.backend.new_state(&model.hparams, n_ctx, params.kv_type)?;
+        let v_type = params.kv_type_v.unwrap_or(params.kv_type);
+        let state = model.compute()?.backend.new_state(&model.hparams, n_ctx, params.kv_type, v_type)?;
         let n_vocab = model.hparams.n_vocab;
         let inner = Inner {
             state,

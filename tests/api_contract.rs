@@ -394,11 +394,13 @@ fn session_params_are_validated() {
         assert_eq!(llama_session_new(m.0, null(), &mut s), LLAMA_OK);
         llama_session_free(s);
 
-        // kv_type: F16 (default), F32 or Q8_0, nothing else.
-        let bad = llama_session_params { kv_type: 7, ..llama_session_params_default() };
-        assert_eq!(llama_session_new(m.0, &bad, &mut s), LLAMA_ERR_INVALID_ARGUMENT);
-        assert!(last_error().contains("kv_type"), "{}", last_error());
-        for kv in [LLAMA_KV_F16, LLAMA_KV_F32, LLAMA_KV_Q8_0] {
+        // kv_type: F16 (default), F32, Q8_0, Q4_0 or Q8_0_Q4_0, nothing else.
+        for kv in [7, -1, 5] {
+            let bad = llama_session_params { kv_type: kv, ..llama_session_params_default() };
+            assert_eq!(llama_session_new(m.0, &bad, &mut s), LLAMA_ERR_INVALID_ARGUMENT);
+            assert!(last_error().contains("kv_type"), "{}", last_error());
+        }
+        for kv in [LLAMA_KV_F16, LLAMA_KV_F32, LLAMA_KV_Q8_0, LLAMA_KV_Q4_0, LLAMA_KV_Q8_0_Q4_0] {
             let sp = llama_session_params { kv_type: kv, ..llama_session_params_default() };
             assert_eq!(llama_session_new(m.0, &sp, &mut s), LLAMA_OK);
             llama_session_free(s);

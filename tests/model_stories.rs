@@ -201,3 +201,45 @@ fn an_8bit_kv_cache_matches_a_reference_that_rounds_k_and_v_the_same_way() {
         assert_eq!(s.kv_bytes() * 8, f16_session.kv_bytes() * 5);
     }
 }
+
+#[test]
+fn an_8bit_k_and_4bit_v_cache_matches_a_reference_that_rounds_them_the_same_way() {
+    // LLAMA_KV_Q8_0_Q4_0 (llama.cpp's -ctk q8_0 -ctv q4_0): K as the 8-bit test above, V in 4
+    // bits (q4_0 rounding, blocks of 8 here). The reference rounds K and V rows the same way
+    // in an independent float64 forward: 1.01 away from the unrounded f32 logits.
+    let tokens = reference_tokens();
+    let (reference, exact) = (reference_logits("q8k_q4v"), reference_logits("f32"));
+    for rel in ["stories260K/stories260K-f32.gguf", "stories260K/hf"] {
+        let m = load_model(rel, None);
+        let mut p = params(0, 0.0, 0);
+        (p.kv_type, p.kv_type_v) = (KvType::Q8_0, Some(KvType::Q4_0));
+        let s = Session::new(m.clone(), p).unwrap();
+        let (mut worst, mut moved) = (0f32, 0f32);
+        for (i, &t) in tokens.iter().enumerate() {
+            s.step(&[t]).unwrap();
+            let l = s.logits().unwrap().unwrap();
+            worst = worst.max(max_abs_diff(&l, &reference[i]));
+            moved = moved.max(max_abs_diff(&l, &exact[i]));
+        }
+        eprintln!(
+            "{rel}: q8_0 K + q4_0 V cache: max |logit - q8k_q4v reference| = {worst:e}, - f32 reference = {moved:e}"
+        );
+        assert!(worst < 1e-3, "{rel}: q8_0 K + q4_0 V cache: max |logit - q8k_q4v reference| = {worst}");
+        assert!(moved > 0.1, "{rel}: the 4-bit V cache did not round anything ({moved})");
+
+        // Stepping the same tokens again after a rewind gives the same logits (the cache rows
+        // of the rewound positions are rewritten, not mixed with the old ones).
+        s.rewind(8).unwrap();
+        for &t in &tokens[8..] {
+            s.step(&[t]).unwrap();
+        }
+        let again = max_abs_diff(&s.logits().unwrap().unwrap(), &reference[tokens.len() - 1]);
+        assert!(again < 1e-3, "{rel}: after a rewind: {again}");
+
+        // Per 8 values: K 8 bytes + a 2-byte scale, V 4 bytes + a 2-byte scale; f16: 2 x 16.
+        let mut pf = params(0, 0.0, 0);
+        pf.kv_type = KvType::F16;
+        let f16_session = Session::new(m.clone(), pf).unwrap();
+        assert_eq!(s.kv_bytes() * 2, f16_session.kv_bytes());
+    }
+}

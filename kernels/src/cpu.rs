@@ -61,6 +61,8 @@ pub struct CpuFeatures {
     pub avx512bf16: bool,
     /// AVX-512 FP16 (detected and reported, not used).
     pub avx512fp16: bool,
+    /// The CPU is Intel's (CPUID vendor "GenuineIntel"): see [`CpuFeatures::sw_prefetch`].
+    pub intel: bool,
 }
 
 impl CpuFeatures {
@@ -75,6 +77,16 @@ impl CpuFeatures {
         } else {
             Path::Scalar
         }
+    }
+
+    /// Whether matrix-vector products issue software prefetches along their weight rows.
+    /// Measured on the two CPUs this project runs on: on an AVX-512 Xeon they lift one thread's
+    /// f16 4096x11008 stream from 12.9 to 15.3 GiB/s (its hardware prefetcher alone keeps too
+    /// few lines in flight); on an AMD EPYC (Zen 4) they cost 10% of a 2-thread 7B decode
+    /// (26.6 against 23.9 GB/s of weights, 10 alternations in one process), whose L2 stream
+    /// prefetcher does better alone. So: on Intel CPUs only.
+    pub const fn sw_prefetch(self) -> bool {
+        self.intel
     }
 
     /// Whether `p` can run here.
@@ -92,6 +104,7 @@ impl CpuFeatures {
             | (self.avx512vl as u16) << 5
             | (self.avx512bf16 as u16) << 6
             | (self.avx512fp16 as u16) << 7
+            | (self.intel as u16) << 8
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -105,6 +118,7 @@ impl CpuFeatures {
             avx512vl: b & 1 << 5 != 0,
             avx512bf16: b & 1 << 6 != 0,
             avx512fp16: b & 1 << 7 != 0,
+            intel: b & 1 << 8 != 0,
         }
     }
 }
@@ -142,7 +156,10 @@ mod imp {
 
     fn detect() -> CpuFeatures {
         let mut f = CpuFeatures::default();
-        let max_leaf = cpuid(0, 0).eax;
+        let l0 = cpuid(0, 0);
+        let max_leaf = l0.eax;
+        // The vendor string is EBX, EDX, ECX: "Genu" "ineI" "ntel".
+        f.intel = (l0.ebx, l0.edx, l0.ecx) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e);
         if max_leaf < 1 {
             return f;
         }

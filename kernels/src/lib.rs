@@ -1,8 +1,8 @@
 //! Numeric kernels for runllama, `#![no_std]`: dot products of stored weight rows (f32, f16,
 //! bf16, read with unaligned little-endian loads straight from the memory map) with f32
 //! activations, the small per-token ops of a LLaMA layer (rmsnorm, rope, softmax, silu), and
-//! attention over one head's cached positions (f32/f16/bf16 caches, and an 8-bit cache written
-//! by [`quantize_q8`]).
+//! attention over one head's cached positions (f32/f16/bf16 caches, an 8-bit cache written by
+//! [`quantize_q8`] and a 4-bit one written by [`quantize_q4`]).
 //!
 //! Each op has a scalar reference version (module `scalar`) and SIMD versions for x86-64
 //! (AVX2+FMA+F16C, AVX-512 F/BW/VL), chosen at run time from CPUID/XGETBV, once (see
@@ -279,6 +279,30 @@ pub mod paths {
         unsafe { imp::attn_scores_q8(p, qs, scales, block, stride, q, scale, out) }
     }
 
+    /// [`attn_scores_q4`](crate::attn_scores_q4) on path `p`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_scores_q4(
+        p: Path,
+        qs: &[u8],
+        scales: &[f16],
+        block: usize,
+        stride: usize,
+        q: &[f32],
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        check(p);
+        // SAFETY: `p` was checked against the detected features.
+        unsafe { imp::attn_scores_q4(p, qs, scales, block, stride, q, scale, out) }
+    }
+
+    /// [`attn_wsum_q4`](crate::attn_wsum_q4) on path `p`.
+    pub fn attn_wsum_q4(p: Path, qs: &[u8], scales: &[f16], block: usize, stride: usize, w: &[f32], out: &mut [f32]) {
+        check(p);
+        // SAFETY: `p` was checked against the detected features.
+        unsafe { imp::attn_wsum_q4(p, qs, scales, block, stride, w, out) }
+    }
+
     /// [`attn_wsum_q8`](crate::attn_wsum_q8) on path `p`.
     pub fn attn_wsum_q8(p: Path, qs: &[i8], scales: &[f16], block: usize, stride: usize, w: &[f32], out: &mut [f32]) {
         check(p);
@@ -437,7 +461,106 @@ mod imp {
         out: &mut [f32],
     ) {
         check_q8_rows("attn_wsum_q8", qs, scales, block, stride, w.len(), out.len());
-        on_path!(p, attn_wsum_q8(qs, scales, block, stride, w, out))
+        on_path!(p, attn_wsum_q8(qs, scales, block, stride, w, out, false))
+    }
+
+    /// A 4-bit cache: `n` rows of `hd` values `stride` apart (packed two to a byte), their
+    /// scales `stride / block` apart; `block` even, `hd` and `stride` whole blocks.
+    #[track_caller]
+    #[allow(clippy::too_many_arguments)]
+    fn check_q4_rows(what: &str, qs: &[u8], scales: &[f16], block: usize, stride: usize, n: usize, hd: usize) {
+        assert!(
+            block > 0 && block.is_multiple_of(2) && hd.is_multiple_of(block) && stride.is_multiple_of(block),
+            "{what}: block {block} must be even and divide the row length {hd} and the stride {stride}"
+        );
+        check_rows(what, qs.len() * 2, n, hd, stride);
+        let need = if n == 0 { 0 } else { (n - 1) * (stride / block) + hd / block };
+        assert!(scales.len() >= need, "{what}: {n} rows need {need} scales, got {}", scales.len());
+    }
+
+    /// Run `f(values, scales, j0, c)` over the rows of a 4-bit cache in pieces of `c` rows from
+    /// row `j0`, each unpacked to 8-bit values (`q - 8`, the same `stride`) in a buffer that
+    /// stays in L1, so the 8-bit kernels compute on them.
+    fn q4_chunks(
+        qs: &[u8],
+        scales: &[f16],
+        block: usize,
+        stride: usize,
+        n: usize,
+        hd: usize,
+        mut f: impl FnMut(&[i8], &[f16], usize, usize),
+    ) {
+        const CHUNK: usize = 4096;
+        let rows = (CHUNK / stride.max(1)).max(1);
+        let need = (rows - 1) * stride + hd;
+        let mut stack = [0i8; CHUNK];
+        let mut heap = alloc::vec::Vec::new();
+        let buf: &mut [i8] = if need <= CHUNK {
+            &mut stack[..need]
+        } else {
+            heap.resize(need, 0);
+            &mut heap
+        };
+        let mut j0 = 0;
+        while j0 < n {
+            let c = rows.min(n - j0);
+            for r in 0..c {
+                let at = (j0 + r) * stride;
+                scalar::unpack_q4(&qs[at / 2..(at + hd) / 2], block, &mut buf[r * stride..r * stride + hd]);
+            }
+            f(&buf[..(c - 1) * stride + hd], &scales[j0 * stride / block..], j0, c);
+            j0 += c;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn attn_scores_q4(
+        p: Path,
+        qs: &[u8],
+        scales: &[f16],
+        block: usize,
+        stride: usize,
+        q: &[f32],
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        check_q4_rows("attn_scores_q4", qs, scales, block, stride, out.len(), q.len());
+        q4_chunks(qs, scales, block, stride, out.len(), q.len(), |vals, sc, j0, c| {
+            on_path!(p, attn_scores_q8(vals, sc, block, stride, q, scale, &mut out[j0..j0 + c]))
+        })
+    }
+
+    pub(super) unsafe fn attn_wsum_q4(
+        p: Path,
+        qs: &[u8],
+        scales: &[f16],
+        block: usize,
+        stride: usize,
+        w: &[f32],
+        out: &mut [f32],
+    ) {
+        check_q4_rows("attn_wsum_q4", qs, scales, block, stride, w.len(), out.len());
+        if w.is_empty() {
+            out.fill(0.0);
+        }
+        q4_chunks(qs, scales, block, stride, w.len(), out.len(), |vals, sc, j0, c| {
+            // Each piece adds onto the sums so far: per element, one chain over the rows in order.
+            on_path!(p, attn_wsum_q8(vals, sc, block, stride, &w[j0..j0 + c], out, j0 > 0))
+        })
+    }
+
+    pub(super) fn quantize_q4(x: &[f32], block: usize, qs: &mut [u8], scales: &mut [f16]) {
+        assert!(
+            block > 0
+                && block.is_multiple_of(2)
+                && x.len().is_multiple_of(block)
+                && qs.len() * 2 >= x.len()
+                && scales.len() >= x.len() / block,
+            "quantize_q4: {} values (whole even blocks of {block}) need half as many bytes and {} scales",
+            x.len(),
+            x.len() / block.max(1)
+        );
+        scalar::quantize_q4(x, block, qs, scales)
     }
 
     pub(super) fn quantize_q8(x: &[f32], block: usize, qs: &mut [i8], scales: &mut [f16]) {
@@ -540,6 +663,32 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 /// block is allowed. (Scalar on every path: the KV cache quantizes one row per token.)
 pub fn quantize_q8(x: &[f32], block: usize, qs: &mut [i8], scales: &mut [f16]) {
     imp::quantize_q8(x, block, qs, scales)
+}
+
+/// 4-bit quantization as llama.cpp's `q4_0` rounds (there with blocks of 32), in whole blocks
+/// of an even `block`: per block `m` the value of largest magnitude, the scale `d = m / -8`
+/// (stored rounded to f16), `q[i] = min(15, trunc(x[i] / d + 8.5))`, read back as `d * (q[i] -
+/// 8)`. Byte `i` of a block holds `q[i]` in its low nibble and `q[i + block / 2]` in its high
+/// one. `qs` holds `x.len() / 2` bytes, `scales` `x.len() / block`. (Scalar on every path.)
+pub fn quantize_q4(x: &[f32], block: usize, qs: &mut [u8], scales: &mut [f16]) {
+    imp::quantize_q4(x, block, qs, scales)
+}
+
+/// [`attn_scores`] over a 4-bit cache written by [`quantize_q4`]: position `j`'s values at
+/// byte `j * stride / 2` of `qs`, its scales at `j * stride / block`; `q.len()` and `stride`
+/// whole blocks. Computed by [`attn_scores_q8`] on the values `q - 8`, unpacked a few KiB at
+/// a time, so the result equals that of an 8-bit cache holding those values and scales.
+#[allow(clippy::too_many_arguments)]
+pub fn attn_scores_q4(qs: &[u8], scales: &[f16], block: usize, stride: usize, q: &[f32], scale: f32, out: &mut [f32]) {
+    // SAFETY: `path()` never exceeds the detected features.
+    unsafe { imp::attn_scores_q4(path(), qs, scales, block, stride, q, scale, out) }
+}
+
+/// [`attn_wsum`] over a 4-bit cache (layout as [`attn_scores_q4`]), equal to
+/// [`attn_wsum_q8`] on the unpacked values.
+pub fn attn_wsum_q4(qs: &[u8], scales: &[f16], block: usize, stride: usize, w: &[f32], out: &mut [f32]) {
+    // SAFETY: `path()` never exceeds the detected features.
+    unsafe { imp::attn_wsum_q4(path(), qs, scales, block, stride, w, out) }
 }
 
 /// Attention scores of one head over `out.len()` cached positions: `out[j] = scale * dot(q,

@@ -195,9 +195,51 @@ pub(crate) fn attn_scores_q8(
     }
 }
 
-/// `out = sum_j p[j] * row j` over an 8-bit cache: `out[i] += (p[j] * d) * q[i]` row by row.
-pub(crate) fn attn_wsum_q8(qs: &[i8], scales: &[f16], block: usize, stride: usize, p: &[f32], out: &mut [f32]) {
-    out.fill(0.0);
+/// llama.cpp's `q4_0` rounding per block: `m` the value of largest magnitude, `d = m / -8`
+/// (stored rounded to f16), `q = min(15, trunc(x / d + 8.5))`; byte `i` of a block holds `q[i]`
+/// in its low nibble and `q[i + block / 2]` in its high one.
+pub(crate) fn quantize_q4(x: &[f32], block: usize, qs: &mut [u8], scales: &mut [f16]) {
+    let half = block / 2;
+    for ((xb, qb), s) in x.chunks(block).zip(qs.chunks_mut(half)).zip(scales.iter_mut()) {
+        let m = xb.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+        let d = m / -8.0;
+        *s = f16::from_f32(d.clamp(-f16::MAX.to_f32(), f16::MAX.to_f32()));
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        // `as` truncates toward zero (and maps NaN to 0), as llama.cpp's `(int8_t)` cast.
+        let q = |i: usize| xb.get(i).map_or(8, |&v| ((v * id + 8.5) as i32).clamp(0, 15) as u8);
+        for (i, b) in qb.iter_mut().enumerate() {
+            *b = q(i) | q(i + half) << 4;
+        }
+    }
+}
+
+/// The values of a 4-bit row as signed 8-bit ones (`q - 8`, in -8..=7): `out[i]` from nibble
+/// `i` of blocks of `block` (layout as [`quantize_q4`]).
+pub(crate) fn unpack_q4(qs: &[u8], block: usize, out: &mut [i8]) {
+    let half = block / 2;
+    for (qb, ob) in qs.chunks(half).zip(out.chunks_mut(block)) {
+        let (lo, hi) = ob.split_at_mut(half);
+        for ((b, l), h) in qb.iter().zip(lo).zip(hi) {
+            *l = (b & 15) as i8 - 8;
+            *h = (b >> 4) as i8 - 8;
+        }
+    }
+}
+
+/// `out = sum_j p[j] * row j` over an 8-bit cache: `out[i] += (p[j] * d) * q[i]` row by row
+/// (onto `out` as it is when `acc`, else from zero).
+pub(crate) fn attn_wsum_q8(
+    qs: &[i8],
+    scales: &[f16],
+    block: usize,
+    stride: usize,
+    p: &[f32],
+    out: &mut [f32],
+    acc: bool,
+) {
+    if !acc {
+        out.fill(0.0);
+    }
     for (j, &w) in p.iter().enumerate() {
         let (row, s0) = (&qs[j * stride..], j * stride / block);
         for (b, ob) in out.chunks_mut(block).enumerate() {

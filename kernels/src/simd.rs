@@ -43,13 +43,15 @@ macro_rules! simd_kernels {
         use crate::WeightType;
         use crate::PANEL;
 
-        // Tuned on a 2-core AVX-512 Xeon VM (260 MiB L3); see benches/kernels.rs.
+        // Tuned on a 2-core AVX-512 Xeon VM (260 MiB L3) and checked on a 2-core AMD EPYC
+        // (Zen 4) VM; see benches/kernels.rs.
 
         /// Rows matvec processes together (independent FMA chains, one load of x for all).
         const G: usize = 4;
-        /// Software prefetch distance (bytes) along each weight row in matvec (measured
-        /// 12.9 -> 15.3 GiB/s best case for f16 4096x11008 here; the hardware prefetcher
-        /// alone lets too few lines be in flight when 32 bytes of f16 feed one FMA).
+        /// Software prefetch distance (bytes) along each weight row in matvec, where
+        /// `CpuFeatures::sw_prefetch` says it pays (measured on the Xeon: 12.9 -> 15.3 GiB/s
+        /// best case for f16 4096x11008; its hardware prefetcher alone lets too few lines be in
+        /// flight when 32 bytes of f16 feed one FMA).
         const PF: usize = 1024;
         /// Vectors per packed activation panel (`PANEL` tokens).
         const VP: usize = PANEL / L;
@@ -107,18 +109,25 @@ macro_rules! simd_kernels {
             }
         }
 
+        /// `PFR`: prefetch along the rows (see `CpuFeatures::sw_prefetch`).
         #[target_feature(enable = $feat)]
-        unsafe fn matvec_t<const WT: u8>(w: *const u8, x: *const f32, cols: usize, out: *mut f32, rows: usize) {
+        unsafe fn matvec_t<const WT: u8, const PFR: bool>(
+            w: *const u8,
+            x: *const f32,
+            cols: usize,
+            out: *mut f32,
+            rows: usize,
+        ) {
             let stride = cols * wsize(WT);
             // Row i of each of G equal parts of the matrix: each of the G memory streams runs
             // sequentially through its part instead of jumping at every group of G rows.
             // (Results do not depend on the grouping: one accumulator per row.)
             let q = rows / G;
             for i in 0..q {
-                dot_rows::<WT, G, true>(w.add(i * stride), q * stride, x, cols, out.add(i), q);
+                dot_rows::<WT, G, PFR>(w.add(i * stride), q * stride, x, cols, out.add(i), q);
             }
             for r in G * q..rows {
-                dot_rows::<WT, 1, true>(w.add(r * stride), stride, x, cols, out.add(r), 1);
+                dot_rows::<WT, 1, PFR>(w.add(r * stride), stride, x, cols, out.add(r), 1);
             }
         }
 
@@ -300,10 +309,13 @@ macro_rules! simd_kernels {
         /// The CPU supports `$feat`; `w` holds `out.len()` rows of `x.len()` elements.
         pub(crate) unsafe fn matvec(wt: WeightType, w: &[u8], x: &[f32], out: &mut [f32]) {
             let (w, x, cols, rows, o) = (w.as_ptr(), x.as_ptr(), x.len(), out.len(), out.as_mut_ptr());
-            match wt {
-                WeightType::F32 => matvec_t::<WF32>(w, x, cols, o, rows),
-                WeightType::F16 => matvec_t::<WF16>(w, x, cols, o, rows),
-                WeightType::BF16 => matvec_t::<WBF16>(w, x, cols, o, rows),
+            match (wt, crate::detected().sw_prefetch()) {
+                (WeightType::F32, true) => matvec_t::<WF32, true>(w, x, cols, o, rows),
+                (WeightType::F16, true) => matvec_t::<WF16, true>(w, x, cols, o, rows),
+                (WeightType::BF16, true) => matvec_t::<WBF16, true>(w, x, cols, o, rows),
+                (WeightType::F32, false) => matvec_t::<WF32, false>(w, x, cols, o, rows),
+                (WeightType::F16, false) => matvec_t::<WF16, false>(w, x, cols, o, rows),
+                (WeightType::BF16, false) => matvec_t::<WBF16, false>(w, x, cols, o, rows),
             }
         }
 
@@ -535,9 +547,9 @@ macro_rules! simd_kernels {
             hd: usize,
             n: usize,
             scores: Option<(*const f32, f32, *mut f32)>,
-            wsum: Option<(*const f32, *mut f32)>,
+            wsum: Option<(*const f32, *mut f32, bool)>,
         ) {
-            if let Some((_, out)) = wsum {
+            if let Some((_, out, false)) = wsum {
                 for c in 0..hd / L {
                     st(out.add(c * L), zero());
                 }
@@ -567,7 +579,7 @@ macro_rules! simd_kernels {
                         }
                     }
                 }
-                if let Some((p, out)) = wsum {
+                if let Some((p, out, _)) = wsum {
                     if g == G {
                         wsum_q8_rows::<B, G>(rows, srows, stride, p.add(j), out, hd);
                     } else {
@@ -644,7 +656,8 @@ macro_rules! simd_kernels {
         }
 
         /// # Safety
-        /// The CPU supports `$feat`; lengths as `crate::attn_wsum_q8` checks them.
+        /// The CPU supports `$feat`; lengths as `crate::attn_wsum_q8` checks them. `acc`: add
+        /// onto `out` instead of starting from zero.
         pub(crate) unsafe fn attn_wsum_q8(
             qs: &[i8],
             scales: &[half::f16],
@@ -652,15 +665,16 @@ macro_rules! simd_kernels {
             stride: usize,
             p: &[f32],
             out: &mut [f32],
+            acc: bool,
         ) {
             let (hd, n) = (out.len(), p.len());
-            let ws = Some((p.as_ptr(), out.as_mut_ptr()));
+            let ws = Some((p.as_ptr(), out.as_mut_ptr(), acc));
             let (qp, sp) = (qs.as_ptr(), scales.as_ptr());
             match block {
                 32 if hd % 32 == 0 => attn_q8_t::<32>(qp, sp, stride, hd, n, None, ws),
                 16 if hd % 16 == 0 && L <= 16 => attn_q8_t::<16>(qp, sp, stride, hd, n, None, ws),
                 8 if hd % 8 == 0 && L <= 8 => attn_q8_t::<8>(qp, sp, stride, hd, n, None, ws),
-                _ => crate::scalar::attn_wsum_q8(qs, scales, block, stride, p, out),
+                _ => crate::scalar::attn_wsum_q8(qs, scales, block, stride, p, out, acc),
             }
         }
 

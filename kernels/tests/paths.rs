@@ -519,3 +519,100 @@ fn attention_over_an_8bit_cache_every_path_and_block() {
         }
     }
 }
+
+#[test]
+fn q4_quantization_is_llama_cpp_q4_0() {
+    // One block of 16 whose value of largest magnitude is -8: d = 1, q = trunc(x + 8.5).
+    let x: Vec<f32> = [0.0, 1.0, 2.0, 7.0, -8.0, -7.6, 3.49, 0.5, -0.5, 6.2, -1.0, 5.0, 4.0, -2.5, 1.5, 0.25].to_vec();
+    let (mut qs, mut scales) = (vec![0u8; 8], vec![f16::ZERO; 1]);
+    runllama_kernels::quantize_q4(&x, 16, &mut qs, &mut scales);
+    assert_eq!(scales[0], f16::from_f32(1.0));
+    let q: Vec<u8> = vec![8, 9, 10, 15, 0, 0, 11, 9, 8, 14, 7, 13, 12, 6, 10, 8];
+    let packed: Vec<u8> = (0..8).map(|i| q[i] | q[i + 8] << 4).collect();
+    assert_eq!(qs, packed);
+    // All zero: scale 0, every value reads back as 0.
+    runllama_kernels::quantize_q4(&[0.0; 16], 16, &mut qs, &mut scales);
+    assert_eq!((scales[0], qs.clone()), (f16::ZERO, vec![0x88u8; 8]));
+
+    let mut rng = Rng(17);
+    for block in [2, 8, 16, 32] {
+        let len = block * 9;
+        let x: Vec<f32> = (0..len).map(|_| rng.unit() * 30.0).collect();
+        let (mut qs, mut scales) = (vec![0u8; len / 2], vec![f16::ZERO; len / block]);
+        runllama_kernels::quantize_q4(&x, block, &mut qs, &mut scales);
+        for (b, xb) in x.chunks(block).enumerate() {
+            let m = xb.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+            assert_eq!(scales[b], f16::from_f32(m / -8.0), "block {block} scale {b}");
+            let d = scales[b].to_f64();
+            for (i, &v) in xb.iter().enumerate() {
+                let byte = qs[b * block / 2 + i % (block / 2)];
+                let q = if i < block / 2 { byte & 15 } else { byte >> 4 };
+                // Within half a step (the f16 rounding of d adds a little at the ends), except
+                // that q4_0's grid ends at 7 steps on the side opposite the block's largest
+                // value: values beyond it are clipped there, within one step.
+                let err = (v as f64 - d * (q as f64 - 8.0)).abs();
+                let steps = if q == 15 { 1.0 } else { 0.5 };
+                assert!(err <= steps * d.abs() + 2e-3 * m.abs() as f64, "block {block}: {v} -> {q} x {d}");
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_over_a_4bit_cache_is_the_8bit_kernels_on_its_values() {
+    simd_paths(); // logs what is compared
+    let mut rng = Rng(4);
+    // ATTN's cases, and more rows than one unpacked piece holds (4096 values).
+    let cases: Vec<(usize, usize, usize)> =
+        ATTN.iter().copied().chain([(300, 8, 32), (70, 128, 128), (40, 128, 4096)]).collect();
+    for (n, hd, stride) in cases {
+        for block in [8, 16, 32, 2] {
+            if hd % block != 0 || stride % block != 0 {
+                continue;
+            }
+            let len = (n - 1) * stride + hd;
+            let vals: Vec<f32> = (0..len.next_multiple_of(block)).map(|_| rng.unit() * 4.0).collect();
+            let (mut qs, mut scales) = (vec![0u8; vals.len() / 2], vec![f16::ZERO; vals.len() / block]);
+            runllama_kernels::quantize_q4(&vals, block, &mut qs, &mut scales);
+            // The same values as an 8-bit cache: q - 8 with the same scales.
+            let q8: Vec<i8> = (0..vals.len())
+                .map(|i| {
+                    let (b, k) = (i / block, i % block);
+                    let byte = qs[b * block / 2 + k % (block / 2)];
+                    (if k < block / 2 { byte & 15 } else { byte >> 4 }) as i8 - 8
+                })
+                .collect();
+            let deq = |i: usize| scales[i / block].to_f64() * q8[i] as f64;
+            let q: Vec<f32> = (0..hd).map(|_| rng.unit() * 2.0).collect();
+            let w: Vec<f32> = (0..n).map(|_| rng.unit().abs()).collect();
+            for p in paths::available() {
+                let (mut s4, mut s8) = (vec![0f32; n], vec![0f32; n]);
+                paths::attn_scores_q4(p, &qs, &scales, block, stride, &q, 0.25, &mut s4);
+                paths::attn_scores_q8(p, &q8, &scales, block, stride, &q, 0.25, &mut s8);
+                for j in 0..n {
+                    assert_eq!(
+                        s4[j].to_bits(),
+                        s8[j].to_bits(),
+                        "{p:?} scores_q4 {n}x{hd}/{stride} block {block} at {j}"
+                    );
+                    let want: f64 = (0..hd).map(|i| deq(j * stride + i) * q[i] as f64).sum::<f64>() * 0.25;
+                    let abs: f64 = (0..hd).map(|i| (deq(j * stride + i) * q[i] as f64).abs()).sum();
+                    assert!(close(s4[j], want as f32, abs), "{p:?} scores_q4 {n}x{hd}/{stride} block {block} at {j}");
+                }
+                let (mut o4, mut o8) = (vec![f32::NAN; hd], vec![f32::NAN; hd]);
+                paths::attn_wsum_q4(p, &qs, &scales, block, stride, &w, &mut o4);
+                paths::attn_wsum_q8(p, &q8, &scales, block, stride, &w, &mut o8);
+                for i in 0..hd {
+                    assert_eq!(
+                        o4[i].to_bits(),
+                        o8[i].to_bits(),
+                        "{p:?} wsum_q4 {n}x{hd}/{stride} block {block} at {i}"
+                    );
+                    let want: f64 = (0..n).map(|j| w[j] as f64 * deq(j * stride + i)).sum();
+                    let abs: f64 = (0..n).map(|j| (w[j] as f64 * deq(j * stride + i)).abs()).sum();
+                    assert!(close(o4[i], want as f32, abs), "{p:?} wsum_q4 {n}x{hd}/{stride} block {block} at {i}");
+                }
+            }
+        }
+    }
+}

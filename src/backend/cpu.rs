@@ -73,6 +73,13 @@ enum KvData {
         scales: Vec<f16>,
         block: usize,
     },
+    /// `k::quantize_q4` rows: two values a byte, one scale per `block` (even, dividing the
+    /// head size).
+    Q4 {
+        qs: Vec<u8>,
+        scales: Vec<f16>,
+        block: usize,
+    },
 }
 
 /// One layer's K or V cache, head-major: head `h`'s vector at position `p` is the `head_dim`
@@ -110,6 +117,17 @@ impl KvBuf {
                 let qs = filled(n, 0i8, "the KV cache")?;
                 KvData::Q8 { qs, scales: filled(n / block, f16::ZERO, "the KV cache scales")?, block }
             }
+            KvType::Q4_0 => {
+                let block = q8_block(head_dim);
+                if !block.is_multiple_of(2) {
+                    return Err(Error::new(
+                        Status::Unsupported,
+                        format!("a 4-bit (q4_0) KV cache needs an even head size, not {head_dim}"),
+                    ));
+                }
+                let qs = filled(n / 2, 0u8, "the KV cache")?;
+                KvData::Q4 { qs, scales: filled(n / block, f16::ZERO, "the KV cache scales")?, block }
+            }
         };
         Ok(KvBuf { data, n_ctx, n_heads, head_dim })
     }
@@ -119,6 +137,7 @@ impl KvBuf {
             KvData::F32(v) => v.len() * 4,
             KvData::F16(v) => v.len() * 2,
             KvData::Q8 { qs, scales, .. } => qs.len() + scales.len() * 2,
+            KvData::Q4 { qs, scales, .. } => qs.len() + scales.len() * 2,
         }
     }
 
@@ -135,6 +154,10 @@ impl KvBuf {
                     let b = *block;
                     k::quantize_q8(head, b, &mut qs[at..at + hd], &mut scales[at / b..(at + hd) / b]);
                 }
+                KvData::Q4 { qs, scales, block } => {
+                    let b = *block;
+                    k::quantize_q4(head, b, &mut qs[at / 2..(at + hd) / 2], &mut scales[at / b..(at + hd) / b]);
+                }
             }
         }
     }
@@ -149,6 +172,9 @@ impl KvBuf {
             KvData::Q8 { qs, scales, block } => {
                 HeadRows::Q8 { qs: &qs[at..end], scales: &scales[at / block..end / block], block: *block }
             }
+            KvData::Q4 { qs, scales, block } => {
+                HeadRows::Q4 { qs: &qs[at / 2..end / 2], scales: &scales[at / block..end / block], block: *block }
+            }
         }
     }
 
@@ -159,6 +185,7 @@ impl KvBuf {
         match self.head(h, out.len()) {
             HeadRows::Stored(wt, rows) => k::attn_scores(wt, rows, hd, q, scale, out),
             HeadRows::Q8 { qs, scales, block } => k::attn_scores_q8(qs, scales, block, hd, q, scale, out),
+            HeadRows::Q4 { qs, scales, block } => k::attn_scores_q4(qs, scales, block, hd, q, scale, out),
         }
     }
 
@@ -168,6 +195,7 @@ impl KvBuf {
         match self.head(h, p.len()) {
             HeadRows::Stored(wt, rows) => k::attn_wsum(wt, rows, hd, p, out),
             HeadRows::Q8 { qs, scales, block } => k::attn_wsum_q8(qs, scales, block, hd, p, out),
+            HeadRows::Q4 { qs, scales, block } => k::attn_wsum_q4(qs, scales, block, hd, p, out),
         }
     }
 }
@@ -178,6 +206,8 @@ enum HeadRows<'a> {
     Stored(k::WeightType, &'a [u8]),
     /// 8-bit values and their scales (one per `block`).
     Q8 { qs: &'a [i8], scales: &'a [f16], block: usize },
+    /// 4-bit values (two a byte) and their scales (one per `block`).
+    Q4 { qs: &'a [u8], scales: &'a [f16], block: usize },
 }
 
 /// Element types of a KV cache whose bytes the kernels read as stored rows: no padding, every
@@ -301,12 +331,12 @@ impl Backend for CpuBackend {
         self.n_threads
     }
 
-    fn new_state(&self, hp: &Hparams, n_ctx: usize, kv_type: KvType) -> Result<Box<dyn SessionState>> {
+    fn new_state(&self, hp: &Hparams, n_ctx: usize, k_type: KvType, v_type: KvType) -> Result<Box<dyn SessionState>> {
         let mut k = Vec::with_capacity(hp.n_layer);
         let mut v = Vec::with_capacity(hp.n_layer);
         for _ in 0..hp.n_layer {
-            k.push(KvBuf::new(kv_type, n_ctx, hp.n_head_kv, hp.head_dim())?);
-            v.push(KvBuf::new(kv_type, n_ctx, hp.n_head_kv, hp.head_dim())?);
+            k.push(KvBuf::new(k_type, n_ctx, hp.n_head_kv, hp.head_dim())?);
+            v.push(KvBuf::new(v_type, n_ctx, hp.n_head_kv, hp.head_dim())?);
         }
         let hd = hp.head_dim();
         let inv_freq = (0..hd / 2).map(|i| 1.0 / hp.rope_theta.powf((2 * i) as f32 / hd as f32)).collect();

@@ -30,6 +30,10 @@ pub enum KvType {
     /// 8 bits per value with an f16 scale per block of 32 (llama.cpp's `q8_0`; blocks of
     /// `gcd(32, head_dim)` for smaller heads): 17/32 of the f16 cache's memory.
     Q8_0,
+    /// 4 bits per value with an f16 scale per block (llama.cpp's `q4_0` rounding, blocks as
+    /// `Q8_0`): 9/32 of the f16 cache's memory. Best kept for V (llama.cpp's `-ctv q4_0`):
+    /// attention scores through 4-bit keys move more.
+    Q4_0,
 }
 
 /// Per-session backend state (the KV cache and scratch buffers).
@@ -48,9 +52,9 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Threads the backend computes with.
     fn n_threads(&self) -> usize;
-    /// Allocate a session's state for `n_ctx` positions with a `kv_type` cache (`OutOfMemory`
-    /// when it cannot).
-    fn new_state(&self, hp: &Hparams, n_ctx: usize, kv_type: KvType) -> Result<Box<dyn SessionState>>;
+    /// Allocate a session's state for `n_ctx` positions with a K cache of `k_type` and a V
+    /// cache of `v_type` (`OutOfMemory` when it cannot).
+    fn new_state(&self, hp: &Hparams, n_ctx: usize, k_type: KvType, v_type: KvType) -> Result<Box<dyn SessionState>>;
     /// Run `batch.tokens` at positions `pos..pos + tokens.len()` (one batched pass), writing their K/V
     /// into the state, and the logits of the last position into `logits` (`n_vocab` floats).
     /// Positions `>= pos` of the cache may be overwritten even on error; earlier ones never are.

@@ -39,6 +39,7 @@ pub fn params(n_ctx: u32, temperature: f32, seed: u64) -> SessionParams {
         sampler: SamplerParams { temperature, top_k: 0, top_p: 1.0, repeat_penalty: 1.0 },
         seed,
         kv_type: KvType::F32,
+        kv_type_v: None,
     }
 }
 

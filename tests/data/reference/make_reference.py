@@ -21,6 +21,8 @@ What it writes (into --out):
                    2-D matrices from hf/fp16, 1-D RMSNorm weights kept F32 from hf/
   logits_q8kv.bin  the numpy float64 forward below over hf/model.safetensors with every K and V
                    row rounded as an 8-bit (q8_0) KV cache stores it (`q8_0_round`)
+  logits_q8k_q4v.bin  the same with K rows rounded as q8_0 and V rows as a 4-bit (q4_0) cache
+                   stores them (`q4_0_round`)
   reference.json   tokens, layout, generator versions, greedy ids
 
 Each .bin is 32 x 512 float32, little-endian, row-major, position-major: the float at byte
@@ -101,9 +103,23 @@ def q8_0_round(x, block):
     return (q * d).reshape(x.shape)
 
 
-def numpy_f64_forward(st_path, cfg, tokens, kv_round=None):
+def q4_0_round(x, block):
+    """x [T, n] with each row quantized as a 4-bit KV cache stores it and read back (llama.cpp's
+    q4_0 rounding): per block of `block` values m = the value of largest magnitude (the first
+    one on ties), d = m / -8, q = min(15, floor(x / d + 8.5)) (0 <= x / d + 8.5 here, so floor
+    is C's truncation), value = float16(d) * (q - 8)."""
+    T = x.shape[0]
+    xb = x.reshape(T, -1, block)
+    m = np.take_along_axis(xb, np.abs(xb).argmax(-1)[..., None], -1)
+    d = m / -8.0
+    q = np.where(d != 0, np.minimum(15, np.floor(xb / np.where(d != 0, d, 1.0) + 8.5)), 8)
+    return ((q - 8) * d.astype(np.float16).astype(np.float64)).reshape(x.shape)
+
+
+def numpy_f64_forward(st_path, cfg, tokens, kv_round=None, v_round=None):
     """Independent float64 LLaMA forward over HF-layout safetensors weights; `kv_round`, when
-    given, is applied to each position's K (after RoPE) and V row, as a quantized cache would."""
+    given, is applied to each position's K (after RoPE) and V row, as a quantized cache would
+    (`v_round`, when given, to the V rows instead)."""
     # safetensors.torch only to read the file (numpy has no bfloat16); exact upcast to f64.
     w = {k: v.to(torch.float64).numpy() for k, v in load_file(st_path).items()}
     d, nh, nkv, hd = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
@@ -132,7 +148,7 @@ def numpy_f64_forward(st_path, cfg, tokens, kv_round=None):
         v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(T, nkv, hd)
         if kv_round is not None:
             k = kv_round(k.reshape(T, nkv * hd)).reshape(T, nkv, hd)
-            v = kv_round(v.reshape(T, nkv * hd)).reshape(T, nkv, hd)
+            v = (v_round or kv_round)(v.reshape(T, nkv * hd)).reshape(T, nkv, hd)
         rep = nh // nkv
         k = np.repeat(k, rep, axis=1)  # q head j uses kv head j // rep
         v = np.repeat(v, rep, axis=1)
@@ -208,6 +224,16 @@ def main():
                                     "generator": "the numpy float64 forward, K/V rows q8_0-rounded",
                                     "max_abs_diff_vs_f32": float(np.abs(q8 - lg).max())}
             print(f"q8_0 KV (numpy f64, blocks of {block}): max|q8kv - f32| = {np.abs(q8 - lg).max():.4f}")
+            # K in 8 bits, V in 4 (runllama's LLAMA_KV_Q8_0_Q4_0, llama.cpp's -ctk q8_0 -ctv q4_0).
+            k8v4 = numpy_f64_forward(os.path.join(mdir, "model.safetensors"), cfg, TOKENS,
+                                     kv_round=lambda r: q8_0_round(r, block),
+                                     v_round=lambda r: q4_0_round(r, block)).astype(np.float32)
+            k8v4.astype("<f4").tofile(os.path.join(a.out, "logits_q8k_q4v.bin"))
+            ref["files"]["q8k_q4v"] = {"file": "logits_q8k_q4v.bin", "weights": f"{sub}/model.safetensors",
+                                       "shape": [len(TOKENS), N_VOCAB], "kv_block": block,
+                                       "generator": "the numpy float64 forward, K rows q8_0-rounded, V rows q4_0-rounded",
+                                       "max_abs_diff_vs_f32": float(np.abs(k8v4 - lg).max())}
+            print(f"q8_0 K + q4_0 V (numpy f64, blocks of {block}): max|q8k_q4v - f32| = {np.abs(k8v4 - lg).max():.4f}")
             g = greedy(model)
             ref["greedy_ids_f32"] = g
             ok = g == EXPECTED_IDS
