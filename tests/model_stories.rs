@@ -170,13 +170,7 @@ fn an_8bit_kv_cache_matches_a_reference_that_rounds_k_and_v_the_same_way() {
         let mut p = params(0, 0.0, 0);
         p.kv_type = KvType::Q8_0;
         let s = Session::new(m.clone(), p).unwrap();
-        let (mut worst, mut moved) = (0f32, 0f32);
-        for (i, &t) in tokens.iter().enumerate() {
-            s.step(&[t]).unwrap();
-            let l = s.logits().unwrap().unwrap();
-            worst = worst.max(max_abs_diff(&l, &reference[i]));
-            moved = moved.max(max_abs_diff(&l, &exact[i]));
-        }
+        let (worst, moved) = step_against(&s, &tokens, &reference, &exact);
         eprintln!("{rel}: q8_0 KV cache: max |logit - q8kv reference| = {worst:e}, - f32 reference = {moved:e}");
         assert!(worst < 1e-3, "{rel}: q8_0 KV cache: max |logit - q8kv reference| = {worst}");
 
@@ -214,13 +208,7 @@ fn an_8bit_k_and_4bit_v_cache_matches_a_reference_that_rounds_them_the_same_way(
         let mut p = params(0, 0.0, 0);
         (p.kv_type, p.kv_type_v) = (KvType::Q8_0, Some(KvType::Q4_0));
         let s = Session::new(m.clone(), p).unwrap();
-        let (mut worst, mut moved) = (0f32, 0f32);
-        for (i, &t) in tokens.iter().enumerate() {
-            s.step(&[t]).unwrap();
-            let l = s.logits().unwrap().unwrap();
-            worst = worst.max(max_abs_diff(&l, &reference[i]));
-            moved = moved.max(max_abs_diff(&l, &exact[i]));
-        }
+        let (worst, moved) = step_against(&s, &tokens, &reference, &exact);
         eprintln!(
             "{rel}: q8_0 K + q4_0 V cache: max |logit - q8k_q4v reference| = {worst:e}, - f32 reference = {moved:e}"
         );
@@ -242,4 +230,17 @@ fn an_8bit_k_and_4bit_v_cache_matches_a_reference_that_rounds_them_the_same_way(
         let f16_session = Session::new(m.clone(), pf).unwrap();
         assert_eq!(s.kv_bytes() * 2, f16_session.kv_bytes());
     }
+}
+
+/// Step `tokens` one at a time in `s`; the largest |logit - `reference`| and |logit - `exact`|
+/// over the positions.
+fn step_against(s: &Session, tokens: &[u32], reference: &[Vec<f32>], exact: &[Vec<f32>]) -> (f32, f32) {
+    let (mut worst, mut moved) = (0f32, 0f32);
+    for (i, &t) in tokens.iter().enumerate() {
+        s.step(&[t]).unwrap();
+        let l = s.logits().unwrap().unwrap();
+        worst = worst.max(max_abs_diff(&l, &reference[i]));
+        moved = moved.max(max_abs_diff(&l, &exact[i]));
+    }
+    (worst, moved)
 }

@@ -216,24 +216,21 @@ def main():
         if tag == "f32":
             # An 8-bit KV cache (runllama's LLAMA_KV_Q8_0: blocks of gcd(32, head_dim) = 8).
             block = math.gcd(32, cfg["head_dim"])
-            q8 = numpy_f64_forward(os.path.join(mdir, "model.safetensors"), cfg, TOKENS,
-                                   kv_round=lambda r: q8_0_round(r, block)).astype(np.float32)
-            q8.astype("<f4").tofile(os.path.join(a.out, "logits_q8kv.bin"))
-            ref["files"]["q8kv"] = {"file": "logits_q8kv.bin", "weights": f"{sub}/model.safetensors",
-                                    "shape": [len(TOKENS), N_VOCAB], "kv_block": block,
-                                    "generator": "the numpy float64 forward, K/V rows q8_0-rounded",
-                                    "max_abs_diff_vs_f32": float(np.abs(q8 - lg).max())}
-            print(f"q8_0 KV (numpy f64, blocks of {block}): max|q8kv - f32| = {np.abs(q8 - lg).max():.4f}")
+            def rounded(tag, generator, **rounding):
+                lr = numpy_f64_forward(os.path.join(mdir, "model.safetensors"), cfg, TOKENS,
+                                       **rounding).astype(np.float32)
+                lr.astype("<f4").tofile(os.path.join(a.out, f"logits_{tag}.bin"))
+                ref["files"][tag] = {"file": f"logits_{tag}.bin", "weights": f"{sub}/model.safetensors",
+                                     "shape": [len(TOKENS), N_VOCAB], "kv_block": block,
+                                     "generator": generator,
+                                     "max_abs_diff_vs_f32": float(np.abs(lr - lg).max())}
+                print(f"{tag} (numpy f64, blocks of {block}): max|{tag} - f32| = {np.abs(lr - lg).max():.4f}")
+
+            rounded("q8kv", "the numpy float64 forward, K/V rows q8_0-rounded",
+                    kv_round=lambda r: q8_0_round(r, block))
             # K in 8 bits, V in 4 (runllama's LLAMA_KV_Q8_0_Q4_0, llama.cpp's -ctk q8_0 -ctv q4_0).
-            k8v4 = numpy_f64_forward(os.path.join(mdir, "model.safetensors"), cfg, TOKENS,
-                                     kv_round=lambda r: q8_0_round(r, block),
-                                     v_round=lambda r: q4_0_round(r, block)).astype(np.float32)
-            k8v4.astype("<f4").tofile(os.path.join(a.out, "logits_q8k_q4v.bin"))
-            ref["files"]["q8k_q4v"] = {"file": "logits_q8k_q4v.bin", "weights": f"{sub}/model.safetensors",
-                                       "shape": [len(TOKENS), N_VOCAB], "kv_block": block,
-                                       "generator": "the numpy float64 forward, K rows q8_0-rounded, V rows q4_0-rounded",
-                                       "max_abs_diff_vs_f32": float(np.abs(k8v4 - lg).max())}
-            print(f"q8_0 K + q4_0 V (numpy f64, blocks of {block}): max|q8k_q4v - f32| = {np.abs(k8v4 - lg).max():.4f}")
+            rounded("q8k_q4v", "the numpy float64 forward, K rows q8_0-rounded, V rows q4_0-rounded",
+                    kv_round=lambda r: q8_0_round(r, block), v_round=lambda r: q4_0_round(r, block))
             g = greedy(model)
             ref["greedy_ids_f32"] = g
             ok = g == EXPECTED_IDS
