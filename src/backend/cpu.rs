@@ -93,9 +93,9 @@ struct KvBuf {
     head_dim: usize,
 }
 
-/// Block size of the 8-bit cache for heads of `head_dim`: `gcd(32, head_dim)` (32 for every
+/// Block size of the 8-bit and 4-bit caches for heads of `head_dim`: `gcd(32, head_dim)` (32 for every
 /// LLaMA; a head never shares a block with the next).
-fn q8_block(head_dim: usize) -> usize {
+fn quant_block(head_dim: usize) -> usize {
     let (mut a, mut b) = (32, head_dim);
     while b != 0 {
         (a, b) = (b, a % b);
@@ -113,12 +113,12 @@ impl KvBuf {
             KvType::F32 => KvData::F32(filled(n, 0.0, "the KV cache")?),
             KvType::F16 => KvData::F16(filled(n, f16::ZERO, "the KV cache")?),
             KvType::Q8_0 => {
-                let block = q8_block(head_dim);
+                let block = quant_block(head_dim);
                 let qs = filled(n, 0i8, "the KV cache")?;
                 KvData::Q8 { qs, scales: filled(n / block, f16::ZERO, "the KV cache scales")?, block }
             }
             KvType::Q4_0 => {
-                let block = q8_block(head_dim);
+                let block = quant_block(head_dim);
                 if !block.is_multiple_of(2) {
                     return Err(Error::new(
                         Status::Unsupported,
