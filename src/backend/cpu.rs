@@ -521,13 +521,9 @@ impl CpuBackend {
                 k::rmsnorm(&mut xb[t * d..(t + 1) * d], &x[t * d..(t + 1) * d], &layer.ffn_norm, hp.norm_eps);
             }
             self.project(w, &layer.gate_up, xb, n, &mut s.packed, &mut s.fused, &mut [&mut *gate, &mut *up]);
-            if n > 1 {
-                // Elementwise, one token's row per task: a batch's gate is n x n_ff values,
-                // each with a scalar exp (a single-threaded pass was ~2% of a 7B prefill).
-                gate.par_chunks_mut(ff).zip(up.par_chunks(ff)).for_each(|(g, u)| k::silu_mul(g, u));
-            } else {
-                k::silu_mul(gate, up);
-            }
+            // Elementwise, one token's row per task (one token runs in place): a batch's gate is
+            // n x n_ff values, each with a scalar exp (one thread's pass was ~2% of a 7B prefill).
+            gate.par_chunks_mut(ff).zip(up.par_chunks(ff)).for_each(|(g, u)| k::silu_mul(g, u));
             self.matmul(w, &layer.w_down, gate, n, &mut s.packed, proj);
             add_into(x, proj);
         }
