@@ -88,7 +88,6 @@ fn bench_kernels(c: &mut Criterion) {
     let (rows, cols, n) = (4096usize, 4096usize, 128usize);
     let xs: Vec<f32> = (0..n * cols).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
     let mut xp = vec![0f32; k::packed_len(n, cols)];
-    k::pack_activations(&xs, n, cols, &mut xp);
     let mut outs = vec![0f32; n * rows];
     let mut g = c.benchmark_group("matmul");
     g.sample_size(10).sampling_mode(SamplingMode::Flat);
@@ -99,6 +98,8 @@ fn bench_kernels(c: &mut Criterion) {
         for wt in TYPES {
             let bytes = rows * cols * wt.size();
             let id = BenchmarkId::new(format!("{}/{wt:?}", p.name()), format!("{rows}x{cols}xn{n}"));
+            // The packed layout depends on the path and the weight type.
+            paths::pack_activations(p, wt, &xs, n, cols, &mut xp);
             g.bench_function(id, |b| {
                 b.iter(|| paths::matmul_packed(p, wt, &w[..bytes], rows, cols, &xp, n, &mut outs))
             });

@@ -1,5 +1,5 @@
 //! Which kernel path the process uses: the best the CPU supports (chosen at run time by the
-//! kernels crate), capped by the environment variable `RUNLLAMA_CPU=scalar|avx2|avx512`, read
+//! kernels crate), capped by the environment variable `RUNLLAMA_CPU=scalar|avx2|avx512|amx`, read
 //! once before the first model is loaded.
 
 use std::sync::Once;
@@ -13,7 +13,7 @@ pub fn init() {
         if let Ok(v) = std::env::var("RUNLLAMA_CPU") {
             match Path::from_name(&v) {
                 Some(p) => runllama_kernels::set_max_path(p),
-                None => crate::log::emit(2, &format!("RUNLLAMA_CPU={v:?} is not scalar, avx2 or avx512: ignored")),
+                None => crate::log::emit(2, &format!("RUNLLAMA_CPU={v:?} is not scalar, avx2, avx512 or amx: ignored")),
             }
         }
     });
@@ -25,7 +25,7 @@ pub fn system_info() -> String {
     let f = runllama_kernels::detected();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!(
-        "AVX2={} FMA={} F16C={} AVX512F={} AVX512BW={} AVX512VL={} AVX512_BF16={} AVX512_FP16={} CUDA=0 threads={threads} kernels={} prefetch={}",
+        "AVX2={} FMA={} F16C={} AVX512F={} AVX512BW={} AVX512VL={} AVX512_BF16={} AVX512_FP16={} AMX={} CUDA=0 threads={threads} kernels={} prefetch={}",
         f.avx2 as u8,
         f.fma as u8,
         f.f16c as u8,
@@ -34,6 +34,7 @@ pub fn system_info() -> String {
         f.avx512vl as u8,
         f.avx512bf16 as u8,
         f.avx512fp16 as u8,
+        f.amx as u8,
         runllama_kernels::path_name(),
         f.sw_prefetch() as u8
     )

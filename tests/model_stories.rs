@@ -79,7 +79,7 @@ fn batched_prefill_equals_stepping_one_token_at_a_time() {
         assert_eq!(next_batch, next_one, "{rel}");
         assert_eq!(batch.position(), tokens.len() as u32);
         let d = max_abs_diff(&one.logits().unwrap().unwrap(), &batch.logits().unwrap().unwrap());
-        assert!(d < 1e-5, "{rel}: batched vs stepped logits differ by {d}");
+        assert!(d < batched_bound(1e-5), "{rel}: batched vs stepped logits differ by {d}");
         // And the continuation from both caches is the same.
         assert_eq!(one.step(&[next_one]).unwrap(), batch.step(&[next_batch]).unwrap());
     }

@@ -11,18 +11,22 @@ pub enum Path {
     Avx2 = 1,
     /// x86-64 AVX-512 F/BW/VL (+ AVX2/FMA/F16C), 16 f32 lanes.
     Avx512 = 2,
+    /// AVX-512 plus Intel AMX tiles (AMX-TILE, AMX-BF16) for batched products of f16/bf16
+    /// weights (`matmul`); every other op as [`Path::Avx512`].
+    Amx = 3,
 }
 
 impl Path {
     /// Every path, slowest first.
-    pub const ALL: [Path; 3] = [Path::Scalar, Path::Avx2, Path::Avx512];
+    pub const ALL: [Path; 4] = [Path::Scalar, Path::Avx2, Path::Avx512, Path::Amx];
 
-    /// `"scalar"`, `"avx2"` or `"avx512"` (the values `RUNLLAMA_CPU` takes).
+    /// `"scalar"`, `"avx2"`, `"avx512"` or `"amx"` (the values `RUNLLAMA_CPU` takes).
     pub const fn name(self) -> &'static str {
         match self {
             Path::Scalar => "scalar",
             Path::Avx2 => "avx2",
             Path::Avx512 => "avx512",
+            Path::Amx => "amx",
         }
     }
 
@@ -36,7 +40,8 @@ impl Path {
         match v {
             0 => Path::Scalar,
             1 => Path::Avx2,
-            _ => Path::Avx512,
+            2 => Path::Avx512,
+            _ => Path::Amx,
         }
     }
 }
@@ -63,6 +68,10 @@ pub struct CpuFeatures {
     pub avx512fp16: bool,
     /// The CPU is Intel's (CPUID vendor "GenuineIntel"): see [`CpuFeatures::sw_prefetch`].
     pub intel: bool,
+    /// AMX-TILE and AMX-BF16, usable: the CPU has them, the OS saves the tile state (XCR0)
+    /// and, on Linux, granted this process its use (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, asked
+    /// once at detection). Only Linux is asked: elsewhere this stays false.
+    pub amx: bool,
 }
 
 impl CpuFeatures {
@@ -71,7 +80,11 @@ impl CpuFeatures {
     pub const fn best_path(self) -> Path {
         let avx2 = self.avx2 && self.fma && self.f16c;
         if cfg!(runllama_avx512) && avx2 && self.avx512f && self.avx512bw && self.avx512vl {
-            Path::Avx512
+            if self.amx {
+                Path::Amx
+            } else {
+                Path::Avx512
+            }
         } else if avx2 {
             Path::Avx2
         } else {
@@ -105,6 +118,7 @@ impl CpuFeatures {
             | (self.avx512bf16 as u16) << 6
             | (self.avx512fp16 as u16) << 7
             | (self.intel as u16) << 8
+            | (self.amx as u16) << 9
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -119,6 +133,7 @@ impl CpuFeatures {
             avx512bf16: b & 1 << 6 != 0,
             avx512fp16: b & 1 << 7 != 0,
             intel: b & 1 << 8 != 0,
+            amx: b & 1 << 9 != 0,
         }
     }
 }
@@ -133,7 +148,7 @@ mod imp {
     static FEATURES: AtomicU16 = AtomicU16::new(UNSET);
     const UNSET: u16 = 1 << 15;
     /// The cap set by `set_max_path` (a `Path as u8`).
-    static CAP: AtomicU8 = AtomicU8::new(Path::Avx512 as u8);
+    static CAP: AtomicU8 = AtomicU8::new(Path::Amx as u8);
 
     fn cpuid(leaf: u32, sub: u32) -> CpuidResult {
         // SAFETY: CPUID exists on every x86-64 CPU; leaves above the maximum return zeros or
@@ -188,9 +203,44 @@ mod imp {
                 if l7.eax >= 1 {
                     f.avx512bf16 = f.avx512f && cpuid(7, 1).eax & 1 << 5 != 0;
                 }
+                // CPUID.7.0:EDX bit 22 AMX-BF16, 24 AMX-TILE; XCR0 bits 17 TILECFG, 18 TILEDATA.
+                let amx_cpu = l7.edx & 1 << 22 != 0 && l7.edx & 1 << 24 != 0;
+                let amx_os = xcr0 & 0b11 << 17 == 0b11 << 17;
+                f.amx = f.avx512f && f.avx512bw && amx_cpu && amx_os && request_tile_state();
             }
         }
         f
+    }
+
+    /// Ask Linux for this process's use of the AMX tile data (`arch_prctl(ARCH_REQ_XCOMP_PERM,
+    /// XFEATURE_XTILEDATA)`, Linux >= 5.16; without it the first tile instruction faults).
+    /// Granted once for the whole process; asking again is harmless.
+    #[cfg(target_os = "linux")]
+    fn request_tile_state() -> bool {
+        const SYS_ARCH_PRCTL: i64 = 158;
+        const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+        const XFEATURE_XTILEDATA: i64 = 18;
+        let ret: i64;
+        // SAFETY: the arch_prctl system call with these arguments only changes which register
+        // state this process may use; it reads and writes no memory of ours. `syscall`
+        // clobbers rcx and r11, declared; the result is in rax.
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                inlateout("rax") SYS_ARCH_PRCTL => ret,
+                in("rdi") ARCH_REQ_XCOMP_PERM,
+                in("rsi") XFEATURE_XTILEDATA,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack, preserves_flags)
+            );
+        }
+        ret == 0
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn request_tile_state() -> bool {
+        false
     }
 
     #[inline]
@@ -240,7 +290,7 @@ pub fn path() -> Path {
     imp::path()
 }
 
-/// The name of [`path()`]: `"scalar"`, `"avx2"` or `"avx512"`.
+/// The name of [`path()`]: `"scalar"`, `"avx2"`, `"avx512"` or `"amx"`.
 pub fn path_name() -> &'static str {
     path().name()
 }

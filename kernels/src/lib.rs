@@ -16,7 +16,10 @@
 //! `dot_row` agree bit for bit, whatever the data's alignment. `matmul` sums each output in
 //! one chain over the columns in order: its results do not depend on the batch size or a
 //! token's place in the batch, and are the same on the AVX2 and AVX-512 paths; they differ from
-//! `matvec`'s (lane-parallel sums) by rounding only.
+//! `matvec`'s (lane-parallel sums) by rounding only. On [`Path::Amx`] (Intel AMX tiles), a
+//! product of f16/bf16 weights with a multiple of 32 columns splits the activations (and f16
+//! weights) into bf16 parts and sums their exact products in f32 (see `amx.rs`): the same
+//! independence of the batch, within about 1e-5 of the sum of |w x| of the f32 result.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -96,11 +99,21 @@ pub const fn packed_len(n: usize, cols: usize) -> usize {
     n.div_ceil(PANEL) * panel_stride(cols)
 }
 
-/// Pack `n` activation rows (`x` is `[n, cols]`) for [`matmul_packed`]: tokens in panels of
-/// [`PANEL`], each panel column-major (`packed[p * panel_stride(cols) + k * PANEL + j] =
-/// x[p * PANEL + j, k]`), missing tokens of the last panel zero. `packed` holds at least
-/// [`packed_len`]`(n, cols)`.
-pub fn pack_activations(x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
+/// Pack `n` activation rows (`x` is `[n, cols]`) for [`matmul_packed`] of weights of type `wt`
+/// on [`path()`] (the same path must run the product: see [`paths::pack_activations`]).
+/// `packed` holds at least [`packed_len`]`(n, cols)`.
+///
+/// The layout: tokens in panels of [`PANEL`], each panel column-major (`packed[p *
+/// panel_stride(cols) + k * PANEL + j] = x[p * PANEL + j, k]`), missing tokens of the last panel
+/// zero; on [`Path::Amx`], for the products it runs (f16/bf16 weights, `cols` a multiple of
+/// 32), each panel's 32-column blocks then hold the same values as bf16 tile operands.
+pub fn pack_activations(wt: WeightType, x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
+    // SAFETY: `path()` never exceeds the detected features.
+    unsafe { imp::pack_activations(path(), wt, x, n, cols, packed) }
+}
+
+/// The f32 panel layout of [`pack_activations`].
+fn pack_f32(x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
     assert!(x.len() >= n * cols && packed.len() >= packed_len(n, cols), "pack_activations: bad lengths");
     for (p, panel) in packed[..packed_len(n, cols)].chunks_exact_mut(panel_stride(cols)).enumerate() {
         for j in 0..PANEL {
@@ -118,6 +131,8 @@ pub fn pack_activations(x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
     }
 }
 
+#[cfg(all(target_arch = "x86_64", runllama_avx512))]
+mod amx;
 mod cpu;
 mod math;
 mod scalar;
@@ -137,7 +152,7 @@ macro_rules! on_path {
     ($p:expr, $f:ident($($a:expr),*)) => {
         match $p {
             #[cfg(all(target_arch = "x86_64", runllama_avx512))]
-            Path::Avx512 => x86::avx512::$f($($a),*),
+            Path::Avx512 | Path::Amx => x86::avx512::$f($($a),*),
             #[cfg(target_arch = "x86_64")]
             Path::Avx2 => x86::avx2::$f($($a),*),
             _ => scalar::$f($($a),*),
@@ -188,7 +203,16 @@ pub mod paths {
         unsafe { imp::matvec(p, wt, w, x, out) }
     }
 
-    /// [`matmul_packed`](crate::matmul_packed) on path `p`.
+    /// [`pack_activations`](crate::pack_activations) for a product on path `p` (its layout
+    /// depends on the path: pack and multiply on the same one).
+    pub fn pack_activations(p: Path, wt: WeightType, x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
+        check(p);
+        // SAFETY: `p` was checked against the detected features.
+        unsafe { imp::pack_activations(p, wt, x, n, cols, packed) }
+    }
+
+    /// [`matmul_packed`](crate::matmul_packed) on path `p`, over activations packed by
+    /// [`pack_activations`] on the same path.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_packed(
         p: Path,
@@ -202,7 +226,27 @@ pub mod paths {
     ) {
         check(p);
         // SAFETY: `p` was checked against the detected features.
-        unsafe { imp::matmul_packed(p, wt, w, rows, cols, xp, n, out) }
+        unsafe { imp::matmul_packed(p, wt, w, rows, cols, xp, n, out, &mut []) }
+    }
+
+    /// [`matmul_packed`] with `scratch` for the kernel's buffers: with at least
+    /// [`MATMUL_SCRATCH`](crate::MATMUL_SCRATCH) f32 it allocates nothing (without, the AMX
+    /// product allocates its buffers per call).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_packed_with(
+        p: Path,
+        wt: WeightType,
+        w: &[u8],
+        rows: usize,
+        cols: usize,
+        xp: &[f32],
+        n: usize,
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        check(p);
+        // SAFETY: `p` was checked against the detected features.
+        unsafe { imp::matmul_packed(p, wt, w, rows, cols, xp, n, out, scratch) }
     }
 
     /// [`matmul`](crate::matmul) on path `p`.
@@ -343,6 +387,7 @@ mod imp {
         xp: &[f32],
         n: usize,
         out: &mut [f32],
+        scratch: &mut [f32],
     ) {
         let row_bytes = cols * wt.size();
         assert!(w.len() >= row_bytes * rows, "matmul: matrix too short");
@@ -354,7 +399,37 @@ mod imp {
             out[..n * rows].fill(0.0);
             return;
         }
+        #[cfg(all(target_arch = "x86_64", runllama_avx512))]
+        if p == Path::Amx && amx::handles(wt, cols) {
+            if scratch.len() >= amx::SCRATCH {
+                return amx::matmul_packed(wt, w, rows, cols, xp, n, out, scratch);
+            }
+            let mut own = alloc::vec![0f32; amx::SCRATCH];
+            return amx::matmul_packed(wt, w, rows, cols, xp, n, out, &mut own);
+        }
+        let _ = scratch;
         on_path!(p, matmul_packed(wt, w, rows, cols, xp, n, out))
+    }
+
+    pub(super) unsafe fn pack_activations(
+        p: Path,
+        wt: WeightType,
+        x: &[f32],
+        n: usize,
+        cols: usize,
+        packed: &mut [f32],
+    ) {
+        pack_f32(x, n, cols, packed);
+        #[cfg(all(target_arch = "x86_64", runllama_avx512))]
+        if p == Path::Amx && amx::handles(wt, cols) {
+            for panel in packed[..packed_len(n, cols)].chunks_exact_mut(panel_stride(cols)) {
+                // SAFETY: the caller guarantees `p` (AVX-512 F/BW) is supported; each chunk
+                // holds a whole panel (`cols * PANEL` f32 and the pad).
+                unsafe { amx::convert_panel(panel.as_mut_ptr(), cols) };
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", runllama_avx512)))]
+        let _ = (p, wt);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -370,8 +445,8 @@ mod imp {
     ) {
         assert!(x.len() >= n * cols, "matmul: activations too short");
         let mut xp = alloc::vec![0f32; packed_len(n, cols)];
-        pack_activations(x, n, cols, &mut xp);
-        matmul_packed(p, wt, w, rows, cols, &xp, n, out)
+        pack_activations(p, wt, x, n, cols, &mut xp);
+        matmul_packed(p, wt, w, rows, cols, &xp, n, out, &mut [])
     }
 
     pub(super) unsafe fn rmsnorm(p: Path, out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
@@ -604,15 +679,24 @@ pub fn matmul(wt: WeightType, w: &[u8], rows: usize, cols: usize, x: &[f32], n: 
     unsafe { imp::matmul(path(), wt, w, rows, cols, x, n, out) }
 }
 
-/// [`matmul`] over activations packed by [`pack_activations`] (`xp`, `n` tokens of `cols`).
-/// Each weight row is read from `w` once per 256 tokens; every output is one multiply-add
-/// chain over the columns in order, so its value depends only on the weight row and the
-/// token's activations (not on `n` or the token's place), and is the same on the AVX2 and
-/// AVX-512 paths.
+/// [`matmul`] over activations packed by [`pack_activations`] (`xp`, `n` tokens of `cols`,
+/// packed for `wt` on the path this call runs on). Each weight row is read from `w` once per
+/// 256 tokens; every output is one multiply-add chain over the columns in order, so its value
+/// depends only on the weight row and the token's activations (not on `n` or the token's
+/// place), and is the same on the AVX2 and AVX-512 paths ([`Path::Amx`] rounds differently:
+/// see the crate docs).
 pub fn matmul_packed(wt: WeightType, w: &[u8], rows: usize, cols: usize, xp: &[f32], n: usize, out: &mut [f32]) {
     // SAFETY: `path()` never exceeds the detected features.
-    unsafe { imp::matmul_packed(path(), wt, w, rows, cols, xp, n, out) }
+    unsafe { imp::matmul_packed(path(), wt, w, rows, cols, xp, n, out, &mut []) }
 }
+
+/// f32 of scratch that [`paths::matmul_packed_with`] needs to allocate nothing (the AMX
+/// product's weight and partial-sum buffers; the other paths need none).
+#[cfg(all(target_arch = "x86_64", runllama_avx512))]
+pub const MATMUL_SCRATCH: usize = amx::SCRATCH;
+/// f32 of scratch that [`paths::matmul_packed_with`] needs to allocate nothing (none here).
+#[cfg(not(all(target_arch = "x86_64", runllama_avx512)))]
+pub const MATMUL_SCRATCH: usize = 0;
 
 /// RMSNorm: `out[i] = x[i] / sqrt(mean(x²) + eps) * weight[i]`.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {

@@ -31,7 +31,7 @@ fn the_cap_selects_the_path_every_plain_op_uses() {
         assert_eq!(mv, want_mv, "cap {cap:?}: matvec runs path {p:?}");
         assert_eq!(dot_f32(&x[..cols], &x[cols..2 * cols]), paths::dot_f32(p, &x[..cols], &x[cols..2 * cols]));
     }
-    set_max_path(Path::Avx512);
+    set_max_path(Path::Amx);
     assert_eq!(path(), best, "raising the cap again");
 
     for p in Path::ALL {

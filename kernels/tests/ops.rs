@@ -77,7 +77,8 @@ fn packed_activations_are_panels_of_16_tokens_column_major_zero_padded() {
     let (n, cols) = (37, 5);
     let x = values(n * cols, 7);
     let mut packed = vec![f32::NAN; packed_len(n, cols) + 3];
-    pack_activations(&x, n, cols, &mut packed);
+    // f32 weights: the f32 panel layout on every path.
+    pack_activations(WeightType::F32, &x, n, cols, &mut packed);
     assert_eq!(packed_len(n, cols), 3 * panel_stride(cols));
     for p in 0..3 {
         for k in 0..cols {

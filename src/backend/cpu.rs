@@ -300,6 +300,9 @@ impl SessionState for CpuState {
 struct TaskScratch {
     f: Vec<f32>,
     bytes: Vec<u8>,
+    /// The matmul kernel's own buffers (`k::MATMUL_SCRATCH`: AMX tiles' partial sums and
+    /// converted weights).
+    mm: Vec<f32>,
 }
 
 thread_local! {
@@ -377,6 +380,8 @@ impl CpuBackend {
     fn matmul(&self, w: &Weights, m: &Matrix, x: &[f32], n: usize, packed: &mut [f32], out: &mut [f32]) {
         let wt = m.dtype().kernel();
         let (rows, cols) = (m.rows, m.cols);
+        // One path for the packing and the product (their layout depends on it).
+        let path = k::path();
         let chunk = self.chunk_rows(rows);
         if n == 1 {
             let x = &x[..cols];
@@ -394,7 +399,7 @@ impl CpuBackend {
         let panel_x = k::PANEL * cols;
         let packed = &mut packed[..k::packed_len(n, cols)];
         packed.par_chunks_mut(k::panel_stride(cols)).zip(x[..n * cols].par_chunks(panel_x)).for_each(|(p, xs)| {
-            k::pack_activations(xs, xs.len() / cols, cols, p);
+            k::paths::pack_activations(path, wt, xs, xs.len() / cols, cols, p);
         });
         let packed = &*packed;
         let out = &mut out[..n * rows];
@@ -402,11 +407,21 @@ impl CpuBackend {
         (0..rows.div_ceil(chunk)).into_par_iter().for_each(|b| {
             let (r0, r1) = (b * chunk, ((b + 1) * chunk).min(rows));
             TASK.with_borrow_mut(|s| {
-                let TaskScratch { f, bytes } = s;
+                let TaskScratch { f, bytes, mm } = s;
                 m.for_each_run(w, r0, r1, bytes, |r, run| {
                     let nr = run.len() / m.row_bytes();
                     let f = at_least(f, nr * n);
-                    k::matmul_packed(wt, run, nr, cols, packed, n, f);
+                    k::paths::matmul_packed_with(
+                        path,
+                        wt,
+                        run,
+                        nr,
+                        cols,
+                        packed,
+                        n,
+                        f,
+                        at_least(mm, k::MATMUL_SCRATCH),
+                    );
                     for t in 0..n {
                         // SAFETY: `t * rows + r + nr <= n * rows = out.len()`; this task alone
                         // writes rows `r0..r1` (see `SharedOut`).
