@@ -298,7 +298,8 @@ unsafe fn matmul_t<const WT: u8>(
                         let cs = TG * 4;
                         let b0 = xp.add((g0 + q) * pstride + k0 * PANEL).cast::<u8>();
                         let b1 = if two { b0.add(pstride * 4) } else { b0 };
-                        // SAFETY: C tiles are 16 rows of 16 f32 inside `cb` (rows TG f32 apart,
+                        // SAFETY: C tiles are 16 rows of 16 f32 inside the scratch's partial
+                        // sums (RS rows TG f32 apart; rows `st * SR .. st * SR + 32 <= RS`,
                         // tokens `q * 16 .. q * 16 + 32 <= TG`); tiles configured above.
                         unsafe {
                             if k0 == 0 {
