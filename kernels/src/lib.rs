@@ -231,7 +231,7 @@ pub mod paths {
     }
 
     /// [`matmul_packed`] with `scratch` for the kernel's buffers: with at least
-    /// [`MATMUL_SCRATCH`](crate::MATMUL_SCRATCH) f32 it allocates nothing (without, the AMX
+    /// [`MATMUL_SCRATCH`] f32 it allocates nothing (without, the AMX
     /// product allocates its buffers per call).
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_packed_with(
