@@ -231,6 +231,71 @@ unsafe fn steps<const WT: u8, const TWO: bool>(a: *const u16, lo_off: usize, b0:
     }
 }
 
+/// The partial-sum tiles of one strip and token pair, `c0` the first: row tile 1 is `16 * TG`
+/// f32 further, token tile 1 `PANEL` further; rows `TG` f32 apart.
+fn c_tiles(c0: *mut f32) -> [*mut f32; 4] {
+    let at = |d: usize| c0.wrapping_add(d);
+    [c0, at(16 * TG), at(PANEL), at(16 * TG + PANEL)]
+}
+
+/// Load the partial sums at `c0` into tmm0/1 (and tmm2/3 for the second token tile when
+/// `two`), or zero them when `zero` (the first column block).
+///
+/// # Safety
+/// Tiles are configured by [`TileConfig::all_16x64`]; unless `zero`, the tiles (see [`c_tiles`])
+/// lie inside the partial-sum scratch.
+#[inline]
+unsafe fn c_tiles_in(c0: *mut f32, two: bool, zero: bool) {
+    let ([c0, c1, c2, c3], cs) = (c_tiles(c0), TG * 4);
+    // SAFETY: as the caller guarantees: 16 rows of 64 bytes each, at stride `cs`.
+    unsafe {
+        if zero {
+            asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, preserves_flags));
+            return;
+        }
+        asm!(
+            "tileloadd tmm0, [{c0} + {cs}*1]",
+            "tileloadd tmm1, [{c1} + {cs}*1]",
+            c0 = in(reg) c0, c1 = in(reg) c1, cs = in(reg) cs,
+            options(nostack, preserves_flags)
+        );
+        if two {
+            asm!(
+                "tileloadd tmm2, [{c2} + {cs}*1]",
+                "tileloadd tmm3, [{c3} + {cs}*1]",
+                c2 = in(reg) c2, c3 = in(reg) c3, cs = in(reg) cs,
+                options(nostack, preserves_flags)
+            );
+        }
+    }
+}
+
+/// Store tmm0/1 (and tmm2/3 when `two`) back to the partial sums at `c0`.
+///
+/// # Safety
+/// As [`c_tiles_in`] (the tiles lie inside the partial-sum scratch).
+#[inline]
+unsafe fn c_tiles_out(c0: *mut f32, two: bool) {
+    let ([c0, c1, c2, c3], cs) = (c_tiles(c0), TG * 4);
+    // SAFETY: as the caller guarantees: 16 rows of 64 bytes each, at stride `cs`.
+    unsafe {
+        asm!(
+            "tilestored [{c0} + {cs}*1], tmm0",
+            "tilestored [{c1} + {cs}*1], tmm1",
+            c0 = in(reg) c0, c1 = in(reg) c1, cs = in(reg) cs,
+            options(nostack, preserves_flags)
+        );
+        if two {
+            asm!(
+                "tilestored [{c2} + {cs}*1], tmm2",
+                "tilestored [{c3} + {cs}*1], tmm3",
+                c2 = in(reg) c2, c3 = in(reg) c3, cs = in(reg) cs,
+                options(nostack, preserves_flags)
+            );
+        }
+    }
+}
+
 /// `out[t * rows + r] = dot(w[r, :], x[t, :])` for `n` tokens packed by
 /// [`crate::pack_activations`] in the AMX layout (see [`handles`]).
 ///
@@ -290,65 +355,18 @@ unsafe fn matmul_t<const WT: u8>(
                 // Token tiles outer: their activations (L1) serve every strip.
                 let mut q = 0;
                 while q < gp {
+                    let two = q + 1 < gp;
+                    let b0 = xp.add((g0 + q) * pstride + k0 * PANEL).cast::<u8>();
+                    let b1 = if two { b0.add(pstride * 4) } else { b0 };
                     for st in 0..nrs / SR {
-                        let (hs, cst) = (hp.add(st * SR * KB), cp.add(st * SR * TG));
-                        let two = q + 1 < gp;
-                        let c0 = cst.add(q * PANEL);
-                        let (c1, c2, c3) = (c0.add(16 * TG), c0.add(PANEL), c0.add(16 * TG + PANEL));
-                        let cs = TG * 4;
-                        let b0 = xp.add((g0 + q) * pstride + k0 * PANEL).cast::<u8>();
-                        let b1 = if two { b0.add(pstride * 4) } else { b0 };
-                        // SAFETY: C tiles are 16 rows of 16 f32 inside the scratch's partial
-                        // sums (RS rows TG f32 apart; rows `st * SR .. st * SR + 32 <= RS`,
-                        // tokens `q * 16 .. q * 16 + 32 <= TG`); tiles configured above.
-                        unsafe {
-                            if k0 == 0 {
-                                asm!(
-                                    "tilezero tmm0",
-                                    "tilezero tmm1",
-                                    "tilezero tmm2",
-                                    "tilezero tmm3",
-                                    options(nostack, preserves_flags)
-                                );
-                            } else {
-                                asm!(
-                                    "tileloadd tmm0, [{c0} + {cs}*1]",
-                                    "tileloadd tmm1, [{c1} + {cs}*1]",
-                                    c0 = in(reg) c0, c1 = in(reg) c1, cs = in(reg) cs,
-                                    options(nostack, preserves_flags)
-                                );
-                                if two {
-                                    asm!(
-                                        "tileloadd tmm2, [{c2} + {cs}*1]",
-                                        "tileloadd tmm3, [{c3} + {cs}*1]",
-                                        c2 = in(reg) c2, c3 = in(reg) c3, cs = in(reg) cs,
-                                        options(nostack, preserves_flags)
-                                    );
-                                }
-                            }
-                        }
+                        let (hs, c0) = (hp.add(st * SR * KB), cp.add(st * SR * TG + q * PANEL));
+                        c_tiles_in(c0, two, k0 == 0);
                         if two {
                             steps::<WT, true>(hs, lo_off, b0, b1, kc);
                         } else {
                             steps::<WT, false>(hs, lo_off, b0, b1, kc);
                         }
-                        // SAFETY: as for the loads above.
-                        unsafe {
-                            asm!(
-                                "tilestored [{c0} + {cs}*1], tmm0",
-                                "tilestored [{c1} + {cs}*1], tmm1",
-                                c0 = in(reg) c0, c1 = in(reg) c1, cs = in(reg) cs,
-                                options(nostack, preserves_flags)
-                            );
-                            if two {
-                                asm!(
-                                    "tilestored [{c2} + {cs}*1], tmm2",
-                                    "tilestored [{c3} + {cs}*1], tmm3",
-                                    c2 = in(reg) c2, c3 = in(reg) c3, cs = in(reg) cs,
-                                    options(nostack, preserves_flags)
-                                );
-                            }
-                        }
+                        c_tiles_out(c0, two);
                     }
                     q += 2;
                 }

@@ -225,9 +225,7 @@ pub mod paths {
         n: usize,
         out: &mut [f32],
     ) {
-        check(p);
-        // SAFETY: `p` was checked against the detected features.
-        unsafe { imp::matmul_packed(p, wt, w, rows, cols, xp, n, out, &mut []) }
+        matmul_packed_with(p, wt, w, rows, cols, xp, n, out, &mut [])
     }
 
     /// [`matmul_packed`] with `scratch` for the kernel's buffers: with at least
