@@ -23,7 +23,7 @@ use crate::model::{Hparams, Matrix, Projections, Weights};
 /// Largest number of tokens one batched pass computes at once (longer prompts run in pieces).
 pub const UBATCH: usize = 256;
 
-/// Tasks per thread a matrix product is split into (a few, so that a core slowed by another
+/// Tasks per thread a batched matrix product is split into (a few, so that a core slowed by another
 /// process hands its share to the others).
 const TASKS_PER_THREAD: usize = 8;
 
