@@ -27,6 +27,9 @@ pub const UBATCH: usize = 256;
 /// process hands its share to the others).
 const TASKS_PER_THREAD: usize = 8;
 
+/// Most matrix-vector products one decode region runs together (q, k and v).
+const MAX_MATVECS: usize = 3;
+
 /// The CPU backend: a rayon pool of `n_threads`.
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
@@ -378,15 +381,15 @@ impl CpuBackend {
     /// pool. One token runs the matrix-vector kernel; a batch is packed once into `packed`
     /// (split over the pool by panel) and every task runs the matmul kernel on it.
     fn matmul(&self, w: &Weights, m: &Matrix, x: &[f32], n: usize, packed: &mut [f32], out: &mut [f32]) {
+        if n == 1 {
+            self.matvecs(w, std::slice::from_ref(m), x, &mut [out]);
+            return;
+        }
         let wt = m.dtype().kernel();
         let (rows, cols) = (m.rows, m.cols);
         // One path for the packing and the product (their layout depends on it).
         let path = k::path();
         let chunk = self.chunk_rows(rows);
-        if n == 1 {
-            self.matvecs(w, std::slice::from_ref(m), x, &mut [out]);
-            return;
-        }
         let panel_x = k::PANEL * cols;
         let packed = &mut packed[..k::packed_len(n, cols)];
         packed.par_chunks_mut(k::panel_stride(cols)).zip(x[..n * cols].par_chunks(panel_x)).for_each(|(p, xs)| {
@@ -429,12 +432,11 @@ impl CpuBackend {
     /// (one token's q, k and v, or gate and up, share an input).
     ///
     /// The rows of all products form one list handed out from a shared counter in pieces that
-    /// shrink as the list drains (a quarter of what is left per thread at first, 48 rows at the
-    /// end), so the threads finish together: while one thread ends a region alone it reads
+    /// shrink as the list drains (what is left / (4 × threads) each, 48 rows at the least), so the threads finish together: while one thread ends a region alone it reads
     /// about half the bandwidth that two would (measured on a 7B decode: a fixed split into 16
     /// tasks left one thread working alone ~140 us of each ~2.7 ms product).
     fn matvecs(&self, w: &Weights, ms: &[Matrix], x: &[f32], outs: &mut [&mut [f32]]) {
-        const MAX: usize = 3;
+        const MAX: usize = MAX_MATVECS;
         assert!(ms.len() <= MAX && ms.len() == outs.len(), "at most {MAX} products, one output each");
         let mut ends = [0usize; MAX];
         let mut ptrs = [SharedOut(std::ptr::null_mut()); MAX];
@@ -492,7 +494,7 @@ impl CpuBackend {
         outs: &mut [&mut [f32]],
     ) {
         match p {
-            Projections::Separate(ms) if n == 1 && ms.len() <= 3 => {
+            Projections::Separate(ms) if n == 1 && ms.len() <= MAX_MATVECS => {
                 self.matvecs(w, ms, x, outs);
             }
             Projections::Separate(ms) => {
