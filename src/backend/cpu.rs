@@ -27,6 +27,10 @@ pub const UBATCH: usize = 256;
 /// process hands its share to the others).
 const TASKS_PER_THREAD: usize = 8;
 
+/// Rows a task's share of a product is a whole number of: the matmul kernel's 48-row
+/// super-block (and the smallest piece of a decode region).
+const ROW_BLOCK: usize = 48;
+
 /// Most matrix-vector products one decode region runs together (q, k and v).
 const MAX_MATVECS: usize = 3;
 
@@ -50,7 +54,7 @@ impl CpuBackend {
     /// Rows per task of a product with `rows` output rows: whole 48-row super-blocks of the
     /// matmul kernel, about [`TASKS_PER_THREAD`] tasks per thread.
     fn chunk_rows(&self, rows: usize) -> usize {
-        rows.div_ceil(self.n_threads * TASKS_PER_THREAD).next_multiple_of(48).max(48)
+        rows.div_ceil(self.n_threads * TASKS_PER_THREAD).next_multiple_of(ROW_BLOCK).max(ROW_BLOCK)
     }
 }
 
@@ -432,14 +436,14 @@ impl CpuBackend {
     /// (one token's q, k and v, or gate and up, share an input).
     ///
     /// The rows of all products form one list handed out from a shared counter in pieces that
-    /// shrink as the list drains (what is left / (4 × threads) each, 48 rows at the least), so the threads finish together: while one thread ends a region alone it reads
-    /// about half the bandwidth that two would (measured on a 7B decode: a fixed split into 16
-    /// tasks left one thread working alone ~140 us of each ~2.7 ms product).
+    /// shrink as the list drains (what is left / (4 × threads), at least [`ROW_BLOCK`] rows), so
+    /// the threads finish together: while one thread ends a region alone it reads about half
+    /// the bandwidth that two would (measured on a 7B decode: a fixed split into 16 tasks left
+    /// one thread working alone ~140 us of each ~2.7 ms product).
     fn matvecs(&self, w: &Weights, ms: &[Matrix], x: &[f32], outs: &mut [&mut [f32]]) {
-        const MAX: usize = MAX_MATVECS;
-        assert!(ms.len() <= MAX && ms.len() == outs.len(), "at most {MAX} products, one output each");
-        let mut ends = [0usize; MAX];
-        let mut ptrs = [SharedOut(std::ptr::null_mut()); MAX];
+        assert!(ms.len() <= MAX_MATVECS && ms.len() == outs.len(), "at most {MAX_MATVECS} products, one output each");
+        let mut ends = [0usize; MAX_MATVECS];
+        let mut ptrs = [SharedOut(std::ptr::null_mut()); MAX_MATVECS];
         let mut total = 0;
         for (i, (m, o)) in ms.iter().zip(outs.iter_mut()).enumerate() {
             assert!(o.len() >= m.rows && x.len() >= m.cols, "output or input shorter than the product");
@@ -459,7 +463,7 @@ impl CpuBackend {
                         return;
                     }
                     let i = ends.partition_point(|&e| e <= g0);
-                    let want = ((total - g0) / parts).next_multiple_of(48).max(48);
+                    let want = ((total - g0) / parts).next_multiple_of(ROW_BLOCK).max(ROW_BLOCK);
                     let g1 = (g0 + want).min(ends[i]);
                     match next.compare_exchange_weak(g0, g1, Ordering::Relaxed, Ordering::Relaxed) {
                         Ok(_) => break (i, g1),
