@@ -11,10 +11,10 @@
 # Environment: LLAMA_BENCH (required: a llama-bench binary), ROUNDS (default 1), REPS (3),
 # PROMPT (128), GEN (64), KV (f16 | f32 | q8_0 | q4_0 | q8_0_q4_0, default f16 as llama.cpp; llama-bench gets the
 # same cache type), OUT (target/llamacpp-compare).
-# Building llama-bench from PyPI sources only (CPU, native; the sdist straight from PyPI's simple
-# index: `pip download --no-binary :all:` builds the package's build dependencies and can hang):
-#   curl -sL -o llama_cpp_python-0.3.36.tar.gz "$(curl -s https://pypi.org/simple/llama-cpp-python/ |
-#     grep -o 'https://files.pythonhosted.org[^"#]*llama_cpp_python-0.3.36.tar.gz' | head -1)"
+# Building llama-bench from PyPI sources only (CPU, native): download the source distribution
+# llama_cpp_python-0.3.36.tar.gz of llama-cpp-python 0.3.36 from PyPI as a file (its release
+# files list; `pip download --no-binary :all:` gets it too but first builds the package's build
+# dependencies, which can hang), then:
 #   tar xf llama_cpp_python-0.3.36.tar.gz
 #   cmake -S llama_cpp_python-0.3.36/vendor/llama.cpp -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF
 #   cmake --build build --target llama-bench -j

@@ -1,4 +1,4 @@
-/* api_test: acceptance test of the runllama C API contract (API.md, v1), in C99.
+/* api_test: acceptance test of the runllama C API contract (API.md, version 2), in C99.
  *
  *   api_test <data dir> [temp dir]
  *
@@ -94,7 +94,8 @@ static const char EXPECTED_TEXT[] =
 static char g_model_path[4200], g_tok_path[4200];
 
 static llama_load_params load_params(void) {
-    llama_load_params lp = llama_load_params_default();
+    llama_load_params lp;
+    llama_load_params_init(&lp, sizeof lp);
     lp.tokenizer_path = g_tok_path;
     lp.n_threads = 2;
     return lp;
@@ -111,8 +112,9 @@ static llama_model *load_bundled(void) {
 
 static llama_session *new_session(llama_model *m, uint32_t n_ctx, float temperature, uint64_t seed) {
     llama_session *s = NULL;
-    llama_session_params sp = llama_session_params_default();
+    llama_session_params sp;
     llama_status st;
+    llama_session_params_init(&sp, sizeof sp);
     sp.n_ctx = n_ctx;
     sp.temperature = temperature;
     sp.seed = seed;
@@ -161,7 +163,7 @@ static void test_basics(void) {
 
     CHECK(llama_api_version() == LLAMA_API_VERSION, "library %u, header %u", (unsigned)llama_api_version(),
           (unsigned)LLAMA_API_VERSION);
-    CHECK(LLAMA_API_VERSION == 1, "header says %d", LLAMA_API_VERSION);
+    CHECK(LLAMA_API_VERSION == 2, "header says %d", LLAMA_API_VERSION);
     v = llama_version();
     CHECK(v != NULL && v[0] != '\0', "llama_version() is %s", v ? "empty" : "NULL");
     CHECK(v != NULL && strchr(v, '.') != NULL, "llama_version() \"%s\" is not like \"0.1.0\"", v ? v : "(null)");
@@ -184,19 +186,123 @@ static void test_basics(void) {
         }
     }
 
-    /* Defaults. */
-    lp = llama_load_params_default();
+    /* Defaults, by llama_*_params_init and by value (the same). */
+    memset(&lp, 0xAB, sizeof lp);
+    llama_load_params_init(&lp, sizeof lp);
     CHECK(lp.size == sizeof(llama_load_params), "load params size %u, sizeof %u", (unsigned)lp.size,
           (unsigned)sizeof(llama_load_params));
     CHECK(lp.version == 0 && lp.config_path == NULL && lp.tokenizer_path == NULL && lp.device == LLAMA_DEVICE_CPU &&
-              lp.n_threads == 0 && lp.use_mmap == 1 && lp.progress == NULL && lp.progress_user_data == NULL,
+              lp.n_threads == 0 && lp.use_mmap == 1 && lp.reserved0 == 0 && lp.progress == NULL &&
+              lp.progress_user_data == NULL && lp.device_index == 0 && lp.reserved1 == 0,
           "unexpected load defaults");
-    sp = llama_session_params_default();
+    {
+        llama_load_params by_value = llama_load_params_default();
+        CHECK(memcmp(&by_value, &lp, sizeof lp) == 0, "llama_load_params_default() differs from _init");
+    }
+    memset(&sp, 0xAB, sizeof sp);
+    llama_session_params_init(&sp, sizeof sp);
     CHECK(sp.size == sizeof(llama_session_params), "session params size %u, sizeof %u", (unsigned)sp.size,
           (unsigned)sizeof(llama_session_params));
     CHECK(sp.n_ctx == 0 && sp.temperature == 0.0f && sp.top_k == 0 && sp.top_p == 1.0f && sp.repeat_penalty == 1.0f &&
-              sp.seed == 0,
+              sp.seed == 0 && sp.kv_type == LLAMA_KV_F16 && sp.reserved0 == 0,
           "unexpected session defaults");
+    {
+        llama_session_params by_value = llama_session_params_default();
+        CHECK(memcmp(&by_value, &sp, sizeof sp) == 0, "llama_session_params_default() differs from _init");
+    }
+}
+
+/* The versioned structs: the library writes and reads at most `size` bytes. */
+static void test_struct_versions(llama_model *m) {
+    union {
+        llama_load_params p;
+        unsigned char bytes[sizeof(llama_load_params) + 16];
+    } lbox;
+    union {
+        llama_session_params p;
+        unsigned char bytes[sizeof(llama_session_params) + 16];
+    } sbox;
+    size_t i, v1_load = offsetof(llama_load_params, device_index), v1_session = offsetof(llama_session_params, kv_type);
+    int untouched = 1;
+    llama_session *s = NULL;
+    llama_token t = 1, next = -1;
+    llama_model_hparams hp;
+    g_section = "struct versions";
+
+    /* Initialising a version-1-sized struct writes exactly that many bytes. */
+    memset(&lbox, 0xAB, sizeof lbox);
+    llama_load_params_init(&lbox.p, v1_load);
+    CHECK(lbox.p.size == v1_load && lbox.p.use_mmap == 1, "v1-sized init: size %u", (unsigned)lbox.p.size);
+    for (i = v1_load; i < sizeof lbox.bytes; i++) untouched &= lbox.bytes[i] == 0xAB;
+    CHECK(untouched, "llama_load_params_init wrote past the size it was given");
+    memset(&sbox, 0xAB, sizeof sbox);
+    llama_session_params_init(&sbox.p, v1_session);
+    untouched = 1;
+    for (i = v1_session; i < sizeof sbox.bytes; i++) untouched &= sbox.bytes[i] == 0xAB;
+    CHECK(sbox.p.size == v1_session && untouched, "llama_session_params_init wrote past %u bytes", (unsigned)v1_session);
+    /* A size that is no version's sizeof: an error, nothing written. */
+    memset(&sbox, 0xAB, sizeof sbox);
+    llama_session_params_init(&sbox.p, 6);
+    CHECK(sbox.bytes[0] == 0xAB && last_error()[0] != '\0', "init with size 6 wrote or said nothing");
+    llama_session_params_init(NULL, sizeof sbox.p);
+    CHECK(last_error()[0] != '\0', "init of NULL said nothing");
+
+    /* A version-1 struct (no kv_type, garbage beyond it) is read as far as its size. */
+    sbox.p.size = (uint32_t)v1_session;
+    llama_session_params_init(&sbox.p, v1_session);
+    sbox.p.n_ctx = 64;
+    CHECK_STATUS(llama_session_new(m, &sbox.p, &s), LLAMA_OK);
+    if (s) {
+        CHECK(llama_session_n_ctx(s) == 64, "n_ctx %u", (unsigned)llama_session_n_ctx(s));
+        CHECK_STATUS(llama_step(s, &t, 1, &next), LLAMA_OK);
+        CHECK(next == EXPECTED_IDS[0], "first id %d", (int)next);
+        llama_session_free(s);
+        s = NULL;
+    }
+    /* A larger struct from a newer header: its tail must be zero. */
+    memset(&sbox, 0, sizeof sbox);
+    llama_session_params_init(&sbox.p, sizeof sbox.bytes);
+    CHECK(sbox.p.size == sizeof sbox.bytes && sbox.p.top_p == 1.0f, "init of a larger struct: size %u", (unsigned)sbox.p.size);
+    CHECK_STATUS(llama_session_new(m, &sbox.p, &s), LLAMA_OK);
+    llama_session_free(s);
+    s = NULL;
+    sbox.bytes[sizeof(llama_session_params) + 3] = 1;
+    CHECK_STATUS(llama_session_new(m, &sbox.p, &s), LLAMA_ERR_UNSUPPORTED);
+    CHECK(s == NULL, "a session from an unsupported struct");
+    /* Sizes that end inside a field. */
+    llama_session_params_init(&sbox.p, sizeof sbox.p);
+    sbox.p.size = (uint32_t)offsetof(llama_session_params, seed) + 4;
+    CHECK_STATUS(llama_session_new(m, &sbox.p, &s), LLAMA_ERR_INVALID_ARGUMENT);
+    /* The reserved fields are ignored. */
+    llama_load_params_init(&lbox.p, sizeof lbox.p);
+    lbox.p.reserved0 = 0xFFFFFFFFu;
+    lbox.p.reserved1 = 0x12345678u;
+    lbox.p.tokenizer_path = g_tok_path;
+    {
+        llama_model *m2 = NULL;
+        CHECK_STATUS(llama_load(g_model_path, &lbox.p, &m2), LLAMA_OK);
+        llama_model_free(m2);
+    }
+    /* device_index: negative is invalid; CUDA is a device error in a build without it. */
+    lbox.p.device_index = -1;
+    {
+        llama_model *m2 = NULL;
+        CHECK_STATUS(llama_load(g_model_path, &lbox.p, &m2), LLAMA_ERR_INVALID_ARGUMENT);
+        lbox.p.device_index = 3;
+        lbox.p.device = LLAMA_DEVICE_CUDA;
+        CHECK_STATUS(llama_load(g_model_path, &lbox.p, &m2), LLAMA_ERR_DEVICE);
+        CHECK(m2 == NULL, "a model from a failed load");
+    }
+
+    /* Out-structs: an older, smaller llama_model_hparams gets its fields and nothing more. */
+    memset(&hp, 0xAB, sizeof hp);
+    hp.size = (uint32_t)offsetof(llama_model_hparams, n_ff);
+    CHECK_STATUS(llama_model_get_hparams(m, &hp), LLAMA_OK);
+    CHECK(hp.size == offsetof(llama_model_hparams, n_ff) && hp.n_head_kv == 4 && hp.n_vocab == 512,
+          "hparams of a smaller struct: size %u, n_head_kv %d", (unsigned)hp.size, (int)hp.n_head_kv);
+    CHECK(((unsigned char *)&hp)[offsetof(llama_model_hparams, n_ff)] == 0xAB, "wrote past the host's size");
+    hp.size = 3;
+    CHECK_STATUS(llama_model_get_hparams(m, &hp), LLAMA_ERR_INVALID_ARGUMENT);
 }
 
 static void test_load_errors(const char *tmp_dir) {
@@ -261,13 +367,13 @@ static void test_load_errors(const char *tmp_dir) {
     CHECK(last_error()[0] != '\0', "no message after an error");
     CHECK_STATUS(llama_load(g_model_path, NULL, NULL), LLAMA_ERR_INVALID_ARGUMENT);
 
-    /* Params whose size is wrong. */
+    /* Params whose size is no version's sizeof. */
     lp = load_params();
-    lp.size = (uint32_t)sizeof lp - 4;
+    lp.size = (uint32_t)offsetof(llama_load_params, progress) + 4;
     CHECK_STATUS(llama_load(g_model_path, &lp, &m), LLAMA_ERR_INVALID_ARGUMENT);
     lp.size = 0;
     CHECK_STATUS(llama_load(g_model_path, &lp, &m), LLAMA_ERR_INVALID_ARGUMENT);
-    lp.size = (uint32_t)sizeof lp + 8;
+    lp.size = 1u << 20;
     CHECK_STATUS(llama_load(g_model_path, &lp, &m), LLAMA_ERR_INVALID_ARGUMENT);
 
     /* Bad values. */
@@ -337,9 +443,9 @@ static void test_null_and_invalid(llama_model *m) {
     CHECK(s == NULL, "*out_session not set to NULL on failure");
     CHECK_STATUS(llama_session_new(m, NULL, NULL), LLAMA_ERR_INVALID_ARGUMENT);
     sp = llama_session_params_default();
-    sp.size = 4;
+    sp.size = 2;
     CHECK_STATUS(llama_session_new(m, &sp, &s), LLAMA_ERR_INVALID_ARGUMENT);
-    sp.size = (uint32_t)sizeof sp + 4;
+    sp.size = (uint32_t)sizeof sp - 2;
     CHECK_STATUS(llama_session_new(m, &sp, &s), LLAMA_ERR_INVALID_ARGUMENT);
     sp = llama_session_params_default();
     sp.temperature = -1.0f;
@@ -682,6 +788,23 @@ static void test_rewind_reset(llama_model *m) {
     st = llama_step(s, &next, 1, &next);
     CHECK(st == LLAMA_OK && next == EXPECTED_IDS[1], "step after the cancelled one: %s, next %d", llama_status_str(st),
           (int)next);
+
+    /* A stray abort (issued after the generation ended) does not survive reset or rewind: the
+       next conversation's first step runs. */
+    llama_session_abort(s);
+    CHECK_STATUS(llama_session_reset(s), LLAMA_OK);
+    st = llama_step(s, &bos, 1, &next);
+    CHECK(st == LLAMA_OK && next == EXPECTED_IDS[0], "first step after abort + reset: %s: %s", llama_status_str(st),
+          last_error());
+    llama_session_abort(s);
+    CHECK_STATUS(llama_session_rewind(s, 0), LLAMA_OK);
+    st = llama_step(s, &bos, 1, &next);
+    CHECK(st == LLAMA_OK && next == EXPECTED_IDS[0], "first step after abort + rewind: %s: %s", llama_status_str(st),
+          last_error());
+    /* A failed rewind leaves the abort pending. */
+    llama_session_abort(s);
+    CHECK_STATUS(llama_session_rewind(s, 99), LLAMA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(llama_step(s, &next, 1, &next), LLAMA_ERR_CANCELLED);
     llama_session_free(s);
 }
 
@@ -821,6 +944,65 @@ static void test_callbacks(void) {
     CHECK(st == LLAMA_ERR_CANCELLED, "cancel at the third call: %s: %s", llama_status_str(st), last_error());
 }
 
+/* Callbacks that call back into the API (API.md v2 section 3). */
+static int g_reentrant_calls = 0;
+static llama_status g_nested_status = LLAMA_OK;
+static char g_nested_error[512];
+
+/* Reinstalls itself (the sink's lock must not be held while it runs), then makes a failing call
+   of its own, whose error it sees; the outer call's error must survive it. */
+static void on_log_reentrant(int32_t level, const char *line, void *user_data) {
+    static int depth = 0; /* the nested call logs too */
+    llama_model *m = NULL;
+    (void)level;
+    (void)line;
+    if (depth > 0) return;
+    depth++;
+    g_reentrant_calls++;
+    llama_set_log_callback(on_log_reentrant, user_data);
+    g_nested_status = llama_load("/nonexistent/nested/inner.gguf", NULL, &m);
+    snprintf(g_nested_error, sizeof g_nested_error, "%s", llama_last_error());
+    depth--;
+}
+
+static int32_t on_progress_reentrant(float fraction, void *user_data) {
+    llama_model *m = NULL;
+    (void)fraction;
+    (void)user_data;
+    g_reentrant_calls++;
+    g_nested_status = llama_load("/nonexistent/nested/progress.gguf", NULL, &m);
+    return 0;
+}
+
+static void test_reentrant_callbacks(void) {
+    llama_model *m = NULL;
+    llama_load_params lp;
+    llama_status st;
+    const char *err;
+    g_section = "reentrant callbacks";
+
+    llama_set_log_callback(on_log_reentrant, NULL);
+    st = llama_load("/nonexistent/outer/model.gguf", NULL, &m);
+    err = last_error();
+    llama_set_log_callback(NULL, NULL);
+    CHECK(g_reentrant_calls > 0, "the log callback was not called");
+    CHECK(st == LLAMA_ERR_IO, "outer load: %s", llama_status_str(st));
+    CHECK(g_nested_status == LLAMA_ERR_IO && strstr(g_nested_error, "inner.gguf") != NULL,
+          "the callback's own call: %s, \"%s\"", llama_status_str(g_nested_status), g_nested_error);
+    CHECK(strstr(err, "outer/model.gguf") != NULL, "the outer error was replaced: \"%s\"", err);
+
+    /* A progress callback's failing call leaves no error behind a successful load. */
+    g_reentrant_calls = 0;
+    lp = load_params();
+    lp.progress = on_progress_reentrant;
+    st = llama_load(g_model_path, &lp, &m);
+    err = last_error();
+    CHECK(st == LLAMA_OK && g_reentrant_calls > 0 && g_nested_status == LLAMA_ERR_IO,
+          "load with a reentrant progress callback: %s, %d calls", llama_status_str(st), g_reentrant_calls);
+    CHECK(err[0] == '\0', "a successful load left the error \"%s\"", err);
+    llama_model_free(m);
+}
+
 static void test_chat(llama_model *m) {
     llama_chat_message msgs[2];
     size_t n = 0;
@@ -861,6 +1043,7 @@ int main(int argc, char **argv) {
     test_basics();
     test_load_errors(tmp_dir);
     m = load_bundled();
+    test_struct_versions(m);
     test_null_and_invalid(m);
     test_model_info(m);
     test_describe(m);
@@ -873,6 +1056,7 @@ int main(int argc, char **argv) {
     llama_model_free(m);
     test_model_outlives_handle();
     test_callbacks();
+    test_reentrant_callbacks();
 
     if (g_failures) {
         fprintf(stderr, "api_test: %d of %d checks FAILED\n", g_failures, g_checks);

@@ -27,7 +27,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
-    llama_load_params lp = llama_load_params_default();
+    llama_load_params lp;
     llama_model *model = NULL;
     llama_model_hparams hp;
     llama_status st;
@@ -35,6 +35,7 @@ int main(int argc, char **argv) {
     int32_t i, n, d;
     int a;
 
+    llama_load_params_init(&lp, sizeof lp);
     for (a = 1; a < argc; a++) {
         if ((strcmp(argv[a], "-V") == 0 || strcmp(argv[a], "-C") == 0 || strcmp(argv[a], "-F") == 0) && a + 1 < argc) {
             if (argv[a][1] == 'V') {

@@ -208,7 +208,7 @@ int main(int argc, char **argv) {
     }
 
     /* Load. */
-    lp = llama_load_params_default();
+    llama_load_params_init(&lp, sizeof lp);
     lp.version = (int32_t)version;
     lp.config_path = config_path;
     lp.tokenizer_path = tokenizer_path;
@@ -218,7 +218,7 @@ int main(int argc, char **argv) {
     if (st != LLAMA_OK) die_api(PROG, "llama_load", st);
     t_load = now_ms() - t0;
 
-    sp = llama_session_params_default();
+    llama_session_params_init(&sp, sizeof sp);
     sp.n_ctx = (uint32_t)n_ctx;
     sp.temperature = temperature;
     sp.top_k = (int32_t)top_k;

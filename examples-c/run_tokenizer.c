@@ -172,7 +172,7 @@ int main(int argc, char **argv) {
         text = owned_text;
     }
 
-    lp = llama_load_params_default();
+    llama_load_params_init(&lp, sizeof lp);
     lp.version = (int32_t)version;
     lp.n_threads = 1;
     if (model_path) {

@@ -9,14 +9,19 @@ use runllama_kernels::Path;
 /// Apply `RUNLLAMA_CPU` (once per process; later calls do nothing).
 pub fn init() {
     static ONCE: Once = Once::new();
+    let mut warning = None;
     ONCE.call_once(|| {
         if let Ok(v) = std::env::var("RUNLLAMA_CPU") {
             match Path::from_name(&v) {
                 Some(p) => runllama_kernels::set_max_path(p),
-                None => crate::log::emit(2, &format!("RUNLLAMA_CPU={v:?} is not scalar, avx2, avx512 or amx: ignored")),
+                None => warning = Some(format!("RUNLLAMA_CPU={v:?} is not scalar, avx2, avx512 or amx: ignored")),
             }
         }
     });
+    // Logged once the `Once` is complete: the host's callback may call back into the library.
+    if let Some(w) = warning {
+        crate::log::emit(2, &w);
+    }
 }
 
 /// The `llama_system_info()` line: CPU features seen, CUDA, threads, kernel path in use.

@@ -34,6 +34,8 @@ pub struct LoadOptions<'a> {
     pub tokenizer_path: Option<PathBuf>,
     /// `DEVICE_CPU` or `DEVICE_CUDA`.
     pub device: i32,
+    /// Which GPU with `DEVICE_CUDA` (0 = the first); ignored on the CPU.
+    pub device_index: usize,
     /// Worker threads (0 = one per core).
     pub n_threads: usize,
     /// Map the files (true) or read them into memory.
@@ -49,6 +51,7 @@ impl Default for LoadOptions<'_> {
             config_path: None,
             tokenizer_path: None,
             device: DEVICE_CPU,
+            device_index: 0,
             n_threads: 0,
             use_mmap: true,
             progress: None,
@@ -183,7 +186,10 @@ pub fn load(path: &Path, mut opts: LoadOptions<'_>) -> Result<Model> {
         DEVICE_CUDA => {
             return Err(Error::new(
                 Status::Device,
-                "CUDA was requested but this build of runllama has no CUDA backend (built without the `cuda` feature)",
+                format!(
+                    "CUDA device {} was requested but this build of runllama has no CUDA backend (built without the `cuda` feature)",
+                    opts.device_index
+                ),
             ))
         }
         d => return Err(Error::invalid(format!("device {d} is not LLAMA_DEVICE_CPU (0) or LLAMA_DEVICE_CUDA (1)"))),

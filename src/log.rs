@@ -1,32 +1,39 @@
 //! The process-wide log callback (`llama_set_log_callback`): whole lines, level 0 = debug ..
-//! 3 = error, from any thread. Silent until a host installs a callback.
+//! 3 = error. Silent until a host installs a callback.
+//!
+//! The callback is called with no lock held (the sink is copied out first), so it may call
+//! back into the API, `llama_set_log_callback` included, and a host callback that never
+//! returns normally (an exception unwinding past us, a `longjmp`) leaves nothing locked.
 
 use std::ffi::{c_char, c_void, CString};
-use std::sync::RwLock;
+use std::sync::Mutex;
 
 /// The C callback type: `void (*)(int32_t level, const char *line, void *user_data)`.
 pub type LogFn = unsafe extern "C" fn(level: i32, line: *const c_char, user_data: *mut c_void);
 
+#[derive(Clone, Copy)]
 struct Sink {
     f: LogFn,
     user_data: usize,
 }
 
-static SINK: RwLock<Option<Sink>> = RwLock::new(None);
+static SINK: Mutex<Option<Sink>> = Mutex::new(None);
+
+fn sink() -> Option<Sink> {
+    *SINK.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Install (or with `None`, remove) the callback.
 pub fn set(f: Option<LogFn>, user_data: *mut c_void) {
-    let mut g = SINK.write().unwrap_or_else(|p| p.into_inner());
-    *g = f.map(|f| Sink { f, user_data: user_data as usize });
+    *SINK.lock().unwrap_or_else(|p| p.into_inner()) = f.map(|f| Sink { f, user_data: user_data as usize });
 }
 
-/// Send one line at `level` to the callback, if any.
+/// Send one line at `level` to the callback, if any, on this thread.
 pub fn emit(level: i32, line: &str) {
-    let g = SINK.read().unwrap_or_else(|p| p.into_inner());
-    if let Some(s) = g.as_ref() {
+    if let Some(s) = sink() {
         let c = CString::new(line.replace('\0', " ")).unwrap_or_default();
-        // SAFETY: the host installed `f` with this `user_data` and promised it may be called
-        // from any thread; `c` outlives the call.
+        // SAFETY: the host installed `f` with this `user_data`; `c` outlives the call; no lock
+        // is held.
         unsafe { (s.f)(level, c.as_ptr(), s.user_data as *mut c_void) };
     }
 }

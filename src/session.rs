@@ -107,7 +107,8 @@ impl Session {
         self.logits_ptr.load(Ordering::Acquire)
     }
 
-    /// Ask the running (or the next) step to stop with `Cancelled`. Callable from any thread.
+    /// Ask the running step, or if none runs the next one, to stop with `Cancelled`. Callable
+    /// from any thread; [`Session::reset`] and [`Session::rewind`] clear it.
     pub fn abort(&self) {
         self.abort.store(true, Ordering::Release);
     }
@@ -174,9 +175,11 @@ impl Session {
         Ok(next)
     }
 
-    /// Forget every token (position 0); the sampler's generator restarts from the seed.
+    /// Forget every token (position 0); the sampler's generator restarts from the seed; an
+    /// abort no step has consumed is cleared.
     pub fn reset(&self) -> Result<()> {
         let mut g = self.lock()?;
+        self.abort.store(false, Ordering::Release);
         g.history.clear();
         g.rng = Rng::new(self.params.seed);
         g.has_logits = false;
@@ -185,13 +188,14 @@ impl Session {
         Ok(())
     }
 
-    /// Forget the tokens at positions `>= position`.
+    /// Forget the tokens at positions `>= position`; an abort no step has consumed is cleared.
     pub fn rewind(&self, position: u32) -> Result<()> {
         let mut g = self.lock()?;
         let cur = g.history.len();
         if position as usize > cur {
             return Err(Error::invalid(format!("cannot rewind to position {position}: the session is at {cur}")));
         }
+        self.abort.store(false, Ordering::Release);
         if position as usize != cur {
             g.history.truncate(position as usize);
             g.has_logits = false;

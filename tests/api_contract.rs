@@ -27,7 +27,7 @@ unsafe impl Sync for Model {}
 
 fn load(rel: &str) -> Model {
     let path = cstr(&data(rel));
-    let lp = llama_load_params_default();
+    let lp = llama_load_params_default_v2();
     let mut m = null_mut();
     let st = unsafe { llama_load(path.as_ptr(), &lp, &mut m) };
     assert_eq!(st, LLAMA_OK, "{}", last_error());
@@ -35,7 +35,7 @@ fn load(rel: &str) -> Model {
 }
 
 fn session(m: &Model, n_ctx: u32) -> *mut llama_session {
-    let mut sp = llama_session_params_default();
+    let mut sp = llama_session_params_default_v2();
     sp.n_ctx = n_ctx;
     let mut s = null_mut();
     assert_eq!(unsafe { llama_session_new(m.0, &sp, &mut s) }, LLAMA_OK, "{}", last_error());
@@ -79,7 +79,7 @@ fn version_info_and_status_names() {
 
 #[test]
 fn load_errors_name_the_file_and_problem() {
-    let lp = llama_load_params_default();
+    let lp = llama_load_params_default_v2();
     let mut m = null_mut();
     // Missing file.
     let missing = cstr(&data("no/such/model.gguf"));
@@ -123,7 +123,7 @@ fn load_errors_name_the_file_and_problem() {
     assert_eq!(unsafe { llama_load(cstr(&bin).as_ptr(), &lp, &mut m) }, LLAMA_ERR_INVALID_ARGUMENT);
     assert!(last_error().contains("tokenizer"), "{}", last_error());
     // A tokenizer path that does not exist.
-    let mut lp2 = llama_load_params_default();
+    let mut lp2 = llama_load_params_default_v2();
     let tp = cstr(&dir.join("nope.model"));
     lp2.tokenizer_path = tp.as_ptr();
     assert_eq!(unsafe { llama_load(cstr(&bin).as_ptr(), &lp2, &mut m) }, LLAMA_ERR_IO);
@@ -136,11 +136,11 @@ fn load_errors_name_the_file_and_problem() {
 fn load_argument_errors() {
     let path = cstr(&data(GGUF));
     let mut m = null_mut();
-    let lp = llama_load_params_default();
+    let lp = llama_load_params_default_v2();
     assert_eq!(unsafe { llama_load(null(), &lp, &mut m) }, LLAMA_ERR_INVALID_ARGUMENT);
     assert_eq!(unsafe { llama_load(path.as_ptr(), &lp, null_mut()) }, LLAMA_ERR_INVALID_ARGUMENT);
     let mut bad = lp;
-    bad.size = 8;
+    bad.size = 10; // inside config_path
     assert_eq!(unsafe { llama_load(path.as_ptr(), &bad, &mut m) }, LLAMA_ERR_INVALID_ARGUMENT);
     assert!(last_error().contains("size"), "{}", last_error());
     let mut bad = lp;
@@ -195,7 +195,7 @@ unsafe extern "C" fn keep_going(_f: f32, _ud: *mut c_void) -> i32 {
 #[test]
 fn progress_callback_reports_and_cancels() {
     let path = cstr(&data(GGUF));
-    let mut lp = llama_load_params_default();
+    let mut lp = llama_load_params_default_v2();
     lp.progress = Some(cancel_at_half);
     lp.progress_user_data = 0x1234 as *mut c_void;
     let mut m = null_mut();
@@ -379,14 +379,14 @@ fn session_params_are_validated() {
     let m = load(GGUF);
     let mut s = null_mut();
     unsafe {
-        let mut sp = llama_session_params_default();
-        sp.size = 4;
+        let mut sp = llama_session_params_default_v2();
+        sp.size = 6; // inside n_ctx
         assert_eq!(llama_session_new(m.0, &sp, &mut s), LLAMA_ERR_INVALID_ARGUMENT);
         for bad in [
-            llama_session_params { temperature: -1.0, ..llama_session_params_default() },
-            llama_session_params { top_p: 0.0, ..llama_session_params_default() },
-            llama_session_params { top_k: -1, ..llama_session_params_default() },
-            llama_session_params { repeat_penalty: f32::NAN, ..llama_session_params_default() },
+            llama_session_params { temperature: -1.0, ..llama_session_params_default_v2() },
+            llama_session_params { top_p: 0.0, ..llama_session_params_default_v2() },
+            llama_session_params { top_k: -1, ..llama_session_params_default_v2() },
+            llama_session_params { repeat_penalty: f32::NAN, ..llama_session_params_default_v2() },
         ] {
             assert_eq!(llama_session_new(m.0, &bad, &mut s), LLAMA_ERR_INVALID_ARGUMENT);
             assert!(s.is_null());
@@ -396,12 +396,12 @@ fn session_params_are_validated() {
 
         // kv_type: F16 (default), F32, Q8_0, Q4_0 or Q8_0_Q4_0, nothing else.
         for kv in [7, -1, 5] {
-            let bad = llama_session_params { kv_type: kv, ..llama_session_params_default() };
+            let bad = llama_session_params { kv_type: kv, ..llama_session_params_default_v2() };
             assert_eq!(llama_session_new(m.0, &bad, &mut s), LLAMA_ERR_INVALID_ARGUMENT);
             assert!(last_error().contains("kv_type"), "{}", last_error());
         }
         for kv in [LLAMA_KV_F16, LLAMA_KV_F32, LLAMA_KV_Q8_0, LLAMA_KV_Q4_0, LLAMA_KV_Q8_0_Q4_0] {
-            let sp = llama_session_params { kv_type: kv, ..llama_session_params_default() };
+            let sp = llama_session_params { kv_type: kv, ..llama_session_params_default_v2() };
             assert_eq!(llama_session_new(m.0, &sp, &mut s), LLAMA_OK);
             llama_session_free(s);
         }
@@ -412,7 +412,7 @@ fn session_params_are_validated() {
             p: [u8; 32],
             poison: [u8; 8],
         }
-        let d = llama_session_params_default();
+        let d = llama_session_params_default_v2();
         let mut v1 = V1 { p: [0; 32], poison: [0xff; 8] };
         std::ptr::copy_nonoverlapping((&d as *const llama_session_params).cast::<u8>(), v1.p.as_mut_ptr(), 32);
         v1.p[..4].copy_from_slice(&32u32.to_ne_bytes());
@@ -684,4 +684,41 @@ fn tensor_listing_and_hparams() {
         assert_eq!(llama_model_n_tensors(null()), LLAMA_ERR_INVALID_ARGUMENT);
         llama_model_free(m.0);
     }
+}
+
+/// The versioned structs have no implicit padding (every gap is a named reserved field), so
+/// that a size ending at any field boundary is a whole prefix, and hosts that declare structs
+/// by hand (C#, `Pack = 1`) cannot misplace a field. Offsets on 64-bit targets.
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn versioned_structs_spell_out_their_padding() {
+    use std::mem::{offset_of, size_of};
+    assert_eq!(size_of::<llama_load_params>(), 64);
+    assert_eq!(
+        [
+            offset_of!(llama_load_params, version),
+            offset_of!(llama_load_params, config_path),
+            offset_of!(llama_load_params, tokenizer_path),
+            offset_of!(llama_load_params, device),
+            offset_of!(llama_load_params, n_threads),
+            offset_of!(llama_load_params, use_mmap),
+            offset_of!(llama_load_params, reserved0),
+            offset_of!(llama_load_params, progress),
+            offset_of!(llama_load_params, progress_user_data),
+            offset_of!(llama_load_params, device_index),
+            offset_of!(llama_load_params, reserved1),
+        ],
+        [4, 8, 16, 24, 28, 32, 36, 40, 48, 56, 60]
+    );
+    assert_eq!(size_of::<llama_session_params>(), 40);
+    assert_eq!(offset_of!(llama_session_params, seed), 24);
+    assert_eq!(offset_of!(llama_session_params, kv_type), 32);
+    assert_eq!(offset_of!(llama_session_params, reserved0), 36);
+    assert_eq!(size_of::<llama_model_hparams>(), 56);
+    assert_eq!(offset_of!(llama_model_hparams, reserved0), 44);
+    assert_eq!(offset_of!(llama_model_hparams, n_params), 48);
+    assert_eq!(size_of::<llama_tensor_info>(), 88);
+    // The version-1 by-value defaults keep version 1's sizes.
+    assert_eq!(llama_load_params_default().size, 56);
+    assert_eq!(llama_session_params_default().size, 32);
 }

@@ -124,9 +124,14 @@ enum Link {
     Static,
     SharedCxx,
     SharedSanitized,
+    /// Against the frozen version-1 header (tests/c/v1/runllama.h).
+    SharedV1Header,
+    /// Not linked: the program loads the library at run time.
+    Runtime,
 }
 
-/// Compile `examples-c/<src>.c` into the scratch dir (once per process and variant).
+/// Compile `examples-c/<src>.c` (or `tests/c/<src>.c`) into the scratch dir (once per process
+/// and variant).
 fn build(src: &str, link: Link) -> PathBuf {
     static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Result<PathBuf, String>>>> =
         OnceLock::new();
@@ -137,6 +142,8 @@ fn build(src: &str, link: Link) -> PathBuf {
             Link::Static => "-static",
             Link::SharedCxx => "-cxx",
             Link::SharedSanitized => "-asan",
+            Link::SharedV1Header => "-v1",
+            Link::Runtime => "-runtime",
         }
     );
     let map = BUILT.get_or_init(Default::default);
@@ -153,18 +160,27 @@ fn build(src: &str, link: Link) -> PathBuf {
             } else {
                 (compiler("CC", "cc"), CFLAGS)
             };
+            let include = if link == Link::SharedV1Header { "tests/c/v1" } else { "include" };
+            let file = ["examples-c", "tests/c"]
+                .map(|d| root().join(d).join(format!("{src}.c")))
+                .into_iter()
+                .find(|f| f.is_file())
+                .ok_or_else(|| format!("{src}.c is in neither examples-c/ nor tests/c/"))?;
             let mut cmd = Command::new(&cc);
             cmd.args(flags)
                 .arg("-I")
-                .arg(root().join("include"))
+                .arg(root().join(include))
                 .arg(format!("-DRUNLLAMA_DATA_DIR=\"{}\"", data_dir().display()));
             if link == Link::SharedSanitized {
                 cmd.args(SANITIZE);
             }
-            cmd.arg(root().join("examples-c").join(format!("{src}.c"))).arg("-o").arg(&out);
+            cmd.arg(file).arg("-o").arg(&out);
             match link {
                 Link::Static => {
                     cmd.arg(lib.join("librunllama.a")).args(["-lpthread", "-ldl", "-lm"]);
+                }
+                Link::Runtime => {
+                    cmd.arg("-ldl");
                 }
                 _ => {
                     cmd.arg("-L").arg(lib).arg(format!("-Wl,-rpath,{}", lib.display())).args(["-lrunllama", "-lm"]);
@@ -567,4 +583,68 @@ fn run_model_with_an_8bit_kv_cache_keeps_the_story_for_100_tokens() {
     let bad = run_model(&["-K", "q4"]);
     assert!(!bad.status.success(), "-K q4 was accepted\n{}", show(&bad));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("q8_0"), "{}", show(&bad));
+}
+
+/// The path of this test run's shared library.
+fn shared_library() -> PathBuf {
+    lib_dir().join(format!("{}runllama{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+}
+
+#[test]
+fn header_is_ascii_c89_and_cxx98() {
+    if skip() {
+        return;
+    }
+    let header = std::fs::read(root().join("include/runllama.h")).expect("include/runllama.h");
+    if let Some(i) = header.iter().position(|b| !b.is_ascii()) {
+        panic!("include/runllama.h has a non-ASCII byte at offset {i} (MSVC reads headers in the local code page)");
+    }
+    let src = work_dir().join("header_only.c");
+    std::fs::write(&src, "#include \"runllama.h\"\nint main(void) { return LLAMA_API_VERSION == 2 ? 0 : 1; }\n")
+        .expect("write the probe");
+    for (cc, lang) in [
+        (compiler("CC", "cc"), &["-std=c89"][..]),
+        (compiler("CC", "cc"), &["-std=c99"][..]),
+        (compiler("CXX", "c++"), &["-x", "c++", "-std=c++98"][..]),
+    ] {
+        let o = run_cmd(
+            Command::new(&cc)
+                .args(lang)
+                .args(["-pedantic", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", "-I"])
+                .arg(root().join("include"))
+                .arg(&src),
+        );
+        assert!(o.status.success(), "the header does not compile with {cc} {lang:?} -pedantic -Werror\n{}", show(&o));
+    }
+}
+
+#[test]
+fn a_host_built_against_the_version_1_header_still_works() {
+    if skip() {
+        return;
+    }
+    let exe = build("v1_host", Link::SharedV1Header);
+    let o = run_cmd(program(&exe).arg(data_dir()));
+    assert!(o.status.success(), "v1_host failed\n{}", show(&o));
+}
+
+#[test]
+fn the_library_unloads_cleanly_ten_times() {
+    if skip() {
+        return;
+    }
+    let exe = build("unload_test", Link::Runtime);
+    let o = run_cmd(program(&exe).arg(shared_library()).arg(data_dir()).arg("10"));
+    assert!(o.status.success(), "unload_test failed\n{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("10 load/step/free/unload cycles passed"), "{}", show(&o));
+}
+
+#[test]
+fn callbacks_that_escape_leave_the_library_usable() {
+    if skip() {
+        return;
+    }
+    let exe = build("callback_unwind", Link::Shared);
+    let o = run_cmd(program(&exe).arg(data_dir()));
+    assert!(o.status.success(), "callback_unwind failed (killed by SIGALRM = a call blocked)\n{}", show(&o));
 }

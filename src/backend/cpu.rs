@@ -34,27 +34,60 @@ const ROW_BLOCK: usize = 48;
 /// Most matrix-vector products one decode region runs together (q, k and v).
 const MAX_MATVECS: usize = 3;
 
-/// The CPU backend: a rayon pool of `n_threads`.
+/// The CPU backend: a rayon pool of `n_threads`, whose threads are joined when the backend is
+/// dropped (with the model's last reference), so that a host may unload the library afterwards.
 pub struct CpuBackend {
-    pool: rayon::ThreadPool,
+    /// `None` only while dropping.
+    pool: Option<rayon::ThreadPool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
     n_threads: usize,
 }
 
 impl CpuBackend {
     /// A backend computing with `n_threads` threads.
     pub fn new(n_threads: usize) -> Result<CpuBackend> {
+        let mut workers = Vec::with_capacity(n_threads);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(n_threads)
             .thread_name(|i| format!("runllama-{i}"))
+            .spawn_handler(|t| {
+                let mut b = std::thread::Builder::new();
+                if let Some(name) = t.name() {
+                    b = b.name(name.to_owned());
+                }
+                if let Some(size) = t.stack_size() {
+                    b = b.stack_size(size);
+                }
+                workers.push(b.spawn(|| t.run())?);
+                Ok(())
+            })
             .build()
             .map_err(|e| Error::internal(format!("cannot start {n_threads} worker threads: {e}")))?;
-        Ok(CpuBackend { pool, n_threads })
+        Ok(CpuBackend { pool: Some(pool), workers, n_threads })
+    }
+
+    fn pool(&self) -> &rayon::ThreadPool {
+        self.pool.as_ref().expect("the pool lives until the backend is dropped")
     }
 
     /// Rows per task of a product with `rows` output rows: whole 48-row super-blocks of the
     /// matmul kernel, about [`TASKS_PER_THREAD`] tasks per thread.
     fn chunk_rows(&self, rows: usize) -> usize {
         rows.div_ceil(self.n_threads * TASKS_PER_THREAD).next_multiple_of(ROW_BLOCK).max(ROW_BLOCK)
+    }
+}
+
+impl Drop for CpuBackend {
+    fn drop(&mut self) {
+        // Dropping the pool tells its threads to exit once idle; then wait for them (unless
+        // this is one of them, which cannot wait for itself).
+        drop(self.pool.take());
+        let me = std::thread::current().id();
+        for w in self.workers.drain(..) {
+            if w.thread().id() != me {
+                let _ = w.join();
+            }
+        }
     }
 }
 
@@ -367,7 +400,7 @@ impl Backend for CpuBackend {
             .downcast_mut::<CpuState>()
             .ok_or_else(|| Error::internal("session state does not belong to the CPU backend"))?;
         st.scratch.ensure(hp, w, batch.tokens.len().min(UBATCH))?;
-        self.pool.install(|| {
+        self.pool().install(|| {
             let mut pos = batch.pos;
             let mut chunks = batch.tokens.chunks(UBATCH).peekable();
             while let Some(tokens) = chunks.next() {

@@ -7,11 +7,15 @@
 
 #![allow(non_camel_case_types)]
 
-use std::cell::RefCell;
+mod guard;
+mod versioned;
+
 use std::ffi::{c_char, c_void, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+
+use guard::{guard, guard_or};
+use versioned::{offsets, Versioned};
 
 use crate::error::{Error, Result, Status};
 use crate::loader::{self, LoadOptions};
@@ -21,7 +25,7 @@ use crate::session::{KvType, Session, SessionParams};
 use crate::tokenizer::ChatMessage;
 
 /// The version of this C API contract.
-pub const LLAMA_API_VERSION: u32 = 1;
+pub const LLAMA_API_VERSION: u32 = 2;
 
 /// A token id.
 pub type llama_token = i32;
@@ -143,26 +147,34 @@ pub struct llama_model_hparams {
     pub rope_theta: f32,
     /// RMSNorm epsilon.
     pub norm_eps: f32,
+    /// Padding, spelled out (written as 0).
+    pub reserved0: u32,
     /// Parameters stored.
     pub n_params: u64,
 }
 
-/// Called during load with fraction in [0,1]; return non-zero to cancel (LLAMA_ERR_CANCELLED).
+/// Called during load with fraction in [0,1], on the thread that called `llama_load`, with no
+/// lock of the library held; return non-zero to cancel (LLAMA_ERR_CANCELLED). It must not
+/// unwind (throw) into the library.
 pub type llama_progress_fn = Option<unsafe extern "C" fn(fraction: f32, user_data: *mut c_void) -> i32>;
-/// Whole log lines (level 0 = debug .. 3 = error); may be called from any thread.
+/// Whole log lines (level 0 = debug .. 3 = error), called on the thread whose API call logs,
+/// with no lock of the library held. It may call any function of this API (that does not change
+/// the caller's `llama_last_error()`); it must not unwind (throw) into the library.
 pub type llama_log_fn = Option<unsafe extern "C" fn(level: i32, line: *const c_char, user_data: *mut c_void)>;
 
-/// Load parameters; get them from `llama_load_params_default()`.
+/// Load parameters. Initialise with `llama_load_params_init(&p, sizeof p)`; the library reads
+/// at most `size` bytes (fields beyond them keep their defaults).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct llama_load_params {
-    /// sizeof(llama_load_params).
+    /// sizeof(llama_load_params) as the host compiled it.
     pub size: u32,
     /// 0 = detect, 2 = LLaMA 2, 3 = LLaMA 3.
     pub version: i32,
-    /// NULL = detect: GGUF metadata or config.json beside the weights, else the version's defaults.
+    /// NULL = detect: GGUF metadata, config.json or a MindFormers yaml beside the weights, else
+    /// the version's defaults. UTF-8 on every OS.
     pub config_path: *const c_char,
-    /// NULL = detect: embedded in GGUF, or tokenizer.model beside the weights.
+    /// NULL = detect: embedded in GGUF, or tokenizer.model beside the weights. UTF-8.
     pub tokenizer_path: *const c_char,
     /// LLAMA_DEVICE_*.
     pub device: i32,
@@ -170,17 +182,24 @@ pub struct llama_load_params {
     pub n_threads: i32,
     /// 1 (default) = map weights, never copy them to the heap; 0 = read the files into memory.
     pub use_mmap: i32,
+    /// Padding, spelled out (ignored; 0).
+    pub reserved0: u32,
     /// May be NULL.
     pub progress: llama_progress_fn,
     /// Passed to `progress`.
     pub progress_user_data: *mut c_void,
+    /// Which GPU with LLAMA_DEVICE_CUDA (0 = the first); ignored on the CPU. (API version 2.)
+    pub device_index: i32,
+    /// Padding, spelled out (ignored; 0).
+    pub reserved1: u32,
 }
 
-/// Session parameters; get them from `llama_session_params_default()`.
+/// Session parameters. Initialise with `llama_session_params_init(&p, sizeof p)`; the library
+/// reads at most `size` bytes (fields beyond them keep their defaults).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct llama_session_params {
-    /// sizeof(llama_session_params).
+    /// sizeof(llama_session_params) as the host compiled it.
     pub size: u32,
     /// 0 = min(model's training context, 4096).
     pub n_ctx: u32,
@@ -196,55 +215,88 @@ pub struct llama_session_params {
     pub seed: u64,
     /// KV cache element type: LLAMA_KV_F16 (default: half the memory of f32), LLAMA_KV_F32,
     /// LLAMA_KV_Q8_0 (8 bits: 17/32 of f16's memory, logits move by rounding), LLAMA_KV_Q4_0
-    /// (4 bits: 9/32) or LLAMA_KV_Q8_0_Q4_0 (K in 8 bits, V in 4: 13/32).
-    /// (Added after API version 1: a struct of the older size, without this field, is accepted
-    /// and gets the default.)
+    /// (4 bits: 9/32) or LLAMA_KV_Q8_0_Q4_0 (K in 8 bits, V in 4: 13/32). (After version 1: a
+    /// struct of version 1's size gets the default.)
     pub kv_type: i32,
+    /// Padding, spelled out (ignored; 0).
+    pub reserved0: u32,
 }
 
-/// `llama_session_params` as API.md version 1 defines it (no `kv_type`): its size.
-const SESSION_PARAMS_V1_SIZE: usize = std::mem::offset_of!(llama_session_params, kv_type);
-
-thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+// SAFETY: the offsets are every field after `size`; the reserved fields fill what would be
+// padding (the layout test in tests/api_contract.rs checks that the sizes add up); all fields
+// are integers, floats, pointers and optional function pointers.
+unsafe impl Versioned for llama_load_params {
+    const NAME: &'static str = "llama_load_params";
+    const FIELD_OFFSETS: &'static [usize] = offsets!(llama_load_params: version, config_path, tokenizer_path, device,
+        n_threads, use_mmap, reserved0, progress, progress_user_data, device_index, reserved1);
 }
 
-fn set_last_error(msg: &str) {
-    let c = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+// SAFETY: as for llama_load_params.
+unsafe impl Versioned for llama_session_params {
+    const NAME: &'static str = "llama_session_params";
+    const FIELD_OFFSETS: &'static [usize] = offsets!(llama_session_params: n_ctx, temperature, top_k, top_p,
+        repeat_penalty, seed, kv_type, reserved0);
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".into()
-    }
+// SAFETY: as for llama_load_params.
+unsafe impl Versioned for llama_model_hparams {
+    const NAME: &'static str = "llama_model_hparams";
+    const FIELD_OFFSETS: &'static [usize] = offsets!(llama_model_hparams: version, n_vocab, n_embd, n_layer, n_head,
+        n_head_kv, n_ff, n_ctx_train, rope_theta, norm_eps, reserved0, n_params);
 }
 
-/// Run `f`, turning errors into a status and a message for `llama_last_error`, and a panic into
-/// `LLAMA_ERR_INTERNAL`. The one wrapper every fallible export goes through.
-fn guard(name: &str, f: impl FnOnce() -> Result<()>) -> llama_status {
-    set_last_error("");
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => LLAMA_OK,
-        Ok(Err(e)) => {
-            set_last_error(&format!("{name}: {}", e.message));
-            crate::log::emit(if e.status == Status::BufferTooSmall { 0 } else { 2 }, &format!("{name}: {e}"));
-            e.status as i32
-        }
-        Err(p) => {
-            set_last_error(&format!("{name}: internal error (panic): {}", panic_message(p.as_ref())));
-            LLAMA_ERR_INTERNAL
-        }
-    }
+// SAFETY: as for llama_load_params.
+unsafe impl Versioned for llama_tensor_info {
+    const NAME: &'static str = "llama_tensor_info";
+    const FIELD_OFFSETS: &'static [usize] = offsets!(llama_tensor_info: n_dims, name, dtype, shape);
 }
 
-/// [`guard`] for exports that return a value instead of a status: a panic gives `fallback`.
-fn guard_or<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+/// `llama_load_params` as API version 1 laid it out: what the version-1 symbol
+/// `llama_load_params_default` returns to binaries built against that header.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct llama_load_params_v1 {
+    /// 56 on 64-bit targets.
+    pub size: u32,
+    /// As in llama_load_params.
+    pub version: i32,
+    /// As in llama_load_params.
+    pub config_path: *const c_char,
+    /// As in llama_load_params.
+    pub tokenizer_path: *const c_char,
+    /// As in llama_load_params.
+    pub device: i32,
+    /// As in llama_load_params.
+    pub n_threads: i32,
+    /// As in llama_load_params.
+    pub use_mmap: i32,
+    /// Padding.
+    pub reserved0: u32,
+    /// As in llama_load_params.
+    pub progress: llama_progress_fn,
+    /// As in llama_load_params.
+    pub progress_user_data: *mut c_void,
+}
+
+/// `llama_session_params` as API.md version 1 laid it out (no `kv_type`): what the version-1
+/// symbol `llama_session_params_default` returns to binaries built against that header.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct llama_session_params_v1 {
+    /// 32.
+    pub size: u32,
+    /// As in llama_session_params.
+    pub n_ctx: u32,
+    /// As in llama_session_params.
+    pub temperature: f32,
+    /// As in llama_session_params.
+    pub top_k: i32,
+    /// As in llama_session_params.
+    pub top_p: f32,
+    /// As in llama_session_params.
+    pub repeat_penalty: f32,
+    /// As in llama_session_params.
+    pub seed: u64,
 }
 
 fn non_null<T>(p: *const T, what: &str) -> Result<()> {
@@ -373,7 +425,7 @@ pub extern "C" fn llama_system_info() -> *const c_char {
 /// of this API on this thread. Never NULL.
 #[no_mangle]
 pub extern "C" fn llama_last_error() -> *const c_char {
-    guard_or(c"".as_ptr(), || LAST_ERROR.with(|e| e.borrow().as_ptr()))
+    guard_or(c"".as_ptr(), guard::last_error_ptr)
 }
 
 /// The name of a status code, e.g. "LLAMA_ERR_FORMAT" ("LLAMA_OK" for 0, "LLAMA_ERR_UNKNOWN"
@@ -398,15 +450,18 @@ pub extern "C" fn llama_status_str(s: llama_status) -> *const c_char {
     name.as_ptr()
 }
 
-/// Install a process-wide log callback (NULL = silent, the default).
+/// Install the log callback (NULL = silent, the default). The sink is one per process, shared by
+/// every model and thread. The callback runs on the thread whose API call logs, with no lock of
+/// the library held: it may call any function of this API, this one included. A call already
+/// running the previous callback on another thread may finish with it.
 #[no_mangle]
 pub extern "C" fn llama_set_log_callback(callback: llama_log_fn, user_data: *mut c_void) {
     guard_or((), || crate::log::set(callback, user_data))
 }
 
-/// Default load parameters: detect version, config and tokenizer; CPU; one thread per core; mmap on.
-#[no_mangle]
-pub extern "C" fn llama_load_params_default() -> llama_load_params {
+/// The default load parameters: detect version, config and tokenizer; CPU (device 0); one
+/// thread per core; mmap on.
+fn load_params_defaults() -> llama_load_params {
     llama_load_params {
         size: std::mem::size_of::<llama_load_params>() as u32,
         version: 0,
@@ -415,14 +470,17 @@ pub extern "C" fn llama_load_params_default() -> llama_load_params {
         device: LLAMA_DEVICE_CPU,
         n_threads: 0,
         use_mmap: 1,
+        reserved0: 0,
         progress: None,
         progress_user_data: std::ptr::null_mut(),
+        device_index: 0,
+        reserved1: 0,
     }
 }
 
-/// Default session parameters: context min(training, 4096), greedy, no penalties, seed 0.
-#[no_mangle]
-pub extern "C" fn llama_session_params_default() -> llama_session_params {
+/// The default session parameters: context min(training, 4096), greedy, no penalties, seed 0,
+/// f16 KV cache.
+fn session_params_defaults() -> llama_session_params {
     llama_session_params {
         size: std::mem::size_of::<llama_session_params>() as u32,
         n_ctx: 0,
@@ -432,6 +490,88 @@ pub extern "C" fn llama_session_params_default() -> llama_session_params {
         repeat_penalty: 1.0,
         seed: 0,
         kv_type: LLAMA_KV_F16,
+        reserved0: 0,
+    }
+}
+
+/// Write the default load parameters (detect version, config and tokenizer; CPU; one thread
+/// per core; mmap on) into the first `size` bytes of `*params` and set `params->size = size`.
+/// Pass `sizeof *params` as the host compiled it: the version-safe way to initialise. A NULL
+/// `params` or a `size` that is no version's sizeof leaves it untouched (llama_last_error says
+/// why).
+///
+/// # Safety
+/// `params` is NULL or valid for writes of `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn llama_load_params_init(params: *mut llama_load_params, size: usize) {
+    // SAFETY: per the contract.
+    guard("llama_load_params_init", || unsafe { versioned::init(params, size, &load_params_defaults(), "params") });
+}
+
+/// Write the default session parameters (context min(training, 4096), greedy, no penalties,
+/// seed 0, f16 KV cache) into the first `size` bytes of `*params` and set
+/// `params->size = size`; as llama_load_params_init.
+///
+/// # Safety
+/// `params` is NULL or valid for writes of `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn llama_session_params_init(params: *mut llama_session_params, size: usize) {
+    // SAFETY: per the contract.
+    guard("llama_session_params_init", || unsafe {
+        versioned::init(params, size, &session_params_defaults(), "params")
+    });
+}
+
+/// The default load parameters by value, for C programs compiled against this header
+/// (`llama_load_params_default()` names this function). Not version-safe across headers: a
+/// binary built against API version 1 calls the version-1 symbol, which returns version 1's
+/// layout. Other hosts use llama_load_params_init.
+#[no_mangle]
+pub extern "C" fn llama_load_params_default_v2() -> llama_load_params {
+    load_params_defaults()
+}
+
+/// The default session parameters by value, for C programs compiled against this header
+/// (`llama_session_params_default()` names this function); as llama_load_params_default_v2.
+#[no_mangle]
+pub extern "C" fn llama_session_params_default_v2() -> llama_session_params {
+    session_params_defaults()
+}
+
+/// API version 1's `llama_load_params_default`, kept for binaries built against that header:
+/// its 56-byte layout and size, so nothing is written past the host's struct. Not in the v2
+/// header (there the name is a macro for llama_load_params_default_v2).
+#[no_mangle]
+pub extern "C" fn llama_load_params_default() -> llama_load_params_v1 {
+    let d = load_params_defaults();
+    llama_load_params_v1 {
+        size: std::mem::size_of::<llama_load_params_v1>() as u32,
+        version: d.version,
+        config_path: d.config_path,
+        tokenizer_path: d.tokenizer_path,
+        device: d.device,
+        n_threads: d.n_threads,
+        use_mmap: d.use_mmap,
+        reserved0: 0,
+        progress: d.progress,
+        progress_user_data: d.progress_user_data,
+    }
+}
+
+/// API version 1's `llama_session_params_default`, kept for binaries built against that
+/// header: API.md v1's 32-byte layout and size (no `kv_type`: such a host gets the default
+/// cache type). Not in the v2 header.
+#[no_mangle]
+pub extern "C" fn llama_session_params_default() -> llama_session_params_v1 {
+    let d = session_params_defaults();
+    llama_session_params_v1 {
+        size: std::mem::size_of::<llama_session_params_v1>() as u32,
+        n_ctx: d.n_ctx,
+        temperature: d.temperature,
+        top_k: d.top_k,
+        top_p: d.top_p,
+        repeat_penalty: d.repeat_penalty,
+        seed: d.seed,
     }
 }
 
@@ -455,24 +595,19 @@ pub unsafe extern "C" fn llama_load(
         // SAFETY: path is NULL or NUL-terminated.
         let path = unsafe { opt_str(path, "path") }?.ok_or_else(|| Error::invalid("path is NULL"))?;
         let p = if params.is_null() {
-            llama_load_params_default()
+            load_params_defaults()
         } else {
-            // SAFETY: the caller's struct starts with its size; read that first.
-            let size = unsafe { std::ptr::read_unaligned(params as *const u32) };
-            if size as usize != std::mem::size_of::<llama_load_params>() {
-                return Err(Error::invalid(format!(
-                    "params->size is {size}, expected {} (initialise with llama_load_params_default())",
-                    std::mem::size_of::<llama_load_params>()
-                )));
-            }
-            // SAFETY: the size says the whole struct is there.
-            unsafe { *params }
+            // SAFETY: a sized struct per the contract.
+            unsafe { versioned::read(params, load_params_defaults(), "params") }?
         };
         if p.n_threads < 0 {
             return Err(Error::invalid(format!("n_threads {} must be >= 0", p.n_threads)));
         }
         if !matches!(p.use_mmap, 0 | 1) {
             return Err(Error::invalid(format!("use_mmap {} must be 0 or 1", p.use_mmap)));
+        }
+        if p.device_index < 0 {
+            return Err(Error::invalid(format!("device_index {} must be >= 0", p.device_index)));
         }
         // SAFETY: NULL or NUL-terminated per the contract.
         let config = unsafe { opt_str(p.config_path, "config_path") }?.map(PathBuf::from);
@@ -490,6 +625,7 @@ pub unsafe extern "C" fn llama_load(
             config_path: config,
             tokenizer_path: tokenizer,
             device: p.device,
+            device_index: p.device_index as usize,
             n_threads: p.n_threads as usize,
             use_mmap: p.use_mmap == 1,
             progress: Some(&mut progress),
@@ -640,10 +776,10 @@ pub unsafe extern "C" fn llama_model_n_tensors(model: *const llama_model) -> i32
 }
 
 /// Describe tensor `index` (0 .. llama_model_n_tensors - 1) into `*out`, whose `size` the caller
-/// sets to sizeof(llama_tensor_info).
+/// sets to sizeof(llama_tensor_info): at most that many bytes are written.
 ///
 /// # Safety
-/// `model` a live model; `out` valid for one `llama_tensor_info`.
+/// `model` a live model; `out` valid for writes of the `size` bytes it says.
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_tensor(
     model: *const llama_model,
@@ -654,14 +790,6 @@ pub unsafe extern "C" fn llama_model_tensor(
         // SAFETY: per the contract.
         let m = unsafe { model_ref(model) }?;
         non_null(out, "out")?;
-        // SAFETY: the caller's struct starts with its size.
-        let size = unsafe { std::ptr::read_unaligned(out as *const u32) };
-        if size as usize != std::mem::size_of::<llama_tensor_info>() {
-            return Err(Error::invalid(format!(
-                "out->size is {size}, expected sizeof(llama_tensor_info) = {}",
-                std::mem::size_of::<llama_tensor_info>()
-            )));
-        }
         let t = usize::try_from(index).ok().and_then(|i| m.tensors.get(i)).ok_or_else(|| {
             Error::invalid(format!("tensor index {index} is out of range (the model has {})", m.tensors.len()))
         })?;
@@ -680,23 +808,23 @@ pub unsafe extern "C" fn llama_model_tensor(
             *s = d as i64;
         }
         let info = llama_tensor_info {
-            size,
+            size: std::mem::size_of::<llama_tensor_info>() as u32,
             n_dims: t.shape.len() as i32,
             name: names[index as usize].as_ptr(),
             dtype: t.dtype.c_name().as_ptr(),
             shape,
         };
-        // SAFETY: checked non-null, and its size says it is a whole llama_tensor_info.
-        unsafe { *out = info };
-        Ok(())
+        // SAFETY: checked non-null; valid for the size it says.
+        unsafe { versioned::write(out, &info, "out") }
     })
 }
 
 /// The model's resolved hyper-parameters into `*out`, whose `size` the caller sets to
-/// sizeof(llama_model_hparams). (Which values were assumed is in llama_model_describe.)
+/// sizeof(llama_model_hparams): at most that many bytes are written. (Which values were
+/// assumed is in llama_model_describe.)
 ///
 /// # Safety
-/// `model` a live model; `out` valid for one `llama_model_hparams`.
+/// `model` a live model; `out` valid for writes of the `size` bytes it says.
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_get_hparams(
     model: *const llama_model,
@@ -706,18 +834,10 @@ pub unsafe extern "C" fn llama_model_get_hparams(
         // SAFETY: per the contract.
         let m = unsafe { model_ref(model) }?;
         non_null(out, "out")?;
-        // SAFETY: the caller's struct starts with its size.
-        let size = unsafe { std::ptr::read_unaligned(out as *const u32) };
-        if size as usize != std::mem::size_of::<llama_model_hparams>() {
-            return Err(Error::invalid(format!(
-                "out->size is {size}, expected sizeof(llama_model_hparams) = {}",
-                std::mem::size_of::<llama_model_hparams>()
-            )));
-        }
         let hp = &m.hparams;
         let i = |v: usize| v.min(i32::MAX as usize) as i32;
         let h = llama_model_hparams {
-            size,
+            size: std::mem::size_of::<llama_model_hparams>() as u32,
             version: m.version as i32,
             n_vocab: i(hp.n_vocab),
             n_embd: i(hp.n_embd),
@@ -728,11 +848,11 @@ pub unsafe extern "C" fn llama_model_get_hparams(
             n_ctx_train: i(hp.n_ctx_train),
             rope_theta: hp.rope_theta,
             norm_eps: hp.norm_eps,
+            reserved0: 0,
             n_params: m.n_params(),
         };
-        // SAFETY: checked non-null, and its size says it is a whole llama_model_hparams.
-        unsafe { *out = h };
-        Ok(())
+        // SAFETY: checked non-null; valid for the size it says.
+        unsafe { versioned::write(out, &h, "out") }
     })
 }
 
@@ -880,32 +1000,10 @@ pub unsafe extern "C" fn llama_session_new(
         unsafe { *out_session = std::ptr::null_mut() };
         non_null(model, "model")?;
         let p = if params.is_null() {
-            llama_session_params_default()
+            session_params_defaults()
         } else {
-            // SAFETY: the struct starts with its size.
-            let size = unsafe { std::ptr::read_unaligned(params as *const u32) };
-            let full = std::mem::size_of::<llama_session_params>();
-            if size as usize == full {
-                // SAFETY: the size says the whole struct is there.
-                unsafe { *params }
-            } else if size as usize == SESSION_PARAMS_V1_SIZE {
-                // A version-1 struct: its fields, then the defaults of the later ones.
-                let mut p = llama_session_params_default();
-                // SAFETY: the caller's struct holds SESSION_PARAMS_V1_SIZE bytes, which are
-                // the leading fields of ours in the same layout (repr(C), fields only added).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        params as *const u8,
-                        (&mut p as *mut llama_session_params).cast::<u8>(),
-                        SESSION_PARAMS_V1_SIZE,
-                    )
-                };
-                p
-            } else {
-                return Err(Error::invalid(format!(
-                    "params->size is {size}, expected {full} (or {SESSION_PARAMS_V1_SIZE} for API version 1; initialise with llama_session_params_default())"
-                )));
-            }
+            // SAFETY: a sized struct per the contract.
+            unsafe { versioned::read(params, session_params_defaults(), "params") }?
         };
         let (kv_type, kv_type_v) = match p.kv_type {
             LLAMA_KV_F16 => (KvType::F16, None),
@@ -956,7 +1054,8 @@ pub unsafe extern "C" fn llama_session_free(session: *mut llama_session) {
     guard_or((), || drop(unsafe { Box::from_raw(session as *mut Session) }))
 }
 
-/// Empty the KV cache (position 0) and restart the sampler from its seed.
+/// Empty the KV cache (position 0), restart the sampler from its seed and clear a pending
+/// llama_session_abort.
 ///
 /// # Safety
 /// `session` NULL or live.
@@ -986,7 +1085,8 @@ pub unsafe extern "C" fn llama_session_position(session: *const llama_session) -
     guard_or(0, || unsafe { session_ref(session) }.map_or(0, |s| s.position()))
 }
 
-/// Forget the tokens at positions >= `position` (which must be <= the current position).
+/// Forget the tokens at positions >= `position` (which must be <= the current position) and
+/// clear a pending llama_session_abort.
 ///
 /// # Safety
 /// `session` NULL or live.
@@ -996,8 +1096,9 @@ pub unsafe extern "C" fn llama_session_rewind(session: *mut llama_session, posit
     guard("llama_session_rewind", || unsafe { session_ref(session) }?.rewind(position))
 }
 
-/// From any thread: the running or next llama_step of this session returns
-/// LLAMA_ERR_CANCELLED, leaving the session unchanged.
+/// From any thread: the running llama_step of this session, or if none runs the next one,
+/// returns LLAMA_ERR_CANCELLED, leaving the session unchanged. llama_session_reset and
+/// llama_session_rewind clear an abort that no step has consumed.
 ///
 /// # Safety
 /// `session` NULL or live.
