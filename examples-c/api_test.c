@@ -1030,6 +1030,7 @@ static void test_chat(llama_model *m) {
 int main(int argc, char **argv) {
     const char *data_dir, *tmp_dir;
     llama_model *m;
+    rl_utf8_argv(&argc, &argv);
     if (argc < 2 || argc > 3) {
         fprintf(stderr, "usage: %s <data dir with stories260K.bin and tok512.bin> [temp dir]\n", argv[0]);
         return 2;

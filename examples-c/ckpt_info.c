@@ -35,6 +35,8 @@ int main(int argc, char **argv) {
     int32_t i, n, d;
     int a;
 
+    rl_utf8_argv(&argc, &argv);
+    rl_binary_stdout();
     llama_load_params_init(&lp, sizeof lp);
     for (a = 1; a < argc; a++) {
         if ((strcmp(argv[a], "-V") == 0 || strcmp(argv[a], "-C") == 0 || strcmp(argv[a], "-F") == 0) && a + 1 < argc) {

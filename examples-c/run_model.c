@@ -143,6 +143,8 @@ int main(int argc, char **argv) {
     double t0, t_load, t_prefill, t_decode;
     int i;
 
+    rl_utf8_argv(&argc, &argv);
+    rl_binary_stdout();
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v;

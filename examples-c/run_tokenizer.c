@@ -124,6 +124,8 @@ int main(int argc, char **argv) {
     llama_status st;
     int a;
 
+    rl_utf8_argv(&argc, &argv);
+    rl_binary_stdout();
     for (a = 1; a < argc; a++) {
         const char *s = argv[a];
         if (strcmp(s, "--special") == 0) {
