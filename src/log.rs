@@ -4,7 +4,15 @@
 //! The callback is called with no lock held (the sink is copied out first), so it may call
 //! back into the API, `llama_set_log_callback` included, and a host callback that never
 //! returns normally (an exception unwinding past us, a `longjmp`) leaves nothing locked.
+//!
+//! Lines logged by API calls the callback itself makes are not delivered (every failing call
+//! logs, so a callback whose own call fails would otherwise recurse until the stack overflows;
+//! the callback gets that call's status and `llama_last_error()` anyway). "Inside the callback"
+//! is told by stack depth, not by a flag: a callback that escapes by `longjmp` leaves a stale
+//! mark, and a flag would then silence the thread for good, while a stale depth mark is
+//! replaced by the next line logged from a shallower frame.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Mutex;
 
@@ -19,6 +27,11 @@ struct Sink {
 
 static SINK: Mutex<Option<Sink>> = Mutex::new(None);
 
+thread_local! {
+    /// The stack address of the `emit` frame whose callback runs on this thread (0: none).
+    static CALLING_OUT_AT: Cell<usize> = const { Cell::new(0) };
+}
+
 fn sink() -> Option<Sink> {
     *SINK.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -30,12 +43,20 @@ pub fn set(f: Option<LogFn>, user_data: *mut c_void) {
 
 /// Send one line at `level` to the callback, if any, on this thread.
 pub fn emit(level: i32, line: &str) {
-    if let Some(s) = sink() {
-        let c = CString::new(line.replace('\0', " ")).unwrap_or_default();
-        // SAFETY: the host installed `f` with this `user_data`; `c` outlives the call; no lock
-        // is held.
-        unsafe { (s.f)(level, c.as_ptr(), s.user_data as *mut c_void) };
+    let Some(s) = sink() else { return };
+    let c = CString::new(line.replace('\0', " ")).unwrap_or_default();
+    // Stacks grow down on every target we build for: a frame below the one calling out is
+    // nested inside the callback.
+    let here = &c as *const CString as usize;
+    let outer = CALLING_OUT_AT.get();
+    if outer != 0 && here < outer {
+        return;
     }
+    CALLING_OUT_AT.set(here);
+    // SAFETY: the host installed `f` with this `user_data`; `c` outlives the call; no lock is
+    // held.
+    unsafe { (s.f)(level, c.as_ptr(), s.user_data as *mut c_void) };
+    CALLING_OUT_AT.set(outer);
 }
 
 /// Info-level line.
