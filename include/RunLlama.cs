@@ -415,11 +415,13 @@ namespace RunLlama
                 {
                     try
                     {
+                        // A newer library keeps serving this binding (structs are size-versioned);
+                        // an older one lacks what it calls.
                         uint v = Native.llama_api_version();
-                        if (v != (uint)Native.LLAMA_API_VERSION)
+                        if (v < (uint)Native.LLAMA_API_VERSION)
                             initError = new NotSupportedException(
                                 "the runllama library implements C API version " + v + ", this binding (RunLlama.cs) needs version " +
-                                Native.LLAMA_API_VERSION + ": use the library and include/RunLlama.cs of the same release");
+                                Native.LLAMA_API_VERSION + " or later: use a library at least as new as include/RunLlama.cs");
                     }
                     catch (DllNotFoundException e)
                     {
@@ -1107,9 +1109,11 @@ namespace RunLlama
 
         private static void AbortFromToken(object state)
         {
+            // Straight to the library: Abort() would rethrow, on the cancelling thread, a log
+            // callback exception that thread left pending from unrelated work.
             try
             {
-                ((LlamaSession)state).Abort();
+                Native.llama_session_abort(((LlamaSession)state).H);
             }
             catch (ObjectDisposedException)
             {

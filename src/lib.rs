@@ -6,6 +6,10 @@
 
 #![deny(missing_docs)]
 
+// The C structs' layouts (explicit reserved fields, version-1 sizes) are those of 64-bit targets.
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("runllama supports 64-bit targets only (its C ABI's struct layouts are 64-bit ones)");
+
 pub mod backend;
 pub mod ckpt;
 pub mod cpu;

@@ -8,9 +8,10 @@
 //! Lines logged by API calls the callback itself makes are not delivered (every failing call
 //! logs, so a callback whose own call fails would otherwise recurse until the stack overflows;
 //! the callback gets that call's status and `llama_last_error()` anyway). "Inside the callback"
-//! is told by stack depth, not by a flag: a callback that escapes by `longjmp` leaves a stale
-//! mark, and a flag would then silence the thread for good, while a stale depth mark is
-//! replaced by the next line logged from a shallower frame.
+//! is told by stack depth, not by a flag: a callback that escapes (a `longjmp`, an exception;
+//! the contract forbids it) leaves its mark behind, which a flag would turn into a thread
+//! silenced for good. A stale depth mark only holds back lines logged from frames deeper than
+//! the escaped one, and is cleared by the next line logged from a frame at or above it.
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
@@ -56,7 +57,8 @@ pub fn emit(level: i32, line: &str) {
     // SAFETY: the host installed `f` with this `user_data`; `c` outlives the call; no lock is
     // held.
     unsafe { (s.f)(level, c.as_ptr(), s.user_data as *mut c_void) };
-    CALLING_OUT_AT.set(outer);
+    // `outer` was 0 or a stale mark (a live one is above us, and we returned early).
+    CALLING_OUT_AT.set(0);
 }
 
 /// Info-level line.

@@ -47,7 +47,7 @@ impl CpuBackend {
     /// A backend computing with `n_threads` threads.
     pub fn new(n_threads: usize) -> Result<CpuBackend> {
         let mut workers = Vec::with_capacity(n_threads);
-        let pool = rayon::ThreadPoolBuilder::new()
+        let built = rayon::ThreadPoolBuilder::new()
             .num_threads(n_threads)
             .thread_name(|i| format!("runllama-{i}"))
             .spawn_handler(|t| {
@@ -61,9 +61,17 @@ impl CpuBackend {
                 workers.push(b.spawn(|| t.run())?);
                 Ok(())
             })
-            .build()
-            .map_err(|e| Error::internal(format!("cannot start {n_threads} worker threads: {e}")))?;
-        Ok(CpuBackend { pool: Some(pool), workers, n_threads })
+            .build();
+        match built {
+            Ok(pool) => Ok(CpuBackend { pool: Some(pool), workers, n_threads }),
+            Err(e) => {
+                // rayon stops the threads it did start: wait for them.
+                for w in workers {
+                    let _ = w.join();
+                }
+                Err(Error::internal(format!("cannot start {n_threads} worker threads: {e}")))
+            }
+        }
     }
 
     fn pool(&self) -> &rayon::ThreadPool {

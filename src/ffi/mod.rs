@@ -418,7 +418,11 @@ pub extern "C" fn llama_version() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn llama_system_info() -> *const c_char {
     static INFO: OnceLock<CString> = OnceLock::new();
-    guard_or(c"".as_ptr(), || INFO.get_or_init(|| CString::new(crate::system_info()).unwrap_or_default()).as_ptr())
+    guard_or(c"".as_ptr(), || {
+        // First, outside the OnceLock: it may log, and a log callback may call this function.
+        let info = CString::new(crate::system_info()).unwrap_or_default();
+        INFO.get_or_init(|| info).as_ptr()
+    })
 }
 
 /// The message of the last failed call on this thread ("" when none). Valid until the next call

@@ -5,14 +5,16 @@
  *
  *   callback_unwind <data dir with stories260K.bin and tok512.bin>
  *
- * Each step runs under alarm(): a call that blocks for ever (a lock left held) kills the
- * program. The jumps leak what the skipped frames owned (an error message or a load's
+ * Also: a log callback that calls llama_system_info() while the first llama_system_info()
+ * logs (RUNLLAMA_CPU=not-a-path in the environment makes it log). Each step runs under alarm():
+ * a call that blocks for ever (a lock left held) kills the program. The jumps leak what the skipped frames owned (an error message or a load's
  * buffers): this program is not run under LeakSanitizer. Exits 0 when every check passed.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <setjmp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -40,6 +42,15 @@ static int32_t LLAMA_CALL jumping_progress(float fraction, void *user_data) {
     (void)user_data;
     if (fraction > 0.0f) longjmp(g_escape, 1);
     return 0;
+}
+
+static int g_info_calls = 0;
+/* Logs the system info line: a natural thing for a log callback to do. */
+static void LLAMA_CALL info_log(int32_t level, const char *line, void *user_data) {
+    (void)level;
+    (void)line;
+    (void)user_data;
+    if (llama_system_info()[0] != '\0') g_info_calls++;
 }
 
 static int g_lines = 0;
@@ -77,8 +88,15 @@ int main(int argc, char **argv) {
     snprintf(tok_path, sizeof tok_path, "%s/tok512.bin", argv[1]);
     llama_load_params_init(&lp, sizeof lp);
 
-    /* The log callback escapes from the error report of a failed load... */
     alarm(30);
+    /* The first llama_system_info() of the process logs when RUNLLAMA_CPU is not a kernel path
+       (the test sets it so); the callback calling llama_system_info() must not deadlock. */
+    llama_set_log_callback(info_log, NULL);
+    CHECK(llama_system_info()[0] != '\0', "llama_system_info");
+    if (getenv("RUNLLAMA_CPU") && strcmp(getenv("RUNLLAMA_CPU"), "not-a-path") == 0)
+        CHECK(g_info_calls == 1, "the RUNLLAMA_CPU warning did not reach the log callback");
+
+    /* The log callback escapes from the error report of a failed load... */
     llama_set_log_callback(jumping_log, NULL);
     jumped = 0;
     if (setjmp(g_escape) == 0) {

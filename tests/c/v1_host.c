@@ -1,6 +1,6 @@
 /* v1_host: a host program written and compiled against API version 1's header (tests/c/v1/
- * runllama.h, frozen as it shipped: 32-byte llama_session_params without kv_type), run against
- * the current library. It must keep working: the by-value defaults give it structs of its own
+ * runllama.h: the header of commit 3c7aa31, API.md version 1 exactly, with the 32-byte
+ * llama_session_params that had no kv_type yet), run against the current library. It must keep working: the by-value defaults give it structs of its own
  * size (never more bytes than its struct holds), the library reads no more than `size` bytes,
  * and the bundled model generates the reference ids.
  *
