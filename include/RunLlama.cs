@@ -817,16 +817,10 @@ namespace RunLlama
         /// <summary>llama_model_describe's JSON.</summary>
         public string Describe()
         {
-            UIntPtr need;
-            var buf = new byte[4096];
-            int st = Native.llama_model_describe(H, buf, (UIntPtr)(uint)buf.Length, out need);
-            if (st == Native.LLAMA_ERR_BUFFER_TOO_SMALL)
-            {
-                buf = new byte[checked((int)need.ToUInt64() + 1)];
-                st = Native.llama_model_describe(H, buf, (UIntPtr)(uint)buf.Length, out need);
-            }
-            Llama.Check(st, "llama_model_describe");
-            return Encoding.UTF8.GetString(buf, 0, (int)need.ToUInt64());
+            ModelHandle h = H;
+            byte[] json = TwoCall("llama_model_describe", 4096,
+                                  (byte[] b, UIntPtr cap, out UIntPtr n) => Native.llama_model_describe(h, b, cap, out n));
+            return Encoding.UTF8.GetString(json);
         }
 
         /// <summary>The resolved hyper-parameters.</summary>
@@ -868,17 +862,12 @@ namespace RunLlama
         {
             if (utf8 == null) throw new ArgumentNullException("utf8");
             uint flags = (addBos ? Native.LLAMA_TOKENIZE_ADD_BOS : 0) | (parseSpecial ? Native.LLAMA_TOKENIZE_PARSE_SPECIAL : 0);
-            // A first guess that fits almost always (byte fallback: at most one id per byte, plus BOS and a prefix).
-            var tokens = new int[utf8.Length + 4];
-            UIntPtr n;
-            int st = Native.llama_tokenize(H, utf8, (UIntPtr)(uint)utf8.Length, flags, tokens, (UIntPtr)(uint)tokens.Length, out n);
-            if (st == Native.LLAMA_ERR_BUFFER_TOO_SMALL)
-            {
-                tokens = new int[checked((int)n.ToUInt64())];
-                st = Native.llama_tokenize(H, utf8, (UIntPtr)(uint)utf8.Length, flags, tokens, (UIntPtr)(uint)tokens.Length, out n);
-            }
-            Llama.Check(st, "llama_tokenize");
-            return Trim(tokens, (int)n.ToUInt64());
+            ModelHandle h = H;
+            var len = (UIntPtr)(uint)utf8.Length;
+            // The first buffer fits whatever the tokenizer makes (byte fallback: at most one id per
+            // byte, plus BOS and a prefix), so one call does it.
+            return TwoCall("llama_tokenize", utf8.Length + 4,
+                           (int[] b, UIntPtr cap, out UIntPtr n) => Native.llama_tokenize(h, utf8, len, flags, b, cap, out n));
         }
 
         /// <summary>The model's chat prompt as ids (LLaMA 2 [INST] or LLaMA 3 headers).</summary>
@@ -897,17 +886,10 @@ namespace RunLlama
                     native[i].content = Utf8.Alloc(m.Content);
                 }
                 uint flags = addAssistant ? Native.LLAMA_CHAT_ADD_ASSISTANT : 0;
-                var tokens = new int[256];
-                UIntPtr n;
+                ModelHandle h = H;
                 var count = (UIntPtr)(uint)native.Length;
-                int st = Native.llama_chat_tokenize(H, native, count, flags, tokens, (UIntPtr)(uint)tokens.Length, out n);
-                if (st == Native.LLAMA_ERR_BUFFER_TOO_SMALL)
-                {
-                    tokens = new int[checked((int)n.ToUInt64())];
-                    st = Native.llama_chat_tokenize(H, native, count, flags, tokens, (UIntPtr)(uint)tokens.Length, out n);
-                }
-                Llama.Check(st, "llama_chat_tokenize");
-                return Trim(tokens, (int)n.ToUInt64());
+                return TwoCall("llama_chat_tokenize", 256,
+                               (int[] b, UIntPtr cap, out UIntPtr n) => Native.llama_chat_tokenize(h, native, count, flags, b, cap, out n));
             }
             finally
             {
@@ -924,16 +906,10 @@ namespace RunLlama
         {
             if (tokens == null) throw new ArgumentNullException("tokens");
             uint flags = skipSpecial ? Native.LLAMA_DETOKENIZE_SKIP_SPECIAL : 0;
-            var buf = new byte[tokens.Length * 8 + 16];
-            UIntPtr n;
-            int st = Native.llama_detokenize(H, tokens, (UIntPtr)(uint)tokens.Length, flags, buf, (UIntPtr)(uint)buf.Length, out n);
-            if (st == Native.LLAMA_ERR_BUFFER_TOO_SMALL)
-            {
-                buf = new byte[checked((int)n.ToUInt64() + 1)];
-                st = Native.llama_detokenize(H, tokens, (UIntPtr)(uint)tokens.Length, flags, buf, (UIntPtr)(uint)buf.Length, out n);
-            }
-            Llama.Check(st, "llama_detokenize");
-            return TrimBytes(buf, (int)n.ToUInt64());
+            ModelHandle h = H;
+            var count = (UIntPtr)(uint)tokens.Length;
+            return TwoCall("llama_detokenize", checked(tokens.Length * 8 + 16),
+                           (byte[] b, UIntPtr cap, out UIntPtr n) => Native.llama_detokenize(h, tokens, count, flags, b, cap, out n));
         }
 
         /// <summary>llama_detokenize as a string (invalid UTF-8 becomes U+FFFD).</summary>
@@ -945,16 +921,9 @@ namespace RunLlama
         /// <summary>The raw bytes of one token (maybe part of a UTF-8 character).</summary>
         public byte[] TokenToPiece(int token)
         {
-            var buf = new byte[64];
-            UIntPtr n;
-            int st = Native.llama_token_to_piece(H, token, buf, (UIntPtr)(uint)buf.Length, out n);
-            if (st == Native.LLAMA_ERR_BUFFER_TOO_SMALL)
-            {
-                buf = new byte[checked((int)n.ToUInt64() + 1)];
-                st = Native.llama_token_to_piece(H, token, buf, (UIntPtr)(uint)buf.Length, out n);
-            }
-            Llama.Check(st, "llama_token_to_piece");
-            return TrimBytes(buf, (int)n.ToUInt64());
+            ModelHandle h = H;
+            return TwoCall("llama_token_to_piece", 64,
+                           (byte[] b, UIntPtr cap, out UIntPtr n) => Native.llama_token_to_piece(h, token, b, cap, out n));
         }
 
         /// <summary>A new streaming detokenizer for this model.</summary>
@@ -995,19 +964,42 @@ namespace RunLlama
             return new LlamaSession(sh, reference);
         }
 
-        internal static int[] Trim(int[] a, int n)
-        {
-            if (n == a.Length) return a;
-            var r = new int[n];
-            Array.Copy(a, r, n);
-            return r;
-        }
+        /// <summary>One call of a two-call-pattern function: fill `buffer` (null when `capacity` is 0), set `length` to the size of the result.</summary>
+        internal delegate int TwoCallFn<T>(T[] buffer, UIntPtr capacity, out UIntPtr length);
 
-        internal static byte[] TrimBytes(byte[] a, int n)
+        /// <summary>
+        /// Diagnostics for the binding's tests, off by default: while set on a thread, the first
+        /// call of every two-call function made on that thread is a size query (capacity 0, no
+        /// buffer), so every non-empty result comes from the second call. Internal; BindingTest
+        /// sets it through reflection.
+        /// </summary>
+        [ThreadStatic] internal static bool ForceSizeQuery;
+
+        /// <summary>
+        /// The C API's two-call pattern, for all of its functions here: a first call with a
+        /// buffer of `firstCapacity` (a guess that fits the usual results, so that one call does
+        /// it and the library logs no LLAMA_ERR_BUFFER_TOO_SMALL line); when that is too small, a
+        /// second call with a buffer of exactly the size the first one reported. Returns the
+        /// result, exactly as long as the library said.
+        /// </summary>
+        internal static T[] TwoCall<T>(string function, int firstCapacity, TwoCallFn<T> call)
         {
-            if (n == a.Length) return a;
-            var r = new byte[n];
-            Array.Copy(a, r, n);
+            T[] buf = ForceSizeQuery || firstCapacity <= 0 ? null : new T[firstCapacity];
+            UIntPtr n;
+            int st = call(buf, (UIntPtr)(uint)(buf == null ? 0 : buf.Length), out n);
+            if (st == Native.LLAMA_ERR_BUFFER_TOO_SMALL)
+            {
+                buf = new T[checked((int)n.ToUInt64())];
+                st = call(buf, (UIntPtr)(uint)buf.Length, out n);
+            }
+            Llama.Check(st, function);
+            int len = checked((int)n.ToUInt64());
+            int have = buf == null ? 0 : buf.Length;
+            if (len > have)
+                throw new LlamaException(function, LlamaStatus.Internal, "reported " + len + " elements for a buffer of " + have);
+            if (len == have && buf != null) return buf;
+            var r = new T[len];
+            if (len > 0) Array.Copy(buf, r, len);
             return r;
         }
 

@@ -117,6 +117,7 @@ internal static class BindingTest
             Section("non-ASCII path", NonAsciiPath);
         }
         Section("non-ASCII text", NonAsciiText);
+        Section("two-call pattern", TwoCallPattern);
         Section("streaming detokenizer", Streaming);
         Section("chat", ChatTokenize);
         Section("model info", ModelInfo);
@@ -467,19 +468,76 @@ internal static class BindingTest
         s2.Dispose(); // twice is fine
         Throws<ObjectDisposedException>("Step on a disposed session", () => s2.Step(1));
 
-        // Nothing disposed: the finalizers free it all.
-        for (int i = 0; i < 5; i++)
+        // Nothing disposed: the finalizers free it all. Each model runs its own worker threads
+        // (named runllama-N), which the library joins when the model's last reference (its own,
+        // its sessions') is freed; so once the finalizers have run, the count of those threads
+        // is back where it was. The models and sessions are made on a thread of their own that
+        // has ended by then, so that no stale stack slot keeps them reachable.
+        Collect();
+        int baseline = LibraryThreads(), during = -1;
+        var weak = new List<WeakReference>();
+        var leaker = new Thread(() =>
         {
-            var mm = LoadBundled();
-            var ss = mm.NewSession();
-            ss.Step(1);
-        }
+            for (int i = 0; i < 5; i++)
+            {
+                var mm = LoadBundled();
+                var ss = mm.NewSession();
+                ss.Step(1);
+                weak.Add(new WeakReference(mm));
+                weak.Add(new WeakReference(ss));
+            }
+            // A new thread names itself once it runs: wait a moment for the last ones.
+            var sw = Stopwatch.StartNew();
+            while ((during = LibraryThreads()) >= 0 && during < baseline + 5 && sw.ElapsedMilliseconds < 2000) Thread.Sleep(10);
+        });
+        leaker.Start();
+        leaker.Join();
+        int after = -1;
+        var deadline = Stopwatch.StartNew();
+        do
+        {
+            Collect();
+            after = LibraryThreads();
+            if (after == baseline) break;
+            Thread.Sleep(20); // a joined thread's /proc entry may linger a moment
+        } while (deadline.ElapsedMilliseconds < 5000);
+        bool collected = weak.All(w => !w.IsAlive);
+        if (baseline < 0)
+            Check(collected, "undisposed models and sessions were collected (no /proc: their threads not counted)");
+        else
+            Check(collected && during >= baseline + 5 && after == baseline,
+                  "finalizers released undisposed models and sessions: runllama-* threads " + baseline + " before, " + during +
+                  " with 5 undisposed models, " + after + " after the finalizers" + (collected ? "" : " (some still reachable)"));
+        using (var mm = LoadBundled())
+        using (var ss = mm.NewSession())
+            Check(ss.Step(1) == referenceIds[0], "a model loads and steps after the finalizers ran");
+    }
+
+    private static void Collect()
+    {
         GC.Collect();
         GC.WaitForPendingFinalizers();
         GC.Collect();
-        using (var mm = LoadBundled())
-        using (var ss = mm.NewSession())
-            Check(ss.Step(1) == referenceIds[0], "finalizers released undisposed models and sessions");
+        GC.WaitForPendingFinalizers();
+    }
+
+    /// <summary>Threads of this process named runllama-* (the library's workers); -1 without /proc.</summary>
+    private static int LibraryThreads()
+    {
+        if (!Directory.Exists("/proc/self/task")) return -1;
+        int n = 0;
+        foreach (string task in Directory.GetDirectories("/proc/self/task"))
+        {
+            try
+            {
+                if (File.ReadAllText(Path.Combine(task, "comm")).StartsWith("runllama-", StringComparison.Ordinal)) n++;
+            }
+            catch (IOException)
+            {
+                // The thread ended meanwhile.
+            }
+        }
+        return n;
     }
 
     private static void NonAsciiPath()
@@ -514,8 +572,8 @@ internal static class BindingTest
             Check(v2.Tokenize("", false, false).Length == 0, "empty text: no ids");
             var big = new StringBuilder();
             for (int i = 0; i < 300; i++) big.Append("🦙 ");
-            Check(v2.Detokenize(v2.Tokenize(big.ToString(), false, false)) == big.ToString().Substring(0, big.Length).TrimStart(' ') ||
-                  v2.Detokenize(v2.Tokenize(big.ToString(), false, false)) == big.ToString(), "long text (second call of the two-call pattern)");
+            Check(v2.Detokenize(v2.Tokenize(big.ToString(), false, false)) == big.ToString(),
+                  "LLaMA 2: round trip of 300 emoji in byte tokens (" + Encoding.UTF8.GetByteCount(big.ToString()) + " bytes)");
         }
         using (var v3 = LlamaModel.LoadVocab(llama3, 3))
         {
@@ -529,6 +587,178 @@ internal static class BindingTest
         {
             string t = "Lily ate a café crème 🍰 with 你好";
             Check(m.Detokenize(m.Tokenize(t, true, false)) == t, "tok512: round trip (byte fallback)");
+        }
+    }
+
+    // The lines the library logs (debug level) for a LLAMA_ERR_BUFFER_TOO_SMALL of `function` while
+    // `body` runs on this thread: one per first call of the two-call pattern whose buffer was too
+    // small, which the binding follows with a second call ("f: LLAMA_ERR_BUFFER_TOO_SMALL: the
+    // result needs N elements, the buffer holds M").
+    private static List<string> TooSmallLines(string function, Action body)
+    {
+        var lines = new List<string>();
+        string prefix = function + ": LLAMA_ERR_BUFFER_TOO_SMALL";
+        Llama.SetLogCallback((level, line) =>
+        {
+            if (level == 0 && line.StartsWith(prefix, StringComparison.Ordinal)) lines.Add(line);
+        });
+        try
+        {
+            body();
+        }
+        finally
+        {
+            Llama.SetLogCallback(null);
+        }
+        return lines;
+    }
+
+    // References straight from the C API, with buffers far larger than the results.
+    private static int[] RawTokenize(LlamaModel m, string text, uint flags)
+    {
+        byte[] b = Utf8.GetBytes(text);
+        var o = new int[b.Length * 2 + 64];
+        UIntPtr n;
+        int st = Native.llama_tokenize(m.Handle, b, (UIntPtr)(uint)b.Length, flags, o, (UIntPtr)(uint)o.Length, out n);
+        return st == Native.LLAMA_OK ? o.Take((int)n.ToUInt64()).ToArray() : null;
+    }
+
+    private static byte[] RawDetokenize(LlamaModel m, int[] ids)
+    {
+        var o = new byte[1 << 20];
+        UIntPtr n;
+        int st = Native.llama_detokenize(m.Handle, ids, (UIntPtr)(uint)ids.Length, 0, o, (UIntPtr)(uint)o.Length, out n);
+        return st == Native.LLAMA_OK ? o.Take((int)n.ToUInt64()).ToArray() : null;
+    }
+
+    private static byte[] RawPiece(LlamaModel m, int id)
+    {
+        var o = new byte[4096];
+        UIntPtr n;
+        int st = Native.llama_token_to_piece(m.Handle, id, o, (UIntPtr)(uint)o.Length, out n);
+        return st == Native.LLAMA_OK ? o.Take((int)n.ToUInt64()).ToArray() : null;
+    }
+
+    // The binding's internal diagnostics switch: while true on a thread, the first call of each
+    // two-call function is a size query (capacity 0), so the second call makes every result.
+    private static readonly FieldInfo ForceSizeQuery =
+        typeof(LlamaModel).GetField("ForceSizeQuery", BindingFlags.NonPublic | BindingFlags.Static);
+
+    // The binding's two-call pattern (first call with a guessed buffer; when the library answers
+    // LLAMA_ERR_BUFFER_TOO_SMALL, a second call with the size it reported). The library's debug
+    // line for each LLAMA_ERR_BUFFER_TOO_SMALL shows which calls needed the second call.
+    private static void TwoCallPattern()
+    {
+        string llama2 = Path.Combine(dataDir, "tokenizers", "llama2", "tokenizer.model");
+        string llama3 = Path.Combine(dataDir, "tokenizers", "llama3", "tokenizer.model");
+        using (var v3 = LlamaModel.LoadVocab(llama3, 3))
+        {
+            // The first 40 ordinary ids whose pieces are 17..64 bytes (runs of '=', '-', spaces,
+            // ...), and the first whose piece is longer than 64 bytes.
+            var longIds = new List<int>();
+            int longest = -1, longestLen = 0;
+            for (int id = 0; id < 128000 && (longIds.Count < 40 || longest < 0); id++)
+            {
+                byte[] piece = RawPiece(v3, id);
+                if (piece == null) continue;
+                if (piece.Length > 16 && piece.Length <= 64 && longIds.Count < 40) longIds.Add(id);
+                if (piece.Length > 64 && longest < 0)
+                {
+                    longest = id;
+                    longestLen = piece.Length;
+                }
+            }
+            int[] ids = longIds.ToArray();
+            byte[] want = RawDetokenize(v3, ids);
+            byte[] got = null;
+            List<string> lines = TooSmallLines("llama_detokenize", () => got = v3.DetokenizeUtf8(ids));
+            Check(ids.Length == 40 && want != null && want.Length > 8 * ids.Length + 16 && got != null && got.SequenceEqual(want) &&
+                  lines.Count == 1 && lines[0].Contains("needs " + want.Length + " "),
+                  "DetokenizeUtf8 of " + ids.Length + " long pieces (" + (want == null ? 0 : want.Length) +
+                  " bytes): the first buffer was too small, the second call's text is llama_detokenize's (" + string.Join(" | ", lines) + ")");
+
+            byte[] wantPiece = RawPiece(v3, longest);
+            byte[] gotPiece = null;
+            lines = TooSmallLines("llama_token_to_piece", () => gotPiece = v3.TokenToPiece(longest));
+            Check(longestLen > 64 && gotPiece != null && gotPiece.SequenceEqual(wantPiece) && lines.Count == 1 &&
+                  lines[0].Contains("needs " + longestLen + " "),
+                  "TokenToPiece(" + longest + "), " + longestLen + " bytes: the second call made it (" + string.Join(" | ", lines) + ")");
+
+            // Usual results fit the first buffer: one call each, no LLAMA_ERR_BUFFER_TOO_SMALL.
+            int n = 0;
+            lines = TooSmallLines("llama_", () =>
+            {
+                int[] t = v3.Tokenize(Multilingual, true, false);
+                n = t.Length;
+                v3.Detokenize(t);
+                v3.TokenToPiece(t[1]);
+                v3.DetokenizeUtf8(new[] { longIds[0] });
+            });
+            Check(n > 10 && lines.Count == 0, "short results take one call (" + string.Join(" | ", lines) + ")");
+        }
+
+        // Every function through its second call: the internal switch makes each first call a
+        // size query. (Tokenize's first buffer always fits, so only this reaches its second call.)
+        Check(ForceSizeQuery != null && ForceSizeQuery.FieldType == typeof(bool), "the binding's internal ForceSizeQuery switch exists");
+        if (ForceSizeQuery == null) return;
+        foreach (var spec in new[] { Tuple.Create(llama2, 2), Tuple.Create(llama3, 3), Tuple.Create(TokPath, 2) })
+        {
+            string name = Path.GetFileName(Path.GetDirectoryName(spec.Item1)) + "/" + Path.GetFileName(spec.Item1);
+            using (var v = LlamaModel.LoadVocab(spec.Item1, spec.Item2))
+            {
+                var chat = new[] { new ChatMessage("system", "Be brief."), new ChatMessage("user", "Hi 你好") };
+                int[] wantIds = RawTokenize(v, Multilingual, Native.LLAMA_TOKENIZE_ADD_BOS);
+                byte[] wantText = RawDetokenize(v, wantIds);
+                byte[] wantPiece = RawPiece(v, wantIds[1]);
+                int[] wantChat = v.ChatTokenize(chat, true);
+                int[] ids = null, empty = null, chatIds = null;
+                byte[] text = null, piece = null;
+                var tok = new List<string>();
+                var detok = new List<string>();
+                var pieceLines = new List<string>();
+                var chatLines = new List<string>();
+                var emptyLines = new List<string>();
+                ForceSizeQuery.SetValue(null, true);
+                try
+                {
+                    tok = TooSmallLines("llama_tokenize", () => ids = v.Tokenize(Multilingual, true, false));
+                    detok = TooSmallLines("llama_detokenize", () => text = v.DetokenizeUtf8(wantIds));
+                    pieceLines = TooSmallLines("llama_token_to_piece", () => piece = v.TokenToPiece(wantIds[1]));
+                    chatLines = TooSmallLines("llama_chat_tokenize", () => chatIds = v.ChatTokenize(chat, true));
+                    emptyLines = TooSmallLines("llama_", () => empty = v.Tokenize("", false, false));
+                }
+                finally
+                {
+                    ForceSizeQuery.SetValue(null, false);
+                }
+                Check(ids != null && ids.SequenceEqual(wantIds) && tok.Count == 1 && tok[0].Contains("holds 0"),
+                      name + ": Tokenize through the second call == llama_tokenize (" + string.Join(" | ", tok) + ")");
+                Check(text != null && text.SequenceEqual(wantText) && detok.Count == 1 && detok[0].Contains("holds 0"),
+                      name + ": DetokenizeUtf8 through the second call == llama_detokenize");
+                Check(piece != null && piece.SequenceEqual(wantPiece) && pieceLines.Count == 1 && pieceLines[0].Contains("holds 0"),
+                      name + ": TokenToPiece through the second call == llama_token_to_piece");
+                Check(chatIds != null && chatIds.SequenceEqual(wantChat) && chatLines.Count == 1 && chatLines[0].Contains("holds 0"),
+                      name + ": ChatTokenize through the second call == its one-call result");
+                Check(empty != null && empty.Length == 0 && emptyLines.Count == 0, name + ": an empty result needs no second call");
+            }
+        }
+        using (var m = LoadBundled())
+        {
+            string want = m.Describe();
+            string got = null;
+            ForceSizeQuery.SetValue(null, true);
+            List<string> lines;
+            try
+            {
+                lines = TooSmallLines("llama_model_describe", () => got = m.Describe());
+            }
+            finally
+            {
+                ForceSizeQuery.SetValue(null, false);
+            }
+            Check(got == want && want.Length > 0 && lines.Count == 1 && lines[0].Contains("holds 0"), "Describe through the second call");
+            lines = TooSmallLines("llama_", () => m.Tokenize(Multilingual, true, false));
+            Check(lines.Count == 0, "the switch is off again: one call");
         }
     }
 
@@ -619,9 +849,13 @@ internal static class BindingTest
         {
             var longMsg = new StringBuilder();
             for (int i = 0; i < 200; i++) longMsg.Append("word 词 ");
-            int[] ids = v3.ChatTokenize(new[] { new ChatMessage("user", longMsg.ToString()) }, true);
-            Check(ids.Length > 256 && ids[0] == 128000 && v3.Detokenize(ids).Contains("<|start_header_id|>assistant<|end_header_id|>"),
-                  "LLaMA 3 chat, > 256 ids (second call)");
+            int[] ids = null;
+            List<string> tooSmall = TooSmallLines("llama_chat_tokenize", () =>
+                ids = v3.ChatTokenize(new[] { new ChatMessage("user", longMsg.ToString()) }, true));
+            Check(ids.Length > 256 && ids[0] == 128000 && v3.Detokenize(ids).Contains("<|start_header_id|>assistant<|end_header_id|>") &&
+                  tooSmall.Count == 1 && tooSmall[0].Contains("needs " + ids.Length + " "),
+                  "LLaMA 3 chat, " + ids.Length + " ids: the first buffer was too small, the second call made them (" +
+                  string.Join(" | ", tooSmall) + ")");
         }
     }
 
