@@ -66,22 +66,18 @@ static int close_library(lib_handle h) {
 #endif
 }
 
-static void *symbol(lib_handle h, const char *name) {
-#if defined(_WIN32)
-    return (void *)GetProcAddress(h, name);
-#else
-    return dlsym(h, name);
-#endif
-}
-
 /* Look `name` up into `*slot` (a function pointer); 0 if missing. */
 static int lookup(lib_handle h, const char *name, void *slot) {
-    void *p = symbol(h, name);
+#if defined(_WIN32)
+    FARPROC p = GetProcAddress(h, name); /* already a function pointer */
+#else
+    void *p = dlsym(h, name);
+#endif
     if (!p) {
         fprintf(stderr, "%s: the library has no %s\n", PROG, name);
         return 0;
     }
-    memcpy(slot, &p, sizeof p); /* object to function pointer, as POSIX dlsym allows */
+    memcpy(slot, &p, sizeof p); /* copied, not cast: ISO C has no object/function pointer conversion */
     return 1;
 }
 

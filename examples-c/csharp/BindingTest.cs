@@ -524,7 +524,9 @@ internal static class BindingTest
     /// <summary>Threads of this process named runllama-* (the library's workers); -1 without /proc.</summary>
     private static int LibraryThreads()
     {
-        if (!Directory.Exists("/proc/self/task")) return -1;
+        // Only on Linux: under wine, /proc/self/task is the Linux process's, whose thread names
+        // Windows' SetThreadDescription does not reach.
+        if (Environment.OSVersion.Platform != PlatformID.Unix || !Directory.Exists("/proc/self/task")) return -1;
         int n = 0;
         foreach (string task in Directory.GetDirectories("/proc/self/task"))
         {
