@@ -115,14 +115,16 @@ typedef int32_t llama_status;
 /*
  Whole log lines (level 0 = debug .. 3 = error), called on the thread whose API call logs,
  with no lock of the library held. It may call any function of this API (that does not change
- the caller's `llama_last_error()`); it must not unwind (throw) into the library.
+ the caller's `llama_last_error()`); it must not unwind (throw) into the library: a C++
+ exception that reaches the library's frames aborts the process.
  */
 typedef void (LLAMA_CALL *llama_log_fn)(int32_t level, const char *line, void *user_data);
 
 /*
  Called during load with fraction in [0,1], on the thread that called `llama_load`, with no
  lock of the library held; return non-zero to cancel (LLAMA_ERR_CANCELLED). It must not
- unwind (throw) into the library.
+ unwind (throw) into the library: a C++ exception that reaches the library's frames aborts
+ the process.
  */
 typedef int32_t (LLAMA_CALL *llama_progress_fn)(float fraction, void *user_data);
 

@@ -155,11 +155,13 @@ pub struct llama_model_hparams {
 
 /// Called during load with fraction in [0,1], on the thread that called `llama_load`, with no
 /// lock of the library held; return non-zero to cancel (LLAMA_ERR_CANCELLED). It must not
-/// unwind (throw) into the library.
+/// unwind (throw) into the library: a C++ exception that reaches the library's frames aborts
+/// the process.
 pub type llama_progress_fn = Option<unsafe extern "C" fn(fraction: f32, user_data: *mut c_void) -> i32>;
 /// Whole log lines (level 0 = debug .. 3 = error), called on the thread whose API call logs,
 /// with no lock of the library held. It may call any function of this API (that does not change
-/// the caller's `llama_last_error()`); it must not unwind (throw) into the library.
+/// the caller's `llama_last_error()`); it must not unwind (throw) into the library: a C++
+/// exception that reaches the library's frames aborts the process.
 pub type llama_log_fn = Option<unsafe extern "C" fn(level: i32, line: *const c_char, user_data: *mut c_void)>;
 
 /// Load parameters. Initialise with `llama_load_params_init(&p, sizeof p)`; the library reads
