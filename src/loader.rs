@@ -7,22 +7,16 @@ use std::path::{Path, PathBuf};
 
 use runllama_kernels::RopeLayout;
 
-use crate::backend::cpu::CpuBackend;
-use crate::backend::Backend;
+use crate::backend::{self, Device};
 use crate::error::{Error, Result, Status};
 use crate::gguf::{self, GgufFile};
 use crate::llama2c;
-use crate::model::{Compute, FusedLayout, Hparams, Layer, Matrix, Model, Projections, Span, Weights};
+use crate::model::{FusedLayout, Hparams, Layer, Matrix, Model, Projections, Span, Weights};
 use crate::safetensors;
 use crate::storage::Storage;
 use crate::tensor::TensorInfo;
 use crate::tokenizer::Tokenizer;
 use crate::{ckpt, mindformers};
-
-/// `LLAMA_DEVICE_CPU`.
-pub const DEVICE_CPU: i32 = 0;
-/// `LLAMA_DEVICE_CUDA`.
-pub const DEVICE_CUDA: i32 = 1;
 
 /// What `llama_load` was asked for.
 pub struct LoadOptions<'a> {
@@ -32,10 +26,8 @@ pub struct LoadOptions<'a> {
     pub config_path: Option<PathBuf>,
     /// A tokenizer file to use instead of the embedded one or the one beside the weights.
     pub tokenizer_path: Option<PathBuf>,
-    /// `DEVICE_CPU` or `DEVICE_CUDA`.
-    pub device: i32,
-    /// Which GPU with `DEVICE_CUDA` (0 = the first); ignored on the CPU.
-    pub device_index: usize,
+    /// Where the model runs.
+    pub device: Device,
     /// Worker threads (0 = one per core).
     pub n_threads: usize,
     /// Map the files (true) or read them into memory.
@@ -50,8 +42,7 @@ impl Default for LoadOptions<'_> {
             version: 0,
             config_path: None,
             tokenizer_path: None,
-            device: DEVICE_CPU,
-            device_index: 0,
+            device: Device::Cpu,
             n_threads: 0,
             use_mmap: true,
             progress: None,
@@ -181,19 +172,7 @@ struct Source {
 pub fn load(path: &Path, mut opts: LoadOptions<'_>) -> Result<Model> {
     crate::cpu::init();
     let shown = path.display().to_string();
-    match opts.device {
-        DEVICE_CPU => {}
-        DEVICE_CUDA => {
-            return Err(Error::new(
-                Status::Device,
-                format!(
-                    "CUDA device {} was requested but this build of runllama has no CUDA backend (built without the `cuda` feature)",
-                    opts.device_index
-                ),
-            ))
-        }
-        d => return Err(Error::invalid(format!("device {d} is not LLAMA_DEVICE_CPU (0) or LLAMA_DEVICE_CUDA (1)"))),
-    }
+    backend::check_available(opts.device)?;
     if !matches!(opts.version, 0 | 2 | 3) {
         return Err(Error::invalid(format!("version {} is not 0 (detect), 2 or 3", opts.version)));
     }
@@ -281,7 +260,7 @@ pub fn load_vocab(tokenizer_path: &Path, version: i32) -> Result<Model> {
         eos: tokenizer.eos().unwrap_or(2),
         tokenizer_source: shown,
         tokenizer,
-        compute: None,
+        backend: None,
     })
 }
 
@@ -903,7 +882,7 @@ fn bind(
     let eos = tokenizer.eos().or(p.eos).unwrap_or(2);
     let n_threads =
         if opts.n_threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.n_threads };
-    let backend: Box<dyn Backend> = Box::new(CpuBackend::new(n_threads)?);
+    let backend = backend::create(opts.device, n_threads, Weights { files, tok_embd, layers, output_norm, output })?;
     crate::log::info(&format!(
         "loaded {shown}: {} LLaMA {version}, {} layers, n_embd {}, n_vocab {}, {} threads",
         src.format, hp.n_layer, hp.n_embd, hp.n_vocab, n_threads
@@ -913,7 +892,7 @@ fn bind(
         format: src.format,
         version,
         hparams: hp,
-        compute: Some(Compute { weights: Weights { files, tok_embd, layers, output_norm, output }, backend }),
+        backend: Some(backend),
         tensors: src.tensors.clone(),
         c_names: Default::default(),
         assumed,

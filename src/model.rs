@@ -290,9 +290,9 @@ pub struct Model {
     pub version: u32,
     /// Hyper-parameters.
     pub hparams: Hparams,
-    /// Weights (views into the files) and the backend that runs them; `None` for a
-    /// vocabulary-only model (`llama_load_vocab`), which can tokenize but not step.
-    pub compute: Option<Compute>,
+    /// The backend that runs the model, holding its weights; `None` for a vocabulary-only model
+    /// (`llama_load_vocab`), which can tokenize but not step.
+    pub backend: Option<Box<dyn Backend>>,
     /// Every tensor as stored, in file order (for `llama_model_describe`).
     pub tensors: Vec<TensorInfo>,
     /// The tensor names as C strings, made on first use by `llama_model_tensor`.
@@ -307,14 +307,6 @@ pub struct Model {
     pub bos: u32,
     /// EOS id.
     pub eos: u32,
-}
-
-/// What a model needs to run: its weights and a backend.
-pub struct Compute {
-    /// Weights (views into the files).
-    pub weights: Weights,
-    /// The compute backend.
-    pub backend: Box<dyn Backend>,
 }
 
 impl std::fmt::Debug for Model {
@@ -339,10 +331,10 @@ impl Model {
     /// Bytes of weights one decode step reads: every layer matrix, the output head and one
     /// embedding row (0 for a vocabulary-only model).
     pub fn weight_bytes_per_token(&self) -> u64 {
-        let Some(c) = &self.compute else {
+        let Some(b) = &self.backend else {
             return 0;
         };
-        let w = &c.weights;
+        let w = b.weights();
         let size = |m: &Matrix| (m.rows * m.row_bytes()) as u64;
         let layers: u64 = w
             .layers
@@ -355,13 +347,13 @@ impl Model {
 
     /// The element type of the big matrices (that of layer 0's output projection).
     pub fn main_dtype(&self) -> Option<DType> {
-        let w = &self.compute.as_ref()?.weights;
+        let w = self.backend.as_ref()?.weights();
         Some(w.layers.first().map_or(w.tok_embd.dtype(), |l| l.wo.dtype()))
     }
 
-    /// The weights and backend, or `Unsupported` for a vocabulary-only model.
-    pub fn compute(&self) -> Result<&Compute> {
-        self.compute.as_ref().ok_or_else(|| {
+    /// The backend (and through it the weights), or `Unsupported` for a vocabulary-only model.
+    pub fn backend(&self) -> Result<&dyn Backend> {
+        self.backend.as_deref().ok_or_else(|| {
             Error::unsupported(format!(
                 "{}: this model was loaded without weights (llama_load_vocab): it can tokenize but not run",
                 self.path
@@ -398,7 +390,7 @@ impl Model {
             "norm_eps": hp.norm_eps,
             "dtype": self.main_dtype().map(DType::name),
             "n_params": self.n_params(),
-            "device": self.compute.as_ref().map_or("none", |c| c.backend.name()),
+            "device": self.backend.as_ref().map_or("none", |b| b.name()),
             "tokenizer": self.tokenizer_source,
             "bos": self.bos,
             "eos": self.eos,

@@ -60,7 +60,7 @@ impl Session {
             return Err(Error::invalid(format!("n_ctx {n_ctx} is too large")));
         }
         let v_type = params.kv_type_v.unwrap_or(params.kv_type);
-        let state = model.compute()?.backend.new_state(&model.hparams, n_ctx, params.kv_type, v_type)?;
+        let state = model.backend()?.new_state(&model.hparams, n_ctx, params.kv_type, v_type)?;
         let n_vocab = model.hparams.n_vocab;
         let inner = Inner {
             state,
@@ -152,10 +152,8 @@ impl Session {
             return Err(Error::new(Status::Cancelled, "llama_step was aborted by llama_session_abort"));
         }
         let m = &self.model;
-        let c = m.compute()?;
-        c.backend.forward(
+        m.backend()?.forward(
             &m.hparams,
-            &c.weights,
             inner.state.as_mut(),
             Batch { tokens, pos },
             &mut inner.next_logits,

@@ -48,7 +48,7 @@ fn mindformers_name(hf: &str) -> String {
 /// Write `dir`'s safetensors as a MindFormers ckpt at `out` (tensors streamed from the mmap).
 fn convert(dir: &Path, out: &Path) {
     let m = load(dir, LoadOptions { n_threads: 1, ..Default::default() }).expect("load safetensors");
-    let files = &m.compute.as_ref().unwrap().weights.files;
+    let files = &m.backend().unwrap().weights().files;
     let f = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(out).unwrap());
     let mut w = CkptWriter::new(f, runllama::ckpt::SLICE_BYTES, true).unwrap();
     for t in &m.tensors {

@@ -84,7 +84,7 @@ fn sharded_safetensors_directory_with_index_and_tokenizer_in_original() {
     std::fs::copy(data("stories260K/tok512.model"), dir.join("original/tokenizer.model")).unwrap();
     assert_eq!(greedy_from(&dir, LoadOptions::default(), 200), expected_ids());
     let m = load(&dir, LoadOptions::default()).unwrap();
-    assert_eq!(m.compute.as_ref().unwrap().weights.files.len(), 2, "two shards mapped");
+    assert_eq!(m.backend().unwrap().weights().files.len(), 2, "two shards mapped");
     assert!(m.tokenizer_source.ends_with("original/tokenizer.model"), "{}", m.tokenizer_source);
 
     // A shard name that escapes the directory is refused.

@@ -34,9 +34,11 @@ const ROW_BLOCK: usize = 48;
 /// Most matrix-vector products one decode region runs together (q, k and v).
 const MAX_MATVECS: usize = 3;
 
-/// The CPU backend: a rayon pool of `n_threads`, whose threads are joined when the backend is
-/// dropped (with the model's last reference), so that a host may unload the library afterwards.
+/// The CPU backend: the weights (views into the mapped files, used in place) and a rayon pool of
+/// `n_threads`, whose threads are joined when the backend is dropped (with the model's last
+/// reference), so that a host may unload the library afterwards.
 pub struct CpuBackend {
+    weights: Weights,
     /// `None` only while dropping.
     pool: Option<rayon::ThreadPool>,
     workers: Vec<std::thread::JoinHandle<()>>,
@@ -44,8 +46,8 @@ pub struct CpuBackend {
 }
 
 impl CpuBackend {
-    /// A backend computing with `n_threads` threads.
-    pub fn new(n_threads: usize) -> Result<CpuBackend> {
+    /// A backend computing over `weights` with `n_threads` threads.
+    pub fn new(n_threads: usize, weights: Weights) -> Result<CpuBackend> {
         let mut workers = Vec::with_capacity(n_threads);
         let built = rayon::ThreadPoolBuilder::new()
             .num_threads(n_threads)
@@ -63,7 +65,7 @@ impl CpuBackend {
             })
             .build();
         match built {
-            Ok(pool) => Ok(CpuBackend { pool: Some(pool), workers, n_threads }),
+            Ok(pool) => Ok(CpuBackend { weights, pool: Some(pool), workers, n_threads }),
             Err(e) => {
                 // rayon stops the threads it did start: wait for them.
                 for w in workers {
@@ -394,10 +396,13 @@ impl Backend for CpuBackend {
         Ok(Box::new(CpuState { n_ctx, k, v, inv_freq, scratch: Scratch::default() }))
     }
 
+    fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
     fn forward(
         &self,
         hp: &Hparams,
-        w: &Weights,
         state: &mut dyn SessionState,
         batch: Batch<'_>,
         logits: &mut [f32],
@@ -407,6 +412,7 @@ impl Backend for CpuBackend {
             .as_any_mut()
             .downcast_mut::<CpuState>()
             .ok_or_else(|| Error::internal("session state does not belong to the CPU backend"))?;
+        let w = &self.weights;
         st.scratch.ensure(hp, w, batch.tokens.len().min(UBATCH))?;
         self.pool().install(|| {
             let mut pos = batch.pos;

@@ -1,14 +1,52 @@
-//! The compute seam: a [`Backend`] runs the forward pass over a model's weights and owns the
-//! per-session state (KV cache) it needs. The CPU backend lives in [`cpu`]; a CUDA backend can be
-//! added beside it without touching the model, the loaders or the C API.
+//! The compute seam: a [`Backend`] is created once per model by [`create`], which hands it the
+//! model's weights (the CPU backend keeps its views into the mapped files; a GPU backend would
+//! upload them); it runs the forward pass and owns the per-session state (KV cache) it needs.
+//! The CPU backend lives in [`cpu`]; a CUDA backend goes beside it without touching the model,
+//! the loaders or the C API.
 
 use std::any::Any;
 use std::sync::atomic::AtomicBool;
 
-use crate::error::Result;
+use crate::error::{Error, Result, Status};
 use crate::model::{Hparams, Weights};
 
 pub mod cpu;
+
+/// Where a model runs (`llama_load_params.device` and `device_index`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The CPU, on the model's own thread pool.
+    #[default]
+    Cpu,
+    /// A CUDA GPU, by index (0 = the first).
+    Cuda {
+        /// Which GPU.
+        index: usize,
+    },
+}
+
+/// Whether this build has a CUDA backend (the `cuda` feature).
+pub const CUDA_COMPILED: bool = false;
+
+/// Refuse a device this build cannot run on, before anything is read.
+pub fn check_available(device: Device) -> Result<()> {
+    match device {
+        Device::Cpu => Ok(()),
+        Device::Cuda { index } => Err(Error::new(
+            Status::Device,
+            format!(
+                "CUDA device {index} was requested but this build of runllama has no CUDA backend (built without the `cuda` feature)"
+            ),
+        )),
+    }
+}
+
+/// The backend for `device`, given the model's weights once (`n_threads`: the CPU backend's
+/// pool size).
+pub fn create(device: Device, n_threads: usize, weights: Weights) -> Result<Box<dyn Backend>> {
+    check_available(device)?;
+    Ok(Box::new(cpu::CpuBackend::new(n_threads, weights)?))
+}
 
 /// The tokens of one step and the position of the first.
 #[derive(Clone, Copy, Debug)]
@@ -46,12 +84,14 @@ pub trait SessionState: Send {
     fn kv_bytes(&self) -> usize;
 }
 
-/// A forward-pass implementation.
+/// A forward-pass implementation, holding the model's weights.
 pub trait Backend: Send + Sync {
     /// `"cpu"`, `"cuda"`.
     fn name(&self) -> &'static str;
     /// Threads the backend computes with.
     fn n_threads(&self) -> usize;
+    /// The weights it was created with (their host-side description: files, shapes, dtypes).
+    fn weights(&self) -> &Weights;
     /// Allocate a session's state for `n_ctx` positions with a K cache of `k_type` and a V
     /// cache of `v_type` (`OutOfMemory` when it cannot).
     fn new_state(&self, hp: &Hparams, n_ctx: usize, k_type: KvType, v_type: KvType) -> Result<Box<dyn SessionState>>;
@@ -62,7 +102,6 @@ pub trait Backend: Send + Sync {
     fn forward(
         &self,
         hp: &Hparams,
-        w: &Weights,
         state: &mut dyn SessionState,
         batch: Batch<'_>,
         logits: &mut [f32],

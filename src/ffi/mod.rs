@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 use guard::{guard, guard_or};
 use versioned::{offsets, Versioned};
 
+use crate::backend::Device;
 use crate::error::{Error, Result, Status};
 use crate::loader::{self, LoadOptions};
 use crate::model::Model;
@@ -612,9 +613,16 @@ pub unsafe extern "C" fn llama_load(
         if !matches!(p.use_mmap, 0 | 1) {
             return Err(Error::invalid(format!("use_mmap {} must be 0 or 1", p.use_mmap)));
         }
-        if p.device_index < 0 {
-            return Err(Error::invalid(format!("device_index {} must be >= 0", p.device_index)));
-        }
+        let device = match (p.device, usize::try_from(p.device_index)) {
+            (_, Err(_)) => return Err(Error::invalid(format!("device_index {} must be >= 0", p.device_index))),
+            (LLAMA_DEVICE_CPU, _) => Device::Cpu,
+            (LLAMA_DEVICE_CUDA, Ok(index)) => Device::Cuda { index },
+            (d, _) => {
+                return Err(Error::invalid(format!(
+                    "device {d} is not LLAMA_DEVICE_CPU ({LLAMA_DEVICE_CPU}) or LLAMA_DEVICE_CUDA ({LLAMA_DEVICE_CUDA})"
+                )))
+            }
+        };
         // SAFETY: NULL or NUL-terminated per the contract.
         let config = unsafe { opt_str(p.config_path, "config_path") }?.map(PathBuf::from);
         // SAFETY: as above.
@@ -630,8 +638,7 @@ pub unsafe extern "C" fn llama_load(
             version: p.version,
             config_path: config,
             tokenizer_path: tokenizer,
-            device: p.device,
-            device_index: p.device_index as usize,
+            device,
             n_threads: p.n_threads as usize,
             use_mmap: p.use_mmap == 1,
             progress: Some(&mut progress),
