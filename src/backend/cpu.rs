@@ -16,6 +16,7 @@ use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 use runllama_kernels as k;
 
+use super::llama::{self, LlamaOps};
 use super::{Backend, Batch, KvType, SessionState};
 use crate::error::{Error, Result, Status};
 use crate::model::{Hparams, Matrix, Projections, Weights};
@@ -419,7 +420,8 @@ impl Backend for CpuBackend {
             let mut chunks = batch.tokens.chunks(UBATCH).peekable();
             while let Some(tokens) = chunks.next() {
                 let last = chunks.peek().is_none();
-                self.forward_ubatch(hp, w, st, tokens, pos, last.then_some(&mut *logits), cancel)?;
+                let mut pass = CpuPass { b: self, hp, st: &mut *st, n: 0 };
+                llama::forward(&mut pass, w, tokens, pos, last.then_some(&mut *logits), cancel)?;
                 pos += tokens.len();
             }
             Ok(())
@@ -431,9 +433,10 @@ impl CpuBackend {
     /// `out[t * rows + r] = dot(m[r, :], x[t, :])` for the `n` rows of `x`, rows split over the
     /// pool. One token runs the matrix-vector kernel; a batch is packed once into `packed`
     /// (split over the pool by panel) and every task runs the matmul kernel on it.
-    fn matmul(&self, w: &Weights, m: &Matrix, x: &[f32], n: usize, packed: &mut [f32], out: &mut [f32]) {
+    fn matmul(&self, m: &Matrix, x: &[f32], n: usize, packed: &mut [f32], out: &mut [f32]) {
+        let w = &self.weights;
         if n == 1 {
-            self.matvecs(w, std::slice::from_ref(m), x, &mut [out]);
+            self.matvecs(std::slice::from_ref(m), x, &mut [out]);
             return;
         }
         let wt = m.dtype().kernel();
@@ -487,7 +490,8 @@ impl CpuBackend {
     /// the threads finish together: while one thread ends a region alone it reads about half
     /// the bandwidth that two would (measured on a 7B decode: a fixed split into 16 tasks left
     /// one thread working alone ~140 us of each ~2.7 ms product).
-    fn matvecs(&self, w: &Weights, ms: &[Matrix], x: &[f32], outs: &mut [&mut [f32]]) {
+    fn matvecs(&self, ms: &[Matrix], x: &[f32], outs: &mut [&mut [f32]]) {
+        let w = &self.weights;
         assert!(ms.len() <= MAX_MATVECS && ms.len() == outs.len(), "at most {MAX_MATVECS} products, one output each");
         let mut ends = [0usize; MAX_MATVECS];
         let mut ptrs = [SharedOut(std::ptr::null_mut()); MAX_MATVECS];
@@ -536,7 +540,6 @@ impl CpuBackend {
     #[allow(clippy::too_many_arguments)]
     fn project(
         &self,
-        w: &Weights,
         p: &Projections,
         x: &[f32],
         n: usize,
@@ -546,17 +549,17 @@ impl CpuBackend {
     ) {
         match p {
             Projections::Separate(ms) if n == 1 && ms.len() <= MAX_MATVECS => {
-                self.matvecs(w, ms, x, outs);
+                self.matvecs(ms, x, outs);
             }
             Projections::Separate(ms) => {
                 for (m, o) in ms.iter().zip(outs.iter_mut()) {
-                    self.matmul(w, m, x, n, packed, o);
+                    self.matmul(m, x, n, packed, o);
                 }
             }
             Projections::Fused { w: m, order } => {
                 let total = m.rows;
                 let fused = &mut fused[..n * total];
-                self.matmul(w, m, x, n, packed, fused);
+                self.matmul(m, x, n, packed, fused);
                 for (r, &dst) in order.iter().enumerate() {
                     // Fused row `r` is row `d` of output `i`.
                     let (mut i, mut d) = (0, dst as usize);
@@ -572,85 +575,116 @@ impl CpuBackend {
             }
         }
     }
+}
 
-    /// One batched pass over at most [`UBATCH`] `tokens` at `pos..`; `logits` of the last token
-    /// when given.
-    #[allow(clippy::too_many_arguments)]
-    fn forward_ubatch(
-        &self,
-        hp: &Hparams,
-        w: &Weights,
-        st: &mut CpuState,
-        tokens: &[u32],
-        pos: usize,
-        logits: Option<&mut [f32]>,
-        cancel: &AtomicBool,
-    ) -> Result<()> {
-        let n = tokens.len();
-        let (d, hd, kvd, ff) = (hp.n_embd, hp.head_dim(), hp.kv_dim(), hp.n_ff);
-        let qd = hp.n_head * hd;
-        let group = hp.n_head / hp.n_head_kv;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let CpuState { k: kcache, v: vcache, inv_freq, scratch: s, .. } = st;
-        let (x, xb) = (&mut s.x[..n * d], &mut s.xb[..n * d]);
-        let (q, kk, vv, att) = (&mut s.q[..n * qd], &mut s.k[..n * kvd], &mut s.v[..n * kvd], &mut s.att[..n * qd]);
-        let (proj, gate, up) = (&mut s.proj[..n * d], &mut s.gate[..n * ff], &mut s.up[..n * ff]);
+/// One batched pass of the CPU backend: [`LlamaOps`] over the session's scratch activations and
+/// KV cache, run inside the backend's pool (every product is split over it).
+struct CpuPass<'a> {
+    b: &'a CpuBackend,
+    hp: &'a Hparams,
+    st: &'a mut CpuState,
+    /// Tokens in the batch (set by `embed`).
+    n: usize,
+}
 
-        // x[t] = embedding row of tokens[t]
+impl LlamaOps for CpuPass<'_> {
+    fn embed(&mut self, tokens: &[u32]) {
+        let (w, d) = (&self.b.weights, self.hp.n_embd);
+        self.n = tokens.len();
+        let x = &mut self.st.scratch.x[..self.n * d];
         for (t, &tok) in tokens.iter().enumerate() {
             let r = tok as usize;
             k::row_to_f32(w.tok_embd.dtype().kernel(), &w.tok_embd.rows(w, r, r + 1), &mut x[t * d..(t + 1) * d]);
         }
+    }
 
-        for (l, layer) in w.layers.iter().enumerate() {
-            check_cancel(cancel)?;
-            for t in 0..n {
-                k::rmsnorm(&mut xb[t * d..(t + 1) * d], &x[t * d..(t + 1) * d], &layer.attn_norm, hp.norm_eps);
-            }
-            self.project(w, &layer.qkv, xb, n, &mut s.packed, &mut s.fused, &mut [&mut *q, &mut *kk, &mut *vv]);
-            for t in 0..n {
-                k::rope(&mut q[t * qd..(t + 1) * qd], hd, pos + t, inv_freq, hp.rope_layout);
-                k::rope(&mut kk[t * kvd..(t + 1) * kvd], hd, pos + t, inv_freq, hp.rope_layout);
-            }
-            kcache[l].write(pos, kk);
-            vcache[l].write(pos, vv);
-            let (kc, vc) = (&kcache[l], &vcache[l]);
+    fn norm(&mut self, weight: &[f32]) {
+        let (d, s) = (self.hp.n_embd, &mut self.st.scratch);
+        for t in 0..self.n {
+            k::rmsnorm(&mut s.xb[t * d..(t + 1) * d], &s.x[t * d..(t + 1) * d], weight, self.hp.norm_eps);
+        }
+    }
 
-            // Causal attention: each (token, head) pair is one task writing its own output slice.
-            let q = &*q;
-            att.par_chunks_mut(hd).enumerate().for_each(|(i, out)| {
-                let (t, h) = (i / hp.n_head, i % hp.n_head);
-                let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
-                let kvh = h / group;
-                let len = pos + t + 1;
-                TASK.with_borrow_mut(|s| {
-                    let scores = at_least(&mut s.f, len);
-                    kc.scores(kvh, qh, scale, scores);
-                    k::softmax(scores);
-                    vc.wsum(kvh, scores, out);
-                });
+    fn qkv(&mut self, p: &Projections) {
+        let (n, qd, kvd) = (self.n, self.hp.n_head * self.hp.head_dim(), self.hp.kv_dim());
+        let s = &mut self.st.scratch;
+        let outs = &mut [&mut s.q[..n * qd], &mut s.k[..n * kvd], &mut s.v[..n * kvd]];
+        self.b.project(p, &s.xb[..n * self.hp.n_embd], n, &mut s.packed, &mut s.fused, outs);
+    }
+
+    fn rope(&mut self, pos: usize) {
+        let hp = self.hp;
+        let (hd, qd, kvd) = (hp.head_dim(), hp.n_head * hp.head_dim(), hp.kv_dim());
+        let CpuState { inv_freq, scratch: s, .. } = &mut *self.st;
+        for t in 0..self.n {
+            k::rope(&mut s.q[t * qd..(t + 1) * qd], hd, pos + t, inv_freq, hp.rope_layout);
+            k::rope(&mut s.k[t * kvd..(t + 1) * kvd], hd, pos + t, inv_freq, hp.rope_layout);
+        }
+    }
+
+    fn store_kv(&mut self, layer: usize, pos: usize) {
+        let len = self.n * self.hp.kv_dim();
+        let CpuState { k: kc, v: vc, scratch: s, .. } = &mut *self.st;
+        kc[layer].write(pos, &s.k[..len]);
+        vc[layer].write(pos, &s.v[..len]);
+    }
+
+    fn attention(&mut self, layer: usize, pos: usize) {
+        let hp = self.hp;
+        let (hd, qd) = (hp.head_dim(), hp.n_head * hp.head_dim());
+        let group = hp.n_head / hp.n_head_kv;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let CpuState { k: kc, v: vc, scratch: s, .. } = &mut *self.st;
+        let (kc, vc, q) = (&kc[layer], &vc[layer], &s.q);
+        // Each (token, head) pair is one task writing its own output slice.
+        s.att[..self.n * qd].par_chunks_mut(hd).enumerate().for_each(|(i, out)| {
+            let (t, h) = (i / hp.n_head, i % hp.n_head);
+            let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
+            let len = pos + t + 1;
+            TASK.with_borrow_mut(|s| {
+                let scores = at_least(&mut s.f, len);
+                kc.scores(h / group, qh, scale, scores);
+                k::softmax(scores);
+                vc.wsum(h / group, scores, out);
             });
-            self.matmul(w, &layer.wo, att, n, &mut s.packed, proj);
-            add_into(x, proj);
+        });
+    }
 
-            for t in 0..n {
-                k::rmsnorm(&mut xb[t * d..(t + 1) * d], &x[t * d..(t + 1) * d], &layer.ffn_norm, hp.norm_eps);
-            }
-            self.project(w, &layer.gate_up, xb, n, &mut s.packed, &mut s.fused, &mut [&mut *gate, &mut *up]);
-            // Elementwise, one token's row per task (one token runs in place): a batch's gate is
-            // n x n_ff values, each with a scalar exp (one thread's pass was ~2% of a 7B prefill).
-            gate.par_chunks_mut(ff).zip(up.par_chunks(ff)).for_each(|(g, u)| k::silu_mul(g, u));
-            self.matmul(w, &layer.w_down, gate, n, &mut s.packed, proj);
-            add_into(x, proj);
-        }
-        check_cancel(cancel)?;
+    fn add_attention_output(&mut self, wo: &Matrix) {
+        let (n, d, qd) = (self.n, self.hp.n_embd, self.hp.n_head * self.hp.head_dim());
+        let s = &mut self.st.scratch;
+        self.b.matmul(wo, &s.att[..n * qd], n, &mut s.packed, &mut s.proj[..n * d]);
+        add_into(&mut s.x[..n * d], &s.proj[..n * d]);
+    }
 
-        if let Some(logits) = logits {
-            let normed = &mut s.normed[..d];
-            k::rmsnorm(normed, &x[(n - 1) * d..n * d], &w.output_norm, hp.norm_eps);
-            self.matmul(w, &w.output, normed, 1, &mut [], logits);
-        }
-        Ok(())
+    fn gate_up(&mut self, p: &Projections) {
+        let (n, ff) = (self.n, self.hp.n_ff);
+        let s = &mut self.st.scratch;
+        let outs = &mut [&mut s.gate[..n * ff], &mut s.up[..n * ff]];
+        self.b.project(p, &s.xb[..n * self.hp.n_embd], n, &mut s.packed, &mut s.fused, outs);
+    }
+
+    fn swiglu(&mut self) {
+        let (n, ff) = (self.n, self.hp.n_ff);
+        let s = &mut self.st.scratch;
+        // One token's row per task (one token runs in place): a batch's gate is n x n_ff values,
+        // each with a scalar exp (one thread's pass was ~2% of a 7B prefill).
+        s.gate[..n * ff].par_chunks_mut(ff).zip(s.up[..n * ff].par_chunks(ff)).for_each(|(g, u)| k::silu_mul(g, u));
+    }
+
+    fn add_ffn_output(&mut self, w_down: &Matrix) {
+        let (n, d, ff) = (self.n, self.hp.n_embd, self.hp.n_ff);
+        let s = &mut self.st.scratch;
+        self.b.matmul(w_down, &s.gate[..n * ff], n, &mut s.packed, &mut s.proj[..n * d]);
+        add_into(&mut s.x[..n * d], &s.proj[..n * d]);
+    }
+
+    fn logits(&mut self, norm: &[f32], output: &Matrix, logits: &mut [f32]) {
+        let (n, d) = (self.n, self.hp.n_embd);
+        let s = &mut self.st.scratch;
+        let normed = &mut s.normed[..d];
+        k::rmsnorm(normed, &s.x[(n - 1) * d..n * d], norm, self.hp.norm_eps);
+        self.b.matmul(output, normed, 1, &mut [], logits);
     }
 }
 
@@ -667,11 +701,4 @@ fn add_into(x: &mut [f32], y: &[f32]) {
     for (xi, yi) in x.iter_mut().zip(y) {
         *xi += yi;
     }
-}
-
-fn check_cancel(cancel: &AtomicBool) -> Result<()> {
-    if cancel.swap(false, Ordering::AcqRel) {
-        return Err(Error::new(Status::Cancelled, "llama_step was aborted by llama_session_abort"));
-    }
-    Ok(())
 }

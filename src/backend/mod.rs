@@ -11,6 +11,7 @@ use crate::error::{Error, Result, Status};
 use crate::model::{Hparams, Weights};
 
 pub mod cpu;
+pub mod llama;
 
 /// Where a model runs (`llama_load_params.device` and `device_index`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
