@@ -7,10 +7,12 @@
 use std::any::Any;
 use std::sync::atomic::AtomicBool;
 
-use crate::error::{Error, Result, Status};
+use crate::error::{Error, Result};
 use crate::model::{Hparams, Weights};
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod llama;
 
 /// Where a model runs (`llama_load_params.device` and `device_index`).
@@ -26,15 +28,25 @@ pub enum Device {
     },
 }
 
-/// Whether this build has a CUDA backend (the `cuda` feature).
-pub const CUDA_COMPILED: bool = false;
+/// Whether this build has the CUDA backend's code (the `cuda` feature).
+pub const CUDA_COMPILED: bool = cfg!(feature = "cuda");
 
-/// Refuse a device this build cannot run on, before anything is read.
+/// Refuse a device this build or machine cannot run on, before anything is read.
 pub fn check_available(device: Device) -> Result<()> {
     match device {
         Device::Cpu => Ok(()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda { index } => {
+            let gpu = cuda::probe(index)?;
+            Err(Error::unsupported(format!(
+                "CUDA device {index} ({}, {} MiB) was found, but the forward pass on the GPU is not written yet: load on the CPU (LLAMA_DEVICE_CPU)",
+                gpu.name,
+                gpu.total_memory >> 20
+            )))
+        }
+        #[cfg(not(feature = "cuda"))]
         Device::Cuda { index } => Err(Error::new(
-            Status::Device,
+            crate::error::Status::Device,
             format!(
                 "CUDA device {index} was requested but this build of runllama has no CUDA backend (built without the `cuda` feature)"
             ),
