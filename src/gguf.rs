@@ -11,7 +11,7 @@
 //! allocation.
 
 use crate::error::{Error, Result};
-use crate::tensor::{DType, TensorInfo};
+use crate::tensor::{tensor_bytes, DType, TensorInfo};
 use crate::tokenizer::GgufVocab;
 
 /// The alignment of the data section and of every tensor when `general.alignment` is absent.
@@ -479,10 +479,17 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<GgufFile> {
     let mut tensors = Vec::with_capacity(raws.len());
     for raw in raws {
         let name = &raw.name;
-        let n = raw.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-        let nbytes = n
-            .and_then(|n| n.checked_mul(raw.dtype.size()))
-            .ok_or_else(|| r.err(raw.at, format!("tensor '{name}': shape {:?} overflows", raw.shape)))?;
+        let nbytes = tensor_bytes(raw.dtype, &raw.shape).ok_or_else(|| {
+            r.err(
+                raw.at,
+                format!(
+                    "tensor '{name}': shape {:?} overflows or its rows are not whole blocks of {} ({} elements)",
+                    raw.shape,
+                    raw.dtype.name(),
+                    raw.dtype.block_elems()
+                ),
+            )
+        })?;
         let begin = usize::try_from(raw.rel).ok().and_then(|rel| data_start.checked_add(rel));
         let end = begin.and_then(|b| b.checked_add(nbytes));
         match (begin, end) {

@@ -14,7 +14,7 @@ use crate::llama2c;
 use crate::model::{FusedLayout, Hparams, Layer, Matrix, Model, Projections, Span, Weights};
 use crate::safetensors;
 use crate::storage::Storage;
-use crate::tensor::TensorInfo;
+use crate::tensor::{tensor_bytes, TensorInfo};
 use crate::tokenizer::Tokenizer;
 use crate::{ckpt, mindformers};
 
@@ -805,7 +805,7 @@ fn bind(
         let (t, spans) = tensor(name, &[len])?;
         let m = Matrix { info: t.clone(), rows: 1, cols: len, spans };
         let mut out = vec![0f32; len];
-        runllama_kernels::row_to_f32(t.dtype.kernel(), &m.rows_in(&files, 0, 1), &mut out);
+        runllama_kernels::row_to_f32(t.dtype, &m.rows_in(&files, 0, 1), &mut out);
         Ok(out)
     };
     let layout = src.fused_layout;
@@ -906,13 +906,15 @@ fn bind(
 /// Every span of `t` lies inside its file and the spans add up to the tensor's size.
 fn check_bounds(t: &TensorInfo, spans: &[Span], files: &[Storage], names: &[String]) -> Result<()> {
     let total: usize = spans.iter().map(|s| s.len).sum();
-    if total != t.nbytes || t.nbytes != t.n_elements() * t.dtype.size() {
+    let needed = tensor_bytes(t.dtype, &t.shape);
+    if total != t.nbytes || Some(t.nbytes) != needed {
         return Err(Error::format(format!(
-            "{}: tensor {:?} has {total} bytes in the file, its shape {:?} needs {}",
+            "{}: tensor {:?} has {total} bytes in the file, its shape {:?} of {} needs {}",
             names.get(t.file).map_or("?", |s| s.as_str()),
             t.name,
             t.shape,
-            t.n_elements() * t.dtype.size()
+            t.dtype.name(),
+            needed.map_or_else(|| "a whole number of blocks per row".to_string(), |n| n.to_string())
         )));
     }
     for s in spans {

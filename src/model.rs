@@ -170,9 +170,9 @@ impl Matrix {
     pub fn dtype(&self) -> DType {
         self.info.dtype
     }
-    /// Bytes of one row.
+    /// Bytes of one row (the loader checked that a row is whole blocks of its type).
     pub fn row_bytes(&self) -> usize {
-        self.cols * self.info.dtype.size()
+        self.info.dtype.row_bytes(self.cols).unwrap_or(0)
     }
 }
 

@@ -7,7 +7,7 @@
 //! described with absolute offsets into the same bytes.
 
 use crate::error::{Error, Result};
-use crate::tensor::{DType, TensorInfo};
+use crate::tensor::{tensor_bytes, DType, TensorInfo};
 
 /// The largest JSON header accepted (100 MB, as the reference implementation).
 pub const MAX_HEADER_LEN: u64 = 100_000_000;
@@ -161,11 +161,7 @@ pub fn parse(bytes: &[u8], path: &str, file_index: usize) -> Result<SafetensorsF
         if begin > end {
             return Err(terr(format!("\"data_offsets\" [{begin}, {end}]: begin is after end")));
         }
-        let nbytes = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .and_then(|e| e.checked_mul(dtype.size()))
-            .ok_or_else(|| terr(format!("shape {shape:?} overflows")))?;
+        let nbytes = tensor_bytes(dtype, &shape).ok_or_else(|| terr(format!("shape {shape:?} overflows")))?;
         if end - begin != nbytes {
             return Err(terr(format!(
                 "data_offsets [{begin}, {end}] span {} bytes, but {} {shape:?} needs {nbytes}",

@@ -3,49 +3,19 @@
 
 use crate::error::{Error, Result};
 
-/// Element types of stored tensors that the forward pass can read in place.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DType {
-    /// IEEE binary32, little-endian.
-    F32,
-    /// IEEE binary16, little-endian.
-    F16,
-    /// bfloat16 (upper half of an f32), little-endian.
-    BF16,
-}
+/// Element types of stored tensors that the forward pass can read in place: the kernels
+/// crate's one weight-type descriptor (name, block size, row bytes).
+pub use runllama_kernels::WeightType as DType;
 
-impl DType {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            DType::F32 => 4,
-            DType::F16 | DType::BF16 => 2,
-        }
-    }
-    /// The name used in `llama_model_describe` (`"F32"`, `"F16"`, `"BF16"`).
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "F32",
-            DType::F16 => "F16",
-            DType::BF16 => "BF16",
-        }
-    }
-    /// [`DType::name`] as a C string.
-    pub fn c_name(self) -> &'static std::ffi::CStr {
-        match self {
-            DType::F32 => c"F32",
-            DType::F16 => c"F16",
-            DType::BF16 => c"BF16",
-        }
-    }
-    /// The kernels crate's name for this weight type.
-    pub fn kernel(self) -> runllama_kernels::WeightType {
-        match self {
-            DType::F32 => runllama_kernels::WeightType::F32,
-            DType::F16 => runllama_kernels::WeightType::F16,
-            DType::BF16 => runllama_kernels::WeightType::BF16,
-        }
-    }
+/// Bytes of a tensor of `shape` (row-major, rows of the last dimension's elements) stored as
+/// `dtype`: `None` when a row is not a whole number of the type's blocks or the size overflows.
+pub fn tensor_bytes(dtype: DType, shape: &[usize]) -> Option<usize> {
+    let (cols, outer) = match shape.split_last() {
+        Some((&cols, outer)) => (cols, outer),
+        None => (1, &[][..]),
+    };
+    let rows = outer.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+    dtype.row_bytes(cols)?.checked_mul(rows)
 }
 
 /// One tensor of a model file: what it is and where its bytes are. No data is held here.
@@ -62,7 +32,7 @@ pub struct TensorInfo {
     pub file: usize,
     /// Absolute byte offset of the first element within that file.
     pub offset: usize,
-    /// Number of bytes (= product of shape × dtype size).
+    /// Number of bytes ([`tensor_bytes`] of the shape).
     pub nbytes: usize,
 }
 
@@ -78,4 +48,22 @@ pub fn checked_product(dims: &[usize], what: &str) -> Result<usize> {
     dims.iter().try_fold(1usize, |acc, &d| {
         acc.checked_mul(d).ok_or_else(|| Error::format(format!("{what}: shape {dims:?} overflows")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensor_bytes_are_rows_of_whole_blocks() {
+        assert_eq!(tensor_bytes(DType::F16, &[3, 5]), Some(30));
+        assert_eq!(tensor_bytes(DType::F32, &[7]), Some(28));
+        assert_eq!(tensor_bytes(DType::BF16, &[]), Some(2));
+        assert_eq!(tensor_bytes(DType::F32, &[usize::MAX, 2]), None);
+        assert_eq!(tensor_bytes(DType::F32, &[2, usize::MAX / 2]), None);
+        for t in [DType::F32, DType::F16, DType::BF16] {
+            assert_eq!(t.row_bytes(10), Some(10 * t.block_bytes() / t.block_elems()));
+            assert_eq!(t.c_name().to_str(), Ok(t.name()));
+        }
+    }
 }

@@ -30,24 +30,66 @@ extern crate alloc;
 
 use half::{bf16, f16};
 
-/// How stored weight elements are encoded (all little-endian, any alignment).
+/// How stored weight elements are encoded (all little-endian, any alignment): the one
+/// description of a weight type that the loaders, the model and the kernels share. A type
+/// stores rows as whole blocks of [`WeightType::block_elems`] elements in
+/// [`WeightType::block_bytes`] bytes (one element per block for the float types); the kernels
+/// convert a row ([`row_to_f32`]) and take its dot product with f32 activations ([`dot_row`],
+/// [`matvec`], [`matmul_packed`]). (The KV cache's 8- and 4-bit rows, written by
+/// [`quantize_q8`] and [`quantize_q4`], keep their scales apart: they are not weight types.)
+///
+/// The discriminants are the kernels' const-generic tags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum WeightType {
     /// IEEE binary32.
-    F32,
+    F32 = 0,
     /// IEEE binary16.
-    F16,
+    F16 = 1,
     /// bfloat16.
-    BF16,
+    BF16 = 2,
 }
 
 impl WeightType {
-    /// Bytes per element.
-    pub const fn size(self) -> usize {
+    /// The name used in model descriptions: `"F32"`, `"F16"`, `"BF16"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            WeightType::F32 => "F32",
+            WeightType::F16 => "F16",
+            WeightType::BF16 => "BF16",
+        }
+    }
+    /// [`WeightType::name`] as a C string.
+    pub const fn c_name(self) -> &'static core::ffi::CStr {
+        match self {
+            WeightType::F32 => c"F32",
+            WeightType::F16 => c"F16",
+            WeightType::BF16 => c"BF16",
+        }
+    }
+    /// Elements per block (a row holds whole blocks).
+    pub const fn block_elems(self) -> usize {
+        1
+    }
+    /// Bytes per block.
+    pub const fn block_bytes(self) -> usize {
         match self {
             WeightType::F32 => 4,
             WeightType::F16 | WeightType::BF16 => 2,
         }
+    }
+    /// Bytes of a row of `cols` elements; `None` when `cols` is not a whole number of blocks or
+    /// the size overflows.
+    pub const fn row_bytes(self, cols: usize) -> Option<usize> {
+        if !cols.is_multiple_of(self.block_elems()) {
+            return None;
+        }
+        (cols / self.block_elems()).checked_mul(self.block_bytes())
+    }
+    /// Bytes per element, for the kernels' element-wise loads (every type so far stores one
+    /// element per block).
+    pub const fn size(self) -> usize {
+        self.block_bytes() / self.block_elems()
     }
 }
 

@@ -21,17 +21,19 @@
 //! on every SIMD path. (Each path rounds differently from the scalar reference, which has no
 //! FMA: tests compare with a tolerance.)
 
-/// Weight-type tags for const generics.
-pub(crate) const WF32: u8 = 0;
-pub(crate) const WF16: u8 = 1;
-pub(crate) const WBF16: u8 = 2;
+use crate::WeightType;
+
+/// Weight-type tags for const generics: [`WeightType`]'s discriminants.
+pub(crate) const WF32: u8 = WeightType::F32 as u8;
+pub(crate) const WF16: u8 = WeightType::F16 as u8;
+pub(crate) const WBF16: u8 = WeightType::BF16 as u8;
 
 /// Bytes per element of a weight-type tag.
 pub(crate) const fn wsize(wt: u8) -> usize {
     if wt == WF32 {
-        4
+        WeightType::F32.size()
     } else {
-        2
+        WeightType::F16.size()
     }
 }
 

@@ -439,7 +439,7 @@ impl CpuBackend {
             self.matvecs(std::slice::from_ref(m), x, &mut [out]);
             return;
         }
-        let wt = m.dtype().kernel();
+        let wt = m.dtype();
         let (rows, cols) = (m.rows, m.cols);
         // One path for the packing and the product (their layout depends on it).
         let path = k::path();
@@ -523,7 +523,7 @@ impl CpuBackend {
                 };
                 let (m, base) = (&ms[i], ends[i] - ms[i].rows);
                 let (r0, r1) = (g0 - base, g1 - base);
-                let wt = m.dtype().kernel();
+                let wt = m.dtype();
                 m.for_each_run(w, r0, r1, &mut s.bytes, |r, bytes| {
                     let nr = bytes.len() / m.row_bytes();
                     // SAFETY: `r + nr <= r1 <= m.rows <= outs[i].len()`, and rows `r0..r1` of
@@ -594,7 +594,7 @@ impl LlamaOps for CpuPass<'_> {
         let x = &mut self.st.scratch.x[..self.n * d];
         for (t, &tok) in tokens.iter().enumerate() {
             let r = tok as usize;
-            k::row_to_f32(w.tok_embd.dtype().kernel(), &w.tok_embd.rows(w, r, r + 1), &mut x[t * d..(t + 1) * d]);
+            k::row_to_f32(w.tok_embd.dtype(), &w.tok_embd.rows(w, r, r + 1), &mut x[t * d..(t + 1) * d]);
         }
     }
 
