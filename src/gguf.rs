@@ -184,6 +184,8 @@ fn ggml_dtype(t: u32) -> Option<DType> {
     match t {
         0 => Some(DType::F32),
         1 => Some(DType::F16),
+        2 => Some(DType::Q4_0),
+        8 => Some(DType::Q8_0),
         30 => Some(DType::BF16),
         _ => None,
     }
@@ -456,7 +458,7 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<GgufFile> {
             None => {
                 let tname = ggml_type_name(ty).unwrap_or("unknown");
                 return Err(Error::unsupported(format!(
-                    "{path}: GGUF: at byte offset {ty_at}: tensor '{name}' has ggml type {ty} ({tname}); only F32 (0), F16 (1) and BF16 (30) are supported"
+                    "{path}: GGUF: at byte offset {ty_at}: tensor '{name}' has ggml type {ty} ({tname}); supported: F32 (0), F16 (1), BF16 (30), Q4_0 (2) and Q8_0 (8)"
                 )));
             }
         };

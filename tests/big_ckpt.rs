@@ -57,6 +57,7 @@ fn convert(dir: &Path, out: &Path) {
             runllama::tensor::DType::BF16 => CkptDType::BF16,
             runllama::tensor::DType::F16 => CkptDType::F16,
             runllama::tensor::DType::F32 => CkptDType::F32,
+            other => panic!("a safetensors model has no {other:?} tensors"),
         };
         w.tensor(&mindformers_name(&t.name), &dt, &t.shape, bytes).unwrap();
     }

@@ -141,6 +141,7 @@ fn ckpt_dtype(d: DType) -> CkptDType {
         DType::F32 => CkptDType::F32,
         DType::F16 => CkptDType::F16,
         DType::BF16 => CkptDType::BF16,
+        other => panic!("MindSpore checkpoints have no {other:?} tensors"),
     }
 }
 

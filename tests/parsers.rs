@@ -849,17 +849,27 @@ fn gguf_unsupported_tensor_type() {
     let name = "blk.2.ffn_up.weight";
     let (ty_at, _) = gguf_tensor_fields(&b, name);
     assert_eq!(get_u32(&b, ty_at), 0);
-    for (t, tname) in [(2u32, "Q4_0"), (8, "Q8_0"), (14, "Q6_K"), (28, "F64"), (1000, "1000")] {
+    for (t, tname) in [(14u32, "Q6_K"), (28, "F64"), (1000, "1000")] {
         let mut m = b.clone();
         put_u32(&mut m, ty_at, t);
         expect_err(gguf::parse(&m, &path), Status::Unsupported, &[&path, name, tname]);
     }
-    // BF16 is supported: the tensor halves in size.
+    // BF16, Q8_0 and Q4_0 are supported: the tensor's size follows its type's blocks.
+    for (t, dtype, nbytes) in
+        [(30u32, DType::BF16, 172 * 64 * 2), (8, DType::Q8_0, 172 * 2 * 34), (2, DType::Q4_0, 172 * 2 * 18)]
+    {
+        let mut m = b.clone();
+        put_u32(&mut m, ty_at, t);
+        let g = gguf::parse(&m, &path).unwrap();
+        let t = g.tensor(name).unwrap();
+        assert_eq!((t.dtype, t.nbytes), (dtype, nbytes));
+    }
+    // A block type whose rows are not whole blocks (ffn_down's rows hold 172 values): FORMAT.
+    let down = "blk.2.ffn_down.weight";
+    let (ty_at, _) = gguf_tensor_fields(&b, down);
     let mut m = b.clone();
-    put_u32(&mut m, ty_at, 30);
-    let g = gguf::parse(&m, &path).unwrap();
-    let t = g.tensor(name).unwrap();
-    assert_eq!((t.dtype, t.nbytes), (DType::BF16, 172 * 64 * 2));
+    put_u32(&mut m, ty_at, 8);
+    expect_err(gguf::parse(&m, &path), Status::Format, &[&path, down, "whole blocks of Q8_0 (32 elements)"]);
 }
 
 // ---------------------------------------------------------------------------------------------

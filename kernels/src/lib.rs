@@ -48,6 +48,10 @@ pub enum WeightType {
     F16 = 1,
     /// bfloat16.
     BF16 = 2,
+    /// GGUF's `Q8_0`: blocks of 32 signed bytes after an f16 scale (34 bytes).
+    Q8_0 = 3,
+    /// GGUF's `Q4_0`: blocks of 32 4-bit values (offset 8) after an f16 scale (18 bytes).
+    Q4_0 = 4,
 }
 
 impl WeightType {
@@ -57,6 +61,8 @@ impl WeightType {
             WeightType::F32 => "F32",
             WeightType::F16 => "F16",
             WeightType::BF16 => "BF16",
+            WeightType::Q8_0 => "Q8_0",
+            WeightType::Q4_0 => "Q4_0",
         }
     }
     /// [`WeightType::name`] as a C string.
@@ -65,18 +71,29 @@ impl WeightType {
             WeightType::F32 => c"F32",
             WeightType::F16 => c"F16",
             WeightType::BF16 => c"BF16",
+            WeightType::Q8_0 => c"Q8_0",
+            WeightType::Q4_0 => c"Q4_0",
         }
     }
     /// Elements per block (a row holds whole blocks).
     pub const fn block_elems(self) -> usize {
-        1
+        match self {
+            WeightType::F32 | WeightType::F16 | WeightType::BF16 => 1,
+            WeightType::Q8_0 | WeightType::Q4_0 => quant::QK,
+        }
     }
     /// Bytes per block.
     pub const fn block_bytes(self) -> usize {
         match self {
             WeightType::F32 => 4,
             WeightType::F16 | WeightType::BF16 => 2,
+            WeightType::Q8_0 => 2 + quant::QK,
+            WeightType::Q4_0 => 2 + quant::QK / 2,
         }
+    }
+    /// Whether elements are stored in blocks of several (with a shared scale).
+    pub const fn is_quantized(self) -> bool {
+        self.block_elems() > 1
     }
     /// Bytes of a row of `cols` elements; `None` when `cols` is not a whole number of blocks or
     /// the size overflows.
@@ -86,10 +103,18 @@ impl WeightType {
         }
         (cols / self.block_elems()).checked_mul(self.block_bytes())
     }
-    /// Bytes per element, for the kernels' element-wise loads (every type so far stores one
-    /// element per block).
+    /// Bytes per element of the float types (the KV caches' element types); not meaningful
+    /// for the quantized ones (use [`WeightType::row_bytes`]).
     pub const fn size(self) -> usize {
         self.block_bytes() / self.block_elems()
+    }
+    /// [`WeightType::row_bytes`] for a row length the caller knows is whole blocks.
+    #[track_caller]
+    fn row_len(self, cols: usize) -> usize {
+        match self.row_bytes(cols) {
+            Some(b) => b,
+            None => panic!("a row of {cols} elements is not a whole number of {} blocks", self.name()),
+        }
     }
 }
 
@@ -124,6 +149,7 @@ pub fn load(wt: WeightType, row: &[u8], i: usize) -> f32 {
         WeightType::F32 => load_f32(row, i),
         WeightType::F16 => load_f16(row, i),
         WeightType::BF16 => load_bf16(row, i),
+        WeightType::Q8_0 | WeightType::Q4_0 => quant::load(wt, row, i),
     }
 }
 
@@ -178,6 +204,7 @@ fn pack_f32(x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
 mod amx;
 mod cpu;
 mod math;
+mod quant;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 #[macro_use]
@@ -403,18 +430,27 @@ mod imp {
     use super::*;
 
     pub(super) unsafe fn row_to_f32(p: Path, wt: WeightType, row: &[u8], out: &mut [f32]) {
-        assert!(row.len() >= out.len() * wt.size(), "row_to_f32: row too short");
+        assert!(row.len() >= wt.row_len(out.len()), "row_to_f32: row too short");
+        if wt.is_quantized() {
+            return quant::row_to_f32(wt, row, out);
+        }
         on_path!(p, row_to_f32(wt, row, out))
     }
 
     pub(super) unsafe fn dot_row(p: Path, wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
-        assert!(row.len() >= x.len() * wt.size(), "dot_row: row too short");
+        assert!(row.len() >= wt.row_len(x.len()), "dot_row: row too short");
+        if wt.is_quantized() {
+            return quant::dot_row(wt, row, x);
+        }
         on_path!(p, dot_row(wt, row, x))
     }
 
     pub(super) unsafe fn matvec(p: Path, wt: WeightType, w: &[u8], x: &[f32], out: &mut [f32]) {
-        let row_bytes = x.len() * wt.size();
+        let row_bytes = wt.row_len(x.len());
         assert!(w.len() >= row_bytes * out.len(), "matvec: matrix too short");
+        if wt.is_quantized() {
+            return quant::matvec(wt, w, x, out);
+        }
         on_path!(p, matvec(wt, w, x, out))
     }
 
@@ -430,7 +466,7 @@ mod imp {
         out: &mut [f32],
         scratch: &mut [f32],
     ) {
-        let row_bytes = cols * wt.size();
+        let row_bytes = wt.row_len(cols);
         assert!(w.len() >= row_bytes * rows, "matmul: matrix too short");
         assert!(xp.len() >= packed_len(n, cols) && out.len() >= n * rows, "matmul: activations too short");
         if n == 0 || rows == 0 {
@@ -449,6 +485,9 @@ mod imp {
             return amx::matmul_packed(wt, w, rows, cols, xp, n, out, &mut own);
         }
         let _ = scratch;
+        if wt.is_quantized() {
+            return quant::matmul_packed(wt, w, rows, cols, xp, n, out);
+        }
         on_path!(p, matmul_packed(wt, w, rows, cols, xp, n, out))
     }
 

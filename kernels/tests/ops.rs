@@ -36,6 +36,7 @@ fn encode(wt: WeightType, v: &[f32], skew: usize) -> (Vec<u8>, Vec<f32>) {
                 bytes.extend_from_slice(&h.to_bits().to_le_bytes());
                 exact.push(h.to_f32());
             }
+            _ => unreachable!("element types only (block types: tests/quant.rs)"),
         }
     }
     (bytes, exact)

@@ -102,6 +102,7 @@ fn encode(rng: &mut Rng, wt: WeightType, count: usize, skew: usize, d: Dist) -> 
                 bytes.extend_from_slice(&h.to_bits().to_le_bytes());
                 exact.push(h.to_f32());
             }
+            _ => unreachable!("element types only (block types: tests/quant.rs)"),
         }
     }
     (bytes, exact)
