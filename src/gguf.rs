@@ -185,7 +185,15 @@ fn ggml_dtype(t: u32) -> Option<DType> {
         0 => Some(DType::F32),
         1 => Some(DType::F16),
         2 => Some(DType::Q4_0),
+        3 => Some(DType::Q4_1),
+        6 => Some(DType::Q5_0),
+        7 => Some(DType::Q5_1),
         8 => Some(DType::Q8_0),
+        10 => Some(DType::Q2_K),
+        11 => Some(DType::Q3_K),
+        12 => Some(DType::Q4_K),
+        13 => Some(DType::Q5_K),
+        14 => Some(DType::Q6_K),
         30 => Some(DType::BF16),
         _ => None,
     }
@@ -458,7 +466,7 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<GgufFile> {
             None => {
                 let tname = ggml_type_name(ty).unwrap_or("unknown");
                 return Err(Error::unsupported(format!(
-                    "{path}: GGUF: at byte offset {ty_at}: tensor '{name}' has ggml type {ty} ({tname}); supported: F32 (0), F16 (1), BF16 (30), Q4_0 (2) and Q8_0 (8)"
+                    "{path}: GGUF: at byte offset {ty_at}: tensor '{name}' has ggml type {ty} ({tname}); supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K"
                 )));
             }
         };

@@ -1,5 +1,6 @@
-//! Block-quantized GGUF weights (Q8_0, Q4_0): stories260K quantized by gguf-py
-//! (tests/data/quant/make_quantized.py), against gguf-py's own dequantization of the same file.
+//! Block-quantized GGUF weights: every block type's dequantization against gguf-py's on random
+//! blocks (tests/data/quant/make_blocks.py), and stories260K quantized by gguf-py
+//! (tests/data/quant/make_quantized.py) against gguf-py's own dequantization of the same file.
 
 mod common;
 use common::*;
@@ -8,7 +9,56 @@ use runllama::gguf;
 use runllama::session::Session;
 use runllama::tensor::DType;
 
-const TYPES: [(&str, DType); 2] = [("q8_0", DType::Q8_0), ("q4_0", DType::Q4_0)];
+const TYPES: [(&str, DType); 5] =
+    [("q8_0", DType::Q8_0), ("q4_0", DType::Q4_0), ("q4_1", DType::Q4_1), ("q5_0", DType::Q5_0), ("q5_1", DType::Q5_1)];
+
+/// The ggml type ids of blocks.bin, in its order.
+const BLOCK_TYPES: [(u32, DType); 10] = [
+    (2, DType::Q4_0),
+    (3, DType::Q4_1),
+    (6, DType::Q5_0),
+    (7, DType::Q5_1),
+    (8, DType::Q8_0),
+    (10, DType::Q2_K),
+    (11, DType::Q3_K),
+    (12, DType::Q4_K),
+    (13, DType::Q5_K),
+    (14, DType::Q6_K),
+];
+
+/// Random blocks of every type, dequantized by our kernels (the scalar path and the run-time
+/// path) bit for bit as gguf-py does; dot products within rounding of the exact sum.
+#[test]
+fn every_block_type_dequantizes_as_gguf_py() {
+    let all = std::fs::read(data("quant/blocks.bin")).unwrap();
+    let mut at = 0;
+    for (id, dtype) in BLOCK_TYPES {
+        let u32_at = |i: usize| u32::from_le_bytes([all[i], all[i + 1], all[i + 2], all[i + 3]]);
+        assert_eq!(u32_at(at), id, "blocks.bin out of order at {}", dtype.name());
+        let n = u32_at(at + 4) as usize;
+        let cols = n * dtype.block_elems();
+        let bytes = &all[at + 8..at + 8 + n * dtype.block_bytes()];
+        let want = f32s(&all[at + 8 + bytes.len()..at + 8 + bytes.len() + 4 * cols]);
+        at += 8 + bytes.len() + 4 * cols;
+        let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 201) as f32 / 100.0 - 1.0).collect();
+        for path in [runllama_kernels::Path::Scalar, runllama_kernels::path()] {
+            let mut got = vec![0f32; cols];
+            runllama_kernels::paths::row_to_f32(path, dtype, bytes, &mut got);
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    a.to_bits() == b.to_bits(),
+                    "{} on {path:?}: element {i} is {a}, gguf-py says {b}",
+                    dtype.name()
+                );
+            }
+            let dot = runllama_kernels::paths::dot_row(path, dtype, bytes, &x) as f64;
+            let exact: f64 = want.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
+            let scale: f64 = want.iter().zip(&x).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+            assert!((dot - exact).abs() <= 1e-6 * scale.max(1.0), "{}: dot {dot} against {exact}", dtype.name());
+        }
+    }
+    assert_eq!(at, all.len(), "blocks.bin has more types than the test knows");
+}
 
 fn f32s(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()

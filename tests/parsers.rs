@@ -849,7 +849,7 @@ fn gguf_unsupported_tensor_type() {
     let name = "blk.2.ffn_up.weight";
     let (ty_at, _) = gguf_tensor_fields(&b, name);
     assert_eq!(get_u32(&b, ty_at), 0);
-    for (t, tname) in [(14u32, "Q6_K"), (28, "F64"), (1000, "1000")] {
+    for (t, tname) in [(16u32, "IQ2_XXS"), (39, "MXFP4"), (28, "F64"), (1000, "1000")] {
         let mut m = b.clone();
         put_u32(&mut m, ty_at, t);
         expect_err(gguf::parse(&m, &path), Status::Unsupported, &[&path, name, tname]);
@@ -870,6 +870,11 @@ fn gguf_unsupported_tensor_type() {
     let mut m = b.clone();
     put_u32(&mut m, ty_at, 8);
     expect_err(gguf::parse(&m, &path), Status::Format, &[&path, down, "whole blocks of Q8_0 (32 elements)"]);
+    // A K-quant needs rows of whole 256-value super-blocks (this model's rows hold 64).
+    let (ty_at, _) = gguf_tensor_fields(&b, name);
+    let mut m = b.clone();
+    put_u32(&mut m, ty_at, 14);
+    expect_err(gguf::parse(&m, &path), Status::Format, &[&path, name, "whole blocks of Q6_K (256 elements)"]);
 }
 
 // ---------------------------------------------------------------------------------------------

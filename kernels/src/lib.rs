@@ -41,6 +41,7 @@ use half::{bf16, f16};
 /// The discriminants are the kernels' const-generic tags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
+#[allow(non_camel_case_types)] // ggml's names
 pub enum WeightType {
     /// IEEE binary32.
     F32 = 0,
@@ -52,6 +53,22 @@ pub enum WeightType {
     Q8_0 = 3,
     /// GGUF's `Q4_0`: blocks of 32 4-bit values (offset 8) after an f16 scale (18 bytes).
     Q4_0 = 4,
+    /// GGUF's `Q4_1`: blocks of 32 4-bit values, an f16 scale and minimum (20 bytes).
+    Q4_1 = 5,
+    /// GGUF's `Q5_0`: blocks of 32 5-bit values (offset 16), an f16 scale (22 bytes).
+    Q5_0 = 6,
+    /// GGUF's `Q5_1`: blocks of 32 5-bit values, an f16 scale and minimum (24 bytes).
+    Q5_1 = 7,
+    /// GGUF's `Q2_K`: super-blocks of 256 2-bit values, 4-bit scales and minimums (84 bytes).
+    Q2_K = 8,
+    /// GGUF's `Q3_K`: super-blocks of 256 3-bit values, 6-bit scales (110 bytes).
+    Q3_K = 9,
+    /// GGUF's `Q4_K`: super-blocks of 256 4-bit values, 6-bit scales and minimums (144 bytes).
+    Q4_K = 10,
+    /// GGUF's `Q5_K`: super-blocks of 256 5-bit values, 6-bit scales and minimums (176 bytes).
+    Q5_K = 11,
+    /// GGUF's `Q6_K`: super-blocks of 256 6-bit values, 8-bit scales (210 bytes).
+    Q6_K = 12,
 }
 
 impl WeightType {
@@ -63,6 +80,14 @@ impl WeightType {
             WeightType::BF16 => "BF16",
             WeightType::Q8_0 => "Q8_0",
             WeightType::Q4_0 => "Q4_0",
+            WeightType::Q4_1 => "Q4_1",
+            WeightType::Q5_0 => "Q5_0",
+            WeightType::Q5_1 => "Q5_1",
+            WeightType::Q2_K => "Q2_K",
+            WeightType::Q3_K => "Q3_K",
+            WeightType::Q4_K => "Q4_K",
+            WeightType::Q5_K => "Q5_K",
+            WeightType::Q6_K => "Q6_K",
         }
     }
     /// [`WeightType::name`] as a C string.
@@ -73,13 +98,22 @@ impl WeightType {
             WeightType::BF16 => c"BF16",
             WeightType::Q8_0 => c"Q8_0",
             WeightType::Q4_0 => c"Q4_0",
+            WeightType::Q4_1 => c"Q4_1",
+            WeightType::Q5_0 => c"Q5_0",
+            WeightType::Q5_1 => c"Q5_1",
+            WeightType::Q2_K => c"Q2_K",
+            WeightType::Q3_K => c"Q3_K",
+            WeightType::Q4_K => c"Q4_K",
+            WeightType::Q5_K => c"Q5_K",
+            WeightType::Q6_K => c"Q6_K",
         }
     }
     /// Elements per block (a row holds whole blocks).
     pub const fn block_elems(self) -> usize {
         match self {
             WeightType::F32 | WeightType::F16 | WeightType::BF16 => 1,
-            WeightType::Q8_0 | WeightType::Q4_0 => quant::QK,
+            WeightType::Q8_0 | WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q5_0 | WeightType::Q5_1 => quant::QK,
+            WeightType::Q2_K | WeightType::Q3_K | WeightType::Q4_K | WeightType::Q5_K | WeightType::Q6_K => quant::QK_K,
         }
     }
     /// Bytes per block.
@@ -87,8 +121,16 @@ impl WeightType {
         match self {
             WeightType::F32 => 4,
             WeightType::F16 | WeightType::BF16 => 2,
-            WeightType::Q8_0 => 2 + quant::QK,
-            WeightType::Q4_0 => 2 + quant::QK / 2,
+            WeightType::Q8_0 => 34,
+            WeightType::Q4_0 => 18,
+            WeightType::Q4_1 => 20,
+            WeightType::Q5_0 => 22,
+            WeightType::Q5_1 => 24,
+            WeightType::Q2_K => 84,
+            WeightType::Q3_K => 110,
+            WeightType::Q4_K => 144,
+            WeightType::Q5_K => 176,
+            WeightType::Q6_K => 210,
         }
     }
     /// Whether elements are stored in blocks of several (with a shared scale).
@@ -149,7 +191,7 @@ pub fn load(wt: WeightType, row: &[u8], i: usize) -> f32 {
         WeightType::F32 => load_f32(row, i),
         WeightType::F16 => load_f16(row, i),
         WeightType::BF16 => load_bf16(row, i),
-        WeightType::Q8_0 | WeightType::Q4_0 => quant::load(wt, row, i),
+        _ => quant::load(wt, row, i),
     }
 }
 

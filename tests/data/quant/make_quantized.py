@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Quantized stories260K GGUFs and their reference dequantizations (development-time oracle).
 
-Reads tests/data/stories260K/stories260K-f32.gguf and writes, for each of Q8_0 and Q4_0:
+Reads tests/data/stories260K/stories260K-f32.gguf and writes, for each of Q8_0, Q4_0, Q4_1,
+Q5_0 and Q5_1 (the types gguf-py quantizes; the K-quants need llama.cpp's llama-quantize):
   stories260K-<type>.gguf          every 2-D weight whose rows are whole 32-element blocks in
                                    <type> (quantized by gguf-py, the reference implementation of
                                    ggml's quantize_row_*_ref), the rest (norms, ffn_down with its
@@ -21,7 +22,7 @@ from gguf import GGUFReader, GGUFValueType, GGUFWriter, quants
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "..", "stories260K", "stories260K-f32.gguf")
-FILE_TYPE = {T.Q8_0: 7, T.Q4_0: 2}  # llama.cpp's LLAMA_FTYPE_MOSTLY_Q8_0 / _Q4_0
+FILE_TYPE = {T.Q8_0: 7, T.Q4_0: 2, T.Q4_1: 3, T.Q5_0: 8, T.Q5_1: 9}  # llama.cpp's LLAMA_FTYPE_MOSTLY_*
 
 
 def field_value(f):
@@ -63,7 +64,7 @@ def write(path, reader, qtype, dequant):
 
 def main():
     reader = GGUFReader(SRC)
-    for qtype in (T.Q8_0, T.Q4_0):
+    for qtype in (T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1):
         name = qtype.name.lower()
         write(os.path.join(HERE, f"stories260K-{name}.gguf"), reader, qtype, dequant=False)
         write(os.path.join(HERE, f"stories260K-{name}-dequant.gguf"), reader, qtype, dequant=True)
