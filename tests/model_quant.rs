@@ -136,3 +136,87 @@ fn quantized_models_match_their_dequantized_twins() {
         assert!(diff < batched_bound(1e-4), "{tag}: batched prompt against stepping: {diff}");
     }
 }
+
+/// The file `bytes` (a GGUF) with every quantized tensor replaced by its dequantization (by our
+/// kernels, bit-exact with gguf-py as the test above shows), in F32: metadata copied verbatim.
+fn dequantized_twin(bytes: &[u8], name: &str) -> Vec<u8> {
+    let g = gguf::parse(bytes, name).unwrap();
+    let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+    // The metadata: from the counts to the first tensor's info (its name's length, then name).
+    let first = &g.tensors[0].name;
+    let mut key = (first.len() as u64).to_le_bytes().to_vec();
+    key.extend_from_slice(first.as_bytes());
+    let kv_end = 24 + bytes[24..].windows(key.len()).position(|w| w == key.as_slice()).unwrap();
+    let mut out = bytes[..24].to_vec();
+    out[8..16].copy_from_slice(&(g.tensors.len() as u64).to_le_bytes());
+    assert_eq!(u64_at(8) as usize, g.tensors.len());
+    out.extend_from_slice(&bytes[24..kv_end]);
+    let mut data = Vec::new();
+    for t in &g.tensors {
+        out.extend_from_slice(&(t.name.len() as u64).to_le_bytes());
+        out.extend_from_slice(t.name.as_bytes());
+        out.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
+        for &d in t.shape.iter().rev() {
+            out.extend_from_slice(&(d as u64).to_le_bytes());
+        }
+        out.extend_from_slice(&0u32.to_le_bytes()); // F32
+        out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        let src = &bytes[t.offset..t.offset + t.nbytes];
+        if t.dtype == DType::F32 {
+            data.extend_from_slice(src);
+        } else {
+            let cols = *t.shape.last().unwrap();
+            let mut row = vec![0f32; cols];
+            for r in src.chunks_exact(t.dtype.row_bytes(cols).unwrap()) {
+                runllama_kernels::row_to_f32(t.dtype, r, &mut row);
+                data.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+            }
+        }
+        data.resize(data.len().next_multiple_of(32), 0);
+    }
+    out.resize(out.len().next_multiple_of(32), 0);
+    out.extend_from_slice(&data);
+    out
+}
+
+/// llama-quantize's K-quant presets of a 256-wide random model (tests/data/quant/
+/// make_kquants.py), against their dequantized twins: logits within f32 rounding over 48
+/// positions, the same greedy ids, batched prompt = stepping.
+#[test]
+fn k_quant_presets_match_their_dequantized_twins() {
+    let dir = std::env::temp_dir().join(format!("runllama-kquant-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for preset in ["q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k"] {
+        let rel = format!("quant/k256-{preset}.gguf");
+        let twin = dir.join(format!("k256-{preset}-twin.gguf"));
+        std::fs::write(&twin, dequantized_twin(&std::fs::read(data(&rel)).unwrap(), preset)).unwrap();
+        let q = load_model(&rel, None);
+        let d = std::sync::Arc::new(
+            runllama::loader::load(&twin, runllama::loader::LoadOptions { n_threads: 2, ..Default::default() })
+                .unwrap(),
+        );
+        assert!(q.main_dtype().is_some_and(|t| t.is_quantized()) && d.main_dtype() == Some(DType::F32), "{preset}");
+        let (sq, sd) =
+            (Session::new(q.clone(), params(0, 0.0, 0)).unwrap(), Session::new(d.clone(), params(0, 0.0, 0)).unwrap());
+        let toks = greedy(&d, 48);
+        let mut worst = 0f32;
+        for &t in [q.bos].iter().chain(&toks[..47]) {
+            sq.step(&[t]).unwrap();
+            sd.step(&[t]).unwrap();
+            worst = worst.max(max_abs_diff(&sq.logits().unwrap().unwrap(), &sd.logits().unwrap().unwrap()));
+        }
+        eprintln!("{preset}: largest logit difference from the dequantized twin over 48 positions: {worst:e}");
+        assert!(worst < 2e-4, "{preset}: logits differ from the dequantized twin's by {worst}");
+        assert_eq!(greedy(&q, 48), toks, "{preset}: greedy ids differ from the dequantized twin's");
+        let prompt: Vec<u32> = [q.bos].into_iter().chain(toks[..31].iter().copied()).collect();
+        let batch = Session::new(q.clone(), params(0, 0.0, 0)).unwrap();
+        batch.step(&prompt).unwrap();
+        sq.reset().unwrap();
+        for &t in &prompt {
+            sq.step(&[t]).unwrap();
+        }
+        let diff = max_abs_diff(&batch.logits().unwrap().unwrap(), &sq.logits().unwrap().unwrap());
+        assert!(diff < batched_bound(1e-4), "{preset}: batched prompt against stepping: {diff}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
