@@ -247,6 +247,8 @@ mod amx;
 mod cpu;
 mod math;
 mod quant;
+#[cfg(target_arch = "x86_64")]
+mod quant_x86;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 #[macro_use]
@@ -340,8 +342,8 @@ pub mod paths {
     }
 
     /// [`matmul_packed`] with `scratch` for the kernel's buffers: with at least
-    /// [`MATMUL_SCRATCH`] f32 it allocates nothing (without, the AMX
-    /// product allocates its buffers per call).
+    /// [`matmul_scratch_len`] f32 it allocates nothing (without, the AMX product and the
+    /// quantized types allocate their buffers per call).
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_packed_with(
         p: Path,
@@ -482,7 +484,7 @@ mod imp {
     pub(super) unsafe fn dot_row(p: Path, wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
         assert!(row.len() >= wt.row_len(x.len()), "dot_row: row too short");
         if wt.is_quantized() {
-            return quant::dot_row(wt, row, x);
+            return quant::dot_row_on(p, wt, row, x);
         }
         on_path!(p, dot_row(wt, row, x))
     }
@@ -491,7 +493,7 @@ mod imp {
         let row_bytes = wt.row_len(x.len());
         assert!(w.len() >= row_bytes * out.len(), "matvec: matrix too short");
         if wt.is_quantized() {
-            return quant::matvec(wt, w, x, out);
+            return quant::matvec(p, wt, w, x, out);
         }
         on_path!(p, matvec(wt, w, x, out))
     }
@@ -526,10 +528,15 @@ mod imp {
             let mut own = alloc::vec![0f32; amx::SCRATCH];
             return amx::matmul_packed(wt, w, rows, cols, xp, n, out, &mut own);
         }
-        let _ = scratch;
         if wt.is_quantized() {
-            return quant::matmul_packed(wt, w, rows, cols, xp, n, out);
+            let need = quant::scratch_len(n, cols);
+            if scratch.len() >= need {
+                return quant::matmul_packed(p, wt, w, rows, cols, xp, n, out, scratch);
+            }
+            let mut own = alloc::vec![0f32; need];
+            return quant::matmul_packed(p, wt, w, rows, cols, xp, n, out, &mut own);
         }
+        let _ = scratch;
         on_path!(p, matmul_packed(wt, w, rows, cols, xp, n, out))
     }
 
@@ -819,6 +826,18 @@ pub const MATMUL_SCRATCH: usize = amx::SCRATCH;
 /// f32 of scratch that [`paths::matmul_packed_with`] needs to allocate nothing (none here).
 #[cfg(not(all(target_arch = "x86_64", runllama_avx512)))]
 pub const MATMUL_SCRATCH: usize = 0;
+
+/// f32 of scratch that [`paths::matmul_packed_with`] needs to allocate nothing for `n` tokens
+/// of `cols` values of `wt` weights: [`MATMUL_SCRATCH`], or for the quantized types the
+/// unpacked activations.
+pub const fn matmul_scratch_len(wt: WeightType, n: usize, cols: usize) -> usize {
+    let q = if wt.is_quantized() { quant::scratch_len(n, cols) } else { 0 };
+    if q > MATMUL_SCRATCH {
+        q
+    } else {
+        MATMUL_SCRATCH
+    }
+}
 
 /// RMSNorm: `out[i] = x[i] / sqrt(mean(x²) + eps) * weight[i]`.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {

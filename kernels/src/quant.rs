@@ -26,7 +26,7 @@
 
 use half::f16;
 
-use crate::{panel_stride, WeightType, PANEL};
+use crate::{panel_stride, Path, WeightType, PANEL};
 
 /// Elements per block of the 32-element types.
 pub(crate) const QK: usize = 32;
@@ -157,7 +157,23 @@ pub(crate) fn row_to_f32(wt: WeightType, row: &[u8], out: &mut [f32]) {
     }
 }
 
-/// `dot(row, x)` over `x.len()` elements (a whole number of blocks).
+/// `dot(row, x)` over `x.len()` elements (a whole number of blocks) on path `p`: the AVX2
+/// kernel for `Q8_0` and `Q4_0` on the x86 paths, the reference otherwise.
+///
+/// # Safety
+/// The CPU supports `p`.
+pub(crate) unsafe fn dot_row_on(p: Path, wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if p >= Path::Avx2 && matches!(wt, WeightType::Q8_0 | WeightType::Q4_0) {
+        // SAFETY: every x86 path above scalar has AVX2 and FMA (the caller's contract); the
+        // caller checked that `row` holds the blocks of `x`.
+        return unsafe { crate::quant_x86::dot_row(wt, row, x) };
+    }
+    let _ = p;
+    dot_row(wt, row, x)
+}
+
+/// `dot(row, x)` over `x.len()` elements (a whole number of blocks): the reference.
 pub(crate) fn dot_row(wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
     let (be, bb) = (wt.block_elems(), wt.block_bytes());
     let mut v = [0f32; QK_K];
@@ -173,37 +189,55 @@ pub(crate) fn dot_row(wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
     acc
 }
 
-/// `out[r] = dot(w[r, :], x)` for the `out.len()` rows of `w`.
-pub(crate) fn matvec(wt: WeightType, w: &[u8], x: &[f32], out: &mut [f32]) {
+/// `out[r] = dot(w[r, :], x)` for the `out.len()` rows of `w`, on path `p`.
+///
+/// # Safety
+/// The CPU supports `p`.
+pub(crate) unsafe fn matvec(p: Path, wt: WeightType, w: &[u8], x: &[f32], out: &mut [f32]) {
     let Some(rb) = wt.row_bytes(x.len()) else { unreachable!("rows of whole blocks") };
     for (o, row) in out.iter_mut().zip(w.chunks_exact(rb.max(1))) {
-        *o = dot_row(wt, row, x);
+        // SAFETY: the caller's contract.
+        *o = unsafe { dot_row_on(p, wt, row, x) };
     }
 }
 
+/// f32 of scratch [`matmul_packed`] needs for `n` tokens of `cols` values.
+pub(crate) const fn scratch_len(n: usize, cols: usize) -> usize {
+    n * cols
+}
+
 /// `out[t * rows + r] = dot(w[r, :], x[t, :])` for `n` tokens of activations packed by
-/// `pack_f32` (panels of [`PANEL`] tokens, column-major in each). Each output is summed in
-/// the order of [`dot_row`], so batched and single-token products agree bit for bit; each
-/// block is dequantized once for all the tokens.
-pub(crate) fn matmul_packed(wt: WeightType, w: &[u8], rows: usize, cols: usize, xp: &[f32], n: usize, out: &mut [f32]) {
+/// `pack_f32` (panels of [`PANEL`] tokens, column-major in each), on path `p`: the tokens are
+/// unpacked into `scratch` (at least [`scratch_len`]) and each product is [`dot_row_on`]'s, so
+/// batched and single-token products agree bit for bit.
+///
+/// # Safety
+/// The CPU supports `p`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul_packed(
+    p: Path,
+    wt: WeightType,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    xp: &[f32],
+    n: usize,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) {
     let Some(rb) = wt.row_bytes(cols) else { unreachable!("rows of whole blocks") };
-    let (be, bb) = (wt.block_elems(), wt.block_bytes());
     let stride = panel_stride(cols);
-    let mut v = [0f32; QK_K];
-    for (r, row) in w.chunks_exact(rb.max(1)).take(rows).enumerate() {
-        for t in 0..n {
-            out[t * rows + r] = 0.0;
+    let x = &mut scratch[..scratch_len(n, cols)];
+    for (t, xt) in x.chunks_exact_mut(cols.max(1)).enumerate() {
+        let panel = &xp[(t / PANEL) * stride + t % PANEL..];
+        for (k, v) in xt.iter_mut().enumerate() {
+            *v = panel[k * PANEL];
         }
-        for (blk, b) in row.chunks_exact(bb).enumerate() {
-            dequant_block(wt, b, &mut v);
-            for t in 0..n {
-                let panel = &xp[(t / PANEL) * stride + t % PANEL..];
-                let mut s = 0f32;
-                for (i, &w) in v[..be].iter().enumerate() {
-                    s += w * panel[(blk * be + i) * PANEL];
-                }
-                out[t * rows + r] += s;
-            }
+    }
+    for (r, row) in w.chunks_exact(rb.max(1)).take(rows).enumerate() {
+        for (t, xt) in x.chunks_exact(cols.max(1)).enumerate() {
+            // SAFETY: the caller's contract.
+            out[t * rows + r] = unsafe { dot_row_on(p, wt, row, xt) };
         }
     }
 }

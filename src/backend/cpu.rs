@@ -351,8 +351,8 @@ impl SessionState for CpuState {
 struct TaskScratch {
     f: Vec<f32>,
     bytes: Vec<u8>,
-    /// The matmul kernel's own buffers (`k::MATMUL_SCRATCH`: AMX tiles' partial sums and
-    /// converted weights).
+    /// The matmul kernel's own buffers (`k::matmul_scratch_len`: AMX tiles' partial sums and
+    /// converted weights, or the unpacked activations of quantized products).
     mm: Vec<f32>,
 }
 
@@ -468,7 +468,7 @@ impl CpuBackend {
                         packed,
                         n,
                         f,
-                        at_least(mm, k::MATMUL_SCRATCH),
+                        at_least(mm, k::matmul_scratch_len(wt, n, cols)),
                     );
                     for t in 0..n {
                         // SAFETY: `t * rows + r + nr <= n * rows = out.len()`; this task alone
