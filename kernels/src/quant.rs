@@ -40,7 +40,7 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
 
 /// The 6-bit scale and minimum of sub-block `j` (0..8) of a Q4_K/Q5_K super-block.
 #[inline(always)]
-fn scale_min_k4(s: &[u8], j: usize) -> (u8, u8) {
+pub(crate) fn scale_min_k4(s: &[u8], j: usize) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {
@@ -158,13 +158,13 @@ pub(crate) fn row_to_f32(wt: WeightType, row: &[u8], out: &mut [f32]) {
 }
 
 /// `dot(row, x)` over `x.len()` elements (a whole number of blocks) on path `p`: the AVX2
-/// kernel for `Q8_0` and `Q4_0` on the x86 paths, the reference otherwise.
+/// kernels on the x86 paths for the types they cover, the reference otherwise.
 ///
 /// # Safety
 /// The CPU supports `p`.
 pub(crate) unsafe fn dot_row_on(p: Path, wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if p >= Path::Avx2 && matches!(wt, WeightType::Q8_0 | WeightType::Q4_0) {
+    if p >= Path::Avx2 && crate::quant_x86::handles(wt) {
         // SAFETY: every x86 path above scalar has AVX2 and FMA (the caller's contract); the
         // caller checked that `row` holds the blocks of `x`.
         return unsafe { crate::quant_x86::dot_row(wt, row, x) };
