@@ -530,11 +530,35 @@ mod imp {
         }
         if wt.is_quantized() {
             let need = quant::scratch_len(n, cols);
-            if scratch.len() >= need {
+            let mut own = alloc::vec::Vec::new();
+            let scratch = if scratch.len() >= need {
+                scratch
+            } else {
+                own.resize(need, 0f32);
+                &mut own[..]
+            };
+            if p == Path::Scalar {
                 return quant::matmul_packed(p, wt, w, rows, cols, xp, n, out, scratch);
             }
-            let mut own = alloc::vec![0f32; need];
-            return quant::matmul_packed(p, wt, w, rows, cols, xp, n, out, &mut own);
+            // The SIMD paths: rows dequantized a group at a time, then the f32 kernel.
+            let rb = wt.row_len(cols);
+            let (wf, of) = scratch.split_at_mut(quant::DEQUANT_ROWS * cols);
+            for r0 in (0..rows).step_by(quant::DEQUANT_ROWS) {
+                let nr = quant::DEQUANT_ROWS.min(rows - r0);
+                let wf = &mut wf[..nr * cols];
+                for (r, dst) in wf.chunks_exact_mut(cols).enumerate() {
+                    quant::row_to_f32(wt, &w[(r0 + r) * rb..(r0 + r + 1) * rb], dst);
+                }
+                // SAFETY: `wf` is `nr * cols` initialised f32; the f32 kernel reads them as the
+                // little-endian bytes of an F32 matrix (x86-64 is little-endian).
+                let wb = unsafe { core::slice::from_raw_parts(wf.as_ptr() as *const u8, wf.len() * 4) };
+                let o = &mut of[..n * nr];
+                on_path!(p, matmul_packed(WeightType::F32, wb, nr, cols, xp, n, o));
+                for t in 0..n {
+                    out[t * rows + r0..t * rows + r0 + nr].copy_from_slice(&o[t * nr..(t + 1) * nr]);
+                }
+            }
+            return;
         }
         let _ = scratch;
         on_path!(p, matmul_packed(wt, w, rows, cols, xp, n, out))

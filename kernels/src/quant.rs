@@ -20,9 +20,11 @@
 //!
 //! Dequantization reproduces the reference's f32 operations in the reference's order (the
 //! scale product first, then the value), so it is bit-exact with ggml's `dequantize_row_*` and
-//! gguf-py. A dot product dequantizes one block at a time and sums `value * x` over the block
-//! in order before adding the block's sum to the total: `matvec`, `dot_row` and the batched
-//! `matmul` give the same bits on every path.
+//! gguf-py. The reference dot product dequantizes one block at a time and sums `value * x` over
+//! the block in order before adding the block's sum to the total (the x86 paths have their own,
+//! `quant_x86.rs`); `matvec` and `dot_row` give the same bits on every path. A batched product
+//! on the SIMD paths dequantizes a group of rows and runs the f32 matmul kernel on them
+//! (`imp::matmul_packed`), which differs from stepping by rounding only.
 
 use half::f16;
 
@@ -201,15 +203,27 @@ pub(crate) unsafe fn matvec(p: Path, wt: WeightType, w: &[u8], x: &[f32], out: &
     }
 }
 
-/// f32 of scratch [`matmul_packed`] needs for `n` tokens of `cols` values.
+/// Rows a SIMD path's batched product dequantizes at a time (then multiplies with the f32
+/// kernel).
+pub(crate) const DEQUANT_ROWS: usize = 32;
+
+/// f32 of scratch a batched product of `n` tokens of `cols` values needs, on any path: the
+/// unpacked tokens for [`matmul_packed`] (scalar), or a group of dequantized rows and its
+/// outputs (the SIMD paths).
 pub(crate) const fn scratch_len(n: usize, cols: usize) -> usize {
-    n * cols
+    let (simd, scalar) = (DEQUANT_ROWS * cols + n * DEQUANT_ROWS, n * cols);
+    if simd > scalar {
+        simd
+    } else {
+        scalar
+    }
 }
 
 /// `out[t * rows + r] = dot(w[r, :], x[t, :])` for `n` tokens of activations packed by
 /// `pack_f32` (panels of [`PANEL`] tokens, column-major in each), on path `p`: the tokens are
 /// unpacked into `scratch` (at least [`scratch_len`]) and each product is [`dot_row_on`]'s, so
-/// batched and single-token products agree bit for bit.
+/// batched and single-token products agree bit for bit. (The scalar path's batched product;
+/// the SIMD paths dequantize rows and run the f32 kernel, which rounds differently.)
 ///
 /// # Safety
 /// The CPU supports `p`.
@@ -227,7 +241,7 @@ pub(crate) unsafe fn matmul_packed(
 ) {
     let Some(rb) = wt.row_bytes(cols) else { unreachable!("rows of whole blocks") };
     let stride = panel_stride(cols);
-    let x = &mut scratch[..scratch_len(n, cols)];
+    let x = &mut scratch[..n * cols];
     for (t, xt) in x.chunks_exact_mut(cols.max(1)).enumerate() {
         let panel = &xp[(t / PANEL) * stride + t % PANEL..];
         for (k, v) in xt.iter_mut().enumerate() {
