@@ -252,7 +252,7 @@ typedef struct llama_tensor_info {
    */
   const char *name;
   /*
-   "F32", "F16" or "BF16" (static).
+   The element type's ggml name: "F32", "F16", "BF16", or a block type ("Q4_0" ... "Q6_K") (static).
    */
   const char *dtype;
   /*

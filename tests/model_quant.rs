@@ -119,7 +119,7 @@ fn quantized_models_match_their_dequantized_twins() {
             worst = worst.max(max_abs_diff(&sq.logits().unwrap().unwrap(), &sd.logits().unwrap().unwrap()));
         }
         eprintln!("{tag}: largest logit difference from the dequantized twin over 64 positions: {worst:e}");
-        assert!(worst < 2e-4, "{tag}: logits differ from the dequantized twin's by {worst}");
+        assert!(worst < 5e-5, "{tag}: logits differ from the dequantized twin's by {worst}");
         let (gq, gd) = (greedy(&q, 100), greedy(&d, 100));
         assert_eq!(gq, gd, "{tag}: greedy ids differ from the dequantized twin's");
         // A 48-token batched prompt against stepping the same tokens.
@@ -138,7 +138,8 @@ fn quantized_models_match_their_dequantized_twins() {
 }
 
 /// The file `bytes` (a GGUF) with every quantized tensor replaced by its dequantization (by our
-/// kernels, bit-exact with gguf-py as the test above shows), in F32: metadata copied verbatim.
+/// kernels, in F32; metadata copied verbatim). The twin is only as right as our dequantization:
+/// `every_block_type_dequantizes_as_gguf_py` checks that independently, against gguf-py.
 fn dequantized_twin(bytes: &[u8], name: &str) -> Vec<u8> {
     let g = gguf::parse(bytes, name).unwrap();
     let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
@@ -206,7 +207,7 @@ fn k_quant_presets_match_their_dequantized_twins() {
             worst = worst.max(max_abs_diff(&sq.logits().unwrap().unwrap(), &sd.logits().unwrap().unwrap()));
         }
         eprintln!("{preset}: largest logit difference from the dequantized twin over 48 positions: {worst:e}");
-        assert!(worst < 2e-4, "{preset}: logits differ from the dequantized twin's by {worst}");
+        assert!(worst < 5e-6, "{preset}: logits differ from the dequantized twin's by {worst}");
         assert_eq!(greedy(&q, 48), toks, "{preset}: greedy ids differ from the dequantized twin's");
         let prompt: Vec<u32> = [q.bos].into_iter().chain(toks[..31].iter().copied()).collect();
         let batch = Session::new(q.clone(), params(0, 0.0, 0)).unwrap();

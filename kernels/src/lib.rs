@@ -1,6 +1,6 @@
 //! Numeric kernels for runllama, `#![no_std]`: dot products of stored weight rows (f32, f16,
-//! bf16, read with unaligned little-endian loads straight from the memory map) with f32
-//! activations, the small per-token ops of a LLaMA layer (rmsnorm, rope, softmax, silu), and
+//! bf16, and GGUF's block-quantized types: see `quant.rs`; read with unaligned little-endian
+//! loads straight from the memory map) with f32 activations, the small per-token ops of a LLaMA layer (rmsnorm, rope, softmax, silu), and
 //! attention over one head's cached positions (f32/f16/bf16 caches, an 8-bit cache written by
 //! [`quantize_q8`] and a 4-bit one written by [`quantize_q4`]).
 //!
@@ -72,7 +72,8 @@ pub enum WeightType {
 }
 
 impl WeightType {
-    /// The name used in model descriptions: `"F32"`, `"F16"`, `"BF16"`.
+    /// The name used in model descriptions: ggml's (`"F32"`, `"F16"`, `"BF16"`, `"Q4_0"`, ...,
+    /// `"Q6_K"`).
     pub const fn name(self) -> &'static str {
         match self {
             WeightType::F32 => "F32",
@@ -145,10 +146,11 @@ impl WeightType {
         }
         (cols / self.block_elems()).checked_mul(self.block_bytes())
     }
-    /// Bytes per element of the float types (the KV caches' element types); not meaningful
-    /// for the quantized ones (use [`WeightType::row_bytes`]).
+    /// Bytes per element of the float types (the KV caches' element types). Panics for a
+    /// block type (use [`WeightType::row_bytes`]).
     pub const fn size(self) -> usize {
-        self.block_bytes() / self.block_elems()
+        assert!(self.block_elems() == 1, "WeightType::size of a block type");
+        self.block_bytes()
     }
     /// [`WeightType::row_bytes`] for a row length the caller knows is whole blocks.
     #[track_caller]
@@ -529,7 +531,7 @@ mod imp {
             return amx::matmul_packed(wt, w, rows, cols, xp, n, out, &mut own);
         }
         if wt.is_quantized() {
-            let need = quant::scratch_len(n, cols);
+            let need = quant::scratch_len(p, n, cols);
             let mut own = alloc::vec::Vec::new();
             let scratch = if scratch.len() >= need {
                 scratch
@@ -538,7 +540,7 @@ mod imp {
                 &mut own[..]
             };
             if p == Path::Scalar {
-                return quant::matmul_packed(p, wt, w, rows, cols, xp, n, out, scratch);
+                return quant::matmul_packed(wt, w, rows, cols, xp, n, out, scratch);
             }
             // The SIMD paths: rows dequantized a group at a time, then the f32 kernel.
             let rb = wt.row_len(cols);
@@ -641,11 +643,13 @@ mod imp {
         scale: f32,
         out: &mut [f32],
     ) {
+        assert!(!wt.is_quantized(), "attn_scores: {} is not a cache element type", wt.name());
         check_rows("attn_scores", k.len() / wt.size(), out.len(), q.len(), stride);
         on_path!(p, attn_scores(wt, k, stride, q, scale, out))
     }
 
     pub(super) unsafe fn attn_wsum(p: Path, wt: WeightType, v: &[u8], stride: usize, w: &[f32], out: &mut [f32]) {
+        assert!(!wt.is_quantized(), "attn_wsum: {} is not a cache element type", wt.name());
         check_rows("attn_wsum", v.len() / wt.size(), w.len(), out.len(), stride);
         on_path!(p, attn_wsum(wt, v, stride, w, out))
     }
@@ -851,11 +855,11 @@ pub const MATMUL_SCRATCH: usize = amx::SCRATCH;
 #[cfg(not(all(target_arch = "x86_64", runllama_avx512)))]
 pub const MATMUL_SCRATCH: usize = 0;
 
-/// f32 of scratch that [`paths::matmul_packed_with`] needs to allocate nothing for `n` tokens
-/// of `cols` values of `wt` weights: [`MATMUL_SCRATCH`], or for the quantized types the
-/// unpacked activations.
-pub const fn matmul_scratch_len(wt: WeightType, n: usize, cols: usize) -> usize {
-    let q = if wt.is_quantized() { quant::scratch_len(n, cols) } else { 0 };
+/// f32 of scratch that [`paths::matmul_packed_with`] on path `p` needs to allocate nothing for
+/// `n` tokens of `cols` values of `wt` weights: [`MATMUL_SCRATCH`], or for the quantized types
+/// a group of dequantized rows and its outputs (the unpacked activations on the scalar path).
+pub const fn matmul_scratch_len(p: Path, wt: WeightType, n: usize, cols: usize) -> usize {
+    let q = if wt.is_quantized() { quant::scratch_len(p, n, cols) } else { 0 };
     if q > MATMUL_SCRATCH {
         q
     } else {

@@ -196,6 +196,10 @@ pub(crate) fn dot_row(wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
 /// # Safety
 /// The CPU supports `p`.
 pub(crate) unsafe fn matvec(p: Path, wt: WeightType, w: &[u8], x: &[f32], out: &mut [f32]) {
+    if x.is_empty() {
+        out.fill(0.0);
+        return;
+    }
     let Some(rb) = wt.row_bytes(x.len()) else { unreachable!("rows of whole blocks") };
     for (o, row) in out.iter_mut().zip(w.chunks_exact(rb.max(1))) {
         // SAFETY: the caller's contract.
@@ -207,29 +211,23 @@ pub(crate) unsafe fn matvec(p: Path, wt: WeightType, w: &[u8], x: &[f32], out: &
 /// kernel).
 pub(crate) const DEQUANT_ROWS: usize = 32;
 
-/// f32 of scratch a batched product of `n` tokens of `cols` values needs, on any path: the
+/// f32 of scratch a batched product of `n` tokens of `cols` values needs on path `p`: the
 /// unpacked tokens for [`matmul_packed`] (scalar), or a group of dequantized rows and its
 /// outputs (the SIMD paths).
-pub(crate) const fn scratch_len(n: usize, cols: usize) -> usize {
-    let (simd, scalar) = (DEQUANT_ROWS * cols + n * DEQUANT_ROWS, n * cols);
-    if simd > scalar {
-        simd
-    } else {
-        scalar
+pub(crate) const fn scratch_len(p: Path, n: usize, cols: usize) -> usize {
+    match p {
+        Path::Scalar => n * cols,
+        _ => DEQUANT_ROWS * cols + n * DEQUANT_ROWS,
     }
 }
 
 /// `out[t * rows + r] = dot(w[r, :], x[t, :])` for `n` tokens of activations packed by
-/// `pack_f32` (panels of [`PANEL`] tokens, column-major in each), on path `p`: the tokens are
-/// unpacked into `scratch` (at least [`scratch_len`]) and each product is [`dot_row_on`]'s, so
-/// batched and single-token products agree bit for bit. (The scalar path's batched product;
-/// the SIMD paths dequantize rows and run the f32 kernel, which rounds differently.)
-///
-/// # Safety
-/// The CPU supports `p`.
+/// `pack_f32` (panels of [`PANEL`] tokens, column-major in each), the scalar path's: the tokens
+/// are unpacked into `scratch` (at least `n * cols`) and each product is [`dot_row`]'s, so
+/// batched and single-token products agree bit for bit. (The SIMD paths dequantize rows and
+/// run the f32 kernel instead, which rounds differently: see `imp::matmul_packed`.)
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn matmul_packed(
-    p: Path,
+pub(crate) fn matmul_packed(
     wt: WeightType,
     w: &[u8],
     rows: usize,
@@ -250,8 +248,7 @@ pub(crate) unsafe fn matmul_packed(
     }
     for (r, row) in w.chunks_exact(rb.max(1)).take(rows).enumerate() {
         for (t, xt) in x.chunks_exact(cols.max(1)).enumerate() {
-            // SAFETY: the caller's contract.
-            out[t * rows + r] = unsafe { dot_row_on(p, wt, row, xt) };
+            out[t * rows + r] = dot_row(wt, row, xt);
         }
     }
 }

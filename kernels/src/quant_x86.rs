@@ -2,8 +2,10 @@
 //! scalar), for `Q8_0`, `Q4_0` and the K-quants of the common presets (`Q4_K`, `Q5_K`, `Q6_K`).
 //! A (sub-)block's integers are widened to f32 eight at a time and multiplied into an 8-lane
 //! sum, which its scale then adds into the row's 8-lane total (for the types with a minimum,
-//! minus the minimum times the sum of the activations): the activations stay f32 (no 8-bit
-//! rounding), so results differ from the scalar reference only by the order of the sums.
+//! minus the minimum times the sum of the activations; Q6_K's offset of 32 likewise): the
+//! activations stay f32 (no 8-bit rounding). Results differ from the scalar reference by the
+//! order of the sums and by this factoring of the scales (the reference multiplies each
+//! dequantized value): rounding only.
 
 use core::arch::x86_64::*;
 

@@ -468,7 +468,7 @@ impl CpuBackend {
                         packed,
                         n,
                         f,
-                        at_least(mm, k::matmul_scratch_len(wt, n, cols)),
+                        at_least(mm, k::matmul_scratch_len(path, wt, n, cols)),
                     );
                     for t in 0..n {
                         // SAFETY: `t * rows + r + nr <= n * rows = out.len()`; this task alone

@@ -55,10 +55,13 @@ pub fn check_available(device: Device) -> Result<()> {
 }
 
 /// The backend for `device`, given the model's weights once (`n_threads`: the CPU backend's
-/// pool size).
+/// pool size). The loader has called [`check_available`] before reading the files.
 pub fn create(device: Device, n_threads: usize, weights: Weights) -> Result<Box<dyn Backend>> {
-    check_available(device)?;
-    Ok(Box::new(cpu::CpuBackend::new(n_threads, weights)?))
+    match device {
+        Device::Cpu => Ok(Box::new(cpu::CpuBackend::new(n_threads, weights)?)),
+        Device::Cuda { .. } => check_available(device)
+            .and_then(|()| Err(Error::unsupported(format!("{device:?}: there is no GPU backend to create yet")))),
+    }
 }
 
 /// The tokens of one step and the position of the first.

@@ -116,7 +116,7 @@ pub struct llama_tensor_info {
     pub n_dims: i32,
     /// The name as stored in the file (NUL-terminated; valid while the model lives).
     pub name: *const c_char,
-    /// "F32", "F16" or "BF16" (static).
+    /// The element type's ggml name: "F32", "F16", "BF16", or a block type ("Q4_0" ... "Q6_K") (static).
     pub dtype: *const c_char,
     /// Dimensions, outermost first (rows before columns).
     pub shape: [i64; 8],

@@ -3,8 +3,9 @@
 //! library builds without the CUDA SDK and loads on machines without a GPU.
 //!
 //! So far this is the device probe: [`probe`] says which GPU a load would use, or names what is
-//! missing (no driver, no GPU, `device_index` out of range, libraries not found), as
-//! `LLAMA_ERR_DEVICE`. The forward pass on the GPU is not written yet: a load that gets past the
+//! missing (no driver, no GPU, `device_index` out of range, libraries that cannot be opened), as
+//! `LLAMA_ERR_DEVICE`. (On Windows the CUDA 12 NVRTC, `nvrtc64_120_0.dll`, is not among the
+//! names cudarc's 13.0 bindings try.) The forward pass on the GPU is not written yet: a load that gets past the
 //! probe is refused as unsupported, naming the GPU it found.
 
 use cudarc::driver::result as cu;
@@ -35,15 +36,23 @@ pub fn probe(index: usize) -> Result<GpuInfo> {
             if cfg!(windows) { "nvcuda.dll" } else { "libcuda.so" }
         )));
     }
-    cu::init().map_err(|e| device_error(format!("the CUDA driver did not initialise: {e}")))?;
-    let count = cu::device::get_count().map_err(|e| device_error(format!("cannot count CUDA devices: {e}")))?;
+    let no_gpu = || device_error(format!("CUDA device {index} was requested but the driver sees no CUDA GPU"));
+    cu::init().map_err(|e| match e.0 {
+        cudarc::driver::sys::CUresult::CUDA_ERROR_NO_DEVICE => no_gpu(),
+        _ => device_error(format!("CUDA device {index}: the CUDA driver did not initialise: {e}")),
+    })?;
+    let count = cu::device::get_count()
+        .map_err(|e| device_error(format!("CUDA device {index}: cannot count CUDA devices: {e}")))?;
     let count = usize::try_from(count).unwrap_or(0);
     if index >= count {
-        return Err(device_error(if count == 0 {
-            format!("CUDA device {index} was requested but the driver sees no CUDA GPU")
+        return Err(if count == 0 {
+            no_gpu()
         } else {
-            format!("device_index {index} is out of range: the driver sees {count} CUDA GPU(s) (0..{})", count - 1)
-        }));
+            device_error(format!(
+                "device_index {index} is out of range: the driver sees {count} CUDA GPU(s) (0..{})",
+                count - 1
+            ))
+        });
     }
     let dev = cu::device::get(index as i32).map_err(|e| device_error(format!("CUDA device {index}: {e}")))?;
     let name = cu::device::get_name(dev).map_err(|e| device_error(format!("CUDA device {index}: {e}")))?;
