@@ -15,9 +15,13 @@
 
 #![cfg(unix)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+
+use common::host::{assert_ok_with_stdout, lib_dir, run_cmd, show, work_dir};
 
 const CFLAGS: &[&str] = &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g"];
 const CXXFLAGS: &[&str] = &["-x", "c++", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g"];
@@ -55,67 +59,6 @@ fn skip() -> bool {
 
 fn compiler(var: &str, default: &str) -> String {
     std::env::var(var).ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| default.to_string())
-}
-
-/// The directory with `librunllama.so` and `librunllama.a` from this test run's build.
-fn lib_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let so = format!("{}runllama{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
-        let exe = std::env::current_exe().expect("current_exe");
-        let deps = exe.parent().expect("the test executable's directory").to_path_buf();
-        let mut tried = Vec::new();
-        for dir in [Some(deps.clone()), deps.parent().map(Path::to_path_buf)].into_iter().flatten() {
-            if dir.join(&so).is_file() && dir.join("librunllama.a").is_file() {
-                return dir;
-            }
-            tried.push(dir.display().to_string());
-        }
-        panic!(
-            "{so} and librunllama.a not found in {tried:?}: cargo builds them with the test's dependencies \
-             when Cargo.toml's [lib] crate-type lists cdylib and staticlib"
-        )
-    })
-}
-
-/// A per-process scratch directory under the system temp dir (old ones of dead processes are removed).
-fn work_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let tmp = std::env::temp_dir();
-        let prefix = "runllama-c-examples-";
-        if let Ok(rd) = std::fs::read_dir(&tmp) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if let Some(pid) = name.strip_prefix(prefix) {
-                    if pid.parse::<u32>().is_ok()
-                        && !Path::new("/proc").join(pid).exists()
-                        && Path::new("/proc/self").exists()
-                    {
-                        let _ = std::fs::remove_dir_all(e.path());
-                    }
-                }
-            }
-        }
-        let dir = tmp.join(format!("{prefix}{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the scratch directory");
-        dir
-    })
-}
-
-fn run_cmd(cmd: &mut Command) -> Output {
-    let shown = format!("{cmd:?}");
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"))
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -212,19 +155,6 @@ fn program(path: &Path) -> Command {
 
 fn run_model(args: &[&str]) -> Output {
     run_cmd(program(&build("run_model", Link::Shared)).args(args))
-}
-
-fn assert_ok_with_stdout(o: &Output, expected: &[u8], what: &str) {
-    assert!(o.status.success(), "{what}: failed\n{}", show(o));
-    if o.stdout != expected {
-        let common = o.stdout.iter().zip(expected).take_while(|(a, b)| a == b).count();
-        panic!(
-            "{what}: stdout differs from the expected {} bytes at byte {common} (got {} bytes)\n{}",
-            expected.len(),
-            o.stdout.len(),
-            show(o)
-        );
-    }
 }
 
 #[test]

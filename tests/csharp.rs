@@ -23,10 +23,14 @@
 
 #![cfg(unix)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+
+use common::host::{assert_ok_with_stdout, lib_dir, run_cmd, show, work_dir};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -50,64 +54,6 @@ fn expected_stdout() -> Vec<u8> {
 
 fn skip() -> bool {
     std::env::var_os("RUNLLAMA_SKIP_CSHARP_TESTS").is_some_and(|v| v == "1")
-}
-
-/// The directory with this test run's `librunllama.so`.
-fn lib_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let so = format!("{}runllama{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
-        let exe = std::env::current_exe().expect("current_exe");
-        let deps = exe.parent().expect("the test executable's directory").to_path_buf();
-        let mut tried = Vec::new();
-        for dir in [Some(deps.clone()), deps.parent().map(Path::to_path_buf)].into_iter().flatten() {
-            if dir.join(&so).is_file() {
-                return dir;
-            }
-            tried.push(dir.display().to_string());
-        }
-        panic!("{so} not found in {tried:?}: cargo builds it with the tests when Cargo.toml's [lib] crate-type lists cdylib")
-    })
-}
-
-/// A per-process scratch directory (those of dead processes are removed).
-fn work_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let tmp = std::env::temp_dir();
-        let prefix = "runllama-csharp-";
-        if let Ok(rd) = std::fs::read_dir(&tmp) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if let Some(pid) = name.strip_prefix(prefix) {
-                    if pid.parse::<u32>().is_ok()
-                        && !Path::new("/proc").join(pid).exists()
-                        && Path::new("/proc/self").exists()
-                    {
-                        let _ = std::fs::remove_dir_all(e.path());
-                    }
-                }
-            }
-        }
-        let dir = tmp.join(format!("{prefix}{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the scratch directory");
-        dir
-    })
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn run_cmd(cmd: &mut Command) -> Output {
-    let shown = format!("{cmd:?}");
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"))
 }
 
 struct Built {
@@ -177,19 +123,6 @@ fn mono(exe: &Path) -> Command {
         .env_remove("RUNLLAMA_DATA_DIR")
         .stdin(Stdio::null());
     c
-}
-
-fn assert_ok_with_stdout(o: &Output, expected: &[u8], what: &str) {
-    assert!(o.status.success(), "{what}: failed\n{}", show(o));
-    if o.stdout != expected {
-        let common = o.stdout.iter().zip(expected).take_while(|(a, b)| a == b).count();
-        panic!(
-            "{what}: stdout differs from the expected {} bytes at byte {common} (got {} bytes)\n{}",
-            expected.len(),
-            o.stdout.len(),
-            show(o)
-        );
-    }
 }
 
 #[test]

@@ -9,6 +9,9 @@ use runllama::model::Model;
 use runllama::sampler::SamplerParams;
 use runllama::session::{KvType, Session, SessionParams};
 
+#[cfg(unix)]
+pub mod host;
+
 /// `tests/data/<rel>`.
 pub fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
