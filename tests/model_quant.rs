@@ -60,10 +60,6 @@ fn every_block_type_dequantizes_as_gguf_py() {
     assert_eq!(at, all.len(), "blocks.bin has more types than the test knows");
 }
 
-fn f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
-
 /// Every quantized tensor, dequantized row by row by our kernels (the scalar reference and the
 /// run-time path), is bit for bit gguf-py's dequantization of it.
 #[test]

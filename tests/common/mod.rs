@@ -67,8 +67,12 @@ pub fn greedy_in(s: &Session, bos: u32, n: usize) -> Vec<u32> {
 /// Reference logits (32 positions × 512) written by tests/data/reference/make_reference.py.
 pub fn reference_logits(tag: &str) -> Vec<Vec<f32>> {
     let bytes = std::fs::read(data(&format!("reference/logits_{tag}.bin"))).unwrap();
-    let all: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    all.chunks(512).map(|c| c.to_vec()).collect()
+    f32s(&bytes).chunks(512).map(|c| c.to_vec()).collect()
+}
+
+/// Little-endian f32 values.
+pub fn f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 /// The 32 tokens the reference logits were computed for.

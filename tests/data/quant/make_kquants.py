@@ -22,7 +22,10 @@ import sys
 import tempfile
 
 import numpy as np
-from gguf import GGUFReader, GGUFValueType, GGUFWriter
+from gguf import GGUFReader, GGUFWriter
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_quantized import copy_metadata  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(HERE, "..", "stories260K", "stories260K-f32.gguf")
@@ -61,16 +64,6 @@ def gguf_name(hf):
     return f"blk.{parts[2]}.{LAYER['.'.join(parts[3:-1])]}.weight"
 
 
-def field_value(f):
-    if f.types[0] == GGUFValueType.ARRAY:
-        if f.types[1] == GGUFValueType.STRING:
-            return [bytes(f.parts[i]).decode("utf-8") for i in f.data]
-        return [f.parts[i].tolist()[0] for i in f.data]
-    if f.types[0] == GGUFValueType.STRING:
-        return bytes(f.parts[f.data[0]]).decode("utf-8")
-    return f.parts[f.data[0]].tolist()[0]
-
-
 def main():
     hf_dir, quantize = sys.argv[1], sys.argv[2]
     cfg = json.load(open(os.path.join(hf_dir, "config.json")))
@@ -91,14 +84,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "k256-f32.gguf")
         w = GGUFWriter(src, arch="llama")
-        for key, f in reader.fields.items():
-            if key.startswith("GGUF.") or key == "general.architecture":
-                continue
-            if key in dims:
-                w.add_uint32(key, dims[key])
-                continue
-            sub = f.types[1] if f.types[0] == GGUFValueType.ARRAY else None
-            w.add_key_value(key, field_value(f), f.types[0], sub_type=sub)
+        copy_metadata(reader, w, dims)
         for name in sorted(tensors, key=gguf_name):
             w.add_tensor(gguf_name(name), np.ascontiguousarray(tensors[name]))
         w.write_header_to_file()

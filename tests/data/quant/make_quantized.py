@@ -36,16 +36,21 @@ def field_value(f):
     return f.parts[f.data[0]].tolist()[0]
 
 
-def write(path, reader, qtype, dequant):
-    w = GGUFWriter(path, arch="llama")
+def copy_metadata(reader, w, uint32_overrides):
+    """Every key of `reader` into writer `w`, but those in `uint32_overrides` (given values)."""
     for key, f in reader.fields.items():
         if key.startswith("GGUF.") or key == "general.architecture":
             continue
-        if key == "general.file_type":
-            w.add_uint32(key, 0 if dequant else FILE_TYPE[qtype])
+        if key in uint32_overrides:
+            w.add_uint32(key, uint32_overrides[key])
             continue
         sub = f.types[1] if f.types[0] == GGUFValueType.ARRAY else None
         w.add_key_value(key, field_value(f), f.types[0], sub_type=sub)
+
+
+def write(path, reader, qtype, dequant):
+    w = GGUFWriter(path, arch="llama")
+    copy_metadata(reader, w, {"general.file_type": 0 if dequant else FILE_TYPE[qtype]})
     for t in reader.tensors:
         data = np.array(t.data, dtype=np.float32)
         if data.ndim == 2 and data.shape[1] % 32 == 0:
