@@ -5,7 +5,10 @@
 mod common;
 use common::*;
 
+use std::sync::Arc;
+
 use runllama::gguf;
+use runllama::model::Model;
 use runllama::session::Session;
 use runllama::tensor::DType;
 
@@ -95,9 +98,46 @@ fn dequantization_is_bit_exact_with_gguf_py() {
     }
 }
 
-/// The quantized model computes what its dequantized twin computes: logits along the reference
-/// story within f32 rounding (our quantized dot products sum a block's integers, then scale),
-/// the same greedy ids, and a batched prompt gives what stepping gives.
+/// Model `q` computes what its dequantized twin `d` computes: logits within `bound` along
+/// `[bos] + tokens` (teacher-forced), the same `greedy_n` greedy ids, and a batched prompt of
+/// the first `batch_len` of those positions within rounding of stepping them.
+fn assert_matches_twin(
+    tag: &str,
+    q: &Arc<Model>,
+    d: &Arc<Model>,
+    tokens: &[u32],
+    bound: f32,
+    greedy_n: usize,
+    batch_len: usize,
+) {
+    let positions: Vec<u32> = [q.bos].into_iter().chain(tokens.iter().copied()).collect();
+    let (sq, sd) =
+        (Session::new(q.clone(), params(0, 0.0, 0)).unwrap(), Session::new(d.clone(), params(0, 0.0, 0)).unwrap());
+    let mut worst = 0f32;
+    for &t in &positions {
+        sq.step(&[t]).unwrap();
+        sd.step(&[t]).unwrap();
+        worst = worst.max(max_abs_diff(&sq.logits().unwrap().unwrap(), &sd.logits().unwrap().unwrap()));
+    }
+    eprintln!(
+        "{tag}: largest logit difference from the dequantized twin over {} positions: {worst:e}",
+        positions.len()
+    );
+    assert!(worst < bound, "{tag}: logits differ from the dequantized twin's by {worst}");
+    assert_eq!(greedy(q, greedy_n), greedy(d, greedy_n), "{tag}: greedy ids differ from the dequantized twin's");
+    let prompt = &positions[..batch_len];
+    let batch = Session::new(q.clone(), params(0, 0.0, 0)).unwrap();
+    batch.step(prompt).unwrap();
+    sq.reset().unwrap();
+    for &t in prompt {
+        sq.step(&[t]).unwrap();
+    }
+    let diff = max_abs_diff(&batch.logits().unwrap().unwrap(), &sq.logits().unwrap().unwrap());
+    assert!(diff < batched_bound(1e-4), "{tag}: batched prompt against stepping: {diff}");
+}
+
+/// stories260K quantized by gguf-py to each 32-value block type against its twin: logits along
+/// the reference story within f32 rounding, the same 100 greedy ids, batched = stepping.
 #[test]
 fn quantized_models_match_their_dequantized_twins() {
     let ids = expected_ids();
@@ -106,30 +146,7 @@ fn quantized_models_match_their_dequantized_twins() {
         let d = load_model(&format!("quant/stories260K-{tag}-dequant.gguf"), None);
         assert_eq!(q.main_dtype(), Some(dtype));
         assert!(q.describe_json().contains(&format!("\"dtype\":\"{}\"", dtype.name())));
-        let (sq, sd) =
-            (Session::new(q.clone(), params(0, 0.0, 0)).unwrap(), Session::new(d.clone(), params(0, 0.0, 0)).unwrap());
-        let mut worst = 0f32;
-        for &t in [q.bos].iter().chain(&ids[..63]) {
-            sq.step(&[t]).unwrap();
-            sd.step(&[t]).unwrap();
-            worst = worst.max(max_abs_diff(&sq.logits().unwrap().unwrap(), &sd.logits().unwrap().unwrap()));
-        }
-        eprintln!("{tag}: largest logit difference from the dequantized twin over 64 positions: {worst:e}");
-        assert!(worst < 5e-5, "{tag}: logits differ from the dequantized twin's by {worst}");
-        let (gq, gd) = (greedy(&q, 100), greedy(&d, 100));
-        assert_eq!(gq, gd, "{tag}: greedy ids differ from the dequantized twin's");
-        // A 48-token batched prompt against stepping the same tokens.
-        let prompt: Vec<u32> = [q.bos].into_iter().chain(ids[..47].iter().copied()).collect();
-        let batch = Session::new(q.clone(), params(0, 0.0, 0)).unwrap();
-        batch.step(&prompt).unwrap();
-        let diff = max_abs_diff(&batch.logits().unwrap().unwrap(), &{
-            sq.reset().unwrap();
-            for &t in &prompt {
-                sq.step(&[t]).unwrap();
-            }
-            sq.logits().unwrap().unwrap()
-        });
-        assert!(diff < batched_bound(1e-4), "{tag}: batched prompt against stepping: {diff}");
+        assert_matches_twin(tag, &q, &d, &ids[..63], 5e-5, 100, 48);
     }
 }
 
@@ -188,32 +205,13 @@ fn k_quant_presets_match_their_dequantized_twins() {
         let twin = dir.join(format!("k256-{preset}-twin.gguf"));
         std::fs::write(&twin, dequantized_twin(&std::fs::read(data(&rel)).unwrap(), preset)).unwrap();
         let q = load_model(&rel, None);
-        let d = std::sync::Arc::new(
+        let d = Arc::new(
             runllama::loader::load(&twin, runllama::loader::LoadOptions { n_threads: 2, ..Default::default() })
                 .unwrap(),
         );
         assert!(q.main_dtype().is_some_and(|t| t.is_quantized()) && d.main_dtype() == Some(DType::F32), "{preset}");
-        let (sq, sd) =
-            (Session::new(q.clone(), params(0, 0.0, 0)).unwrap(), Session::new(d.clone(), params(0, 0.0, 0)).unwrap());
         let toks = greedy(&d, 48);
-        let mut worst = 0f32;
-        for &t in [q.bos].iter().chain(&toks[..47]) {
-            sq.step(&[t]).unwrap();
-            sd.step(&[t]).unwrap();
-            worst = worst.max(max_abs_diff(&sq.logits().unwrap().unwrap(), &sd.logits().unwrap().unwrap()));
-        }
-        eprintln!("{preset}: largest logit difference from the dequantized twin over 48 positions: {worst:e}");
-        assert!(worst < 5e-6, "{preset}: logits differ from the dequantized twin's by {worst}");
-        assert_eq!(greedy(&q, 48), toks, "{preset}: greedy ids differ from the dequantized twin's");
-        let prompt: Vec<u32> = [q.bos].into_iter().chain(toks[..31].iter().copied()).collect();
-        let batch = Session::new(q.clone(), params(0, 0.0, 0)).unwrap();
-        batch.step(&prompt).unwrap();
-        sq.reset().unwrap();
-        for &t in &prompt {
-            sq.step(&[t]).unwrap();
-        }
-        let diff = max_abs_diff(&batch.logits().unwrap().unwrap(), &sq.logits().unwrap().unwrap());
-        assert!(diff < batched_bound(1e-4), "{preset}: batched prompt against stepping: {diff}");
+        assert_matches_twin(preset, &q, &d, &toks[..47], 5e-6, 48, 32);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
