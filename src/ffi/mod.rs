@@ -422,7 +422,11 @@ pub extern "C" fn llama_version() -> *const c_char {
 pub extern "C" fn llama_system_info() -> *const c_char {
     static INFO: OnceLock<CString> = OnceLock::new();
     guard_or(c"".as_ptr(), || {
-        // First, outside the OnceLock: it may log, and a log callback may call this function.
+        if let Some(info) = INFO.get() {
+            return info.as_ptr();
+        }
+        // Made outside the OnceLock's initialiser: it may log, and a log callback may call this
+        // function.
         let info = CString::new(crate::system_info()).unwrap_or_default();
         INFO.get_or_init(|| info).as_ptr()
     })
