@@ -1,14 +1,12 @@
 //! Block-quantized GGUF weights: every block type's dequantization against gguf-py's on random
-//! blocks (tests/data/quant/make_blocks.py), and stories260K quantized by gguf-py
-//! (tests/data/quant/make_quantized.py) against gguf-py's own dequantization of the same file.
+//! blocks (tests/data/quant/make_blocks.py) and on stories260K quantized by gguf-py
+//! (tests/data/quant/make_quantized.py); those files and llama-quantize's K-quant presets of a
+//! 256-wide model (make_kquants.py) against llama.cpp's logits on the same files.
 
 mod common;
 use common::*;
 
-use std::sync::Arc;
-
 use runllama::gguf;
-use runllama::model::Model;
 use runllama::session::Session;
 use runllama::tensor::DType;
 
@@ -43,7 +41,6 @@ fn every_block_type_dequantizes_as_gguf_py() {
         let bytes = &all[at + 8..at + 8 + n * dtype.block_bytes()];
         let want = f32s(&all[at + 8 + bytes.len()..at + 8 + bytes.len() + 4 * cols]);
         at += 8 + bytes.len() + 4 * cols;
-        let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 201) as f32 / 100.0 - 1.0).collect();
         for path in [runllama_kernels::Path::Scalar, runllama_kernels::path()] {
             let mut got = vec![0f32; cols];
             runllama_kernels::paths::row_to_f32(path, dtype, bytes, &mut got);
@@ -54,10 +51,6 @@ fn every_block_type_dequantizes_as_gguf_py() {
                     dtype.name()
                 );
             }
-            let dot = runllama_kernels::paths::dot_row(path, dtype, bytes, &x) as f64;
-            let exact: f64 = want.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
-            let scale: f64 = want.iter().zip(&x).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
-            assert!((dot - exact).abs() <= 1e-6 * scale.max(1.0), "{}: dot {dot} against {exact}", dtype.name());
         }
     }
     assert_eq!(at, all.len(), "blocks.bin has more types than the test knows");
@@ -98,120 +91,87 @@ fn dequantization_is_bit_exact_with_gguf_py() {
     }
 }
 
-/// Model `q` computes what its dequantized twin `d` computes: logits within `bound` along
-/// `[bos] + tokens` (teacher-forced), the same `greedy_n` greedy ids, and a batched prompt of
-/// the first `batch_len` of those positions within rounding of stepping them.
-fn assert_matches_twin(
-    tag: &str,
-    q: &Arc<Model>,
-    d: &Arc<Model>,
-    tokens: &[u32],
-    bound: f32,
-    greedy_n: usize,
-    batch_len: usize,
-) {
-    let positions: Vec<u32> = [q.bos].into_iter().chain(tokens.iter().copied()).collect();
-    let (sq, sd) =
-        (Session::new(q.clone(), params(0, 0.0, 0)).unwrap(), Session::new(d.clone(), params(0, 0.0, 0)).unwrap());
-    let mut worst = 0f32;
-    for &t in &positions {
-        sq.step(&[t]).unwrap();
-        sd.step(&[t]).unwrap();
-        worst = worst.max(max_abs_diff(&sq.logits().unwrap().unwrap(), &sd.logits().unwrap().unwrap()));
-    }
-    eprintln!(
-        "{tag}: largest logit difference from the dequantized twin over {} positions: {worst:e}",
-        positions.len()
-    );
-    assert!(worst < bound, "{tag}: logits differ from the dequantized twin's by {worst}");
-    assert_eq!(greedy(q, greedy_n), greedy(d, greedy_n), "{tag}: greedy ids differ from the dequantized twin's");
-    let prompt = &positions[..batch_len];
-    let batch = Session::new(q.clone(), params(0, 0.0, 0)).unwrap();
-    batch.step(prompt).unwrap();
-    sq.reset().unwrap();
-    for &t in prompt {
-        sq.step(&[t]).unwrap();
-    }
-    let diff = max_abs_diff(&batch.logits().unwrap().unwrap(), &sq.logits().unwrap().unwrap());
-    assert!(diff < batched_bound(1e-4), "{tag}: batched prompt against stepping: {diff}");
+/// The llama.cpp oracle of a fixture (tests/data/quant/llama_logits.c): the tokens llama.cpp
+/// fed (BOS, then its greedy choices) and its logits after each.
+fn llama_cpp_oracle(rel: &str) -> (Vec<u32>, Vec<Vec<f32>>) {
+    let b = std::fs::read(data(rel)).unwrap();
+    let u32_at = |i: usize| u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap());
+    let (n, nv) = (u32_at(0) as usize, u32_at(1) as usize);
+    let tokens = (0..n).map(|i| u32_at(2 + i)).collect();
+    let logits = f32s(&b[4 * (2 + n)..]).chunks_exact(nv).map(<[f32]>::to_vec).collect();
+    (tokens, logits)
 }
 
-/// stories260K quantized by gguf-py to each 32-value block type against its twin: logits along
-/// the reference story within f32 rounding, the same 100 greedy ids, batched = stepping.
+/// Every quantized fixture against llama.cpp on the same file (its greedy run of 64 positions,
+/// teacher-forced): logits within the bounds below, the same greedy choice at every position
+/// for the types the issue holds to it (Q8_0, Q5_K, Q6_K), and a batched prompt of 48 held to
+/// the same bound.
+///
+/// The bounds come from llama.cpp's own spread: its native SIMD build (AVX-512 on the Zen 4
+/// machine that made the fixtures) against its scalar build, on the same files with the same
+/// tool, differ by at most 3.3e-6 after BOS, and over the 64 positions by up to 0.398 on the
+/// 32-element types (stories260K) and 0.0107 on the K-quant presets (k256): with 8-bit
+/// activations, a rounding-level difference upstream can move an activation across a
+/// rounding boundary, and such steps grow along the run. After BOS our paths are within
+/// 3.4e-6 of llama.cpp (the kernels and the activations' quantization are the same maths);
+/// along the run, within 0.24 (32-element) and 0.021 (K-quants): twice llama.cpp's own spread
+/// at most. The bounds leave room for other CPUs' rounding.
 #[test]
-fn quantized_models_match_their_dequantized_twins() {
-    let ids = expected_ids();
-    for (tag, dtype) in TYPES {
-        let q = load_model(&format!("quant/stories260K-{tag}.gguf"), None);
-        let d = load_model(&format!("quant/stories260K-{tag}-dequant.gguf"), None);
-        assert_eq!(q.main_dtype(), Some(dtype));
-        assert!(q.describe_json().contains(&format!("\"dtype\":\"{}\"", dtype.name())));
-        assert_matches_twin(tag, &q, &d, &ids[..63], 5e-5, 100, 48);
-    }
-}
-
-/// The file `bytes` (a GGUF) with every quantized tensor replaced by its dequantization (by our
-/// kernels, in F32; metadata copied verbatim). The twin is only as right as our dequantization:
-/// `every_block_type_dequantizes_as_gguf_py` checks that independently, against gguf-py.
-fn dequantized_twin(bytes: &[u8], name: &str) -> Vec<u8> {
-    let g = gguf::parse(bytes, name).unwrap();
-    let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
-    // The metadata: from the counts to the first tensor's info (its name's length, then name).
-    let first = &g.tensors[0].name;
-    let mut key = (first.len() as u64).to_le_bytes().to_vec();
-    key.extend_from_slice(first.as_bytes());
-    let kv_end = 24 + bytes[24..].windows(key.len()).position(|w| w == key.as_slice()).unwrap();
-    let mut out = bytes[..24].to_vec();
-    out[8..16].copy_from_slice(&(g.tensors.len() as u64).to_le_bytes());
-    assert_eq!(u64_at(8) as usize, g.tensors.len());
-    out.extend_from_slice(&bytes[24..kv_end]);
-    let mut data = Vec::new();
-    for t in &g.tensors {
-        out.extend_from_slice(&(t.name.len() as u64).to_le_bytes());
-        out.extend_from_slice(t.name.as_bytes());
-        out.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
-        for &d in t.shape.iter().rev() {
-            out.extend_from_slice(&(d as u64).to_le_bytes());
-        }
-        out.extend_from_slice(&0u32.to_le_bytes()); // F32
-        out.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        let src = &bytes[t.offset..t.offset + t.nbytes];
-        if t.dtype == DType::F32 {
-            data.extend_from_slice(src);
-        } else {
-            let cols = *t.shape.last().unwrap();
-            let mut row = vec![0f32; cols];
-            for r in src.chunks_exact(t.dtype.row_bytes(cols).unwrap()) {
-                runllama_kernels::row_to_f32(t.dtype, r, &mut row);
-                data.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+fn quantized_models_match_llama_cpp() {
+    /// After BOS alone.
+    const AT_BOS: f32 = 1e-5;
+    /// Along the run, 32-element types and K-quant presets.
+    const RUN_32: f32 = 0.6;
+    const RUN_K: f32 = 0.05;
+    // (fixture, same greedy ids required, bound along the run)
+    const FIXTURES: [(&str, bool, f32); 10] = [
+        ("stories260K-q8_0", true, RUN_32),
+        ("stories260K-q4_0", false, RUN_32),
+        ("stories260K-q4_1", false, RUN_32),
+        ("stories260K-q5_0", false, RUN_32),
+        ("stories260K-q5_1", false, RUN_32),
+        ("k256-q2_k", false, RUN_K),
+        ("k256-q3_k_m", false, RUN_K),
+        ("k256-q4_k_m", false, RUN_K),
+        ("k256-q5_k_m", true, RUN_K),
+        ("k256-q6_k", true, RUN_K),
+    ];
+    for (name, same_greedy, bound) in FIXTURES {
+        let model = load_model(&format!("quant/{name}.gguf"), None);
+        assert!(model.main_dtype().is_some_and(|t| t.is_quantized()), "{name}");
+        let (tokens, want) = llama_cpp_oracle(&format!("quant/{name}.llama-logits"));
+        let s = Session::new(model.clone(), params(0, 0.0, 0)).unwrap();
+        let (mut worst, mut first, mut other_choices) = (0f32, 0f32, 0);
+        for (i, (&t, want)) in tokens.iter().zip(&want).enumerate() {
+            s.step(&[t]).unwrap();
+            let got = s.logits().unwrap().unwrap();
+            worst = worst.max(max_abs_diff(&got, want));
+            if i == 0 {
+                first = max_abs_diff(&got, want);
+            }
+            let ours = argmax(&got);
+            if i + 1 < tokens.len() && ours != tokens[i + 1] {
+                other_choices += 1;
+                assert!(!same_greedy, "{name}: position {i}: we choose {ours}, llama.cpp {}", tokens[i + 1]);
             }
         }
-        data.resize(data.len().next_multiple_of(32), 0);
+        eprintln!(
+            "{name}: largest logit difference from llama.cpp over {} positions {worst:e} (at BOS {first:e}); {other_choices} other greedy choices",
+            tokens.len()
+        );
+        assert!(first <= AT_BOS, "{name}: logits after BOS differ from llama.cpp's by {first} (bound {AT_BOS})");
+        assert!(worst <= bound, "{name}: logits differ from llama.cpp's by {worst} (bound {bound})");
+        // A batched prompt rounds its attention differently from stepping, and 8-bit
+        // activations can turn that into a step of a quant: held to the same bound.
+        let batch = Session::new(model.clone(), params(0, 0.0, 0)).unwrap();
+        batch.step(&tokens[..48]).unwrap();
+        let diff = max_abs_diff(&batch.logits().unwrap().unwrap(), &want[47]);
+        eprintln!("{name}: batched prompt of 48 against llama.cpp: {diff:e}");
+        assert!(diff <= bound, "{name}: batched prompt of 48 against llama.cpp: {diff} (bound {bound})");
     }
-    out.resize(out.len().next_multiple_of(32), 0);
-    out.extend_from_slice(&data);
-    out
 }
 
-/// llama-quantize's K-quant presets of a 256-wide random model (tests/data/quant/
-/// make_kquants.py), against their dequantized twins: logits within f32 rounding over 48
-/// positions, the same greedy ids, batched prompt = stepping.
-#[test]
-fn k_quant_presets_match_their_dequantized_twins() {
-    let dir = std::env::temp_dir().join(format!("runllama-kquant-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for preset in ["q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k"] {
-        let rel = format!("quant/k256-{preset}.gguf");
-        let twin = dir.join(format!("k256-{preset}-twin.gguf"));
-        std::fs::write(&twin, dequantized_twin(&std::fs::read(data(&rel)).unwrap(), preset)).unwrap();
-        let q = load_model(&rel, None);
-        let d = Arc::new(
-            runllama::loader::load(&twin, runllama::loader::LoadOptions { n_threads: 2, ..Default::default() })
-                .unwrap(),
-        );
-        assert!(q.main_dtype().is_some_and(|t| t.is_quantized()) && d.main_dtype() == Some(DType::F32), "{preset}");
-        let toks = greedy(&d, 48);
-        assert_matches_twin(preset, &q, &d, &toks[..47], 5e-6, 48, 32);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+/// The index of the largest value (the first of equals).
+fn argmax(v: &[f32]) -> u32 {
+    v.iter().enumerate().fold(0, |b, (i, &x)| if x > v[b] { i } else { b }) as u32
 }

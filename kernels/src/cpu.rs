@@ -62,6 +62,8 @@ pub struct CpuFeatures {
     pub avx512bw: bool,
     /// AVX-512 Vector Length extensions.
     pub avx512vl: bool,
+    /// AVX-512 VNNI (`vpdpbusd`: the quantized types' byte dot products, with AVX-512 VL).
+    pub avx512vnni: bool,
     /// AVX-512 BF16 (`vdpbf16ps`; detected and reported, not used: widening + FMA is faster).
     pub avx512bf16: bool,
     /// AVX-512 FP16 (detected and reported, not used).
@@ -119,6 +121,7 @@ impl CpuFeatures {
             | (self.avx512fp16 as u16) << 7
             | (self.intel as u16) << 8
             | (self.amx as u16) << 9
+            | (self.avx512vnni as u16) << 10
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -134,6 +137,7 @@ impl CpuFeatures {
             avx512fp16: b & 1 << 7 != 0,
             intel: b & 1 << 8 != 0,
             amx: b & 1 << 9 != 0,
+            avx512vnni: b & 1 << 10 != 0,
         }
     }
 }
@@ -200,6 +204,7 @@ mod imp {
                 f.avx512bw = l7.ebx & 1 << 30 != 0;
                 f.avx512vl = l7.ebx & 1 << 31 != 0;
                 f.avx512fp16 = f.avx512f && l7.edx & 1 << 23 != 0;
+                f.avx512vnni = f.avx512f && l7.ecx & 1 << 11 != 0;
                 if l7.eax >= 1 {
                     f.avx512bf16 = f.avx512f && cpuid(7, 1).eax & 1 << 5 != 0;
                 }

@@ -134,6 +134,12 @@ impl WeightType {
             WeightType::Q6_K => 210,
         }
     }
+    /// Elements per block of the 8-bit activations that products with rows of this type read
+    /// ([`quantize_acts`]): `None` for the float types (f32 activations). Types with the same
+    /// value read the same quantized activations.
+    pub const fn act_block_elems(self) -> Option<usize> {
+        qdot::act_block(self)
+    }
     /// Whether elements are stored in blocks of several (with a shared scale).
     pub const fn is_quantized(self) -> bool {
         self.block_elems() > 1
@@ -219,7 +225,9 @@ pub const fn packed_len(n: usize, cols: usize) -> usize {
 /// The layout: tokens in panels of [`PANEL`], each panel column-major (`packed[p *
 /// panel_stride(cols) + k * PANEL + j] = x[p * PANEL + j, k]`), missing tokens of the last panel
 /// zero; on [`Path::Amx`], for the products it runs (f16/bf16 weights, `cols` a multiple of
-/// 32), each panel's 32-column blocks then hold the same values as bf16 tile operands.
+/// 32), each panel's 32-column blocks then hold the same values as bf16 tile operands. For a
+/// block type, each token's activations quantized as [`quantize_acts`] does, at the start of
+/// its panel's place (`cols` must then be whole blocks).
 pub fn pack_activations(wt: WeightType, x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
     // SAFETY: `path()` never exceeds the detected features.
     unsafe { imp::pack_activations(path(), wt, x, n, cols, packed) }
@@ -244,13 +252,40 @@ fn pack_f32(x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
     }
 }
 
+/// For a block type: each token's activations quantized ([`quantize_acts`]), token `j` of a
+/// panel at byte `j * act_bytes` of the panel's place.
+fn pack_quantized(wt: WeightType, x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
+    assert!(x.len() >= n * cols && packed.len() >= packed_len(n, cols), "pack_activations: bad lengths");
+    let ab = imp::act_len(wt, cols);
+    for (p, panel) in packed[..packed_len(n, cols)].chunks_exact_mut(panel_stride(cols)).enumerate() {
+        let bytes = f32_bytes_mut(panel);
+        for t in p * PANEL..n.min((p + 1) * PANEL) {
+            let j = t - p * PANEL;
+            qdot::quantize(wt, &x[t * cols..(t + 1) * cols], &mut bytes[j * ab..(j + 1) * ab]);
+        }
+    }
+}
+
+/// The bytes of an f32 buffer (a packed panel holding quantized activations).
+fn f32_bytes(x: &[f32]) -> &[u8] {
+    // SAFETY: the same memory, 4 bytes per f32; u8 has no alignment or validity requirement.
+    unsafe { core::slice::from_raw_parts(x.as_ptr() as *const u8, x.len() * 4) }
+}
+
+/// [`f32_bytes`], writable (any bit pattern is a valid f32).
+fn f32_bytes_mut(x: &mut [f32]) -> &mut [u8] {
+    // SAFETY: as `f32_bytes`; the exclusive borrow is carried over.
+    unsafe { core::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut u8, x.len() * 4) }
+}
+
 #[cfg(all(target_arch = "x86_64", runllama_avx512))]
 mod amx;
 mod cpu;
 mod math;
-mod quant;
+mod qdot;
 #[cfg(target_arch = "x86_64")]
-mod quant_x86;
+mod qdot_x86;
+mod quant;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 #[macro_use]
@@ -319,6 +354,13 @@ pub mod paths {
         unsafe { imp::matvec(p, wt, w, x, out) }
     }
 
+    /// [`matvec_quantized`](crate::matvec_quantized) on path `p`.
+    pub fn matvec_quantized(p: Path, wt: WeightType, w: &[u8], acts: &[u8], cols: usize, out: &mut [f32]) {
+        check(p);
+        // SAFETY: `p` was checked against the detected features.
+        unsafe { imp::matvec_quantized(p, wt, w, acts, cols, out) }
+    }
+
     /// [`pack_activations`](crate::pack_activations) for a product on path `p` (its layout
     /// depends on the path: pack and multiply on the same one).
     pub fn pack_activations(p: Path, wt: WeightType, x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
@@ -344,8 +386,8 @@ pub mod paths {
     }
 
     /// [`matmul_packed`] with `scratch` for the kernel's buffers: with at least
-    /// [`matmul_scratch_len`] f32 it allocates nothing (without, the AMX product and the
-    /// quantized types allocate their buffers per call).
+    /// [`MATMUL_SCRATCH`] f32 it allocates nothing (without, the AMX product allocates its
+    /// buffers per call).
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_packed_with(
         p: Path,
@@ -484,9 +526,12 @@ mod imp {
     }
 
     pub(super) unsafe fn dot_row(p: Path, wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
-        assert!(row.len() >= wt.row_len(x.len()), "dot_row: row too short");
+        let rb = wt.row_len(x.len());
+        assert!(row.len() >= rb, "dot_row: row too short");
         if wt.is_quantized() {
-            return quant::dot_row_on(p, wt, row, x);
+            let mut out = [0f32];
+            qdot::matvec_on(p, wt, &row[..rb], &quantized(wt, x), &mut out);
+            return out[0];
         }
         on_path!(p, dot_row(wt, row, x))
     }
@@ -495,9 +540,45 @@ mod imp {
         let row_bytes = wt.row_len(x.len());
         assert!(w.len() >= row_bytes * out.len(), "matvec: matrix too short");
         if wt.is_quantized() {
-            return quant::matvec(p, wt, w, x, out);
+            return matvec_quantized(p, wt, w, &quantized(wt, x), x.len(), out);
         }
         on_path!(p, matvec(wt, w, x, out))
+    }
+
+    /// `x` quantized for `wt` (a block type) in a fresh buffer.
+    fn quantized(wt: WeightType, x: &[f32]) -> alloc::vec::Vec<u8> {
+        let mut acts = alloc::vec![0u8; act_len(wt, x.len())];
+        qdot::quantize(wt, x, &mut acts);
+        acts
+    }
+
+    /// [`act_bytes`] for a block type and whole blocks (panics otherwise).
+    #[track_caller]
+    pub(super) fn act_len(wt: WeightType, cols: usize) -> usize {
+        match act_bytes(wt, cols) {
+            Some(b) => b,
+            None => panic!("{cols} activations are not whole blocks of {}'s activation format", wt.name()),
+        }
+    }
+
+    pub(super) unsafe fn matvec_quantized(
+        p: Path,
+        wt: WeightType,
+        w: &[u8],
+        acts: &[u8],
+        cols: usize,
+        out: &mut [f32],
+    ) {
+        let (rb, ab) = (wt.row_len(cols), act_len(wt, cols));
+        assert!(w.len() >= rb * out.len(), "matvec: matrix too short");
+        assert!(acts.len() >= ab, "matvec: quantized activations too short");
+        if cols == 0 {
+            out.fill(0.0);
+            return;
+        }
+        // SAFETY: the caller's contract (`p`); `w` holds `out.len()` rows of `cols` values,
+        // `acts[..ab]` their activations.
+        unsafe { qdot::matvec_on(p, wt, &w[..rb * out.len()], &acts[..ab], out) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -531,34 +612,15 @@ mod imp {
             return amx::matmul_packed(wt, w, rows, cols, xp, n, out, &mut own);
         }
         if wt.is_quantized() {
-            let need = quant::scratch_len(p, n, cols);
-            let mut own = alloc::vec::Vec::new();
-            let scratch = if scratch.len() >= need {
-                scratch
-            } else {
-                own.resize(need, 0f32);
-                &mut own[..]
-            };
-            if p == Path::Scalar {
-                return quant::matmul_packed(wt, w, rows, cols, xp, n, out, scratch);
-            }
-            // The SIMD paths: rows dequantized a group at a time, then the f32 kernel.
-            let rb = wt.row_len(cols);
-            let (wf, of) = scratch.split_at_mut(quant::DEQUANT_ROWS * cols);
-            for r0 in (0..rows).step_by(quant::DEQUANT_ROWS) {
-                let nr = quant::DEQUANT_ROWS.min(rows - r0);
-                let wf = &mut wf[..nr * cols];
-                for (r, dst) in wf.chunks_exact_mut(cols).enumerate() {
-                    quant::row_to_f32(wt, &w[(r0 + r) * rb..(r0 + r + 1) * rb], dst);
-                }
-                // SAFETY: `wf` is `nr * cols` initialised f32; the f32 kernel reads them as the
-                // little-endian bytes of an F32 matrix (x86-64 is little-endian).
-                let wb = unsafe { core::slice::from_raw_parts(wf.as_ptr() as *const u8, wf.len() * 4) };
-                let o = &mut of[..n * nr];
-                on_path!(p, matmul_packed(WeightType::F32, wb, nr, cols, xp, n, o));
-                for t in 0..n {
-                    out[t * rows + r0..t * rows + r0 + nr].copy_from_slice(&o[t * nr..(t + 1) * nr]);
-                }
+            // Each output is the product matvec computes, over the token's quantized
+            // activations in the packed panel.
+            let (ab, stride) = (act_len(wt, cols), 4 * panel_stride(cols));
+            let acts = f32_bytes(xp);
+            for t in 0..n {
+                let a = &acts[(t / PANEL) * stride + (t % PANEL) * ab..][..ab];
+                // SAFETY: the caller's contract (`p`); `w` holds `rows` rows of `cols` values,
+                // `a` the token's activations.
+                unsafe { qdot::matvec_on(p, wt, &w[..row_bytes * rows], a, &mut out[t * rows..(t + 1) * rows]) };
             }
             return;
         }
@@ -574,6 +636,9 @@ mod imp {
         cols: usize,
         packed: &mut [f32],
     ) {
+        if wt.is_quantized() {
+            return pack_quantized(wt, x, n, cols, packed);
+        }
         pack_f32(x, n, cols, packed);
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         if p == Path::Amx && amx::handles(wt, cols) {
@@ -828,6 +893,32 @@ pub fn matvec(wt: WeightType, w: &[u8], x: &[f32], out: &mut [f32]) {
     unsafe { imp::matvec(path(), wt, w, x, out) }
 }
 
+/// Bytes of `cols` activations quantized for products with rows of `wt` ([`quantize_acts`]):
+/// `None` for the float types (their products take f32 activations) and for a `cols` that is
+/// not a whole number of `wt`'s blocks.
+pub const fn act_bytes(wt: WeightType, cols: usize) -> Option<usize> {
+    qdot::act_bytes(wt, cols)
+}
+
+/// Quantize activations `x` for products with rows of the block type `wt`, into `out` (at least
+/// [`act_bytes`]): 8-bit blocks as llama.cpp makes them for that type (blocks of 32 with an f16
+/// scale, or of 256 with an f32 scale and sums of 16; see `qdot.rs`). Every path makes the
+/// same bytes. Panics for a float type or a length that is not whole blocks.
+pub fn quantize_acts(wt: WeightType, x: &[f32], out: &mut [u8]) {
+    let ab = imp::act_len(wt, x.len());
+    assert!(out.len() >= ab, "quantize_acts: {} activations need {ab} bytes", x.len());
+    qdot::quantize(wt, x, &mut out[..ab])
+}
+
+/// [`matvec`] of a block type over activations already quantized by [`quantize_acts`] (`acts`,
+/// `cols` values): for a caller that runs several products on one input, or splits one over
+/// threads, and quantizes once. The results equal `matvec`'s bit for bit (which quantizes `x`
+/// the same way, then does this).
+pub fn matvec_quantized(wt: WeightType, w: &[u8], acts: &[u8], cols: usize, out: &mut [f32]) {
+    // SAFETY: `path()` never exceeds the detected features.
+    unsafe { imp::matvec_quantized(path(), wt, w, acts, cols, out) }
+}
+
 /// Matrix-matrix product for a batch of `n` activation rows: `x` is `[n, cols]`, `out` is
 /// `[n, rows]` with `out[t * rows + r] = dot(w[r, :], x[t, :])`. Packs `x` into a fresh buffer
 /// and runs [`matmul_packed`] (the forward pass packs once per product into its own buffer).
@@ -848,24 +939,12 @@ pub fn matmul_packed(wt: WeightType, w: &[u8], rows: usize, cols: usize, xp: &[f
 }
 
 /// f32 of scratch that [`paths::matmul_packed_with`] needs to allocate nothing (the AMX
-/// product's weight and partial-sum buffers; the other paths need none).
+/// product's weight and partial-sum buffers; the other products need none).
 #[cfg(all(target_arch = "x86_64", runllama_avx512))]
 pub const MATMUL_SCRATCH: usize = amx::SCRATCH;
 /// f32 of scratch that [`paths::matmul_packed_with`] needs to allocate nothing (none here).
 #[cfg(not(all(target_arch = "x86_64", runllama_avx512)))]
 pub const MATMUL_SCRATCH: usize = 0;
-
-/// f32 of scratch that [`paths::matmul_packed_with`] on path `p` needs to allocate nothing for
-/// `n` tokens of `cols` values of `wt` weights: [`MATMUL_SCRATCH`], or for the quantized types
-/// a group of dequantized rows and its outputs (the unpacked activations on the scalar path).
-pub const fn matmul_scratch_len(p: Path, wt: WeightType, n: usize, cols: usize) -> usize {
-    let q = if wt.is_quantized() { quant::scratch_len(p, n, cols) } else { 0 };
-    if q > MATMUL_SCRATCH {
-        q
-    } else {
-        MATMUL_SCRATCH
-    }
-}
 
 /// RMSNorm: `out[i] = x[i] / sqrt(mean(x²) + eps) * weight[i]`.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {

@@ -20,15 +20,12 @@
 //!
 //! Dequantization reproduces the reference's f32 operations in the reference's order (the
 //! scale product first, then the value), so it is bit-exact with ggml's `dequantize_row_*` and
-//! gguf-py. The reference dot product dequantizes one block at a time and sums `value * x` over
-//! the block in order before adding the block's sum to the total (the x86 paths have their own,
-//! `quant_x86.rs`); `matvec` and `dot_row` give the same bits on every path. A batched product
-//! on the SIMD paths dequantizes a group of rows and runs the f32 matmul kernel on them
-//! (`imp::matmul_packed`), which differs from stepping by rounding only.
+//! gguf-py. Products with activations are integer dot products over quantized activations:
+//! see `qdot.rs`.
 
 use half::f16;
 
-use crate::{panel_stride, Path, WeightType, PANEL};
+use crate::WeightType;
 
 /// Elements per block of the 32-element types.
 pub(crate) const QK: usize = 32;
@@ -156,99 +153,5 @@ pub(crate) fn row_to_f32(wt: WeightType, row: &[u8], out: &mut [f32]) {
     let (be, bb) = (wt.block_elems(), wt.block_bytes());
     for (o, b) in out.chunks_exact_mut(be).zip(row.chunks_exact(bb)) {
         dequant_block(wt, b, o);
-    }
-}
-
-/// `dot(row, x)` over `x.len()` elements (a whole number of blocks) on path `p`: the AVX2
-/// kernels on the x86 paths for the types they cover, the reference otherwise.
-///
-/// # Safety
-/// The CPU supports `p`.
-pub(crate) unsafe fn dot_row_on(p: Path, wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if p >= Path::Avx2 && crate::quant_x86::handles(wt) {
-        // SAFETY: every x86 path above scalar has AVX2 and FMA (the caller's contract); the
-        // caller checked that `row` holds the blocks of `x`.
-        return unsafe { crate::quant_x86::dot_row(wt, row, x) };
-    }
-    let _ = p;
-    dot_row(wt, row, x)
-}
-
-/// `dot(row, x)` over `x.len()` elements (a whole number of blocks): the reference.
-pub(crate) fn dot_row(wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
-    let (be, bb) = (wt.block_elems(), wt.block_bytes());
-    let mut v = [0f32; QK_K];
-    let mut acc = 0f32;
-    for (xs, b) in x.chunks_exact(be).zip(row.chunks_exact(bb)) {
-        dequant_block(wt, b, &mut v);
-        let mut s = 0f32;
-        for (&w, &xi) in v[..be].iter().zip(xs) {
-            s += w * xi;
-        }
-        acc += s;
-    }
-    acc
-}
-
-/// `out[r] = dot(w[r, :], x)` for the `out.len()` rows of `w`, on path `p`.
-///
-/// # Safety
-/// The CPU supports `p`.
-pub(crate) unsafe fn matvec(p: Path, wt: WeightType, w: &[u8], x: &[f32], out: &mut [f32]) {
-    if x.is_empty() {
-        out.fill(0.0);
-        return;
-    }
-    let Some(rb) = wt.row_bytes(x.len()) else { unreachable!("rows of whole blocks") };
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(rb.max(1))) {
-        // SAFETY: the caller's contract.
-        *o = unsafe { dot_row_on(p, wt, row, x) };
-    }
-}
-
-/// Rows a SIMD path's batched product dequantizes at a time (then multiplies with the f32
-/// kernel).
-pub(crate) const DEQUANT_ROWS: usize = 32;
-
-/// f32 of scratch a batched product of `n` tokens of `cols` values needs on path `p`: the
-/// unpacked tokens for [`matmul_packed`] (scalar), or a group of dequantized rows and its
-/// outputs (the SIMD paths).
-pub(crate) const fn scratch_len(p: Path, n: usize, cols: usize) -> usize {
-    match p {
-        Path::Scalar => n * cols,
-        _ => DEQUANT_ROWS * cols + n * DEQUANT_ROWS,
-    }
-}
-
-/// `out[t * rows + r] = dot(w[r, :], x[t, :])` for `n` tokens of activations packed by
-/// `pack_f32` (panels of [`PANEL`] tokens, column-major in each), the scalar path's: the tokens
-/// are unpacked into `scratch` (at least `n * cols`) and each product is [`dot_row`]'s, so
-/// batched and single-token products agree bit for bit. (The SIMD paths dequantize rows and
-/// run the f32 kernel instead, which rounds differently: see `imp::matmul_packed`.)
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_packed(
-    wt: WeightType,
-    w: &[u8],
-    rows: usize,
-    cols: usize,
-    xp: &[f32],
-    n: usize,
-    out: &mut [f32],
-    scratch: &mut [f32],
-) {
-    let Some(rb) = wt.row_bytes(cols) else { unreachable!("rows of whole blocks") };
-    let stride = panel_stride(cols);
-    let x = &mut scratch[..n * cols];
-    for (t, xt) in x.chunks_exact_mut(cols.max(1)).enumerate() {
-        let panel = &xp[(t / PANEL) * stride + t % PANEL..];
-        for (k, v) in xt.iter_mut().enumerate() {
-            *v = panel[k * PANEL];
-        }
-    }
-    for (r, row) in w.chunks_exact(rb.max(1)).take(rows).enumerate() {
-        for (t, xt) in x.chunks_exact(cols.max(1)).enumerate() {
-            out[t * rows + r] = dot_row(wt, row, xt);
-        }
     }
 }

@@ -436,7 +436,7 @@ impl CpuBackend {
     fn matmul(&self, m: &Matrix, x: &[f32], n: usize, packed: &mut [f32], out: &mut [f32]) {
         let w = &self.weights;
         if n == 1 {
-            self.matvecs(std::slice::from_ref(m), x, &mut [out]);
+            self.matvecs(std::slice::from_ref(m), x, &mut [out], packed);
             return;
         }
         let wt = m.dtype();
@@ -468,7 +468,7 @@ impl CpuBackend {
                         packed,
                         n,
                         f,
-                        at_least(mm, k::matmul_scratch_len(path, wt, n, cols)),
+                        at_least(mm, k::MATMUL_SCRATCH),
                     );
                     for t in 0..n {
                         // SAFETY: `t * rows + r + nr <= n * rows = out.len()`; this task alone
@@ -483,16 +483,20 @@ impl CpuBackend {
     }
 
     /// `outs[i][r] = dot(ms[i][r, :], x)` for every product at once, in one parallel region
-    /// (one token's q, k and v, or gate and up, share an input).
+    /// (one token's q, k and v, or gate and up, share an input). For quantized weights `x` is
+    /// quantized once per activation format before the region, in `space` when it is large
+    /// enough (the packing buffer, unused by a single token).
     ///
     /// The rows of all products form one list handed out from a shared counter in pieces that
     /// shrink as the list drains (what is left / (4 × threads), at least [`ROW_BLOCK`] rows), so
     /// the threads finish together: while one thread ends a region alone it reads about half
     /// the bandwidth that two would (measured on a 7B decode: a fixed split into 16 tasks left
     /// one thread working alone ~140 us of each ~2.7 ms product).
-    fn matvecs(&self, ms: &[Matrix], x: &[f32], outs: &mut [&mut [f32]]) {
+    fn matvecs(&self, ms: &[Matrix], x: &[f32], outs: &mut [&mut [f32]], space: &mut [f32]) {
         let w = &self.weights;
         assert!(ms.len() <= MAX_MATVECS && ms.len() == outs.len(), "at most {MAX_MATVECS} products, one output each");
+        let mut own = Vec::new();
+        let (acts, at) = quantize_inputs(ms, x, space, &mut own);
         let mut ends = [0usize; MAX_MATVECS];
         let mut ptrs = [SharedOut(std::ptr::null_mut()); MAX_MATVECS];
         let mut total = 0;
@@ -530,7 +534,10 @@ impl CpuBackend {
                     // product `i` were claimed by this thread alone from the counter; the
                     // caller's `&mut` borrow of `outs` outlives the region.
                     let o = unsafe { std::slice::from_raw_parts_mut(ptrs[i].ptr().add(r), nr) };
-                    k::matvec(wt, bytes, &x[..m.cols], o);
+                    match &at[i] {
+                        Some(r) => k::matvec_quantized(wt, bytes, &acts[r.clone()], m.cols, o),
+                        None => k::matvec(wt, bytes, &x[..m.cols], o),
+                    }
                 });
             })
         });
@@ -549,7 +556,7 @@ impl CpuBackend {
     ) {
         match p {
             Projections::Separate(ms) if n == 1 && ms.len() <= MAX_MATVECS => {
-                self.matvecs(ms, x, outs);
+                self.matvecs(ms, x, outs, packed);
             }
             Projections::Separate(ms) => {
                 for (m, o) in ms.iter().zip(outs.iter_mut()) {
@@ -684,8 +691,52 @@ impl LlamaOps for CpuPass<'_> {
         let s = &mut self.st.scratch;
         let normed = &mut s.normed[..d];
         k::rmsnorm(normed, &s.x[(n - 1) * d..n * d], norm, self.hp.norm_eps);
-        self.b.matmul(output, normed, 1, &mut [], logits);
+        self.b.matmul(output, normed, 1, &mut s.packed, logits);
     }
+}
+
+/// `x` quantized for each quantized product of `ms` (once per activation format), in `space`
+/// when it holds them all, else in `own`: the bytes and each product's range of them (`None`
+/// for float weights, which read `x`).
+fn quantize_inputs<'a>(
+    ms: &[Matrix],
+    x: &[f32],
+    space: &'a mut [f32],
+    own: &'a mut Vec<u8>,
+) -> (&'a [u8], [Option<std::ops::Range<usize>>; MAX_MATVECS]) {
+    let mut at: [Option<std::ops::Range<usize>>; MAX_MATVECS] = Default::default();
+    let mut len = 0;
+    for (i, m) in ms.iter().enumerate() {
+        let wt = m.dtype();
+        let Some(bytes) = k::act_bytes(wt, m.cols) else { continue };
+        let same = (0..i).find(|&j| {
+            let o = ms[j].dtype();
+            at[j].is_some() && ms[j].cols == m.cols && o.act_block_elems() == wt.act_block_elems()
+        });
+        at[i] = Some(match same {
+            Some(j) => at[j].clone().unwrap_or_default(),
+            None => {
+                len += bytes;
+                len - bytes..len
+            }
+        });
+    }
+    // SAFETY: the same memory as `space`, 4 bytes per f32 (u8 has no alignment or validity
+    // requirement; any bytes written are a valid f32); the `&mut` borrow is carried over.
+    let space = unsafe { std::slice::from_raw_parts_mut(space.as_mut_ptr() as *mut u8, space.len() * 4) };
+    let buf = if space.len() >= len {
+        space
+    } else {
+        own.resize(len, 0);
+        &mut own[..]
+    };
+    for (i, m) in ms.iter().enumerate() {
+        // The first product of each range quantizes into it.
+        if let Some(r) = at[i].clone().filter(|r| !at[..i].contains(&Some(r.clone()))) {
+            k::quantize_acts(m.dtype(), &x[..m.cols], &mut buf[r]);
+        }
+    }
+    (buf, at)
 }
 
 /// The first `len` values of a per-thread buffer, grown (never shrunk) to hold them.
