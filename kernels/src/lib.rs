@@ -530,7 +530,7 @@ mod imp {
         assert!(row.len() >= rb, "dot_row: row too short");
         if wt.is_quantized() {
             let mut out = [0f32];
-            qdot::matvec_on(p, wt, &row[..rb], &quantized(wt, x), &mut out);
+            qdot::products_on(p, wt, &row[..rb], 1, &[&quantized(wt, x)], &mut out);
             return out[0];
         }
         on_path!(p, dot_row(wt, row, x))
@@ -578,7 +578,7 @@ mod imp {
         }
         // SAFETY: the caller's contract (`p`); `w` holds `out.len()` rows of `cols` values,
         // `acts[..ab]` their activations.
-        unsafe { qdot::matvec_on(p, wt, &w[..rb * out.len()], &acts[..ab], out) }
+        unsafe { qdot::products_on(p, wt, &w[..rb * out.len()], out.len(), &[&acts[..ab]], out) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -615,13 +615,12 @@ mod imp {
             // Each output is the product matvec computes, over the token's quantized
             // activations in the packed panel.
             let (ab, stride) = (act_len(wt, cols), 4 * panel_stride(cols));
-            let acts = f32_bytes(xp);
-            for t in 0..n {
-                let a = &acts[(t / PANEL) * stride + (t % PANEL) * ab..][..ab];
-                // SAFETY: the caller's contract (`p`); `w` holds `rows` rows of `cols` values,
-                // `a` the token's activations.
-                unsafe { qdot::matvec_on(p, wt, &w[..row_bytes * rows], a, &mut out[t * rows..(t + 1) * rows]) };
-            }
+            let bytes = f32_bytes(xp);
+            let acts: alloc::vec::Vec<&[u8]> =
+                (0..n).map(|t| &bytes[(t / PANEL) * stride + (t % PANEL) * ab..][..ab]).collect();
+            // SAFETY: the caller's contract (`p`); `w` holds `rows` rows of `cols` values, `acts`
+            // the tokens' activations.
+            unsafe { qdot::products_on(p, wt, &w[..row_bytes * rows], rows, &acts, &mut out[..n * rows]) };
             return;
         }
         let _ = scratch;

@@ -312,27 +312,47 @@ pub(crate) fn dot(wt: WeightType, row: &[u8], acts: &[u8]) -> f32 {
     acc
 }
 
-/// `out[r] = dot(row r of w, x)` for the `out.len()` rows of `w` (exactly `out.len()` rows of
-/// whole blocks of `wt`; `acts` the rows' quantized activations) on path `p`: the AVX2 kernels
-/// on every x86 path above scalar, the reference otherwise. Each row's result is the same
-/// whatever the number of rows.
+/// `out[t * rows + r] = dot(row r of w, token t)` for the `rows` rows of `w` (exactly, whole
+/// blocks of `wt`) and the tokens' quantized activations `acts[t]`, on path `p`: the AVX2
+/// kernels on every x86 path above scalar, the reference otherwise. Each product is the same
+/// computation whatever the number of rows and tokens.
 ///
 /// # Safety
-/// The CPU supports `p`; `acts` holds the activations of a row of `w`.
-pub(crate) unsafe fn matvec_on(p: crate::Path, wt: WeightType, w: &[u8], acts: &[u8], out: &mut [f32]) {
-    if out.is_empty() {
+/// The CPU supports `p`; each of `acts` holds the activations of a row of `w`; `out` holds
+/// `acts.len() * rows`.
+pub(crate) unsafe fn products_on(
+    p: crate::Path,
+    wt: WeightType,
+    w: &[u8],
+    rows: usize,
+    acts: &[&[u8]],
+    out: &mut [f32],
+) {
+    if rows == 0 {
         return;
     }
-    let rb = w.len() / out.len();
+    let rb = w.len() / rows;
     #[cfg(target_arch = "x86_64")]
     if p >= crate::Path::Avx2 && crate::qdot_x86::handles(wt) {
         let vnni = p >= crate::Path::Avx512 && crate::detected().avx512vnni;
-        // SAFETY: every x86 path above scalar has AVX2, FMA and F16C, the AVX-512 paths F and
-        // VL (VNNI is checked); the caller's lengths.
-        return unsafe { crate::qdot_x86::matvec(vnni, wt, w, acts, rb / wt.block_bytes(), out) };
+        let mut ptrs = [core::ptr::null::<u8>(); 16];
+        for (c, chunk) in acts.chunks(16).enumerate() {
+            for (p, a) in ptrs.iter_mut().zip(chunk) {
+                *p = a.as_ptr();
+            }
+            // SAFETY: every x86 path above scalar has AVX2, FMA and F16C, the AVX-512 paths F
+            // and VL (VNNI is checked); the caller's lengths.
+            unsafe {
+                let out = &mut out[16 * c * rows..(16 * c + chunk.len()) * rows];
+                crate::qdot_x86::products(vnni, wt, w, rows, rb / wt.block_bytes(), &ptrs[..chunk.len()], out)
+            };
+        }
+        return;
     }
     let _ = p;
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(rb.max(1))) {
-        *o = dot(wt, row, acts);
+    for (t, a) in acts.iter().enumerate() {
+        for (r, row) in w.chunks_exact(rb.max(1)).take(rows).enumerate() {
+            out[t * rows + r] = dot(wt, row, a);
+        }
     }
 }

@@ -94,42 +94,58 @@ pub(crate) fn handles(wt: WeightType) -> bool {
     wt.is_quantized()
 }
 
-/// `out[r] = dot(row r, x)` for the `out.len()` rows of `w` (`blocks` blocks of `wt` each,
-/// back to back) and the rows' quantized activations at `acts`, row by row.
-///
-/// With `vnni`, the 32-element types' byte products are one `vpdpbusd` each (the same sums).
+/// `out[t * rows + r] = dot(row r, token t)` for the `rows` rows of `w` (`blocks` blocks of
+/// `wt` each, back to back) and the tokens' quantized activations `acts[t]`: row by row, the
+/// tokens four at a time (sharing the row's unpacking where the kernel can); each product the
+/// same computation whatever the number of tokens. With `vnni`, byte products are one
+/// `vpdpbusd` each (the same sums).
 ///
 /// # Safety
 /// The CPU supports AVX2, FMA and F16C, and with `vnni` AVX-512 F, VL and VNNI; `w` holds
-/// `out.len()` rows of `blocks` blocks of `wt` and `acts` `blocks` activation blocks (the
-/// caller checked the lengths).
-pub(crate) unsafe fn matvec(vnni: bool, wt: WeightType, w: &[u8], acts: &[u8], blocks: usize, out: &mut [f32]) {
+/// `rows` rows of `blocks` blocks of `wt`, each of `acts` points at the activations of a row,
+/// and `out` holds `acts.len() * rows` (the caller checked the lengths).
+pub(crate) unsafe fn products(
+    vnni: bool,
+    wt: WeightType,
+    w: &[u8],
+    rows: usize,
+    blocks: usize,
+    acts: &[*const u8],
+    out: &mut [f32],
+) {
     #[cfg(runllama_avx512)]
     if vnni {
         // SAFETY: the caller's contract.
-        return unsafe { matvec_vnni(wt, w, acts, blocks, out) };
+        return unsafe { products_vnni(wt, w, rows, blocks, acts, out) };
     }
     let _ = vnni;
     // SAFETY: the caller's contract.
-    unsafe { matvec_avx2(wt, w, acts, blocks, out) }
+    unsafe { products_avx2(wt, w, rows, blocks, acts, out) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn matvec_avx2(wt: WeightType, w: &[u8], acts: &[u8], blocks: usize, out: &mut [f32]) {
+unsafe fn products_avx2(wt: WeightType, w: &[u8], rows: usize, blocks: usize, acts: &[*const u8], out: &mut [f32]) {
     // SAFETY: the caller's contract.
-    unsafe { matvec_with::<false>(wt, w, acts, blocks, out) }
+    unsafe { products_with::<false>(wt, w, rows, blocks, acts, out) }
 }
 
 #[cfg(runllama_avx512)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-unsafe fn matvec_vnni(wt: WeightType, w: &[u8], acts: &[u8], blocks: usize, out: &mut [f32]) {
+unsafe fn products_vnni(wt: WeightType, w: &[u8], rows: usize, blocks: usize, acts: &[*const u8], out: &mut [f32]) {
     // SAFETY: the caller's contract.
-    unsafe { matvec_with::<true>(wt, w, acts, blocks, out) }
+    unsafe { products_with::<true>(wt, w, rows, blocks, acts, out) }
 }
 
-/// [`matvec`]'s body, inlined into a function compiled for the features `V` needs.
+/// [`products`]' body, inlined into a function compiled for the features `V` needs.
 #[inline(always)]
-unsafe fn matvec_with<const V: bool>(wt: WeightType, w: &[u8], acts: &[u8], blocks: usize, out: &mut [f32]) {
+unsafe fn products_with<const V: bool>(
+    wt: WeightType,
+    w: &[u8],
+    rows: usize,
+    blocks: usize,
+    acts: &[*const u8],
+    out: &mut [f32],
+) {
     const Q8_0: u8 = WeightType::Q8_0 as u8;
     const Q4_0: u8 = WeightType::Q4_0 as u8;
     const Q4_1: u8 = WeightType::Q4_1 as u8;
@@ -140,12 +156,23 @@ unsafe fn matvec_with<const V: bool>(wt: WeightType, w: &[u8], acts: &[u8], bloc
     const Q4_K: u8 = WeightType::Q4_K as u8;
     const Q5_K: u8 = WeightType::Q5_K as u8;
     const Q6_K: u8 = WeightType::Q6_K as u8;
-    let (rb, a) = (blocks * wt.block_bytes(), acts.as_ptr());
-    // SAFETY (of each call): the caller's contract; row `r` is within `w`.
+    let (rb, n) = (blocks * wt.block_bytes(), acts.len());
+    // SAFETY (of each call): the caller's contract; row `r` is within `w`, tokens within `acts`.
     macro_rules! run {
         ($f:ident, $t:expr) => {
-            for (r, o) in out.iter_mut().enumerate() {
-                *o = $f::<$t, V>(w.as_ptr().add(r * rb), a, blocks);
+            for r in 0..rows {
+                let row = w.as_ptr().add(r * rb);
+                let mut t = 0;
+                while t + 4 <= n {
+                    let v = $f::<$t, V, 4>(row, [acts[t], acts[t + 1], acts[t + 2], acts[t + 3]], blocks);
+                    for (k, v) in v.into_iter().enumerate() {
+                        out[(t + k) * rows + r] = v;
+                    }
+                    t += 4;
+                }
+                for t in t..n {
+                    out[t * rows + r] = $f::<$t, V, 1>(row, [acts[t]], blocks)[0];
+                }
             }
         };
     }
@@ -182,32 +209,40 @@ const fn wt_of(t: u8) -> WeightType {
     }
 }
 
-/// One 32-element block of type `T` times its activations `y`: i32 lanes summing to
-/// `Σ u y`, where `u = q + OFF` ([`off32`]) is the block's quants made unsigned (for `Q8_0`
-/// without VNNI, the signed quants and no offset: `vpmaddubsw` could saturate on 255 × 127).
+/// One 32-element block of type `T` as the unsigned bytes `u = q + OFF` ([`off32`]) that
+/// [`dot32`] multiplies (for `Q8_0` without VNNI, the signed quants and no offset:
+/// `vpmaddubsw` could saturate on 255 × 127).
 #[inline(always)]
-unsafe fn usum32<const T: u8, const V: bool>(b: *const u8, y: *const u8) -> __m256i {
-    // SAFETY (of the loads): the caller points `b` at a whole block of `T`, `y` at its 32
-    // activation quants.
-    let y = _mm256_loadu_si256(y as *const __m256i);
+unsafe fn unpack32<const T: u8, const V: bool>(b: *const u8) -> __m256i {
+    // SAFETY (of the loads): the caller points `b` at a whole block of `T`.
     match wt_of(T) {
-        WeightType::Q8_0 if V => dot_us::<V>(_mm256_xor_si256(ld(b, 2), _mm256_set1_epi8(-128)), y),
-        WeightType::Q8_0 => dot_ss::<V>(ld(b, 2), y),
-        WeightType::Q4_0 => dot_us::<V>(nibbles(b.add(2)), y),
-        WeightType::Q4_1 => dot_us::<V>(nibbles(b.add(4)), y),
+        WeightType::Q8_0 if V => _mm256_xor_si256(ld(b, 2), _mm256_set1_epi8(-128)),
+        WeightType::Q8_0 => ld(b, 2),
+        WeightType::Q4_0 => nibbles(b.add(2)),
+        WeightType::Q4_1 => nibbles(b.add(4)),
         WeightType::Q5_0 => {
-            let hi = _mm256_and_si256(bytes_from_bits(b.add(2)), _mm256_set1_epi8(16));
-            dot_us::<V>(_mm256_or_si256(nibbles(b.add(6)), hi), y)
+            _mm256_or_si256(nibbles(b.add(6)), _mm256_and_si256(bytes_from_bits(b.add(2)), _mm256_set1_epi8(16)))
         }
         WeightType::Q5_1 => {
-            let hi = _mm256_and_si256(bytes_from_bits(b.add(4)), _mm256_set1_epi8(16));
-            dot_us::<V>(_mm256_or_si256(nibbles(b.add(8)), hi), y)
+            _mm256_or_si256(nibbles(b.add(8)), _mm256_and_si256(bytes_from_bits(b.add(4)), _mm256_set1_epi8(16)))
         }
         _ => unreachable!(),
     }
 }
 
-/// log2 of the offset [`usum32`] adds to type `T`'s quants (`None`: none).
+/// i32 lanes summing to `Σ u y` for a block unpacked by [`unpack32`] and the 32 activation
+/// quants at `y`.
+#[inline(always)]
+unsafe fn dot32<const T: u8, const V: bool>(u: __m256i, y: *const u8) -> __m256i {
+    // SAFETY: the caller points `y` at 32 activation quants.
+    let y = _mm256_loadu_si256(y as *const __m256i);
+    match wt_of(T) {
+        WeightType::Q8_0 if !V => dot_ss::<V>(u, y),
+        _ => dot_us::<V>(u, y),
+    }
+}
+
+/// log2 of the offset [`unpack32`] adds to type `T`'s quants (`None`: none).
 const fn off32(t: u8, vnni: bool) -> Option<i32> {
     match wt_of(t) {
         WeightType::Q8_0 if vnni => Some(7),
@@ -236,88 +271,124 @@ unsafe fn f16x8(b: *const u8, bb: usize, at: usize, n: usize) -> __m256 {
     _mm256_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), h(4), h(5), h(6), h(7)))
 }
 
-/// [`matvec`] of one row of a 32-element type: per group of 8 blocks, each block's integer
-/// sum (one lane per block), the offset taken off with the activations' sums, then one
-/// multiply-add by the 8 blocks' scale products (and for the types with a minimum, one by the
-/// minimums and the activations' `s`).
+/// The dot products of one row of a 32-element type with `N` tokens' activations (`acts`):
+/// per group of 8 blocks, the weights unpacked once; per token, each block's integer sum (one
+/// lane per block), the offset taken off with the activations' sums, then one multiply-add by
+/// the 8 blocks' scale products (and for the types with a minimum, one by the minimums and the
+/// activations' `s`). Each token's operations are the same whatever `N`: a token's result does
+/// not depend on the others.
 #[inline(always)]
-unsafe fn row32<const T: u8, const V: bool>(row: *const u8, acts: *const u8, blocks: usize) -> f32 {
+unsafe fn row32<const T: u8, const V: bool, const N: usize>(
+    row: *const u8,
+    acts: [*const u8; N],
+    blocks: usize,
+) -> [f32; N] {
     let bb = wt_of(T).block_bytes();
     let with_min = matches!(wt_of(T), WeightType::Q4_1 | WeightType::Q5_1);
-    let (mut acc, mut accm) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut acc, mut accm) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
     for g in 0..blocks.div_ceil(G32) {
-        // SAFETY (of every access below): group `g` of the activations and the row's blocks
-        // `8g .. 8g + n` exist (the caller's contract).
-        let (b, a) = (row.add(g * G32 * bb), acts.add(g * G32_BYTES));
+        // SAFETY (of every access below): the row's blocks `8g .. 8g + n` and group `g` of
+        // each token's activations exist (the caller's contract).
+        let b = row.add(g * G32 * bb);
         let n = G32.min(blocks - g * G32);
         let (d_at, s_at, sum_at, qs_at) = g32_fields(n);
-        // A short last group's fields, as 8 lanes (zero from `n`).
-        let lanes = |at: usize| {
-            let mut v = [0u32; 8];
-            for (k, l) in v.iter_mut().enumerate().take(n) {
-                *l = (a.add(at + 4 * k) as *const u32).read_unaligned();
-            }
-            _mm256_loadu_si256(v.as_ptr() as *const __m256i)
-        };
-        let mut p = [_mm256_setzero_si256(); 8];
-        let (yd, ysum, ys) = if n == G32 {
-            for (k, pk) in p.iter_mut().enumerate() {
-                *pk = usum32::<T, V>(b.add(k * bb), a.add(qs_at + QK * k));
-            }
-            (ld(a, d_at), ld(a, sum_at), ld(a, s_at))
-        } else {
-            for (k, pk) in p.iter_mut().enumerate().take(n) {
-                *pk = usum32::<T, V>(b.add(k * bb), a.add(qs_at + QK * k));
-            }
-            (lanes(d_at), lanes(sum_at), lanes(s_at))
-        };
-        let mut sumi = sum8(p);
-        if let Some(shift) = off32(T, V) {
-            sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(ysum, _mm_cvtsi32_si128(shift)));
+        let mut u = [_mm256_setzero_si256(); 8];
+        for (k, uk) in u.iter_mut().enumerate().take(n) {
+            *uk = unpack32::<T, V>(b.add(k * bb));
         }
-        let d = _mm256_mul_ps(f16x8(b, bb, 0, n), _mm256_castsi256_ps(yd));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
-        if with_min {
-            accm = _mm256_fmadd_ps(f16x8(b, bb, 2, n), _mm256_castsi256_ps(ys), accm);
+        let dw = f16x8(b, bb, 0, n);
+        let mw = if with_min { f16x8(b, bb, 2, n) } else { _mm256_setzero_ps() };
+        for t in 0..N {
+            let a = acts[t].add(g * G32_BYTES);
+            // A short last group's fields, as 8 lanes (zero from `n`).
+            let lanes = |at: usize| {
+                let mut v = [0u32; 8];
+                for (k, l) in v.iter_mut().enumerate().take(n) {
+                    *l = (a.add(at + 4 * k) as *const u32).read_unaligned();
+                }
+                _mm256_loadu_si256(v.as_ptr() as *const __m256i)
+            };
+            let mut p = [_mm256_setzero_si256(); 8];
+            let (yd, ysum, ys) = if n == G32 {
+                for (k, pk) in p.iter_mut().enumerate() {
+                    *pk = dot32::<T, V>(u[k], a.add(qs_at + QK * k));
+                }
+                (ld(a, d_at), ld(a, sum_at), ld(a, s_at))
+            } else {
+                for (k, pk) in p.iter_mut().enumerate().take(n) {
+                    *pk = dot32::<T, V>(u[k], a.add(qs_at + QK * k));
+                }
+                (lanes(d_at), lanes(sum_at), lanes(s_at))
+            };
+            let mut sumi = sum8(p);
+            if let Some(shift) = off32(T, V) {
+                sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(ysum, _mm_cvtsi32_si128(shift)));
+            }
+            let d = _mm256_mul_ps(dw, _mm256_castsi256_ps(yd));
+            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[t]);
+            if with_min {
+                accm[t] = _mm256_fmadd_ps(mw, _mm256_castsi256_ps(ys), accm[t]);
+            }
         }
     }
-    hsum(acc) + hsum(accm)
+    core::array::from_fn(|t| hsum(acc[t]) + hsum(accm[t]))
 }
 
-/// [`matvec`] of one row of a K-quant: per super-block, each group of 32 quants (unsigned)
-/// times the activations, weighted by its two sub-block scales; the minimums or offsets from
-/// the activations' sums of 16. Even and odd super-blocks in two accumulators.
+/// The dot products of one row of a K-quant with `N` tokens' activations (`acts`): per
+/// super-block, each group of 32 quants (unsigned) times the activations, weighted by its
+/// sub-block scales; the minimums or offsets from the activations' sums of 16. Per token, even
+/// and odd super-blocks in two accumulators; a token's operations are the same whatever `N`.
 #[inline(always)]
-unsafe fn row_k<const T: u8, const _V: bool>(row: *const u8, acts: *const u8, blocks: usize) -> f32 {
-    let zero = _mm256_setzero_ps();
-    let (mut even, mut odd) = ((zero, zero), (zero, zero));
+unsafe fn row_k<const T: u8, const V: bool, const N: usize>(
+    row: *const u8,
+    acts: [*const u8; N],
+    blocks: usize,
+) -> [f32; N] {
+    let zero = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut even, mut odd) = ([zero; N], [zero; N]);
     for i in (0..blocks - blocks % 2).step_by(2) {
         // SAFETY: the caller's contract, passed on.
-        even = term_k::<T>(row, acts, i, even);
-        odd = term_k::<T>(row, acts, i + 1, odd);
+        term_k::<T, V, N>(row, acts, i, &mut even);
+        term_k::<T, V, N>(row, acts, i + 1, &mut odd);
     }
     if blocks % 2 == 1 {
-        even = term_k::<T>(row, acts, blocks - 1, even);
+        term_k::<T, V, N>(row, acts, blocks - 1, &mut even);
     }
-    hsum(_mm256_add_ps(even.0, odd.0)) - hsum(_mm256_add_ps(even.1, odd.1))
+    core::array::from_fn(|t| hsum(_mm256_add_ps(even[t].0, odd[t].0)) - hsum(_mm256_add_ps(even[t].1, odd[t].1)))
 }
 
-/// Super-block `i`'s terms of a K-quant `T` added into `acc` (scales) and `accm` (minimums).
+/// Super-block `i`'s terms of a K-quant `T` for each of `N` tokens, added into the token's
+/// `(scales, minimums)` accumulators.
 #[inline(always)]
-unsafe fn term_k<const T: u8>(
+unsafe fn term_k<const T: u8, const V: bool, const N: usize>(
     row: *const u8,
-    acts: *const u8,
+    acts: [*const u8; N],
     i: usize,
-    (acc, accm): (__m256, __m256),
-) -> (__m256, __m256) {
+    accs: &mut [(__m256, __m256); N],
+) {
+    let wt = wt_of(T);
+    let b = row.add(i * wt.block_bytes());
+    if matches!(wt, WeightType::Q4_K | WeightType::Q5_K) {
+        // SAFETY: the caller's contract, passed on.
+        return term_q45k::<T, V, N>(b, core::array::from_fn(|t| acts[t].add(i * AK_BYTES)), accs);
+    }
+    for t in 0..N {
+        // SAFETY: as above.
+        accs[t] = term_k1::<T>(b, acts[t].add(i * AK_BYTES), accs[t]);
+    }
+}
+
+/// [`term_k`] of one token for the types with sixteen sub-blocks (`b`: the super-block, `a`:
+/// its activations).
+#[inline(always)]
+unsafe fn term_k1<const T: u8>(b: *const u8, a: *const u8, (acc, accm): (__m256, __m256)) -> (__m256, __m256) {
     let wt = wt_of(T);
     let bb = wt.block_bytes();
     let (d_at, dmin_at) = k_factors(wt);
     let (nib, three, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3), _mm256_set1_epi8(1));
     {
-        // SAFETY (of every access below): super-block `i` of the row (`bb` bytes) and of the
-        // activations (`AK_BYTES`) exist (the caller's contract); accesses stay inside them.
-        let (b, a) = (row.add(i * bb), acts.add(i * AK_BYTES));
+        // SAFETY (of every access below): the super-block (`bb` bytes) and its activations
+        // (`AK_BYTES`) exist (the caller's contract); accesses stay inside them.
         let (sc, m) = k_scales(wt, core::slice::from_raw_parts(b, bb));
         let y = a.add(4);
         let mut isum = _mm256_setzero_si256();
@@ -362,5 +433,56 @@ unsafe fn term_k<const T: u8>(
                 )
             }
         }
+    }
+}
+
+/// [`term_k`] of a `Q4_K`/`Q5_K` super-block at `b` and `N` tokens' activations: the eight
+/// 6-bit scales and minimums unpacked in registers and the quants once; per token, each
+/// sub-block's sum of quants × activations as one lane of a vector (a fixed tree of adds over
+/// the 8 sub-blocks), times its scale; the minimums against the activations' sums of 16.
+#[inline(always)]
+unsafe fn term_q45k<const T: u8, const V: bool, const N: usize>(
+    b: *const u8,
+    acts: [*const u8; N],
+    accs: &mut [(__m256, __m256); N],
+) {
+    // SAFETY (of every access): the caller points `b` at a whole super-block of `T` and each
+    // of `acts` at its activation block.
+    let word = |at: usize| (b.add(at) as *const u32).read_unaligned();
+    let (w0, w1, w2) = (word(4), word(8), word(12));
+    // Bytes j = 0..4 of `*_lo`, j = 4..8 of `*_hi`: sub-block j's scale (minimum).
+    let (sc_lo, mn_lo) = (w0 & 0x3f3f_3f3f, w1 & 0x3f3f_3f3f);
+    let sc_hi = (w2 & 0x0f0f_0f0f) | ((w0 >> 6) & 0x0303_0303) << 4;
+    let mn_hi = ((w2 >> 4) & 0x0f0f_0f0f) | ((w1 >> 6) & 0x0303_0303) << 4;
+    let scales = _mm256_cvtepu8_epi32(_mm_setr_epi32(sc_lo as i32, sc_hi as i32, 0, 0));
+    let mins = _mm_setr_epi32(mn_lo as i32, mn_hi as i32, 0, 0);
+    // Each minimum twice (for its two sums of 16), as i16.
+    let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
+    let nib = _mm256_set1_epi8(0x0F);
+    let five = wt_of(T) == WeightType::Q5_K;
+    let (qs, high) = if five { (48, ld(b, 16)) } else { (16, _mm256_setzero_si256()) };
+    let mut q = [_mm256_setzero_si256(); 8];
+    for c in 0..4 {
+        let raw = ld(b, qs + 32 * c);
+        q[2 * c] = _mm256_and_si256(raw, nib);
+        q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nib);
+    }
+    if five {
+        for (g, qg) in q.iter_mut().enumerate() {
+            // Bit g of each high-bit byte is this sub-block's fifth bit.
+            *qg = _mm256_or_si256(*qg, _mm256_slli_epi16(_mm256_and_si256(sh(high, g), _mm256_set1_epi8(1)), 4));
+        }
+    }
+    let (d, dmin) = (f16_at(b), f16_at(b.add(2)));
+    for t in 0..N {
+        let (a, (acc, accm)) = (acts[t], accs[t]);
+        let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), mins);
+        let p: [__m256i; 8] = core::array::from_fn(|g| dot_us::<V>(q[g], ld(a, 4 + 32 * g)));
+        let isum = _mm256_mullo_epi32(sum8(p), scales);
+        let yd = f32_at(a);
+        accs[t] = (
+            _mm256_fmadd_ps(_mm256_set1_ps(d * yd), _mm256_cvtepi32_ps(isum), acc),
+            _mm256_fmadd_ps(_mm256_set1_ps(dmin * yd), _mm256_cvtepi32_ps(msum), accm),
+        );
     }
 }
