@@ -11,7 +11,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::qdot::{g32_fields, k_factors, k_scales, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
+use crate::qdot::{g32_fields, k_factors, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
 use crate::quant::QK;
 use crate::WeightType;
 
@@ -266,6 +266,28 @@ unsafe fn sum8(p: [__m256i; 8]) -> __m256i {
 /// lanes from `n` on zero.
 #[inline(always)]
 unsafe fn f16x8(b: *const u8, bb: usize, at: usize, n: usize) -> __m256 {
+    if n == 8 {
+        // SAFETY: the caller points at 8 blocks of `bb > at + 4` bytes: each 4-byte read stays
+        // inside its block.
+        let idx = _mm256_setr_epi32(
+            0,
+            bb as i32,
+            2 * bb as i32,
+            3 * bb as i32,
+            4 * bb as i32,
+            5 * bb as i32,
+            6 * bb as i32,
+            7 * bb as i32,
+        );
+        let words = _mm256_i32gather_epi32::<1>(b.add(at) as *const i32, idx);
+        // The low 16 bits of each word, in order, in the low 128 bits.
+        let pick = _mm256_setr_epi8(
+            0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1,
+            -1, -1,
+        );
+        let halves = _mm256_permute4x64_epi64::<0b1000>(_mm256_shuffle_epi8(words, pick));
+        return _mm256_cvtph_ps(_mm256_castsi256_si128(halves));
+    }
     // SAFETY: the caller points at `n` blocks with two bytes at `at`.
     let h = |k: usize| if k < n { (b.add(k * bb + at) as *const u16).read_unaligned() as i16 } else { 0 };
     _mm256_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), h(4), h(5), h(6), h(7)))
@@ -284,54 +306,81 @@ unsafe fn row32<const T: u8, const V: bool, const N: usize>(
     blocks: usize,
 ) -> [f32; N] {
     let bb = wt_of(T).block_bytes();
-    let with_min = matches!(wt_of(T), WeightType::Q4_1 | WeightType::Q5_1);
     let (mut acc, mut accm) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
-    for g in 0..blocks.div_ceil(G32) {
-        // SAFETY (of every access below): the row's blocks `8g .. 8g + n` and group `g` of
-        // each token's activations exist (the caller's contract).
-        let b = row.add(g * G32 * bb);
-        let n = G32.min(blocks - g * G32);
-        let (d_at, s_at, sum_at, qs_at) = g32_fields(n);
-        let mut u = [_mm256_setzero_si256(); 8];
-        for (k, uk) in u.iter_mut().enumerate().take(n) {
+    let full = blocks / G32;
+    for g in 0..full {
+        // SAFETY: the caller's contract: blocks `8g .. 8g + 8` and group `g` exist.
+        group32::<T, V, N, true>(row.add(g * G32 * bb), acts, g, G32, &mut acc, &mut accm);
+    }
+    if blocks > full * G32 {
+        // SAFETY: as above, for the last `blocks - 8 full` blocks.
+        group32::<T, V, N, false>(row.add(full * G32 * bb), acts, full, blocks - full * G32, &mut acc, &mut accm);
+    }
+    let mut out = [0f32; N];
+    for t in 0..N {
+        out[t] = hsum(acc[t]) + hsum(accm[t]);
+    }
+    out
+}
+
+/// The 8 four-byte values at `a + at` (`FULL`), or the first `n` and zeros.
+#[inline(always)]
+unsafe fn lanes<const FULL: bool>(a: *const u8, at: usize, n: usize) -> __m256i {
+    if FULL {
+        // SAFETY: the caller points at 32 bytes.
+        return ld(a, at);
+    }
+    let mut v = [0u32; 8];
+    for (k, l) in v.iter_mut().enumerate().take(n) {
+        // SAFETY: the caller points at `4n` bytes.
+        *l = (a.add(at + 4 * k) as *const u32).read_unaligned();
+    }
+    _mm256_loadu_si256(v.as_ptr() as *const __m256i)
+}
+
+/// Group `g` of [`row32`] (`n` blocks at `b`; `FULL`: `n` is 8, and every loop has a fixed
+/// length).
+#[inline(always)]
+unsafe fn group32<const T: u8, const V: bool, const N: usize, const FULL: bool>(
+    b: *const u8,
+    acts: [*const u8; N],
+    g: usize,
+    n: usize,
+    acc: &mut [__m256; N],
+    accm: &mut [__m256; N],
+) {
+    let bb = wt_of(T).block_bytes();
+    let with_min = matches!(wt_of(T), WeightType::Q4_1 | WeightType::Q5_1);
+    let n = if FULL { G32 } else { n };
+    let (d_at, s_at, sum_at, qs_at) = g32_fields(n);
+    // SAFETY (of every access below): the caller points `b` at `n` blocks of `T`, and each of
+    // `acts` at a row's activations with group `g`.
+    let mut u = [_mm256_setzero_si256(); 8];
+    for (k, uk) in u.iter_mut().enumerate() {
+        if FULL || k < n {
             *uk = unpack32::<T, V>(b.add(k * bb));
         }
-        let dw = f16x8(b, bb, 0, n);
-        let mw = if with_min { f16x8(b, bb, 2, n) } else { _mm256_setzero_ps() };
-        for t in 0..N {
-            let a = acts[t].add(g * G32_BYTES);
-            // A short last group's fields, as 8 lanes (zero from `n`).
-            let lanes = |at: usize| {
-                let mut v = [0u32; 8];
-                for (k, l) in v.iter_mut().enumerate().take(n) {
-                    *l = (a.add(at + 4 * k) as *const u32).read_unaligned();
-                }
-                _mm256_loadu_si256(v.as_ptr() as *const __m256i)
-            };
-            let mut p = [_mm256_setzero_si256(); 8];
-            let (yd, ysum, ys) = if n == G32 {
-                for (k, pk) in p.iter_mut().enumerate() {
-                    *pk = dot32::<T, V>(u[k], a.add(qs_at + QK * k));
-                }
-                (ld(a, d_at), ld(a, sum_at), ld(a, s_at))
-            } else {
-                for (k, pk) in p.iter_mut().enumerate().take(n) {
-                    *pk = dot32::<T, V>(u[k], a.add(qs_at + QK * k));
-                }
-                (lanes(d_at), lanes(sum_at), lanes(s_at))
-            };
-            let mut sumi = sum8(p);
-            if let Some(shift) = off32(T, V) {
-                sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(ysum, _mm_cvtsi32_si128(shift)));
-            }
-            let d = _mm256_mul_ps(dw, _mm256_castsi256_ps(yd));
-            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[t]);
-            if with_min {
-                accm[t] = _mm256_fmadd_ps(mw, _mm256_castsi256_ps(ys), accm[t]);
+    }
+    let dw = f16x8(b, bb, 0, n);
+    let mw = if with_min { f16x8(b, bb, 2, n) } else { _mm256_setzero_ps() };
+    for t in 0..N {
+        let a = acts[t].add(g * G32_BYTES);
+        let mut p = [_mm256_setzero_si256(); 8];
+        for (k, pk) in p.iter_mut().enumerate() {
+            if FULL || k < n {
+                *pk = dot32::<T, V>(u[k], a.add(qs_at + QK * k));
             }
         }
+        let mut sumi = sum8(p);
+        if let Some(shift) = off32(T, V) {
+            sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(lanes::<FULL>(a, sum_at, n), _mm_cvtsi32_si128(shift)));
+        }
+        let d = _mm256_mul_ps(dw, _mm256_castsi256_ps(lanes::<FULL>(a, d_at, n)));
+        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[t]);
+        if with_min {
+            accm[t] = _mm256_fmadd_ps(mw, _mm256_castsi256_ps(lanes::<FULL>(a, s_at, n)), accm[t]);
+        }
     }
-    core::array::from_fn(|t| hsum(acc[t]) + hsum(accm[t]))
 }
 
 /// The dot products of one row of a K-quant with `N` tokens' activations (`acts`): per
@@ -354,7 +403,11 @@ unsafe fn row_k<const T: u8, const V: bool, const N: usize>(
     if blocks % 2 == 1 {
         term_k::<T, V, N>(row, acts, blocks - 1, &mut even);
     }
-    core::array::from_fn(|t| hsum(_mm256_add_ps(even[t].0, odd[t].0)) - hsum(_mm256_add_ps(even[t].1, odd[t].1)))
+    let mut out = [0f32; N];
+    for t in 0..N {
+        out[t] = hsum(_mm256_add_ps(even[t].0, odd[t].0)) - hsum(_mm256_add_ps(even[t].1, odd[t].1));
+    }
+    out
 }
 
 /// Super-block `i`'s terms of a K-quant `T` for each of `N` tokens, added into the token's
@@ -372,67 +425,92 @@ unsafe fn term_k<const T: u8, const V: bool, const N: usize>(
         // SAFETY: the caller's contract, passed on.
         return term_q45k::<T, V, N>(b, core::array::from_fn(|t| acts[t].add(i * AK_BYTES)), accs);
     }
-    for t in 0..N {
-        // SAFETY: as above.
-        accs[t] = term_k1::<T>(b, acts[t].add(i * AK_BYTES), accs[t]);
-    }
+    // SAFETY: as above.
+    term_k16::<T, N>(b, core::array::from_fn(|t| acts[t].add(i * AK_BYTES)), accs)
 }
 
-/// [`term_k`] of one token for the types with sixteen sub-blocks (`b`: the super-block, `a`:
-/// its activations).
+/// [`term_k`] of a super-block at `b` of the types with sixteen sub-blocks (`Q2_K`, `Q3_K`,
+/// `Q6_K`) and `N` tokens' activations: the sixteen scales unpacked in registers and the quants
+/// once; per token, each group of 32 quants (unsigned) times the activations in i16 pairs,
+/// weighted into i32 by its two sub-blocks' scales; the minimums (`Q2_K`) or the offsets
+/// (4 and 32 times the scale) against the activations' sums of 16.
 #[inline(always)]
-unsafe fn term_k1<const T: u8>(b: *const u8, a: *const u8, (acc, accm): (__m256, __m256)) -> (__m256, __m256) {
+unsafe fn term_k16<const T: u8, const N: usize>(b: *const u8, acts: [*const u8; N], accs: &mut [(__m256, __m256); N]) {
     let wt = wt_of(T);
-    let bb = wt.block_bytes();
     let (d_at, dmin_at) = k_factors(wt);
     let (nib, three, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3), _mm256_set1_epi8(1));
-    {
-        // SAFETY (of every access below): the super-block (`bb` bytes) and its activations
-        // (`AK_BYTES`) exist (the caller's contract); accesses stay inside them.
-        let (sc, m) = k_scales(wt, core::slice::from_raw_parts(b, bb));
-        let y = a.add(4);
+    let nib16 = _mm_set1_epi8(0x0F);
+    // SAFETY (of every access below): the caller points `b` at a whole super-block of `T` and
+    // each of `acts` at its activation block.
+    // The sixteen scales as bytes (signed for Q3_K/Q6_K), and the weights of the sums of 16.
+    let (sc, m) = match wt {
+        WeightType::Q2_K => {
+            let raw = _mm_loadu_si128(b as *const __m128i);
+            (_mm_and_si128(raw, nib16), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), nib16)))
+        }
+        WeightType::Q3_K => {
+            let word = |at: usize| (b.add(96 + at) as *const u32).read_unaligned();
+            let (w0, w1, w2) = (word(0), word(4), word(8));
+            let (lo, hi) = (0x0f0f_0f0f, 0x0303_0303);
+            let sc = _mm_setr_epi32(
+                ((w0 & lo) | (w2 & hi) << 4) as i32,
+                ((w1 & lo) | ((w2 >> 2) & hi) << 4) as i32,
+                (((w0 >> 4) & lo) | ((w2 >> 4) & hi) << 4) as i32,
+                (((w1 >> 4) & lo) | ((w2 >> 6) & hi) << 4) as i32,
+            );
+            let sc = _mm_sub_epi8(sc, _mm_set1_epi8(32));
+            (sc, _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 2))
+        }
+        WeightType::Q6_K => {
+            let sc = _mm_loadu_si128(b.add(192) as *const __m128i);
+            (sc, _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 5))
+        }
+        _ => unreachable!(),
+    };
+    let mut q = [_mm256_setzero_si256(); 8];
+    for (g, qg) in q.iter_mut().enumerate() {
+        let (h, s) = (g / 4, g % 4);
+        *qg = match wt {
+            WeightType::Q2_K => _mm256_and_si256(sh(ld(b, 16 + 32 * h), 2 * s), three),
+            WeightType::Q3_K => {
+                let low = _mm256_and_si256(sh(ld(b, 32 + 32 * h), 2 * s), three);
+                let high = _mm256_and_si256(sh(ld(b, 0), g), one);
+                _mm256_or_si256(low, _mm256_slli_epi16(high, 2))
+            }
+            WeightType::Q6_K => {
+                let low = _mm256_and_si256(sh(ld(b, 64 * h + 32 * (s % 2)), 4 * (s / 2)), nib);
+                let high = _mm256_and_si256(sh(ld(b, 128 + 32 * h), 2 * s), three);
+                _mm256_or_si256(low, _mm256_slli_epi16(high, 4))
+            }
+            _ => unreachable!(),
+        };
+    }
+    // Group g's i16 lanes 0..8 hold elements 0..16 (sub-block 2g), lanes 8..16 sub-block 2g + 1:
+    // their scales, as i16.
+    let mut pairs = [_mm256_setzero_si256(); 8];
+    for (g, pg) in pairs.iter_mut().enumerate() {
+        let (a, b) = (2 * g as i8, 2 * g as i8 + 1);
+        *pg = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, _mm_setr_epi8(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b)));
+    }
+    let d = f16_at(b.add(d_at));
+    let dmin = dmin_at.map(|at| f16_at(b.add(at)));
+    for t in 0..N {
+        let (a, (acc, accm)) = (acts[t], accs[t]);
         let mut isum = _mm256_setzero_si256();
         for g in 0..8 {
-            let (h, s) = (g / 4, g % 4);
-            let q = match wt {
-                WeightType::Q2_K => _mm256_and_si256(sh(ld(b, 16 + 32 * h), 2 * s), three),
-                WeightType::Q3_K => {
-                    let low = _mm256_and_si256(sh(ld(b, 32 + 32 * h), 2 * s), three);
-                    let high = _mm256_and_si256(sh(ld(b, 0), g), one);
-                    _mm256_or_si256(low, _mm256_slli_epi16(high, 2))
-                }
-                WeightType::Q4_K => _mm256_and_si256(sh(ld(b, 16 + 32 * (g / 2)), 4 * (g % 2)), nib),
-                WeightType::Q5_K => {
-                    let low = _mm256_and_si256(sh(ld(b, 48 + 32 * (g / 2)), 4 * (g % 2)), nib);
-                    let high = _mm256_and_si256(sh(ld(b, 16), g), one);
-                    _mm256_or_si256(low, _mm256_slli_epi16(high, 4))
-                }
-                WeightType::Q6_K => {
-                    let low = _mm256_and_si256(sh(ld(b, 64 * h + 32 * (s % 2)), 4 * (s / 2)), nib);
-                    let high = _mm256_and_si256(sh(ld(b, 128 + 32 * h), 2 * s), three);
-                    _mm256_or_si256(low, _mm256_slli_epi16(high, 4))
-                }
-                _ => unreachable!(),
-            };
-            let p = _mm256_maddubs_epi16(q, _mm256_loadu_si256(y.add(32 * g) as *const __m256i));
-            // i16 lanes 0..8 hold elements 0..16 (sub-block 2g), lanes 8..16 sub-block 2g + 1.
-            let scales = _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]), _mm_set1_epi16(sc[2 * g]));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scales));
+            let p = _mm256_maddubs_epi16(q[g], ld(a, 4 + 32 * g));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, pairs[g]));
         }
-        let bsums = _mm256_loadu_si256(a.add(AK_BSUMS) as *const __m256i);
-        let msum = _mm256_madd_epi16(bsums, _mm256_loadu_si256(m.as_ptr() as *const __m256i));
+        let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), m);
         let yd = f32_at(a);
-        let d = _mm256_set1_ps(f16_at(b.add(d_at)) * yd);
-        match dmin_at {
-            None => (_mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, msum)), acc), accm),
-            Some(at) => {
-                let dmin = _mm256_set1_ps(f16_at(b.add(at)) * yd);
-                (
-                    _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc),
-                    _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(msum), accm),
-                )
-            }
-        }
+        let dv = _mm256_set1_ps(d * yd);
+        accs[t] = match dmin {
+            None => (_mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, msum)), acc), accm),
+            Some(dmin) => (
+                _mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(isum), acc),
+                _mm256_fmadd_ps(_mm256_set1_ps(dmin * yd), _mm256_cvtepi32_ps(msum), accm),
+            ),
+        };
     }
 }
 
@@ -477,7 +555,10 @@ unsafe fn term_q45k<const T: u8, const V: bool, const N: usize>(
     for t in 0..N {
         let (a, (acc, accm)) = (acts[t], accs[t]);
         let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), mins);
-        let p: [__m256i; 8] = core::array::from_fn(|g| dot_us::<V>(q[g], ld(a, 4 + 32 * g)));
+        let mut p = [_mm256_setzero_si256(); 8];
+        for (g, pg) in p.iter_mut().enumerate() {
+            *pg = dot_us::<V>(q[g], ld(a, 4 + 32 * g));
+        }
         let isum = _mm256_mullo_epi32(sum8(p), scales);
         let yd = f32_at(a);
         accs[t] = (
