@@ -285,6 +285,8 @@ mod math;
 mod qdot;
 #[cfg(target_arch = "x86_64")]
 mod qdot_x86;
+#[cfg(target_arch = "x86_64")]
+mod qdot_x86_tile;
 mod quant;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -530,7 +532,7 @@ mod imp {
         assert!(row.len() >= rb, "dot_row: row too short");
         if wt.is_quantized() {
             let mut out = [0f32];
-            qdot::products_on(p, wt, &row[..rb], 1, &[&quantized(wt, x)], &mut out);
+            qdot::products_on(p, false, wt, &row[..rb], 1, &[&quantized(wt, x)], &mut out);
             return out[0];
         }
         on_path!(p, dot_row(wt, row, x))
@@ -578,7 +580,7 @@ mod imp {
         }
         // SAFETY: the caller's contract (`p`); `w` holds `out.len()` rows of `cols` values,
         // `acts[..ab]` their activations.
-        unsafe { qdot::products_on(p, wt, &w[..rb * out.len()], out.len(), &[&acts[..ab]], out) }
+        unsafe { qdot::products_on(p, false, wt, &w[..rb * out.len()], out.len(), &[&acts[..ab]], out) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -620,7 +622,7 @@ mod imp {
                 (0..n).map(|t| &bytes[(t / PANEL) * stride + (t % PANEL) * ab..][..ab]).collect();
             // SAFETY: the caller's contract (`p`); `w` holds `rows` rows of `cols` values, `acts`
             // the tokens' activations.
-            unsafe { qdot::products_on(p, wt, &w[..row_bytes * rows], rows, &acts, &mut out[..n * rows]) };
+            unsafe { qdot::products_on(p, true, wt, &w[..row_bytes * rows], rows, &acts, &mut out[..n * rows]) };
             return;
         }
         let _ = scratch;

@@ -315,13 +315,15 @@ pub(crate) fn dot(wt: WeightType, row: &[u8], acts: &[u8]) -> f32 {
 /// `out[t * rows + r] = dot(row r of w, token t)` for the `rows` rows of `w` (exactly, whole
 /// blocks of `wt`) and the tokens' quantized activations `acts[t]`, on path `p`: the AVX2
 /// kernels on every x86 path above scalar, the reference otherwise. Each product is the same
-/// computation whatever the number of rows and tokens.
+/// computation whatever the number of rows and tokens. With `tile` (batched products), the x86
+/// paths run the tile kernel (`qdot_x86_tile.rs`), which orders the f32 sums differently.
 ///
 /// # Safety
 /// The CPU supports `p`; each of `acts` holds the activations of a row of `w`; `out` holds
 /// `acts.len() * rows`.
 pub(crate) unsafe fn products_on(
     p: crate::Path,
+    tile: bool,
     wt: WeightType,
     w: &[u8],
     rows: usize,
@@ -344,12 +346,12 @@ pub(crate) unsafe fn products_on(
             // and VL (VNNI is checked); the caller's lengths.
             unsafe {
                 let out = &mut out[16 * c * rows..(16 * c + chunk.len()) * rows];
-                crate::qdot_x86::products(vnni, wt, w, rows, rb / wt.block_bytes(), &ptrs[..chunk.len()], out)
+                crate::qdot_x86::products(vnni, tile, wt, w, rows, rb / wt.block_bytes(), &ptrs[..chunk.len()], out)
             };
         }
         return;
     }
-    let _ = p;
+    let _ = (p, tile);
     for (t, a) in acts.iter().enumerate() {
         for (r, row) in w.chunks_exact(rb.max(1)).take(rows).enumerate() {
             out[t * rows + r] = dot(wt, row, a);

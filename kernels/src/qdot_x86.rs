@@ -1,13 +1,16 @@
-//! AVX2 integer dot products of quantized weight rows with quantized activations (the formats
-//! of `qdot.rs`), used on every x86 path above scalar. The integer sums are exact and equal
-//! the reference's: unsigned weight quants times signed activation bytes by `vpmaddubsw`
-//! (pairs into i16, no saturation at these ranges), weighted into i32 by `vpmaddwd` (by ones,
-//! or by the sub-block scales of a K-quant); signed × signed by the sign trick. Only the f32
-//! sum of the blocks' terms differs from the reference (two 8-lane accumulators, even and odd
-//! blocks, then a fixed horizontal sum).
+//! x86 integer dot products of quantized weight rows with quantized activations (the formats
+//! of `qdot.rs`), used on every x86 path above scalar: per row (the matrix-vector product of
+//! decoding), and the batched tile kernel's shared pieces (`qdot_x86_tile.rs`). The integer
+//! sums are exact and equal the reference's: unsigned weight quants times signed activation
+//! bytes by `vpmaddubsw` (pairs into i16, no saturation at these ranges) and `vpmaddwd`, or by
+//! one `vpdpbusd` on CPUs with AVX-512 VNNI; signed × signed by the sign trick. A 32-element
+//! type's 8 block sums of a group become the lanes of one vector (a fixed tree of adds) for one
+//! multiply-add by the blocks' scales; a K-quant's sub-block sums are weighted by their integer
+//! scales. Only the f32 sums of the terms are ordered differently from the reference.
 //!
 //! Each type has its own instance of the loops (a const-generic type tag), so that nothing is
-//! decided per block.
+//! decided per block. Helpers are `#[inline(always)]` functions, not closures: a closure is
+//! compiled without its caller's target features, so its intrinsics would be calls.
 
 use core::arch::x86_64::*;
 
@@ -17,14 +20,14 @@ use crate::WeightType;
 
 /// The f16 at `p`, widened (F16C, inline: no call into a non-AVX function per block).
 #[inline(always)]
-unsafe fn f16_at(p: *const u8) -> f32 {
+pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
     // SAFETY: the caller points at two bytes of a block; every x86 path above scalar has F16C.
     let bits = u16::from_le_bytes([*p, *p.add(1)]);
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
 #[inline(always)]
-unsafe fn f32_at(p: *const u8) -> f32 {
+pub(crate) unsafe fn f32_at(p: *const u8) -> f32 {
     // SAFETY: the caller points at four bytes of an activation block.
     (p as *const f32).read_unaligned()
 }
@@ -42,7 +45,7 @@ unsafe fn hsum(v: __m256) -> f32 {
 /// `vpdpbusd` with VNNI (`V`), else `vpmaddubsw` (pairs into i16; no saturation at the ranges
 /// here) and `vpmaddwd` by ones.
 #[inline(always)]
-unsafe fn dot_us<const V: bool>(u: __m256i, s: __m256i) -> __m256i {
+pub(crate) unsafe fn dot_us<const V: bool>(u: __m256i, s: __m256i) -> __m256i {
     #[cfg(runllama_avx512)]
     if V {
         // SAFETY: `V` is only set in functions compiled for AVX-512 VNNI and VL.
@@ -51,9 +54,20 @@ unsafe fn dot_us<const V: bool>(u: __m256i, s: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 }
 
+/// `acc +` [`dot_us`]`(u, s)`: one `vpdpbusd` with VNNI.
+#[inline(always)]
+pub(crate) unsafe fn dot_us_acc<const V: bool>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    #[cfg(runllama_avx512)]
+    if V {
+        // SAFETY: `V` is only set in functions compiled for AVX-512 VNNI and VL.
+        return _mm256_dpbusd_epi32(acc, u, s);
+    }
+    _mm256_add_epi32(acc, dot_us::<V>(u, s))
+}
+
 /// Σ over 4-byte groups of `a[i] * b[i]` (signed × signed bytes) as i32 lanes.
 #[inline(always)]
-unsafe fn dot_ss<const V: bool>(a: __m256i, b: __m256i) -> __m256i {
+pub(crate) unsafe fn dot_ss<const V: bool>(a: __m256i, b: __m256i) -> __m256i {
     dot_us::<V>(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a))
 }
 
@@ -78,7 +92,7 @@ unsafe fn nibbles(p: *const u8) -> __m256i {
 
 /// The 32 bytes at `b + at`.
 #[inline(always)]
-unsafe fn ld(b: *const u8, at: usize) -> __m256i {
+pub(crate) unsafe fn ld(b: *const u8, at: usize) -> __m256i {
     // SAFETY: the caller points inside a block with 32 bytes from `at`.
     _mm256_loadu_si256(b.add(at) as *const __m256i)
 }
@@ -97,15 +111,18 @@ pub(crate) fn handles(wt: WeightType) -> bool {
 /// `out[t * rows + r] = dot(row r, token t)` for the `rows` rows of `w` (`blocks` blocks of
 /// `wt` each, back to back) and the tokens' quantized activations `acts[t]`: row by row, the
 /// tokens four at a time (sharing the row's unpacking where the kernel can); each product the
-/// same computation whatever the number of tokens. With `vnni`, byte products are one
-/// `vpdpbusd` each (the same sums).
+/// same computation whatever the number of tokens. With `tile` (batched products), the tile
+/// kernel instead (8 rows at a time; the same integer sums, the f32 sums by row). With `vnni`,
+/// byte products are one `vpdpbusd` each (the same sums).
 ///
 /// # Safety
 /// The CPU supports AVX2, FMA and F16C, and with `vnni` AVX-512 F, VL and VNNI; `w` holds
 /// `rows` rows of `blocks` blocks of `wt`, each of `acts` points at the activations of a row,
 /// and `out` holds `acts.len() * rows` (the caller checked the lengths).
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn products(
     vnni: bool,
+    tile: bool,
     wt: WeightType,
     w: &[u8],
     rows: usize,
@@ -116,29 +133,46 @@ pub(crate) unsafe fn products(
     #[cfg(runllama_avx512)]
     if vnni {
         // SAFETY: the caller's contract.
-        return unsafe { products_vnni(wt, w, rows, blocks, acts, out) };
+        return unsafe { products_vnni(tile, wt, w, rows, blocks, acts, out) };
     }
     let _ = vnni;
     // SAFETY: the caller's contract.
-    unsafe { products_avx2(wt, w, rows, blocks, acts, out) }
+    unsafe { products_avx2(tile, wt, w, rows, blocks, acts, out) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn products_avx2(wt: WeightType, w: &[u8], rows: usize, blocks: usize, acts: &[*const u8], out: &mut [f32]) {
+unsafe fn products_avx2(
+    tile: bool,
+    wt: WeightType,
+    w: &[u8],
+    rows: usize,
+    blocks: usize,
+    acts: &[*const u8],
+    out: &mut [f32],
+) {
     // SAFETY: the caller's contract.
-    unsafe { products_with::<false>(wt, w, rows, blocks, acts, out) }
+    unsafe { products_with::<false>(tile, wt, w, rows, blocks, acts, out) }
 }
 
 #[cfg(runllama_avx512)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-unsafe fn products_vnni(wt: WeightType, w: &[u8], rows: usize, blocks: usize, acts: &[*const u8], out: &mut [f32]) {
+unsafe fn products_vnni(
+    tile: bool,
+    wt: WeightType,
+    w: &[u8],
+    rows: usize,
+    blocks: usize,
+    acts: &[*const u8],
+    out: &mut [f32],
+) {
     // SAFETY: the caller's contract.
-    unsafe { products_with::<true>(wt, w, rows, blocks, acts, out) }
+    unsafe { products_with::<true>(tile, wt, w, rows, blocks, acts, out) }
 }
 
 /// [`products`]' body, inlined into a function compiled for the features `V` needs.
 #[inline(always)]
 unsafe fn products_with<const V: bool>(
+    tile: bool,
     wt: WeightType,
     w: &[u8],
     rows: usize,
@@ -159,7 +193,10 @@ unsafe fn products_with<const V: bool>(
     let (rb, n) = (blocks * wt.block_bytes(), acts.len());
     // SAFETY (of each call): the caller's contract; row `r` is within `w`, tokens within `acts`.
     macro_rules! run {
-        ($f:ident, $t:expr) => {
+        ($f:ident, $t:expr) => {{
+            if tile {
+                return crate::qdot_x86_tile::products::<$t, V>(w.as_ptr(), rows, blocks, acts, out);
+            }
             for r in 0..rows {
                 let row = w.as_ptr().add(r * rb);
                 let mut t = 0;
@@ -174,7 +211,7 @@ unsafe fn products_with<const V: bool>(
                     out[t * rows + r] = $f::<$t, V, 1>(row, [acts[t]], blocks)[0];
                 }
             }
-        };
+        }};
     }
     match wt {
         WeightType::Q8_0 => run!(row32, Q8_0),
@@ -193,7 +230,7 @@ unsafe fn products_with<const V: bool>(
 
 /// The type whose discriminant is `t`.
 #[inline(always)]
-const fn wt_of(t: u8) -> WeightType {
+pub(crate) const fn wt_of(t: u8) -> WeightType {
     match t {
         3 => WeightType::Q8_0,
         4 => WeightType::Q4_0,
@@ -213,7 +250,7 @@ const fn wt_of(t: u8) -> WeightType {
 /// [`dot32`] multiplies (for `Q8_0` without VNNI, the signed quants and no offset:
 /// `vpmaddubsw` could saturate on 255 × 127).
 #[inline(always)]
-unsafe fn unpack32<const T: u8, const V: bool>(b: *const u8) -> __m256i {
+pub(crate) unsafe fn unpack32<const T: u8, const V: bool>(b: *const u8) -> __m256i {
     // SAFETY (of the loads): the caller points `b` at a whole block of `T`.
     match wt_of(T) {
         WeightType::Q8_0 if V => _mm256_xor_si256(ld(b, 2), _mm256_set1_epi8(-128)),
@@ -243,7 +280,7 @@ unsafe fn dot32<const T: u8, const V: bool>(u: __m256i, y: *const u8) -> __m256i
 }
 
 /// log2 of the offset [`unpack32`] adds to type `T`'s quants (`None`: none).
-const fn off32(t: u8, vnni: bool) -> Option<i32> {
+pub(crate) const fn off32(t: u8, vnni: bool) -> Option<i32> {
     match wt_of(t) {
         WeightType::Q8_0 if vnni => Some(7),
         WeightType::Q4_0 => Some(3),
@@ -429,21 +466,48 @@ unsafe fn term_k<const T: u8, const V: bool, const N: usize>(
     term_k16::<T, N>(b, core::array::from_fn(|t| acts[t].add(i * AK_BYTES)), accs)
 }
 
-/// [`term_k`] of a super-block at `b` of the types with sixteen sub-blocks (`Q2_K`, `Q3_K`,
-/// `Q6_K`) and `N` tokens' activations: the sixteen scales unpacked in registers and the quants
-/// once; per token, each group of 32 quants (unsigned) times the activations in i16 pairs,
-/// weighted into i32 by its two sub-blocks' scales; the minimums (`Q2_K`) or the offsets
-/// (4 and 32 times the scale) against the activations' sums of 16.
+/// A K-quant super-block's quants (unsigned), group `g` (elements `32g .. 32g + 32`) in
+/// vector `g`.
 #[inline(always)]
-unsafe fn term_k16<const T: u8, const N: usize>(b: *const u8, acts: [*const u8; N], accs: &mut [(__m256, __m256); N]) {
-    let wt = wt_of(T);
-    let (d_at, dmin_at) = k_factors(wt);
+pub(crate) unsafe fn unpack_k<const T: u8>(b: *const u8) -> [__m256i; 8] {
     let (nib, three, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3), _mm256_set1_epi8(1));
+    let mut q = [_mm256_setzero_si256(); 8];
+    // SAFETY (of the loads): the caller points `b` at a whole super-block of `T`.
+    for (g, qg) in q.iter_mut().enumerate() {
+        let (h, s) = (g / 4, g % 4);
+        *qg = match wt_of(T) {
+            WeightType::Q2_K => _mm256_and_si256(sh(ld(b, 16 + 32 * h), 2 * s), three),
+            WeightType::Q3_K => {
+                let low = _mm256_and_si256(sh(ld(b, 32 + 32 * h), 2 * s), three);
+                let high = _mm256_and_si256(sh(ld(b, 0), g), one);
+                _mm256_or_si256(low, _mm256_slli_epi16(high, 2))
+            }
+            WeightType::Q4_K => _mm256_and_si256(sh(ld(b, 16 + 32 * (g / 2)), 4 * (g % 2)), nib),
+            WeightType::Q5_K => {
+                // Bit g of each high-bit byte is this sub-block's fifth bit.
+                let low = _mm256_and_si256(sh(ld(b, 48 + 32 * (g / 2)), 4 * (g % 2)), nib);
+                let high = _mm256_and_si256(sh(ld(b, 16), g), one);
+                _mm256_or_si256(low, _mm256_slli_epi16(high, 4))
+            }
+            WeightType::Q6_K => {
+                let low = _mm256_and_si256(sh(ld(b, 64 * h + 32 * (s % 2)), 4 * (s / 2)), nib);
+                let high = _mm256_and_si256(sh(ld(b, 128 + 32 * h), 2 * s), three);
+                _mm256_or_si256(low, _mm256_slli_epi16(high, 4))
+            }
+            _ => unreachable!(),
+        };
+    }
+    q
+}
+
+/// The sixteen scales of a `Q2_K`/`Q3_K`/`Q6_K` super-block as bytes (signed for Q3_K/Q6_K),
+/// and the weights of the activations' sums of 16 as i16 (the minimums of Q2_K; 4 and 32
+/// times the scales, the offsets of Q3_K and Q6_K).
+#[inline(always)]
+pub(crate) unsafe fn scales_k16<const T: u8>(b: *const u8) -> (__m128i, __m256i) {
     let nib16 = _mm_set1_epi8(0x0F);
-    // SAFETY (of every access below): the caller points `b` at a whole super-block of `T` and
-    // each of `acts` at its activation block.
-    // The sixteen scales as bytes (signed for Q3_K/Q6_K), and the weights of the sums of 16.
-    let (sc, m) = match wt {
+    // SAFETY (of the loads): the caller points `b` at a whole super-block of `T`.
+    match wt_of(T) {
         WeightType::Q2_K => {
             let raw = _mm_loadu_si128(b as *const __m128i);
             (_mm_and_si128(raw, nib16), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), nib16)))
@@ -466,25 +530,35 @@ unsafe fn term_k16<const T: u8, const N: usize>(b: *const u8, acts: [*const u8; 
             (sc, _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 5))
         }
         _ => unreachable!(),
-    };
-    let mut q = [_mm256_setzero_si256(); 8];
-    for (g, qg) in q.iter_mut().enumerate() {
-        let (h, s) = (g / 4, g % 4);
-        *qg = match wt {
-            WeightType::Q2_K => _mm256_and_si256(sh(ld(b, 16 + 32 * h), 2 * s), three),
-            WeightType::Q3_K => {
-                let low = _mm256_and_si256(sh(ld(b, 32 + 32 * h), 2 * s), three);
-                let high = _mm256_and_si256(sh(ld(b, 0), g), one);
-                _mm256_or_si256(low, _mm256_slli_epi16(high, 2))
-            }
-            WeightType::Q6_K => {
-                let low = _mm256_and_si256(sh(ld(b, 64 * h + 32 * (s % 2)), 4 * (s / 2)), nib);
-                let high = _mm256_and_si256(sh(ld(b, 128 + 32 * h), 2 * s), three);
-                _mm256_or_si256(low, _mm256_slli_epi16(high, 4))
-            }
-            _ => unreachable!(),
-        };
     }
+}
+
+/// The eight 6-bit scales and minimums of a `Q4_K`/`Q5_K` super-block, as the bytes of two
+/// words each: `(scales, minimums)`.
+#[inline(always)]
+pub(crate) unsafe fn scales_k8(b: *const u8) -> ([u32; 2], [u32; 2]) {
+    // SAFETY: the caller points `b` at a whole super-block.
+    let word = |at: usize| (b.add(at) as *const u32).read_unaligned();
+    let (w0, w1, w2) = (word(4), word(8), word(12));
+    // Bytes j = 0..4 of the first word, j = 4..8 of the second: sub-block j's scale (minimum).
+    let (sc_lo, mn_lo) = (w0 & 0x3f3f_3f3f, w1 & 0x3f3f_3f3f);
+    let sc_hi = (w2 & 0x0f0f_0f0f) | ((w0 >> 6) & 0x0303_0303) << 4;
+    let mn_hi = ((w2 >> 4) & 0x0f0f_0f0f) | ((w1 >> 6) & 0x0303_0303) << 4;
+    ([sc_lo, sc_hi], [mn_lo, mn_hi])
+}
+
+/// [`term_k`] of a super-block at `b` of the types with sixteen sub-blocks (`Q2_K`, `Q3_K`,
+/// `Q6_K`) and `N` tokens' activations: the sixteen scales unpacked in registers and the quants
+/// once; per token, each group of 32 quants (unsigned) times the activations in i16 pairs,
+/// weighted into i32 by its two sub-blocks' scales; the minimums (`Q2_K`) or the offsets
+/// (4 and 32 times the scale) against the activations' sums of 16.
+#[inline(always)]
+unsafe fn term_k16<const T: u8, const N: usize>(b: *const u8, acts: [*const u8; N], accs: &mut [(__m256, __m256); N]) {
+    let (d_at, dmin_at) = k_factors(wt_of(T));
+    // SAFETY (of every access below): the caller points `b` at a whole super-block of `T` and
+    // each of `acts` at its activation block.
+    let (sc, m) = scales_k16::<T>(b);
+    let q = unpack_k::<T>(b);
     // Group g's i16 lanes 0..8 hold elements 0..16 (sub-block 2g), lanes 8..16 sub-block 2g + 1:
     // their scales, as i16.
     let mut pairs = [_mm256_setzero_si256(); 8];
@@ -526,31 +600,12 @@ unsafe fn term_q45k<const T: u8, const V: bool, const N: usize>(
 ) {
     // SAFETY (of every access): the caller points `b` at a whole super-block of `T` and each
     // of `acts` at its activation block.
-    let word = |at: usize| (b.add(at) as *const u32).read_unaligned();
-    let (w0, w1, w2) = (word(4), word(8), word(12));
-    // Bytes j = 0..4 of `*_lo`, j = 4..8 of `*_hi`: sub-block j's scale (minimum).
-    let (sc_lo, mn_lo) = (w0 & 0x3f3f_3f3f, w1 & 0x3f3f_3f3f);
-    let sc_hi = (w2 & 0x0f0f_0f0f) | ((w0 >> 6) & 0x0303_0303) << 4;
-    let mn_hi = ((w2 >> 4) & 0x0f0f_0f0f) | ((w1 >> 6) & 0x0303_0303) << 4;
+    let ([sc_lo, sc_hi], [mn_lo, mn_hi]) = scales_k8(b);
     let scales = _mm256_cvtepu8_epi32(_mm_setr_epi32(sc_lo as i32, sc_hi as i32, 0, 0));
     let mins = _mm_setr_epi32(mn_lo as i32, mn_hi as i32, 0, 0);
     // Each minimum twice (for its two sums of 16), as i16.
     let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
-    let nib = _mm256_set1_epi8(0x0F);
-    let five = wt_of(T) == WeightType::Q5_K;
-    let (qs, high) = if five { (48, ld(b, 16)) } else { (16, _mm256_setzero_si256()) };
-    let mut q = [_mm256_setzero_si256(); 8];
-    for c in 0..4 {
-        let raw = ld(b, qs + 32 * c);
-        q[2 * c] = _mm256_and_si256(raw, nib);
-        q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nib);
-    }
-    if five {
-        for (g, qg) in q.iter_mut().enumerate() {
-            // Bit g of each high-bit byte is this sub-block's fifth bit.
-            *qg = _mm256_or_si256(*qg, _mm256_slli_epi16(_mm256_and_si256(sh(high, g), _mm256_set1_epi8(1)), 4));
-        }
-    }
+    let q = unpack_k::<T>(b);
     let (d, dmin) = (f16_at(b), f16_at(b.add(2)));
     for t in 0..N {
         let (a, (acc, accm)) = (acts[t], accs[t]);

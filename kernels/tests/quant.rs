@@ -1,9 +1,11 @@
 //! The block-quantized weight types on every path: dequantization against a from-the-definition
 //! decoder (Q8_0, Q4_0; every type against gguf-py in tests/model_quant.rs), activations
 //! quantized as ggml defines it, products equal to dequantized weights times dequantized
-//! activations (within f32 rounding), every path within rounding of the scalar one, and
-//! matvec, dot_row, matvec_quantized and the batched matmul agreeing bit for bit, on odd shapes
-//! and rows at unaligned addresses.
+//! activations (within f32 rounding), every path within rounding of the scalar one, matvec,
+//! dot_row and matvec_quantized agreeing bit for bit, and the batched matmul too on the scalar
+//! path (within rounding on the SIMD paths, whose tile kernel orders the f32 sums by row; a
+//! token's result there does not depend on the batch), on odd shapes and rows at unaligned
+//! addresses.
 
 use half::f16;
 use runllama_kernels::{packed_len, paths, Path, WeightType};
@@ -219,14 +221,38 @@ fn quantized_rows_agree_on_every_path() {
                 let mut mm = vec![0f32; n * rows];
                 paths::matmul_packed(p, wt, w, rows, cols, &xp, n, &mut mm);
                 for t in 0..n {
+                    let xt = &x[t * cols..(t + 1) * cols];
                     let mut one = vec![0f32; rows];
-                    paths::matvec(p, wt, w, &x[t * cols..(t + 1) * cols], &mut one);
+                    paths::matvec(p, wt, w, xt, &mut one);
                     for r in 0..rows {
-                        // Batched or stepped, each product is the same computation.
                         let (a, b) = (mm[t * rows + r], one[r]);
-                        assert_eq!(a.to_bits(), b.to_bits(), "{wt:?} {p:?}: matmul token {t} row {r}: {a} against {b}");
+                        if p == Path::Scalar {
+                            // The reference: the same computation batched or stepped.
+                            assert_eq!(
+                                a.to_bits(),
+                                b.to_bits(),
+                                "{wt:?} {p:?}: matmul token {t} row {r}: {a} against {b}"
+                            );
+                        } else {
+                            // The tile kernel: the same integer sums, the f32 sum in another order.
+                            paths::row_to_f32(Path::Scalar, wt, &w[r * rb..(r + 1) * rb], &mut row);
+                            let scale: f32 = row.iter().zip(xt).map(|(a, b)| (a * b).abs()).sum();
+                            assert!(
+                                (a - b).abs() <= 1e-5 * scale + 1e-30,
+                                "{wt:?} {p:?}: matmul token {t} row {r}: {a} against {b}"
+                            );
+                        }
                     }
                 }
+                // A token's result does not depend on the batch: the last token alone.
+                let mut last = vec![0f32; rows];
+                let mut xp1 = vec![0f32; packed_len(1, cols)];
+                paths::pack_activations(p, wt, &x[(n - 1) * cols..], 1, cols, &mut xp1);
+                paths::matmul_packed(p, wt, w, rows, cols, &xp1, 1, &mut last);
+                assert!(
+                    last.iter().zip(&mm[(n - 1) * rows..]).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{wt:?} {p:?}: the last token batched against alone"
+                );
             }
         }
     }
