@@ -337,15 +337,16 @@ pub(crate) unsafe fn products_on(
     #[cfg(target_arch = "x86_64")]
     if p >= crate::Path::Avx2 && crate::qdot_x86::handles(wt) {
         let vnni = p >= crate::Path::Avx512 && crate::detected().avx512vnni;
-        let mut ptrs = [core::ptr::null::<u8>(); 16];
-        for (c, chunk) in acts.chunks(16).enumerate() {
+        let mut ptrs = [core::ptr::null::<u8>(); crate::qdot_x86::MAX_TOKENS];
+        for (c, chunk) in acts.chunks(crate::qdot_x86::MAX_TOKENS).enumerate() {
             for (p, a) in ptrs.iter_mut().zip(chunk) {
                 *p = a.as_ptr();
             }
             // SAFETY: every x86 path above scalar has AVX2, FMA and F16C, the AVX-512 paths F
             // and VL (VNNI is checked); the caller's lengths.
             unsafe {
-                let out = &mut out[16 * c * rows..(16 * c + chunk.len()) * rows];
+                let first = crate::qdot_x86::MAX_TOKENS * c;
+                let out = &mut out[first * rows..(first + chunk.len()) * rows];
                 crate::qdot_x86::products(vnni, tile, wt, w, rows, rb / wt.block_bytes(), &ptrs[..chunk.len()], out)
             };
         }

@@ -103,6 +103,9 @@ unsafe fn sh(v: __m256i, n: usize) -> __m256i {
     _mm256_srl_epi16(v, _mm_cvtsi32_si128(n as i32))
 }
 
+/// Most tokens one call of [`products`] takes (the tile kernel keeps two accumulators per token).
+pub(crate) const MAX_TOKENS: usize = 64;
+
 /// Whether [`matvec`] has a kernel for `wt` (every block type).
 pub(crate) fn handles(wt: WeightType) -> bool {
     wt.is_quantized()

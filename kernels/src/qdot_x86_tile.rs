@@ -206,7 +206,7 @@ unsafe fn token<const T: u8, const V: bool>(
 }
 
 /// `out[t * rows + r] = dot(row r, token t)` for the `rows` rows of `w` (`blocks` blocks of `T`
-/// each) and the tokens' quantized activations `acts` (at most 16): tile by tile of 8 rows,
+/// each) and the tokens' quantized activations `acts` (at most `MAX_TOKENS`): tile by tile of 8 rows,
 /// unit by unit, each unit unpacked once for all the tokens.
 ///
 /// # Safety
@@ -229,8 +229,8 @@ pub(crate) unsafe fn products<const T: u8, const V: bool>(
     };
     for r0 in (0..rows).step_by(ROWS) {
         let nr = ROWS.min(rows - r0);
-        let mut acc = [_mm256_setzero_ps(); 16];
-        let mut accm = [_mm256_setzero_ps(); 16];
+        let mut acc = [_mm256_setzero_ps(); crate::qdot_x86::MAX_TOKENS];
+        let mut accm = [_mm256_setzero_ps(); crate::qdot_x86::MAX_TOKENS];
         for u in 0..units {
             let n = if u + 1 == units { last } else { G32 };
             // SAFETY: the caller's contract: rows `r0 .. r0 + nr` hold every unit.

@@ -159,7 +159,7 @@ fn quantized_rows_agree_on_every_path() {
             wt.is_quantized() && wt.row_bytes(be + 1).is_none() && wt.row_bytes(2 * be) == Some(2 * wt.block_bytes())
         );
         for (rows, blocks, n, offset) in
-            [(1, 1, 1, 0), (7, 3, 3, 1), (13, 2, 17, 3), (50, 1, 5, 2), (3, 9, 2, 1), (2, 17, 2, 0)]
+            [(1, 1, 1, 0), (7, 3, 3, 1), (13, 2, 17, 3), (50, 1, 5, 2), (3, 9, 2, 1), (2, 17, 2, 0), (9, 1, 70, 1)]
         {
             let cols = blocks * be;
             let buf = random_rows(wt, scales, rows, cols, offset, &mut rng);
