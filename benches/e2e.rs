@@ -68,9 +68,9 @@ fn parse_args() -> Args {
                 a.kv = match value("--kv").as_str() {
                     "f16" => (KvType::F16, None),
                     "f32" => (KvType::F32, None),
-                    "q8_0" => (KvType::Q8_0, None),
-                    "q4_0" => (KvType::Q4_0, None),
-                    "q8_0_q4_0" => (KvType::Q8_0, Some(KvType::Q4_0)),
+                    "q8_0" => (KvType::Int8, None),
+                    "q4_0" => (KvType::Int4, None),
+                    "q8_0_q4_0" => (KvType::Int8, Some(KvType::Int4)),
                     other => usage(&format!("--kv {other}: f16, f32, q8_0, q4_0 or q8_0_q4_0 (K q8_0, V q4_0)")),
                 }
             }

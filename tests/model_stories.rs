@@ -168,7 +168,7 @@ fn an_8bit_kv_cache_matches_a_reference_that_rounds_k_and_v_the_same_way() {
     for rel in ["stories260K/stories260K-f32.gguf", "stories260K/hf"] {
         let m = load_model(rel, None);
         let mut p = params(0, 0.0, 0);
-        p.kv_type = KvType::Q8_0;
+        p.kv_type = KvType::Int8;
         let s = Session::new(m.clone(), p).unwrap();
         let (worst, moved) = step_against(&s, &tokens, &reference, &exact);
         eprintln!("{rel}: q8_0 KV cache: max |logit - q8kv reference| = {worst:e}, - f32 reference = {moved:e}");
@@ -206,7 +206,7 @@ fn an_8bit_k_and_4bit_v_cache_matches_a_reference_that_rounds_them_the_same_way(
     for rel in ["stories260K/stories260K-f32.gguf", "stories260K/hf"] {
         let m = load_model(rel, None);
         let mut p = params(0, 0.0, 0);
-        (p.kv_type, p.kv_type_v) = (KvType::Q8_0, Some(KvType::Q4_0));
+        (p.kv_type, p.kv_type_v) = (KvType::Int8, Some(KvType::Int4));
         let s = Session::new(m.clone(), p).unwrap();
         let (worst, moved) = step_against(&s, &tokens, &reference, &exact);
         eprintln!(

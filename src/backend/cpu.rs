@@ -163,12 +163,12 @@ impl KvBuf {
         let data = match kind {
             KvType::F32 => KvData::F32(filled(n, 0.0, "the KV cache")?),
             KvType::F16 => KvData::F16(filled(n, f16::ZERO, "the KV cache")?),
-            KvType::Q8_0 => {
+            KvType::Int8 => {
                 let block = quant_block(head_dim);
                 let qs = filled(n, 0i8, "the KV cache")?;
                 KvData::Q8 { qs, scales: filled(n / block, f16::ZERO, "the KV cache scales")?, block }
             }
-            KvType::Q4_0 => {
+            KvType::Int4 => {
                 let block = quant_block(head_dim);
                 if !block.is_multiple_of(2) {
                     return Err(Error::new(

@@ -81,13 +81,15 @@ pub enum KvType {
     F16,
     /// Single precision: bit-for-bit what an f32 reference computes.
     F32,
-    /// 8 bits per value with an f16 scale per block of 32 (llama.cpp's `q8_0`; blocks of
-    /// `gcd(32, head_dim)` for smaller heads): 17/32 of the f16 cache's memory.
-    Q8_0,
-    /// 4 bits per value with an f16 scale per block (llama.cpp's `q4_0` rounding, blocks as
-    /// `Q8_0`): 9/32 of the f16 cache's memory. Best kept for V (llama.cpp's `-ctv q4_0`):
-    /// attention scores through 4-bit keys move more.
-    Q4_0,
+    /// 8-bit integers with an f16 scale per block of 32 (the values of llama.cpp's `q8_0`
+    /// cache, `LLAMA_KV_Q8_0`; blocks of `gcd(32, head_dim)` for smaller heads), the scales kept
+    /// apart from the quants (not GGUF's interleaved `Q8_0` block): 17/32 of the f16 cache's
+    /// memory.
+    Int8,
+    /// 4-bit integers with an f16 scale per block (llama.cpp's `q4_0` rounding,
+    /// `LLAMA_KV_Q4_0`; blocks as `Int8`, scales apart): 9/32 of the f16 cache's memory. Best
+    /// kept for V (llama.cpp's `-ctv q4_0`): attention scores through 4-bit keys move more.
+    Int4,
 }
 
 /// Per-session backend state (the KV cache and scratch buffers).

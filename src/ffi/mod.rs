@@ -1025,9 +1025,9 @@ pub unsafe extern "C" fn llama_session_new(
         let (kv_type, kv_type_v) = match p.kv_type {
             LLAMA_KV_F16 => (KvType::F16, None),
             LLAMA_KV_F32 => (KvType::F32, None),
-            LLAMA_KV_Q8_0 => (KvType::Q8_0, None),
-            LLAMA_KV_Q4_0 => (KvType::Q4_0, None),
-            LLAMA_KV_Q8_0_Q4_0 => (KvType::Q8_0, Some(KvType::Q4_0)),
+            LLAMA_KV_Q8_0 => (KvType::Int8, None),
+            LLAMA_KV_Q4_0 => (KvType::Int4, None),
+            LLAMA_KV_Q8_0_Q4_0 => (KvType::Int8, Some(KvType::Int4)),
             other => {
                 return Err(Error::invalid(format!(
                     "params->kv_type is {other}: use LLAMA_KV_F16 ({LLAMA_KV_F16}), LLAMA_KV_F32 ({LLAMA_KV_F32}), LLAMA_KV_Q8_0 ({LLAMA_KV_Q8_0}), LLAMA_KV_Q4_0 ({LLAMA_KV_Q4_0}) or LLAMA_KV_Q8_0_Q4_0 ({LLAMA_KV_Q8_0_Q4_0})"
