@@ -1,15 +1,18 @@
 //! Numeric kernels for runllama, `#![no_std]`: dot products of stored weight rows (f32, f16,
-//! bf16, and GGUF's block-quantized types: see `quant.rs`; read with unaligned little-endian
-//! loads straight from the memory map) with f32 activations, the small per-token ops of a LLaMA layer (rmsnorm, rope, softmax, silu), and
-//! attention over one head's cached positions (f32/f16/bf16 caches, an 8-bit cache written by
-//! [`quantize_q8`] and a 4-bit one written by [`quantize_q4`]).
+//! bf16, read with unaligned little-endian loads straight from the memory map) with f32
+//! activations; of GGUF's block-quantized rows (`quant.rs`) with activations quantized to 8
+//! bits as llama.cpp does ([`quantize_acts`]; integer dot products, `qdot.rs`); the small
+//! per-token ops of a LLaMA layer (rmsnorm, rope, softmax, silu); and attention over one head's
+//! cached positions (f32/f16/bf16 caches, an 8-bit cache written by [`quantize_q8`] and a 4-bit
+//! one written by [`quantize_q4`]).
 //!
-//! Each op has a scalar reference version (module `scalar`) and SIMD versions for x86-64
-//! (AVX2+FMA+F16C, AVX-512 F/BW/VL), chosen at run time from CPUID/XGETBV, once (see
-//! [`path`], [`set_max_path`], [`detected`]). One binary runs on any x86-64; other targets
-//! compile to the scalar path only; compilers older than Rust 1.89 (no stable AVX-512
-//! intrinsics) build without the AVX-512 path (see build.rs). [`paths`] runs one op on a chosen
-//! path (for tests and benches); the plain functions use [`path()`].
+//! Each op has a scalar reference version (module `scalar`; `qdot.rs` for the quantized types)
+//! and SIMD versions for x86-64 (AVX2+FMA+F16C, AVX-512 F/BW/VL, and VNNI for the quantized
+//! types where the CPU has it), chosen at run time from CPUID/XGETBV, once (see [`path`],
+//! [`set_max_path`], [`detected`]). One binary runs on any x86-64; other targets compile to the
+//! scalar path only; compilers older than Rust 1.89 (no stable AVX-512 intrinsics) build
+//! without the AVX-512 path (see build.rs). [`paths`] runs one op on a chosen path (for tests
+//! and benches); the plain functions use [`path()`].
 //!
 //! Results differ between paths only by rounding (summation order and FMA). Within one path
 //! the summation order of a weight row's dot product is fixed (see `simd.rs`): `matvec` and
@@ -20,7 +23,10 @@
 //! product of f16/bf16 weights with a multiple of 32 columns splits the activations (and f16
 //! weights) into bf16 parts and sums their exact products in f32 (see `amx.rs`): the same
 //! independence of the batch; each term within 2^-15 of `w x` (2^-16 for bf16 weights), at
-//! worst 3e-5 of the sum of |w x|, typically far less.
+//! worst 3e-5 of the sum of |w x|, typically far less. The quantized types' integer sums are
+//! exact on every path; their f32 sums of block terms are ordered per path, and the batched
+//! product (a tile kernel on x86, `qdot_x86_tile.rs`) orders them differently from `matvec`
+//! (rounding only; a token's result does not depend on its batch).
 
 #![no_std]
 #![deny(missing_docs)]
@@ -882,6 +888,8 @@ pub fn row_to_f32(wt: WeightType, row: &[u8], out: &mut [f32]) {
 ///
 /// The scalar path accumulates in 8 independent f32 lanes and sums the lanes pairwise; the
 /// SIMD paths in one FMA accumulator of 8 or 16 lanes (the order `matvec` and `matmul` use).
+/// A block type's row is multiplied with `x` quantized as [`quantize_acts`] does (what
+/// `matvec` computes, bit for bit).
 pub fn dot_row(wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
     // SAFETY: `path()` never exceeds the detected features.
     unsafe { imp::dot_row(path(), wt, row, x) }
@@ -929,11 +937,13 @@ pub fn matmul(wt: WeightType, w: &[u8], rows: usize, cols: usize, x: &[f32], n: 
 }
 
 /// [`matmul`] over activations packed by [`pack_activations`] (`xp`, `n` tokens of `cols`,
-/// packed for `wt` on the path this call runs on). Each weight row is read from `w` once per
-/// 256 tokens; every output is one multiply-add chain over the columns in order, so its value
-/// depends only on the weight row and the token's activations (not on `n` or the token's
-/// place), and is the same on the AVX2 and AVX-512 paths ([`Path::Amx`] rounds differently:
-/// see the crate docs).
+/// packed for `wt` on the path this call runs on). For the float types each weight row is read
+/// from `w` once per 256 tokens; every output is one multiply-add chain over the columns in
+/// order, so its value depends only on the weight row and the token's activations (not on `n`
+/// or the token's place), and is the same on the AVX2 and AVX-512 paths ([`Path::Amx`] rounds
+/// differently: see the crate docs). For the block types, integer dot products over each
+/// token's quantized activations (tiles of 8 rows on x86), likewise independent of `n` and the
+/// token's place.
 pub fn matmul_packed(wt: WeightType, w: &[u8], rows: usize, cols: usize, xp: &[f32], n: usize, out: &mut [f32]) {
     // SAFETY: `path()` never exceeds the detected features.
     unsafe { imp::matmul_packed(path(), wt, w, rows, cols, xp, n, out, &mut []) }
