@@ -86,8 +86,11 @@ unsafe fn bytes_from_bits(p: *const u8) -> __m256i {
 #[inline(always)]
 unsafe fn nibbles(p: *const u8) -> __m256i {
     // SAFETY: the caller points at 16 bytes of a block.
-    let raw = _mm_loadu_si128(p as *const __m128i);
-    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F))
+    let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+    // The upper copy shifted right by 4 (per 64-bit lane: no bits cross the nibble boundary
+    // that the mask keeps).
+    let shifted = _mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4));
+    _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F))
 }
 
 /// The 32 bytes at `b + at`.
