@@ -347,7 +347,15 @@ pub(crate) unsafe fn products_on(
             unsafe {
                 let first = crate::qdot_x86::MAX_TOKENS * c;
                 let out = &mut out[first * rows..(first + chunk.len()) * rows];
-                crate::qdot_x86::products(vnni, tile, wt, w, rows, rb / wt.block_bytes(), &ptrs[..chunk.len()], out)
+                let job = crate::qdot_x86::Products {
+                    wt,
+                    w,
+                    rows,
+                    blocks: rb / wt.block_bytes(),
+                    acts: &ptrs[..chunk.len()],
+                    out,
+                };
+                crate::qdot_x86::products(vnni, tile, job)
             };
         }
         return;

@@ -109,83 +109,58 @@ unsafe fn sh(v: __m256i, n: usize) -> __m256i {
 /// Most tokens one call of [`products`] takes (the tile kernel keeps two accumulators per token).
 pub(crate) const MAX_TOKENS: usize = 64;
 
-/// Whether [`matvec`] has a kernel for `wt` (every block type).
+/// Whether [`products`] has a kernel for `wt` (every block type).
 pub(crate) fn handles(wt: WeightType) -> bool {
     wt.is_quantized()
 }
 
-/// `out[t * rows + r] = dot(row r, token t)` for the `rows` rows of `w` (`blocks` blocks of
-/// `wt` each, back to back) and the tokens' quantized activations `acts[t]`: row by row, the
-/// tokens four at a time (sharing the row's unpacking where the kernel can); each product the
-/// same computation whatever the number of tokens. With `tile` (batched products), the tile
-/// kernel instead (8 rows at a time; the same integer sums, the f32 sums by row). With `vnni`,
-/// byte products are one `vpdpbusd` each (the same sums).
+/// A product of quantized rows with quantized activations: `out[t * rows + r] = dot(row r,
+/// token t)` for the `rows` rows of `w` (`blocks` blocks of `wt` each, back to back) and the
+/// tokens' activations `acts[t]` (at most [`MAX_TOKENS`]).
+pub(crate) struct Products<'a> {
+    pub wt: WeightType,
+    pub w: &'a [u8],
+    pub rows: usize,
+    pub blocks: usize,
+    pub acts: &'a [*const u8],
+    pub out: &'a mut [f32],
+}
+
+/// Run `job`: row by row and token by token (the matrix-vector product of decoding), or with
+/// `tile` (batched products) the tile kernel (8 rows at a time; the same integer sums, the f32
+/// sums by row). With `vnni`, byte products are one `vpdpbusd` each (the same sums).
 ///
 /// # Safety
 /// The CPU supports AVX2, FMA and F16C, and with `vnni` AVX-512 F, VL and VNNI; `w` holds
 /// `rows` rows of `blocks` blocks of `wt`, each of `acts` points at the activations of a row,
 /// and `out` holds `acts.len() * rows` (the caller checked the lengths).
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn products(
-    vnni: bool,
-    tile: bool,
-    wt: WeightType,
-    w: &[u8],
-    rows: usize,
-    blocks: usize,
-    acts: &[*const u8],
-    out: &mut [f32],
-) {
+pub(crate) unsafe fn products(vnni: bool, tile: bool, job: Products<'_>) {
     #[cfg(runllama_avx512)]
     if vnni {
         // SAFETY: the caller's contract.
-        return unsafe { products_vnni(tile, wt, w, rows, blocks, acts, out) };
+        return unsafe { products_vnni(tile, job) };
     }
     let _ = vnni;
     // SAFETY: the caller's contract.
-    unsafe { products_avx2(tile, wt, w, rows, blocks, acts, out) }
+    unsafe { products_avx2(tile, job) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn products_avx2(
-    tile: bool,
-    wt: WeightType,
-    w: &[u8],
-    rows: usize,
-    blocks: usize,
-    acts: &[*const u8],
-    out: &mut [f32],
-) {
+unsafe fn products_avx2(tile: bool, job: Products<'_>) {
     // SAFETY: the caller's contract.
-    unsafe { products_with::<false>(tile, wt, w, rows, blocks, acts, out) }
+    unsafe { products_with::<false>(tile, job) }
 }
 
 #[cfg(runllama_avx512)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-unsafe fn products_vnni(
-    tile: bool,
-    wt: WeightType,
-    w: &[u8],
-    rows: usize,
-    blocks: usize,
-    acts: &[*const u8],
-    out: &mut [f32],
-) {
+unsafe fn products_vnni(tile: bool, job: Products<'_>) {
     // SAFETY: the caller's contract.
-    unsafe { products_with::<true>(tile, wt, w, rows, blocks, acts, out) }
+    unsafe { products_with::<true>(tile, job) }
 }
 
 /// [`products`]' body, inlined into a function compiled for the features `V` needs.
 #[inline(always)]
-unsafe fn products_with<const V: bool>(
-    tile: bool,
-    wt: WeightType,
-    w: &[u8],
-    rows: usize,
-    blocks: usize,
-    acts: &[*const u8],
-    out: &mut [f32],
-) {
+unsafe fn products_with<const V: bool>(tile: bool, job: Products<'_>) {
     const Q8_0: u8 = WeightType::Q8_0 as u8;
     const Q4_0: u8 = WeightType::Q4_0 as u8;
     const Q4_1: u8 = WeightType::Q4_1 as u8;
@@ -196,25 +171,17 @@ unsafe fn products_with<const V: bool>(
     const Q4_K: u8 = WeightType::Q4_K as u8;
     const Q5_K: u8 = WeightType::Q5_K as u8;
     const Q6_K: u8 = WeightType::Q6_K as u8;
-    let (rb, n) = (blocks * wt.block_bytes(), acts.len());
+    let Products { wt, w, rows, blocks, acts, out } = job;
+    let rb = blocks * wt.block_bytes();
     // SAFETY (of each call): the caller's contract; row `r` is within `w`, tokens within `acts`.
     macro_rules! run {
         ($f:ident, $t:expr) => {{
             if tile {
                 return crate::qdot_x86_tile::products::<$t, V>(w.as_ptr(), rows, blocks, acts, out);
             }
-            for r in 0..rows {
-                let row = w.as_ptr().add(r * rb);
-                let mut t = 0;
-                while t + 4 <= n {
-                    let v = $f::<$t, V, 4>(row, [acts[t], acts[t + 1], acts[t + 2], acts[t + 3]], blocks);
-                    for (k, v) in v.into_iter().enumerate() {
-                        out[(t + k) * rows + r] = v;
-                    }
-                    t += 4;
-                }
-                for t in t..n {
-                    out[t * rows + r] = $f::<$t, V, 1>(row, [acts[t]], blocks)[0];
+            for (t, &a) in acts.iter().enumerate() {
+                for r in 0..rows {
+                    out[t * rows + r] = $f::<$t, V>(w.as_ptr().add(r * rb), a, blocks);
                 }
             }
         }};
@@ -336,34 +303,24 @@ unsafe fn f16x8(b: *const u8, bb: usize, at: usize, n: usize) -> __m256 {
     _mm256_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), h(4), h(5), h(6), h(7)))
 }
 
-/// The dot products of one row of a 32-element type with `N` tokens' activations (`acts`):
-/// per group of 8 blocks, the weights unpacked once; per token, each block's integer sum (one
-/// lane per block), the offset taken off with the activations' sums, then one multiply-add by
-/// the 8 blocks' scale products (and for the types with a minimum, one by the minimums and the
-/// activations' `s`). Each token's operations are the same whatever `N`: a token's result does
-/// not depend on the others.
+/// The dot product of one row of a 32-element type with a token's activations `acts`: per
+/// group of 8 blocks, each block's integer sum (one lane per block), the offset taken off with
+/// the activations' sums, then one multiply-add by the 8 blocks' scale products (and for the
+/// types with a minimum, one by the minimums and the activations' `s`).
 #[inline(always)]
-unsafe fn row32<const T: u8, const V: bool, const N: usize>(
-    row: *const u8,
-    acts: [*const u8; N],
-    blocks: usize,
-) -> [f32; N] {
+unsafe fn row32<const T: u8, const V: bool>(row: *const u8, acts: *const u8, blocks: usize) -> f32 {
     let bb = wt_of(T).block_bytes();
-    let (mut acc, mut accm) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
+    let mut acc = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let full = blocks / G32;
     for g in 0..full {
         // SAFETY: the caller's contract: blocks `8g .. 8g + 8` and group `g` exist.
-        group32::<T, V, N, true>(row.add(g * G32 * bb), acts, g, G32, &mut acc, &mut accm);
+        acc = group32::<T, V, true>(row.add(g * G32 * bb), acts.add(g * G32_BYTES), G32, acc);
     }
     if blocks > full * G32 {
         // SAFETY: as above, for the last `blocks - 8 full` blocks.
-        group32::<T, V, N, false>(row.add(full * G32 * bb), acts, full, blocks - full * G32, &mut acc, &mut accm);
+        acc = group32::<T, V, false>(row.add(full * G32 * bb), acts.add(full * G32_BYTES), blocks - full * G32, acc);
     }
-    let mut out = [0f32; N];
-    for t in 0..N {
-        out[t] = hsum(acc[t]) + hsum(accm[t]);
-    }
-    out
+    hsum(acc.0) + hsum(acc.1)
 }
 
 /// The 8 four-byte values at `a + at` (`FULL`), or the first `n` and zeros.
@@ -381,95 +338,68 @@ unsafe fn lanes<const FULL: bool>(a: *const u8, at: usize, n: usize) -> __m256i 
     _mm256_loadu_si256(v.as_ptr() as *const __m256i)
 }
 
-/// Group `g` of [`row32`] (`n` blocks at `b`; `FULL`: `n` is 8, and every loop has a fixed
-/// length).
+/// One group of [`row32`]: `n` blocks at `b`, their activations' group at `a` (`FULL`: `n` is
+/// 8, and every loop has a fixed length); the `(scales, minimums)` accumulators.
 #[inline(always)]
-unsafe fn group32<const T: u8, const V: bool, const N: usize, const FULL: bool>(
+unsafe fn group32<const T: u8, const V: bool, const FULL: bool>(
     b: *const u8,
-    acts: [*const u8; N],
-    g: usize,
+    a: *const u8,
     n: usize,
-    acc: &mut [__m256; N],
-    accm: &mut [__m256; N],
-) {
+    (acc, accm): (__m256, __m256),
+) -> (__m256, __m256) {
     let bb = wt_of(T).block_bytes();
-    let with_min = matches!(wt_of(T), WeightType::Q4_1 | WeightType::Q5_1);
     let n = if FULL { G32 } else { n };
     let (d_at, s_at, sum_at, qs_at) = g32_fields(n);
-    // SAFETY (of every access below): the caller points `b` at `n` blocks of `T`, and each of
-    // `acts` at a row's activations with group `g`.
-    let mut u = [_mm256_setzero_si256(); 8];
-    for (k, uk) in u.iter_mut().enumerate() {
+    // SAFETY (of every access below): the caller points `b` at `n` blocks of `T`, and `a` at
+    // their activations' group.
+    let mut p = [_mm256_setzero_si256(); 8];
+    for (k, pk) in p.iter_mut().enumerate() {
         if FULL || k < n {
-            *uk = unpack32::<T, V>(b.add(k * bb));
+            *pk = dot32::<T, V>(unpack32::<T, V>(b.add(k * bb)), a.add(qs_at + QK * k));
         }
     }
-    let dw = f16x8(b, bb, 0, n);
-    let mw = if with_min { f16x8(b, bb, 2, n) } else { _mm256_setzero_ps() };
-    for t in 0..N {
-        let a = acts[t].add(g * G32_BYTES);
-        let mut p = [_mm256_setzero_si256(); 8];
-        for (k, pk) in p.iter_mut().enumerate() {
-            if FULL || k < n {
-                *pk = dot32::<T, V>(u[k], a.add(qs_at + QK * k));
-            }
-        }
-        let mut sumi = sum8(p);
-        if let Some(shift) = off32(T, V) {
-            sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(lanes::<FULL>(a, sum_at, n), _mm_cvtsi32_si128(shift)));
-        }
-        let d = _mm256_mul_ps(dw, _mm256_castsi256_ps(lanes::<FULL>(a, d_at, n)));
-        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[t]);
-        if with_min {
-            accm[t] = _mm256_fmadd_ps(mw, _mm256_castsi256_ps(lanes::<FULL>(a, s_at, n)), accm[t]);
-        }
+    let mut sumi = sum8(p);
+    if let Some(shift) = off32(T, V) {
+        sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(lanes::<FULL>(a, sum_at, n), _mm_cvtsi32_si128(shift)));
     }
+    let d = _mm256_mul_ps(f16x8(b, bb, 0, n), _mm256_castsi256_ps(lanes::<FULL>(a, d_at, n)));
+    let acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+    if !matches!(wt_of(T), WeightType::Q4_1 | WeightType::Q5_1) {
+        return (acc, accm);
+    }
+    let s = _mm256_castsi256_ps(lanes::<FULL>(a, s_at, n));
+    (acc, _mm256_fmadd_ps(f16x8(b, bb, 2, n), s, accm))
 }
 
-/// The dot products of one row of a K-quant with `N` tokens' activations (`acts`): per
-/// super-block, each group of 32 quants (unsigned) times the activations, weighted by its
-/// sub-block scales; the minimums or offsets from the activations' sums of 16. Per token, even
-/// and odd super-blocks in two accumulators; a token's operations are the same whatever `N`.
+/// The dot product of one row of a K-quant with a token's activations `acts`: per super-block,
+/// each group of 32 quants (unsigned) times the activations, weighted by its sub-block scales;
+/// the minimums or offsets from the activations' sums of 16. Even and odd super-blocks in two
+/// accumulators.
 #[inline(always)]
-unsafe fn row_k<const T: u8, const V: bool, const N: usize>(
-    row: *const u8,
-    acts: [*const u8; N],
-    blocks: usize,
-) -> [f32; N] {
+unsafe fn row_k<const T: u8, const V: bool>(row: *const u8, acts: *const u8, blocks: usize) -> f32 {
+    let bb = wt_of(T).block_bytes();
     let zero = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    let (mut even, mut odd) = ([zero; N], [zero; N]);
+    let (mut even, mut odd) = (zero, zero);
+    // Super-block `i`'s terms added into `acc`.
+    macro_rules! term {
+        ($i:expr, $acc:expr) => {
+            match wt_of(T) {
+                WeightType::Q4_K | WeightType::Q5_K => {
+                    term_q45k::<T, V>(row.add($i * bb), acts.add($i * AK_BYTES), $acc)
+                }
+                _ => term_k16::<T>(row.add($i * bb), acts.add($i * AK_BYTES), $acc),
+            }
+        };
+    }
     for i in (0..blocks - blocks % 2).step_by(2) {
         // SAFETY: the caller's contract, passed on.
-        term_k::<T, V, N>(row, acts, i, &mut even);
-        term_k::<T, V, N>(row, acts, i + 1, &mut odd);
+        even = term!(i, even);
+        odd = term!(i + 1, odd);
     }
     if blocks % 2 == 1 {
-        term_k::<T, V, N>(row, acts, blocks - 1, &mut even);
+        even = term!(blocks - 1, even);
     }
-    let mut out = [0f32; N];
-    for t in 0..N {
-        out[t] = hsum(_mm256_add_ps(even[t].0, odd[t].0)) - hsum(_mm256_add_ps(even[t].1, odd[t].1));
-    }
-    out
-}
-
-/// Super-block `i`'s terms of a K-quant `T` for each of `N` tokens, added into the token's
-/// `(scales, minimums)` accumulators.
-#[inline(always)]
-unsafe fn term_k<const T: u8, const V: bool, const N: usize>(
-    row: *const u8,
-    acts: [*const u8; N],
-    i: usize,
-    accs: &mut [(__m256, __m256); N],
-) {
-    let wt = wt_of(T);
-    let b = row.add(i * wt.block_bytes());
-    if matches!(wt, WeightType::Q4_K | WeightType::Q5_K) {
-        // SAFETY: the caller's contract, passed on.
-        return term_q45k::<T, V, N>(b, core::array::from_fn(|t| acts[t].add(i * AK_BYTES)), accs);
-    }
-    // SAFETY: as above.
-    term_k16::<T, N>(b, core::array::from_fn(|t| acts[t].add(i * AK_BYTES)), accs)
+    hsum(_mm256_add_ps(even.0, odd.0)) - hsum(_mm256_add_ps(even.1, odd.1))
 }
 
 /// A K-quant super-block's quants (unsigned), group `g` (elements `32g .. 32g + 32`) in
@@ -553,78 +483,68 @@ pub(crate) unsafe fn scales_k8(b: *const u8) -> ([u32; 2], [u32; 2]) {
     ([sc_lo, sc_hi], [mn_lo, mn_hi])
 }
 
-/// [`term_k`] of a super-block at `b` of the types with sixteen sub-blocks (`Q2_K`, `Q3_K`,
-/// `Q6_K`) and `N` tokens' activations: the sixteen scales unpacked in registers and the quants
-/// once; per token, each group of 32 quants (unsigned) times the activations in i16 pairs,
-/// weighted into i32 by its two sub-blocks' scales; the minimums (`Q2_K`) or the offsets
-/// (4 and 32 times the scale) against the activations' sums of 16.
+/// One super-block's terms of [`row_k`] for the types with sixteen sub-blocks (`Q2_K`, `Q3_K`,
+/// `Q6_K`; `b`: the super-block, `a`: its activations) added into the `(scales, minimums)`
+/// accumulators: each group of 32 quants (unsigned) times the activations in i16 pairs,
+/// weighted into i32 by its two sub-blocks' scales; the minimums (`Q2_K`) or the offsets (4 and
+/// 32 times the scale) against the activations' sums of 16.
 #[inline(always)]
-unsafe fn term_k16<const T: u8, const N: usize>(b: *const u8, acts: [*const u8; N], accs: &mut [(__m256, __m256); N]) {
+unsafe fn term_k16<const T: u8>(b: *const u8, a: *const u8, (acc, accm): (__m256, __m256)) -> (__m256, __m256) {
     let (d_at, dmin_at) = k_factors(wt_of(T));
     // SAFETY (of every access below): the caller points `b` at a whole super-block of `T` and
-    // each of `acts` at its activation block.
+    // `a` at its activation block.
     let (sc, m) = scales_k16::<T>(b);
     let q = unpack_k::<T>(b);
-    // Group g's i16 lanes 0..8 hold elements 0..16 (sub-block 2g), lanes 8..16 sub-block 2g + 1:
-    // their scales, as i16.
-    let mut pairs = [_mm256_setzero_si256(); 8];
-    for (g, pg) in pairs.iter_mut().enumerate() {
-        let (a, b) = (2 * g as i8, 2 * g as i8 + 1);
-        *pg = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, _mm_setr_epi8(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b)));
+    let mut isum = _mm256_setzero_si256();
+    for (g, qg) in q.iter().enumerate() {
+        // i16 lanes 0..8 hold elements 0..16 (sub-block 2g), lanes 8..16 sub-block 2g + 1:
+        // weighted by their scales.
+        let (lo, hi) = (2 * g as i8, 2 * g as i8 + 1);
+        let pair = _mm_setr_epi8(lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi);
+        let scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, pair));
+        let p = _mm256_maddubs_epi16(*qg, ld(a, 4 + 32 * g));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scales));
     }
-    let d = f16_at(b.add(d_at));
-    let dmin = dmin_at.map(|at| f16_at(b.add(at)));
-    for t in 0..N {
-        let (a, (acc, accm)) = (acts[t], accs[t]);
-        let mut isum = _mm256_setzero_si256();
-        for g in 0..8 {
-            let p = _mm256_maddubs_epi16(q[g], ld(a, 4 + 32 * g));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, pairs[g]));
-        }
-        let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), m);
-        let yd = f32_at(a);
-        let dv = _mm256_set1_ps(d * yd);
-        accs[t] = match dmin {
-            None => (_mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, msum)), acc), accm),
-            Some(dmin) => (
-                _mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(isum), acc),
-                _mm256_fmadd_ps(_mm256_set1_ps(dmin * yd), _mm256_cvtepi32_ps(msum), accm),
-            ),
-        };
+    let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), m);
+    let yd = f32_at(a);
+    let d = _mm256_set1_ps(f16_at(b.add(d_at)) * yd);
+    match dmin_at {
+        None => (_mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, msum)), acc), accm),
+        Some(at) => (
+            _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc),
+            _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b.add(at)) * yd), _mm256_cvtepi32_ps(msum), accm),
+        ),
     }
 }
 
-/// [`term_k`] of a `Q4_K`/`Q5_K` super-block at `b` and `N` tokens' activations: the eight
-/// 6-bit scales and minimums unpacked in registers and the quants once; per token, each
-/// sub-block's sum of quants × activations as one lane of a vector (a fixed tree of adds over
-/// the 8 sub-blocks), times its scale; the minimums against the activations' sums of 16.
+/// One super-block's terms of [`row_k`] for `Q4_K`/`Q5_K` (`b`: the super-block, `a`: its
+/// activations) added into the `(scales, minimums)` accumulators: the eight 6-bit scales and
+/// minimums unpacked in registers, each sub-block's sum of quants × activations as one lane of
+/// a vector (a fixed tree of adds over the 8 sub-blocks), times its scale; the minimums
+/// against the activations' sums of 16.
 #[inline(always)]
-unsafe fn term_q45k<const T: u8, const V: bool, const N: usize>(
+unsafe fn term_q45k<const T: u8, const V: bool>(
     b: *const u8,
-    acts: [*const u8; N],
-    accs: &mut [(__m256, __m256); N],
-) {
-    // SAFETY (of every access): the caller points `b` at a whole super-block of `T` and each
-    // of `acts` at its activation block.
+    a: *const u8,
+    (acc, accm): (__m256, __m256),
+) -> (__m256, __m256) {
+    // SAFETY (of every access): the caller points `b` at a whole super-block of `T` and `a` at
+    // its activation block.
     let ([sc_lo, sc_hi], [mn_lo, mn_hi]) = scales_k8(b);
     let scales = _mm256_cvtepu8_epi32(_mm_setr_epi32(sc_lo as i32, sc_hi as i32, 0, 0));
     let mins = _mm_setr_epi32(mn_lo as i32, mn_hi as i32, 0, 0);
     // Each minimum twice (for its two sums of 16), as i16.
     let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
     let q = unpack_k::<T>(b);
-    let (d, dmin) = (f16_at(b), f16_at(b.add(2)));
-    for t in 0..N {
-        let (a, (acc, accm)) = (acts[t], accs[t]);
-        let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), mins);
-        let mut p = [_mm256_setzero_si256(); 8];
-        for (g, pg) in p.iter_mut().enumerate() {
-            *pg = dot_us::<V>(q[g], ld(a, 4 + 32 * g));
-        }
-        let isum = _mm256_mullo_epi32(sum8(p), scales);
-        let yd = f32_at(a);
-        accs[t] = (
-            _mm256_fmadd_ps(_mm256_set1_ps(d * yd), _mm256_cvtepi32_ps(isum), acc),
-            _mm256_fmadd_ps(_mm256_set1_ps(dmin * yd), _mm256_cvtepi32_ps(msum), accm),
-        );
+    let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), mins);
+    let mut p = [_mm256_setzero_si256(); 8];
+    for (g, pg) in p.iter_mut().enumerate() {
+        *pg = dot_us::<V>(q[g], ld(a, 4 + 32 * g));
     }
+    let isum = _mm256_mullo_epi32(sum8(p), scales);
+    let yd = f32_at(a);
+    (
+        _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b) * yd), _mm256_cvtepi32_ps(isum), acc),
+        _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b.add(2)) * yd), _mm256_cvtepi32_ps(msum), accm),
+    )
 }
