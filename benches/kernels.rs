@@ -15,6 +15,9 @@
 //! - `matmul/<path>/<type>/4096x4096xn128`: a 128-token prefill (activations packed once, as
 //!   the forward pass does); the throughput is counted in "elements" that are FLOPs
 //!   (2 * rows * cols * n), so criterion's Gelem/s reads as GFLOP/s.
+//! - `qmatvec/<path>/<type>/11008x4096` and `qmatmul/<path>/<type>/4096x4096xn128`: the same
+//!   for the quantized types of the common presets (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; activations
+//!   quantized once, outside the timing, as the forward pass does per product input).
 //! - `attention/<path>/<cache>/7B_4096`: one token's attention over one LLaMA2-7B layer's
 //!   cache at 4096 positions (32 heads of 128; scores, softmax, weighted sum of V), f16 cache
 //!   (`attn_scores` / `attn_wsum`) and 8-bit cache (`attn_scores_q8` /
@@ -30,6 +33,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Samplin
 use runllama_kernels::{self as k, detected, paths, WeightType};
 
 const TYPES: [WeightType; 3] = [WeightType::F32, WeightType::F16, WeightType::BF16];
+const QTYPES: [WeightType; 5] =
+    [WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K, WeightType::Q5_K, WeightType::Q6_K];
 const SHAPES: [(usize, usize); 5] = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (128256, 4096)];
 
 fn config(c: &mut Criterion) -> &mut Criterion {
@@ -99,6 +104,46 @@ fn bench_kernels(c: &mut Criterion) {
             let bytes = rows * cols * wt.size();
             let id = BenchmarkId::new(format!("{}/{wt:?}", p.name()), format!("{rows}x{cols}xn{n}"));
             // The packed layout depends on the path and the weight type.
+            paths::pack_activations(p, wt, &xs, n, cols, &mut xp);
+            g.bench_function(id, |b| {
+                b.iter(|| paths::matmul_packed(p, wt, &w[..bytes], rows, cols, &xp, n, &mut outs))
+            });
+        }
+    }
+    g.finish();
+
+    // Quantized weights: 0x3C bytes are valid blocks of every type (f16 scales 1.06).
+    let (qrows, qcols) = (11008usize, 4096usize);
+    let mut acts =
+        vec![0u8; k::act_bytes(WeightType::Q8_0, qcols).unwrap().max(k::act_bytes(WeightType::Q4_K, qcols).unwrap())];
+    let mut g = c.benchmark_group("qmatvec");
+    g.sample_size(10).sampling_mode(SamplingMode::Flat);
+    g.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
+        for wt in QTYPES {
+            let bytes = qrows * wt.row_bytes(qcols).unwrap();
+            k::quantize_acts(wt, &xs[..qcols], &mut acts);
+            g.throughput(Throughput::Bytes(bytes as u64));
+            let id = BenchmarkId::new(format!("{}/{wt:?}", p.name()), format!("{qrows}x{qcols}"));
+            let (copies, mut c) = (w.len() / bytes, 0);
+            g.bench_function(id, |b| {
+                b.iter(|| {
+                    c = (c + 1) % copies;
+                    let m = &w[c * bytes..(c + 1) * bytes];
+                    paths::matvec_quantized(p, wt, m, &acts, qcols, &mut out[..qrows])
+                })
+            });
+        }
+    }
+    g.finish();
+    let mut g = c.benchmark_group("qmatmul");
+    g.sample_size(10).sampling_mode(SamplingMode::Flat);
+    g.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements((2 * rows * cols * n) as u64));
+    for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
+        for wt in QTYPES {
+            let bytes = rows * wt.row_bytes(cols).unwrap();
+            let id = BenchmarkId::new(format!("{}/{wt:?}", p.name()), format!("{rows}x{cols}xn{n}"));
             paths::pack_activations(p, wt, &xs, n, cols, &mut xp);
             g.bench_function(id, |b| {
                 b.iter(|| paths::matmul_packed(p, wt, &w[..bytes], rows, cols, &xp, n, &mut outs))
