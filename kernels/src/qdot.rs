@@ -202,30 +202,40 @@ pub(crate) fn k_scales(wt: WeightType, b: &[u8]) -> ([i16; 16], [i16; 16]) {
     (sc, m)
 }
 
-/// Element `e`'s unsigned quant in a K-quant super-block `b` (the value before its offset).
-#[inline(always)]
-fn k_quant(wt: WeightType, b: &[u8], e: usize) -> u8 {
-    let (h, s, l) = (e / 128, (e % 128) / 32, e % 32);
-    match wt {
-        WeightType::Q2_K => (b[16 + 32 * h + l] >> (2 * s)) & 3,
-        WeightType::Q3_K => ((b[32 + 32 * h + l] >> (2 * s)) & 3) | (((b[l] >> (e / 32)) & 1) << 2),
-        WeightType::Q4_K | WeightType::Q5_K => {
-            let j = e / 32;
-            let at = if wt == WeightType::Q5_K { 48 } else { 16 };
-            let q = (b[at + (j / 2) * 32 + l] >> (4 * (j % 2))) & 0x0F;
-            if wt == WeightType::Q5_K {
-                q | (((b[16 + l] >> j) & 1) << 4)
-            } else {
-                q
+/// The unsigned quants (before their offset) of K-quant super-block `b`, group by group of 32
+/// (each group one loop over its bytes, which the compiler vectorizes).
+fn k_quants(wt: WeightType, b: &[u8], q: &mut [u8; QK_K]) {
+    for (g, out) in q.chunks_exact_mut(32).enumerate() {
+        let (h, s) = (g / 4, g % 4);
+        match wt {
+            WeightType::Q2_K => {
+                for (o, &x) in out.iter_mut().zip(&b[16 + 32 * h..]) {
+                    *o = (x >> (2 * s)) & 3;
+                }
             }
+            WeightType::Q3_K => {
+                for ((o, &x), &m) in out.iter_mut().zip(&b[32 + 32 * h..]).zip(&b[..32]) {
+                    *o = ((x >> (2 * s)) & 3) | (((m >> g) & 1) << 2);
+                }
+            }
+            WeightType::Q4_K => {
+                for (o, &x) in out.iter_mut().zip(&b[16 + 32 * (g / 2)..]) {
+                    *o = (x >> (4 * (g % 2))) & 0x0F;
+                }
+            }
+            WeightType::Q5_K => {
+                for ((o, &x), &hb) in out.iter_mut().zip(&b[48 + 32 * (g / 2)..]).zip(&b[16..48]) {
+                    *o = ((x >> (4 * (g % 2))) & 0x0F) | (((hb >> g) & 1) << 4);
+                }
+            }
+            WeightType::Q6_K => {
+                let (ql, qh) = (&b[64 * h + 32 * (s % 2)..], &b[128 + 32 * h..]);
+                for ((o, &lo), &hi) in out.iter_mut().zip(ql).zip(qh) {
+                    *o = ((lo >> (4 * (s / 2))) & 0x0F) | (((hi >> (2 * s)) & 3) << 4);
+                }
+            }
+            _ => unreachable!("not a K-quant: {wt:?}"),
         }
-        WeightType::Q6_K => {
-            let w = e % 128;
-            let low = (b[h * 64 + w % 64] >> (4 * (w / 64))) & 0x0F;
-            let high = (b[128 + h * 32 + w % 32] >> (2 * (w / 32))) & 3;
-            low | (high << 4)
-        }
-        _ => unreachable!("not a K-quant: {wt:?}"),
     }
 }
 
@@ -235,9 +245,7 @@ pub(crate) fn k_block(wt: WeightType, b: &[u8]) -> KBlock {
     let (d_at, dmin_at) = k_factors(wt);
     let (d, dmin) = (f16_at(b, d_at), dmin_at.map(|at| f16_at(b, at)));
     let mut q = [0u8; QK_K];
-    for (e, v) in q.iter_mut().enumerate() {
-        *v = k_quant(wt, b, e);
-    }
+    k_quants(wt, b, &mut q);
     KBlock { q, sc, m, d, dmin }
 }
 
@@ -299,7 +307,8 @@ pub(crate) fn dot(wt: WeightType, row: &[u8], acts: &[u8]) -> f32 {
         let mut isum = 0i32;
         let mut msum = 0i32;
         for j in 0..16 {
-            let s: i32 = (16 * j..16 * (j + 1)).map(|e| k.q[e] as i32 * y[e] as i8 as i32).sum();
+            let (qj, yj) = (&k.q[16 * j..16 * (j + 1)], &y[16 * j..16 * (j + 1)]);
+            let s: i32 = qj.iter().zip(yj).map(|(&w, &x)| w as i32 * x as i8 as i32).sum();
             isum += k.sc[j] as i32 * s;
             let bs = i16::from_le_bytes([a[AK_BSUMS + 2 * j], a[AK_BSUMS + 2 * j + 1]]);
             msum += k.m[j] as i32 * bs as i32;
