@@ -114,8 +114,9 @@ fn llama_cpp_oracle(rel: &str) -> (Vec<u32>, Vec<Vec<f32>>) {
 /// activations, a rounding-level difference upstream can move an activation across a
 /// rounding boundary, and such steps grow along the run. After BOS our paths are within
 /// 3.4e-6 of llama.cpp (the kernels and the activations' quantization are the same maths);
-/// along the run, within 0.24 (32-element) and 0.021 (K-quants): twice llama.cpp's own spread
-/// at most. The bounds leave room for other CPUs' rounding.
+/// along the run, within 0.398 (Q4_0, as llama.cpp's own spread on that file; 0.24 on the
+/// other 32-element types) and 0.021 (K-quants: twice llama.cpp's own). The bounds leave room
+/// for other CPUs' rounding.
 #[test]
 fn quantized_models_match_llama_cpp() {
     /// After BOS alone.
