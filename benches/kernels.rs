@@ -29,13 +29,22 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use runllama_kernels::{self as k, detected, paths, WeightType};
 
 const TYPES: [WeightType; 3] = [WeightType::F32, WeightType::F16, WeightType::BF16];
 const QTYPES: [WeightType; 5] =
     [WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K, WeightType::Q5_K, WeightType::Q6_K];
 const SHAPES: [(usize, usize); 5] = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (128256, 4096)];
+
+/// A benchmark group of 10 flat samples, 0.3 s of warm-up, 1 s of measurement.
+fn flat_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10).sampling_mode(SamplingMode::Flat);
+    g.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    g
+}
 
 fn config(c: &mut Criterion) -> &mut Criterion {
     eprintln!("kernels: detected {:?}; paths {:?}", detected(), paths::available().collect::<Vec<_>>());
@@ -69,9 +78,7 @@ fn bench_kernels(c: &mut Criterion) {
     let w = vec![0x3Cu8; max_bytes];
     let x = vec![0.5f32; 11008];
     let mut out = vec![0f32; 128256];
-    let mut g = c.benchmark_group("matvec");
-    g.sample_size(10).sampling_mode(SamplingMode::Flat);
-    g.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    let mut g = flat_group(c, "matvec");
     for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
         for wt in TYPES {
             for (rows, cols) in SHAPES {
@@ -94,9 +101,7 @@ fn bench_kernels(c: &mut Criterion) {
     let xs: Vec<f32> = (0..n * cols).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
     let mut xp = vec![0f32; k::packed_len(n, cols)];
     let mut outs = vec![0f32; n * rows];
-    let mut g = c.benchmark_group("matmul");
-    g.sample_size(10).sampling_mode(SamplingMode::Flat);
-    g.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    let mut g = flat_group(c, "matmul");
     // Throughput in FLOPs (one multiply + one add per weight per token), reported as elements.
     g.throughput(Throughput::Elements((2 * rows * cols * n) as u64));
     for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
@@ -116,9 +121,7 @@ fn bench_kernels(c: &mut Criterion) {
     let (qrows, qcols) = (11008usize, 4096usize);
     let mut acts =
         vec![0u8; k::act_bytes(WeightType::Q8_0, qcols).unwrap().max(k::act_bytes(WeightType::Q4_K, qcols).unwrap())];
-    let mut g = c.benchmark_group("qmatvec");
-    g.sample_size(10).sampling_mode(SamplingMode::Flat);
-    g.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    let mut g = flat_group(c, "qmatvec");
     for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
         for wt in QTYPES {
             let bytes = qrows * wt.row_bytes(qcols).unwrap();
@@ -136,9 +139,7 @@ fn bench_kernels(c: &mut Criterion) {
         }
     }
     g.finish();
-    let mut g = c.benchmark_group("qmatmul");
-    g.sample_size(10).sampling_mode(SamplingMode::Flat);
-    g.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    let mut g = flat_group(c, "qmatmul");
     g.throughput(Throughput::Elements((2 * rows * cols * n) as u64));
     for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
         for wt in QTYPES {
@@ -164,9 +165,7 @@ fn bench_attention(c: &mut Criterion) {
     k::quantize_q8(&vals, 32, &mut qs, &mut scales);
     let q: Vec<f32> = (0..kvd).map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5).collect();
     let (mut scores, mut out) = (vec![0f32; n_pos], vec![0f32; hd]);
-    let mut g = c.benchmark_group("attention");
-    g.sample_size(10).sampling_mode(SamplingMode::Flat);
-    g.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    let mut g = flat_group(c, "attention");
     for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
         // K and V are the same buffer here: the bytes of two caches are read either way.
         g.throughput(Throughput::Bytes((2 * f16s.len()) as u64));

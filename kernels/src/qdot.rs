@@ -344,7 +344,7 @@ pub(crate) unsafe fn products_on(
     }
     let rb = w.len() / rows;
     #[cfg(target_arch = "x86_64")]
-    if p >= crate::Path::Avx2 && crate::qdot_x86::handles(wt) {
+    if p >= crate::Path::Avx2 {
         let vnni = p >= crate::Path::Avx512 && crate::detected().avx512vnni;
         let mut ptrs = [core::ptr::null::<u8>(); crate::qdot_x86::MAX_TOKENS];
         for (c, chunk) in acts.chunks(crate::qdot_x86::MAX_TOKENS).enumerate() {

@@ -109,11 +109,6 @@ unsafe fn sh(v: __m256i, n: usize) -> __m256i {
 /// Most tokens one call of [`products`] takes (the tile kernel keeps two accumulators per token).
 pub(crate) const MAX_TOKENS: usize = 64;
 
-/// Whether [`products`] has a kernel for `wt` (every block type).
-pub(crate) fn handles(wt: WeightType) -> bool {
-    wt.is_quantized()
-}
-
 /// A product of quantized rows with quantized activations: `out[t * rows + r] = dot(row r,
 /// token t)` for the `rows` rows of `w` (`blocks` blocks of `wt` each, back to back) and the
 /// tokens' activations `acts[t]` (at most [`MAX_TOKENS`]).

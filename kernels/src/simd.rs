@@ -318,7 +318,7 @@ macro_rules! simd_kernels {
                 (WeightType::F32, false) => matvec_t::<WF32, false>(w, x, cols, o, rows),
                 (WeightType::F16, false) => matvec_t::<WF16, false>(w, x, cols, o, rows),
                 (WeightType::BF16, false) => matvec_t::<WBF16, false>(w, x, cols, o, rows),
-                _ => unreachable!("quantized rows run in quant.rs"),
+                _ => unreachable!("block types run in quant.rs and qdot.rs"),
             }
         }
 
@@ -331,7 +331,7 @@ macro_rules! simd_kernels {
                 WeightType::F32 => dot_rows::<WF32, 1, true>(w, 0, xp, cols, &mut o, 1),
                 WeightType::F16 => dot_rows::<WF16, 1, true>(w, 0, xp, cols, &mut o, 1),
                 WeightType::BF16 => dot_rows::<WBF16, 1, true>(w, 0, xp, cols, &mut o, 1),
-                _ => unreachable!("quantized rows run in quant.rs"),
+                _ => unreachable!("block types run in quant.rs and qdot.rs"),
             }
             o
         }
@@ -353,7 +353,7 @@ macro_rules! simd_kernels {
                 WeightType::F32 => matmul_t::<WF32>(w, rows, cols, x, n, o),
                 WeightType::F16 => matmul_t::<WF16>(w, rows, cols, x, n, o),
                 WeightType::BF16 => matmul_t::<WBF16>(w, rows, cols, x, n, o),
-                _ => unreachable!("quantized rows run in quant.rs"),
+                _ => unreachable!("block types run in quant.rs and qdot.rs"),
             }
         }
 
@@ -365,7 +365,7 @@ macro_rules! simd_kernels {
                 WeightType::F32 => row_to_f32_t::<WF32>(r, o, len),
                 WeightType::F16 => row_to_f32_t::<WF16>(r, o, len),
                 WeightType::BF16 => row_to_f32_t::<WBF16>(r, o, len),
-                _ => unreachable!("quantized rows run in quant.rs"),
+                _ => unreachable!("block types run in quant.rs and qdot.rs"),
             }
         }
 
@@ -622,7 +622,7 @@ macro_rules! simd_kernels {
                 WeightType::F32 => attn_scores_t::<WF32>(kp, sb, qp, hd, scale, o, n),
                 WeightType::F16 => attn_scores_t::<WF16>(kp, sb, qp, hd, scale, o, n),
                 WeightType::BF16 => attn_scores_t::<WBF16>(kp, sb, qp, hd, scale, o, n),
-                _ => unreachable!("quantized rows run in quant.rs"),
+                _ => unreachable!("block types run in quant.rs and qdot.rs"),
             }
         }
 
@@ -636,7 +636,7 @@ macro_rules! simd_kernels {
                 WeightType::F32 => attn_wsum_t::<WF32>(vp, sb, pp, n, o, hd),
                 WeightType::F16 => attn_wsum_t::<WF16>(vp, sb, pp, n, o, hd),
                 WeightType::BF16 => attn_wsum_t::<WBF16>(vp, sb, pp, n, o, hd),
-                _ => unreachable!("quantized rows run in quant.rs"),
+                _ => unreachable!("block types run in quant.rs and qdot.rs"),
             }
         }
 

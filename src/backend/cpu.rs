@@ -351,8 +351,8 @@ impl SessionState for CpuState {
 struct TaskScratch {
     f: Vec<f32>,
     bytes: Vec<u8>,
-    /// The matmul kernel's own buffers (`k::matmul_scratch_len`: AMX tiles' partial sums and
-    /// converted weights, or the unpacked activations of quantized products).
+    /// The matmul kernel's own buffers (`k::MATMUL_SCRATCH`: AMX tiles' partial sums and
+    /// converted weights).
     mm: Vec<f32>,
 }
 
@@ -705,21 +705,23 @@ fn quantize_inputs<'a>(
     own: &'a mut Vec<u8>,
 ) -> (&'a [u8], [Option<std::ops::Range<usize>>; MAX_MATVECS]) {
     let mut at: [Option<std::ops::Range<usize>>; MAX_MATVECS] = Default::default();
+    // Whether product `i` quantizes into its range (the first product of each format).
+    let mut first = [false; MAX_MATVECS];
     let mut len = 0;
     for (i, m) in ms.iter().enumerate() {
         let wt = m.dtype();
         let Some(bytes) = k::act_bytes(wt, m.cols) else { continue };
         let same = (0..i).find(|&j| {
-            let o = ms[j].dtype();
-            at[j].is_some() && ms[j].cols == m.cols && o.act_block_elems() == wt.act_block_elems()
+            at[j].is_some() && ms[j].cols == m.cols && ms[j].dtype().act_block_elems() == wt.act_block_elems()
         });
-        at[i] = Some(match same {
-            Some(j) => at[j].clone().unwrap_or_default(),
+        at[i] = match same {
+            Some(j) => at[j].clone(),
             None => {
+                first[i] = true;
                 len += bytes;
-                len - bytes..len
+                Some(len - bytes..len)
             }
-        });
+        };
     }
     // SAFETY: the same memory as `space`, 4 bytes per f32 (u8 has no alignment or validity
     // requirement; any bytes written are a valid f32); the `&mut` borrow is carried over.
@@ -731,9 +733,8 @@ fn quantize_inputs<'a>(
         &mut own[..]
     };
     for (i, m) in ms.iter().enumerate() {
-        // The first product of each range quantizes into it.
-        if let Some(r) = at[i].clone().filter(|r| !at[..i].contains(&Some(r.clone()))) {
-            k::quantize_acts(m.dtype(), &x[..m.cols], &mut buf[r]);
+        if let (true, Some(r)) = (first[i], &at[i]) {
+            k::quantize_acts(m.dtype(), &x[..m.cols], &mut buf[r.clone()]);
         }
     }
     (buf, at)
