@@ -9,7 +9,11 @@
 //! ```text
 //! cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128] [--gen 64] [--reps 3]
 //!                                  [--kv f16|f32|q8_0|q4_0|q8_0_q4_0] [--ctx 4096] [--json FILE]
+//!                                  [--device cuda[:N] [--gpu-gbps GB/s]]
 //! ```
+//! With `--device cuda` (a build with `--features cuda`) the model runs on GPU N; the host
+//! read probes are skipped and the limit is `--gpu-gbps` (the card's read bandwidth, measured
+//! beside the run) / weight bytes.
 //! MODEL: anything `llama_load` takes (a .gguf, .safetensors, a safetensors directory, .ckpt,
 //! llama2.c .bin). Real-shape models: `../shared/tools/make_random_llama.py`;
 //! `benches/llamacpp_compare.sh` runs this beside llama.cpp's `llama-bench` on the same GGUF.
@@ -19,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use runllama::backend::Device;
 use runllama::loader::{load, LoadOptions};
 use runllama::sampler::SamplerParams;
 use runllama::session::{KvType, Session, SessionParams};
@@ -34,6 +39,8 @@ struct Args {
     kv: (KvType, Option<KvType>),
     ctx: u32,
     json: Option<PathBuf>,
+    device: Device,
+    gpu_gbps: f64,
 }
 
 fn usage(msg: &str) -> ! {
@@ -51,6 +58,8 @@ fn parse_args() -> Args {
         kv: (KvType::F16, None),
         ctx: 0,
         json: None,
+        device: Device::Cpu,
+        gpu_gbps: f64::NAN,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -75,6 +84,19 @@ fn parse_args() -> Args {
                 }
             }
             "--json" => a.json = Some(PathBuf::from(value("--json"))),
+            "--device" => {
+                a.device = match value("--device").as_str() {
+                    "cpu" => Device::Cpu,
+                    "cuda" => Device::Cuda { index: 0 },
+                    d => match d.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
+                        Some(index) => Device::Cuda { index },
+                        None => usage(&format!("--device {d}: cpu, cuda or cuda:N")),
+                    },
+                }
+            }
+            "--gpu-gbps" => {
+                a.gpu_gbps = value("--gpu-gbps").parse().unwrap_or_else(|_| usage("--gpu-gbps: not a number"))
+            }
             s if s.starts_with('-') => usage(&format!("unknown option {s}")),
             s => a.model = PathBuf::from(s),
         }
@@ -174,10 +196,15 @@ fn main() {
     println!("model     {}", a.model.display());
     println!("cpu path  {}", runllama::cpu::system_info());
 
-    let bw = ReadProbe::new(4 << 30, threads).gbps(5);
-    println!("read      {bw:.1} GB/s ({threads} threads, 4 GiB buffer, the faster of 1 and 2 streams per thread, median of 5 each)");
+    let on_cpu = a.device == Device::Cpu;
+    let bw = if on_cpu { ReadProbe::new(4 << 30, threads).gbps(5) } else { a.gpu_gbps };
+    if on_cpu {
+        println!("read      {bw:.1} GB/s ({threads} threads, 4 GiB buffer, the faster of 1 and 2 streams per thread, median of 5 each)");
+    } else {
+        println!("device    {:?}; read bandwidth given: {bw:.1} GB/s", a.device);
+    }
 
-    let opts = || LoadOptions { n_threads: threads, ..Default::default() };
+    let opts = || LoadOptions { n_threads: threads, device: a.device, ..Default::default() };
     let t = Instant::now();
     let first = load(&a.model, opts()).unwrap_or_else(|e| {
         eprintln!("load failed: {e}");
@@ -218,7 +245,8 @@ fn main() {
     // Memory speed on these VMs drifts between minutes: each decode run is also bracketed by
     // probes of a 1 GiB buffer (4x the largest L3 here), and its tg / limit uses their mean.
     // (Made after the memory figures after load, and dropped before those after the run.)
-    let near = ReadProbe::new(1 << 30, threads);
+    let near = on_cpu.then(|| ReadProbe::new(1 << 30, threads));
+    let near_gbps = |near: &Option<ReadProbe>| near.as_ref().map_or(bw, |p| p.gbps(5));
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let span = (hp.n_vocab as u64).saturating_sub(1300).max(1);
     let prompt: Vec<u32> = (0..a.prompt)
@@ -246,13 +274,13 @@ fn main() {
 
         session.reset().expect("reset");
         let mut tok = prompt[0];
-        let before = near.gbps(5);
+        let before = near_gbps(&near);
         let t = Instant::now();
         for _ in 0..a.gen {
             tok = session.step(&[tok]).expect("decode step");
         }
         let tg_s = t.elapsed().as_secs_f64();
-        let after = near.gbps(5);
+        let after = near_gbps(&near);
         tg.push(a.gen as f64 / tg_s);
         near_bw.push((before + after) / 2.0);
         let ratio = tg[rep] / (near_bw[rep] * 1e9 / weight_bytes as f64);
@@ -286,6 +314,8 @@ fn main() {
             "model": a.model.display().to_string(),
             "threads": threads,
             "cpu_path": runllama::cpu::system_info(),
+            "device": format!("{:?}", a.device),
+            "gpu": model.backend().ok().and_then(|b| b.device()),
             "read_gbps": bw,
             "read_near_gbps": near_med,
             "tg_over_limit": ratio_med,

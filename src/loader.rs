@@ -814,9 +814,11 @@ fn bind(
     let (d, qd, kvd, ff) = (hp.n_embd, hp.n_head * hp.head_dim(), hp.kv_dim(), hp.n_ff);
     let tok_embd = matrix(emb_name, hp.n_vocab, d)?;
     let mut layers = Vec::with_capacity(hp.n_layer);
+    // On a GPU most of the load is the upload, reported by the backend after this.
+    let assembly_share = if opts.device == Device::Cpu { 1.0 } else { 0.05 };
     for i in 0..hp.n_layer {
         if let Some(cb) = opts.progress.as_mut() {
-            if cb(i as f32 / hp.n_layer as f32) {
+            if cb(assembly_share * i as f32 / hp.n_layer as f32) {
                 return Err(Error::new(
                     Status::Cancelled,
                     format!("{shown}: loading was cancelled by the progress callback"),
@@ -859,15 +861,6 @@ fn bind(
     } else {
         tok_embd.clone()
     };
-    if let Some(cb) = opts.progress.as_mut() {
-        if cb(1.0) {
-            return Err(Error::new(
-                Status::Cancelled,
-                format!("{shown}: loading was cancelled by the progress callback"),
-            ));
-        }
-    }
-
     let version = match opts.version {
         0 => {
             if tokenizer.version() == 3 || hp.n_vocab >= 128_000 {
@@ -882,7 +875,26 @@ fn bind(
     let eos = tokenizer.eos().or(p.eos).unwrap_or(2);
     let n_threads =
         if opts.n_threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.n_threads };
-    let backend = backend::create(opts.device, n_threads, Weights { files, tok_embd, layers, output_norm, output })?;
+    let weights = Weights { files, tok_embd, layers, output_norm, output };
+    let mut upload_progress = opts
+        .progress
+        .as_mut()
+        .map(|cb| move |f: f32| -> bool { cb(assembly_share + (1.0 - assembly_share) * f.min(1.0) * 0.999) });
+    let backend = backend::create(
+        opts.device,
+        n_threads,
+        weights,
+        upload_progress.as_mut().map(|f| f as &mut dyn FnMut(f32) -> bool),
+    )
+    .map_err(|e| e.context(shown))?;
+    if let Some(cb) = opts.progress.as_mut() {
+        if cb(1.0) {
+            return Err(Error::new(
+                Status::Cancelled,
+                format!("{shown}: loading was cancelled by the progress callback"),
+            ));
+        }
+    }
     crate::log::info(&format!(
         "loaded {shown}: {} LLaMA {version}, {} layers, n_embd {}, n_vocab {}, {} threads",
         src.format, hp.n_layer, hp.n_embd, hp.n_vocab, n_threads

@@ -391,6 +391,7 @@ impl Model {
             "dtype": self.main_dtype().map(DType::name),
             "n_params": self.n_params(),
             "device": self.backend.as_ref().map_or("none", |b| b.name()),
+            "gpu": self.backend.as_ref().and_then(|b| b.device()),
             "tokenizer": self.tokenizer_source,
             "bos": self.bos,
             "eos": self.eos,

@@ -7,7 +7,9 @@
 use std::any::Any;
 use std::sync::atomic::AtomicBool;
 
-use crate::error::{Error, Result};
+#[cfg(not(feature = "cuda"))]
+use crate::error::Error;
+use crate::error::Result;
 use crate::model::{Hparams, Weights};
 
 pub mod cpu;
@@ -31,19 +33,31 @@ pub enum Device {
 /// Whether this build has the CUDA backend's code (the `cuda` feature).
 pub const CUDA_COMPILED: bool = cfg!(feature = "cuda");
 
+/// For `llama_system_info`: ` gpu0="NAME, N MiB"` per CUDA GPU the driver reports, or
+/// ` gpu=none` (builds with the `cuda` feature; empty without it).
+pub fn gpu_summary() -> String {
+    #[cfg(feature = "cuda")]
+    {
+        let gpus: Vec<String> = (0..16)
+            .map_while(|i| cuda::probe(i).ok())
+            .map(|g| format!(" gpu{}=\"{}, {} MiB\"", g.index, g.name, g.total_memory >> 20))
+            .collect();
+        if gpus.is_empty() {
+            " gpu=none".to_string()
+        } else {
+            gpus.concat()
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    String::new()
+}
+
 /// Refuse a device this build or machine cannot run on, before anything is read.
 pub fn check_available(device: Device) -> Result<()> {
     match device {
         Device::Cpu => Ok(()),
         #[cfg(feature = "cuda")]
-        Device::Cuda { index } => {
-            let gpu = cuda::probe(index)?;
-            Err(Error::unsupported(format!(
-                "CUDA device {index} ({}, {} MiB) was found, but the forward pass on the GPU is not written yet: load on the CPU (LLAMA_DEVICE_CPU)",
-                gpu.name,
-                gpu.total_memory >> 20
-            )))
-        }
+        Device::Cuda { index } => cuda::probe(index).map(|_| ()),
         #[cfg(not(feature = "cuda"))]
         Device::Cuda { index } => Err(Error::new(
             crate::error::Status::Device,
@@ -55,12 +69,23 @@ pub fn check_available(device: Device) -> Result<()> {
 }
 
 /// The backend for `device`, given the model's weights once (`n_threads`: the CPU backend's
-/// pool size). The loader has called [`check_available`] before reading the files.
-pub fn create(device: Device, n_threads: usize, weights: Weights) -> Result<Box<dyn Backend>> {
+/// pool size; `progress`: called with the fraction of the weights uploaded to a GPU, true
+/// cancels). The loader has called [`check_available`] before reading the files.
+pub fn create(
+    device: Device,
+    n_threads: usize,
+    weights: Weights,
+    progress: Option<&mut dyn FnMut(f32) -> bool>,
+) -> Result<Box<dyn Backend>> {
     match device {
         Device::Cpu => Ok(Box::new(cpu::CpuBackend::new(n_threads, weights)?)),
-        Device::Cuda { .. } => check_available(device)
-            .and_then(|()| Err(Error::unsupported(format!("{device:?}: there is no GPU backend to create yet")))),
+        #[cfg(feature = "cuda")]
+        Device::Cuda { index } => Ok(Box::new(cuda::CudaBackend::new(index, weights, progress)?)),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda { .. } => {
+            let _ = progress;
+            check_available(device).and_then(|()| Err(Error::internal("no CUDA backend in this build")))
+        }
     }
 }
 
@@ -110,6 +135,11 @@ pub trait Backend: Send + Sync {
     fn n_threads(&self) -> usize;
     /// The weights it was created with (their host-side description: files, shapes, dtypes).
     fn weights(&self) -> &Weights;
+    /// The device it computes on, for people (e.g. "NVIDIA H200 (GPU 0, 143771 MiB)"); `None`
+    /// for the CPU.
+    fn device(&self) -> Option<String> {
+        None
+    }
     /// Allocate a session's state for `n_ctx` positions with a K cache of `k_type` and a V
     /// cache of `v_type` (`OutOfMemory` when it cannot).
     fn new_state(&self, hp: &Hparams, n_ctx: usize, k_type: KvType, v_type: KvType) -> Result<Box<dyn SessionState>>;

@@ -1,0 +1,407 @@
+// The CUDA backend's kernels, compiled by NVRTC when a model is loaded (for the GPU in hand).
+// No headers: f16 and bf16 are handled as 16-bit integers with PTX conversions.
+//
+// Activations are f32. Weights and the KV cache are read in their stored type: WF32, WF16 and
+// WBF16 below say how to widen one value or a 16-byte vector of them. Every kernel that depends
+// on the position reads it from `pos_p` (device memory), so that a captured decode graph serves
+// every step.
+
+typedef unsigned short u16;
+
+#define INFINITY __int_as_float(0x7f800000)
+
+__device__ __forceinline__ float h2f(u16 h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+__device__ __forceinline__ u16 f2h(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+__device__ __forceinline__ u16 f2bf(float f) {
+    u16 h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+// x[0..4) . v (f32 lanes of a 16-byte vector) with four more floats of `xs`.
+__device__ __forceinline__ float dot4(float a, float b, float c, float d, const float* xs) {
+    float4 x = *reinterpret_cast<const float4*>(xs);
+    return a * x.x + b * x.y + c * x.z + d * x.w;
+}
+
+struct WF32 {
+    typedef float T;
+    enum { VEC = 4 };
+    static __device__ __forceinline__ float get(T v) { return v; }
+    static __device__ __forceinline__ T put(float f) { return f; }
+    static __device__ __forceinline__ float dot(uint4 u, const float* xs) {
+        return dot4(__uint_as_float(u.x), __uint_as_float(u.y), __uint_as_float(u.z), __uint_as_float(u.w), xs);
+    }
+};
+
+struct WF16 {
+    typedef u16 T;
+    enum { VEC = 8 };
+    static __device__ __forceinline__ float get(T v) { return h2f(v); }
+    static __device__ __forceinline__ T put(float f) { return f2h(f); }
+    static __device__ __forceinline__ float dot(uint4 u, const float* xs) {
+        return dot4(h2f(u.x & 0xffff), h2f(u.x >> 16), h2f(u.y & 0xffff), h2f(u.y >> 16), xs) +
+               dot4(h2f(u.z & 0xffff), h2f(u.z >> 16), h2f(u.w & 0xffff), h2f(u.w >> 16), xs + 4);
+    }
+};
+
+struct WBF16 {
+    typedef u16 T;
+    enum { VEC = 8 };
+    static __device__ __forceinline__ float get(T v) { return __uint_as_float(((unsigned)v) << 16); }
+    static __device__ __forceinline__ T put(float f) { return f2bf(f); }
+    static __device__ __forceinline__ float dot(uint4 u, const float* xs) {
+        return dot4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                    __uint_as_float(u.y & 0xffff0000u), xs) +
+               dot4(__uint_as_float(u.z << 16), __uint_as_float(u.z & 0xffff0000u), __uint_as_float(u.w << 16),
+                    __uint_as_float(u.w & 0xffff0000u), xs + 4);
+    }
+};
+
+// A 16-byte load of weights streamed once (no reuse: keep it out of L1).
+__device__ __forceinline__ uint4 load_stream(const uint4* p) {
+    uint4 u;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w)
+                 : "l"(p));
+    return u;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum of `v` over the block (every thread gets it). `red` holds 32 floats.
+__device__ float block_sum(float v, float* red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    float s = 0.f;
+    for (int i = 0; i < nw; i++) s += red[i];
+    return s;
+}
+
+// 1 / rms(x) as the CPU computes it: 1 / sqrt(sum(x^2) / n + eps).
+__device__ float rms_scale(const float* x, int n, float eps, float* red) {
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += x[i] * x[i];
+    ss = block_sum(ss, red);
+    return 1.0f / sqrtf(ss / (float)n + eps);
+}
+
+__device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
+
+// ---------------------------------------------------------------------------------------------
+// Matrix-vector products (decode): out = W x, W row-major [rows, cols] in its stored type.
+// A persistent grid (a block or two per multiprocessor): each block copies x (f32) into shared
+// memory once, normalised first when `norm` is given (x * rms_scale * norm, the LLaMA block's
+// RMSNorm), then each warp takes R whole rows at a time (grid-stride), reading them with
+// 16-byte loads, U loads per row in flight per lane. MODE 0: out[r] = y; 1: out[r] += y (the
+// residual); 2: rows come in (gate, up) pairs and out[r / 2] = silu(gate) * up (SwiGLU).
+// `vec` (host-checked): rows are whole 16-byte vectors; else one value at a time.
+#define GEMV_THREADS 1024
+template <class W, int MODE>
+__device__ __forceinline__ void gemv(const typename W::T* __restrict__ w, int rows, int cols,
+                                     const float* __restrict__ x, const float* __restrict__ norm, float eps,
+                                     float* out, int vec) {
+    extern __shared__ float4 smem4[];
+    float* xs = reinterpret_cast<float*>(smem4);
+    __shared__ float red[32];
+    const bool x4 = (cols & 3) == 0;  // x, norm and xs as float4
+    if (norm) {
+        const float s = rms_scale(x, cols, eps, red);
+        if (x4) {
+            for (int i = threadIdx.x; i < cols / 4; i += blockDim.x) {
+                float4 v = reinterpret_cast<const float4*>(x)[i], n = reinterpret_cast<const float4*>(norm)[i];
+                smem4[i] = make_float4(v.x * s * n.x, v.y * s * n.y, v.z * s * n.z, v.w * s * n.w);
+            }
+        } else {
+            for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[i] = x[i] * s * norm[i];
+        }
+    } else if (x4) {
+        for (int i = threadIdx.x; i < cols / 4; i += blockDim.x) smem4[i] = reinterpret_cast<const float4*>(x)[i];
+    } else {
+        for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[i] = x[i];
+    }
+    __syncthreads();
+
+    const int R = MODE == 2 ? 2 : 1;
+    const int U = MODE == 2 ? 4 : 8;
+    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    const int nv = cols / W::VEC;
+    for (int r0 = (blockIdx.x * nw + (threadIdx.x >> 5)) * R; r0 < rows; r0 += gridDim.x * nw * R) {
+        float acc[R];
+        const typename W::T* row[R];
+#pragma unroll
+        for (int k = 0; k < R; k++) {
+            acc[k] = 0.f;
+            row[k] = w + (size_t)min(r0 + k, rows - 1) * cols;
+        }
+        if (vec) {
+            int i = lane;
+            for (; i + 32 * (U - 1) < nv; i += 32 * U) {
+                uint4 u[R][U];
+#pragma unroll
+                for (int k = 0; k < R; k++)
+#pragma unroll
+                    for (int j = 0; j < U; j++) u[k][j] = load_stream(reinterpret_cast<const uint4*>(row[k]) + i + 32 * j);
+#pragma unroll
+                for (int k = 0; k < R; k++)
+#pragma unroll
+                    for (int j = 0; j < U; j++) acc[k] += W::dot(u[k][j], xs + (i + 32 * j) * W::VEC);
+            }
+            for (; i < nv; i += 32)
+#pragma unroll
+                for (int k = 0; k < R; k++)
+                    acc[k] += W::dot(load_stream(reinterpret_cast<const uint4*>(row[k]) + i), xs + i * W::VEC);
+        } else {
+            for (int c = lane; c < cols; c += 32)
+#pragma unroll
+                for (int k = 0; k < R; k++) acc[k] += W::get(row[k][c]) * xs[c];
+        }
+#pragma unroll
+        for (int k = 0; k < R; k++) acc[k] = warp_sum(acc[k]);
+        if (lane == 0) {
+            if (MODE == 0) out[r0] = acc[0];
+            if (MODE == 1) out[r0] += acc[0];
+            if (MODE == 2) out[r0 / 2] = silu(acc[0]) * acc[R - 1];
+        }
+    }
+}
+
+#define GEMV(name, W, MODE)                                                                                  \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS)                                              \
+        name(const W::T* w, int rows, int cols, const float* x, const float* norm, float eps, float* out,   \
+             int vec) {                                                                                     \
+        gemv<W, MODE>(w, rows, cols, x, norm, eps, out, vec);                                               \
+    }
+GEMV(gemv_f32, WF32, 0)
+GEMV(gemv_f16, WF16, 0)
+GEMV(gemv_bf16, WBF16, 0)
+GEMV(gemv_add_f32, WF32, 1)
+GEMV(gemv_add_f16, WF16, 1)
+GEMV(gemv_add_bf16, WBF16, 1)
+GEMV(gemv_swiglu_f32, WF32, 2)
+GEMV(gemv_swiglu_f16, WF16, 2)
+GEMV(gemv_swiglu_bf16, WBF16, 2)
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise steps. One block per token where a row-wide value is needed.
+
+// x[t] = row tokens[t] of the embedding table (widened to f32). Grid: n tokens.
+template <class W>
+__device__ void embed(const typename W::T* table, const int* tokens, int d, float* x) {
+    const int t = blockIdx.x;
+    const typename W::T* row = table + (size_t)tokens[t] * d;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) x[(size_t)t * d + i] = W::get(row[i]);
+}
+
+// out[t] = rmsnorm(x[t]) * w, in the type of the product that reads it. Grid: n tokens.
+template <class W>
+__device__ void rmsnorm(const float* x, const float* w, int d, float eps, typename W::T* out) {
+    __shared__ float red[32];
+    const float* xt = x + (size_t)blockIdx.x * d;
+    const float s = rms_scale(xt, d, eps, red);
+    for (int i = threadIdx.x; i < d; i += blockDim.x) out[(size_t)blockIdx.x * d + i] = W::put(xt[i] * s * w[i]);
+}
+
+// out = in, narrowed to the type of the product that reads it.
+template <class W>
+__device__ void convert(const float* in, int n, typename W::T* out) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) out[i] = W::put(in[i]);
+}
+
+// out[t][i] = silu(gu[t][2i]) * gu[t][2i + 1] (gate and up rows interleaved), narrowed.
+template <class W>
+__device__ void swiglu(const float* gu, int n, int ff, typename W::T* out) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n * ff; i += gridDim.x * blockDim.x) {
+        const int t = i / ff, c = i % ff;
+        const float* g = gu + (size_t)t * 2 * ff + 2 * c;
+        out[i] = W::put(silu(g[0]) * g[1]);
+    }
+}
+
+#define ELEMENTWISE(suffix, W)                                                                               \
+    extern "C" __global__ void embed_##suffix(const W::T* table, const int* tokens, int d, float* x) {      \
+        embed<W>(table, tokens, d, x);                                                                       \
+    }                                                                                                        \
+    extern "C" __global__ void rmsnorm_##suffix(const float* x, const float* w, int d, float eps, W::T* out) { \
+        rmsnorm<W>(x, w, d, eps, out);                                                                       \
+    }                                                                                                        \
+    extern "C" __global__ void convert_##suffix(const float* in, int n, W::T* out) { convert<W>(in, n, out); } \
+    extern "C" __global__ void swiglu_##suffix(const float* gu, int n, int ff, W::T* out) {                  \
+        swiglu<W>(gu, n, ff, out);                                                                           \
+    }
+ELEMENTWISE(f32, WF32)
+ELEMENTWISE(f16, WF16)
+ELEMENTWISE(bf16, WBF16)
+
+// ---------------------------------------------------------------------------------------------
+// Rotary embedding of q and k (in place in the [q | k | v] rows of `qkv`), and the K/V cache
+// write at positions pos.. . Caches are head-major: head h's position p starts at
+// (h * n_ctx + p) * hd. `halves`: dims (i, i + hd/2) rotate together, else (2i, 2i + 1).
+// Grid: n tokens.
+template <class KV>
+__device__ void rope_store(float* qkv, const int* pos_p, const float* inv_freq, int n_head, int n_kv, int hd,
+                           int halves, int n_ctx, typename KV::T* kc, typename KV::T* vc) {
+    const int t = blockIdx.x, pos = *pos_p + t, half = hd / 2;
+    const int qd = n_head * hd, kvd = n_kv * hd;
+    float* row = qkv + (size_t)t * (qd + 2 * kvd);
+    for (int i = threadIdx.x; i < (n_head + n_kv) * half; i += blockDim.x) {
+        const int h = i / half, p = i % half;
+        const int a = halves ? p : 2 * p, b = halves ? p + half : 2 * p + 1;
+        float s, c;
+        sincosf((float)pos * inv_freq[p], &s, &c);
+        float* v = row + h * hd;  // q heads, then k heads
+        const float x0 = v[a], x1 = v[b];
+        const float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
+        v[a] = y0;
+        v[b] = y1;
+        if (h >= n_head) {
+            typename KV::T* k = kc + ((size_t)(h - n_head) * n_ctx + pos) * hd;
+            k[a] = KV::put(y0);
+            k[b] = KV::put(y1);
+        }
+    }
+    for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
+        const int h = i / hd, e = i % hd;
+        vc[((size_t)h * n_ctx + pos) * hd + e] = KV::put(row[qd + kvd + i]);
+    }
+}
+
+extern "C" __global__ void rope_store_f32(float* qkv, const int* pos_p, const float* inv_freq, int n_head, int n_kv,
+                                          int hd, int halves, int n_ctx, float* kc, float* vc) {
+    rope_store<WF32>(qkv, pos_p, inv_freq, n_head, n_kv, hd, halves, n_ctx, kc, vc);
+}
+extern "C" __global__ void rope_store_f16(float* qkv, const int* pos_p, const float* inv_freq, int n_head, int n_kv,
+                                          int hd, int halves, int n_ctx, u16* kc, u16* vc) {
+    rope_store<WF16>(qkv, pos_p, inv_freq, n_head, n_kv, hd, halves, n_ctx, kc, vc);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Causal attention over the cache, one warp per (token, head, split of the positions), with
+// an online softmax (running max and sum; no score matrix): lane j scores key j of each
+// 32-key chunk, then every lane accumulates its dims of the chunk's values. With one split the
+// warp writes the normalised output; with several it writes (max, sum, unnormalised
+// accumulator) for `attn_combine`. Token t sees positions 0..=pos+t. hd <= 256.
+#define MAX_HD 256
+template <class KV>
+__device__ void attention(const float* qkv, const typename KV::T* kc, const typename KV::T* vc, int n_tokens,
+                          const int* pos_p, int n_head, int n_kv, int hd, int n_ctx, int split_len, int n_splits,
+                          float scale, float* out, float* part) {
+    __shared__ float qs_all[4][MAX_HD];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = blockIdx.x * (blockDim.x >> 5) + warp;
+    if (g >= n_tokens * n_head * n_splits) return;
+    const int s = g % n_splits, h = (g / n_splits) % n_head, t = g / (n_splits * n_head);
+    const int len = *pos_p + t + 1;
+    const int j0 = s * split_len, j1 = min(len, j0 + split_len);
+    const int qd = n_head * hd, kvd = n_kv * hd;
+    const int kvh = h / (n_head / n_kv);
+    float* qs = qs_all[warp];
+    const float* q = qkv + (size_t)t * (qd + 2 * kvd) + h * hd;
+    for (int d = lane; d < hd; d += 32) qs[d] = q[d];
+    __syncwarp();
+    const typename KV::T* kh = kc + (size_t)kvh * n_ctx * hd;
+    const typename KV::T* vh = vc + (size_t)kvh * n_ctx * hd;
+    const bool vec = (hd * sizeof(typename KV::T)) % 16 == 0;
+    float m = -INFINITY, l = 0.f, acc[MAX_HD / 32];
+#pragma unroll
+    for (int i = 0; i < MAX_HD / 32; i++) acc[i] = 0.f;
+    for (int jb = j0; jb < j1; jb += 32) {
+        const int j = jb + lane;
+        float score = -INFINITY;
+        if (j < j1) {
+            const typename KV::T* kr = kh + (size_t)j * hd;
+            float dot = 0.f;
+            if (vec) {
+                for (int d = 0; d < hd; d += KV::VEC) dot += KV::dot(*reinterpret_cast<const uint4*>(kr + d), qs + d);
+            } else {
+                for (int d = 0; d < hd; d++) dot += KV::get(kr[d]) * qs[d];
+            }
+            score = dot * scale;
+        }
+        const float m_new = fmaxf(m, warp_max(score));
+        const float p = j < j1 ? expf(score - m_new) : 0.f;
+        const float corr = expf(m - m_new);  // 0 while m is -inf
+        l = l * corr + warp_sum(p);
+#pragma unroll
+        for (int i = 0; i < MAX_HD / 32; i++) acc[i] *= corr;
+        const int nj = min(32, j1 - jb);
+        for (int jj = 0; jj < nj; jj++) {
+            const float pj = __shfl_sync(0xffffffffu, p, jj);
+            const typename KV::T* vr = vh + (size_t)(jb + jj) * hd;
+#pragma unroll
+            for (int i = 0; i < MAX_HD / 32; i++) {
+                const int d = lane + 32 * i;
+                if (d < hd) acc[i] += pj * KV::get(vr[d]);
+            }
+        }
+        m = m_new;
+    }
+    if (n_splits == 1) {
+        float* o = out + (size_t)t * qd + h * hd;
+        const float inv = 1.0f / l;
+#pragma unroll
+        for (int i = 0; i < MAX_HD / 32; i++) {
+            const int d = lane + 32 * i;
+            if (d < hd) o[d] = acc[i] * inv;
+        }
+    } else {
+        float* pr = part + (size_t)g * (hd + 2);
+        if (lane == 0) {
+            pr[0] = m;
+            pr[1] = l;
+        }
+#pragma unroll
+        for (int i = 0; i < MAX_HD / 32; i++) {
+            const int d = lane + 32 * i;
+            if (d < hd) pr[2 + d] = acc[i];
+        }
+    }
+}
+
+extern "C" __global__ void attention_f32(const float* qkv, const float* kc, const float* vc, int n_tokens,
+                                         const int* pos_p, int n_head, int n_kv, int hd, int n_ctx, int split_len,
+                                         int n_splits, float scale, float* out, float* part) {
+    attention<WF32>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, split_len, n_splits, scale, out, part);
+}
+extern "C" __global__ void attention_f16(const float* qkv, const u16* kc, const u16* vc, int n_tokens,
+                                         const int* pos_p, int n_head, int n_kv, int hd, int n_ctx, int split_len,
+                                         int n_splits, float scale, float* out, float* part) {
+    attention<WF16>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, split_len, n_splits, scale, out, part);
+}
+
+// The splits of `attention` merged: out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
+// Grid: n_tokens * n_head blocks of at least hd threads.
+extern "C" __global__ void attn_combine(const float* part, int hd, int n_splits, float* out) {
+    const int th = blockIdx.x, d = threadIdx.x;
+    const float* p = part + (size_t)th * n_splits * (hd + 2);
+    float m = -INFINITY;
+    for (int s = 0; s < n_splits; s++) m = fmaxf(m, p[s * (hd + 2)]);
+    if (d >= hd) return;
+    float l = 0.f, acc = 0.f;
+    for (int s = 0; s < n_splits; s++) {
+        const float* ps = p + s * (hd + 2);
+        if (ps[1] == 0.f) continue;  // a split past the last position
+        const float e = expf(ps[0] - m);
+        l += e * ps[1];
+        acc += e * ps[2 + d];
+    }
+    out[(size_t)th * hd + d] = acc / l;
+}

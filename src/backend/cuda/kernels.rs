@@ -1,0 +1,197 @@
+//! The kernels of `kernels.cu`, compiled by NVRTC for the GPU in hand when a model is loaded,
+//! and the element types they are instantiated for.
+
+use std::sync::Arc;
+
+use cudarc::driver::sys::CUdevice_attribute as Attr;
+
+use super::driver::{device_error, BlasType, Context, Function, Module};
+use crate::error::Result;
+use crate::tensor::DType;
+
+/// The kernels' source.
+const SOURCE: &str = include_str!("kernels.cu");
+
+/// Element type of weights, KV cache values and cuBLAS inputs on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum GpuType {
+    /// IEEE binary32.
+    F32,
+    /// IEEE binary16.
+    F16,
+    /// bfloat16.
+    BF16,
+}
+
+impl GpuType {
+    /// The GPU type of weights stored as `d` (`None`: quantized, not run on the GPU).
+    pub(super) fn of(d: DType) -> Option<GpuType> {
+        match d {
+            DType::F32 => Some(GpuType::F32),
+            DType::F16 => Some(GpuType::F16),
+            DType::BF16 => Some(GpuType::BF16),
+            _ => None,
+        }
+    }
+    /// Bytes per value.
+    pub(super) fn size(self) -> usize {
+        match self {
+            GpuType::F32 => 4,
+            GpuType::F16 | GpuType::BF16 => 2,
+        }
+    }
+    /// The operand type of a cuBLAS product.
+    pub(super) fn blas(self) -> BlasType {
+        match self {
+            GpuType::F32 => BlasType::F32,
+            GpuType::F16 => BlasType::F16,
+            GpuType::BF16 => BlasType::BF16,
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn suffix(self) -> &'static str {
+        match self {
+            GpuType::F32 => "f32",
+            GpuType::F16 => "f16",
+            GpuType::BF16 => "bf16",
+        }
+    }
+}
+
+/// The kernels instantiated for one weight type.
+pub(super) struct TypedKernels {
+    /// `out = W x` (x normalised first when a norm weight is given).
+    pub gemv: Function,
+    /// `out += W x`.
+    pub gemv_add: Function,
+    /// `out[r/2] = silu(W x)[r] * (W x)[r+1]` over row pairs.
+    pub gemv_swiglu: Function,
+    /// Embedding rows to f32 activations.
+    pub embed: Function,
+    /// RMSNorm of f32 activations, narrowed to this type.
+    pub rmsnorm: Function,
+    /// f32 activations narrowed to this type.
+    pub convert: Function,
+    /// SwiGLU of interleaved (gate, up) values, narrowed to this type.
+    pub swiglu: Function,
+}
+
+/// The compiled module and its kernels.
+pub(super) struct Kernels {
+    /// Per weight type, indexed by [`GpuType`].
+    typed: [TypedKernels; 3],
+    /// RoPE and cache write, per cache type (f32, f16).
+    rope_store: [Function; 2],
+    /// Attention, per cache type (f32, f16).
+    attention: [Function; 2],
+    /// Merge of split attention.
+    pub attn_combine: Function,
+    /// Multiprocessors of the GPU.
+    pub n_sm: usize,
+    /// Kept loaded while the functions are used.
+    _module: Module,
+}
+
+impl Kernels {
+    /// Compile and load the kernels for the context's GPU; the product kernels may take up to
+    /// `max_cols` f32 inputs in shared memory.
+    pub(super) fn load(ctx: &Arc<Context>, max_cols: usize) -> Result<Kernels> {
+        let major = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+        let minor = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+        let ptx = compile(&format!("compute_{major}{minor}"))?;
+        let module = Module::load(ctx, &ptx)?;
+        let typed = [GpuType::F32, GpuType::F16, GpuType::BF16].map(|t| {
+            let f = |base: &str| module.function(&format!("{base}_{}", t.suffix()));
+            Ok::<_, crate::error::Error>(TypedKernels {
+                gemv: f("gemv")?,
+                gemv_add: f("gemv_add")?,
+                gemv_swiglu: f("gemv_swiglu")?,
+                embed: f("embed")?,
+                rmsnorm: f("rmsnorm")?,
+                convert: f("convert")?,
+                swiglu: f("swiglu")?,
+            })
+        });
+        let [a, b, c] = typed;
+        let typed = [a?, b?, c?];
+        let gemv_shared = max_cols * 4;
+        let limit = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)? as usize;
+        if gemv_shared + 1024 > limit {
+            return Err(crate::error::Error::unsupported(format!(
+                "rows of {max_cols} values do not fit the GPU's {limit} bytes of shared memory per block"
+            )));
+        }
+        for k in &typed {
+            for f in [k.gemv, k.gemv_add, k.gemv_swiglu] {
+                f.allow_shared(gemv_shared)?;
+            }
+        }
+        Ok(Kernels {
+            rope_store: [module.function("rope_store_f32")?, module.function("rope_store_f16")?],
+            attention: [module.function("attention_f32")?, module.function("attention_f16")?],
+            attn_combine: module.function("attn_combine")?,
+            n_sm: ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as usize,
+            typed,
+            _module: module,
+        })
+    }
+
+    /// The kernels for weights of type `t`.
+    pub(super) fn typed(&self, t: GpuType) -> &TypedKernels {
+        &self.typed[t.index()]
+    }
+
+    /// RoPE + cache write for a cache of `t` (F32 or F16).
+    pub(super) fn rope_store(&self, t: GpuType) -> Function {
+        self.rope_store[(t == GpuType::F16) as usize]
+    }
+
+    /// Attention over a cache of `t` (F32 or F16).
+    pub(super) fn attention(&self, t: GpuType) -> Function {
+        self.attention[(t == GpuType::F16) as usize]
+    }
+}
+
+/// PTX for `arch` (NUL-terminated), or the compiler's log as a device error.
+pub(super) fn compile(arch: &str) -> Result<Vec<u8>> {
+    let opts = cudarc::nvrtc::CompileOptions {
+        options: vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()],
+        name: Some("runllama_kernels.cu".into()),
+        ..Default::default()
+    };
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(SOURCE, opts).map_err(|e| match e {
+        cudarc::nvrtc::CompileError::CompileError { log, .. } => {
+            device_error(format!("NVRTC could not compile the CUDA kernels for {arch}: {}", log.to_string_lossy()))
+        }
+        e => device_error(format!("NVRTC could not compile the CUDA kernels for {arch}: {e}")),
+    })?;
+    let mut image = ptx.to_src().into_bytes();
+    image.push(0);
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The kernels compile wherever NVRTC can be loaded (no GPU needed); skipped otherwise.
+    #[test]
+    fn kernels_compile_with_nvrtc() {
+        // SAFETY: only tries to open the library.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            eprintln!("skipped: NVRTC not found");
+            return;
+        }
+        for arch in ["compute_80", "compute_90"] {
+            let ptx = super::compile(arch).unwrap_or_else(|e| panic!("{e}"));
+            // For `ptxas -v` (registers, spills) during development.
+            if let Some(dir) = std::env::var_os("RUNLLAMA_PTX_DIR") {
+                std::fs::write(std::path::Path::new(&dir).join(format!("{arch}.ptx")), &ptx[..ptx.len() - 1]).unwrap();
+            }
+            let text = String::from_utf8_lossy(&ptx);
+            for k in ["gemv_f16", "gemv_swiglu_bf16", "attention_f16", "rope_store_f32", "attn_combine"] {
+                assert!(text.contains(&format!(".entry {k}(")), "{k} missing for {arch}");
+            }
+        }
+    }
+}

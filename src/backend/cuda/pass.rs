@@ -1,0 +1,267 @@
+//! One batched pass on the GPU: [`LlamaOps`] enqueueing kernels on the session's stream.
+//!
+//! A single token (decode) runs the matrix-vector kernels, which fuse what surrounds each
+//! product: the RMSNorm before q/k/v and gate/up is applied while the input is read, the
+//! residual add is the product's epilogue, SwiGLU that of the gate/up product. A batch
+//! (prefill) runs cuBLAS products over inputs narrowed to the weights' type, accumulating the
+//! residual in place (beta = 1). Norm and SwiGLU are therefore applied by the product that
+//! follows them: `norm` and `swiglu` only record that they are due.
+
+use super::driver::KernelArg;
+use super::kernels::GpuType;
+use super::state::{CudaState, SPLIT_TOKENS};
+use super::upload::{DeviceLayer, DeviceMatrix};
+use super::CudaBackend;
+use crate::backend::llama::LlamaOps;
+use crate::error::{Error, Result};
+use crate::model::{Hparams, Matrix, Projections};
+use runllama_kernels::RopeLayout;
+
+/// Threads of the element-wise kernels' blocks.
+const BLOCK: u32 = 256;
+/// Threads of a matrix-vector block (`GEMV_THREADS` in kernels.cu; each warp computes a row or
+/// a pair at a time).
+const GEMV_BLOCK: u32 = 1024;
+/// Threads of an attention block (its kernel keeps 4 warps' queries in shared memory).
+const ATTN_BLOCK: u32 = 128;
+
+/// The pass; the first error stops it (later operations do nothing) and is returned by
+/// [`CudaPass::finish`].
+pub(super) struct CudaPass<'a> {
+    pub b: &'a CudaBackend,
+    pub hp: &'a Hparams,
+    pub st: &'a mut CudaState,
+    /// Tokens in the batch (set by `embed`).
+    pub n: usize,
+    /// The norm weight the next product applies to the residual stream.
+    norm: Option<u64>,
+    err: Option<Error>,
+}
+
+/// Enqueue `f` with the given arguments (a macro so that each argument becomes a cell).
+macro_rules! launch {
+    ($pass:expr, $f:expr, $grid:expr, $block:expr, $shared:expr; $($arg:expr),* $(,)?) => {{
+        let mut cells = [$(KernelArg::cell($arg)),*];
+        let (f, grid, block, shared) = ($f, $grid, $block, $shared);
+        // SAFETY: the cells follow the kernel's parameter list in `kernels.cu`; every address is
+        // a live allocation of this backend or session sized for the pass (UBATCH tokens).
+        $pass.run(|st| unsafe { f.launch(&st.stream, grid, block, shared, &mut cells) })
+    }};
+}
+
+impl<'a> CudaPass<'a> {
+    pub(super) fn new(b: &'a CudaBackend, hp: &'a Hparams, st: &'a mut CudaState) -> Self {
+        CudaPass { b, hp, st, n: 0, norm: None, err: None }
+    }
+
+    /// The first error of the pass, if any.
+    pub(super) fn finish(self) -> Result<()> {
+        self.err.map_or(Ok(()), Err)
+    }
+
+    /// Run `f` unless an earlier step failed; keep its error.
+    fn run(&mut self, f: impl FnOnce(&CudaState) -> Result<()>) {
+        if self.err.is_none() {
+            if let Err(e) = f(self.st) {
+                self.err = Some(e);
+            }
+        }
+    }
+
+    fn fail(&mut self, msg: &str) {
+        if self.err.is_none() {
+            self.err = Some(Error::internal(msg.to_string()));
+        }
+    }
+
+    /// The device layer of a host value (matrix, projections) of `Weights::layers`.
+    fn layer<T>(&self, host: *const T) -> Option<&'a DeviceLayer> {
+        self.b.dev.layer_at(host as usize)
+    }
+
+    /// `out = W · x` (`mode`: store, add, or SwiGLU over row pairs) for one token, normalising
+    /// `x` first by the pending norm when `normed`.
+    fn gemv(&mut self, m: &DeviceMatrix, kind: Gemv, x: u64, normed: bool, out: u64) {
+        let k = self.b.kernels.typed(m.ty);
+        let f = match kind {
+            Gemv::Store => k.gemv,
+            Gemv::Add => k.gemv_add,
+            Gemv::SwiGlu => k.gemv_swiglu,
+        };
+        let rows_per_block = GEMV_BLOCK as usize / 32 * if kind == Gemv::SwiGlu { 2 } else { 1 };
+        let shared = (m.cols * 4) as u32;
+        // A persistent grid: as many blocks as fit the GPU at once, no more than there are rows.
+        let resident = match f.blocks_per_sm(GEMV_BLOCK, shared) {
+            Ok(b) => b * self.b.kernels.n_sm,
+            Err(e) => return self.err = self.err.take().or(Some(e)),
+        };
+        let grid = m.rows.div_ceil(rows_per_block).min(resident) as u32;
+        let norm = if normed { self.norm.take().unwrap_or(0) } else { 0 };
+        let eps = self.hp.norm_eps;
+        launch!(self, f, grid, GEMV_BLOCK, shared;
+            m.buf.ptr(), m.rows as i32, m.cols as i32, x, norm, eps, out, m.vec_rows() as i32);
+    }
+
+    /// `out[n, rows] = in · Wᵀ + beta · out` with cuBLAS, `input` already in the weights' type.
+    fn gemm(&mut self, m: &DeviceMatrix, input: u64, out: u64, beta: f32) {
+        let n = self.n;
+        if self.err.is_none() {
+            if let Err(e) = self.st.blas.gemm(m.ty.blas(), m.buf.ptr(), m.rows, m.cols, input, n, out, beta) {
+                self.err = Some(e);
+            }
+        }
+    }
+
+    /// `xb = rmsnorm(x) ⊙ pending norm`, in `ty`, for every token.
+    fn norm_into_xb(&mut self, ty: GpuType) {
+        let Some(norm) = self.norm.take() else { return self.fail("a product needs a norm first") };
+        let f = self.b.kernels.typed(ty).rmsnorm;
+        let (x, xb, d, eps) = (self.st.act.x.ptr(), self.st.act.xb.ptr(), self.hp.n_embd as i32, self.hp.norm_eps);
+        launch!(self, f, self.n as u32, BLOCK, 0; x, norm, d, eps, xb);
+    }
+
+    /// `xb = src` narrowed to `ty` (`len` values).
+    fn convert_into_xb(&mut self, ty: GpuType, src: u64, len: usize) {
+        let f = self.b.kernels.typed(ty).convert;
+        let xb = self.st.act.xb.ptr();
+        launch!(self, f, grid_for(len), BLOCK, 0; src, len as i32, xb);
+    }
+
+    /// q/k/v or gate/up: one product whose rows are the device layout of `p`.
+    fn project(&mut self, m: &DeviceMatrix, kind: Gemv, out: u64) {
+        if self.n == 1 {
+            let x = self.st.act.x.ptr();
+            self.gemv(m, kind, x, true, out);
+        } else {
+            self.norm_into_xb(m.ty);
+            let xb = self.st.act.xb.ptr();
+            self.gemm(m, xb, out, 0.0);
+        }
+    }
+}
+
+/// What a matrix-vector product does with its result.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gemv {
+    Store,
+    Add,
+    SwiGlu,
+}
+
+/// Blocks for an element-wise kernel over `len` values (grid-stride loops beyond).
+fn grid_for(len: usize) -> u32 {
+    len.div_ceil(BLOCK as usize).clamp(1, 65_535) as u32
+}
+
+impl LlamaOps for CudaPass<'_> {
+    fn embed(&mut self, tokens: &[u32]) {
+        self.n = tokens.len();
+        let b = self.b;
+        let m = &b.dev.tok_embd;
+        let f = b.kernels.typed(m.ty).embed;
+        let (table, io, x) = (m.buf.ptr(), self.st.act.io.at(4), self.st.act.x.ptr());
+        launch!(self, f, self.n as u32, BLOCK, 0; table, io, m.cols as i32, x);
+    }
+
+    fn norm(&mut self, weight: &[f32]) {
+        self.norm = self.b.dev.norm_at(weight.as_ptr() as usize);
+        if self.norm.is_none() {
+            self.fail("norm weights not on the GPU");
+        }
+    }
+
+    fn qkv(&mut self, p: &Projections) {
+        let Some(l) = self.layer(p) else { return self.fail("q/k/v weights not on the GPU") };
+        let out = self.st.act.qkv.ptr();
+        self.project(&l.qkv, Gemv::Store, out);
+    }
+
+    fn rope(&mut self, _pos: usize) {
+        // Applied with the cache write (`store_kv`), which reads the position from the GPU.
+    }
+
+    fn store_kv(&mut self, layer: usize, _pos: usize) {
+        let hp = self.hp;
+        let f = self.b.kernels.rope_store(self.st.kv_type);
+        let (kc, vc) = self.st.layer_kv(layer, hp.kv_dim());
+        let halves = (hp.rope_layout == RopeLayout::Halves) as i32;
+        let (qkv, pos, inv) = (self.st.act.qkv.ptr(), self.st.act.io.ptr(), self.st.inv_freq.ptr());
+        launch!(self, f, self.n as u32, BLOCK, 0;
+            qkv, pos, inv, hp.n_head as i32, hp.n_head_kv as i32, hp.head_dim() as i32, halves,
+            self.st.n_ctx as i32, kc, vc);
+    }
+
+    fn attention(&mut self, layer: usize, _pos: usize) {
+        let hp = self.hp;
+        let hd = hp.head_dim();
+        let f = self.b.kernels.attention(self.st.kv_type);
+        let (kc, vc) = self.st.layer_kv(layer, hp.kv_dim());
+        let (splits, split_len) =
+            if self.n <= SPLIT_TOKENS { (self.st.splits, self.st.split_len) } else { (1, self.st.n_ctx) };
+        let warps = self.n * hp.n_head * splits;
+        let grid = warps.div_ceil(ATTN_BLOCK as usize / 32) as u32;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let a = &self.st.act;
+        let (qkv, pos, att, part) = (a.qkv.ptr(), a.io.ptr(), a.att.ptr(), a.part.ptr());
+        launch!(self, f, grid, ATTN_BLOCK, 0;
+            qkv, kc, vc, self.n as i32, pos, hp.n_head as i32, hp.n_head_kv as i32, hd as i32,
+            self.st.n_ctx as i32, split_len as i32, splits as i32, scale, att, part);
+        if splits > 1 {
+            let f = self.b.kernels.attn_combine;
+            let threads = hd.next_multiple_of(32) as u32;
+            launch!(self, f, (self.n * hp.n_head) as u32, threads, 0; part, hd as i32, splits as i32, att);
+        }
+    }
+
+    fn add_attention_output(&mut self, wo: &Matrix) {
+        let Some(l) = self.layer(wo) else { return self.fail("attention output weights not on the GPU") };
+        let (att, x) = (self.st.act.att.ptr(), self.st.act.x.ptr());
+        if self.n == 1 {
+            self.gemv(&l.wo, Gemv::Add, att, false, x);
+        } else {
+            self.convert_into_xb(l.wo.ty, att, self.n * l.wo.cols);
+            let xb = self.st.act.xb.ptr();
+            self.gemm(&l.wo, xb, x, 1.0);
+        }
+    }
+
+    fn gate_up(&mut self, p: &Projections) {
+        let Some(l) = self.layer(p) else { return self.fail("gate/up weights not on the GPU") };
+        if self.n == 1 {
+            // SwiGLU in the product's epilogue, into `hidden`.
+            let out = self.st.act.hidden.ptr();
+            self.project(&l.gate_up, Gemv::SwiGlu, out);
+        } else {
+            let out = self.st.act.gate_up.ptr();
+            self.project(&l.gate_up, Gemv::Store, out);
+        }
+    }
+
+    fn swiglu(&mut self) {
+        // Decode: done by the gate/up product; prefill: by `add_ffn_output`, narrowing to the
+        // down projection's type.
+    }
+
+    fn add_ffn_output(&mut self, w_down: &Matrix) {
+        let Some(l) = self.layer(w_down) else { return self.fail("down projection weights not on the GPU") };
+        let x = self.st.act.x.ptr();
+        if self.n == 1 {
+            let h = self.st.act.hidden.ptr();
+            self.gemv(&l.down, Gemv::Add, h, false, x);
+        } else {
+            let f = self.b.kernels.typed(l.down.ty).swiglu;
+            let (gu, xb, ff) = (self.st.act.gate_up.ptr(), self.st.act.xb.ptr(), self.hp.n_ff);
+            launch!(self, f, grid_for(self.n * ff), BLOCK, 0; gu, self.n as i32, ff as i32, xb);
+            self.gemm(&l.down, xb, x, 1.0);
+        }
+    }
+
+    fn logits(&mut self, _norm: &[f32], _output: &Matrix, _logits: &mut [f32]) {
+        // Into the session's device logits; the backend copies them to the host after the pass.
+        self.norm = Some(self.b.dev.output_norm.ptr());
+        let last = self.st.act.x.at((self.n - 1) * self.hp.n_embd * 4);
+        let out = self.st.act.logits.ptr();
+        let b = self.b;
+        self.gemv(&b.dev.output, Gemv::Store, last, true, out);
+    }
+}

@@ -1,0 +1,151 @@
+//! A session's state on the GPU: its stream and cuBLAS handle, the KV cache, the activations of
+//! a pass, pinned host memory for the step's inputs and logits, and the captured decode graph.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use super::driver::{Blas, Context, DeviceBuffer, Graph, PinnedBuffer, Stream};
+use super::kernels::GpuType;
+use crate::backend::{KvType, SessionState};
+use crate::error::{Error, Result};
+use crate::model::Hparams;
+
+/// Most tokens one batched pass computes (longer prompts run in pieces).
+pub(super) const UBATCH: usize = 512;
+
+/// Batches of at most this many tokens split each head's positions over several warps
+/// (decode: one token has too few heads to fill the GPU); larger batches give a warp each
+/// (token, head).
+pub(super) const SPLIT_TOKENS: usize = 1;
+
+/// Activations of one pass, on the GPU.
+pub(super) struct Activations {
+    /// Residual stream, `[UBATCH, n_embd]` f32.
+    pub x: DeviceBuffer,
+    /// A product's input in the weights' type, `[UBATCH, max(n_embd, q_dim, n_ff)]`.
+    pub xb: DeviceBuffer,
+    /// `[q | k | v]` per token, f32.
+    pub qkv: DeviceBuffer,
+    /// Attention output, `[UBATCH, q_dim]` f32.
+    pub att: DeviceBuffer,
+    /// Interleaved (gate, up) per token, `[UBATCH, 2 n_ff]` f32.
+    pub gate_up: DeviceBuffer,
+    /// One token's SwiGLU output, `[n_ff]` f32 (decode).
+    pub hidden: DeviceBuffer,
+    /// Split attention's partial results (max, sum, accumulator per split).
+    pub part: DeviceBuffer,
+    /// Logits, `[n_vocab]` f32.
+    pub logits: DeviceBuffer,
+    /// The pass's inputs: position, then token ids (i32).
+    pub io: DeviceBuffer,
+}
+
+/// A session's state on the GPU.
+pub(super) struct CudaState {
+    pub n_ctx: usize,
+    /// Cache element type (F32 or F16).
+    pub kv_type: GpuType,
+    /// Every layer's K then V cache, head-major (`[n_head_kv, n_ctx, head_dim]` each).
+    pub kv: DeviceBuffer,
+    /// `theta^(-2i/head_dim)`, as the CPU computes them.
+    pub inv_freq: DeviceBuffer,
+    pub act: Activations,
+    /// Position splits of the attention of a decode step, and positions per split.
+    pub splits: usize,
+    pub split_len: usize,
+    /// Host side of `act.io` and of the logits.
+    pub host_io: PinnedBuffer,
+    pub host_logits: PinnedBuffer,
+    /// The decode step, captured on the first single-token step.
+    pub graph: Option<Graph>,
+    pub blas: Blas,
+    pub stream: Stream,
+}
+
+impl CudaState {
+    /// State for `n_ctx` positions with a cache of `kv` (sizes from `hp`); `OutOfMemory`
+    /// names the bytes asked for and free, and frees what was allocated.
+    pub(super) fn new(ctx: &Arc<Context>, hp: &Hparams, n_ctx: usize, k: KvType, v: KvType) -> Result<CudaState> {
+        let kv_type = match (k, v) {
+            (KvType::F16, KvType::F16) => GpuType::F16,
+            (KvType::F32, KvType::F32) => GpuType::F32,
+            _ => {
+                return Err(Error::unsupported(format!(
+                    "the CUDA backend keeps K and V caches in f16 or f32 (both the same), not {k:?}/{v:?}"
+                )))
+            }
+        };
+        let (d, hd, qd, kvd, ff) = (hp.n_embd, hp.head_dim(), hp.n_head * hp.head_dim(), hp.kv_dim(), hp.n_ff);
+        if hd > 256 {
+            return Err(Error::unsupported(format!("the CUDA attention kernel takes heads of up to 256, not {hd}")));
+        }
+        let kv_bytes = n_ctx
+            .checked_mul(2 * hp.n_layer * kvd * kv_type.size())
+            .ok_or_else(|| Error::invalid(format!("n_ctx {n_ctx} is too large")))?;
+        // Splits of at least 64 positions (a warp's two chunks), at most 128 of them.
+        let split_len = n_ctx.div_ceil(128).next_multiple_of(32).max(64);
+        let splits = n_ctx.div_ceil(split_len);
+        let f = 4;
+        let stream = ctx.stream()?;
+        let blas = Blas::new(&stream)?;
+        let act = Activations {
+            x: ctx.alloc(UBATCH * d * f, "the activations")?,
+            xb: ctx.alloc(UBATCH * d.max(qd).max(ff) * f, "the activations")?,
+            qkv: ctx.alloc(UBATCH * (qd + 2 * kvd) * f, "the activations")?,
+            att: ctx.alloc(UBATCH * qd * f, "the activations")?,
+            gate_up: ctx.alloc(UBATCH * 2 * ff * f, "the activations")?,
+            hidden: ctx.alloc(ff * f, "the activations")?,
+            part: ctx.alloc(SPLIT_TOKENS * hp.n_head * splits * (hd + 2) * f, "the attention partials")?,
+            logits: ctx.alloc(hp.n_vocab * f, "the logits")?,
+            io: ctx.alloc((UBATCH + 1) * 4, "the step's tokens")?,
+        };
+        let kv = ctx.alloc(kv_bytes, &format!("the KV cache ({n_ctx} positions)"))?;
+        let inv: Vec<u8> = (0..hd / 2)
+            .map(|i| 1.0f32 / hp.rope_theta.powf((2 * i) as f32 / hd as f32))
+            .flat_map(f32::to_le_bytes)
+            .collect();
+        let inv_freq = ctx.alloc(inv.len(), "the RoPE frequencies")?;
+        // SAFETY: `inv` lives until the stream is synchronised below; `inv_freq` holds its bytes.
+        unsafe { stream.upload(inv_freq.ptr(), inv.as_ptr(), inv.len())? };
+        stream.sync()?;
+        Ok(CudaState {
+            n_ctx,
+            kv_type,
+            kv,
+            inv_freq,
+            act,
+            splits,
+            split_len,
+            host_io: ctx.alloc_pinned((UBATCH + 1) * 4)?,
+            host_logits: ctx.alloc_pinned(hp.n_vocab * 4)?,
+            graph: None,
+            blas,
+            stream,
+        })
+    }
+
+    /// Device addresses of layer `l`'s K and V caches (`kvd * n_ctx` values each).
+    pub(super) fn layer_kv(&self, l: usize, kvd: usize) -> (u64, u64) {
+        let per = kvd * self.n_ctx * self.kv_type.size();
+        (self.kv.at(2 * l * per), self.kv.at((2 * l + 1) * per))
+    }
+}
+
+impl Drop for CudaState {
+    fn drop(&mut self) {
+        // The buffers are freed after the stream's last work.
+        let _ = self.stream.sync();
+    }
+}
+
+impl SessionState for CudaState {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+    fn kv_bytes(&self) -> usize {
+        self.kv.bytes()
+    }
+}

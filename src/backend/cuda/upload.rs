@@ -1,0 +1,338 @@
+//! The model's weights on the GPU, uploaded once from the mapped files through two pinned
+//! staging buffers (one filled while the other is copied), with the load's progress callback
+//! asked after every chunk. No host copy of a whole tensor is made.
+//!
+//! Format quirks are resolved here, into the layouts the kernels read: a layer's q, k and v
+//! become one `[q | k | v]` matrix (one product per token), its gate and up one matrix with
+//! their rows interleaved (`gate[0], up[0], gate[1], ...`, so that one warp computes a pair
+//! and applies SwiGLU), whatever order a fused MindFormers matrix stored them in; tensors split
+//! across several MindSpore pieces are gathered row by row.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::driver::{Context, DeviceBuffer, Event, PinnedBuffer, Stream};
+use super::kernels::GpuType;
+use crate::error::{Error, Result, Status};
+use crate::model::{Matrix, Projections, Weights};
+
+/// Bytes of each of the two staging buffers.
+const STAGING: usize = 32 << 20;
+
+/// A matrix on the GPU, row-major, in its stored type.
+pub(super) struct DeviceMatrix {
+    /// The values (shared when the output layer is tied to the embeddings).
+    pub buf: Arc<DeviceBuffer>,
+    /// Output rows.
+    pub rows: usize,
+    /// Values per row.
+    pub cols: usize,
+    /// Element type.
+    pub ty: GpuType,
+}
+
+impl DeviceMatrix {
+    /// Whether rows are whole 16-byte vectors (the product kernels' fast path).
+    pub(super) fn vec_rows(&self) -> bool {
+        (self.cols * self.ty.size()).is_multiple_of(16)
+    }
+}
+
+/// One layer on the GPU.
+pub(super) struct DeviceLayer {
+    /// RMSNorm weight before attention (f32).
+    pub attn_norm: DeviceBuffer,
+    /// `[q | k | v]` rows.
+    pub qkv: DeviceMatrix,
+    /// Attention output.
+    pub wo: DeviceMatrix,
+    /// RMSNorm weight before the feed-forward (f32).
+    pub ffn_norm: DeviceBuffer,
+    /// Gate and up rows interleaved.
+    pub gate_up: DeviceMatrix,
+    /// Down projection.
+    pub down: DeviceMatrix,
+}
+
+/// The model on the GPU.
+pub(super) struct DeviceWeights {
+    /// Embedding table.
+    pub tok_embd: DeviceMatrix,
+    /// The layers.
+    pub layers: Vec<DeviceLayer>,
+    /// Final norm (f32).
+    pub output_norm: DeviceBuffer,
+    /// Output projection.
+    pub output: DeviceMatrix,
+    /// Bytes on the GPU.
+    pub bytes: usize,
+    /// Layer index by the host address of the `Layer` fields that the forward pass names
+    /// (projections, matrices): how `LlamaOps` calls find the copies.
+    by_host: HashMap<usize, usize>,
+    /// Device norm weights by the address of their host values.
+    norms: HashMap<usize, u64>,
+}
+
+impl DeviceWeights {
+    /// The layer whose host value lives at `addr`.
+    pub(super) fn layer_at(&self, addr: usize) -> Option<&DeviceLayer> {
+        self.by_host.get(&addr).map(|&l| &self.layers[l])
+    }
+
+    /// The device copy of the norm weight whose host values start at `addr`.
+    pub(super) fn norm_at(&self, addr: usize) -> Option<u64> {
+        self.norms.get(&addr).copied()
+    }
+}
+
+/// A destination matrix as runs of source rows: (source matrix, first row, rows).
+type Runs<'a> = Vec<(&'a Matrix, usize, usize)>;
+
+/// Runs for destination rows whose sources are `src(d)`, merged where consecutive.
+fn runs<'a>(n: usize, src: impl Fn(usize) -> (&'a Matrix, usize)) -> Runs<'a> {
+    let mut out: Runs<'a> = Vec::new();
+    for d in 0..n {
+        let (m, r) = src(d);
+        match out.last_mut() {
+            Some((pm, r0, k)) if std::ptr::eq(*pm, m) && *r0 + *k == r => *k += 1,
+            _ => out.push((m, r, 1)),
+        }
+    }
+    out
+}
+
+/// Source of each unfused row of projections (`[q | k | v]` or `[gate | up]` order).
+fn unfused_source<'a>(p: &'a Projections) -> Box<dyn Fn(usize) -> (&'a Matrix, usize) + 'a> {
+    match p {
+        Projections::Separate(ms) => Box::new(move |mut u| {
+            let mut i = 0;
+            while u >= ms[i].rows {
+                u -= ms[i].rows;
+                i += 1;
+            }
+            (&ms[i], u)
+        }),
+        Projections::Fused { w, order } => {
+            let mut inv = vec![0usize; order.len()];
+            for (r, &u) in order.iter().enumerate() {
+                inv[u as usize] = r;
+            }
+            Box::new(move |u| (w, inv[u]))
+        }
+    }
+}
+
+/// The embeddings and every layer's matrices (not the output projection).
+fn matrices(w: &Weights) -> Vec<&Matrix> {
+    let mut all: Vec<&Matrix> = vec![&w.tok_embd];
+    for l in &w.layers {
+        all.extend(l.qkv.matrices());
+        all.extend(l.gate_up.matrices());
+        all.push(&l.wo);
+        all.push(&l.w_down);
+    }
+    all
+}
+
+/// Runs of a whole matrix.
+fn whole(m: &Matrix) -> Runs<'_> {
+    runs(m.rows, |r| (m, r))
+}
+
+/// Check that every matrix has a type the GPU runs, before anything is allocated.
+pub(super) fn check_types(w: &Weights) -> Result<()> {
+    for m in matrices(w).into_iter().chain([&w.output]) {
+        if GpuType::of(m.dtype()).is_none() {
+            return Err(Error::unsupported(format!(
+                "tensor {} is {}: the CUDA backend runs F32, F16 and BF16 weights; quantized GGUF files run on the CPU (LLAMA_DEVICE_CPU)",
+                m.info.name,
+                m.dtype().name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Copies host bytes to device addresses through the two staging buffers.
+struct Uploader<'p> {
+    ctx: Arc<Context>,
+    stream: Stream,
+    staging: [PinnedBuffer; 2],
+    done: [Event; 2],
+    /// Buffer being filled, and bytes in it.
+    cur: usize,
+    fill: usize,
+    /// Copies waiting in the current buffer: (device address, offset in staging, length).
+    pending: Vec<(u64, usize, usize)>,
+    /// Set when a new allocation starts: its first bytes never extend the last pending copy
+    /// (allocations can be adjacent, and one copy may not span two).
+    new_allocation: bool,
+    total: usize,
+    sent: usize,
+    progress: Option<&'p mut dyn FnMut(f32) -> bool>,
+}
+
+impl Uploader<'_> {
+    /// Queue `bytes` for device address `dst`.
+    fn push(&mut self, mut dst: u64, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            if self.fill == STAGING {
+                self.flush()?;
+            }
+            let n = bytes.len().min(STAGING - self.fill);
+            self.staging[self.cur].bytes_mut()[self.fill..self.fill + n].copy_from_slice(&bytes[..n]);
+            match self.pending.last_mut() {
+                Some((d, o, len)) if !self.new_allocation && *d + *len as u64 == dst && *o + *len == self.fill => {
+                    *len += n
+                }
+                _ => self.pending.push((dst, self.fill, n)),
+            }
+            self.new_allocation = false;
+            self.fill += n;
+            dst += n as u64;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    /// Send the current buffer and switch to the other (once its copies are done).
+    fn flush(&mut self) -> Result<()> {
+        let base = self.staging[self.cur].as_ptr();
+        for &(dst, off, len) in &self.pending {
+            // SAFETY: the staging buffer is pinned and is not written again until `done[cur]`
+            // has been waited for; `dst..dst + len` lies in an allocation made for it.
+            unsafe { self.stream.upload(dst, base.add(off), len)? };
+        }
+        self.done[self.cur].record(&self.stream)?;
+        self.sent += self.fill;
+        self.pending.clear();
+        self.fill = 0;
+        self.cur ^= 1;
+        self.done[self.cur].sync()?;
+        if let Some(cb) = self.progress.as_mut() {
+            if cb(self.sent as f32 / self.total.max(1) as f32) {
+                self.stream.sync()?;
+                return Err(Error::new(Status::Cancelled, "loading was cancelled by the progress callback"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A device matrix of `rows` rows of `cols` values of `ty`, filled from `runs`.
+    fn matrix(&mut self, runs: Runs<'_>, w: &Weights, rows: usize, cols: usize, what: &str) -> Result<DeviceMatrix> {
+        let ty = GpuType::of(runs[0].0.dtype()).ok_or_else(|| Error::internal("unchecked weight type"))?;
+        if runs.iter().any(|(m, ..)| m.dtype() != runs[0].0.dtype()) {
+            return Err(Error::unsupported(format!("{what}: its projections are stored in different types")));
+        }
+        let row_bytes = cols * ty.size();
+        let buf = self.ctx.alloc(rows * row_bytes, what)?;
+        self.new_allocation = true;
+        let mut at = buf.ptr();
+        let mut gathered = Vec::new();
+        for (m, r0, n) in runs {
+            let mut err = Ok(());
+            m.for_each_run(w, r0, r0 + n, &mut gathered, |_, bytes| {
+                if err.is_ok() {
+                    err = self.push(at, bytes);
+                    at += bytes.len() as u64;
+                }
+            });
+            err?;
+        }
+        Ok(DeviceMatrix { buf: Arc::new(buf), rows, cols, ty })
+    }
+
+    /// A device copy of an f32 vector.
+    fn vector(&mut self, v: &[f32], what: &str) -> Result<DeviceBuffer> {
+        let buf = self.ctx.alloc(v.len() * 4, what)?;
+        self.new_allocation = true;
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.push(buf.ptr(), &bytes)?;
+        Ok(buf)
+    }
+}
+
+/// Upload `w` to the GPU of `ctx`, calling `progress` with the fraction sent (true cancels).
+pub(super) fn upload(
+    ctx: &Arc<Context>,
+    w: &Weights,
+    progress: Option<&mut dyn FnMut(f32) -> bool>,
+) -> Result<DeviceWeights> {
+    let tied = w.output.spans == w.tok_embd.spans;
+    let mut total: usize = matrices(w).iter().map(|m| m.info.nbytes).sum();
+    if !tied {
+        total += w.output.info.nbytes;
+    }
+    let (free, all) = ctx.mem_info();
+    if total > free {
+        return Err(Error::new(
+            Status::OutOfMemory,
+            format!(
+                "out of GPU memory: the weights need {} MiB but {} MiB of {} MiB are free",
+                total.div_ceil(1 << 20),
+                free >> 20,
+                all >> 20
+            ),
+        ));
+    }
+    let stream = ctx.stream()?;
+    let mut up = Uploader {
+        ctx: ctx.clone(),
+        staging: [ctx.alloc_pinned(STAGING)?, ctx.alloc_pinned(STAGING)?],
+        done: [Event::new(ctx)?, Event::new(ctx)?],
+        stream,
+        cur: 0,
+        fill: 0,
+        pending: Vec::new(),
+        new_allocation: true,
+        total,
+        sent: 0,
+        progress,
+    };
+    // Record both events once so that the first waits return at once.
+    up.done[0].record(&up.stream)?;
+    up.done[1].record(&up.stream)?;
+
+    let tok_embd = up.matrix(whole(&w.tok_embd), w, w.tok_embd.rows, w.tok_embd.cols, "the token embeddings")?;
+    let mut layers = Vec::with_capacity(w.layers.len());
+    let (mut by_host, mut norms) = (HashMap::new(), HashMap::new());
+    for (i, l) in w.layers.iter().enumerate() {
+        let name = |what: &str| format!("layer {i}'s {what}");
+        let cols = l.wo.rows;
+        let qkv_rows: usize = l.qkv.matrices().iter().map(|m| m.rows).sum();
+        let qkv = up.matrix(runs(qkv_rows, unfused_source(&l.qkv)), w, qkv_rows, cols, &name("q/k/v"))?;
+        let gu_rows: usize = l.gate_up.matrices().iter().map(|m| m.rows).sum();
+        let ff = gu_rows / 2;
+        let src = unfused_source(&l.gate_up);
+        // Destination row 2i is gate row i (unfused i), 2i + 1 up row i (unfused ff + i).
+        let gate_up = up.matrix(runs(gu_rows, |d| src((d % 2) * ff + d / 2)), w, gu_rows, cols, &name("gate/up"))?;
+        layers.push(DeviceLayer {
+            attn_norm: up.vector(&l.attn_norm, &name("attention norm"))?,
+            qkv,
+            wo: up.matrix(whole(&l.wo), w, l.wo.rows, l.wo.cols, &name("attention output"))?,
+            ffn_norm: up.vector(&l.ffn_norm, &name("feed-forward norm"))?,
+            gate_up,
+            down: up.matrix(whole(&l.w_down), w, l.w_down.rows, l.w_down.cols, &name("down projection"))?,
+        });
+        let dl = layers.last().expect("just pushed");
+        norms.insert(l.attn_norm.as_ptr() as usize, dl.attn_norm.ptr());
+        norms.insert(l.ffn_norm.as_ptr() as usize, dl.ffn_norm.ptr());
+        for addr in [
+            &l.qkv as *const Projections as usize,
+            &l.gate_up as *const Projections as usize,
+            &l.wo as *const Matrix as usize,
+            &l.w_down as *const Matrix as usize,
+        ] {
+            by_host.insert(addr, i);
+        }
+    }
+    let output_norm = up.vector(&w.output_norm, "the output norm")?;
+    let output = if tied {
+        DeviceMatrix { buf: tok_embd.buf.clone(), rows: tok_embd.rows, cols: tok_embd.cols, ty: tok_embd.ty }
+    } else {
+        up.matrix(whole(&w.output), w, w.output.rows, w.output.cols, "the output projection")?
+    };
+    up.flush()?;
+    up.stream.sync()?;
+    Ok(DeviceWeights { tok_embd, layers, output_norm, output, bytes: total, by_host, norms })
+}

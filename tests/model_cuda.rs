@@ -1,0 +1,241 @@
+//! The CUDA backend against the CPU on stories260K in every format (built with `--features
+//! cuda`; each test prints "skipped: no GPU" and passes where no CUDA GPU can be used):
+//! greedy ids equal, logits within 1e-3 with an f32 KV cache and 2e-2 with f16; batched prefill
+//! against stepping; abort, BUSY and two sessions in parallel; out of GPU memory and a
+//! smaller request after it; refused cache and weight types; the load's progress and cancel.
+#![cfg(feature = "cuda")]
+
+mod common;
+use common::*;
+
+use std::sync::Arc;
+
+use runllama::backend::{check_available, Device};
+use runllama::error::Status;
+use runllama::loader::{load, LoadOptions};
+use runllama::model::Model;
+use runllama::session::{KvType, Session};
+
+const GPU: Device = Device::Cuda { index: 0 };
+
+/// Whether GPU 0 can be used (else the reason is printed and the test passes).
+fn gpu() -> bool {
+    match check_available(GPU) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("skipped: no GPU ({e})");
+            false
+        }
+    }
+}
+
+/// (model, tokenizer, config) for every format of stories260K.
+const FIXTURES: &[(&str, Option<&str>, Option<&str>)] = &[
+    ("stories260K/stories260K.bin", Some("stories260K/tok512.bin"), None),
+    ("stories260K/stories260K-f32.gguf", None, None),
+    ("stories260K/stories260K-f16.gguf", None, None),
+    ("stories260K/hf", None, None),
+    ("stories260K/hf/fp16", None, None),
+    ("stories260K/hf/bf16", None, None),
+    ("mindformers/stories260K.ckpt", None, Some("mindformers/stories260K.yaml")),
+    ("mindformers/stories260K-fp16.ckpt", None, Some("mindformers/stories260K.yaml")),
+    ("mindformers/stories260K-bf16.ckpt", None, Some("mindformers/stories260K.yaml")),
+    ("mindformers/stories260K-sliced16k.ckpt", None, Some("mindformers/stories260K.yaml")),
+    ("mindformers/stories260K-qkvconcat.ckpt", None, Some("mindformers/stories260K-qkvconcat.yaml")),
+    ("mindformers/stories260K-tied.ckpt", None, Some("mindformers/stories260K-tied.yaml")),
+];
+
+fn load_on(device: Device, rel: &str, tok: Option<&str>, config: Option<&str>) -> Arc<Model> {
+    let opts = LoadOptions {
+        tokenizer_path: tok.map(data),
+        config_path: config.map(data),
+        n_threads: 2,
+        device,
+        ..LoadOptions::default()
+    };
+    Arc::new(load(&data(rel), opts).unwrap_or_else(|e| panic!("loading {rel} on {device:?}: {e}")))
+}
+
+/// Whether the fixture's weights are f32 (else f16 or bf16).
+fn is_f32(m: &Model) -> bool {
+    m.main_dtype().is_some_and(|d| d.name() == "F32")
+}
+
+/// Logits after each of `tokens`, stepping one at a time, with a cache of `kv`.
+fn stepped_logits(m: &Arc<Model>, tokens: &[u32], kv: KvType) -> Vec<Vec<f32>> {
+    let s = Session::new(m.clone(), kv_params(kv)).unwrap();
+    tokens
+        .iter()
+        .map(|&t| {
+            s.step(&[t]).unwrap();
+            s.logits().unwrap().unwrap()
+        })
+        .collect()
+}
+
+/// Greedy session parameters with a cache of `kv`.
+fn kv_params(kv: KvType) -> runllama::session::SessionParams {
+    runllama::session::SessionParams { kv_type: kv, ..params(0, 0.0, 0) }
+}
+
+#[test]
+fn every_format_gives_the_cpu_greedy_ids_and_logits() {
+    if !gpu() {
+        return;
+    }
+    let tokens = reference_tokens();
+    for &(rel, tok, config) in FIXTURES {
+        let cpu = load_on(Device::Cpu, rel, tok, config);
+        let gpu = load_on(GPU, rel, tok, config);
+        assert_eq!(gpu.backend().unwrap().name(), "cuda");
+        assert_eq!(greedy(&gpu, 200), greedy(&cpu, 200), "{rel}: greedy ids on the GPU differ from the CPU's");
+        for (kv, bound) in [(KvType::F32, 1e-3f32), (KvType::F16, 2e-2)] {
+            let (a, b) = (stepped_logits(&cpu, &tokens, kv), stepped_logits(&gpu, &tokens, kv));
+            let worst = a.iter().zip(&b).map(|(x, y)| max_abs_diff(x, y)).fold(0.0, f32::max);
+            eprintln!("{rel}: {kv:?} cache: max |GPU - CPU| over {} positions = {worst:e}", tokens.len());
+            assert!(worst < bound, "{rel}: {kv:?} cache: max |GPU - CPU| = {worst}");
+        }
+    }
+}
+
+#[test]
+fn batched_prefill_equals_stepping_on_the_gpu() {
+    if !gpu() {
+        return;
+    }
+    // 300 tokens: past several of a decode step's attention splits (64 positions each here).
+    let tokens: Vec<u32> = (0..300u32).map(|i| 1 + (i * 37) % 500).collect();
+    for &(rel, tok, config) in &FIXTURES[..6] {
+        let m = load_on(GPU, rel, tok, config);
+        let stepped = stepped_logits(&m, &tokens, KvType::F32);
+        let s = Session::new(m.clone(), params(0, 0.0, 0)).unwrap();
+        s.step(&tokens[..1]).unwrap();
+        s.step(&tokens[1..14]).unwrap();
+        s.step(&tokens[14..]).unwrap();
+        let batched = s.logits().unwrap().unwrap();
+        let d = max_abs_diff(&batched, stepped.last().unwrap());
+        // f16/bf16 weights: the batched products read activations rounded to the weights' type.
+        let bound = if is_f32(&m) { 1e-3 } else { 2e-2 };
+        eprintln!("{rel}: batched prefill vs stepping: {d:e}");
+        assert!(d < bound, "{rel}: batched prefill vs stepping: {d}");
+        // Decode continues from a batched prefill as from stepping.
+        let next = s.step(&[5]).unwrap();
+        let one = Session::new(m.clone(), params(0, 0.0, 0)).unwrap();
+        for &t in &tokens {
+            one.step(&[t]).unwrap();
+        }
+        assert_eq!(next, one.step(&[5]).unwrap(), "{rel}");
+    }
+}
+
+#[test]
+fn abort_busy_and_two_sessions_in_parallel() {
+    if !gpu() {
+        return;
+    }
+    let m = load_on(GPU, "stories260K/stories260K-f32.gguf", None, None);
+    let expected = greedy(&load_on(Device::Cpu, "stories260K/stories260K-f32.gguf", None, None), 100);
+
+    // Abort: the step is cancelled, the session unchanged, the next step runs.
+    let s = Session::new(m.clone(), params(0, 0.0, 0)).unwrap();
+    s.step(&[m.bos]).unwrap();
+    s.abort();
+    let e = s.step(&[expected[0]]).unwrap_err();
+    assert_eq!(e.status, Status::Cancelled, "{e}");
+    assert_eq!(s.position(), 1);
+    assert_eq!(s.step(&[expected[0]]).unwrap(), expected[1]);
+    s.abort();
+    let prompt: Vec<u32> = (0..200u32).map(|i| 1 + i % 400).collect();
+    assert_eq!(s.step(&prompt).unwrap_err().status, Status::Cancelled);
+    assert_eq!(s.position(), 2);
+
+    // Two sessions stepping from two threads give the single-session ids.
+    let runs: Vec<Vec<u32>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..2).map(|_| sc.spawn(|| greedy(&m, 100))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(runs[0], expected);
+    assert_eq!(runs[1], expected);
+
+    // BUSY: a second thread stepping the session while a long prefill runs.
+    let s = Arc::new(Session::new(m.clone(), params(0, 0.0, 0)).unwrap());
+    let long: Vec<u32> = (0..500u32).map(|i| 1 + i % 400).collect();
+    let busy = std::thread::scope(|sc| {
+        let s2 = s.clone();
+        let worker = sc.spawn(move || {
+            for _ in 0..20 {
+                s2.reset().unwrap();
+                s2.step(&long).unwrap();
+            }
+        });
+        let mut seen = false;
+        while !worker.is_finished() {
+            if let Err(e) = s.step(&[1]) {
+                assert_eq!(e.status, Status::Busy, "{e}");
+                seen = true;
+            }
+        }
+        worker.join().unwrap();
+        seen
+    });
+    assert!(busy, "no BUSY seen while another thread stepped the session");
+}
+
+#[test]
+fn out_of_gpu_memory_is_an_error_and_a_smaller_session_then_works() {
+    if !gpu() {
+        return;
+    }
+    let m = load_on(GPU, "stories260K/stories260K-f32.gguf", None, None);
+    // 2^30 positions of 5 layers' f32 K and V (32 values each): 1.3 TiB.
+    let e = Session::new(m.clone(), params(1 << 30, 0.0, 0)).err().expect("a 1.3 TiB cache must fail");
+    assert_eq!(e.status, Status::OutOfMemory, "{e}");
+    assert!(e.message.contains("MiB") && e.message.contains("free"), "{e}");
+    let expected = greedy(&load_on(Device::Cpu, "stories260K/stories260K-f32.gguf", None, None), 50);
+    for _ in 0..3 {
+        assert_eq!(greedy(&m, 50), expected);
+    }
+}
+
+#[test]
+fn refused_types_name_the_reason() {
+    if !gpu() {
+        return;
+    }
+    let m = load_on(GPU, "stories260K/stories260K-f32.gguf", None, None);
+    for kv in [KvType::Int8, KvType::Int4] {
+        let e = Session::new(m.clone(), kv_params(kv)).err().expect("8/4-bit caches are not on the GPU");
+        assert_eq!(e.status, Status::Unsupported, "{e}");
+        assert!(e.message.contains("CUDA"), "{e}");
+    }
+    let opts = LoadOptions { device: GPU, ..LoadOptions::default() };
+    let Err(e) = load(&data("quant/k256-q4_k_m.gguf"), opts) else { panic!("quantized weights are not on the GPU") };
+    assert_eq!(e.status, Status::Unsupported, "{e}");
+    assert!(e.message.contains("Q4_K") && e.message.contains("k256-q4_k_m.gguf"), "{e}");
+}
+
+#[test]
+fn load_reports_progress_and_can_be_cancelled_during_the_upload() {
+    if !gpu() {
+        return;
+    }
+    let mut seen = Vec::new();
+    let mut record = |f: f32| {
+        seen.push(f);
+        false
+    };
+    let opts = LoadOptions { device: GPU, progress: Some(&mut record), ..LoadOptions::default() };
+    let m = load(&data("stories260K/stories260K-f32.gguf"), opts).unwrap();
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "progress goes backwards: {seen:?}");
+    assert_eq!(seen.last(), Some(&1.0));
+    assert!(seen.iter().any(|&f| f > 0.05 && f < 1.0), "no upload progress: {seen:?}");
+    let info: serde_json::Value = serde_json::from_str(&m.describe_json()).unwrap();
+    assert_eq!(info["device"], "cuda");
+    assert!(info["gpu"].as_str().is_some_and(|g| g.contains("MiB")), "{info}");
+    assert!(runllama::system_info().contains("gpu0="), "{}", runllama::system_info());
+
+    let mut cancel_in_upload = |f: f32| f > 0.05;
+    let opts = LoadOptions { device: GPU, progress: Some(&mut cancel_in_upload), ..LoadOptions::default() };
+    let Err(e) = load(&data("stories260K/stories260K-f32.gguf"), opts) else { panic!("not cancelled") };
+    assert_eq!(e.status, Status::Cancelled, "{e}");
+}
