@@ -299,6 +299,17 @@ fn main() {
     let (pp_med, tg_med, near_med, ratio_med) = (median(pp), median(tg), median(near_bw), median(ratios));
     let limit = near_med * 1e9 / weight_bytes as f64;
     let kv_mib = session.kv_bytes() as f64 / 1048576.0;
+    let gpu_used_mib = match a.device {
+        Device::Cuda { index } => runllama::backend::gpu_memory(index).map(|(free, total)| (total - free) >> 20),
+        Device::Cpu => None,
+    };
+    if let Some(used) = gpu_used_mib {
+        println!(
+            "gpu       {used} MiB in use on the GPU (this process and any other); weights read per token {:.0} MiB, KV cache {:.0} MiB",
+            weight_bytes as f64 / 1048576.0,
+            session.kv_bytes() as f64 / 1048576.0
+        );
+    }
     println!("weights   {:.2} GB read per decoded token", weight_bytes as f64 / 1e9);
     println!("pp{}     {pp_med:.2} tok/s (median of {})", a.prompt, a.reps);
     println!("tg{}      {tg_med:.3} tok/s (median of {})", a.gen, a.reps);
@@ -331,6 +342,7 @@ fn main() {
             "rss_anon_mib": anon_end,
             "rss_anon_after_load_mib": anon_load,
             "kv_mib": kv_mib,
+            "gpu_used_mib": gpu_used_mib,
             "kv": match a.kv {
                 (k, Some(v)) => format!("K {k:?}, V {v:?}"),
                 (k, None) => format!("{k:?}"),

@@ -52,6 +52,20 @@ pub fn gpu_summary() -> String {
     String::new()
 }
 
+/// (free, total) bytes of GPU `index`'s memory as the driver reports them (`None` without the
+/// `cuda` feature or a usable GPU): what a host or bench checks its use against.
+pub fn gpu_memory(index: usize) -> Option<(usize, usize)> {
+    #[cfg(feature = "cuda")]
+    {
+        cuda::memory(index)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = index;
+        None
+    }
+}
+
 /// Refuse a device this build or machine cannot run on, before anything is read.
 pub fn check_available(device: Device) -> Result<()> {
     match device {

@@ -91,6 +91,13 @@ pub fn probe(index: usize) -> Result<GpuInfo> {
     Ok(GpuInfo { index, name, total_memory })
 }
 
+/// (free, total) bytes of GPU `index`'s memory (`None` if it cannot be used).
+pub fn memory(index: usize) -> Option<(usize, usize)> {
+    probe(index).ok()?;
+    let ctx = Context::new(index).ok()?;
+    Some(ctx.mem_info())
+}
+
 /// The CUDA backend: the weights on one GPU and the kernels compiled for it.
 pub struct CudaBackend {
     /// The host description of the weights (names, shapes; the mapped files stay open for
