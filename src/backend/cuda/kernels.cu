@@ -115,12 +115,11 @@ __device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
 // residual); 2: rows come in (gate, up) pairs and out[r / 2] = silu(gate) * up (SwiGLU).
 // `vec` (host-checked): rows are whole 16-byte vectors; else one value at a time.
 #define GEMV_THREADS 1024
-template <class W, int MODE>
-__device__ __forceinline__ void gemv(const typename W::T* __restrict__ w, int rows, int cols,
-                                     const float* __restrict__ x, const float* __restrict__ norm, float eps,
-                                     float* out, int vec) {
-    extern __shared__ float4 smem4[];
-    float* xs = reinterpret_cast<float*>(smem4);
+
+// xs = x, or rmsnorm(x) * norm when `norm` is given (then a block-wide barrier).
+__device__ __forceinline__ void load_input(float* xs, int cols, const float* __restrict__ x,
+                                           const float* __restrict__ norm, float eps) {
+    float4* smem4 = reinterpret_cast<float4*>(xs);
     __shared__ float red[32];
     const bool x4 = (cols & 3) == 0;  // x, norm and xs as float4
     if (norm) {
@@ -139,7 +138,35 @@ __device__ __forceinline__ void gemv(const typename W::T* __restrict__ w, int ro
         for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[i] = x[i];
     }
     __syncthreads();
+}
 
+// xs = the attention output of one token merged from the splits of `attention` (each head's
+// partial (max, sum, accumulator) per split; only the splits that hold positions 0..=pos are
+// read): out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s. Then a block-wide barrier.
+__device__ __forceinline__ void load_attention(float* xs, int cols, const float* __restrict__ part,
+                                               const int* pos_p, int split_len, int n_splits, int hd) {
+    const int active = min(n_splits, (*pos_p + split_len) / split_len);
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        const int h = i / hd, d = i % hd;
+        const float* p = part + (size_t)h * n_splits * (hd + 2);
+        float m = -INFINITY;
+        for (int s = 0; s < active; s++) m = fmaxf(m, p[s * (hd + 2)]);
+        float l = 0.f, acc = 0.f;
+        for (int s = 0; s < active; s++) {
+            const float* ps = p + s * (hd + 2);
+            const float e = expf(ps[0] - m);
+            l += e * ps[1];
+            acc += e * ps[2 + d];
+        }
+        xs[i] = acc / l;
+    }
+    __syncthreads();
+}
+
+// The rows of a product over the input in shared memory `xs` (see above).
+template <class W, int MODE>
+__device__ __forceinline__ void gemv_rows(const typename W::T* __restrict__ w, int rows, int cols,
+                                          const float* xs, float* out, int vec) {
     const int R = MODE == 2 ? 2 : 1;
     const int U = MODE == 2 ? 4 : 8;
     const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
@@ -188,7 +215,20 @@ __device__ __forceinline__ void gemv(const typename W::T* __restrict__ w, int ro
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS)                                              \
         name(const W::T* w, int rows, int cols, const float* x, const float* norm, float eps, float* out,   \
              int vec) {                                                                                     \
-        gemv<W, MODE>(w, rows, cols, x, norm, eps, out, vec);                                               \
+        extern __shared__ float4 smem4[];                                                                    \
+        float* xs = reinterpret_cast<float*>(smem4);                                                         \
+        load_input(xs, cols, x, norm, eps);                                                                  \
+        gemv_rows<W, MODE>(w, rows, cols, xs, out, vec);                                                     \
+    }
+// out += W · attention output (merged from the splits of a decode step's attention).
+#define GEMV_ATTN(name, W)                                                                                   \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS)                                              \
+        name(const W::T* w, int rows, int cols, const float* part, const int* pos_p, int split_len,          \
+             int n_splits, int hd, float* out, int vec) {                                                    \
+        extern __shared__ float4 smem4[];                                                                    \
+        float* xs = reinterpret_cast<float*>(smem4);                                                         \
+        load_attention(xs, cols, part, pos_p, split_len, n_splits, hd);                                      \
+        gemv_rows<W, 1>(w, rows, cols, xs, out, vec);                                                        \
     }
 GEMV(gemv_f32, WF32, 0)
 GEMV(gemv_f16, WF16, 0)
@@ -199,6 +239,9 @@ GEMV(gemv_add_bf16, WBF16, 1)
 GEMV(gemv_swiglu_f32, WF32, 2)
 GEMV(gemv_swiglu_f16, WF16, 2)
 GEMV(gemv_swiglu_bf16, WBF16, 2)
+GEMV_ATTN(gemv_attn_f32, WF32)
+GEMV_ATTN(gemv_attn_f16, WF16)
+GEMV_ATTN(gemv_attn_bf16, WBF16)
 
 // ---------------------------------------------------------------------------------------------
 // Element-wise steps. One block per token where a row-wide value is needed.
@@ -298,7 +341,7 @@ extern "C" __global__ void rope_store_f16(float* qkv, const int* pos_p, const fl
 // an online softmax (running max and sum; no score matrix): lane j scores key j of each
 // 32-key chunk, then every lane accumulates its dims of the chunk's values. With one split the
 // warp writes the normalised output; with several it writes (max, sum, unnormalised
-// accumulator) for `attn_combine`. Token t sees positions 0..=pos+t. hd <= 256.
+// accumulator), merged by the next product's `load_attention`. Token t sees positions 0..=pos+t. hd <= 256.
 #define MAX_HD 256
 template <class KV>
 __device__ void attention(const float* qkv, const typename KV::T* kc, const typename KV::T* vc, int n_tokens,
@@ -385,23 +428,4 @@ extern "C" __global__ void attention_f16(const float* qkv, const u16* kc, const 
                                          const int* pos_p, int n_head, int n_kv, int hd, int n_ctx, int split_len,
                                          int n_splits, float scale, float* out, float* part) {
     attention<WF16>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, split_len, n_splits, scale, out, part);
-}
-
-// The splits of `attention` merged: out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
-// Grid: n_tokens * n_head blocks of at least hd threads.
-extern "C" __global__ void attn_combine(const float* part, int hd, int n_splits, float* out) {
-    const int th = blockIdx.x, d = threadIdx.x;
-    const float* p = part + (size_t)th * n_splits * (hd + 2);
-    float m = -INFINITY;
-    for (int s = 0; s < n_splits; s++) m = fmaxf(m, p[s * (hd + 2)]);
-    if (d >= hd) return;
-    float l = 0.f, acc = 0.f;
-    for (int s = 0; s < n_splits; s++) {
-        const float* ps = p + s * (hd + 2);
-        if (ps[1] == 0.f) continue;  // a split past the last position
-        const float e = expf(ps[0] - m);
-        l += e * ps[1];
-        acc += e * ps[2 + d];
-    }
-    out[(size_t)th * hd + d] = acc / l;
 }

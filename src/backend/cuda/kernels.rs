@@ -68,6 +68,8 @@ pub(super) struct TypedKernels {
     pub gemv_add: Function,
     /// `out[r/2] = silu(W x)[r] * (W x)[r+1]` over row pairs.
     pub gemv_swiglu: Function,
+    /// `out += W x`, x merged from a decode step's split attention.
+    pub gemv_attn: Function,
     /// Embedding rows to f32 activations.
     pub embed: Function,
     /// RMSNorm of f32 activations, narrowed to this type.
@@ -86,8 +88,6 @@ pub(super) struct Kernels {
     rope_store: [Function; 2],
     /// Attention, per cache type (f32, f16).
     attention: [Function; 2],
-    /// Merge of split attention.
-    pub attn_combine: Function,
     /// Multiprocessors of the GPU.
     pub n_sm: usize,
     /// Kept loaded while the functions are used.
@@ -108,6 +108,7 @@ impl Kernels {
                 gemv: f("gemv")?,
                 gemv_add: f("gemv_add")?,
                 gemv_swiglu: f("gemv_swiglu")?,
+                gemv_attn: f("gemv_attn")?,
                 embed: f("embed")?,
                 rmsnorm: f("rmsnorm")?,
                 convert: f("convert")?,
@@ -124,14 +125,13 @@ impl Kernels {
             )));
         }
         for k in &typed {
-            for f in [k.gemv, k.gemv_add, k.gemv_swiglu] {
+            for f in [k.gemv, k.gemv_add, k.gemv_swiglu, k.gemv_attn] {
                 f.allow_shared(gemv_shared)?;
             }
         }
         Ok(Kernels {
             rope_store: [module.function("rope_store_f32")?, module.function("rope_store_f16")?],
             attention: [module.function("attention_f32")?, module.function("attention_f16")?],
-            attn_combine: module.function("attn_combine")?,
             n_sm: ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as usize,
             typed,
             _module: module,
@@ -189,7 +189,7 @@ mod tests {
                 std::fs::write(std::path::Path::new(&dir).join(format!("{arch}.ptx")), &ptx[..ptx.len() - 1]).unwrap();
             }
             let text = String::from_utf8_lossy(&ptx);
-            for k in ["gemv_f16", "gemv_swiglu_bf16", "attention_f16", "rope_store_f32", "attn_combine"] {
+            for k in ["gemv_f16", "gemv_swiglu_bf16", "attention_f16", "rope_store_f32", "gemv_attn_f16"] {
                 assert!(text.contains(&format!(".entry {k}(")), "{k} missing for {arch}");
             }
         }

@@ -7,9 +7,9 @@
 //! residual in place (beta = 1). Norm and SwiGLU are therefore applied by the product that
 //! follows them: `norm` and `swiglu` only record that they are due.
 
-use super::driver::KernelArg;
+use super::driver::{Function, KernelArg};
 use super::kernels::GpuType;
-use super::state::{CudaState, SPLIT_TOKENS};
+use super::state::CudaState;
 use super::upload::{DeviceLayer, DeviceMatrix};
 use super::CudaBackend;
 use crate::backend::llama::LlamaOps;
@@ -79,7 +79,7 @@ impl<'a> CudaPass<'a> {
         self.b.dev.layer_at(host as usize)
     }
 
-    /// `out = W · x` (`mode`: store, add, or SwiGLU over row pairs) for one token, normalising
+    /// `out = W · x` (`kind`: store, add, or SwiGLU over row pairs) for one token, normalising
     /// `x` first by the pending norm when `normed`.
     fn gemv(&mut self, m: &DeviceMatrix, kind: Gemv, x: u64, normed: bool, out: u64) {
         let k = self.b.kernels.typed(m.ty);
@@ -88,18 +88,24 @@ impl<'a> CudaPass<'a> {
             Gemv::Add => k.gemv_add,
             Gemv::SwiGlu => k.gemv_swiglu,
         };
-        let rows_per_block = GEMV_BLOCK as usize / 32 * if kind == Gemv::SwiGlu { 2 } else { 1 };
-        let shared = (m.cols * 4) as u32;
-        // A persistent grid: as many blocks as fit the GPU at once, no more than there are rows.
-        let resident = match f.blocks_per_sm(GEMV_BLOCK, shared) {
-            Ok(b) => b * self.b.kernels.n_sm,
-            Err(e) => return self.err = self.err.take().or(Some(e)),
-        };
-        let grid = m.rows.div_ceil(rows_per_block).min(resident) as u32;
+        let Some(grid) = self.gemv_grid(f, m, kind == Gemv::SwiGlu) else { return };
         let norm = if normed { self.norm.take().unwrap_or(0) } else { 0 };
-        let eps = self.hp.norm_eps;
+        let (eps, shared) = (self.hp.norm_eps, (m.cols * 4) as u32);
         launch!(self, f, grid, GEMV_BLOCK, shared;
             m.buf.ptr(), m.rows as i32, m.cols as i32, x, norm, eps, out, m.vec_rows() as i32);
+    }
+
+    /// Blocks of a matrix-vector product over `m` (pairs of rows when `pairs`): a persistent
+    /// grid, as many as fit the GPU at once and no more than there are rows.
+    fn gemv_grid(&mut self, f: Function, m: &DeviceMatrix, pairs: bool) -> Option<u32> {
+        let rows_per_block = GEMV_BLOCK as usize / 32 * if pairs { 2 } else { 1 };
+        match f.blocks_per_sm(GEMV_BLOCK, (m.cols * 4) as u32) {
+            Ok(b) => Some(m.rows.div_ceil(rows_per_block).min(b * self.b.kernels.n_sm) as u32),
+            Err(e) => {
+                self.err = self.err.take().or(Some(e));
+                None
+            }
+        }
     }
 
     /// `out[n, rows] = in · Wᵀ + beta · out` with cuBLAS, `input` already in the weights' type.
@@ -196,8 +202,7 @@ impl LlamaOps for CudaPass<'_> {
         let hd = hp.head_dim();
         let f = self.b.kernels.attention(self.st.kv_type);
         let (kc, vc) = self.st.layer_kv(layer, hp.kv_dim());
-        let (splits, split_len) =
-            if self.n <= SPLIT_TOKENS { (self.st.splits, self.st.split_len) } else { (1, self.st.n_ctx) };
+        let (splits, split_len) = if self.n == 1 { (self.st.splits, self.st.split_len) } else { (1, self.st.n_ctx) };
         let warps = self.n * hp.n_head * splits;
         let grid = warps.div_ceil(ATTN_BLOCK as usize / 32) as u32;
         let scale = 1.0 / (hd as f32).sqrt();
@@ -206,18 +211,22 @@ impl LlamaOps for CudaPass<'_> {
         launch!(self, f, grid, ATTN_BLOCK, 0;
             qkv, kc, vc, self.n as i32, pos, hp.n_head as i32, hp.n_head_kv as i32, hd as i32,
             self.st.n_ctx as i32, split_len as i32, splits as i32, scale, att, part);
-        if splits > 1 {
-            let f = self.b.kernels.attn_combine;
-            let threads = hd.next_multiple_of(32) as u32;
-            launch!(self, f, (self.n * hp.n_head) as u32, threads, 0; part, hd as i32, splits as i32, att);
-        }
+        // Split results are merged by the next product (`add_attention_output`).
     }
 
     fn add_attention_output(&mut self, wo: &Matrix) {
         let Some(l) = self.layer(wo) else { return self.fail("attention output weights not on the GPU") };
         let (att, x) = (self.st.act.att.ptr(), self.st.act.x.ptr());
         if self.n == 1 {
-            self.gemv(&l.wo, Gemv::Add, att, false, x);
+            // The product reads the split attention's partial results and merges them.
+            let m = &l.wo;
+            let f = self.b.kernels.typed(m.ty).gemv_attn;
+            let Some(grid) = self.gemv_grid(f, m, false) else { return };
+            let a = &self.st.act;
+            let (part, pos, hd) = (a.part.ptr(), a.io.ptr(), self.hp.head_dim() as i32);
+            let (split_len, splits) = (self.st.split_len as i32, self.st.splits as i32);
+            launch!(self, f, grid, GEMV_BLOCK, (m.cols * 4) as u32;
+                m.buf.ptr(), m.rows as i32, m.cols as i32, part, pos, split_len, splits, hd, x, m.vec_rows() as i32);
         } else {
             self.convert_into_xb(l.wo.ty, att, self.n * l.wo.cols);
             let xb = self.st.act.xb.ptr();

@@ -13,11 +13,6 @@ use crate::model::Hparams;
 /// Most tokens one batched pass computes (longer prompts run in pieces).
 pub(super) const UBATCH: usize = 512;
 
-/// Batches of at most this many tokens split each head's positions over several warps
-/// (decode: one token has too few heads to fill the GPU); larger batches give a warp each
-/// (token, head).
-pub(super) const SPLIT_TOKENS: usize = 1;
-
 /// Activations of one pass, on the GPU.
 pub(super) struct Activations {
     /// Residual stream, `[UBATCH, n_embd]` f32.
@@ -32,7 +27,8 @@ pub(super) struct Activations {
     pub gate_up: DeviceBuffer,
     /// One token's SwiGLU output, `[n_ff]` f32 (decode).
     pub hidden: DeviceBuffer,
-    /// Split attention's partial results (max, sum, accumulator per split).
+    /// A decode step's split attention: (max, sum, accumulator) per head and split (one token
+    /// has too few heads to fill the GPU, so each head's positions are split over warps).
     pub part: DeviceBuffer,
     /// Logits, `[n_vocab]` f32.
     pub logits: DeviceBuffer,
@@ -95,7 +91,7 @@ impl CudaState {
             att: ctx.alloc(UBATCH * qd * f, "the activations")?,
             gate_up: ctx.alloc(UBATCH * 2 * ff * f, "the activations")?,
             hidden: ctx.alloc(ff * f, "the activations")?,
-            part: ctx.alloc(SPLIT_TOKENS * hp.n_head * splits * (hd + 2) * f, "the attention partials")?,
+            part: ctx.alloc(hp.n_head * splits * (hd + 2) * f, "the attention partials")?,
             logits: ctx.alloc(hp.n_vocab * f, "the logits")?,
             io: ctx.alloc((UBATCH + 1) * 4, "the step's tokens")?,
         };

@@ -336,3 +336,75 @@ pub(super) fn upload(
     up.stream.sync()?;
     Ok(DeviceWeights { tok_embd, layers, output_norm, output, bytes: total, by_host, norms })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FusedLayout, Span};
+    use crate::tensor::{DType, TensorInfo};
+
+    fn matrix(name: &str, rows: usize) -> Matrix {
+        let info = TensorInfo {
+            name: name.into(),
+            dtype: DType::F32,
+            shape: vec![rows, 4],
+            file: 0,
+            offset: 0,
+            nbytes: rows * 16,
+        };
+        Matrix { info, rows, cols: 4, spans: vec![Span { file: 0, offset: 0, len: rows * 16 }] }
+    }
+
+    /// (matrix name, source row) of every destination row of `runs`.
+    fn rows_of(runs: &Runs<'_>) -> Vec<(String, usize)> {
+        runs.iter().flat_map(|(m, r0, n)| (*r0..r0 + n).map(|r| (m.info.name.clone(), r))).collect()
+    }
+
+    #[test]
+    fn qkv_rows_land_in_q_k_v_order_from_separate_and_fused_matrices() {
+        let (n_head, n_kv, hd) = (4, 2, 2);
+        let (qd, kvd) = (n_head * hd, n_kv * hd);
+        let sep = Projections::Separate(vec![matrix("q", qd), matrix("k", kvd), matrix("v", kvd)]);
+        let r = runs(qd + 2 * kvd, unfused_source(&sep));
+        assert_eq!(r.len(), 3, "one run per matrix");
+        let want: Vec<(String, usize)> = (0..qd)
+            .map(|i| ("q".to_string(), i))
+            .chain((0..kvd).map(|i| ("k".to_string(), i)))
+            .chain((0..kvd).map(|i| ("v".to_string(), i)))
+            .collect();
+        assert_eq!(rows_of(&r), want);
+        for layout in [FusedLayout::Concat, FusedLayout::Grouped] {
+            let order = layout.qkv_order(n_head, n_kv, hd);
+            let fused = Projections::Fused { w: matrix("qkv", qd + 2 * kvd), order: order.clone() };
+            let got = rows_of(&runs(qd + 2 * kvd, unfused_source(&fused)));
+            // Destination row u comes from the fused row that `order` sends to u.
+            for (u, (_, r)) in got.iter().enumerate() {
+                assert_eq!(order[*r] as usize, u, "{layout:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn gate_and_up_rows_are_interleaved() {
+        let ff = 5;
+        let interleave = |p: &Projections| {
+            let src = unfused_source(p);
+            rows_of(&runs(2 * ff, |d| src((d % 2) * ff + d / 2)))
+        };
+        let sep = Projections::Separate(vec![matrix("gate", ff), matrix("up", ff)]);
+        let want: Vec<(String, usize)> =
+            (0..ff).flat_map(|i| [("gate".to_string(), i), ("up".to_string(), i)]).collect();
+        assert_eq!(interleave(&sep), want);
+        // MindFormers >= 1.4 already interleaves them: one run, in place.
+        let grouped =
+            Projections::Fused { w: matrix("w_gate_hidden", 2 * ff), order: FusedLayout::Grouped.gate_up_order(ff) };
+        let src = unfused_source(&grouped);
+        let r = runs(2 * ff, |d| src((d % 2) * ff + d / 2));
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].1, r[0].2), (0, 2 * ff));
+        let concat =
+            Projections::Fused { w: matrix("w_gate_hidden", 2 * ff), order: FusedLayout::Concat.gate_up_order(ff) };
+        let rows: Vec<usize> = interleave(&concat).into_iter().map(|(_, r)| r).collect();
+        assert_eq!(rows, (0..ff).flat_map(|i| [i, ff + i]).collect::<Vec<_>>());
+    }
+}
