@@ -142,23 +142,29 @@ __device__ __forceinline__ void load_input(float* xs, int cols, const float* __r
 
 // xs = the attention output of one token merged from the splits of `attention` (each head's
 // partial (max, sum, accumulator) per split; only the splits that hold positions 0..=pos are
-// read): out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s. Then a block-wide barrier.
+// read): out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s, each head's split weights
+// computed once by a warp. At most 32 splits, n_head * n_splits <= MAX_MERGE. Then a barrier.
+#define MAX_MERGE 2048
 __device__ __forceinline__ void load_attention(float* xs, int cols, const float* __restrict__ part,
                                                const int* pos_p, int split_len, int n_splits, int hd) {
+    __shared__ float wts[MAX_MERGE];
     const int active = min(n_splits, (*pos_p + split_len) / split_len);
+    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, n_head = cols / hd;
+    for (int h = threadIdx.x >> 5; h < n_head; h += nw) {
+        const float* p = part + ((size_t)h * n_splits + lane) * (hd + 2);
+        const float m = lane < active ? p[0] : -INFINITY;
+        const float mx = warp_max(m);
+        const float e = lane < active ? expf(m - mx) : 0.f;
+        const float l = warp_sum(lane < active ? e * p[1] : 0.f);
+        if (lane < active) wts[h * n_splits + lane] = e / l;
+    }
+    __syncthreads();
     for (int i = threadIdx.x; i < cols; i += blockDim.x) {
         const int h = i / hd, d = i % hd;
-        const float* p = part + (size_t)h * n_splits * (hd + 2);
-        float m = -INFINITY;
-        for (int s = 0; s < active; s++) m = fmaxf(m, p[s * (hd + 2)]);
-        float l = 0.f, acc = 0.f;
-        for (int s = 0; s < active; s++) {
-            const float* ps = p + s * (hd + 2);
-            const float e = expf(ps[0] - m);
-            l += e * ps[1];
-            acc += e * ps[2 + d];
-        }
-        xs[i] = acc / l;
+        const float* p = part + (size_t)h * n_splits * (hd + 2) + 2 + d;
+        float acc = 0.f;
+        for (int s = 0; s < active; s++) acc += wts[h * n_splits + s] * p[s * (hd + 2)];
+        xs[i] = acc;
     }
     __syncthreads();
 }

@@ -78,8 +78,10 @@ impl CudaState {
         let kv_bytes = n_ctx
             .checked_mul(2 * hp.n_layer * kvd * kv_type.size())
             .ok_or_else(|| Error::invalid(format!("n_ctx {n_ctx} is too large")))?;
-        // Splits of at least 64 positions (a warp's two chunks), at most 128 of them.
-        let split_len = n_ctx.div_ceil(128).next_multiple_of(32).max(64);
+        // Splits of at least 64 positions (a warp's two chunks), at most 32 of them and
+        // n_head * splits <= 2048 (the merge's weights, MAX_MERGE in kernels.cu).
+        let max_splits = (2048 / hp.n_head).clamp(1, 32);
+        let split_len = n_ctx.div_ceil(max_splits).next_multiple_of(32).max(64);
         let splits = n_ctx.div_ceil(split_len);
         let f = 4;
         let stream = ctx.stream()?;
