@@ -169,7 +169,30 @@ __device__ __forceinline__ void load_attention(float* xs, int cols, const float*
     __syncthreads();
 }
 
-// The rows of a product over the input in shared memory `xs` (see above).
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+#ifndef GEMV_NO_PREFETCH
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#endif
+}
+
+// Bytes each warp streams per step of a row (U 16-byte loads per lane).
+#define GEMV_CHUNK(U) (32 * 16 * (U))
+
+// Before the input is read: the first chunk of this warp's first rows, into L2 (one 128-byte
+// line per lane), so the weights are on their way while the block builds its input.
+template <class W, int MODE>
+__device__ __forceinline__ void gemv_prefetch_first(const typename W::T* w, int rows, int cols) {
+    const int R = MODE == 2 ? 2 : 1, U = MODE == 2 ? 4 : 8;
+    const int lane = threadIdx.x & 31, r0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * R;
+    const size_t row_bytes = (size_t)cols * sizeof(typename W::T);
+    for (int k = 0; k < R && r0 + k < rows; k++)
+        if (lane * 128 < GEMV_CHUNK(U) && lane * 128 < row_bytes)
+            prefetch_l2(reinterpret_cast<const char*>(w + (size_t)(r0 + k) * cols) + lane * 128);
+}
+
+// The rows of a product over the input in shared memory `xs` (see above). While a warp reads
+// one chunk of a row into registers it asks L2 for the next (a line per lane), which doubles
+// the bytes in flight without registers.
 template <class W, int MODE>
 __device__ __forceinline__ void gemv_rows(const typename W::T* __restrict__ w, int rows, int cols,
                                           const float* xs, float* out, int vec) {
@@ -187,7 +210,12 @@ __device__ __forceinline__ void gemv_rows(const typename W::T* __restrict__ w, i
         }
         if (vec) {
             int i = lane;
+            const size_t row_bytes = (size_t)cols * sizeof(typename W::T);
             for (; i + 32 * (U - 1) < nv; i += 32 * U) {
+                const size_t ahead = (size_t)(i - lane) * 16 + GEMV_CHUNK(U) + lane * 128;
+#pragma unroll
+                for (int k = 0; k < R; k++)
+                    if (ahead < row_bytes) prefetch_l2(reinterpret_cast<const char*>(row[k]) + ahead);
                 uint4 u[R][U];
 #pragma unroll
                 for (int k = 0; k < R; k++)
@@ -223,6 +251,7 @@ __device__ __forceinline__ void gemv_rows(const typename W::T* __restrict__ w, i
              int vec) {                                                                                     \
         extern __shared__ float4 smem4[];                                                                    \
         float* xs = reinterpret_cast<float*>(smem4);                                                         \
+        gemv_prefetch_first<W, MODE>(w, rows, cols);                                                         \
         load_input(xs, cols, x, norm, eps);                                                                  \
         gemv_rows<W, MODE>(w, rows, cols, xs, out, vec);                                                     \
     }
@@ -233,6 +262,7 @@ __device__ __forceinline__ void gemv_rows(const typename W::T* __restrict__ w, i
              int n_splits, int hd, float* out, int vec) {                                                    \
         extern __shared__ float4 smem4[];                                                                    \
         float* xs = reinterpret_cast<float*>(smem4);                                                         \
+        gemv_prefetch_first<W, 1>(w, rows, cols);                                                            \
         load_attention(xs, cols, part, pos_p, split_len, n_splits, hd);                                      \
         gemv_rows<W, 1>(w, rows, cols, xs, out, vec);                                                        \
     }
@@ -304,14 +334,17 @@ ELEMENTWISE(bf16, WBF16)
 // Rotary embedding of q and k (in place in the [q | k | v] rows of `qkv`), and the K/V cache
 // write at positions pos.. . Caches are head-major: head h's position p starts at
 // (h * n_ctx + p) * hd. `halves`: dims (i, i + hd/2) rotate together, else (2i, 2i + 1).
-// Grid: n tokens.
+// One thread per rotated pair or copied V value: grid n tokens * ceil(items / blockDim.x).
 template <class KV>
 __device__ void rope_store(float* qkv, const int* pos_p, const float* inv_freq, int n_head, int n_kv, int hd,
                            int halves, int n_ctx, typename KV::T* kc, typename KV::T* vc) {
-    const int t = blockIdx.x, pos = *pos_p + t, half = hd / 2;
-    const int qd = n_head * hd, kvd = n_kv * hd;
+    const int half = hd / 2, qd = n_head * hd, kvd = n_kv * hd;
+    const int pairs = (n_head + n_kv) * half;
+    const int chunks = (pairs + kvd + blockDim.x - 1) / blockDim.x;
+    const int t = blockIdx.x / chunks, pos = *pos_p + t;
+    const int i = (blockIdx.x % chunks) * blockDim.x + threadIdx.x;
     float* row = qkv + (size_t)t * (qd + 2 * kvd);
-    for (int i = threadIdx.x; i < (n_head + n_kv) * half; i += blockDim.x) {
+    if (i < pairs) {
         const int h = i / half, p = i % half;
         const int a = halves ? p : 2 * p, b = halves ? p + half : 2 * p + 1;
         float s, c;
@@ -326,10 +359,9 @@ __device__ void rope_store(float* qkv, const int* pos_p, const float* inv_freq, 
             k[a] = KV::put(y0);
             k[b] = KV::put(y1);
         }
-    }
-    for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
-        const int h = i / hd, e = i % hd;
-        vc[((size_t)h * n_ctx + pos) * hd + e] = KV::put(row[qd + kvd + i]);
+    } else if (i < pairs + kvd) {
+        const int j = i - pairs, h = j / hd, e = j % hd;
+        vc[((size_t)h * n_ctx + pos) * hd + e] = KV::put(row[qd + kvd + j]);
     }
 }
 
@@ -379,6 +411,7 @@ __device__ void attention(const float* qkv, const typename KV::T* kc, const type
             const typename KV::T* kr = kh + (size_t)j * hd;
             float dot = 0.f;
             if (vec) {
+#pragma unroll 4
                 for (int d = 0; d < hd; d += KV::VEC) dot += KV::dot(*reinterpret_cast<const uint4*>(kr + d), qs + d);
             } else {
                 for (int d = 0; d < hd; d++) dot += KV::get(kr[d]) * qs[d];
@@ -392,6 +425,7 @@ __device__ void attention(const float* qkv, const typename KV::T* kc, const type
 #pragma unroll
         for (int i = 0; i < MAX_HD / 32; i++) acc[i] *= corr;
         const int nj = min(32, j1 - jb);
+#pragma unroll 8
         for (int jj = 0; jj < nj; jj++) {
             const float pj = __shfl_sync(0xffffffffu, p, jj);
             const typename KV::T* vr = vh + (size_t)(jb + jj) * hd;
@@ -435,3 +469,124 @@ extern "C" __global__ void attention_f16(const float* qkv, const u16* kc, const 
                                          int n_splits, float scale, float* out, float* part) {
     attention<WF16>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, split_len, n_splits, scale, out, part);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Causal attention of a batch (prefill), one block per (head, tile of TQ queries), an online
+// softmax over chunks of TK keys: each chunk of K and V is read once per tile into shared
+// memory (coalesced), each thread scores 2 queries x 4 keys from float4 reads, the 8 threads
+// of a query pair share its running max and sum through shuffles, and each thread accumulates
+// 2 queries x hd/8 dims of the output. hd % 8 == 0 and hd <= 128. Dynamic shared memory:
+// attn_tiled_shared(hd) bytes. Grid: n_head * ceil(n_tokens / TQ) blocks of TILE_THREADS.
+#define TQ 32
+#define TK 32
+#define TILE_THREADS 128
+#define TILE_MAX_DPT 16
+template <class KV>
+__device__ void attention_tiled(const float* qkv, const typename KV::T* kc, const typename KV::T* vc, int n_tokens,
+                                const int* pos_p, int n_head, int n_kv, int hd, int n_ctx, float scale, float* out) {
+    extern __shared__ float4 sm4[];
+    const int ld = hd + 4;  // row stride (floats): float4-aligned rows, fewer bank conflicts
+    float* Qs = reinterpret_cast<float*>(sm4);
+    float* Ks = Qs + TQ * ld;
+    float* Vs = Ks + TK * ld;
+    float* Ps = Vs + TK * ld;  // [TQ][TK]
+    const int tiles = (n_tokens + TQ - 1) / TQ;
+    const int h = blockIdx.x / tiles, t0 = (blockIdx.x % tiles) * TQ;
+    const int pos0 = *pos_p, tid = threadIdx.x;
+    const int qd = n_head * hd, kvd = n_kv * hd, stride = qd + 2 * kvd;
+    const int kvh = h / (n_head / n_kv);
+    for (int e = tid; e < TQ * hd; e += TILE_THREADS) {
+        const int q = e / hd, d = e % hd;
+        Qs[q * ld + d] = t0 + q < n_tokens ? qkv[(size_t)(t0 + q) * stride + h * hd + d] * scale : 0.f;
+    }
+    const int qp = tid >> 3, grp = tid & 7, dpt = hd / 8;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, acc[2][TILE_MAX_DPT];
+#pragma unroll
+    for (int j = 0; j < TILE_MAX_DPT; j++) acc[0][j] = acc[1][j] = 0.f;
+    const int last = pos0 + min(t0 + TQ, n_tokens) - 1;  // the last position the tile sees
+    const typename KV::T* kh = kc + (size_t)kvh * n_ctx * hd;
+    const typename KV::T* vh = vc + (size_t)kvh * n_ctx * hd;
+    for (int j0 = 0; j0 <= last; j0 += TK) {
+        __syncthreads();  // the last chunk's V and P are used up (and Q is written)
+        for (int e = tid; e < TK * hd; e += TILE_THREADS) {
+            const int k = e / hd, d = e % hd;
+            const bool ok = j0 + k <= last;
+            Ks[k * ld + d] = ok ? KV::get(kh[(size_t)(j0 + k) * hd + d]) : 0.f;
+            Vs[k * ld + d] = ok ? KV::get(vh[(size_t)(j0 + k) * hd + d]) : 0.f;
+        }
+        __syncthreads();
+        float sc[2][4];
+#pragma unroll
+        for (int c = 0; c < 4; c++) sc[0][c] = sc[1][c] = 0.f;
+        for (int d = 0; d < hd; d += 4) {
+            const float4 q0 = *reinterpret_cast<const float4*>(Qs + (2 * qp) * ld + d);
+            const float4 q1 = *reinterpret_cast<const float4*>(Qs + (2 * qp + 1) * ld + d);
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const float4 k = *reinterpret_cast<const float4*>(Ks + (4 * grp + c) * ld + d);
+                sc[0][c] += q0.x * k.x + q0.y * k.y + q0.z * k.z + q0.w * k.w;
+                sc[1][c] += q1.x * k.x + q1.y * k.y + q1.z * k.z + q1.w * k.w;
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int t = t0 + 2 * qp + r;
+            float mx = -INFINITY;
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                if (t >= n_tokens || j0 + 4 * grp + c > pos0 + t) sc[r][c] = -INFINITY;
+                mx = fmaxf(mx, sc[r][c]);
+            }
+            for (int o = 1; o < 8; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            const float mn = fmaxf(m[r], mx);
+            float ps = 0.f;
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const float p = mn == -INFINITY ? 0.f : expf(sc[r][c] - mn);
+                Ps[(2 * qp + r) * TK + 4 * grp + c] = p;
+                ps += p;
+            }
+            for (int o = 1; o < 8; o <<= 1) ps += __shfl_xor_sync(0xffffffffu, ps, o);
+            const float corr = m[r] == -INFINITY ? 0.f : expf(m[r] - mn);
+            l[r] = l[r] * corr + ps;
+#pragma unroll
+            for (int j = 0; j < TILE_MAX_DPT; j++) acc[r][j] *= corr;
+            m[r] = mn;
+        }
+        __syncthreads();
+        const int nk = min(TK, last - j0 + 1);
+        for (int k = 0; k < nk; k++) {
+            const float p0 = Ps[(2 * qp) * TK + k], p1 = Ps[(2 * qp + 1) * TK + k];
+            const float* v = Vs + k * ld + grp * dpt;
+#pragma unroll
+            for (int j = 0; j < TILE_MAX_DPT; j++) {
+                if (j < dpt) {
+                    acc[0][j] += p0 * v[j];
+                    acc[1][j] += p1 * v[j];
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int t = t0 + 2 * qp + r;
+        if (t >= n_tokens) continue;
+        float* o = out + (size_t)t * qd + h * hd + grp * dpt;
+        const float inv = 1.0f / l[r];
+#pragma unroll
+        for (int j = 0; j < TILE_MAX_DPT; j++)
+            if (j < dpt) o[j] = acc[r][j] * inv;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    attention_tiled_f32(const float* qkv, const float* kc, const float* vc, int n_tokens, const int* pos_p,
+                        int n_head, int n_kv, int hd, int n_ctx, float scale, float* out) {
+    attention_tiled<WF32>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, scale, out);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    attention_tiled_f16(const float* qkv, const u16* kc, const u16* vc, int n_tokens, const int* pos_p,
+                        int n_head, int n_kv, int hd, int n_ctx, float scale, float* out) {
+    attention_tiled<WF16>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, scale, out);
+}
+

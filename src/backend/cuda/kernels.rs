@@ -86,8 +86,12 @@ pub(super) struct Kernels {
     typed: [TypedKernels; 3],
     /// RoPE and cache write, per cache type (f32, f16).
     rope_store: [Function; 2],
-    /// Attention, per cache type (f32, f16).
+    /// Attention, a warp per (query, head, split), per cache type (f32, f16).
     attention: [Function; 2],
+    /// Batched attention over query tiles, per cache type (f32, f16).
+    attention_tiled: [Function; 2],
+    /// Whether batches use `attention_tiled` (unless `RUNLLAMA_CUDA_ATTN=warp`).
+    pub tiled_prefill: bool,
     /// Multiprocessors of the GPU.
     pub n_sm: usize,
     /// Kept loaded while the functions are used.
@@ -129,7 +133,13 @@ impl Kernels {
                 f.allow_shared(gemv_shared)?;
             }
         }
+        let attention_tiled = [module.function("attention_tiled_f32")?, module.function("attention_tiled_f16")?];
+        for f in attention_tiled {
+            f.allow_shared(attn_tiled_shared(TILED_MAX_HEAD))?;
+        }
         Ok(Kernels {
+            attention_tiled,
+            tiled_prefill: std::env::var("RUNLLAMA_CUDA_ATTN").map_or(true, |v| v != "warp"),
             rope_store: [module.function("rope_store_f32")?, module.function("rope_store_f16")?],
             attention: [module.function("attention_f32")?, module.function("attention_f16")?],
             n_sm: ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as usize,
@@ -152,12 +162,37 @@ impl Kernels {
     pub(super) fn attention(&self, t: GpuType) -> Function {
         self.attention[(t == GpuType::F16) as usize]
     }
+
+    /// Batched attention over query tiles with a cache of `t` (F32 or F16), if it takes heads
+    /// of `hd` and is not switched off.
+    pub(super) fn attention_tiled(&self, t: GpuType, hd: usize) -> Option<Function> {
+        (self.tiled_prefill && hd.is_multiple_of(8) && hd <= TILED_MAX_HEAD)
+            .then(|| self.attention_tiled[(t == GpuType::F16) as usize])
+    }
+}
+
+/// Largest head `attention_tiled` takes (TILE_MAX_DPT * 8 in kernels.cu).
+const TILED_MAX_HEAD: usize = 128;
+/// Queries and keys per tile of `attention_tiled` (TQ, TK in kernels.cu).
+pub(super) const TILE_QUERIES: usize = 32;
+const TILE_KEYS: usize = 32;
+/// Threads of an `attention_tiled` block (TILE_THREADS in kernels.cu).
+pub(super) const TILE_THREADS: u32 = 128;
+
+/// Dynamic shared memory of `attention_tiled` for heads of `hd`: the Q, K and V tiles (rows
+/// of hd + 4 floats) and the probabilities.
+pub(super) fn attn_tiled_shared(hd: usize) -> usize {
+    ((TILE_QUERIES + 2 * TILE_KEYS) * (hd + 4) + TILE_QUERIES * TILE_KEYS) * 4
 }
 
 /// PTX for `arch` (NUL-terminated), or the compiler's log as a device error.
 pub(super) fn compile(arch: &str) -> Result<Vec<u8>> {
     let opts = cudarc::nvrtc::CompileOptions {
-        options: vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()],
+        options: [format!("--gpu-architecture={arch}"), "--std=c++17".into()]
+            .into_iter()
+            // A/B switch for measurements: no L2 prefetch in the matrix-vector products.
+            .chain(std::env::var_os("RUNLLAMA_CUDA_NO_PREFETCH").map(|_| "-DGEMV_NO_PREFETCH".to_string()))
+            .collect(),
         name: Some("runllama_kernels.cu".into()),
         ..Default::default()
     };
@@ -189,7 +224,14 @@ mod tests {
                 std::fs::write(std::path::Path::new(&dir).join(format!("{arch}.ptx")), &ptx[..ptx.len() - 1]).unwrap();
             }
             let text = String::from_utf8_lossy(&ptx);
-            for k in ["gemv_f16", "gemv_swiglu_bf16", "attention_f16", "rope_store_f32", "gemv_attn_f16"] {
+            for k in [
+                "gemv_f16",
+                "gemv_swiglu_bf16",
+                "attention_f16",
+                "rope_store_f32",
+                "gemv_attn_f16",
+                "attention_tiled_f16",
+            ] {
                 assert!(text.contains(&format!(".entry {k}(")), "{k} missing for {arch}");
             }
         }

@@ -8,7 +8,7 @@
 //! follows them: `norm` and `swiglu` only record that they are due.
 
 use super::driver::{Function, KernelArg};
-use super::kernels::GpuType;
+use super::kernels::{attn_tiled_shared, GpuType, TILE_QUERIES, TILE_THREADS};
 use super::state::CudaState;
 use super::upload::{DeviceLayer, DeviceMatrix};
 use super::CudaBackend;
@@ -192,7 +192,9 @@ impl LlamaOps for CudaPass<'_> {
         let (kc, vc) = self.st.layer_kv(layer, hp.kv_dim());
         let halves = (hp.rope_layout == RopeLayout::Halves) as i32;
         let (qkv, pos, inv) = (self.st.act.qkv.ptr(), self.st.act.io.ptr(), self.st.inv_freq.ptr());
-        launch!(self, f, self.n as u32, BLOCK, 0;
+        let items = (hp.n_head + hp.n_head_kv) * hp.head_dim() / 2 + hp.kv_dim();
+        let grid = (self.n * items.div_ceil(BLOCK as usize)) as u32;
+        launch!(self, f, grid, BLOCK, 0;
             qkv, pos, inv, hp.n_head as i32, hp.n_head_kv as i32, hp.head_dim() as i32, halves,
             self.st.n_ctx as i32, kc, vc);
     }
@@ -200,12 +202,24 @@ impl LlamaOps for CudaPass<'_> {
     fn attention(&mut self, layer: usize, _pos: usize) {
         let hp = self.hp;
         let hd = hp.head_dim();
+        let scale = 1.0 / (hd as f32).sqrt();
+        if self.n > 1 {
+            if let Some(f) = self.b.kernels.attention_tiled(self.st.kv_type, hd) {
+                let (kc, vc) = self.st.layer_kv(layer, hp.kv_dim());
+                let grid = (hp.n_head * self.n.div_ceil(TILE_QUERIES)) as u32;
+                let a = &self.st.act;
+                let (qkv, pos, att) = (a.qkv.ptr(), a.io.ptr(), a.att.ptr());
+                launch!(self, f, grid, TILE_THREADS, attn_tiled_shared(hd) as u32;
+                    qkv, kc, vc, self.n as i32, pos, hp.n_head as i32, hp.n_head_kv as i32, hd as i32,
+                    self.st.n_ctx as i32, scale, att);
+                return;
+            }
+        }
         let f = self.b.kernels.attention(self.st.kv_type);
         let (kc, vc) = self.st.layer_kv(layer, hp.kv_dim());
         let (splits, split_len) = if self.n == 1 { (self.st.splits, self.st.split_len) } else { (1, self.st.n_ctx) };
         let warps = self.n * hp.n_head * splits;
         let grid = warps.div_ceil(ATTN_BLOCK as usize / 32) as u32;
-        let scale = 1.0 / (hd as f32).sqrt();
         let a = &self.st.act;
         let (qkv, pos, att, part) = (a.qkv.ptr(), a.io.ptr(), a.att.ptr(), a.part.ptr());
         launch!(self, f, grid, ATTN_BLOCK, 0;
