@@ -204,6 +204,11 @@ fn main() {
         println!("device    {:?}; read bandwidth given: {bw:.1} GB/s", a.device);
     }
 
+    // GPU memory in use with only a CUDA context on it (this process's; the driver's own).
+    let gpu_before = match a.device {
+        Device::Cuda { index } => runllama::backend::gpu_memory(index).map(|(free, total)| (total - free) >> 20),
+        Device::Cpu => None,
+    };
     let opts = || LoadOptions { n_threads: threads, device: a.device, ..Default::default() };
     let t = Instant::now();
     let first = load(&a.model, opts()).unwrap_or_else(|e| {
@@ -305,7 +310,8 @@ fn main() {
     };
     if let Some(used) = gpu_used_mib {
         println!(
-            "gpu       {used} MiB in use on the GPU (this process and any other); weights read per token {:.0} MiB, KV cache {:.0} MiB",
+            "gpu       {used} MiB in use on the GPU (this process and any other; {} MiB with only a CUDA context); weights read per token {:.0} MiB, KV cache {:.0} MiB",
+            gpu_before.unwrap_or(0),
             weight_bytes as f64 / 1048576.0,
             session.kv_bytes() as f64 / 1048576.0
         );
@@ -343,6 +349,7 @@ fn main() {
             "rss_anon_after_load_mib": anon_load,
             "kv_mib": kv_mib,
             "gpu_used_mib": gpu_used_mib,
+            "gpu_context_mib": gpu_before,
             "kv": match a.kv {
                 (k, Some(v)) => format!("K {k:?}, V {v:?}"),
                 (k, None) => format!("{k:?}"),

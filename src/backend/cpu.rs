@@ -409,10 +409,7 @@ impl Backend for CpuBackend {
         logits: &mut [f32],
         cancel: &AtomicBool,
     ) -> Result<()> {
-        let st = state
-            .as_any_mut()
-            .downcast_mut::<CpuState>()
-            .ok_or_else(|| Error::internal("session state does not belong to the CPU backend"))?;
+        let st = super::own_state::<CpuState>(state, "CPU")?;
         let w = &self.weights;
         st.scratch.ensure(hp, w, batch.tokens.len().min(UBATCH))?;
         self.pool().install(|| {

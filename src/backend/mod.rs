@@ -141,6 +141,15 @@ pub trait SessionState: Send {
     fn kv_bytes(&self) -> usize;
 }
 
+/// A backend's own state type in `state`, or an internal error naming `backend` (a session
+/// handed to a model of another backend).
+fn own_state<'a, T: 'static>(state: &'a mut dyn SessionState, backend: &str) -> Result<&'a mut T> {
+    state
+        .as_any_mut()
+        .downcast_mut::<T>()
+        .ok_or_else(|| crate::error::Error::internal(format!("session state does not belong to the {backend} backend")))
+}
+
 /// A forward-pass implementation, holding the model's weights.
 pub trait Backend: Send + Sync {
     /// `"cpu"`, `"cuda"`.

@@ -140,6 +140,8 @@ impl CudaBackend {
         cancel: &AtomicBool,
     ) -> Result<()> {
         let mut pass = CudaPass::new(self, hp, st);
+        // The pass writes logits into the state's device buffer (`forward` copies them out), so
+        // the host slice `llama::forward` hands on is not used.
         let mut none = [0f32; 0];
         let r = llama::forward(&mut pass, &self.weights, tokens, pos, logits.then_some(&mut none[..]), cancel);
         let first = pass.finish();
@@ -207,10 +209,7 @@ impl Backend for CudaBackend {
         logits: &mut [f32],
         cancel: &AtomicBool,
     ) -> Result<()> {
-        let st = state
-            .as_any_mut()
-            .downcast_mut::<CudaState>()
-            .ok_or_else(|| Error::internal("session state does not belong to the CUDA backend"))?;
+        let st = super::own_state::<CudaState>(state, "CUDA")?;
         self.ctx.bind()?;
         if batch.tokens.len() == 1 {
             if cancel.swap(false, Ordering::AcqRel) {

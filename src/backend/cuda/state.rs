@@ -38,6 +38,7 @@ pub(super) struct Activations {
 
 /// A session's state on the GPU.
 pub(super) struct CudaState {
+    /// Positions the cache holds.
     pub n_ctx: usize,
     /// Cache element type (F32 or F16).
     pub kv_type: GpuType,
@@ -45,16 +46,21 @@ pub(super) struct CudaState {
     pub kv: DeviceBuffer,
     /// `theta^(-2i/head_dim)`, as the CPU computes them.
     pub inv_freq: DeviceBuffer,
+    /// The pass's activations.
     pub act: Activations,
-    /// Position splits of the attention of a decode step, and positions per split.
+    /// Position splits of a decode step's attention (at most 32).
     pub splits: usize,
+    /// Positions per split.
     pub split_len: usize,
-    /// Host side of `act.io` and of the logits.
+    /// Host side of `act.io`.
     pub host_io: PinnedBuffer,
+    /// Host side of the logits.
     pub host_logits: PinnedBuffer,
     /// The decode step, captured on the first single-token step.
     pub graph: Option<Graph>,
+    /// cuBLAS on `stream` (batched passes).
     pub blas: Blas,
+    /// The session's stream: all its work runs in order on it.
     pub stream: Stream,
 }
 
