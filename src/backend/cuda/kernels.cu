@@ -190,9 +190,10 @@ __device__ __forceinline__ void gemv_prefetch_first(const typename W::T* w, int 
             prefetch_l2(reinterpret_cast<const char*>(w + (size_t)(r0 + k) * cols) + lane * 128);
 }
 
-// The rows of a product over the input in shared memory `xs` (see above). While a warp reads
-// one chunk of a row into registers it asks L2 for the next (a line per lane), which doubles
-// the bytes in flight without registers.
+// The rows of a product over the input in shared memory `xs` (see above). Where built with the
+// prefetch (RUNLLAMA_CUDA_PREFETCH=1; not yet measured on a GPU), a warp reading one chunk of a
+// row into registers asks L2 for the next (a line per lane): more bytes in flight without
+// registers.
 template <class W, int MODE>
 __device__ __forceinline__ void gemv_rows(const typename W::T* __restrict__ w, int rows, int cols,
                                           const float* xs, float* out, int vec) {
@@ -475,7 +476,8 @@ extern "C" __global__ void attention_f16(const float* qkv, const u16* kc, const 
 // softmax over chunks of TK keys: each chunk of K and V is read once per tile into shared
 // memory (coalesced), each thread scores 2 queries x 4 keys from float4 reads, the 8 threads
 // of a query pair share its running max and sum through shuffles, and each thread accumulates
-// 2 queries x hd/8 dims of the output. hd % 8 == 0 and hd <= 128. Dynamic shared memory:
+// 2 queries x hd/8 dims of the output. hd % 8 == 0 and hd <= 128. Used with
+// RUNLLAMA_CUDA_ATTN=tiled (written, not yet run on a GPU). Dynamic shared memory:
 // attn_tiled_shared(hd) bytes. Grid: n_head * ceil(n_tokens / TQ) blocks of TILE_THREADS.
 #define TQ 32
 #define TK 32

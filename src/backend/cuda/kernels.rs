@@ -90,7 +90,8 @@ pub(super) struct Kernels {
     attention: [Function; 2],
     /// Batched attention over query tiles, per cache type (f32, f16).
     attention_tiled: [Function; 2],
-    /// Whether batches use `attention_tiled` (unless `RUNLLAMA_CUDA_ATTN=warp`).
+    /// Whether batches use `attention_tiled` (`RUNLLAMA_CUDA_ATTN=tiled`: not yet run on a GPU,
+    /// so the warp-per-query kernel, which was, stays the default).
     pub tiled_prefill: bool,
     /// Multiprocessors of the GPU.
     pub n_sm: usize,
@@ -139,7 +140,7 @@ impl Kernels {
         }
         Ok(Kernels {
             attention_tiled,
-            tiled_prefill: std::env::var("RUNLLAMA_CUDA_ATTN").map_or(true, |v| v != "warp"),
+            tiled_prefill: std::env::var("RUNLLAMA_CUDA_ATTN").is_ok_and(|v| v == "tiled"),
             rope_store: [module.function("rope_store_f32")?, module.function("rope_store_f16")?],
             attention: [module.function("attention_f32")?, module.function("attention_f16")?],
             n_sm: ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as usize,
@@ -190,8 +191,12 @@ pub(super) fn compile(arch: &str) -> Result<Vec<u8>> {
     let opts = cudarc::nvrtc::CompileOptions {
         options: [format!("--gpu-architecture={arch}"), "--std=c++17".into()]
             .into_iter()
-            // A/B switch for measurements: no L2 prefetch in the matrix-vector products.
-            .chain(std::env::var_os("RUNLLAMA_CUDA_NO_PREFETCH").map(|_| "-DGEMV_NO_PREFETCH".to_string()))
+            // The L2 prefetch of the matrix-vector products only with RUNLLAMA_CUDA_PREFETCH=1
+            // (not yet measured on a GPU).
+            .chain(
+                (std::env::var("RUNLLAMA_CUDA_PREFETCH").as_deref() != Ok("1"))
+                    .then(|| "-DGEMV_NO_PREFETCH".to_string()),
+            )
             .collect(),
         name: Some("runllama_kernels.cu".into()),
         ..Default::default()
