@@ -28,11 +28,11 @@ const ATTN_BLOCK: u32 = 128;
 /// The pass; the first error stops it (later operations do nothing) and is returned by
 /// [`CudaPass::finish`].
 pub(super) struct CudaPass<'a> {
-    pub b: &'a CudaBackend,
-    pub hp: &'a Hparams,
-    pub st: &'a mut CudaState,
+    b: &'a CudaBackend,
+    hp: &'a Hparams,
+    st: &'a mut CudaState,
     /// Tokens in the batch (set by `embed`).
-    pub n: usize,
+    n: usize,
     /// The norm weight the next product applies to the residual stream.
     norm: Option<u64>,
     err: Option<Error>,
@@ -60,7 +60,7 @@ impl<'a> CudaPass<'a> {
     }
 
     /// Run `f` unless an earlier step failed; keep its error.
-    fn run(&mut self, f: impl FnOnce(&CudaState) -> Result<()>) {
+    fn run(&mut self, f: impl FnOnce(&mut CudaState) -> Result<()>) {
         if self.err.is_none() {
             if let Err(e) = f(self.st) {
                 self.err = Some(e);
@@ -68,10 +68,14 @@ impl<'a> CudaPass<'a> {
         }
     }
 
+    /// Keep `e` as the pass's error unless it already has one.
+    fn keep(&mut self, e: Error) {
+        self.err.get_or_insert(e);
+    }
+
+    /// Stop the pass with an internal error (a weight the upload did not place).
     fn fail(&mut self, msg: &str) {
-        if self.err.is_none() {
-            self.err = Some(Error::internal(msg.to_string()));
-        }
+        self.keep(Error::internal(msg.to_string()));
     }
 
     /// The device layer of a host value (matrix, projections) of `Weights::layers`.
@@ -102,7 +106,7 @@ impl<'a> CudaPass<'a> {
         match f.blocks_per_sm(GEMV_BLOCK, (m.cols * 4) as u32) {
             Ok(b) => Some(m.rows.div_ceil(rows_per_block).min(b * self.b.kernels.n_sm) as u32),
             Err(e) => {
-                self.err = self.err.take().or(Some(e));
+                self.keep(e);
                 None
             }
         }
@@ -111,11 +115,7 @@ impl<'a> CudaPass<'a> {
     /// `out[n, rows] = in · Wᵀ + beta · out` with cuBLAS, `input` already in the weights' type.
     fn gemm(&mut self, m: &DeviceMatrix, input: u64, out: u64, beta: f32) {
         let n = self.n;
-        if self.err.is_none() {
-            if let Err(e) = self.st.blas.gemm(m.ty.blas(), m.buf.ptr(), m.rows, m.cols, input, n, out, beta) {
-                self.err = Some(e);
-            }
-        }
+        self.run(|st| st.blas.gemm(m.ty.blas(), m.buf.ptr(), m.rows, m.cols, input, n, out, beta));
     }
 
     /// `xb = rmsnorm(x) ⊙ pending norm`, in `ty`, for every token.
