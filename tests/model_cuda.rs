@@ -56,11 +56,6 @@ fn load_on(device: Device, rel: &str, tok: Option<&str>, config: Option<&str>) -
     Arc::new(load(&data(rel), opts).unwrap_or_else(|e| panic!("loading {rel} on {device:?}: {e}")))
 }
 
-/// Whether the fixture's weights are f32 (else f16 or bf16).
-fn is_f32(m: &Model) -> bool {
-    m.main_dtype().is_some_and(|d| d.name() == "F32")
-}
-
 /// Logits after each of `tokens`, stepping one at a time, with a cache of `kv`.
 fn stepped_logits(m: &Arc<Model>, tokens: &[u32], kv: KvType) -> Vec<Vec<f32>> {
     let s = Session::new(m.clone(), kv_params(kv)).unwrap();
@@ -114,8 +109,14 @@ fn batched_prefill_equals_stepping_on_the_gpu() {
         s.step(&tokens[14..]).unwrap();
         let batched = s.logits().unwrap().unwrap();
         let d = max_abs_diff(&batched, stepped.last().unwrap());
-        // f16/bf16 weights: the batched products read activations rounded to the weights' type.
-        let bound = if is_f32(&m) { 1e-3 } else { 2e-2 };
+        // f16/bf16 weights: the batched products read activations rounded to the weights' type
+        // (bf16 keeps 3 fewer mantissa bits than f16; measured on the H200: f16 2.1e-3 and
+        // 2.9e-3, bf16 1.96e-2).
+        let bound = match m.main_dtype().map(|d| d.name()) {
+            Some("F32") => 1e-3,
+            Some("BF16") => 5e-2,
+            _ => 2e-2,
+        };
         eprintln!("{rel}: batched prefill vs stepping: {d:e}");
         assert!(d < bound, "{rel}: batched prefill vs stepping: {d}");
         // Decode continues from a batched prefill as from stepping.
