@@ -204,11 +204,12 @@ fn main() {
         println!("device    {:?}; read bandwidth given: {bw:.1} GB/s", a.device);
     }
 
-    // GPU memory in use with only a CUDA context on it (this process's; the driver's own).
-    let gpu_before = match a.device {
+    // MiB in use on the GPU (None on the CPU); first with only a CUDA context on it.
+    let gpu_used = || match a.device {
         Device::Cuda { index } => runllama::backend::gpu_memory(index).map(|(free, total)| (total - free) >> 20),
         Device::Cpu => None,
     };
+    let gpu_before = gpu_used();
     let opts = || LoadOptions { n_threads: threads, device: a.device, ..Default::default() };
     let t = Instant::now();
     let first = load(&a.model, opts()).unwrap_or_else(|e| {
@@ -304,10 +305,7 @@ fn main() {
     let (pp_med, tg_med, near_med, ratio_med) = (median(pp), median(tg), median(near_bw), median(ratios));
     let limit = near_med * 1e9 / weight_bytes as f64;
     let kv_mib = session.kv_bytes() as f64 / 1048576.0;
-    let gpu_used_mib = match a.device {
-        Device::Cuda { index } => runllama::backend::gpu_memory(index).map(|(free, total)| (total - free) >> 20),
-        Device::Cpu => None,
-    };
+    let gpu_used_mib = gpu_used();
     if let Some(used) = gpu_used_mib {
         println!(
             "gpu       {used} MiB in use on the GPU (this process and any other; {} MiB with only a CUDA context); weights read per token {:.0} MiB, KV cache {:.0} MiB",

@@ -148,9 +148,7 @@ impl Session {
                 ),
             ));
         }
-        if self.abort.swap(false, Ordering::AcqRel) {
-            return Err(Error::new(Status::Cancelled, "llama_step was aborted by llama_session_abort"));
-        }
+        crate::backend::llama::check_cancel(&self.abort)?;
         let m = &self.model;
         m.backend()?.forward(
             &m.hparams,

@@ -73,7 +73,7 @@ pub fn forward(
 }
 
 /// `Cancelled` if `cancel` is set (clearing it: one abort cancels one step).
-fn check_cancel(cancel: &AtomicBool) -> Result<()> {
+pub(crate) fn check_cancel(cancel: &AtomicBool) -> Result<()> {
     if cancel.swap(false, Ordering::AcqRel) {
         return Err(Error::new(Status::Cancelled, "llama_step was aborted by llama_session_abort"));
     }

@@ -18,7 +18,7 @@ mod pass;
 mod state;
 mod upload;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use cudarc::driver::result as cu;
@@ -212,9 +212,7 @@ impl Backend for CudaBackend {
         let st = super::own_state::<CudaState>(state, "CUDA")?;
         self.ctx.bind()?;
         if batch.tokens.len() == 1 {
-            if cancel.swap(false, Ordering::AcqRel) {
-                return Err(Error::new(Status::Cancelled, "llama_step was aborted by llama_session_abort"));
-            }
+            llama::check_cancel(cancel)?;
             self.decode(hp, st, batch.tokens[0], batch.pos)?;
         } else {
             let mut pos = batch.pos;
