@@ -347,14 +347,15 @@ pub(crate) unsafe fn products_on(
     if p >= crate::Path::Avx2 {
         let vnni = p >= crate::Path::Avx512 && crate::detected().avx512vnni;
         let mut ptrs = [core::ptr::null::<u8>(); crate::qdot_x86::MAX_TOKENS];
-        for (c, chunk) in acts.chunks(crate::qdot_x86::MAX_TOKENS).enumerate() {
+        let per_call = crate::qdot_x86::tokens_per_call(wt);
+        for (c, chunk) in acts.chunks(per_call).enumerate() {
             for (p, a) in ptrs.iter_mut().zip(chunk) {
                 *p = a.as_ptr();
             }
             // SAFETY: every x86 path above scalar has AVX2, FMA and F16C, the AVX-512 paths F
             // and VL (VNNI is checked); the caller's lengths.
             unsafe {
-                let first = crate::qdot_x86::MAX_TOKENS * c;
+                let first = per_call * c;
                 let out = &mut out[first * rows..(first + chunk.len()) * rows];
                 let job = crate::qdot_x86::Products {
                     wt,
