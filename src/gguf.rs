@@ -24,8 +24,8 @@ pub const MAX_DIMS: usize = 4;
 const MAX_ARRAY_DEPTH: usize = 8;
 
 /// Most items reserved up front for a count read from the file. Counts are already bounded by the
-/// bytes left, but an in-memory item is larger than its encoding (a `GgufValue` is 32 bytes for a
-/// 1-byte `uint8`), so vectors grow as items are actually parsed instead.
+/// bytes left, but an in-memory item is larger than its encoding (a key/value pair takes ~60
+/// bytes for its 13), so vectors grow as items are actually parsed instead.
 const MAX_PREALLOC: usize = 1 << 16;
 
 fn prealloc(count: u64) -> usize {
@@ -60,7 +60,35 @@ pub enum GgufValue {
     /// UTF-8 string
     Str(String),
     /// array
-    Array(Vec<GgufValue>),
+    Array(GgufArray),
+}
+
+/// A GGUF metadata array, kept as its encoded bytes (validated when the file was parsed):
+/// memory as the file's, whatever the element type. Elements are decoded when read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GgufArray {
+    elem: u32,
+    len: usize,
+    raw: Vec<u8>,
+}
+
+impl GgufArray {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The elements, decoded one by one.
+    pub fn iter(&self) -> impl Iterator<Item = GgufValue> + '_ {
+        let mut r = Reader { bytes: &self.raw, pos: 0, path: "" };
+        // Cannot fail: the bytes were validated as `len` values of this type.
+        (0..self.len).map_while(move |_| r.value(self.elem, "", 0).ok())
+    }
 }
 
 impl GgufValue {
@@ -270,6 +298,11 @@ impl<'a> Reader<'a> {
     }
 
     fn string(&mut self, what: &str) -> Result<String> {
+        self.str_ref(what).map(str::to_owned)
+    }
+
+    /// A length-prefixed UTF-8 string, borrowed from the file.
+    fn str_ref(&mut self, what: &str) -> Result<&'a str> {
         let at = self.pos;
         let n = self.u64(&format!("{what} length"))?;
         if n > self.remaining() as u64 {
@@ -280,9 +313,18 @@ impl<'a> Reader<'a> {
         let data_at = self.pos;
         let s = self.take(n as usize, what)?;
         match std::str::from_utf8(s) {
-            Ok(s) => Ok(s.to_owned()),
+            Ok(s) => Ok(s),
             Err(e) => Err(self.err(data_at + e.valid_up_to(), format!("{what} is not valid UTF-8"))),
         }
+    }
+
+    /// Check and pass over a value of GGUF type `ty` (the checks of [`Reader::value`]) without
+    /// copying a string.
+    fn skip_value(&mut self, ty: u32, key: &str, depth: usize) -> Result<()> {
+        if ty == 8 {
+            return self.str_ref(&format!("string value of key '{key}'")).map(drop);
+        }
+        self.value(ty, key, depth).map(drop)
     }
 
     /// A value of GGUF type `ty`; `key` names it in errors.
@@ -314,11 +356,11 @@ impl<'a> Reader<'a> {
                     self.err(elem_at, format!("key '{key}': invalid array element type {elem} (expected 0..=12)"))
                 })?;
                 let n = self.count(min, &format!("array length of key '{key}'"))?;
-                let mut v = Vec::with_capacity(n.min(MAX_PREALLOC));
+                let start = self.pos;
                 for _ in 0..n {
-                    v.push(self.value(elem, key, depth + 1)?);
+                    self.skip_value(elem, key, depth + 1)?;
                 }
-                GgufValue::Array(v)
+                GgufValue::Array(GgufArray { elem, len: n, raw: self.bytes[start..self.pos].to_vec() })
             }
             10 => GgufValue::U64(self.u64(key)?),
             11 => GgufValue::I64(self.u64(key)? as i64),
@@ -700,7 +742,7 @@ impl GgufFile {
             Some(GgufValue::Array(items)) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
-                    match f(item) {
+                    match f(&item) {
                         Some(x) => out.push(x),
                         None => {
                             return Err(key_err(

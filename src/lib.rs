@@ -15,6 +15,7 @@ pub mod ckpt;
 pub mod cpu;
 pub mod error;
 pub mod ffi;
+pub mod fsio;
 pub mod gguf;
 pub mod llama2c;
 pub mod loader;

@@ -358,5 +358,13 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<(Llama2cConfig, Vec<TensorInfo>
         }
         offset = end;
     }
+    if offset != len {
+        // Bytes the header does not account for: its sizes are not the file's, so the arrays
+        // would be read from the wrong offsets.
+        return Err(Error::format(format!(
+            "{path}: llama2.c: the header ({summary}) accounts for {expected} bytes, but the file is {len} bytes ({} bytes unaccounted for)",
+            len - offset
+        )));
+    }
     Ok((cfg, tensors))
 }

@@ -148,6 +148,9 @@ struct Partial {
     eos: Option<u32>,
 }
 
+/// Most worker threads a model may ask for.
+const MAX_THREADS: usize = 1024;
+
 /// What a format reader hands to the binder.
 struct Source {
     format: &'static str,
@@ -193,10 +196,10 @@ pub fn load(path: &Path, mut opts: LoadOptions<'_>) -> Result<Model> {
         } else if ckpt::is_ckpt(bytes) {
             open_ckpt(path, storage, &opts)?
         } else {
-            let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            // The file's bytes are not echoed: the path may name anything.
             return Err(Error::format(format!(
-                "{shown}: not a model file this library knows (GGUF, safetensors, llama2.c .bin); it starts with bytes {}",
-                head.join(" ")
+                "{shown}: not a model file this library knows (GGUF, safetensors, llama2.c .bin, MindSpore .ckpt; this {}-byte file is none of them)",
+                bytes.len()
             )));
         }
     };
@@ -266,7 +269,7 @@ pub fn load_vocab(tokenizer_path: &Path, version: i32) -> Result<Model> {
 
 fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("{shown}: cannot read tokenizer: {e}")))?;
+    let bytes = crate::fsio::read_small(path, "the tokenizer", crate::fsio::TOKENIZER_LIMIT)?;
     Tokenizer::from_file_bytes(&bytes, &shown)
 }
 
@@ -299,6 +302,9 @@ fn open_ckpt(path: &Path, storage: Storage, opts: &LoadOptions<'_>) -> Result<So
     let mut assumed = Vec::new();
     let mut layout = None;
     let shape_of = |name: &str| tensors.iter().find(|t| t.name == name).map(|t| t.shape.clone());
+    // The rows of a tensor of the first layer (a tensor stored without dimensions has none; its
+    // shape is refused later, where it is bound).
+    let rows_of = |name: &str| shape_of(name).and_then(|s| s.first().copied());
     let emb = ["model.tok_embeddings.embedding_weight", "model.tok_embeddings.weight"]
         .iter()
         .find_map(|n| shape_of(n))
@@ -315,8 +321,7 @@ fn open_ckpt(path: &Path, storage: Storage, opts: &LoadOptions<'_>) -> Result<So
         Some(cfg) if is_json(cfg) => apply_hf_config(&mut hp, cfg)?,
         Some(cfg) => {
             let cshown = cfg.display().to_string();
-            let text =
-                std::fs::read_to_string(cfg).map_err(|e| Error::io(format!("{cshown}: cannot read config: {e}")))?;
+            let text = crate::fsio::read_small_text(cfg, "the config", crate::fsio::CONFIG_LIMIT)?;
             let c = mindformers::parse_yaml(&text, &cshown)?;
             if let Some(m) = c.extend_method.as_deref() {
                 if m != "None" && !m.is_empty() {
@@ -364,9 +369,9 @@ fn open_ckpt(path: &Path, storage: Storage, opts: &LoadOptions<'_>) -> Result<So
         ));
     }
     let hd = (hp.n_embd.unwrap_or(n_embd) / hp.n_head.unwrap_or(1).max(1)).max(1);
-    let wk = shape_of("model.layers.0.attention.wk.weight").map(|s| s[0]);
-    let fused_qkv = shape_of("model.layers.0.attention.w_qkv.weight").map(|s| s[0]);
-    let fused_ffn = shape_of("model.layers.0.feed_forward.w_gate_hidden.weight").map(|s| s[0]);
+    let wk = rows_of("model.layers.0.attention.wk.weight");
+    let fused_qkv = rows_of("model.layers.0.attention.w_qkv.weight");
+    let fused_ffn = rows_of("model.layers.0.feed_forward.w_gate_hidden.weight");
     if hp.n_head_kv.is_none() {
         if let Some(r) = wk.or(fused_qkv.map(|r| r.saturating_sub(n_embd) / 2)) {
             hp.n_head_kv = Some(r / hd);
@@ -374,7 +379,7 @@ fn open_ckpt(path: &Path, storage: Storage, opts: &LoadOptions<'_>) -> Result<So
         }
     }
     if hp.n_ff.is_none() {
-        hp.n_ff = shape_of("model.layers.0.feed_forward.w1.weight").map(|s| s[0]).or(fused_ffn.map(|r| r / 2));
+        hp.n_ff = rows_of("model.layers.0.feed_forward.w1.weight").or(fused_ffn.map(|r| r / 2));
     }
     let (theta, ctx) = if version == 3 { (500_000.0, 8192) } else { (10_000.0, 4096) };
     if hp.rope_theta.is_none() {
@@ -520,7 +525,7 @@ fn open_safetensors_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Source> {
     let index = dir.join("model.safetensors.index.json");
     let mut names: Vec<String> = Vec::new();
     if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(format!("{}: {e}", index.display())))?;
+        let text = crate::fsio::read_small_text(&index, "the safetensors index", crate::fsio::CONFIG_LIMIT)?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::format(format!("{}: invalid JSON: {e}", index.display())))?;
         let map = v
@@ -567,12 +572,23 @@ fn open_safetensors_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Source> {
 }
 
 fn open_safetensors(files: Vec<(PathBuf, Storage)>, dir: &Path, opts: &LoadOptions<'_>) -> Result<Source> {
-    let mut tensors = Vec::new();
+    let mut tensors: Vec<TensorInfo> = Vec::new();
     let mut storages = Vec::new();
-    let mut file_names = Vec::new();
+    let mut file_names: Vec<String> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, (p, s)) in files.into_iter().enumerate() {
         let shown = p.display().to_string();
         let parsed = safetensors::parse(s.bytes(), &shown, i)?;
+        for t in &parsed.tensors {
+            // Two shards with one name: which one is meant cannot be told.
+            if let Some(&first) = seen.get(&t.name) {
+                return Err(Error::format(format!(
+                    "{shown}: tensor {:?} is also in {}: a tensor must be in one shard only",
+                    t.name, file_names[first]
+                )));
+            }
+            seen.insert(t.name.clone(), i);
+        }
         tensors.extend(parsed.tensors);
         storages.push(s);
         file_names.push(shown);
@@ -606,7 +622,7 @@ fn open_safetensors(files: Vec<(PathBuf, Storage)>, dir: &Path, opts: &LoadOptio
 /// Read an HF `config.json` into `hp` (only the keys present).
 fn apply_hf_config(hp: &mut Partial, path: &Path) -> Result<()> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("{shown}: cannot read config: {e}")))?;
+    let text = crate::fsio::read_small_text(path, "the config", crate::fsio::CONFIG_LIMIT)?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::format(format!("{shown}: invalid JSON: {e}")))?;
     let obj = v.as_object().ok_or_else(|| Error::format(format!("{shown}: the config is not a JSON object")))?;
@@ -758,19 +774,11 @@ fn bind(
             )));
         }
     }
-    if tokenizer.n_vocab() < hp.n_vocab {
-        crate::log::emit(
-            2,
-            &format!(
-                "{tokenizer_source}: the tokenizer has {} tokens, the model {}: ids above the tokenizer's are never produced by tokenization",
-                tokenizer.n_vocab(),
-                hp.n_vocab
-            ),
-        );
-    }
-    if tokenizer.n_vocab() > hp.n_vocab {
+    if tokenizer.n_vocab() != hp.n_vocab {
+        // A vocabulary one line short shifts every special token's id: the pair does not belong
+        // together.
         return Err(Error::format(format!(
-            "{tokenizer_source}: the tokenizer has {} tokens but the model only {}",
+            "{tokenizer_source}: the tokenizer has {} tokens but the model's embedding has {} rows: they do not belong together",
             tokenizer.n_vocab(),
             hp.n_vocab
         )));
@@ -813,7 +821,8 @@ fn bind(
 
     let (d, qd, kvd, ff) = (hp.n_embd, hp.n_head * hp.head_dim(), hp.kv_dim(), hp.n_ff);
     let tok_embd = matrix(emb_name, hp.n_vocab, d)?;
-    let mut layers = Vec::with_capacity(hp.n_layer);
+    // Grown as the layers are found: `n_layer` comes from the file and is not checked yet.
+    let mut layers = Vec::new();
     // On a GPU most of the load is the upload, reported by the backend after this.
     let assembly_share = if opts.device == Device::Cpu { 1.0 } else { 0.05 };
     for i in 0..hp.n_layer {
@@ -850,6 +859,17 @@ fn bind(
             w_down: matrix(&name(Role::Down), d, ff)?,
         });
     }
+    // A layer past the declared count: the file and its config disagree, and running the first
+    // `n_layer` layers would be a different model.
+    for role in [Role::AttnNorm, Role::Down] {
+        let extra = scheme.layer_name(role, hp.n_layer);
+        if by_name.contains_key(extra.as_str()) {
+            return Err(Error::format(format!(
+                "{shown}: tensor {extra:?} is stored, but {} layers are declared (block_count, num_hidden_layers or num_layers): the file and its config disagree",
+                hp.n_layer
+            )));
+        }
+    }
     let output_norm = vector(scheme.output_norm(), d)?;
     let output = if by_name.contains_key(scheme.output()) && p.tied != Some(true) {
         matrix(scheme.output(), hp.n_vocab, d)?
@@ -873,6 +893,9 @@ fn bind(
     };
     let bos = tokenizer.bos().or(p.bos).unwrap_or(1);
     let eos = tokenizer.eos().or(p.eos).unwrap_or(2);
+    if opts.n_threads > MAX_THREADS {
+        return Err(Error::invalid(format!("n_threads {} is more than {MAX_THREADS}", opts.n_threads)));
+    }
     let n_threads =
         if opts.n_threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.n_threads };
     let weights = Weights { files, tok_embd, layers, output_norm, output };

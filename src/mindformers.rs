@@ -138,7 +138,7 @@ impl MfConfig {
 /// Read and parse a MindFormers yaml file. `Io` when it cannot be read; see [`parse_yaml`].
 pub fn read_yaml(path: &Path) -> Result<MfConfig> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("{shown}: cannot read the yaml config: {e}")))?;
+    let bytes = crate::fsio::read_small(path, "the yaml config", crate::fsio::CONFIG_LIMIT)?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| Error::format(format!("{shown}: byte offset {}: the yaml is not UTF-8", e.valid_up_to())))?;
     parse_yaml(text, &shown)

@@ -53,6 +53,9 @@ impl Hparams {
         if self.n_vocab == 0 || self.n_embd == 0 || self.n_layer == 0 || self.n_head == 0 || self.n_ff == 0 {
             return bad(format!("hyper-parameters must be positive: {self:?}"));
         }
+        if self.n_ctx_train == 0 {
+            return bad("the context length (context_length, max_position_embeddings, seq_length) is 0".into());
+        }
         if self.n_head_kv == 0 || !self.n_head.is_multiple_of(self.n_head_kv) {
             return bad(format!("n_head {} is not a multiple of n_head_kv {}", self.n_head, self.n_head_kv));
         }

@@ -115,6 +115,10 @@ pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng,
     if cand.is_empty() {
         return 0;
     }
+    if cand.iter().any(|c| c.1.is_infinite()) {
+        // A temperature so small that logit / T overflows: the distribution is the greedy one.
+        return argmax(scratch) as u32;
+    }
     cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     if p.top_k > 0 {
         cand.truncate(p.top_k as usize);
@@ -161,6 +165,15 @@ mod tests {
         let mut s = Vec::new();
         assert_eq!(sample(&[0.5, 2.0, 2.0, 1.0], &[], &params(0.0, 0, 1.0, 1.0), &mut rng, &mut s), 1);
         assert_eq!(rng, Rng::new(1), "greedy must not advance the generator");
+    }
+
+    #[test]
+    fn a_tiny_temperature_is_greedy() {
+        let mut rng = Rng::new(1);
+        let mut s = Vec::new();
+        for t in [1e-38, f32::MIN_POSITIVE, 1e-45] {
+            assert_eq!(sample(&[0.5, 3.0, 2.0, -1.0], &[], &params(t, 0, 1.0, 1.0), &mut rng, &mut s), 1, "T {t}");
+        }
     }
 
     #[test]

@@ -157,6 +157,12 @@ impl Session {
             &mut inner.next_logits,
             &self.abort,
         )?;
+        if let Some((i, v)) = inner.next_logits.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            // Nothing is committed: the cache rows just written lie past the session's position.
+            return Err(Error::format(format!(
+                "logit {i} is {v}: the model's weights hold a NaN or an infinity, or overflow (the session is unchanged)"
+            )));
+        }
         let mut rng = inner.rng.clone();
         let mut seen = inner.history.clone();
         seen.extend_from_slice(tokens);

@@ -1,12 +1,12 @@
 //! The bytes of a model file: memory-mapped (the default; weights are used in place) or, when
 //! the caller turns mmap off, read once into one heap buffer.
 
-use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
 use memmap2::Mmap;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Status};
 
 /// One model file's bytes.
 #[derive(Debug)]
@@ -21,13 +21,20 @@ impl Storage {
     /// Open `path` and map it (or read it when `use_mmap` is false).
     pub fn open(path: &Path, use_mmap: bool) -> Result<Storage> {
         let shown = path.display();
-        let file = File::open(path).map_err(|e| Error::io(format!("{shown}: cannot open: {e}")))?;
+        let mut file = crate::fsio::open_regular(path, "the model file")?;
         let len = file.metadata().map_err(|e| Error::io(format!("{shown}: cannot stat: {e}")))?.len();
         if len == 0 {
             return Err(Error::format(format!("{shown}: the file is empty")));
         }
         if !use_mmap {
-            let bytes = std::fs::read(path).map_err(|e| Error::io(format!("{shown}: cannot read: {e}")))?;
+            let mut bytes = Vec::new();
+            bytes.try_reserve_exact(len as usize).map_err(|_| {
+                Error::new(
+                    Status::OutOfMemory,
+                    format!("{shown}: cannot allocate {len} bytes to read the file (use_mmap = 0)"),
+                )
+            })?;
+            file.read_to_end(&mut bytes).map_err(|e| Error::io(format!("{shown}: cannot read: {e}")))?;
             return Ok(Storage::Heap(bytes));
         }
         // SAFETY: the mapping is read-only and private to this process's view of the file. The

@@ -1083,13 +1083,11 @@ fn gguf_synthetic_bad_values() {
     nested.extend_from_slice(&[5, 6]);
     let f = build_gguf(3, &[("nest", V::Raw(9, nested))], &[], 32, 0);
     let g = gguf::parse(&f, "n.gguf").unwrap();
-    assert_eq!(
-        g.get("nest"),
-        Some(&gguf::GgufValue::Array(vec![gguf::GgufValue::Array(vec![
-            gguf::GgufValue::U8(5),
-            gguf::GgufValue::U8(6)
-        ])]))
-    );
+    let Some(gguf::GgufValue::Array(outer)) = g.get("nest") else { panic!("nest: {:?}", g.get("nest")) };
+    let inner: Vec<gguf::GgufValue> = outer.iter().collect();
+    assert_eq!(inner.len(), 1);
+    let gguf::GgufValue::Array(inner) = &inner[0] else { panic!("nest[0]: {:?}", inner[0]) };
+    assert_eq!(inner.iter().collect::<Vec<_>>(), [gguf::GgufValue::U8(5), gguf::GgufValue::U8(6)]);
 }
 
 #[test]

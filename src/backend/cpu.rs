@@ -35,6 +35,9 @@ const ROW_BLOCK: usize = 48;
 /// Most matrix-vector products one decode region runs together (q, k and v).
 const MAX_MATVECS: usize = 3;
 
+/// The start of the names of the backend's worker threads ("runllama-0", ...).
+pub const WORKER_NAME: &str = "runllama-";
+
 /// The CPU backend: the weights (views into the mapped files, used in place) and a rayon pool of
 /// `n_threads`, whose threads are joined when the backend is dropped (with the model's last
 /// reference), so that a host may unload the library afterwards.
@@ -52,7 +55,7 @@ impl CpuBackend {
         let mut workers = Vec::with_capacity(n_threads);
         let built = rayon::ThreadPoolBuilder::new()
             .num_threads(n_threads)
-            .thread_name(|i| format!("runllama-{i}"))
+            .thread_name(|i| format!("{WORKER_NAME}{i}"))
             .spawn_handler(|t| {
                 let mut b = std::thread::Builder::new();
                 if let Some(name) = t.name() {
@@ -72,7 +75,8 @@ impl CpuBackend {
                 for w in workers {
                     let _ = w.join();
                 }
-                Err(Error::internal(format!("cannot start {n_threads} worker threads: {e}")))
+                // The system refused a thread (a limit or memory), not a bug.
+                Err(Error::new(Status::OutOfMemory, format!("cannot start {n_threads} worker threads: {e}")))
             }
         }
     }
@@ -102,15 +106,50 @@ impl Drop for CpuBackend {
     }
 }
 
-/// `n` copies of `value` in a fresh vector, or `OutOfMemory` naming `what`.
-fn filled<T: Clone>(n: usize, value: T, what: &str) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        let mib = n.saturating_mul(std::mem::size_of::<T>()) >> 20;
-        Error::new(Status::OutOfMemory, format!("cannot allocate {mib} MiB for {what}"))
-    })?;
-    v.resize(n, value);
-    Ok(v)
+/// Element types whose all-zero bytes are the value zero.
+///
+/// # Safety
+/// Every all-zero bit pattern of the type's size is a valid value, and the type is not zero-sized.
+unsafe trait ZeroBits {}
+// SAFETY: zero bytes are 0.0, +0.0 in f16, 0.
+unsafe impl ZeroBits for f32 {}
+// SAFETY: as above.
+unsafe impl ZeroBits for f16 {}
+// SAFETY: as above.
+unsafe impl ZeroBits for i8 {}
+// SAFETY: as above.
+unsafe impl ZeroBits for u8 {}
+
+/// `n` zeros in a fresh vector, or `OutOfMemory` naming `what` and the bytes. The memory comes
+/// zeroed from the allocator (`calloc`): a large block is fresh pages that the OS commits only
+/// when they are written, so a long context costs memory as its positions are used.
+fn zeroed<T: ZeroBits>(n: usize, what: &str) -> Result<Vec<T>> {
+    let bytes = n.saturating_mul(std::mem::size_of::<T>());
+    let oom =
+        || Error::new(Status::OutOfMemory, format!("cannot allocate {bytes} bytes ({} MiB) for {what}", bytes >> 20));
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| oom())?;
+    // SAFETY: the layout's size is not zero (`n > 0`, `T` not zero-sized per `ZeroBits`).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
+    if p.is_null() {
+        return Err(oom());
+    }
+    // SAFETY: `p` comes from the global allocator with the layout of `[T; n]`; its `n`
+    // zero-filled elements are valid values of `T` (`ZeroBits`).
+    Ok(unsafe { Vec::from_raw_parts(p, n, n) })
+}
+
+/// Physical memory plus swap in bytes (Linux: `/proc/meminfo`), where known: no request for
+/// more can ever be met.
+fn machine_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+    };
+    Some((kib("MemTotal:")? + kib("SwapTotal:").unwrap_or(0)) * 1024)
 }
 
 /// The values of one layer's K or V cache.
@@ -161,12 +200,12 @@ impl KvBuf {
             .checked_mul(n_heads * head_dim)
             .ok_or_else(|| Error::invalid(format!("n_ctx {n_ctx} is too large")))?;
         let data = match kind {
-            KvType::F32 => KvData::F32(filled(n, 0.0, "the KV cache")?),
-            KvType::F16 => KvData::F16(filled(n, f16::ZERO, "the KV cache")?),
+            KvType::F32 => KvData::F32(zeroed(n, "the KV cache")?),
+            KvType::F16 => KvData::F16(zeroed(n, "the KV cache")?),
             KvType::Int8 => {
                 let block = quant_block(head_dim);
-                let qs = filled(n, 0i8, "the KV cache")?;
-                KvData::Q8 { qs, scales: filled(n / block, f16::ZERO, "the KV cache scales")?, block }
+                let qs = zeroed(n, "the KV cache")?;
+                KvData::Q8 { qs, scales: zeroed(n / block, "the KV cache scales")?, block }
             }
             KvType::Int4 => {
                 let block = quant_block(head_dim);
@@ -176,8 +215,8 @@ impl KvBuf {
                         format!("a 4-bit (q4_0) KV cache needs an even head size, not {head_dim}"),
                     ));
                 }
-                let qs = filled(n / 2, 0u8, "the KV cache")?;
-                KvData::Q4 { qs, scales: filled(n / block, f16::ZERO, "the KV cache scales")?, block }
+                let qs = zeroed(n / 2, "the KV cache")?;
+                KvData::Q4 { qs, scales: zeroed(n / block, "the KV cache scales")?, block }
             }
         };
         Ok(KvBuf { data, n_ctx, n_heads, head_dim })
@@ -304,7 +343,7 @@ impl Scratch {
         let fused_rows = w.layers.iter().map(|l| l.qkv.fused_rows().max(l.gate_up.fused_rows())).max().unwrap_or(0);
         let grow = |v: &mut Vec<f32>, len: usize| -> Result<()> {
             *v = Vec::new(); // free the old buffer first
-            *v = filled(len, 0.0, "activations")?;
+            *v = zeroed(len, "activations")?;
             Ok(())
         };
         grow(&mut self.x, n * d)?;
@@ -386,6 +425,20 @@ impl Backend for CpuBackend {
     }
 
     fn new_state(&self, hp: &Hparams, n_ctx: usize, k_type: KvType, v_type: KvType) -> Result<Box<dyn SessionState>> {
+        let per_32 = (k_type.bytes_per_32() + v_type.bytes_per_32()) as u128;
+        let total = hp.n_layer as u128 * per_32 * hp.kv_dim() as u128 * n_ctx as u128 / 32;
+        if let Some(have) = machine_memory() {
+            if total > have as u128 {
+                return Err(Error::new(
+                    Status::OutOfMemory,
+                    format!(
+                        "a KV cache of {n_ctx} positions needs {total} bytes ({} MiB), more than this machine's memory and swap ({} MiB)",
+                        total >> 20,
+                        have >> 20
+                    ),
+                ));
+            }
+        }
         let mut k = Vec::with_capacity(hp.n_layer);
         let mut v = Vec::with_capacity(hp.n_layer);
         for _ in 0..hp.n_layer {

@@ -131,6 +131,18 @@ pub enum KvType {
     Int4,
 }
 
+impl KvType {
+    /// Bytes of 32 cached values, scales included.
+    pub fn bytes_per_32(self) -> u64 {
+        match self {
+            KvType::F16 => 64,
+            KvType::F32 => 128,
+            KvType::Int8 => 32 + 2,
+            KvType::Int4 => 16 + 2,
+        }
+    }
+}
+
 /// Per-session backend state (the KV cache and scratch buffers).
 pub trait SessionState: Send {
     /// For the backend to get its concrete type back.

@@ -7,9 +7,10 @@
 //! has returned, and clears a message a nested call left behind when the outer call succeeds:
 //! after any call, `llama_last_error()` describes that call.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, Once};
 
 use crate::error::{Result, Status};
 
@@ -17,6 +18,49 @@ use super::{llama_status, LLAMA_ERR_INTERNAL, LLAMA_OK};
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// Guarded calls running on this thread (they nest through host callbacks).
+    static GUARDED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The message and place of the last panic in the library's own code, as the panic hook saw
+/// it (a panic in a worker thread reaches the guard on the calling thread by unwinding).
+static LAST_PANIC: Mutex<String> = Mutex::new(String::new());
+
+/// Install, once, a panic hook that keeps the library's panics (in a guarded call or on one of
+/// its worker threads) off the host's stderr: their text goes to `llama_last_error()` and the
+/// log callback instead. Every other panic goes to the hook that was there before.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let ours = GUARDED.get() > 0
+                || std::thread::current().name().is_some_and(|n| n.starts_with(crate::backend::cpu::WORKER_NAME));
+            if !ours {
+                return previous(info);
+            }
+            let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            let text = format!("{}{place}", panic_message(info.payload()));
+            *LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = text;
+        }));
+    });
+}
+
+/// Counts a guarded call while it runs.
+struct Guarded;
+
+impl Guarded {
+    fn enter() -> Guarded {
+        install_panic_hook();
+        GUARDED.set(GUARDED.get() + 1);
+        Guarded
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        GUARDED.set(GUARDED.get().saturating_sub(1));
+    }
 }
 
 /// Make `msg` this thread's `llama_last_error()`.
@@ -53,7 +97,10 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// `LLAMA_ERR_INTERNAL`. The one wrapper every fallible export goes through.
 pub(super) fn guard(name: &str, f: impl FnOnce() -> Result<()>) -> llama_status {
     set_last_error("");
-    match catch_unwind(AssertUnwindSafe(f)) {
+    let guarded = Guarded::enter();
+    let result = catch_unwind(AssertUnwindSafe(f));
+    drop(guarded);
+    match result {
         Ok(Ok(())) => {
             clear_last_error();
             LLAMA_OK
@@ -68,13 +115,34 @@ pub(super) fn guard(name: &str, f: impl FnOnce() -> Result<()>) -> llama_status 
             e.status as i32
         }
         Err(p) => {
-            set_last_error(&format!("{name}: internal error (panic): {}", panic_message(p.as_ref())));
+            let seen = std::mem::take(&mut *LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner()));
+            let text = if seen.is_empty() { panic_message(p.as_ref()) } else { seen };
+            let msg = format!("{name}: internal error (a bug; please report it): {text}");
+            set_last_error(&msg);
+            crate::log::emit(3, &msg);
+            set_last_error(&msg);
             LLAMA_ERR_INTERNAL
+        }
+    }
+}
+
+/// The value of a query export (`name`), or on an error `fallback` with the error as this
+/// thread's `llama_last_error()` (a query has no status to return).
+pub(super) fn reported<T>(name: &str, fallback: T, r: Result<T>) -> T {
+    match r {
+        Ok(v) => {
+            set_last_error("");
+            v
+        }
+        Err(e) => {
+            set_last_error(&format!("{name}: {}", e.message));
+            fallback
         }
     }
 }
 
 /// [`guard`] for exports that return a value instead of a status: a panic gives `fallback`.
 pub(super) fn guard_or<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    let _guarded = Guarded::enter();
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
 }

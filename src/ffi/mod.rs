@@ -14,7 +14,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use guard::{guard, guard_or};
+use guard::{guard, guard_or, reported};
 use versioned::{offsets, Versioned};
 
 use crate::backend::Device;
@@ -336,6 +336,30 @@ unsafe fn opt_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>> {
     c.to_str().map(Some).map_err(|e| Error::invalid(format!("{what} is not valid UTF-8 ({e})")))
 }
 
+/// [`opt_str`] for a path: an empty one is refused (it names no file; NULL asks for the default).
+///
+/// # Safety
+/// As [`opt_str`].
+unsafe fn opt_path(p: *const c_char, what: &str) -> Result<Option<PathBuf>> {
+    // SAFETY: the caller's contract.
+    match unsafe { opt_str(p, what) }? {
+        Some("") => Err(Error::invalid(format!("{what} is an empty string (pass NULL for the default)"))),
+        s => Ok(s.map(PathBuf::from)),
+    }
+}
+
+/// Set `*out_len = 0` when `out_len` is not NULL: a two-call export does this first, so every
+/// failure (bad flags, ids, roles ...) leaves a defined length.
+///
+/// # Safety
+/// `out_len` is NULL or valid for one write.
+unsafe fn clear_len(out_len: *mut usize) {
+    if !out_len.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe { *out_len = 0 };
+    }
+}
+
 /// Copy `data` to `out` (capacity `cap` elements) and set `*out_len = data.len()`. With `nul`,
 /// a terminating zero is added when there is room for it (it is not counted in `*out_len`).
 ///
@@ -393,16 +417,16 @@ unsafe fn from_ids(tokens: *const llama_token, n: usize, n_vocab: usize) -> Resu
     non_null(tokens, "tokens")?;
     // SAFETY: non-null and valid for `n` reads per the contract.
     let s = unsafe { std::slice::from_raw_parts(tokens, n) };
-    s.iter()
-        .enumerate()
-        .map(|(i, &t)| {
-            if t < 0 || t as usize >= n_vocab {
-                Err(Error::invalid(format!("token {t} at index {i} is out of range (n_vocab {n_vocab})")))
-            } else {
-                Ok(t as u32)
-            }
-        })
-        .collect()
+    let mut ids = Vec::new();
+    ids.try_reserve_exact(n)
+        .map_err(|_| Error::new(Status::OutOfMemory, format!("cannot allocate a copy of {n} token ids")))?;
+    for (i, &t) in s.iter().enumerate() {
+        if t < 0 || t as usize >= n_vocab {
+            return Err(Error::invalid(format!("token {t} at index {i} is out of range (n_vocab {n_vocab})")));
+        }
+        ids.push(t as u32);
+    }
+    Ok(ids)
 }
 
 /// The API version the library was built with (== LLAMA_API_VERSION).
@@ -604,7 +628,7 @@ pub unsafe extern "C" fn llama_load(
         // SAFETY: checked non-null; valid for one write per the contract.
         unsafe { *out_model = std::ptr::null_mut() };
         // SAFETY: path is NULL or NUL-terminated.
-        let path = unsafe { opt_str(path, "path") }?.ok_or_else(|| Error::invalid("path is NULL"))?;
+        let path = unsafe { opt_path(path, "path") }?.ok_or_else(|| Error::invalid("path is NULL"))?;
         let p = if params.is_null() {
             load_params_defaults()
         } else {
@@ -628,9 +652,9 @@ pub unsafe extern "C" fn llama_load(
             }
         };
         // SAFETY: NULL or NUL-terminated per the contract.
-        let config = unsafe { opt_str(p.config_path, "config_path") }?.map(PathBuf::from);
+        let config = unsafe { opt_path(p.config_path, "config_path") }?;
         // SAFETY: as above.
-        let tokenizer = unsafe { opt_str(p.tokenizer_path, "tokenizer_path") }?.map(PathBuf::from);
+        let tokenizer = unsafe { opt_path(p.tokenizer_path, "tokenizer_path") }?;
         let mut progress = |f: f32| -> bool {
             match p.progress {
                 // SAFETY: the host's callback with the host's user data.
@@ -647,7 +671,7 @@ pub unsafe extern "C" fn llama_load(
             use_mmap: p.use_mmap == 1,
             progress: Some(&mut progress),
         };
-        let model = loader::load(std::path::Path::new(path), opts)?;
+        let model = loader::load(&path, opts)?;
         // SAFETY: checked non-null above.
         unsafe { *out_model = Arc::into_raw(Arc::new(model)) as *mut llama_model };
         Ok(())
@@ -673,9 +697,9 @@ pub unsafe extern "C" fn llama_load_vocab(
         // SAFETY: checked non-null.
         unsafe { *out_model = std::ptr::null_mut() };
         // SAFETY: NULL or NUL-terminated per the contract.
-        let path = unsafe { opt_str(tokenizer_path, "tokenizer_path") }?
+        let path = unsafe { opt_path(tokenizer_path, "tokenizer_path") }?
             .ok_or_else(|| Error::invalid("tokenizer_path is NULL"))?;
-        let model = loader::load_vocab(std::path::Path::new(path), version)?;
+        let model = loader::load_vocab(&path, version)?;
         // SAFETY: checked non-null above.
         unsafe { *out_model = Arc::into_raw(Arc::new(model)) as *mut llama_model };
         Ok(())
@@ -706,7 +730,11 @@ pub unsafe extern "C" fn llama_model_free(model: *mut llama_model) {
 pub unsafe extern "C" fn llama_model_n_vocab(model: *const llama_model) -> i32 {
     // SAFETY: per the contract.
     guard_or(LLAMA_ERR_INTERNAL, || {
-        unsafe { model_ref(model) }.map_or(LLAMA_ERR_INVALID_ARGUMENT, |m| m.hparams.n_vocab as i32)
+        reported(
+            "llama_model_n_vocab",
+            LLAMA_ERR_INVALID_ARGUMENT,
+            unsafe { model_ref(model) }.map(|m| m.hparams.n_vocab as i32),
+        )
     })
 }
 
@@ -718,8 +746,8 @@ pub unsafe extern "C" fn llama_model_n_vocab(model: *const llama_model) -> i32 {
 pub unsafe extern "C" fn llama_model_n_ctx_train(model: *const llama_model) -> i32 {
     // SAFETY: per the contract.
     guard_or(LLAMA_ERR_INTERNAL, || {
-        unsafe { model_ref(model) }
-            .map_or(LLAMA_ERR_INVALID_ARGUMENT, |m| m.hparams.n_ctx_train.min(i32::MAX as usize) as i32)
+        let n = unsafe { model_ref(model) }.map(|m| m.hparams.n_ctx_train.min(i32::MAX as usize) as i32);
+        reported("llama_model_n_ctx_train", LLAMA_ERR_INVALID_ARGUMENT, n)
     })
 }
 
@@ -730,7 +758,7 @@ pub unsafe extern "C" fn llama_model_n_ctx_train(model: *const llama_model) -> i
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_bos(model: *const llama_model) -> llama_token {
     // SAFETY: per the contract.
-    guard_or(-1, || unsafe { model_ref(model) }.map_or(-1, |m| m.bos as llama_token))
+    guard_or(-1, || reported("llama_token_bos", -1, unsafe { model_ref(model) }.map(|m| m.bos as llama_token)))
 }
 
 /// The EOS id (-1 for a NULL model).
@@ -740,7 +768,7 @@ pub unsafe extern "C" fn llama_token_bos(model: *const llama_model) -> llama_tok
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_eos(model: *const llama_model) -> llama_token {
     // SAFETY: per the contract.
-    guard_or(-1, || unsafe { model_ref(model) }.map_or(-1, |m| m.eos as llama_token))
+    guard_or(-1, || reported("llama_token_eos", -1, unsafe { model_ref(model) }.map(|m| m.eos as llama_token)))
 }
 
 /// 1 if `t` ends generation (EOS, <|eot_id|>, <|end_of_text|>), else 0 (also for a NULL model
@@ -751,7 +779,9 @@ pub unsafe extern "C" fn llama_token_eos(model: *const llama_model) -> llama_tok
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_is_eog(model: *const llama_model, t: llama_token) -> i32 {
     // SAFETY: per the contract.
-    guard_or(0, || unsafe { model_ref(model) }.map_or(0, |m| (t >= 0 && m.is_eog(t as u32)) as i32))
+    guard_or(0, || {
+        reported("llama_token_is_eog", 0, unsafe { model_ref(model) }.map(|m| (t >= 0 && m.is_eog(t as u32)) as i32))
+    })
 }
 
 /// JSON describing the model: "format", "version", "n_vocab", "n_embd", "n_layer", "n_head",
@@ -770,6 +800,8 @@ pub unsafe extern "C" fn llama_model_describe(
     out_len: *mut usize,
 ) -> llama_status {
     guard("llama_model_describe", || {
+        // SAFETY: NULL or valid for one write per the contract.
+        unsafe { clear_len(out_len) };
         // SAFETY: per the contract.
         let m = unsafe { model_ref(model) }?;
         let json = m.describe_json();
@@ -890,6 +922,8 @@ pub unsafe extern "C" fn llama_tokenize(
     out_n_tokens: *mut usize,
 ) -> llama_status {
     guard("llama_tokenize", || {
+        // SAFETY: NULL or valid for one write per the contract.
+        unsafe { clear_len(out_n_tokens) };
         // SAFETY: per the contract.
         let m = unsafe { model_ref(model) }?;
         check_flags(flags, LLAMA_TOKENIZE_ADD_BOS | LLAMA_TOKENIZE_PARSE_SPECIAL, "flags")?;
@@ -924,12 +958,24 @@ pub unsafe extern "C" fn llama_detokenize(
     out_len: *mut usize,
 ) -> llama_status {
     guard("llama_detokenize", || {
+        // SAFETY: NULL or valid for one write per the contract.
+        unsafe { clear_len(out_len) };
         // SAFETY: per the contract.
         let m = unsafe { model_ref(model) }?;
         check_flags(flags, LLAMA_DETOKENIZE_SKIP_SPECIAL, "flags")?;
         // SAFETY: per the contract.
         let ids = unsafe { from_ids(tokens, n_tokens, m.hparams.n_vocab) }?;
-        let text = m.tokenizer.decode(&ids, flags & LLAMA_DETOKENIZE_SKIP_SPECIAL != 0)?;
+        // Only what fits is kept: the length is counted without building a longer text.
+        let (text, total) = m.tokenizer.decode_capped(&ids, flags & LLAMA_DETOKENIZE_SKIP_SPECIAL != 0, capacity)?;
+        if total > text.len() {
+            non_null(out_len, "out_len")?;
+            // SAFETY: checked non-null; valid for one write per the contract.
+            unsafe { *out_len = total };
+            return Err(Error::new(
+                Status::BufferTooSmall,
+                format!("the result needs {total} elements, the buffer holds {capacity}"),
+            ));
+        }
         // SAFETY: per the contract.
         unsafe { write_out(&text, out as *mut u8, capacity, out_len, true) }
     })
@@ -949,6 +995,8 @@ pub unsafe extern "C" fn llama_token_to_piece(
     out_len: *mut usize,
 ) -> llama_status {
     guard("llama_token_to_piece", || {
+        // SAFETY: NULL or valid for one write per the contract.
+        unsafe { clear_len(out_len) };
         // SAFETY: per the contract.
         let m = unsafe { model_ref(model) }?;
         let ids = unsafe { from_ids(&t, 1, m.hparams.n_vocab) }?;
@@ -975,6 +1023,8 @@ pub unsafe extern "C" fn llama_chat_tokenize(
     out_n_tokens: *mut usize,
 ) -> llama_status {
     guard("llama_chat_tokenize", || {
+        // SAFETY: NULL or valid for one write per the contract.
+        unsafe { clear_len(out_n_tokens) };
         // SAFETY: per the contract.
         let m = unsafe { model_ref(model) }?;
         check_flags(flags, LLAMA_CHAT_ADD_ASSISTANT, "flags")?;
@@ -1089,7 +1139,7 @@ pub unsafe extern "C" fn llama_session_reset(session: *mut llama_session) -> lla
 #[no_mangle]
 pub unsafe extern "C" fn llama_session_n_ctx(session: *const llama_session) -> u32 {
     // SAFETY: per the contract.
-    guard_or(0, || unsafe { session_ref(session) }.map_or(0, |s| s.n_ctx() as u32))
+    guard_or(0, || reported("llama_session_n_ctx", 0, unsafe { session_ref(session) }.map(|s| s.n_ctx() as u32)))
 }
 
 /// Number of tokens in the session's KV cache (0 for NULL).
@@ -1099,7 +1149,7 @@ pub unsafe extern "C" fn llama_session_n_ctx(session: *const llama_session) -> u
 #[no_mangle]
 pub unsafe extern "C" fn llama_session_position(session: *const llama_session) -> u32 {
     // SAFETY: per the contract.
-    guard_or(0, || unsafe { session_ref(session) }.map_or(0, |s| s.position()))
+    guard_or(0, || reported("llama_session_position", 0, unsafe { session_ref(session) }.map(|s| s.position())))
 }
 
 /// Forget the tokens at positions >= `position` (which must be <= the current position) and
@@ -1148,6 +1198,18 @@ pub unsafe extern "C" fn llama_step(
         non_null(out_next, "out_next")?;
         if n_tokens == 0 {
             return Err(Error::invalid("n_tokens must be >= 1"));
+        }
+        // Before any id is read: a count past the context is refused without reading that far.
+        let room = s.n_ctx().saturating_sub(s.position() as usize);
+        if n_tokens > room {
+            return Err(Error::new(
+                Status::ContextFull,
+                format!(
+                    "position {} + {n_tokens} tokens exceeds the context of {} (llama_session_reset or rewind to make room)",
+                    s.position(),
+                    s.n_ctx()
+                ),
+            ));
         }
         // SAFETY: per the contract.
         let ids = unsafe { from_ids(tokens, n_tokens, s.model().hparams.n_vocab) }?;

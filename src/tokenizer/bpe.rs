@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use tiktoken_rs::CoreBPE;
 
-use super::py_is_space;
+use super::{py_is_space, ByteSink};
 
 /// Meta's pre-tokenizer regex for Llama 3 (`pat_str` in `tokenizer.py`), also the `Split`
 /// pattern of the Hugging Face `tokenizer.json`.
@@ -411,12 +411,12 @@ impl BpeVocab {
 
     /// Concatenated bytes of `ids` (in range, checked by the caller); special tokens give their
     /// name, or nothing with `skip_special`.
-    pub(crate) fn decode(&self, ids: &[u32], skip_special: bool, out: &mut Vec<u8>) {
+    pub(crate) fn decode(&self, ids: &[u32], skip_special: bool, out: &mut impl ByteSink) {
         for &id in ids {
             if skip_special && self.is_special(id) == Some(true) {
                 continue;
             }
-            out.extend_from_slice(self.bytes(id).unwrap_or(&[]));
+            out.put(self.bytes(id).unwrap_or(&[]));
         }
     }
 }

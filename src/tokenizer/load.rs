@@ -50,12 +50,12 @@ pub(crate) fn from_file_bytes(bytes: &[u8], source: &str) -> Result<Loaded> {
     if matches!(bytes[0], 0x0a | 0x12 | 0x1a) || proto::parse_model(bytes).is_ok() {
         return load_sentencepiece(bytes, source);
     }
-    let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    // The file's bytes are not echoed: the path may name anything (a yaml's vocab_file).
     Err(Error::format(format!(
         "{source}: not a recognized tokenizer file (expected a SentencePiece tokenizer.model \
          protobuf, a llama2.c tokenizer .bin, a tiktoken BPE tokenizer.model or a Hugging Face \
-         tokenizer.json); first bytes: {}",
-        head.join(" ")
+         tokenizer.json; this {}-byte file is none of them)",
+        bytes.len()
     )))
 }
 

@@ -128,6 +128,41 @@ pub enum TokenizerFormat {
     GgufBpe,
 }
 
+/// Where decoded bytes go.
+pub(crate) trait ByteSink {
+    /// Append `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+    /// Bytes put so far (kept or not).
+    fn count(&self) -> usize;
+}
+
+impl ByteSink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+/// The first `cap` bytes put, and the count of all of them.
+struct Capped {
+    kept: Vec<u8>,
+    cap: usize,
+    total: usize,
+}
+
+impl ByteSink for Capped {
+    fn put(&mut self, bytes: &[u8]) {
+        let room = self.cap.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.total = self.total.saturating_add(bytes.len());
+    }
+    fn count(&self) -> usize {
+        self.total
+    }
+}
+
 /// A loaded tokenizer: LLaMA 2 SentencePiece BPE or LLaMA 3 tiktoken byte-level BPE.
 /// Immutable, `Send + Sync`; cloning is cheap for LLaMA 3 (the tables are shared).
 #[derive(Clone)]
@@ -397,15 +432,21 @@ impl Tokenizer {
     /// SentencePiece vocabularies, whatever `skip_special` says. The result is raw bytes: byte
     /// tokens that do not form valid UTF-8 are passed through (sentencepiece would write U+FFFD).
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<Vec<u8>> {
+        Ok(self.decode_capped(ids, skip_special, usize::MAX)?.0)
+    }
+
+    /// [`Tokenizer::decode`] keeping at most `cap` bytes: `(the first min(cap, total) bytes,
+    /// total)`. The memory used is bounded by `cap` whatever the ids expand to.
+    pub fn decode_capped(&self, ids: &[u32], skip_special: bool, cap: usize) -> Result<(Vec<u8>, usize)> {
         for (i, &id) in ids.iter().enumerate() {
             self.check_id(id, format_args!("decode: ids[{i}]"))?;
         }
-        let mut out = Vec::new();
+        let mut out = Capped { kept: Vec::new(), cap, total: 0 };
         match &self.vocab {
             Kind::Spm(v) => v.decode(ids, skip_special, &mut out),
             Kind::Bpe(v) => v.decode(ids, skip_special, &mut out),
         }
-        Ok(out)
+        Ok((out.kept, out.total))
     }
 
     /// Raw bytes of one token (may be part of a UTF-8 character). Out of range:

@@ -4,7 +4,7 @@
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::TokenType;
+use super::{ByteSink, TokenType};
 
 /// U+2581 LOWER ONE EIGHTH BLOCK, SentencePiece's stand-in for a space.
 pub(crate) const SPACE_SYMBOL: &str = "\u{2581}";
@@ -581,19 +581,19 @@ impl Vocab {
 
     /// sentencepiece's `Decode`, appending raw bytes (byte pieces are not UTF-8 validated).
     /// Ids must be in range (checked by the caller).
-    pub(crate) fn decode(&self, ids: &[u32], skip_special: bool, out: &mut Vec<u8>) {
+    pub(crate) fn decode(&self, ids: &[u32], skip_special: bool, out: &mut impl ByteSink) {
         let strip_bos_ws = self.add_dummy_prefix || self.remove_extra_whitespaces;
-        let start_len = out.len();
+        let start_len = out.count();
         let mut is_bos_ws = true;
         let mut bos_ws_seen = false;
         for &id in ids {
             let i = id as usize;
             let ty = self.types[i];
             if ty == TokenType::Byte {
-                out.push(self.byte_values[i]);
+                out.put(&[self.byte_values[i]]);
                 continue;
             }
-            if bos_ws_seen || out.len() > start_len {
+            if bos_ws_seen || out.count() > start_len {
                 is_bos_ws = false;
             }
             bos_ws_seen = false;
@@ -601,7 +601,7 @@ impl Vocab {
                 TokenType::Control => {}
                 TokenType::Unknown => {
                     if !skip_special {
-                        out.extend_from_slice(self.unk_surface.as_bytes());
+                        out.put(self.unk_surface.as_bytes());
                     }
                 }
                 _ => {
@@ -632,17 +632,11 @@ impl Vocab {
 }
 
 /// Append `piece` with every `▁` turned into a space.
-fn push_unescaped(piece: &str, out: &mut Vec<u8>) {
-    let b = piece.as_bytes();
-    let sym = SPACE_SYMBOL.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == sym[0] && b[i..].starts_with(sym) {
-            out.push(b' ');
-            i += sym.len();
-        } else {
-            out.push(b[i]);
-            i += 1;
+fn push_unescaped(piece: &str, out: &mut impl ByteSink) {
+    for (k, part) in piece.split(SPACE_SYMBOL).enumerate() {
+        if k > 0 {
+            out.put(b" ");
         }
+        out.put(part.as_bytes());
     }
 }

@@ -1,0 +1,390 @@
+//! Hostile input that once took the host down or was half-used (issue 19): every case is
+//! refused with a clear status and message, in bounded memory, without waiting forever.
+//!
+//! The heap is counted by this binary's allocator, and the tests take one lock, so a test's
+//! peak is its own.
+
+mod common;
+use common::*;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
+use std::ptr::null_mut;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use runllama::ffi::*;
+
+/// The system allocator, counting the bytes in use and their peak.
+struct Counting;
+
+static IN_USE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            let now = IN_USE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { System.alloc_zeroed(l) };
+        if !p.is_null() {
+            let now = IN_USE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        IN_USE.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let q = unsafe { System.realloc(p, l, new) };
+        if !q.is_null() {
+            IN_USE.fetch_sub(l.size(), Ordering::Relaxed);
+            let now = IN_USE.fetch_add(new, Ordering::Relaxed) + new;
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// One test at a time in this binary, so that the heap counters see one test's allocations.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Heap bytes at the peak of `f` above what was in use before it.
+fn peak_heap<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = IN_USE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let out = f();
+    (out, PEAK.load(Ordering::Relaxed).saturating_sub(before))
+}
+
+fn last_error() -> String {
+    // SAFETY: the library returns a valid NUL-terminated string.
+    unsafe { CStr::from_ptr(llama_last_error()) }.to_string_lossy().into_owned()
+}
+
+fn scratch_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("runllama-hostile-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `llama_load` of `path` (with `tokenizer`): the status, and the model when it loaded.
+fn load_with(path: &Path, tokenizer: Option<&Path>, n_threads: i32) -> (llama_status, *mut llama_model) {
+    let p = CString::new(path.to_str().unwrap()).unwrap();
+    let t = tokenizer.map(|t| CString::new(t.to_str().unwrap()).unwrap());
+    let mut lp = llama_load_params_default_v2();
+    lp.n_threads = n_threads;
+    if let Some(t) = &t {
+        lp.tokenizer_path = t.as_ptr();
+    }
+    let mut m = null_mut();
+    // SAFETY: valid strings and params; `m` receives the model.
+    let st = unsafe { llama_load(p.as_ptr(), &lp, &mut m) };
+    (st, m)
+}
+
+const GGUF: &str = "stories260K/stories260K-f32.gguf";
+
+/// The fixture GGUF with the u32 value of `key` replaced.
+fn gguf_with_u32(key: &str, value: u32) -> Vec<u8> {
+    let mut f = std::fs::read(data(GGUF)).unwrap();
+    let at = f.windows(key.len()).position(|w| w == key.as_bytes()).expect("key in the fixture") + key.len();
+    assert_eq!(u32::from_le_bytes(f[at..at + 4].try_into().unwrap()), 4, "{key} is a uint32");
+    f[at + 4..at + 8].copy_from_slice(&value.to_le_bytes());
+    f
+}
+
+#[test]
+fn layer_counts_that_disagree_with_the_tensors_are_format_errors_not_aborts() {
+    let _g = serial();
+    let dir = scratch_dir("layers");
+    for (count, expect) in [(u32::MAX, "blk.5"), (1 << 26, "blk.5"), (4, "4 layers are declared")] {
+        let p = dir.join(format!("blocks-{count}.gguf"));
+        std::fs::write(&p, gguf_with_u32("llama.block_count", count)).unwrap();
+        let ((st, m), peak) = peak_heap(|| load_with(&p, None, 1));
+        assert_eq!(st, LLAMA_ERR_FORMAT, "block_count {count}: {}", last_error());
+        assert!(m.is_null());
+        assert!(last_error().contains(expect), "block_count {count}: {}", last_error());
+        assert!(peak < 64 << 20, "block_count {count}: {peak} bytes of heap");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn absurd_thread_counts_are_refused() {
+    let _g = serial();
+    let (st, m) = load_with(&data(GGUF), None, i32::MAX);
+    assert_eq!(st, LLAMA_ERR_INVALID_ARGUMENT, "{}", last_error());
+    assert!(m.is_null() && last_error().contains("n_threads"), "{}", last_error());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_fifo_as_model_or_tokenizer_is_refused_without_waiting() {
+    let _g = serial();
+    let dir = scratch_dir("fifo");
+    let fifo = dir.join("model.gguf");
+    let c = CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc_mkfifo(c.as_ptr(), 0o600) }, 0);
+    for tokenizer in [None, Some(fifo.clone())] {
+        let (model, tok) = if tokenizer.is_some() { (data(GGUF), tokenizer) } else { (fifo.clone(), None) };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (st, m) = load_with(&model, tok.as_deref(), 1);
+            let _ = tx.send((st, m.is_null(), last_error()));
+        });
+        let (st, null, msg) = rx.recv_timeout(Duration::from_secs(20)).expect("llama_load returned");
+        assert_eq!(st, LLAMA_ERR_IO, "{msg}");
+        assert!(null && msg.contains("not a regular file"), "{msg}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    #[link_name = "mkfifo"]
+    fn libc_mkfifo(path: *const std::ffi::c_char, mode: u32) -> i32;
+}
+
+/// Resident memory of this process in bytes (Linux).
+#[cfg(target_os = "linux")]
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    statm.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_long_context_commits_memory_as_it_is_used_and_an_impossible_one_is_out_of_memory() {
+    let _g = serial();
+    let (st, m) = load_with(&data(GGUF), None, 1);
+    assert_eq!(st, LLAMA_OK, "{}", last_error());
+    // 2^24 positions of stories260K: 10 GiB of f16 cache if it were all written.
+    let before = rss();
+    let mut sp = llama_session_params_default_v2();
+    sp.n_ctx = 1 << 24;
+    let mut s = null_mut();
+    // SAFETY: a live model and valid params.
+    let st = unsafe { llama_session_new(m, &sp, &mut s) };
+    if st == LLAMA_OK {
+        let grew = rss().saturating_sub(before);
+        assert!(grew < 256 << 20, "a 2^24-position session made the process grow by {grew} bytes");
+        let mut next = 0;
+        // SAFETY: a live session; one valid id.
+        assert_eq!(unsafe { llama_step(s, [1].as_ptr(), 1, &mut next) }, LLAMA_OK, "{}", last_error());
+        // SAFETY: live, freed once.
+        unsafe { llama_session_free(s) };
+    } else {
+        // A machine with less than 10 GiB of memory and swap says so.
+        assert_eq!(st, LLAMA_ERR_OUT_OF_MEMORY, "{}", last_error());
+    }
+    // 2^30 positions: 687 GB.
+    sp.n_ctx = 1 << 30;
+    // SAFETY: as above.
+    let st = unsafe { llama_session_new(m, &sp, &mut s) };
+    assert_eq!(st, LLAMA_ERR_OUT_OF_MEMORY, "{}", last_error());
+    assert!(last_error().contains("bytes"), "{}", last_error());
+    // SAFETY: live, freed once.
+    unsafe { llama_model_free(m) };
+}
+
+#[test]
+fn a_step_count_past_the_context_is_refused_before_any_id_is_read() {
+    let _g = serial();
+    let (st, m) = load_with(&data(GGUF), None, 1);
+    assert_eq!(st, LLAMA_OK, "{}", last_error());
+    let mut sp = llama_session_params_default_v2();
+    sp.n_ctx = 64;
+    let mut s = null_mut();
+    // SAFETY: a live model and valid params.
+    assert_eq!(unsafe { llama_session_new(m, &sp, &mut s) }, LLAMA_OK, "{}", last_error());
+    let ids = [1i32, 2, 3, 4];
+    let mut next = 0;
+    // SAFETY: a live session; the count lies, and must be refused before `ids` is read past 4.
+    let st = unsafe { llama_step(s, ids.as_ptr(), 1 << 40, &mut next) };
+    assert_eq!(st, LLAMA_ERR_CONTEXT_FULL, "{}", last_error());
+    // The session still works.
+    // SAFETY: 4 valid ids.
+    assert_eq!(unsafe { llama_step(s, ids.as_ptr(), 4, &mut next) }, LLAMA_OK, "{}", last_error());
+    // SAFETY: live handles, freed once.
+    unsafe {
+        llama_session_free(s);
+        llama_model_free(m);
+    }
+}
+
+#[test]
+fn detokenize_sizes_the_text_before_building_it() {
+    let _g = serial();
+    let (st, m) = load_with(&data(GGUF), None, 1);
+    assert_eq!(st, LLAMA_OK, "{}", last_error());
+    // The longest piece of the vocabulary, many times.
+    let n_vocab = 512;
+    let mut longest = (0, 0);
+    for id in 0..n_vocab {
+        let mut len = 0;
+        // SAFETY: a live model; a size query.
+        unsafe { llama_token_to_piece(m, id, null_mut(), 0, &mut len) };
+        longest = longest.max((len, id));
+    }
+    let ids = vec![longest.1; 100_000];
+    let mut full = vec![0u8; ids.len() * longest.0 + 1];
+    let mut need = 0;
+    // SAFETY: a live model, valid ids and buffer.
+    let st =
+        unsafe { llama_detokenize(m, ids.as_ptr(), ids.len(), 0, full.as_mut_ptr().cast(), full.len(), &mut need) };
+    assert_eq!(st, LLAMA_OK, "{}", last_error());
+    assert!(need >= 2 * ids.len(), "{need}");
+    let mut small = [0u8; 8];
+    let mut len = 0;
+    let (st, peak) = peak_heap(|| {
+        // SAFETY: as above, with a small buffer.
+        unsafe { llama_detokenize(m, ids.as_ptr(), ids.len(), 0, small.as_mut_ptr().cast(), small.len(), &mut len) }
+    });
+    assert_eq!(st, LLAMA_ERR_BUFFER_TOO_SMALL, "{}", last_error());
+    assert_eq!(len, need, "the size query gives the whole length");
+    // The ids' copy and a little more, not the text.
+    assert!(peak < 4 * ids.len() + (64 << 10), "{peak} bytes of heap to refuse a {need}-byte text");
+    // SAFETY: live, freed once.
+    unsafe { llama_model_free(m) };
+}
+
+#[test]
+fn gguf_arrays_take_the_memory_of_their_bytes() {
+    let _g = serial();
+    let n = 8usize << 20;
+    let mut f = Vec::new();
+    f.extend_from_slice(b"GGUF");
+    f.extend_from_slice(&3u32.to_le_bytes());
+    f.extend_from_slice(&0u64.to_le_bytes()); // tensors
+    f.extend_from_slice(&1u64.to_le_bytes()); // key/value pairs
+    f.extend_from_slice(&4u64.to_le_bytes());
+    f.extend_from_slice(b"blob");
+    f.extend_from_slice(&9u32.to_le_bytes()); // array
+    f.extend_from_slice(&0u32.to_le_bytes()); // of uint8
+    f.extend_from_slice(&(n as u64).to_le_bytes());
+    f.resize(f.len() + n, 7);
+    let (parsed, peak) = peak_heap(|| runllama::gguf::parse(&f, "blob.gguf").map(drop));
+    parsed.unwrap();
+    assert!(peak < n + (1 << 20), "{peak} bytes of heap for a {n}-byte array");
+}
+
+#[test]
+fn checkpoint_tensors_without_dimensions_are_format_errors_not_panics() {
+    use runllama::ckpt::{CkptDType, CkptWriter};
+    let _g = serial();
+    let dir = scratch_dir("ckpt0");
+    let emb = vec![0u8; 32 * 64 * 4];
+    for name in [
+        "model.layers.0.attention.wk.weight",
+        "model.layers.0.attention.w_qkv.weight",
+        "model.layers.0.feed_forward.w_gate_hidden.weight",
+        "model.layers.0.feed_forward.w1.weight",
+    ] {
+        for dims in [&[][..], &[0][..]] {
+            let p = dir.join("zero.ckpt");
+            let mut w = CkptWriter::new(std::fs::File::create(&p).unwrap(), 1 << 30, false).unwrap();
+            w.tensor("model.tok_embeddings.embedding_weight", &CkptDType::F32, &[32, 64], &emb).unwrap();
+            let bytes = if dims.is_empty() { 4 } else { 0 };
+            w.tensor(name, &CkptDType::F32, dims, &vec![0u8; bytes]).unwrap();
+            w.finish().unwrap();
+            let (st, m) = load_with(&p, Some(&data("stories260K/tok512.model")), 1);
+            assert!(m.is_null());
+            assert_ne!(st, LLAMA_ERR_INTERNAL, "{name} {dims:?}: {}", last_error());
+            assert_ne!(st, LLAMA_OK);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn files_whose_parts_disagree_are_refused() {
+    let _g = serial();
+    let dir = scratch_dir("disagree");
+    let tok = data("stories260K/tok512.model");
+
+    // A llama2.c file with bytes its header does not account for.
+    let mut bin = std::fs::read(data("stories260K/stories260K.bin")).unwrap();
+    bin.extend_from_slice(&[0; 64]);
+    let p = dir.join("trailing.bin");
+    std::fs::write(&p, &bin).unwrap();
+    let (st, _) = load_with(&p, Some(&tok), 1);
+    assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
+    assert!(last_error().contains("64 bytes unaccounted for"), "{}", last_error());
+
+    // The same tensor in two safetensors shards.
+    let shards = dir.join("shards");
+    std::fs::create_dir_all(&shards).unwrap();
+    let hf = data("stories260K/hf");
+    for f in ["config.json", "tokenizer.model"] {
+        std::fs::copy(hf.join(f), shards.join(f)).unwrap();
+    }
+    for f in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"] {
+        std::fs::copy(hf.join("model.safetensors"), shards.join(f)).unwrap();
+    }
+    let (st, _) = load_with(&shards, None, 1);
+    assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
+    assert!(last_error().contains("is also in"), "{}", last_error());
+
+    // A context length of 0.
+    let p = dir.join("ctx0.gguf");
+    std::fs::write(&p, gguf_with_u32("llama.context_length", 0)).unwrap();
+    let (st, _) = load_with(&p, None, 1);
+    assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
+    assert!(last_error().contains("context length"), "{}", last_error());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_step_whose_logits_are_not_finite_fails_and_leaves_the_session_as_it_was() {
+    let _g = serial();
+    let dir = scratch_dir("nan");
+    let mut f = std::fs::read(data(GGUF)).unwrap();
+    let g = runllama::gguf::parse(&f, "nan.gguf").unwrap();
+    let t = g.tensor("output_norm.weight").expect("output_norm.weight");
+    f[t.offset..t.offset + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let p = dir.join("nan.gguf");
+    std::fs::write(&p, &f).unwrap();
+    let (st, m) = load_with(&p, None, 1);
+    assert_eq!(st, LLAMA_OK, "{}", last_error());
+    let mut sp = llama_session_params_default_v2();
+    sp.n_ctx = 16;
+    let mut s = null_mut();
+    // SAFETY: a live model and valid params.
+    assert_eq!(unsafe { llama_session_new(m, &sp, &mut s) }, LLAMA_OK, "{}", last_error());
+    let mut next = -7;
+    // SAFETY: a live session, one valid id.
+    let st = unsafe { llama_step(s, [1].as_ptr(), 1, &mut next) };
+    assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
+    assert!(last_error().contains("NaN"), "{}", last_error());
+    // SAFETY: live handles.
+    unsafe {
+        assert_eq!(llama_session_position(s), 0);
+        assert!(llama_session_logits(s).is_null());
+        llama_session_free(s);
+        llama_model_free(m);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
