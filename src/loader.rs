@@ -222,7 +222,14 @@ pub fn load(path: &Path, mut opts: LoadOptions<'_>) -> Result<Model> {
         ))
     })?;
 
-    bind(&shown, src, tokenizer, tokenizer_source, &mut opts)
+    let guessed = src.format == "mindspore-ckpt" && opts.config_path.is_none();
+    bind(&shown, src, tokenizer, tokenizer_source, &mut opts).map_err(|mut e| {
+        if guessed && e.status == Status::Format {
+            // A checkpoint carries no hyper-parameters: the guess may be what is wrong.
+            e.message.push_str(" (no config_path was given, so the hyper-parameters were guessed from the tensor shapes: pass the MindFormers yaml as config_path)");
+        }
+        e
+    })
 }
 
 /// A vocabulary-only model from a tokenizer file (`llama_load_vocab`): it tokenizes, detokenizes
@@ -284,10 +291,20 @@ fn open_ckpt(path: &Path, storage: Storage, opts: &LoadOptions<'_>) -> Result<So
     let mut spans = HashMap::new();
     for t in file.tensors {
         // Optimizer moments, step counters and strings are not weights of the network.
-        let Some(dtype) = t.dtype.weight_dtype() else { continue };
         if t.name.starts_with("adam_") || t.name.starts_with("moment") || t.name.starts_with("accu_") {
             continue;
         }
+        let Some(dtype) = t.dtype.weight_dtype() else {
+            if t.name.starts_with("model.") && t.name.ends_with("weight") {
+                // A weight in a type the forward pass does not read: say so, not "missing".
+                return Err(Error::unsupported(format!(
+                    "{shown}: tensor {:?} is stored as {}; weights must be Float32, Float16 or BFloat16",
+                    t.name,
+                    t.dtype.name()
+                )));
+            }
+            continue;
+        };
         let nbytes = t.nbytes();
         let offset = t.segments.first().map_or(0, |s| s.offset);
         if t.segments.len() > 1 {

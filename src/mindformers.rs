@@ -167,6 +167,11 @@ pub fn parse_yaml(text: &str, path: &str) -> Result<MfConfig> {
         }
         None => return Err(ctx.err(model.line(), "no 'model.model_config' mapping under 'model'")),
     };
+    // PyYAML lets the last of a repeated key win; in the mappings read here a repeat means the
+    // file says two things (num_layers twice ran 2 of 5 layers), so it is refused.
+    for (node, what) in [(model, "model"), (mc, "model.model_config")] {
+        ctx.unique_keys(node, what)?;
+    }
     let k = |key: &'static str| (mc.get(key), key);
     let mut c = MfConfig {
         config_type: ctx.string(k("type"), "model.model_config")?,
@@ -244,6 +249,24 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn err(&self, line: usize, msg: impl std::fmt::Display) -> Error {
         Error::format(format!("{}: line {line}: {msg}", self.path))
+    }
+
+    /// An error when a key of the mapping `node` (called `what`) appears twice.
+    fn unique_keys(&self, node: &Node, what: &str) -> Result<()> {
+        if let Node::Map { entries, .. } = node {
+            let mut seen = std::collections::HashMap::with_capacity(entries.len());
+            for (k, v) in entries {
+                if let Some(first) = seen.insert(k.as_str(), v.line()) {
+                    return Err(self.err(
+                        v.line(),
+                        format!(
+                            "'{what}.{k}' is given twice (first at line {first}): which one is meant cannot be told"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The scalar of a key (None when absent or null); an error for a mapping or sequence.

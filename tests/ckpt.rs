@@ -1177,8 +1177,8 @@ fn yaml_scalars() {
     assert_eq!(c("extend_method: \"a # b\" # c").unwrap().extend_method.as_deref(), Some("a # b"));
     assert_eq!(c("extend_method: None").unwrap().extend_method, None);
     assert_eq!(c("num_heads: 8 # eight").unwrap().num_heads, Some(8));
-    // A repeated key takes its last value (as PyYAML).
-    assert_eq!(c("num_heads: 8\n    num_heads: 16").unwrap().num_heads, Some(16));
+    // A repeated key is refused (PyYAML takes the last value; the file says two things).
+    assert!(c("num_heads: 8\n    num_heads: 16").unwrap_err().to_string().contains("given twice"));
     // CRLF line ends and a BOM.
     let crlf = "\u{feff}model:\r\n  model_config:\r\n    num_heads: 4\r\n";
     assert_eq!(mindformers::parse_yaml(crlf, "crlf.yaml").unwrap().num_heads, Some(4));

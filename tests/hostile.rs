@@ -147,7 +147,7 @@ fn a_fifo_as_model_or_tokenizer_is_refused_without_waiting() {
     let fifo = dir.join("model.gguf");
     let c = CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc_mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     for tokenizer in [None, Some(fifo.clone())] {
         let (model, tok) = if tokenizer.is_some() { (data(GGUF), tokenizer) } else { (fifo.clone(), None) };
         let (tx, rx) = std::sync::mpsc::channel();
@@ -160,12 +160,6 @@ fn a_fifo_as_model_or_tokenizer_is_refused_without_waiting() {
         assert!(null && msg.contains("not a regular file"), "{msg}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[cfg(target_os = "linux")]
-extern "C" {
-    #[link_name = "mkfifo"]
-    fn libc_mkfifo(path: *const std::ffi::c_char, mode: u32) -> i32;
 }
 
 /// Resident memory of this process in bytes (Linux).
@@ -387,4 +381,121 @@ fn a_step_whose_logits_are_not_finite_fails_and_leaves_the_session_as_it_was() {
         llama_model_free(m);
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A llama2.c `tokenizer.bin` of `pieces` (scores 0).
+fn tokenizer_bin(pieces: &[&str]) -> Vec<u8> {
+    let mut b = 16u32.to_le_bytes().to_vec();
+    for p in pieces {
+        b.extend_from_slice(&0f32.to_le_bytes());
+        b.extend_from_slice(&(p.len() as i32).to_le_bytes());
+        b.extend_from_slice(p.as_bytes());
+    }
+    b
+}
+
+/// `llama_load_vocab` of `path`: the status (the model freed when it loaded).
+fn load_vocab(path: &Path) -> llama_status {
+    let c = CString::new(path.to_str().unwrap()).unwrap();
+    let mut m = null_mut();
+    // SAFETY: a valid path; `m` receives the model.
+    let st = unsafe { llama_load_vocab(c.as_ptr(), 0, &mut m) };
+    if !m.is_null() {
+        // SAFETY: loaded above, freed once.
+        unsafe { llama_model_free(m) };
+    }
+    st
+}
+
+#[test]
+fn vocabularies_with_empty_or_repeated_pieces_are_refused() {
+    let _g = serial();
+    let dir = scratch_dir("pieces");
+    let p = dir.join("tokenizer.bin");
+    let base = ["<unk>", "\n<s>\n", "\n</s>\n", "a", "b"];
+    std::fs::write(&p, tokenizer_bin(&base)).unwrap();
+    assert_eq!(load_vocab(&p), LLAMA_OK, "{}", last_error());
+    for (bad, expect) in [
+        (["<unk>", "\n<s>\n", "\n</s>\n", "a", "a"], "already id 3"),
+        (["<unk>", "\n<s>\n", "\n</s>\n", "a", ""], "[4] is empty"),
+    ] {
+        std::fs::write(&p, tokenizer_bin(&bad)).unwrap();
+        assert_eq!(load_vocab(&p), LLAMA_ERR_FORMAT, "{bad:?}: {}", last_error());
+        assert!(last_error().contains(expect), "{}", last_error());
+    }
+    // A GGUF SentencePiece vocabulary with one byte piece twice.
+    let mut f = std::fs::read(data(GGUF)).unwrap();
+    let at = f.windows(6).position(|w| w == b"<0x42>").unwrap();
+    f[at..at + 6].copy_from_slice(b"<0x41>");
+    let p = dir.join("dup.gguf");
+    std::fs::write(&p, &f).unwrap();
+    let (st, _) = load_with(&p, None, 1);
+    assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
+    assert!(last_error().contains("\"<0x41>\" is already id"), "{}", last_error());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_mindformers_key_given_twice_is_refused() {
+    let _g = serial();
+    let yaml =
+        "model:\n  model_config:\n    type: LlamaConfig\n    num_layers: 5\n    hidden_size: 64\n    num_layers: 2\n";
+    let e = runllama::mindformers::parse_yaml(yaml, "twice.yaml").unwrap_err();
+    assert_eq!(e.status, runllama::error::Status::Format, "{e}");
+    assert!(e.to_string().contains("'model.model_config.num_layers' is given twice (first at line 4)"), "{e}");
+    let once = yaml.replace("    num_layers: 2\n", "");
+    runllama::mindformers::parse_yaml(&once, "once.yaml").unwrap();
+}
+
+#[test]
+fn a_checkpoint_weight_of_an_unread_type_is_named_as_such() {
+    use runllama::ckpt::{CkptDType, CkptWriter};
+    let _g = serial();
+    let dir = scratch_dir("ckptf64");
+    let p = dir.join("f64.ckpt");
+    let mut w = CkptWriter::new(std::fs::File::create(&p).unwrap(), 1 << 30, false).unwrap();
+    w.tensor("model.tok_embeddings.embedding_weight", &CkptDType::F32, &[32, 64], &vec![0u8; 32 * 64 * 4]).unwrap();
+    w.tensor("model.layers.0.attention.wq.weight", &CkptDType::F64, &[64, 64], &vec![0u8; 64 * 64 * 8]).unwrap();
+    w.finish().unwrap();
+    let (st, _) = load_with(&p, Some(&data("stories260K/tok512.model")), 1);
+    assert_eq!(st, LLAMA_ERR_UNSUPPORTED, "{}", last_error());
+    assert!(last_error().contains("stored as Float64"), "{}", last_error());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every other case of this file again, in a child process whose address space is limited to
+/// 1 GiB: an allocation sized by input that the library does not check would abort the child
+/// (Rust's reaction to a failed allocation), which fails this test.
+#[cfg(target_os = "linux")]
+#[test]
+fn every_case_passes_under_a_1_gib_address_space_limit() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("RUNLLAMA_HOSTILE_CHILD").is_some() {
+        return;
+    }
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--test-threads=1", "--skip", "address_space_limit"]).env("RUNLLAMA_HOSTILE_CHILD", "1");
+    // SAFETY: only an async-signal-safe call between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 1 << 30, rlim_max: 1 << 30 };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "under RLIMIT_AS = 1 GiB: {:?}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("test result: ok"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

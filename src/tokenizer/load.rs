@@ -217,6 +217,28 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// The rule `tokenizer.model` files are held to, for the formats without their own checks: no
+/// piece is empty, and no piece appears twice among the text pieces (normal, user-defined,
+/// unused) or twice among the reserved ones (control, unknown, byte). The error is the
+/// suffix `"[i] ..."` for the caller to prefix with what the pieces are.
+fn check_pieces(pieces: &[String], types: &[TokenType]) -> std::result::Result<(), String> {
+    let mut text: HashMap<&str, usize> = HashMap::with_capacity(pieces.len());
+    let mut reserved: HashMap<&str, usize> = HashMap::new();
+    for (i, (p, ty)) in pieces.iter().zip(types).enumerate() {
+        if p.is_empty() {
+            return Err(format!("[{i}] is empty"));
+        }
+        let seen = match ty {
+            TokenType::Normal | TokenType::UserDefined | TokenType::Unused => &mut text,
+            _ => &mut reserved,
+        };
+        if let Some(j) = seen.insert(p, i) {
+            return Err(format!("[{i}] {p:?} is already id {j}"));
+        }
+    }
+    Ok(())
+}
+
 /// A llama2.c `tokenizer.bin`: u32 max_token_length, then per id f32 score, i32 length, bytes.
 fn load_llama2c_bin(bytes: &[u8], source: &str) -> Result<Loaded> {
     let what = "llama2.c tokenizer .bin";
@@ -289,6 +311,7 @@ fn load_llama2c_bin(bytes: &[u8], source: &str) -> Result<Loaded> {
         };
         types.push(ty);
     }
+    check_pieces(&pieces, &types).map_err(|e| ferr(format!("token{e}")))?;
     let vocab = Vocab::new(VocabSpec {
         pieces,
         scores,
@@ -391,6 +414,7 @@ pub(crate) fn from_gguf(v: GgufVocab, source: &str) -> Result<Loaded> {
             byte_fallback = true;
         }
     }
+    check_pieces(&v.tokens, &types).map_err(|e| ferr(format!("tokenizer.ggml.tokens{e}")))?;
     let unk = unk.or_else(|| types.iter().position(|&t| t == TokenType::Unknown).map(|i| i as u32)).unwrap_or(0);
     let vocab = Vocab::new(VocabSpec {
         pieces: v.tokens,
