@@ -17,6 +17,7 @@ pub mod error;
 pub mod ffi;
 pub mod fsio;
 pub mod gguf;
+pub mod jsonsize;
 pub mod llama2c;
 pub mod loader;
 pub mod log;

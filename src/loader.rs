@@ -640,6 +640,9 @@ fn open_safetensors(files: Vec<(PathBuf, Storage)>, dir: &Path, opts: &LoadOptio
 fn apply_hf_config(hp: &mut Partial, path: &Path) -> Result<()> {
     let shown = path.display().to_string();
     let text = crate::fsio::read_small_text(path, "the config", crate::fsio::CONFIG_LIMIT)?;
+    if let Err((at, msg)) = crate::jsonsize::check(text.as_bytes(), 1 << 20, None) {
+        return Err(Error::format(format!("{shown}: byte offset {at}: the JSON has {msg}")));
+    }
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::format(format!("{shown}: invalid JSON: {e}")))?;
     let obj = v.as_object().ok_or_else(|| Error::format(format!("{shown}: the config is not a JSON object")))?;

@@ -9,6 +9,11 @@
 use crate::error::{Error, Result};
 use crate::tensor::{tensor_bytes, DType, TensorInfo};
 
+/// Most elements of one JSON array in a header (a shape has at most 8 dims, `data_offsets` 2).
+const MAX_ARRAY_LEN: usize = 16;
+/// Most JSON values in a header (a 7B model's header has ~2,500).
+const MAX_JSON_VALUES: usize = 1 << 20;
+
 /// The largest JSON header accepted (100 MB, as the reference implementation).
 pub const MAX_HEADER_LEN: u64 = 100_000_000;
 
@@ -87,6 +92,11 @@ pub fn parse(bytes: &[u8], path: &str, file_index: usize) -> Result<SafetensorsF
     let data_start = 8 + n;
     let data_len = len - data_start;
     let header = &bytes[8..data_start];
+    // Before the header becomes `serde_json::Value`s (~30 bytes each, however short the text):
+    // a shape of millions of numbers took 20 times the header's size in memory.
+    if let Err((at, msg)) = crate::jsonsize::check(header, MAX_JSON_VALUES, Some(MAX_ARRAY_LEN)) {
+        return Err(ferr(format!("at byte offset {}: the JSON header has {msg}", 8 + at)));
+    }
     let json: serde_json::Value = serde_json::from_slice(header).map_err(|e| {
         // serde_json reports 1-based line/column; turn them into a byte offset in the file.
         let line_start: usize =

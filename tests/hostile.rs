@@ -499,3 +499,41 @@ fn every_case_passes_under_a_1_gib_address_space_limit() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn a_safetensors_header_is_sized_before_it_is_parsed() {
+    let _g = serial();
+    // A shape of 4 million dims: the header once took 20 times its size as JSON values.
+    let dims = vec!["1"; 4 << 20].join(",");
+    let header = format!("{{\"a\":{{\"dtype\":\"F32\",\"shape\":[{dims}],\"data_offsets\":[0,4]}}}}");
+    let mut f = (header.len() as u64).to_le_bytes().to_vec();
+    f.extend_from_slice(header.as_bytes());
+    f.extend_from_slice(&[0; 4]);
+    let (r, peak) = peak_heap(|| runllama::safetensors::parse(&f, "shape.safetensors", 0).map(drop));
+    let e = r.unwrap_err();
+    assert_eq!(e.status, runllama::error::Status::Format, "{e}");
+    assert!(e.to_string().contains("more than 16 elements"), "{e}");
+    assert!(peak < 1 << 20, "{peak} bytes of heap for an {}-byte header", header.len());
+    // Many small values: bounded too.
+    let keys: Vec<String> = (0..(1 << 20) + 1).map(|i| format!("\"k{i}\":\"\"")).collect();
+    let header = format!("{{\"__metadata__\":{{{}}}}}", keys.join(","));
+    let mut f = (header.len() as u64).to_le_bytes().to_vec();
+    f.extend_from_slice(header.as_bytes());
+    let e = runllama::safetensors::parse(&f, "many.safetensors", 0).unwrap_err();
+    assert!(e.to_string().contains("values"), "{e}");
+}
+
+#[test]
+fn a_tokenizer_json_of_millions_of_tiny_values_is_refused_before_parsing() {
+    let _g = serial();
+    let dir = scratch_dir("tokjson");
+    let p = dir.join("tokenizer.json");
+    let zeros = vec!["0"; (1 << 22) + 1].join(",");
+    std::fs::write(&p, format!("{{\"model\":{{\"x\":[{zeros}]}}}}")).unwrap();
+    let (st, peak) = peak_heap(|| load_vocab(&p));
+    assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
+    assert!(last_error().contains("values"), "{}", last_error());
+    // The file's bytes, not 30 bytes per value.
+    assert!(peak < 24 << 20, "{peak} bytes of heap");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

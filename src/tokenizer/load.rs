@@ -72,6 +72,10 @@ fn load_text_formats(bytes: &[u8], source: &str) -> Result<Option<Loaded>> {
     let first = text.iter().position(|b| !b.is_ascii_whitespace());
     if let Some(i) = first {
         if text[i] == b'{' {
+            // LLaMA 3's tokenizer.json holds ~1.1 million values.
+            if let Err((at, msg)) = crate::jsonsize::check(text, 1 << 22, None) {
+                return Err(Error::format(format!("{source}: byte offset {at}: the JSON has {msg}")));
+            }
             return match serde_json::from_slice::<serde_json::Value>(text) {
                 Ok(serde_json::Value::Object(o)) if o.contains_key("model") => {
                     load_bpe::load_hf_json(&o, source).map(Some)
