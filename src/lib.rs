@@ -16,6 +16,7 @@ pub mod cpu;
 pub mod error;
 pub mod ffi;
 pub mod fsio;
+pub mod fuzz;
 pub mod gguf;
 pub mod jsonsize;
 pub mod llama2c;
