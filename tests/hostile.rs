@@ -104,6 +104,15 @@ fn load_with(path: &Path, tokenizer: Option<&Path>, n_threads: i32) -> (llama_st
     (st, m)
 }
 
+/// Load `path` (with `tokenizer`) and check that it is refused with `status` and a message
+/// containing `needle`.
+fn refused(path: &Path, tokenizer: Option<&Path>, status: llama_status, needle: &str) {
+    let (st, m) = load_with(path, tokenizer, 1);
+    assert!(m.is_null());
+    assert_eq!(st, status, "{}: {}", path.display(), last_error());
+    assert!(last_error().contains(needle), "{}: {}", path.display(), last_error());
+}
+
 const GGUF: &str = "stories260K/stories260K-f32.gguf";
 
 /// The fixture GGUF with the u32 value of `key` replaced.
@@ -122,10 +131,7 @@ fn layer_counts_that_disagree_with_the_tensors_are_format_errors_not_aborts() {
     for (count, expect) in [(u32::MAX, "blk.5"), (1 << 26, "blk.5"), (4, "4 layers are declared")] {
         let p = dir.join(format!("blocks-{count}.gguf"));
         std::fs::write(&p, gguf_with_u32("llama.block_count", count)).unwrap();
-        let ((st, m), peak) = peak_heap(|| load_with(&p, None, 1));
-        assert_eq!(st, LLAMA_ERR_FORMAT, "block_count {count}: {}", last_error());
-        assert!(m.is_null());
-        assert!(last_error().contains(expect), "block_count {count}: {}", last_error());
+        let ((), peak) = peak_heap(|| refused(&p, None, LLAMA_ERR_FORMAT, expect));
         assert!(peak < 64 << 20, "block_count {count}: {peak} bytes of heap");
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -135,8 +141,9 @@ fn layer_counts_that_disagree_with_the_tensors_are_format_errors_not_aborts() {
 fn absurd_thread_counts_are_refused() {
     let _g = serial();
     let (st, m) = load_with(&data(GGUF), None, i32::MAX);
+    assert!(m.is_null());
     assert_eq!(st, LLAMA_ERR_INVALID_ARGUMENT, "{}", last_error());
-    assert!(m.is_null() && last_error().contains("n_threads"), "{}", last_error());
+    assert!(last_error().contains("n_threads"), "{}", last_error());
 }
 
 #[cfg(target_os = "linux")]
@@ -324,9 +331,7 @@ fn files_whose_parts_disagree_are_refused() {
     bin.extend_from_slice(&[0; 64]);
     let p = dir.join("trailing.bin");
     std::fs::write(&p, &bin).unwrap();
-    let (st, _) = load_with(&p, Some(&tok), 1);
-    assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
-    assert!(last_error().contains("64 bytes unaccounted for"), "{}", last_error());
+    refused(&p, Some(&tok), LLAMA_ERR_FORMAT, "64 bytes unaccounted for");
 
     // The same tensor in two safetensors shards.
     let shards = dir.join("shards");
@@ -338,16 +343,12 @@ fn files_whose_parts_disagree_are_refused() {
     for f in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"] {
         std::fs::copy(hf.join("model.safetensors"), shards.join(f)).unwrap();
     }
-    let (st, _) = load_with(&shards, None, 1);
-    assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
-    assert!(last_error().contains("is also in"), "{}", last_error());
+    refused(&shards, None, LLAMA_ERR_FORMAT, "is also in");
 
     // A context length of 0.
     let p = dir.join("ctx0.gguf");
     std::fs::write(&p, gguf_with_u32("llama.context_length", 0)).unwrap();
-    let (st, _) = load_with(&p, None, 1);
-    assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
-    assert!(last_error().contains("context length"), "{}", last_error());
+    refused(&p, None, LLAMA_ERR_FORMAT, "context length");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -429,9 +430,7 @@ fn vocabularies_with_empty_or_repeated_pieces_are_refused() {
     f[at..at + 6].copy_from_slice(b"<0x41>");
     let p = dir.join("dup.gguf");
     std::fs::write(&p, &f).unwrap();
-    let (st, _) = load_with(&p, None, 1);
-    assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
-    assert!(last_error().contains("\"<0x41>\" is already id"), "{}", last_error());
+    refused(&p, None, LLAMA_ERR_FORMAT, "\"<0x41>\" is already id");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -457,9 +456,7 @@ fn a_checkpoint_weight_of_an_unread_type_is_named_as_such() {
     w.tensor("model.tok_embeddings.embedding_weight", &CkptDType::F32, &[32, 64], &vec![0u8; 32 * 64 * 4]).unwrap();
     w.tensor("model.layers.0.attention.wq.weight", &CkptDType::F64, &[64, 64], &vec![0u8; 64 * 64 * 8]).unwrap();
     w.finish().unwrap();
-    let (st, _) = load_with(&p, Some(&data("stories260K/tok512.model")), 1);
-    assert_eq!(st, LLAMA_ERR_UNSUPPORTED, "{}", last_error());
-    assert!(last_error().contains("stored as Float64"), "{}", last_error());
+    refused(&p, Some(&data("stories260K/tok512.model")), LLAMA_ERR_UNSUPPORTED, "stored as Float64");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -132,7 +132,8 @@ pub enum KvType {
 }
 
 impl KvType {
-    /// Bytes of 32 cached values, scales included.
+    /// Bytes of 32 cached values, scales included (for heads of 32 or more; smaller heads have
+    /// smaller blocks, so a few more scales).
     pub fn bytes_per_32(self) -> u64 {
         match self {
             KvType::F16 => 64,
