@@ -82,7 +82,7 @@ extern "C" {
 #define LLAMA_TOKENIZE_ADD_BOS 1
 
 /*
- `llama_tokenize`: special-token text ("<s>", "<|eot_id|>") becomes special ids; without it,
+ `llama_tokenize`: special-token text (`<s>`, `<|eot_id|>`) becomes special ids; without it,
  it is tokenized as plain text.
  */
 #define LLAMA_TOKENIZE_PARSE_SPECIAL 2
@@ -121,7 +121,7 @@ typedef int32_t llama_status;
 typedef void (LLAMA_CALL *llama_log_fn)(int32_t level, const char *line, void *user_data);
 
 /*
- Called during load with fraction in [0,1], on the thread that called `llama_load`, with no
+ Called during load with a fraction from 0 to 1, on the thread that called `llama_load`, with no
  lock of the library held; return non-zero to cancel (LLAMA_ERR_CANCELLED). It must not
  unwind (throw) into the library: a C++ exception that reaches the library's frames aborts
  the process.
@@ -641,7 +641,7 @@ llama_status LLAMA_CALL llama_token_to_piece(const struct llama_model *model,
                                   size_t *out_len);
 
 /*
- The model's chat prompt as token ids (LLaMA 2 [INST] format or LLaMA 3 headers). Contents are
+ The model's chat prompt as token ids (LLaMA 2 `[INST]` format or LLaMA 3 headers). Contents are
  tokenized as plain text. Flag: LLAMA_CHAT_ADD_ASSISTANT. Two-call pattern.
 
  # Safety

@@ -2,7 +2,7 @@
 //! a step, with every matrix product split over output rows on the model's thread pool.
 //!
 //! Steady state allocates nothing: the activations (and the packed copy of a product's input
-//! that the matmul kernel reads) live in the session's [`Scratch`] (grown once to the largest
+//! that the matmul kernel reads) live in the session's `Scratch` (grown once to the largest
 //! batch seen, at most [`UBATCH`] tokens), and each worker thread keeps a small buffer of its
 //! own for attention scores and matmul outputs. A long prompt runs in batches of [`UBATCH`]
 //! tokens.

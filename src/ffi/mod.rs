@@ -1,6 +1,6 @@
 //! The C ABI (`include/runllama.h`, generated from this file by cbindgen).
 //!
-//! Every exported function runs its body inside [`guard`] (or [`guard_or`]), which catches
+//! Every exported function runs its body inside `guard` (or `guard_or`), which catches
 //! panics (they become `LLAMA_ERR_INTERNAL`) and records the error message for
 //! `llama_last_error()` on the calling thread. Models are shared (`Arc`: each session holds a
 //! reference, so a model lives until its last session is freed); sessions are owned (`Box`).
@@ -78,7 +78,7 @@ pub const LLAMA_DEVICE_CUDA: i32 = 1;
 
 /// `llama_tokenize`: prepend BOS.
 pub const LLAMA_TOKENIZE_ADD_BOS: u32 = 1;
-/// `llama_tokenize`: special-token text ("<s>", "<|eot_id|>") becomes special ids; without it,
+/// `llama_tokenize`: special-token text (`<s>`, `<|eot_id|>`) becomes special ids; without it,
 /// it is tokenized as plain text.
 pub const LLAMA_TOKENIZE_PARSE_SPECIAL: u32 = 2;
 /// `llama_detokenize`: drop BOS/EOS/other special tokens from the text.
@@ -154,7 +154,7 @@ pub struct llama_model_hparams {
     pub n_params: u64,
 }
 
-/// Called during load with fraction in [0,1], on the thread that called `llama_load`, with no
+/// Called during load with a fraction from 0 to 1, on the thread that called `llama_load`, with no
 /// lock of the library held; return non-zero to cancel (LLAMA_ERR_CANCELLED). It must not
 /// unwind (throw) into the library: a C++ exception that reaches the library's frames aborts
 /// the process.
@@ -1006,7 +1006,7 @@ pub unsafe extern "C" fn llama_token_to_piece(
     })
 }
 
-/// The model's chat prompt as token ids (LLaMA 2 [INST] format or LLaMA 3 headers). Contents are
+/// The model's chat prompt as token ids (LLaMA 2 `[INST]` format or LLaMA 3 headers). Contents are
 /// tokenized as plain text. Flag: LLAMA_CHAT_ADD_ASSISTANT. Two-call pattern.
 ///
 /// # Safety
