@@ -1,52 +1,82 @@
 //! The crate's error type: a C status code plus a message that names the file, tensor and
 //! byte offset where that applies. Every fallible function returns [`Result`].
 
+use std::ffi::CStr;
 use std::fmt;
 
-/// The negative status codes of the C API (`LLAMA_ERR_*`), as a Rust enum.
+use crate::ffi;
+
+/// The negative status codes of the C API, as a Rust enum: the values are the `LLAMA_ERR_*`
+/// constants of [`crate::ffi`] (cbindgen writes those into the header), the C names are
+/// [`Status::c_name`]'s; nothing else spells them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
 pub enum Status {
     /// Null pointer, bad size or flag, bad UTF-8, token out of range.
-    InvalidArgument = -1,
+    InvalidArgument = ffi::LLAMA_ERR_INVALID_ARGUMENT,
     /// File missing, unreadable, or mmap failed.
-    Io = -2,
+    Io = ffi::LLAMA_ERR_IO,
     /// Corrupt, truncated or inconsistent model, tokenizer or config file.
-    Format = -3,
+    Format = ffi::LLAMA_ERR_FORMAT,
     /// Well-formed but not supported (dtype, architecture, device).
-    Unsupported = -4,
+    Unsupported = ffi::LLAMA_ERR_UNSUPPORTED,
     /// An allocation failed.
-    OutOfMemory = -5,
+    OutOfMemory = ffi::LLAMA_ERR_OUT_OF_MEMORY,
     /// position + n_tokens would exceed n_ctx.
-    ContextFull = -6,
+    ContextFull = ffi::LLAMA_ERR_CONTEXT_FULL,
     /// The caller's output buffer is too small.
-    BufferTooSmall = -7,
+    BufferTooSmall = ffi::LLAMA_ERR_BUFFER_TOO_SMALL,
     /// A progress or abort callback asked to stop.
-    Cancelled = -8,
+    Cancelled = ffi::LLAMA_ERR_CANCELLED,
     /// GPU requested but unavailable, or a CUDA error.
-    Device = -9,
+    Device = ffi::LLAMA_ERR_DEVICE,
     /// A bug, e.g. a caught panic.
-    Internal = -10,
+    Internal = ffi::LLAMA_ERR_INTERNAL,
     /// The session is in use on another thread.
-    Busy = -11,
+    Busy = ffi::LLAMA_ERR_BUSY,
 }
 
 impl Status {
+    /// Every status, in the order of their codes (-1 down).
+    pub const ALL: [Status; 11] = [
+        Status::InvalidArgument,
+        Status::Io,
+        Status::Format,
+        Status::Unsupported,
+        Status::OutOfMemory,
+        Status::ContextFull,
+        Status::BufferTooSmall,
+        Status::Cancelled,
+        Status::Device,
+        Status::Internal,
+        Status::Busy,
+    ];
+
+    /// The status of a C code (`None` for 0 and for codes this version does not define).
+    pub fn from_code(code: i32) -> Option<Status> {
+        Status::ALL.into_iter().find(|&s| s as i32 == code)
+    }
+
+    /// The C name of the status, e.g. `"LLAMA_ERR_FORMAT"`, NUL-terminated.
+    pub fn c_name(self) -> &'static CStr {
+        match self {
+            Status::InvalidArgument => c"LLAMA_ERR_INVALID_ARGUMENT",
+            Status::Io => c"LLAMA_ERR_IO",
+            Status::Format => c"LLAMA_ERR_FORMAT",
+            Status::Unsupported => c"LLAMA_ERR_UNSUPPORTED",
+            Status::OutOfMemory => c"LLAMA_ERR_OUT_OF_MEMORY",
+            Status::ContextFull => c"LLAMA_ERR_CONTEXT_FULL",
+            Status::BufferTooSmall => c"LLAMA_ERR_BUFFER_TOO_SMALL",
+            Status::Cancelled => c"LLAMA_ERR_CANCELLED",
+            Status::Device => c"LLAMA_ERR_DEVICE",
+            Status::Internal => c"LLAMA_ERR_INTERNAL",
+            Status::Busy => c"LLAMA_ERR_BUSY",
+        }
+    }
+
     /// The C name of the status, e.g. `"LLAMA_ERR_FORMAT"`.
     pub fn name(self) -> &'static str {
-        match self {
-            Status::InvalidArgument => "LLAMA_ERR_INVALID_ARGUMENT",
-            Status::Io => "LLAMA_ERR_IO",
-            Status::Format => "LLAMA_ERR_FORMAT",
-            Status::Unsupported => "LLAMA_ERR_UNSUPPORTED",
-            Status::OutOfMemory => "LLAMA_ERR_OUT_OF_MEMORY",
-            Status::ContextFull => "LLAMA_ERR_CONTEXT_FULL",
-            Status::BufferTooSmall => "LLAMA_ERR_BUFFER_TOO_SMALL",
-            Status::Cancelled => "LLAMA_ERR_CANCELLED",
-            Status::Device => "LLAMA_ERR_DEVICE",
-            Status::Internal => "LLAMA_ERR_INTERNAL",
-            Status::Busy => "LLAMA_ERR_BUSY",
-        }
+        self.c_name().to_str().unwrap_or("LLAMA_ERR_UNKNOWN")
     }
 }
 

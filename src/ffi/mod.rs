@@ -469,18 +469,7 @@ pub extern "C" fn llama_last_error() -> *const c_char {
 pub extern "C" fn llama_status_str(s: llama_status) -> *const c_char {
     let name: &'static CStr = match s {
         LLAMA_OK => c"LLAMA_OK",
-        LLAMA_ERR_INVALID_ARGUMENT => c"LLAMA_ERR_INVALID_ARGUMENT",
-        LLAMA_ERR_IO => c"LLAMA_ERR_IO",
-        LLAMA_ERR_FORMAT => c"LLAMA_ERR_FORMAT",
-        LLAMA_ERR_UNSUPPORTED => c"LLAMA_ERR_UNSUPPORTED",
-        LLAMA_ERR_OUT_OF_MEMORY => c"LLAMA_ERR_OUT_OF_MEMORY",
-        LLAMA_ERR_CONTEXT_FULL => c"LLAMA_ERR_CONTEXT_FULL",
-        LLAMA_ERR_BUFFER_TOO_SMALL => c"LLAMA_ERR_BUFFER_TOO_SMALL",
-        LLAMA_ERR_CANCELLED => c"LLAMA_ERR_CANCELLED",
-        LLAMA_ERR_DEVICE => c"LLAMA_ERR_DEVICE",
-        LLAMA_ERR_INTERNAL => c"LLAMA_ERR_INTERNAL",
-        LLAMA_ERR_BUSY => c"LLAMA_ERR_BUSY",
-        _ => c"LLAMA_ERR_UNKNOWN",
+        _ => Status::from_code(s).map_or(c"LLAMA_ERR_UNKNOWN", Status::c_name),
     };
     name.as_ptr()
 }
