@@ -5,6 +5,8 @@
 //! a KV cache and sampler; `ffi` is the C ABI of `include/runllama.h`.
 
 #![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 // The C structs' layouts (explicit reserved fields, version-1 sizes) are those of 64-bit targets.
 #[cfg(not(target_pointer_width = "64"))]

@@ -722,6 +722,7 @@ pub unsafe extern "C" fn llama_model_n_vocab(model: *const llama_model) -> i32 {
         reported(
             "llama_model_n_vocab",
             LLAMA_ERR_INVALID_ARGUMENT,
+            // SAFETY: `model` is NULL or live per the contract.
             unsafe { model_ref(model) }.map(|m| m.hparams.n_vocab as i32),
         )
     })
@@ -735,6 +736,7 @@ pub unsafe extern "C" fn llama_model_n_vocab(model: *const llama_model) -> i32 {
 pub unsafe extern "C" fn llama_model_n_ctx_train(model: *const llama_model) -> i32 {
     // SAFETY: per the contract.
     guard_or(LLAMA_ERR_INTERNAL, || {
+        // SAFETY: `model` is NULL or live per the contract.
         let n = unsafe { model_ref(model) }.map(|m| m.hparams.n_ctx_train.min(i32::MAX as usize) as i32);
         reported("llama_model_n_ctx_train", LLAMA_ERR_INVALID_ARGUMENT, n)
     })
@@ -769,7 +771,9 @@ pub unsafe extern "C" fn llama_token_eos(model: *const llama_model) -> llama_tok
 pub unsafe extern "C" fn llama_token_is_eog(model: *const llama_model, t: llama_token) -> i32 {
     // SAFETY: per the contract.
     guard_or(0, || {
-        reported("llama_token_is_eog", 0, unsafe { model_ref(model) }.map(|m| (t >= 0 && m.is_eog(t as u32)) as i32))
+        // SAFETY: `model` is NULL or live per the contract.
+        let m = unsafe { model_ref(model) };
+        reported("llama_token_is_eog", 0, m.map(|m| (t >= 0 && m.is_eog(t as u32)) as i32))
     })
 }
 
@@ -806,8 +810,8 @@ pub unsafe extern "C" fn llama_model_describe(
 /// `model` is NULL or a live model.
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_n_tensors(model: *const llama_model) -> i32 {
-    // SAFETY: per the contract.
     guard_or(LLAMA_ERR_INTERNAL, || {
+        // SAFETY: `model` is NULL or live per the contract.
         unsafe { model_ref(model) }
             .map_or(LLAMA_ERR_INVALID_ARGUMENT, |m| m.tensors.len().min(i32::MAX as usize) as i32)
     })
@@ -988,6 +992,7 @@ pub unsafe extern "C" fn llama_token_to_piece(
         unsafe { clear_len(out_len) };
         // SAFETY: per the contract.
         let m = unsafe { model_ref(model) }?;
+        // SAFETY: one id, read from a local.
         let ids = unsafe { from_ids(&t, 1, m.hparams.n_vocab) }?;
         let piece = m.tokenizer.token_to_piece(ids[0])?;
         // SAFETY: per the contract.
@@ -1160,8 +1165,8 @@ pub unsafe extern "C" fn llama_session_rewind(session: *mut llama_session, posit
 /// `session` NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn llama_session_abort(session: *mut llama_session) {
-    // SAFETY: per the contract.
     guard_or((), || {
+        // SAFETY: `session` is NULL or live per the contract.
         if let Ok(s) = unsafe { session_ref(session) } {
             s.abort()
         }

@@ -212,8 +212,10 @@ impl Stream {
     /// `src..src + len` must stay valid and unchanged until the stream reaches the copy (pinned
     /// memory for a truly asynchronous copy), and `dst` must be device memory of `len` bytes.
     pub(super) unsafe fn upload(&self, dst: u64, src: *const u8, len: usize) -> Result<()> {
-        let src = std::slice::from_raw_parts(src, len);
-        check(cu::memcpy_htod_async(dst, src, self.raw), "cuMemcpyHtoDAsync")
+        // SAFETY: the caller keeps `src..src + len` valid until the copy runs.
+        let src = unsafe { std::slice::from_raw_parts(src, len) };
+        // SAFETY: `dst` is device memory of `len` bytes (the caller's contract), the stream ours.
+        check(unsafe { cu::memcpy_htod_async(dst, src, self.raw) }, "cuMemcpyHtoDAsync")
     }
 
     /// Copy `dst.len()` bytes from device address `src` into `dst`, waiting for it.
@@ -221,7 +223,9 @@ impl Stream {
     /// # Safety
     /// `src` must be device memory of at least `dst.len()` bytes.
     pub(super) unsafe fn download(&self, dst: &mut [u8], src: u64) -> Result<()> {
-        check(cu::memcpy_dtoh_async(dst, src, self.raw), "cuMemcpyDtoHAsync")?;
+        // SAFETY: `src` holds `dst.len()` device bytes (the caller's contract); the sync below
+        // waits for the copy before `dst` is handed back.
+        check(unsafe { cu::memcpy_dtoh_async(dst, src, self.raw) }, "cuMemcpyDtoHAsync")?;
         self.sync()
     }
 
@@ -477,10 +481,12 @@ impl Function {
         for (p, c) in params.iter_mut().zip(cells.iter_mut()) {
             *p = (c as *mut u64).cast();
         }
-        check(
-            cu::launch_kernel(self.0, (grid, 1, 1), (block, 1, 1), shared, stream.raw(), &mut params[..cells.len()]),
-            "cuLaunchKernel",
-        )
+        // SAFETY: the cells match the kernel's parameters and address memory it may access (the
+        // caller's contract); `params` points at them for the duration of the call.
+        let launched = unsafe {
+            cu::launch_kernel(self.0, (grid, 1, 1), (block, 1, 1), shared, stream.raw(), &mut params[..cells.len()])
+        };
+        check(launched, "cuLaunchKernel")
     }
 
     /// Blocks of `block` threads with `shared` bytes of dynamic shared memory that fit one
