@@ -14,11 +14,14 @@
 
 mod common;
 
+#[path = "common/ckpt_writer.rs"]
+mod ckpt_writer;
+use ckpt_writer::CkptWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use runllama::ckpt::{CkptDType, CkptWriter};
+use runllama::ckpt::CkptDType;
 use runllama::loader::{load, LoadOptions};
 use runllama::session::Session;
 

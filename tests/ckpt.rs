@@ -5,7 +5,10 @@
 //! variants (packed dims, field order, unknown fields), malformed input that must give an error
 //! and never a panic, and the yaml configs.
 
-use runllama::ckpt::{self, CkptDType, CkptFile, CkptTensor, CkptWriter, Segment};
+#[path = "common/ckpt_writer.rs"]
+mod ckpt_writer;
+use ckpt_writer::CkptWriter;
+use runllama::ckpt::{self, CkptDType, CkptFile, CkptTensor, Segment};
 use runllama::error::{Error, Status};
 use runllama::mindformers::{self, MfConfig, MfScaling, QkvConcatLayout};
 use runllama::safetensors;
@@ -362,7 +365,7 @@ fn writer_write_ckpt_matches_streaming_writer() {
     let refs: Vec<(&str, CkptDType, &[usize], &[u8])> =
         ts.iter().map(|(n, d, s, b)| (n.as_str(), d.clone(), s.as_slice(), b.as_slice())).collect();
     let mut out = Vec::new();
-    ckpt::write_ckpt(&mut out, &refs, 16384, false).unwrap();
+    ckpt_writer::write_ckpt(&mut out, &refs, 16384, false).unwrap();
     assert!(out == fixture(SLICED_CKPT).0);
     // tensor_from_reader gives the same bytes as tensor().
     let mut w = CkptWriter::new(Vec::new(), 16384, true).unwrap();

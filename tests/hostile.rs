@@ -6,6 +6,8 @@
 
 mod common;
 use common::*;
+#[path = "common/ckpt_writer.rs"]
+mod ckpt_writer;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::{CStr, CString};
@@ -294,7 +296,8 @@ fn gguf_arrays_take_the_memory_of_their_bytes() {
 
 #[test]
 fn checkpoint_tensors_without_dimensions_are_format_errors_not_panics() {
-    use runllama::ckpt::{CkptDType, CkptWriter};
+    use ckpt_writer::CkptWriter;
+    use runllama::ckpt::CkptDType;
     let _g = serial();
     let dir = scratch_dir("ckpt0");
     let emb = vec![0u8; 32 * 64 * 4];
@@ -448,7 +451,8 @@ fn a_mindformers_key_given_twice_is_refused() {
 
 #[test]
 fn a_checkpoint_weight_of_an_unread_type_is_named_as_such() {
-    use runllama::ckpt::{CkptDType, CkptWriter};
+    use ckpt_writer::CkptWriter;
+    use runllama::ckpt::CkptDType;
     let _g = serial();
     let dir = scratch_dir("ckptf64");
     let p = dir.join("f64.ckpt");
