@@ -56,6 +56,16 @@ pub fn check(text: &[u8], max_values: usize, max_array: Option<usize>) -> Result
     Ok(())
 }
 
+/// `text` parsed as JSON after [`check`] with `max_values` and no array limit; `shown` names
+/// the file in errors (FORMAT for too many values or invalid JSON).
+pub fn parse(text: &[u8], max_values: usize, shown: &str) -> crate::error::Result<serde_json::Value> {
+    use crate::error::Error;
+    if let Err((at, msg)) = check(text, max_values, None) {
+        return Err(Error::format(format!("{shown}: byte offset {at}: the JSON has {msg}")));
+    }
+    serde_json::from_slice(text).map_err(|e| Error::format(format!("{shown}: invalid JSON: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::check;

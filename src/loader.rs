@@ -542,9 +542,8 @@ fn open_safetensors_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Source> {
     let index = dir.join("model.safetensors.index.json");
     let mut names: Vec<String> = Vec::new();
     if index.is_file() {
-        let text = crate::fsio::read_small_text(&index, "the safetensors index", crate::fsio::CONFIG_LIMIT)?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::format(format!("{}: invalid JSON: {e}", index.display())))?;
+        let text = crate::fsio::read_small(&index, "the safetensors index", crate::fsio::CONFIG_LIMIT)?;
+        let v = crate::jsonsize::parse(&text, 1 << 20, &index.display().to_string())?;
         let map = v
             .get("weight_map")
             .and_then(|m| m.as_object())
@@ -639,12 +638,8 @@ fn open_safetensors(files: Vec<(PathBuf, Storage)>, dir: &Path, opts: &LoadOptio
 /// Read an HF `config.json` into `hp` (only the keys present).
 fn apply_hf_config(hp: &mut Partial, path: &Path) -> Result<()> {
     let shown = path.display().to_string();
-    let text = crate::fsio::read_small_text(path, "the config", crate::fsio::CONFIG_LIMIT)?;
-    if let Err((at, msg)) = crate::jsonsize::check(text.as_bytes(), 1 << 20, None) {
-        return Err(Error::format(format!("{shown}: byte offset {at}: the JSON has {msg}")));
-    }
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::format(format!("{shown}: invalid JSON: {e}")))?;
+    let text = crate::fsio::read_small(path, "the config", crate::fsio::CONFIG_LIMIT)?;
+    let v = crate::jsonsize::parse(&text, 1 << 20, &shown)?;
     let obj = v.as_object().ok_or_else(|| Error::format(format!("{shown}: the config is not a JSON object")))?;
     if let Some(mt) = obj.get("model_type").and_then(|m| m.as_str()) {
         if mt != "llama" {
