@@ -45,12 +45,6 @@ pub fn read_small(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// [`read_small`] as UTF-8 text.
-pub fn read_small_text(path: &Path, what: &str, limit: u64) -> Result<String> {
-    String::from_utf8(read_small(path, what, limit)?)
-        .map_err(|e| Error::format(format!("{}: {what} is not UTF-8 text: {e}", path.display())))
-}
-
 /// Open for reading without waiting: on Unix with `O_NONBLOCK`, which makes `open` of a FIFO
 /// return at once (and changes nothing for a regular file); elsewhere after checking that the
 /// path names a regular file (Windows has no FIFOs in its file system).

@@ -338,8 +338,7 @@ fn open_ckpt(path: &Path, storage: Storage, opts: &LoadOptions<'_>) -> Result<So
         Some(cfg) if is_json(cfg) => apply_hf_config(&mut hp, cfg)?,
         Some(cfg) => {
             let cshown = cfg.display().to_string();
-            let text = crate::fsio::read_small_text(cfg, "the config", crate::fsio::CONFIG_LIMIT)?;
-            let c = mindformers::parse_yaml(&text, &cshown)?;
+            let c = mindformers::read_yaml(cfg)?;
             if let Some(m) = c.extend_method.as_deref() {
                 if m != "None" && !m.is_empty() {
                     return Err(Error::unsupported(format!(

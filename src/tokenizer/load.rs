@@ -138,24 +138,19 @@ fn load_sentencepiece(bytes: &[u8], source: &str) -> Result<Loaded> {
     let mut pieces = Vec::with_capacity(n);
     let mut scores = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
-    let mut normal_seen: HashMap<&str, usize> = HashMap::with_capacity(n);
-    let mut reserved_seen: HashMap<&str, usize> = HashMap::new();
+    let mut seen = SeenPieces::with_capacity(n);
     let mut unk: Option<usize> = None;
     let mut bytes_found = [false; 256];
     for (i, p) in m.pieces.iter().enumerate() {
         let at = p.offset;
         let ty = TokenType::from_i32(p.ty)
             .ok_or_else(|| ferr(format!("pieces[{i}] at byte offset {at}: invalid type {}", p.ty)))?;
-        if p.piece.is_empty() {
-            return Err(ferr(format!("pieces[{i}] at byte offset {at}: empty piece")));
-        }
-        let seen = match ty {
-            TokenType::Normal | TokenType::UserDefined | TokenType::Unused => &mut normal_seen,
-            _ => &mut reserved_seen,
-        };
-        if let Some(j) = seen.insert(&p.piece, i) {
-            return Err(ferr(format!("pieces[{i}] {:?} at byte offset {at} is already defined as id {j}", p.piece)));
-        }
+        seen.add(i, &p.piece, ty).map_err(|fault| match fault {
+            PieceFault::Empty => ferr(format!("pieces[{i}] at byte offset {at}: empty piece")),
+            PieceFault::Repeat(j) => {
+                ferr(format!("pieces[{i}] {:?} at byte offset {at} is already defined as id {j}", p.piece))
+            }
+        })?;
         match ty {
             TokenType::Unknown => {
                 if let Some(j) = unk {
@@ -197,7 +192,7 @@ fn load_sentencepiece(bytes: &[u8], source: &str) -> Result<Loaded> {
     }
     // sentencepiece's bos_id() / eos_id(): the id of bos_piece / eos_piece if it is CONTROL.
     let control =
-        |piece: &str| reserved_seen.get(piece).filter(|&&i| types[i] == TokenType::Control).map(|&i| i as u32);
+        |piece: &str| seen.reserved.get(piece).filter(|&&i| types[i] == TokenType::Control).map(|&i| i as u32);
     let bos = control(&trainer.bos_piece);
     let eos = control(&trainer.eos_piece);
     let vocab = Vocab::new(VocabSpec {
@@ -221,24 +216,53 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// The rule `tokenizer.model` files are held to, for the formats without their own checks: no
-/// piece is empty, and no piece appears twice among the text pieces (normal, user-defined,
-/// unused) or twice among the reserved ones (control, unknown, byte). The error is the
-/// suffix `"[i] ..."` for the caller to prefix with what the pieces are.
-fn check_pieces(pieces: &[String], types: &[TokenType]) -> std::result::Result<(), String> {
-    let mut text: HashMap<&str, usize> = HashMap::with_capacity(pieces.len());
-    let mut reserved: HashMap<&str, usize> = HashMap::new();
-    for (i, (p, ty)) in pieces.iter().zip(types).enumerate() {
-        if p.is_empty() {
-            return Err(format!("[{i}] is empty"));
+/// The pieces of a vocabulary seen so far, by id: text pieces (normal, user-defined, unused)
+/// and reserved ones (control, unknown, byte) apart. The rule every vocabulary is held to
+/// (sentencepiece's own for `tokenizer.model`): no piece is empty, and none appears twice
+/// within its group.
+struct SeenPieces<'a> {
+    text: HashMap<&'a str, usize>,
+    reserved: HashMap<&'a str, usize>,
+}
+
+/// Why [`SeenPieces::add`] refused a piece.
+enum PieceFault {
+    Empty,
+    /// The id that already has the piece.
+    Repeat(usize),
+}
+
+impl<'a> SeenPieces<'a> {
+    fn with_capacity(n: usize) -> Self {
+        SeenPieces { text: HashMap::with_capacity(n), reserved: HashMap::new() }
+    }
+
+    /// Record piece `i` of type `ty`, or say why it breaks the rule.
+    fn add(&mut self, i: usize, piece: &'a str, ty: TokenType) -> std::result::Result<(), PieceFault> {
+        if piece.is_empty() {
+            return Err(PieceFault::Empty);
         }
-        let seen = match ty {
-            TokenType::Normal | TokenType::UserDefined | TokenType::Unused => &mut text,
-            _ => &mut reserved,
+        let group = match ty {
+            TokenType::Normal | TokenType::UserDefined | TokenType::Unused => &mut self.text,
+            _ => &mut self.reserved,
         };
-        if let Some(j) = seen.insert(p, i) {
-            return Err(format!("[{i}] {p:?} is already id {j}"));
+        match group.insert(piece, i) {
+            Some(j) => Err(PieceFault::Repeat(j)),
+            None => Ok(()),
         }
+    }
+}
+
+/// [`SeenPieces`]' rule for the formats that are checked after they are read (a GGUF
+/// vocabulary, `tokenizer.bin`): the error is the suffix `"[i] ..."` for the caller to prefix
+/// with what the pieces are.
+fn check_pieces(pieces: &[String], types: &[TokenType]) -> std::result::Result<(), String> {
+    let mut seen = SeenPieces::with_capacity(pieces.len());
+    for (i, (p, &ty)) in pieces.iter().zip(types).enumerate() {
+        seen.add(i, p, ty).map_err(|fault| match fault {
+            PieceFault::Empty => format!("[{i}] is empty"),
+            PieceFault::Repeat(j) => format!("[{i}] {p:?} is already id {j}"),
+        })?;
     }
     Ok(())
 }
