@@ -118,30 +118,23 @@ fn run(name: &str, target: &dyn Fn(&[u8]), seeds: &[Vec<u8>]) -> usize {
     }
 }
 
-fn read(rel: &str) -> Vec<u8> {
-    std::fs::read(data(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
-fn tokenizers_dir(rel: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tokenizers").join(rel);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
 #[test]
 fn every_parser_survives_its_fixtures_and_their_mutations() {
     let seeds = |target: &str| -> Vec<Vec<u8>> {
         match target {
-            "gguf" => vec![read("stories260K/stories260K-f16.gguf"), read("quant/k256-q4_k_m.gguf")],
-            "safetensors" => vec![read("stories260K/hf/model.safetensors")],
-            "llama2c" => vec![read("stories260K/stories260K.bin")],
-            "ckpt" => vec![read("mindformers/stories260K.ckpt"), read("mindformers/stories260K-sliced16k.ckpt")],
+            "gguf" => vec![data_bytes("stories260K/stories260K-f16.gguf"), data_bytes("quant/k256-q4_k_m.gguf")],
+            "safetensors" => vec![data_bytes("stories260K/hf/model.safetensors")],
+            "llama2c" => vec![data_bytes("stories260K/stories260K.bin")],
+            "ckpt" => {
+                vec![data_bytes("mindformers/stories260K.ckpt"), data_bytes("mindformers/stories260K-sliced16k.ckpt")]
+            }
             "mindformers_yaml" => {
-                vec![read("mindformers/stories260K.yaml"), read("mindformers/stories260K-qkvconcat.yaml")]
+                vec![data_bytes("mindformers/stories260K.yaml"), data_bytes("mindformers/stories260K-qkvconcat.yaml")]
             }
             "tokenizer_file" => vec![
-                read("stories260K/tok512.model"),
-                read("stories260K/tok512.bin"),
-                tokenizers_dir("llama2/tokenizer.model"),
+                data_bytes("stories260K/tok512.model"),
+                data_bytes("stories260K/tok512.bin"),
+                data_bytes("tokenizers/llama2/tokenizer.model"),
                 br#"{"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]},"added_tokens":[]}"#.to_vec(),
             ],
             other => panic!("no seeds for fuzz target {other}"),
@@ -158,9 +151,10 @@ fn every_parser_survives_its_fixtures_and_their_mutations() {
         "<s>[INST] hi [/INST]</s>\u{0}\u{feff}  \t\n日本語 🦀".as_bytes().to_vec(),
         "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>".as_bytes().to_vec(),
     ];
-    for (name, file) in
-        [("text_llama2", read("stories260K/tok512.model")), ("text_llama3", tokenizers_dir("llama3/tokenizer.model"))]
-    {
+    for (name, file) in [
+        ("text_llama2", data_bytes("stories260K/tok512.model")),
+        ("text_llama3", data_bytes("tokenizers/llama3/tokenizer.model")),
+    ] {
         let t = Tokenizer::from_file_bytes(&file, name).unwrap();
         let n = run(name, &|d: &[u8]| fuzz::text(&t, d), &texts);
         report.push(format!("{name} {n}"));

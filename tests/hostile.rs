@@ -119,7 +119,7 @@ const GGUF: &str = "stories260K/stories260K-f32.gguf";
 
 /// The fixture GGUF with the u32 value of `key` replaced.
 fn gguf_with_u32(key: &str, value: u32) -> Vec<u8> {
-    let mut f = read_fixture(GGUF);
+    let mut f = data_bytes(GGUF);
     let at = f.windows(key.len()).position(|w| w == key.as_bytes()).expect("key in the fixture") + key.len();
     assert_eq!(u32::from_le_bytes(f[at..at + 4].try_into().unwrap()), 4, "{key} is a uint32");
     f[at + 4..at + 8].copy_from_slice(&value.to_le_bytes());
@@ -330,7 +330,7 @@ fn files_whose_parts_disagree_are_refused() {
     let tok = data("stories260K/tok512.model");
 
     // A llama2.c file with bytes its header does not account for.
-    let mut bin = read_fixture("stories260K/stories260K.bin");
+    let mut bin = data_bytes("stories260K/stories260K.bin");
     bin.extend_from_slice(&[0; 64]);
     let p = dir.join("trailing.bin");
     std::fs::write(&p, &bin).unwrap();
@@ -359,7 +359,7 @@ fn files_whose_parts_disagree_are_refused() {
 fn a_step_whose_logits_are_not_finite_fails_and_leaves_the_session_as_it_was() {
     let _g = serial();
     let dir = scratch_dir("nan");
-    let mut f = read_fixture(GGUF);
+    let mut f = data_bytes(GGUF);
     let g = runllama::gguf::parse(&f, "nan.gguf").unwrap();
     let t = g.tensor("output_norm.weight").expect("output_norm.weight");
     f[t.offset..t.offset + 4].copy_from_slice(&f32::NAN.to_le_bytes());
@@ -428,7 +428,7 @@ fn vocabularies_with_empty_or_repeated_pieces_are_refused() {
         assert!(last_error().contains(expect), "{}", last_error());
     }
     // A GGUF SentencePiece vocabulary with one byte piece twice.
-    let mut f = read_fixture(GGUF);
+    let mut f = data_bytes(GGUF);
     let at = f.windows(6).position(|w| w == b"<0x42>").unwrap();
     f[at..at + 6].copy_from_slice(b"<0x41>");
     let p = dir.join("dup.gguf");
@@ -543,7 +543,7 @@ fn a_tokenizer_json_of_millions_of_tiny_values_is_refused_before_parsing() {
 fn a_tokenizer_bin_cut_at_a_token_boundary_does_not_fit_its_model() {
     let _g = serial();
     let dir = scratch_dir("cut");
-    let bin = read_fixture("stories260K/tok512.bin");
+    let bin = data_bytes("stories260K/tok512.bin");
     // Walk 511 of the 512 tokens (f32 score, i32 length, bytes each) and cut there.
     let mut at = 4;
     for _ in 0..511 {
@@ -559,8 +559,4 @@ fn a_tokenizer_bin_cut_at_a_token_boundary_does_not_fit_its_model() {
         "511 tokens but the model's embedding has 512 rows",
     );
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-fn read_fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(data(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }

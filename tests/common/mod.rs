@@ -17,6 +17,11 @@ pub fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
 }
 
+/// The bytes of `tests/data/<rel>`.
+pub fn data_bytes(rel: &str) -> Vec<u8> {
+    std::fs::read(data(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
 /// The 200 greedy ids of stories260K from BOS (EXPECTED.md, llama2.c's reference).
 pub fn expected_ids() -> Vec<u32> {
     let md = std::fs::read_to_string(data("stories260K/EXPECTED.md")).expect("EXPECTED.md");
