@@ -15,7 +15,8 @@
 //! - `matmul/<path>/<type>/4096x4096xn128`: a 128-token prefill (activations packed once, as
 //!   the forward pass does); the throughput is counted in "elements" that are FLOPs
 //!   (2 * rows * cols * n), so criterion's Gelem/s reads as GFLOP/s.
-//! - `qmatvec/<path>/<type>/11008x4096` and `qmatmul/<path>/<type>/4096x4096xn128`: the same
+//! - `qmatvec/<path>/<type>/11008x4096` (streamed from memory), `qmatvec_l2/<path>/<type>/160x4096`
+//!   (in L2) and `qmatmul/<path>/<type>/4096x4096xn128`: the same
 //!   for the quantized types of the common presets (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; activations
 //!   quantized once, outside the timing, as the forward pass does per product input).
 //! - `attention/<path>/<cache>/7B_4096`: one token's attention over one LLaMA2-7B layer's
@@ -135,6 +136,21 @@ fn bench_kernels(c: &mut Criterion) {
                     let m = &w[c * bytes..(c + 1) * bytes];
                     paths::matvec_quantized(p, wt, m, &acts, qcols, &mut out[..qrows])
                 })
+            });
+        }
+    }
+    g.finish();
+    // The same products over 160 rows (0.3-0.7 MB: in L2), the kernels' own speed.
+    let l2_rows = 160;
+    let mut g = flat_group(c, "qmatvec_l2");
+    for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
+        for wt in QTYPES {
+            let bytes = l2_rows * wt.row_bytes(qcols).unwrap();
+            k::quantize_acts(wt, &xs[..qcols], &mut acts);
+            g.throughput(Throughput::Bytes(bytes as u64));
+            let id = BenchmarkId::new(format!("{}/{wt:?}", p.name()), format!("{l2_rows}x{qcols}"));
+            g.bench_function(id, |b| {
+                b.iter(|| paths::matvec_quantized(p, wt, &w[..bytes], &acts, qcols, &mut out[..l2_rows]))
             });
         }
     }
