@@ -291,6 +291,8 @@ mod math;
 mod qdot;
 #[cfg(target_arch = "x86_64")]
 mod qdot_x86;
+#[cfg(all(target_arch = "x86_64", runllama_avx512))]
+mod qdot_x86_panel;
 #[cfg(target_arch = "x86_64")]
 mod qdot_x86_tile;
 mod quant;
@@ -553,6 +555,13 @@ mod imp {
         on_path!(p, matvec(wt, w, x, out))
     }
 
+    /// Whether batched products of `wt` rows on path `p` run over token panels
+    /// (`qdot_x86_panel.rs`: the K-quants with AVX-512 VNNI), which then fixes the packing.
+    #[cfg(all(target_arch = "x86_64", runllama_avx512))]
+    fn token_panels(p: Path, wt: WeightType) -> bool {
+        p >= Path::Avx512 && qdot_x86_panel::handles(wt, crate::detected().avx512vnni)
+    }
+
     /// `x` quantized for `wt` (a block type) in a fresh buffer.
     fn quantized(wt: WeightType, x: &[f32]) -> alloc::vec::Vec<u8> {
         let mut acts = alloc::vec![0u8; act_len(wt, x.len())];
@@ -619,6 +628,25 @@ mod imp {
             let mut own = alloc::vec![0f32; amx::SCRATCH];
             return amx::matmul_packed(wt, w, rows, cols, xp, n, out, &mut own);
         }
+        #[cfg(all(target_arch = "x86_64", runllama_avx512))]
+        if token_panels(p, wt) {
+            let bytes = f32_bytes(xp);
+            // SAFETY: the caller's contract (`p`, which `token_panels` checked for VNNI); `w`
+            // holds `rows` rows of `cols` values; `pack_activations` wrote the panels
+            // (`packed_len` long, checked above) for this path and type.
+            unsafe {
+                qdot_x86_panel::products(
+                    wt,
+                    &w[..row_bytes * rows],
+                    rows,
+                    bytes.as_ptr(),
+                    4 * panel_stride(cols),
+                    n,
+                    &mut out[..n * rows],
+                )
+            };
+            return;
+        }
         if wt.is_quantized() {
             // Each output is the product matvec computes, over the token's quantized
             // activations in the packed panel.
@@ -643,6 +671,17 @@ mod imp {
         cols: usize,
         packed: &mut [f32],
     ) {
+        #[cfg(all(target_arch = "x86_64", runllama_avx512))]
+        if token_panels(p, wt) {
+            assert!(x.len() >= n * cols && packed.len() >= packed_len(n, cols), "pack_activations: bad lengths");
+            for (panel, xs) in packed[..packed_len(n, cols)]
+                .chunks_exact_mut(panel_stride(cols))
+                .zip(x[..n * cols].chunks(PANEL * cols.max(1)))
+            {
+                qdot_x86_panel::pack(wt, xs, cols, f32_bytes_mut(panel));
+            }
+            return;
+        }
         if wt.is_quantized() {
             return pack_quantized(wt, x, n, cols, packed);
         }

@@ -1,0 +1,282 @@
+//! Batched products of K-quant weights (prefill) on CPUs with AVX-512 VNNI, over panels of 16
+//! tokens: a 512-bit vector holds one 4-byte group of the 16 tokens' activation quants, and a
+//! weight row's 4 quants of that group are broadcast against it (a broadcast operand of the
+//! instruction), so one `vpdpbusd` makes 64 products and each i32 lane is one token. Eight rows
+//! share each activation load. The weights' quants (0..64) are the signed operand, the
+//! activations the unsigned one, offset by 128; the offset's share is one constant per row and
+//! unit, subtracted once.
+//!
+//! The panel layout ([`pack`], what [`crate::pack_activations`] writes for these types on this
+//! path): per 256-column unit, [`UNIT_BYTES`] bytes: the quants plus 128 as 64 vectors (vector
+//! `k`: elements `4k .. 4k + 4` of tokens 0..16, 4 bytes each), the tokens' 16 f32 factors `d`,
+//! then their sums as vectors of i16 pairs (vector `i`: sums `2i` and `2i + 1` of each token),
+//! sums of 32 where the minimums weigh sub-blocks of 32 (Q4_K, Q5_K: 4 vectors), else of 16
+//! (8 vectors). Missing tokens of a panel have zero factors and give zero.
+//!
+//! A tile of 8 rows is unpacked unit by unit (plain unsigned quants per row, the integer
+//! scales and the weights of the sums), once for all the panels. The integer sums are the
+//! reference's (`qdot.rs`); a unit's f32 term is added per token lane, the same operations for
+//! every token whatever the batch, so a batched product differs from a stepped one by rounding
+//! only (the order of the f32 sums), like the 8-row tile kernel's (`qdot_x86_tile.rs`).
+
+use core::arch::x86_64::*;
+
+use crate::qdot::{k_factors, AK_BSUMS, AK_BYTES};
+use crate::qdot_x86::{f16_at, scales_k16, scales_k8, unpack_k, wt_of};
+use crate::quant::QK_K;
+use crate::WeightType;
+
+/// Tokens of a panel (the lanes of a vector).
+const LANES: usize = 16;
+/// Rows of a tile.
+const ROWS: usize = 8;
+/// Where a unit's token factors start.
+const D_AT: usize = 64 * 64;
+/// Where a unit's sums of 16 start.
+const SUMS_AT: usize = D_AT + 4 * LANES;
+/// Bytes of one 256-column unit of a panel (the same as 16 tokens' [`AK_BYTES`]).
+pub(crate) const UNIT_BYTES: usize = SUMS_AT + 8 * 64;
+const _: () = assert!(UNIT_BYTES == LANES * AK_BYTES);
+
+/// Whether batched products of `wt` rows on an AVX-512 path with `vnni` run here (and their
+/// activations are packed by [`pack`]): the K-quants.
+pub(crate) const fn handles(wt: WeightType, vnni: bool) -> bool {
+    vnni && matches!(wt, WeightType::Q2_K | WeightType::Q3_K | WeightType::Q4_K | WeightType::Q5_K | WeightType::Q6_K)
+}
+
+/// Write the panel of tokens `x` (at most 16 rows of `cols`, a multiple of 256) into `panel`
+/// (at least `cols / 256 * UNIT_BYTES` bytes): each token's unit quantized as
+/// `qdot::quantize` does, then spread into the layout above.
+pub(crate) fn pack(wt: WeightType, x: &[f32], cols: usize, panel: &mut [u8]) {
+    let tokens = x.len() / cols;
+    assert!(tokens <= LANES && cols.is_multiple_of(QK_K) && panel.len() >= cols / QK_K * UNIT_BYTES);
+    let mut one = [0u8; AK_BYTES];
+    for (u, unit) in panel.chunks_exact_mut(UNIT_BYTES).take(cols / QK_K).enumerate() {
+        for t in 0..LANES {
+            if t < tokens {
+                crate::qdot::quantize(wt, &x[t * cols + u * QK_K..][..QK_K], &mut one);
+            } else {
+                one.fill(0);
+            }
+            for k in 0..64 {
+                for (o, &q) in unit[64 * k + 4 * t..][..4].iter_mut().zip(&one[4 + 4 * k..]) {
+                    *o = q ^ 0x80;
+                }
+            }
+            unit[D_AT + 4 * t..][..4].copy_from_slice(&one[..4]);
+            let sum16 = |j: usize| i16::from_le_bytes([one[AK_BSUMS + 2 * j], one[AK_BSUMS + 2 * j + 1]]);
+            for j in 0..2 * sum_pairs(wt) {
+                // Sums of 32 (of sums of 16 two by two; at most 32 × 127) where the minimums
+                // weigh sub-blocks of 32.
+                let sum = if sum_pairs(wt) == 4 { sum16(2 * j) + sum16(2 * j + 1) } else { sum16(j) };
+                unit[SUMS_AT + 64 * (j / 2) + 4 * t + 2 * (j % 2)..][..2].copy_from_slice(&sum.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// One unit of a tile, unpacked.
+#[repr(C, align(64))]
+struct Unit {
+    /// Each row's 256 unsigned quants.
+    q: [[u8; QK_K]; ROWS],
+    /// Each row's integer scales: by sub-block of 32 for Q4_K/Q5_K (8), else of 16.
+    sc: [[i32; 16]; ROWS],
+    /// Each row's weights of the activations' sums ([`sum_pairs`]), two per i32 (i16 halves:
+    /// sums `2i`, `2i + 1`).
+    m: [[i32; 8]; ROWS],
+    /// Each row's correction for the activations' offset: 128 × Σ scale × sum of the
+    /// sub-block's quants.
+    offset: [i32; ROWS],
+    /// Each row's `d` and `dmin` (zero without one).
+    d: [f32; ROWS],
+    dmin: [f32; ROWS],
+}
+
+/// Vectors of sum pairs in a panel unit for `wt`: 4 (sums of 32) for the types whose
+/// minimums weigh sub-blocks of 32, else 8 (sums of 16).
+const fn sum_pairs(wt: WeightType) -> usize {
+    128 / sub_elems(wt)
+}
+
+/// Quants per sub-block of `wt` (the granularity of its scales).
+const fn sub_elems(wt: WeightType) -> usize {
+    if matches!(wt, WeightType::Q4_K | WeightType::Q5_K) {
+        32
+    } else {
+        16
+    }
+}
+
+/// Unit `u` of the `nr` rows at `rows` (`rb` bytes apart) into `unit` (rows from `nr` on keep
+/// their zeros).
+#[inline(always)]
+unsafe fn unpack<const T: u8>(rows: *const u8, rb: usize, nr: usize, u: usize, unit: &mut Unit) {
+    let wt = wt_of(T);
+    for r in 0..nr {
+        // SAFETY (of every access): the caller points `rows` at `nr` rows holding unit `u`.
+        let b = rows.add(r * rb + u * wt.block_bytes());
+        // The sums of each 8 quants of group g, in u64 lanes.
+        let mut sums8 = [[0u64; 4]; 8];
+        for (g, v) in unpack_k::<T>(b).iter().enumerate() {
+            _mm256_store_si256(unit.q[r].as_mut_ptr().add(32 * g) as *mut __m256i, *v);
+            _mm256_storeu_si256(sums8[g].as_mut_ptr() as *mut __m256i, _mm256_sad_epu8(*v, _mm256_setzero_si256()));
+        }
+        let m16 = if matches!(wt, WeightType::Q4_K | WeightType::Q5_K) {
+            let (sc, mn) = scales_k8(b);
+            let sc8 = _mm_cvtsi64_si128((sc[0] as u64 | (sc[1] as u64) << 32) as i64);
+            _mm256_store_si256(unit.sc[r].as_mut_ptr() as *mut __m256i, _mm256_cvtepu8_epi32(sc8));
+            let mn8 = _mm_cvtsi64_si128((mn[0] as u64 | (mn[1] as u64) << 32) as i64);
+            _mm256_zextsi128_si256(_mm_cvtepu8_epi16(mn8))
+        } else {
+            let (sc, m) = scales_k16::<T>(b);
+            let sc32 = if matches!(wt, WeightType::Q2_K) { _mm512_cvtepu8_epi32(sc) } else { _mm512_cvtepi8_epi32(sc) };
+            _mm512_store_si512(unit.sc[r].as_mut_ptr() as *mut __m512i, sc32);
+            m
+        };
+        _mm256_store_si256(unit.m[r].as_mut_ptr() as *mut __m256i, m16);
+        let sub = sub_elems(wt);
+        let mut offset = 0;
+        for (s, &sc) in unit.sc[r][..QK_K / sub].iter().enumerate() {
+            let (g, i) = (s * sub / 32, s * sub % 32 / 8);
+            let sum: u64 = sums8[g][i..i + sub / 8].iter().sum();
+            offset += sc * sum as i32;
+        }
+        unit.offset[r] = 128 * offset;
+        let (d_at, dmin_at) = k_factors(wt);
+        unit.d[r] = f16_at(b.add(d_at));
+        unit.dmin[r] = dmin_at.map_or(0.0, |at| f16_at(b.add(at)));
+    }
+}
+
+/// The 8 rows' terms of `unit` for the panel unit at `a`, added to `acc[r]` (16 token lanes).
+#[inline(always)]
+unsafe fn terms<const T: u8>(unit: &Unit, a: *const u8, acc: &mut [__m512; ROWS]) {
+    let wt = wt_of(T);
+    let sub = sub_elems(wt);
+    let zero = _mm512_setzero_si512();
+    let mut s1 = [zero; ROWS];
+    // SAFETY (of every access): the caller points `a` at a whole panel unit.
+    for s in 0..QK_K / sub {
+        let mut raw = [zero; ROWS];
+        for k in s * sub / 4..(s + 1) * sub / 4 {
+            let y = _mm512_loadu_si512(a.add(64 * k) as *const __m512i);
+            for (r, acc) in raw.iter_mut().enumerate() {
+                // The weights' quants (below 128) as the signed operand: a broadcast load
+                // within the instruction.
+                let w = (unit.q[r].as_ptr().add(4 * k) as *const i32).read();
+                *acc = _mm512_dpbusd_epi32(*acc, y, _mm512_set1_epi32(w));
+            }
+        }
+        for (r, s1) in s1.iter_mut().enumerate() {
+            *s1 = _mm512_add_epi32(*s1, _mm512_mullo_epi32(raw[r], _mm512_set1_epi32(unit.sc[r][s])));
+        }
+    }
+    for (s1, &o) in s1.iter_mut().zip(&unit.offset) {
+        *s1 = _mm512_sub_epi32(*s1, _mm512_set1_epi32(o));
+    }
+    let mut ms = [zero; ROWS];
+    for i in 0..sum_pairs(wt) {
+        let sums = _mm512_loadu_si512(a.add(SUMS_AT + 64 * i) as *const __m512i);
+        for (r, ms) in ms.iter_mut().enumerate() {
+            *ms = _mm512_add_epi32(*ms, _mm512_madd_epi16(_mm512_set1_epi32(unit.m[r][i]), sums));
+        }
+    }
+    let yd = _mm512_loadu_ps(a.add(D_AT) as *const f32);
+    for r in 0..ROWS {
+        let term = if k_factors(wt).1.is_some() {
+            let t = _mm512_mul_ps(_mm512_set1_ps(unit.d[r]), _mm512_cvtepi32_ps(s1[r]));
+            _mm512_fnmadd_ps(_mm512_set1_ps(unit.dmin[r]), _mm512_cvtepi32_ps(ms[r]), t)
+        } else {
+            _mm512_mul_ps(_mm512_set1_ps(unit.d[r]), _mm512_cvtepi32_ps(_mm512_sub_epi32(s1[r], ms[r])))
+        };
+        acc[r] = _mm512_fmadd_ps(term, yd, acc[r]);
+    }
+}
+
+/// `out[t * rows + r] = dot(row r, token t)` for the `rows` rows of `w` (`blocks` super-blocks
+/// of `T` each) and the `n` tokens packed by [`pack`] in panels `panel_bytes` apart from
+/// `panels`: tile by tile of 8 rows, unit by unit, each unit unpacked once for all the panels.
+///
+/// # Safety
+/// The CPU supports AVX-512 F, BW, VL and VNNI, AVX2 and F16C; `w` holds `rows` rows of
+/// `blocks` super-blocks of `T`; `panels` holds `n.div_ceil(16)` panels of `blocks` units;
+/// `out` holds `n * rows`.
+#[inline(always)]
+unsafe fn products_of<const T: u8>(
+    w: *const u8,
+    rows: usize,
+    blocks: usize,
+    panels: *const u8,
+    panel_bytes: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    let rb = blocks * wt_of(T).block_bytes();
+    let n_panels = n.div_ceil(LANES);
+    // The tile's sums, panel by panel (at most 16 panels per pass: 256 tokens).
+    const MAX_PANELS: usize = 16;
+    let mut acc = [[_mm512_setzero_ps(); ROWS]; MAX_PANELS];
+    // SAFETY: all-zero bytes are a valid `Unit`.
+    let mut unit: Unit = core::mem::zeroed();
+    for r0 in (0..rows).step_by(ROWS) {
+        let nr = ROWS.min(rows - r0);
+        for p0 in (0..n_panels).step_by(MAX_PANELS) {
+            let np = MAX_PANELS.min(n_panels - p0);
+            for a in &mut acc[..np] {
+                *a = [_mm512_setzero_ps(); ROWS];
+            }
+            for u in 0..blocks {
+                // SAFETY: the caller's contract: rows `r0 .. r0 + nr` hold every unit.
+                unpack::<T>(w.add(r0 * rb), rb, nr, u, &mut unit);
+                for (p, a) in acc[..np].iter_mut().enumerate() {
+                    terms::<T>(&unit, panels.add((p0 + p) * panel_bytes + u * UNIT_BYTES), a);
+                }
+            }
+            for (p, a) in acc[..np].iter().enumerate() {
+                let mut lanes = [[0f32; LANES]; ROWS];
+                for (l, v) in lanes.iter_mut().zip(a) {
+                    _mm512_storeu_ps(l.as_mut_ptr(), *v);
+                }
+                let first = (p0 + p) * LANES;
+                for j in 0..LANES.min(n - first) {
+                    for (o, l) in out[(first + j) * rows + r0..][..nr].iter_mut().zip(&lanes) {
+                        *o = l[j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`products_of`] for `wt` (a type [`handles`] takes), `w` holding `rows` whole rows.
+///
+/// # Safety
+/// As [`products_of`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn products(
+    wt: WeightType,
+    w: &[u8],
+    rows: usize,
+    panels: *const u8,
+    panel_bytes: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    const Q2_K: u8 = WeightType::Q2_K as u8;
+    const Q3_K: u8 = WeightType::Q3_K as u8;
+    const Q4_K: u8 = WeightType::Q4_K as u8;
+    const Q5_K: u8 = WeightType::Q5_K as u8;
+    const Q6_K: u8 = WeightType::Q6_K as u8;
+    let blocks = w.len() / rows.max(1) / wt.block_bytes();
+    let w = w.as_ptr();
+    // SAFETY (of each call): the caller's contract.
+    match wt {
+        WeightType::Q2_K => products_of::<Q2_K>(w, rows, blocks, panels, panel_bytes, n, out),
+        WeightType::Q3_K => products_of::<Q3_K>(w, rows, blocks, panels, panel_bytes, n, out),
+        WeightType::Q4_K => products_of::<Q4_K>(w, rows, blocks, panels, panel_bytes, n, out),
+        WeightType::Q5_K => products_of::<Q5_K>(w, rows, blocks, panels, panel_bytes, n, out),
+        WeightType::Q6_K => products_of::<Q6_K>(w, rows, blocks, panels, panel_bytes, n, out),
+        _ => unreachable!("not a K-quant: {wt:?}"),
+    }
+}
