@@ -302,6 +302,8 @@ mod scalar;
 mod simd;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_exp;
 
 pub use cpu::{detected, path, path_name, set_max_path, CpuFeatures, Path};
 
@@ -435,6 +437,14 @@ pub mod paths {
         check(p);
         // SAFETY: `p` was checked against the detected features.
         unsafe { imp::softmax(p, x) }
+    }
+
+    /// `x[i] = e^x[i]` on path `p`: the exp of [`softmax`](crate::softmax) and
+    /// [`silu_mul`](crate::silu_mul), `libm::expf`'s bits on every path.
+    pub fn exp(p: Path, x: &mut [f32]) {
+        check(p);
+        // SAFETY: `p` was checked against the detected features.
+        unsafe { imp::exp(p, x) }
     }
 
     /// [`silu_mul`](crate::silu_mul) on path `p`.
@@ -722,6 +732,10 @@ mod imp {
 
     pub(super) unsafe fn softmax(p: Path, x: &mut [f32]) {
         on_path!(p, softmax(x))
+    }
+
+    pub(super) unsafe fn exp(p: Path, x: &mut [f32]) {
+        on_path!(p, exp_all(x))
     }
 
     pub(super) unsafe fn silu_mul(p: Path, gate: &mut [f32], up: &[f32]) {

@@ -101,6 +101,12 @@ pub(crate) fn softmax(x: &mut [f32]) {
     }
 }
 
+pub(crate) fn exp_all(x: &mut [f32]) {
+    for v in x {
+        *v = libm_exp(*v);
+    }
+}
+
 pub(crate) fn silu_mul(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + libm_exp(-*g)) * u;

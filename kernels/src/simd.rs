@@ -707,7 +707,7 @@ macro_rules! simd_kernels {
             }
         }
 
-        /// Vector max and scaling; `exp` stays scalar (libm), so the result equals the
+        /// Vector max, exp and scaling, the sum in the reference's order: the result equals the
         /// reference's bit for bit.
         ///
         /// # Safety
@@ -733,10 +733,18 @@ macro_rules! simd_kernels {
                 m = lanes.iter().copied().fold(m, f32::max);
             }
             m = x[i..].iter().copied().fold(m, f32::max);
-            let mut sum = 0f32;
-            for v in x.iter_mut() {
-                *v = crate::math::libm_exp(*v - m);
-                sum += *v;
+            // e^(v - m) in vectors (bit for bit libm's), summed in order as the reference does.
+            let (neg_m, mut sum, mut lanes) = (splat(-m), 0f32, [0f32; L]);
+            let mut i = 0;
+            while i < len {
+                let n = L.min(len - i);
+                let e = if n == L { exp(add(ldx(p.add(i)), neg_m)) } else { exp(add(ldx_tail(p.add(i), n), neg_m)) };
+                st(lanes.as_mut_ptr(), e);
+                for (k, &v) in lanes[..n].iter().enumerate() {
+                    *p.add(i + k) = v;
+                    sum += v;
+                }
+                i += L;
             }
             let inv = splat(1.0 / sum);
             let mut i = 0;
@@ -750,28 +758,43 @@ macro_rules! simd_kernels {
             }
         }
 
-        /// `exp` scalar (libm) into a lane buffer, the rest in vectors: equal to the reference
-        /// bit for bit.
+        /// `x[i] = e^x[i]`, bit for bit the reference's.
+        ///
+        /// # Safety
+        /// The CPU supports `$feat`.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn exp_all(x: &mut [f32]) {
+            let (len, p) = (x.len(), x.as_mut_ptr());
+            let mut i = 0;
+            while i + L <= len {
+                st(p.add(i), exp(ldx(p.add(i))));
+                i += L;
+            }
+            if i < len {
+                let n = len - i;
+                st_tail(p.add(i), exp(ldx_tail(p.add(i), n)), n);
+            }
+        }
+
+        /// The reference's operations in vectors (its exp too, bit for bit): equal to the
+        /// reference bit for bit.
         ///
         /// # Safety
         /// The CPU supports `$feat`; `gate` and `up` have the same length.
         #[target_feature(enable = $feat)]
         pub(crate) unsafe fn silu_mul(gate: &mut [f32], up: &[f32]) {
             let len = gate.len();
-            let (g, u, one) = (gate.as_mut_ptr(), up.as_ptr(), splat(1.0));
-            let mut e = [0f32; L];
+            let (g, u, one, minus) = (gate.as_mut_ptr(), up.as_ptr(), splat(1.0), splat(-1.0));
             let mut i = 0;
             while i < len {
                 let n = L.min(len - i);
-                for (k, ek) in e.iter_mut().enumerate().take(n) {
-                    *ek = crate::math::libm_exp(-*g.add(i + k));
-                }
-                let (gv, uv, ev) = if n == L {
-                    (ldx(g.add(i)), ldx(u.add(i)), ldx(e.as_ptr()))
+                let (gv, uv) = if n == L {
+                    (ldx(g.add(i)), ldx(u.add(i)))
                 } else {
-                    (ldx_tail(g.add(i), n), ldx_tail(u.add(i), n), ldx_tail(e.as_ptr(), n))
+                    (ldx_tail(g.add(i), n), ldx_tail(u.add(i), n))
                 };
-                let r = mul(div(gv, add(one, ev)), uv);
+                // -g exactly (a product by -1), as the reference negates.
+                let r = mul(div(gv, add(one, exp(mul(gv, minus)))), uv);
                 if n == L {
                     st(g.add(i), r);
                 } else {

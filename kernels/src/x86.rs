@@ -47,6 +47,13 @@ pub(crate) mod avx2 {
     fn fma(a: V, b: V, c: V) -> V {
         _mm256_fmadd_ps(a, b, c)
     }
+    /// `libm::expf` of each lane, bit for bit (`x86_exp.rs`).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn exp(v: V) -> V {
+        // SAFETY: compiled for AVX2.
+        unsafe { crate::x86_exp::exp8(v) }
+    }
     /// # Safety: `p` is valid for reading one f32.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
@@ -180,6 +187,20 @@ pub(crate) mod avx512 {
     #[inline]
     fn max(a: V, b: V) -> V {
         _mm512_max_ps(a, b)
+    }
+    /// `libm::expf` of each lane, bit for bit (`x86_exp.rs`, one half at a time).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    #[inline]
+    fn exp(v: V) -> V {
+        // SAFETY: compiled for AVX2 and AVX-512 F.
+        unsafe {
+            let lo = crate::x86_exp::exp8(_mm512_castps512_ps256(v));
+            let hi = crate::x86_exp::exp8(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                _mm512_castpd256_pd512(_mm256_castps_pd(lo)),
+                _mm256_castps_pd(hi),
+            ))
+        }
     }
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     #[inline]

@@ -342,11 +342,11 @@ fn small_ops_every_path_and_length() {
 
                 let mut soft = a.clone();
                 paths::softmax(p, &mut soft[off..off + len]);
-                assert_eq!(soft, want_soft, "{p:?} softmax is exact (scalar exp, vector max/scale)");
+                assert_eq!(soft, want_soft, "{p:?} softmax is exact");
 
                 let mut silu = a.clone();
                 paths::silu_mul(p, &mut silu[off..off + len], b_);
-                assert_eq!(silu, want_silu, "{p:?} silu_mul is exact (scalar exp, vector arithmetic)");
+                assert_eq!(silu, want_silu, "{p:?} silu_mul is exact");
             }
         }
     }
@@ -634,5 +634,46 @@ fn attention_over_a_4bit_cache_is_the_8bit_kernels_on_its_values() {
                 }
             }
         }
+    }
+}
+
+/// `exp` on `bits` (as f32) on every SIMD path against the scalar reference (libm), bit for bit
+/// (NaNs: NaN).
+fn exp_agrees(simd: &[Path], bits: impl Iterator<Item = u32>) {
+    let xs: Vec<f32> = bits.map(f32::from_bits).collect();
+    let mut want = xs.clone();
+    paths::exp(Path::Scalar, &mut want);
+    for &p in simd {
+        let mut got = xs.clone();
+        paths::exp(p, &mut got);
+        for ((x, g), w) in xs.iter().zip(&got).zip(&want) {
+            assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "{p:?} exp({x:e}): {g:e} against {w:e}");
+        }
+    }
+}
+
+/// Where libm's expf changes branch (|x| in bits: tiny, ln2/2, 1.5 ln2, its special-case
+/// bounds, infinity), both signs.
+const EXP_EDGES: [u32; 7] = [0x3900_0000, 0x3eb1_7218, 0x3f85_1592, 0x42ae_ac50, 0x42b1_7218, 0x42cf_f1b5, 0x7f80_0000];
+
+#[test]
+fn exp_is_the_references_bit_for_bit() {
+    let simd = simd_paths();
+    // Every 997th bit pattern (4.3 million values, all signs and exponents), then 4096 values
+    // each side of every branch point, both signs.
+    exp_agrees(&simd, (0..=u32::MAX).step_by(997));
+    for sign in [0, 0x8000_0000u32] {
+        exp_agrees(&simd, EXP_EDGES.iter().flat_map(|&e| (e - 4096..=e + 4096).map(move |b| b | sign)));
+    }
+}
+
+/// All 2^32 inputs (about a minute in release: `cargo test --release -p runllama-kernels
+/// --test paths -- --ignored exp_all_inputs`).
+#[test]
+#[ignore]
+fn exp_all_inputs() {
+    let simd = simd_paths();
+    for hi in 0..=0xffffu32 {
+        exp_agrees(&simd, (0..=0xffffu32).map(|lo| hi << 16 | lo));
     }
 }
