@@ -484,22 +484,23 @@ impl CpuBackend {
     /// pool. One token runs the matrix-vector kernel; a batch is packed once into `packed`
     /// (split over the pool by panel) and every task runs the matmul kernel on it.
     fn matmul(&self, m: &Matrix, x: &[f32], n: usize, packed: &mut [f32], out: &mut [f32]) {
-        let w = &self.weights;
         if n == 1 {
             self.matvecs(std::slice::from_ref(m), x, &mut [out], packed);
             return;
         }
+        pack(m, x, n, packed);
+        self.packed_product(m, packed, n, out);
+    }
+
+    /// [`matmul`](Self::matmul)'s product over activations that [`pack`] packed for `m`.
+    fn packed_product(&self, m: &Matrix, packed: &[f32], n: usize, out: &mut [f32]) {
+        let w = &self.weights;
         let wt = m.dtype();
         let (rows, cols) = (m.rows, m.cols);
-        // One path for the packing and the product (their layout depends on it).
+        // The path of the packing (see `pack`).
         let path = k::path();
         let chunk = self.chunk_rows(rows);
-        let panel_x = k::PANEL * cols;
-        let packed = &mut packed[..k::packed_len(n, cols)];
-        packed.par_chunks_mut(k::panel_stride(cols)).zip(x[..n * cols].par_chunks(panel_x)).for_each(|(p, xs)| {
-            k::paths::pack_activations(path, wt, xs, xs.len() / cols, cols, p);
-        });
-        let packed = &*packed;
+        let packed = &packed[..k::packed_len(n, cols)];
         let out = &mut out[..n * rows];
         let shared = SharedOut(out.as_mut_ptr());
         (0..rows.div_ceil(chunk)).into_par_iter().for_each(|b| {
@@ -609,8 +610,14 @@ impl CpuBackend {
                 self.matvecs(ms, x, outs, packed);
             }
             Projections::Separate(ms) => {
+                // Products of the same type and width share one packing of `x`.
+                let mut packed_for = None;
                 for (m, o) in ms.iter().zip(outs.iter_mut()) {
-                    self.matmul(m, x, n, packed, o);
+                    if packed_for != Some((m.dtype(), m.cols)) {
+                        pack(m, x, n, packed);
+                        packed_for = Some((m.dtype(), m.cols));
+                    }
+                    self.packed_product(m, packed, n, o);
                 }
             }
             Projections::Fused { w: m, order } => {
@@ -743,6 +750,16 @@ impl LlamaOps for CpuPass<'_> {
         k::rmsnorm(normed, &s.x[(n - 1) * d..n * d], norm, self.hp.norm_eps);
         self.b.matmul(output, normed, 1, &mut s.packed, logits);
     }
+}
+
+/// Pack the `n` rows of `x` for products with `m` ([`k::pack_activations`] on [`k::path()`],
+/// split over the pool by panel) into `packed`.
+fn pack(m: &Matrix, x: &[f32], n: usize, packed: &mut [f32]) {
+    let (wt, cols, path) = (m.dtype(), m.cols, k::path());
+    let packed = &mut packed[..k::packed_len(n, cols)];
+    packed.par_chunks_mut(k::panel_stride(cols)).zip(x[..n * cols].par_chunks(k::PANEL * cols)).for_each(|(p, xs)| {
+        k::paths::pack_activations(path, wt, xs, xs.len() / cols, cols, p);
+    });
 }
 
 /// `x` quantized for each quantized product of `ms` (once per activation format), in `space`
