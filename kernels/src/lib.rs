@@ -25,8 +25,10 @@
 //! independence of the batch; each term within 2^-15 of `w x` (2^-16 for bf16 weights), at
 //! worst 3e-5 of the sum of |w x|, typically far less. The quantized types' integer sums are
 //! exact on every path; their f32 sums of block terms are ordered per path, and the batched
-//! product (a tile kernel on x86, `qdot_x86_tile.rs`) orders them differently from `matvec`
-//! (rounding only; a token's result does not depend on its batch).
+//! product (on x86 a tile kernel, `qdot_x86_tile.rs`, or for the K-quants with AVX-512 VNNI
+//! one over panels of 16 tokens, `qdot_x86_panel.rs`) orders them differently from `matvec`
+//! (rounding only; a token's result does not depend on its batch). softmax and silu use
+//! libm's `expf`, in vectors on x86 (`x86_exp.rs`), with the same bits on every path.
 
 #![no_std]
 #![deny(missing_docs)]

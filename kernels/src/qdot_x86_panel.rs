@@ -2,16 +2,18 @@
 //! tokens: a 512-bit vector holds one 4-byte group of the 16 tokens' activation quants, and a
 //! weight row's 4 quants of that group are broadcast against it (a broadcast operand of the
 //! instruction), so one `vpdpbusd` makes 64 products and each i32 lane is one token. Eight rows
-//! share each activation load. The weights' quants (0..64) are the signed operand, the
-//! activations the unsigned one, offset by 128; the offset's share is one constant per row and
-//! unit, subtracted once.
+//! share each activation load. The weights' quants (0..64; Q3_K's and Q6_K's less their
+//! offset, -32..32, so that their products need no activation sums) are the signed operand,
+//! the activations the unsigned one, offset by 128; the offset's share is one constant per row
+//! and unit, subtracted once.
 //!
 //! The panel layout ([`pack`], what [`crate::pack_activations`] writes for these types on this
 //! path): per 256-column unit, [`UNIT_BYTES`] bytes: the quants plus 128 as 64 vectors (vector
 //! `k`: elements `4k .. 4k + 4` of tokens 0..16, 4 bytes each), the tokens' 16 f32 factors `d`,
 //! then their sums as vectors of i16 pairs (vector `i`: sums `2i` and `2i + 1` of each token),
 //! sums of 32 where the minimums weigh sub-blocks of 32 (Q4_K, Q5_K: 4 vectors), else of 16
-//! (8 vectors). Missing tokens of a panel have zero factors and give zero.
+//! (8 vectors; read for Q2_K's minimums only). Missing tokens of a panel have zero factors and
+//! give zero.
 //!
 //! A tile of 8 rows is unpacked unit by unit (plain unsigned quants per row, the integer
 //! scales and the weights of the sums), once for all the panels. The integer sums are the
@@ -23,6 +25,7 @@ use core::arch::x86_64::*;
 
 use crate::qdot::{k_factors, AK_BSUMS, AK_BYTES};
 use crate::qdot_x86::{f16_at, scales_k16, scales_k8, unpack_k, wt_of};
+use crate::qdot_x86_tile::prefetch_unit;
 use crate::quant::QK_K;
 use crate::WeightType;
 
@@ -99,6 +102,21 @@ const fn sum_pairs(wt: WeightType) -> usize {
     128 / sub_elems(wt)
 }
 
+/// Whether `wt` has minimums (a second factor, `dmin`): Q2_K, Q4_K, Q5_K.
+const fn has_min(wt: WeightType) -> bool {
+    k_factors(wt).1.is_some()
+}
+
+/// The offset of `wt`'s unsigned quants (Q3_K 4, Q6_K 32), taken off when a tile is unpacked:
+/// the weights' signed quants need no sums of the activations.
+const fn quant_offset(wt: WeightType) -> i32 {
+    match wt {
+        WeightType::Q3_K => 4,
+        WeightType::Q6_K => 32,
+        _ => 0,
+    }
+}
+
 /// Quants per sub-block of `wt` (the granularity of its scales).
 const fn sub_elems(wt: WeightType) -> usize {
     if matches!(wt, WeightType::Q4_K | WeightType::Q5_K) {
@@ -116,10 +134,12 @@ unsafe fn unpack<const T: u8>(rows: *const u8, rb: usize, nr: usize, u: usize, u
     for r in 0..nr {
         // SAFETY (of every access): the caller points `rows` at `nr` rows holding unit `u`.
         let b = rows.add(r * rb + u * wt.block_bytes());
-        // The sums of each 8 quants of group g, in u64 lanes.
+        // The sums of each 8 quants of group g (before their offset), in u64 lanes.
         let mut sums8 = [[0u64; 4]; 8];
+        let off = quant_offset(wt);
         for (g, v) in unpack_k::<T>(b).iter().enumerate() {
-            _mm256_store_si256(unit.q[r].as_mut_ptr().add(32 * g) as *mut __m256i, *v);
+            let q = _mm256_sub_epi8(*v, _mm256_set1_epi8(off as i8));
+            _mm256_store_si256(unit.q[r].as_mut_ptr().add(32 * g) as *mut __m256i, q);
             _mm256_storeu_si256(sums8[g].as_mut_ptr() as *mut __m256i, _mm256_sad_epu8(*v, _mm256_setzero_si256()));
         }
         let m16 = if matches!(wt, WeightType::Q4_K | WeightType::Q5_K) {
@@ -134,13 +154,15 @@ unsafe fn unpack<const T: u8>(rows: *const u8, rb: usize, nr: usize, u: usize, u
             _mm512_store_si512(unit.sc[r].as_mut_ptr() as *mut __m512i, sc32);
             m
         };
-        _mm256_store_si256(unit.m[r].as_mut_ptr() as *mut __m256i, m16);
+        if has_min(wt) {
+            _mm256_store_si256(unit.m[r].as_mut_ptr() as *mut __m256i, m16);
+        }
         let sub = sub_elems(wt);
         let mut offset = 0;
         for (s, &sc) in unit.sc[r][..QK_K / sub].iter().enumerate() {
             let (g, i) = (s * sub / 32, s * sub % 32 / 8);
-            let sum: u64 = sums8[g][i..i + sub / 8].iter().sum();
-            offset += sc * sum as i32;
+            let sum = sums8[g][i..i + sub / 8].iter().sum::<u64>() as i32 - off * sub as i32;
+            offset += sc * sum;
         }
         unit.offset[r] = 128 * offset;
         let (d_at, dmin_at) = k_factors(wt);
@@ -176,20 +198,20 @@ unsafe fn terms<const T: u8>(unit: &Unit, a: *const u8, acc: &mut [__m512; ROWS]
         *s1 = _mm512_sub_epi32(*s1, _mm512_set1_epi32(o));
     }
     let mut ms = [zero; ROWS];
-    for i in 0..sum_pairs(wt) {
-        let sums = _mm512_loadu_si512(a.add(SUMS_AT + 64 * i) as *const __m512i);
-        for (r, ms) in ms.iter_mut().enumerate() {
-            *ms = _mm512_add_epi32(*ms, _mm512_madd_epi16(_mm512_set1_epi32(unit.m[r][i]), sums));
+    if has_min(wt) {
+        for i in 0..sum_pairs(wt) {
+            let sums = _mm512_loadu_si512(a.add(SUMS_AT + 64 * i) as *const __m512i);
+            for (r, ms) in ms.iter_mut().enumerate() {
+                *ms = _mm512_add_epi32(*ms, _mm512_madd_epi16(_mm512_set1_epi32(unit.m[r][i]), sums));
+            }
         }
     }
     let yd = _mm512_loadu_ps(a.add(D_AT) as *const f32);
     for r in 0..ROWS {
-        let term = if k_factors(wt).1.is_some() {
-            let t = _mm512_mul_ps(_mm512_set1_ps(unit.d[r]), _mm512_cvtepi32_ps(s1[r]));
-            _mm512_fnmadd_ps(_mm512_set1_ps(unit.dmin[r]), _mm512_cvtepi32_ps(ms[r]), t)
-        } else {
-            _mm512_mul_ps(_mm512_set1_ps(unit.d[r]), _mm512_cvtepi32_ps(_mm512_sub_epi32(s1[r], ms[r])))
-        };
+        let mut term = _mm512_mul_ps(_mm512_set1_ps(unit.d[r]), _mm512_cvtepi32_ps(s1[r]));
+        if has_min(wt) {
+            term = _mm512_fnmadd_ps(_mm512_set1_ps(unit.dmin[r]), _mm512_cvtepi32_ps(ms[r]), term);
+        }
         acc[r] = _mm512_fmadd_ps(term, yd, acc[r]);
     }
 }
@@ -212,7 +234,8 @@ unsafe fn products_of<const T: u8>(
     n: usize,
     out: &mut [f32],
 ) {
-    let rb = blocks * wt_of(T).block_bytes();
+    let bb = wt_of(T).block_bytes();
+    let rb = blocks * bb;
     let n_panels = n.div_ceil(LANES);
     // The tile's sums, panel by panel (at most 16 panels per pass: 256 tokens).
     const MAX_PANELS: usize = 16;
@@ -229,6 +252,11 @@ unsafe fn products_of<const T: u8>(
             for u in 0..blocks {
                 // SAFETY: the caller's contract: rows `r0 .. r0 + nr` hold every unit.
                 unpack::<T>(w.add(r0 * rb), rb, nr, u, &mut unit);
+                if u + 1 < blocks {
+                    // The next unit's bytes, while this one's panels run (their first loads
+                    // missed the caches: 8 % of a Q6_K product at one instruction).
+                    prefetch_unit(w.add(r0 * rb + (u + 1) * bb), rb, nr, bb);
+                }
                 for (p, a) in acc[..np].iter_mut().enumerate() {
                     terms::<T>(&unit, panels.add((p0 + p) * panel_bytes + u * UNIT_BYTES), a);
                 }

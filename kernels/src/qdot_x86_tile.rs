@@ -221,7 +221,7 @@ unsafe fn tokens<const T: u8, const V: bool, const M: usize>(
 /// Prefetch `bytes` from `at` in each of `nr` rows `rb` bytes apart into the caches (a hint:
 /// the addresses may run past a row's last unit, which faults nothing).
 #[inline(always)]
-unsafe fn prefetch_unit(at: *const u8, rb: usize, nr: usize, bytes: usize) {
+pub(crate) unsafe fn prefetch_unit(at: *const u8, rb: usize, nr: usize, bytes: usize) {
     for r in 0..nr {
         for line in (0..bytes).step_by(64) {
             // SAFETY: a prefetch is a hint and never faults; the address is only computed.
