@@ -12,6 +12,7 @@ pub type Target = fn(&[u8]);
 pub const TARGETS: &[(&str, Target)] = &[
     ("gguf", gguf),
     ("safetensors", safetensors),
+    ("hf_json", hf_json),
     ("llama2c", llama2c),
     ("ckpt", ckpt),
     ("mindformers_yaml", mindformers_yaml),
@@ -31,6 +32,13 @@ pub fn gguf(data: &[u8]) {
 /// A safetensors file's header.
 pub fn safetensors(data: &[u8]) {
     let _ = crate::safetensors::parse(data, "fuzz.safetensors", 0);
+}
+
+/// An HF JSON file beside safetensors shards: as `model.safetensors.index.json` and as
+/// `config.json`.
+pub fn hf_json(data: &[u8]) {
+    let _ = crate::loader::index_shards(data, "fuzz.index.json");
+    let _ = crate::loader::check_hf_config(data);
 }
 
 /// A llama2.c `.bin` header and layout.

@@ -542,26 +542,7 @@ fn open_safetensors_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Source> {
     let mut names: Vec<String> = Vec::new();
     if index.is_file() {
         let text = crate::fsio::read_small(&index, "the safetensors index", crate::fsio::CONFIG_LIMIT)?;
-        let v = crate::jsonsize::parse(&text, 1 << 20, &index.display().to_string())?;
-        let map = v
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| Error::format(format!("{}: no \"weight_map\" object", index.display())))?;
-        for (tensor, file) in map {
-            let file = file
-                .as_str()
-                .ok_or_else(|| Error::format(format!("{}: weight_map[{tensor:?}] is not a string", index.display())))?;
-            if file.contains('/') || file.contains('\\') || file == ".." {
-                return Err(Error::format(format!(
-                    "{}: shard name {file:?} for {tensor:?} must be a plain file name",
-                    index.display()
-                )));
-            }
-            if !names.iter().any(|n| n == file) {
-                names.push(file.to_string());
-            }
-        }
-        names.sort();
+        names = index_shards(&text, &index.display().to_string())?;
     } else if dir.join("model.safetensors").is_file() {
         names.push("model.safetensors".into());
     } else {
@@ -634,11 +615,41 @@ fn open_safetensors(files: Vec<(PathBuf, Storage)>, dir: &Path, opts: &LoadOptio
     })
 }
 
+/// The shard files a `model.safetensors.index.json` (`text`, shown as `shown`) names in its
+/// `weight_map`, each once, in name order; each must be a plain file name.
+pub(crate) fn index_shards(text: &[u8], shown: &str) -> Result<Vec<String>> {
+    let v = crate::jsonsize::parse(text, 1 << 20, shown)?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::format(format!("{shown}: no \"weight_map\" object")))?;
+    let mut names: Vec<String> = Vec::new();
+    for (tensor, file) in map {
+        let file =
+            file.as_str().ok_or_else(|| Error::format(format!("{shown}: weight_map[{tensor:?}] is not a string")))?;
+        if file.contains('/') || file.contains('\\') || file == ".." {
+            return Err(Error::format(format!(
+                "{shown}: shard name {file:?} for {tensor:?} must be a plain file name"
+            )));
+        }
+        if !names.iter().any(|n| n == file) {
+            names.push(file.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Read an HF `config.json` into `hp` (only the keys present).
 fn apply_hf_config(hp: &mut Partial, path: &Path) -> Result<()> {
     let shown = path.display().to_string();
     let text = crate::fsio::read_small(path, "the config", crate::fsio::CONFIG_LIMIT)?;
-    let v = crate::jsonsize::parse(&text, 1 << 20, &shown)?;
+    apply_hf_config_text(hp, &text, &shown)
+}
+
+/// [`apply_hf_config`] of the config's bytes.
+fn apply_hf_config_text(hp: &mut Partial, text: &[u8], shown: &str) -> Result<()> {
+    let v = crate::jsonsize::parse(text, 1 << 20, shown)?;
     let obj = v.as_object().ok_or_else(|| Error::format(format!("{shown}: the config is not a JSON object")))?;
     if let Some(mt) = obj.get("model_type").and_then(|m| m.as_str()) {
         if mt != "llama" {
@@ -710,6 +721,11 @@ fn apply_hf_config(hp: &mut Partial, path: &Path) -> Result<()> {
         hp.eos = Some(e);
     }
     Ok(())
+}
+
+/// An HF `config.json` (`text`) read as the loader reads it (for the fuzz target).
+pub(crate) fn check_hf_config(text: &[u8]) -> Result<()> {
+    apply_hf_config_text(&mut Partial::default(), text, "config.json")
 }
 
 /// Resolve the hyper-parameters and bind every tensor.

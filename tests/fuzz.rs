@@ -118,12 +118,16 @@ fn run(name: &str, target: &dyn Fn(&[u8]), seeds: &[Vec<u8>]) -> usize {
     }
 }
 
+/// A sharded checkpoint's `model.safetensors.index.json`, the shape HF writes.
+const SHARD_INDEX: &[u8] = br#"{"metadata": {"total_size": 1048576}, "weight_map": {"lm_head.weight": "model-00002-of-00002.safetensors", "model.embed_tokens.weight": "model-00001-of-00002.safetensors", "model.norm.weight": "model-00002-of-00002.safetensors"}}"#;
+
 #[test]
 fn every_parser_survives_its_fixtures_and_their_mutations() {
     let seeds = |target: &str| -> Vec<Vec<u8>> {
         match target {
             "gguf" => vec![data_bytes("stories260K/stories260K-f16.gguf"), data_bytes("quant/k256-q4_k_m.gguf")],
             "safetensors" => vec![data_bytes("stories260K/hf/model.safetensors")],
+            "hf_json" => vec![data_bytes("stories260K/hf/config.json"), SHARD_INDEX.to_vec()],
             "llama2c" => vec![data_bytes("stories260K/stories260K.bin")],
             "ckpt" => {
                 vec![data_bytes("mindformers/stories260K.ckpt"), data_bytes("mindformers/stories260K-sliced16k.ckpt")]
