@@ -51,6 +51,9 @@ pub(crate) const fn handles(wt: WeightType, vnni: bool) -> bool {
 /// (at least `cols / 256 * UNIT_BYTES` bytes): each token's unit quantized as
 /// `qdot::quantize` does, then spread into the layout above.
 pub(crate) fn pack(wt: WeightType, x: &[f32], cols: usize, panel: &mut [u8]) {
+    if cols == 0 {
+        return;
+    }
     let tokens = x.len() / cols;
     assert!(tokens <= LANES && cols.is_multiple_of(QK_K) && panel.len() >= cols / QK_K * UNIT_BYTES);
     let mut one = [0u8; AK_BYTES];
@@ -81,7 +84,7 @@ pub(crate) fn pack(wt: WeightType, x: &[f32], cols: usize, panel: &mut [u8]) {
 /// One unit of a tile, unpacked.
 #[repr(C, align(64))]
 struct Unit {
-    /// Each row's 256 unsigned quants.
+    /// Each row's 256 quants, less the type's offset ([`quant_offset`]).
     q: [[u8; QK_K]; ROWS],
     /// Each row's integer scales: by sub-block of 32 for Q4_K/Q5_K (8), else of 16.
     sc: [[i32; 16]; ROWS],
@@ -127,7 +130,7 @@ const fn sub_elems(wt: WeightType) -> usize {
 }
 
 /// Unit `u` of the `nr` rows at `rows` (`rb` bytes apart) into `unit` (rows from `nr` on keep
-/// their zeros).
+/// what they held: their results are not stored).
 #[inline(always)]
 unsafe fn unpack<const T: u8>(rows: *const u8, rb: usize, nr: usize, u: usize, unit: &mut Unit) {
     let wt = wt_of(T);

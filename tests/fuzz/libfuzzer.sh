@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Coverage-guided runs of the fuzz targets (src/fuzz.rs) with libFuzzer, for development (CI
-# runs the short, uninstrumented tests/fuzz.rs instead). Needs a nightly toolchain and
-# cargo-fuzz (`cargo install cargo-fuzz`); generates its cargo-fuzz project under
-# target/libfuzzer (outside the sources), seeds each corpus from tests/data, and runs every
-# target for SECS seconds (default 60), JOBS at a time (default 1), printing libFuzzer's final
-# statistics (executions, coverage). Crashes stay in target/libfuzzer/artifacts/<target>/.
+# runs the short, uninstrumented tests/fuzz.rs instead). Works with the stable toolchain: the
+# libfuzzer-sys crate builds libFuzzer (a C++ compiler is needed) and rustc's stable codegen
+# flags add the coverage instrumentation libFuzzer reads (the sancov pass: 8-bit counters, a PC
+# table, comparison tracing), with debug assertions and overflow checks on, so an arithmetic
+# overflow is a crash too. No sanitizer (that needs nightly): what is found is a panic, an
+# abort, a timeout or memory over the limit. It writes its project under target/libfuzzer
+# (outside the sources), seeds each corpus from tests/data, and runs every target for SECS
+# seconds (default 60), JOBS at a time (default 1), printing libFuzzer's final statistics
+# (executions, coverage). Crashes are written to target/libfuzzer/artifacts/<target>/.
 #
-#   tests/fuzz/libfuzzer.sh [TARGET ...]
+#   [SECS=1800] [JOBS=2] tests/fuzz/libfuzzer.sh [TARGET ...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 SECS=${SECS:-60}
+JOBS=${JOBS:-1}
 DIR=target/libfuzzer
 mkdir -p "$DIR/fuzz_targets"
-TARGETS=(gguf safetensors llama2c ckpt mindformers_yaml tokenizer_file)
+TARGETS=(gguf safetensors hf_json llama2c ckpt mindformers_yaml tokenizer_file)
 [ $# -gt 0 ] && TARGETS=("$@")
 {
   echo '[package]'
@@ -21,11 +26,12 @@ TARGETS=(gguf safetensors llama2c ckpt mindformers_yaml tokenizer_file)
   echo 'version = "0.0.0"'
   echo 'edition = "2021"'
   echo 'publish = false'
-  echo '[package.metadata]'
-  echo 'cargo-fuzz = true'
   echo '[dependencies]'
   echo 'libfuzzer-sys = "0.4"'
   echo "runllama = { path = \"$ROOT\", default-features = false }"
+  echo '[profile.release]'
+  echo 'debug-assertions = true'
+  echo 'overflow-checks = true'
   echo '[workspace]'
   for t in "${TARGETS[@]}"; do
     printf '[[bin]]\nname = "%s"\npath = "fuzz_targets/%s.rs"\ntest = false\ndoc = false\n' "$t" "$t"
@@ -34,11 +40,12 @@ TARGETS=(gguf safetensors llama2c ckpt mindformers_yaml tokenizer_file)
 for t in "${TARGETS[@]}"; do
   printf '#![no_main]\nlibfuzzer_sys::fuzz_target!(|data: &[u8]| runllama::fuzz::%s(data));\n' "$t" > "$DIR/fuzz_targets/$t.rs"
 done
-seed() { mkdir -p "$DIR/corpus/$1"; shift; for f in "$@"; do cp "$f" "$DIR/corpus/${t}/"; done; }
+seed() { mkdir -p "$DIR/corpus/$1"; local t=$1; shift; for f in "$@"; do cp "$f" "$DIR/corpus/$t/"; done; }
 for t in "${TARGETS[@]}"; do
   case $t in
     gguf) seed $t tests/data/stories260K/stories260K-f16.gguf tests/data/quant/k256-q4_k_m.gguf ;;
     safetensors) seed $t tests/data/stories260K/hf/model.safetensors ;;
+    hf_json) seed $t tests/data/stories260K/hf/config.json ;;
     llama2c) seed $t tests/data/stories260K/stories260K.bin ;;
     ckpt) seed $t tests/data/mindformers/stories260K.ckpt ;;
     mindformers_yaml) seed $t tests/data/mindformers/*.yaml ;;
@@ -46,8 +53,25 @@ for t in "${TARGETS[@]}"; do
   esac
 done
 cd "$DIR"
-for t in "${TARGETS[@]}"; do
+export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+  -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing"
+# An explicit target, so that the flags reach the fuzzed code but not build scripts (which run
+# without libFuzzer's runtime).
+TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
+cargo build --release --bins --target "$TRIPLE"
+run() {
+  local t=$1
+  mkdir -p "artifacts/$t"
+  # Before each target's statistics, its name and length (output of parallel jobs is kept per
+  # target and printed when it ends).
+  ./target/"$TRIPLE"/release/"$t" "corpus/$t" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 \
+    -max_len=4194304 -print_final_stats=1 -artifact_prefix="artifacts/$t/" > "$t.log" 2>&1 || true
   echo "== $t ($SECS s)"
-  cargo +nightly fuzz run --fuzz-dir . "$t" "corpus/$t" -- -max_total_time="$SECS" -rss_limit_mb=2048 \
-    -max_len=4194304 -print_final_stats=1 2>&1 | grep -E "^(stat::|#[0-9]+.*DONE|==[0-9]+==|SUMMARY|Done)" || true
+  grep -E "^(stat::|#[0-9]+.*DONE|==[0-9]+==|SUMMARY|Done)|panicked|deadly signal" "$t.log" || true
+}
+for t in "${TARGETS[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+  run "$t" &
 done
+wait
