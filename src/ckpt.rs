@@ -25,6 +25,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
+use crate::protobuf::VarintError;
 use crate::tensor::DType;
 
 /// MindSpore's slice size: a tensor of more than this many bytes is stored in several pieces.
@@ -319,18 +320,7 @@ pub fn crc32(data: &[u8]) -> u32 {
 
 /// Read a varint at `pos` without bounds errors: `None` when malformed or cut off.
 fn peek_varint(bytes: &[u8], pos: usize) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for i in 0..MAX_VARINT_LEN {
-        let b = *bytes.get(pos + i)?;
-        if i == MAX_VARINT_LEN - 1 && b > 1 {
-            return None;
-        }
-        v |= u64::from(b & 0x7F) << (7 * i);
-        if b < 0x80 {
-            return Some((v, pos + i + 1));
-        }
-    }
-    None
+    crate::protobuf::varint(bytes, pos, bytes.len()).ok()
 }
 
 /// True when the bytes look like a MindSpore checkpoint: a plain one (key `0x0A` of
@@ -441,30 +431,15 @@ impl Parser<'_> {
 
     /// A varint at `pos` that must end before `end` (the end of the enclosing message).
     fn varint(&self, pos: usize, end: usize, what: &str, tensor: Option<&str>) -> Result<(u64, usize)> {
-        let mut v = 0u64;
-        for i in 0..MAX_VARINT_LEN {
-            let p = pos + i;
-            if p >= end {
-                return Err(self.err(
-                    pos,
-                    tensor,
-                    format!("truncated varint ({what}): the enclosing data ends at byte offset {end}"),
-                ));
-            }
-            let b = self.bytes[p];
-            if i == MAX_VARINT_LEN - 1 && b > 1 {
-                return Err(self.err(
-                    pos,
-                    tensor,
-                    format!("varint ({what}) overflows 64 bits or is longer than 10 bytes"),
-                ));
-            }
-            v |= u64::from(b & 0x7F) << (7 * i);
-            if b < 0x80 {
-                return Ok((v, p + 1));
-            }
-        }
-        Err(self.err(pos, tensor, format!("varint ({what}) is longer than 10 bytes")))
+        crate::protobuf::varint(self.bytes, pos, end).map_err(|e| {
+            let msg = match e {
+                VarintError::Truncated => {
+                    format!("truncated varint ({what}): the enclosing data ends at byte offset {end}")
+                }
+                VarintError::TooLong => format!("varint ({what}) overflows 64 bits or is longer than 10 bytes"),
+            };
+            self.err(pos, tensor, msg)
+        })
     }
 
     /// The field at `pos` inside a message ending at `end`; returns it and the position after it.

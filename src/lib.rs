@@ -26,6 +26,7 @@ pub mod loader;
 pub mod log;
 pub mod mindformers;
 pub mod model;
+mod protobuf;
 pub mod safetensors;
 pub mod sampler;
 pub mod session;

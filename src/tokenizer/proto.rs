@@ -3,6 +3,7 @@
 //! skipped; truncated or malformed data is a `Format` error naming the byte offset.
 
 use crate::error::{Error, Result};
+use crate::protobuf::VarintError;
 
 const WIRE_VARINT: u8 = 0;
 const WIRE_I64: u8 = 1;
@@ -54,21 +55,12 @@ impl<'a> Reader<'a> {
 
     fn varint(&mut self) -> Result<u64> {
         let start = self.pos;
-        let mut value: u64 = 0;
-        for i in 0..10 {
-            let Some(&b) = self.data.get(self.pos) else {
-                return Err(self.err(start, "truncated varint (data ends)"));
-            };
-            self.pos += 1;
-            if i == 9 && b > 1 {
-                return Err(self.err(start, "varint overflows 64 bits"));
-            }
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Ok(value);
-            }
-        }
-        Err(self.err(start, "varint longer than 10 bytes"))
+        let (value, next) = crate::protobuf::varint(self.data, start, self.data.len()).map_err(|e| match e {
+            VarintError::Truncated => self.err(start, "truncated varint (data ends)"),
+            VarintError::TooLong => self.err(start, "varint overflows 64 bits"),
+        })?;
+        self.pos = next;
+        Ok(value)
     }
 
     /// (field number, wire type).
