@@ -21,7 +21,7 @@ pub const TARGETS: &[(&str, Target)] = &[
 
 /// A GGUF file: the header, then its embedded vocabulary as a tokenizer.
 pub fn gguf(data: &[u8]) {
-    if let Ok(f) = crate::gguf::parse(data, "fuzz.gguf") {
+    if let Ok(f) = crate::formats::gguf::parse(data, "fuzz.gguf") {
         if let Ok(Some(v)) = f.vocab() {
             let _ = Tokenizer::from_gguf(v, "fuzz.gguf");
         }
@@ -31,7 +31,7 @@ pub fn gguf(data: &[u8]) {
 
 /// A safetensors file's header.
 pub fn safetensors(data: &[u8]) {
-    let _ = crate::safetensors::parse(data, "fuzz.safetensors", 0);
+    let _ = crate::formats::safetensors::parse(data, "fuzz.safetensors", 0);
 }
 
 /// An HF JSON file beside safetensors shards: as `model.safetensors.index.json` and as
@@ -43,18 +43,18 @@ pub fn hf_json(data: &[u8]) {
 
 /// A llama2.c `.bin` header and layout.
 pub fn llama2c(data: &[u8]) {
-    let _ = crate::llama2c::parse(data, "fuzz.bin");
+    let _ = crate::formats::llama2c::parse(data, "fuzz.bin");
 }
 
 /// A MindSpore `.ckpt` (protobuf records, CRC trailer checked).
 pub fn ckpt(data: &[u8]) {
-    let _ = crate::ckpt::parse(data, "fuzz.ckpt", true);
+    let _ = crate::formats::ckpt::parse(data, "fuzz.ckpt", true);
 }
 
 /// A MindFormers yaml config.
 pub fn mindformers_yaml(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = crate::mindformers::parse_yaml(text, "fuzz.yaml");
+        let _ = crate::formats::mindformers::parse_yaml(text, "fuzz.yaml");
     }
 }
 

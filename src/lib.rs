@@ -1,7 +1,8 @@
 //! runllama: LLaMA 2 / LLaMA 3 inference behind a C ABI.
 //!
-//! Layout: loaders (`gguf`, `safetensors`, `llama2c`) describe tensors in memory-mapped files;
-//! `loader` binds them into a [`model::Model`]; `backend` runs the forward pass; `session` holds
+//! Layout: the readers of `formats` (GGUF, safetensors, llama2.c, MindSpore `.ckpt` and its
+//! MindFormers yaml) describe tensors in memory-mapped files; `loader` binds them into a
+//! [`model::Model`]; `backend` runs the forward pass; `session` holds
 //! a KV cache and sampler; `ffi` is the C ABI of `include/runllama.h`.
 
 #![deny(missing_docs)]
@@ -13,21 +14,16 @@
 compile_error!("runllama supports 64-bit targets only (its C ABI's struct layouts are 64-bit ones)");
 
 pub mod backend;
-pub mod ckpt;
 pub mod cpu;
 pub mod error;
 pub mod ffi;
+pub mod formats;
 pub mod fsio;
 pub mod fuzz;
-pub mod gguf;
 pub mod jsonsize;
-pub mod llama2c;
 pub mod loader;
 pub mod log;
-pub mod mindformers;
 pub mod model;
-mod protobuf;
-pub mod safetensors;
 pub mod sampler;
 pub mod session;
 pub mod storage;

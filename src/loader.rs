@@ -9,14 +9,14 @@ use runllama_kernels::RopeLayout;
 
 use crate::backend::{self, Device};
 use crate::error::{Error, Result, Status};
-use crate::gguf::{self, GgufFile};
-use crate::llama2c;
+use crate::formats::gguf::{self, GgufFile};
+use crate::formats::llama2c;
+use crate::formats::safetensors;
+use crate::formats::{ckpt, mindformers};
 use crate::model::{FusedLayout, Hparams, Layer, Matrix, Model, Projections, Span, Weights};
-use crate::safetensors;
 use crate::storage::Storage;
 use crate::tensor::{tensor_bytes, TensorInfo};
 use crate::tokenizer::Tokenizer;
-use crate::{ckpt, mindformers};
 
 /// What `llama_load` was asked for.
 pub struct LoadOptions<'a> {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use runllama::ckpt::CkptDType;
+use runllama::formats::ckpt::CkptDType;
 use runllama::loader::{load, LoadOptions};
 use runllama::session::Session;
 
@@ -53,7 +53,7 @@ fn convert(dir: &Path, out: &Path) {
     let m = load(dir, LoadOptions { n_threads: 1, ..Default::default() }).expect("load safetensors");
     let files = &m.backend().unwrap().weights().files;
     let f = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(out).unwrap());
-    let mut w = CkptWriter::new(f, runllama::ckpt::SLICE_BYTES, true).unwrap();
+    let mut w = CkptWriter::new(f, runllama::formats::ckpt::SLICE_BYTES, true).unwrap();
     for t in &m.tensors {
         let bytes = &files[t.file].bytes()[t.offset..t.offset + t.nbytes];
         let dt = match t.dtype {

@@ -8,10 +8,10 @@
 #[path = "common/ckpt_writer.rs"]
 mod ckpt_writer;
 use ckpt_writer::CkptWriter;
-use runllama::ckpt::{self, CkptDType, CkptFile, CkptTensor, Segment};
 use runllama::error::{Error, Status};
-use runllama::mindformers::{self, MfConfig, MfScaling, QkvConcatLayout};
-use runllama::safetensors;
+use runllama::formats::ckpt::{self, CkptDType, CkptFile, CkptTensor, Segment};
+use runllama::formats::mindformers::{self, MfConfig, MfScaling, QkvConcatLayout};
+use runllama::formats::safetensors;
 use runllama::tensor::DType;
 
 const MF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/mindformers");

@@ -289,7 +289,7 @@ fn gguf_arrays_take_the_memory_of_their_bytes() {
     f.extend_from_slice(&0u32.to_le_bytes()); // of uint8
     f.extend_from_slice(&(n as u64).to_le_bytes());
     f.resize(f.len() + n, 7);
-    let (parsed, peak) = peak_heap(|| runllama::gguf::parse(&f, "blob.gguf").map(drop));
+    let (parsed, peak) = peak_heap(|| runllama::formats::gguf::parse(&f, "blob.gguf").map(drop));
     parsed.unwrap();
     assert!(peak < n + (1 << 20), "{peak} bytes of heap for a {n}-byte array");
 }
@@ -297,7 +297,7 @@ fn gguf_arrays_take_the_memory_of_their_bytes() {
 #[test]
 fn checkpoint_tensors_without_dimensions_are_format_errors_not_panics() {
     use ckpt_writer::CkptWriter;
-    use runllama::ckpt::CkptDType;
+    use runllama::formats::ckpt::CkptDType;
     let _g = serial();
     let dir = scratch_dir("ckpt0");
     let emb = vec![0u8; 32 * 64 * 4];
@@ -360,7 +360,7 @@ fn a_step_whose_logits_are_not_finite_fails_and_leaves_the_session_as_it_was() {
     let _g = serial();
     let dir = scratch_dir("nan");
     let mut f = data_bytes(GGUF);
-    let g = runllama::gguf::parse(&f, "nan.gguf").unwrap();
+    let g = runllama::formats::gguf::parse(&f, "nan.gguf").unwrap();
     let t = g.tensor("output_norm.weight").expect("output_norm.weight");
     f[t.offset..t.offset + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     let p = dir.join("nan.gguf");
@@ -442,17 +442,17 @@ fn a_mindformers_key_given_twice_is_refused() {
     let _g = serial();
     let yaml =
         "model:\n  model_config:\n    type: LlamaConfig\n    num_layers: 5\n    hidden_size: 64\n    num_layers: 2\n";
-    let e = runllama::mindformers::parse_yaml(yaml, "twice.yaml").unwrap_err();
+    let e = runllama::formats::mindformers::parse_yaml(yaml, "twice.yaml").unwrap_err();
     assert_eq!(e.status, runllama::error::Status::Format, "{e}");
     assert!(e.to_string().contains("'model.model_config.num_layers' is given twice (first at line 4)"), "{e}");
     let once = yaml.replace("    num_layers: 2\n", "");
-    runllama::mindformers::parse_yaml(&once, "once.yaml").unwrap();
+    runllama::formats::mindformers::parse_yaml(&once, "once.yaml").unwrap();
 }
 
 #[test]
 fn a_checkpoint_weight_of_an_unread_type_is_named_as_such() {
     use ckpt_writer::CkptWriter;
-    use runllama::ckpt::CkptDType;
+    use runllama::formats::ckpt::CkptDType;
     let _g = serial();
     let dir = scratch_dir("ckptf64");
     let p = dir.join("f64.ckpt");
@@ -510,7 +510,7 @@ fn a_safetensors_header_is_sized_before_it_is_parsed() {
     let mut f = (header.len() as u64).to_le_bytes().to_vec();
     f.extend_from_slice(header.as_bytes());
     f.extend_from_slice(&[0; 4]);
-    let (r, peak) = peak_heap(|| runllama::safetensors::parse(&f, "shape.safetensors", 0).map(drop));
+    let (r, peak) = peak_heap(|| runllama::formats::safetensors::parse(&f, "shape.safetensors", 0).map(drop));
     let e = r.unwrap_err();
     assert_eq!(e.status, runllama::error::Status::Format, "{e}");
     assert!(e.to_string().contains("more than 16 elements"), "{e}");
@@ -520,7 +520,7 @@ fn a_safetensors_header_is_sized_before_it_is_parsed() {
     let header = format!("{{\"__metadata__\":{{{}}}}}", keys.join(","));
     let mut f = (header.len() as u64).to_le_bytes().to_vec();
     f.extend_from_slice(header.as_bytes());
-    let e = runllama::safetensors::parse(&f, "many.safetensors", 0).unwrap_err();
+    let e = runllama::formats::safetensors::parse(&f, "many.safetensors", 0).unwrap_err();
     assert!(e.to_string().contains("values"), "{e}");
 }
 

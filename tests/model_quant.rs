@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 
-use runllama::gguf;
+use runllama::formats::gguf;
 use runllama::session::Session;
 use runllama::tensor::DType;
 

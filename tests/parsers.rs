@@ -5,7 +5,7 @@
 
 use runllama::error::{Error, Status};
 use runllama::tensor::{DType, TensorInfo};
-use runllama::{gguf, llama2c, safetensors};
+use runllama::formats::{gguf, llama2c, safetensors};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/stories260K");
 

@@ -450,7 +450,7 @@ fn gguf_file_vocab() {
         eprintln!("skipping: {} not present", path.display());
         return;
     };
-    let gguf = runllama::gguf::parse(&bytes, "stories260K-f32.gguf").unwrap();
+    let gguf = runllama::formats::gguf::parse(&bytes, "stories260K-f32.gguf").unwrap();
     let vocab = gguf.vocab().unwrap().expect("embedded vocab");
     let t = Tokenizer::from_gguf(vocab, "stories260K-f32.gguf").unwrap();
     assert_eq!(t.n_vocab(), 512);

@@ -3,7 +3,7 @@
 //! skipped; truncated or malformed data is a `Format` error naming the byte offset.
 
 use crate::error::{Error, Result};
-use crate::protobuf::VarintError;
+use crate::formats::protobuf::VarintError;
 
 const WIRE_VARINT: u8 = 0;
 const WIRE_I64: u8 = 1;
@@ -55,10 +55,11 @@ impl<'a> Reader<'a> {
 
     fn varint(&mut self) -> Result<u64> {
         let start = self.pos;
-        let (value, next) = crate::protobuf::varint(self.data, start, self.data.len()).map_err(|e| match e {
-            VarintError::Truncated => self.err(start, "truncated varint (data ends)"),
-            VarintError::TooLong => self.err(start, "varint overflows 64 bits"),
-        })?;
+        let (value, next) =
+            crate::formats::protobuf::varint(self.data, start, self.data.len()).map_err(|e| match e {
+                VarintError::Truncated => self.err(start, "truncated varint (data ends)"),
+                VarintError::TooLong => self.err(start, "varint overflows 64 bits"),
+            })?;
         self.pos = next;
         Ok(value)
     }

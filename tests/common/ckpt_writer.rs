@@ -4,7 +4,7 @@
 
 use std::io::{self, Read, Write};
 
-use runllama::ckpt::{CkptDType, Crc32, CRC_TAG, CRC_TRAILER_LEN};
+use runllama::formats::ckpt::{CkptDType, Crc32, CRC_TAG, CRC_TRAILER_LEN};
 
 fn varint_len(mut v: u64) -> usize {
     let mut n = 1;

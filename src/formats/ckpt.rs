@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::protobuf::VarintError;
+use crate::formats::protobuf::VarintError;
 use crate::tensor::DType;
 
 /// MindSpore's slice size: a tensor of more than this many bytes is stored in several pieces.
@@ -320,7 +320,7 @@ pub fn crc32(data: &[u8]) -> u32 {
 
 /// Read a varint at `pos` without bounds errors: `None` when malformed or cut off.
 fn peek_varint(bytes: &[u8], pos: usize) -> Option<(u64, usize)> {
-    crate::protobuf::varint(bytes, pos, bytes.len()).ok()
+    crate::formats::protobuf::varint(bytes, pos, bytes.len()).ok()
 }
 
 /// True when the bytes look like a MindSpore checkpoint: a plain one (key `0x0A` of
@@ -431,7 +431,7 @@ impl Parser<'_> {
 
     /// A varint at `pos` that must end before `end` (the end of the enclosing message).
     fn varint(&self, pos: usize, end: usize, what: &str, tensor: Option<&str>) -> Result<(u64, usize)> {
-        crate::protobuf::varint(self.bytes, pos, end).map_err(|e| {
+        crate::formats::protobuf::varint(self.bytes, pos, end).map_err(|e| {
             let msg = match e {
                 VarintError::Truncated => {
                     format!("truncated varint ({what}): the enclosing data ends at byte offset {end}")
