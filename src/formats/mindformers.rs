@@ -10,7 +10,15 @@
 //! Scalars are typed as PyYAML does when a key is read: integers, floats (`1.0e-05`, `1.e-8`,
 //! and also `1e-5`), booleans (`True`/`False`/`true`/`false`/`yes`/`no`/`on`/`off`), nulls
 //! (`null`, `~`, empty, and the unquoted `None` MindFormers configs use). A quoted scalar is a
-//! string. Like PyYAML, a key repeated in one mapping takes its last value.
+//! string. Like PyYAML, a key repeated in one mapping takes its last value, except in `model`
+//! and `model_config`, where a key given twice is refused.
+//!
+//! Why not a YAML crate: the maintained Rust ones (saphyr, yaml-rust2) implement YAML 1.2,
+//! whose core schema types scalars differently from the PyYAML (YAML 1.1) that writes and reads
+//! MindFormers configs (`yes`/`on` are strings there, `None` is no null anywhere), and they
+//! expand aliases, which a hostile file can use to multiply its size. Using one would still
+//! need this file's scalar typing and an alias refusal on top of its event stream; what it
+//! would add (multi-line quoted strings, complex keys) MindFormers configs do not use.
 
 use std::path::Path;
 
