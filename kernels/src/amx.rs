@@ -82,18 +82,21 @@ fn split(v: __m512) -> (__m512i, __m512i) {
 /// The CPU supports AVX-512 F/BW; `panel` is valid for reading and writing `cols * PANEL` f32.
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(crate) unsafe fn convert_panel(panel: *mut f32, cols: usize) {
-    let mut tmp = [_mm512_setzero_ps(); TK];
-    for b in 0..cols / TK {
-        let blk = panel.add(b * TK * PANEL);
-        for (k, t) in tmp.iter_mut().enumerate() {
-            *t = _mm512_loadu_ps(blk.add(k * PANEL));
-        }
-        let out = blk.cast::<u8>();
-        for p in 0..TK / 2 {
-            let (ha, la) = split(tmp[2 * p]);
-            let (hb, lb) = split(tmp[2 * p + 1]);
-            _mm512_storeu_si512(out.add(p * 64).cast(), _mm512_or_si512(_mm512_srli_epi32::<16>(ha), hb));
-            _mm512_storeu_si512(out.add(1024 + p * 64).cast(), _mm512_or_si512(_mm512_srli_epi32::<16>(la), lb));
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let mut tmp = [_mm512_setzero_ps(); TK];
+        for b in 0..cols / TK {
+            let blk = panel.add(b * TK * PANEL);
+            for (k, t) in tmp.iter_mut().enumerate() {
+                *t = _mm512_loadu_ps(blk.add(k * PANEL));
+            }
+            let out = blk.cast::<u8>();
+            for p in 0..TK / 2 {
+                let (ha, la) = split(tmp[2 * p]);
+                let (hb, lb) = split(tmp[2 * p + 1]);
+                _mm512_storeu_si512(out.add(p * 64).cast(), _mm512_or_si512(_mm512_srli_epi32::<16>(ha), hb));
+                _mm512_storeu_si512(out.add(1024 + p * 64).cast(), _mm512_or_si512(_mm512_srli_epi32::<16>(la), lb));
+            }
         }
     }
 }
@@ -131,28 +134,31 @@ unsafe fn convert_weights<const WT: u8>(
     hi: *mut u16,
     lo: *mut u16,
 ) {
-    for r in 0..nr {
-        let (h, l) = (hi.add(r * KB), lo.add(r * KB));
-        if r0 + r >= rows {
-            for c in (0..kc).step_by(32) {
-                _mm512_storeu_si512(h.add(c).cast(), _mm512_setzero_si512());
-                if WT == WF16 {
-                    _mm512_storeu_si512(l.add(c).cast(), _mm512_setzero_si512());
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        for r in 0..nr {
+            let (h, l) = (hi.add(r * KB), lo.add(r * KB));
+            if r0 + r >= rows {
+                for c in (0..kc).step_by(32) {
+                    _mm512_storeu_si512(h.add(c).cast(), _mm512_setzero_si512());
+                    if WT == WF16 {
+                        _mm512_storeu_si512(l.add(c).cast(), _mm512_setzero_si512());
+                    }
                 }
+                continue;
             }
-            continue;
-        }
-        let src = w.add((r0 + r) * row_bytes + k0 * 2);
-        for c in (0..kc).step_by(16) {
-            // This row's next block (the super-strip's rows are RS interleaved short runs).
-            _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(KB * 2 + c * 2).cast());
-            let raw = _mm256_loadu_si256(src.add(c * 2).cast());
-            if WT == WBF16 {
-                _mm256_storeu_si256(h.add(c).cast(), raw);
-            } else {
-                let (hv, lv) = split(_mm512_cvtph_ps(raw));
-                _mm256_storeu_si256(h.add(c).cast(), _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(hv)));
-                _mm256_storeu_si256(l.add(c).cast(), _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(lv)));
+            let src = w.add((r0 + r) * row_bytes + k0 * 2);
+            for c in (0..kc).step_by(16) {
+                // This row's next block (the super-strip's rows are RS interleaved short runs).
+                _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(KB * 2 + c * 2).cast());
+                let raw = _mm256_loadu_si256(src.add(c * 2).cast());
+                if WT == WBF16 {
+                    _mm256_storeu_si256(h.add(c).cast(), raw);
+                } else {
+                    let (hv, lv) = split(_mm512_cvtph_ps(raw));
+                    _mm256_storeu_si256(h.add(c).cast(), _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(hv)));
+                    _mm256_storeu_si256(l.add(c).cast(), _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(lv)));
+                }
             }
         }
     }
@@ -170,8 +176,10 @@ unsafe fn convert_weights<const WT: u8>(
 unsafe fn steps<const WT: u8, const TWO: bool>(a: *const u16, lo_off: usize, b0: *const u8, b1: *const u8, kc: usize) {
     let sa = KB * 2;
     for s in 0..kc / TK {
-        let (a0, a1) = (a.add(s * TK), a.add(16 * KB + s * TK));
-        let (p0, p1) = (b0.add(s * PBLOCK), b1.add(s * PBLOCK));
+        // SAFETY: offsets within the weight strip (`s * TK < kc <= KB`, 32 rows) and the converted
+        // panel blocks (the caller's `kc` columns).
+        let (a0, a1, p0, p1) =
+            unsafe { (a.add(s * TK), a.add(16 * KB + s * TK), b0.add(s * PBLOCK), b1.add(s * PBLOCK)) };
         // SAFETY: tile loads read 16 rows of 64 bytes at the given stride, inside the weight
         // buffer (rows `KB` elements apart, `s * TK + 32 <= kc <= KB`) and the converted panel
         // blocks (1 KiB each); the tile registers are the caller's configured tiles.
@@ -315,10 +323,13 @@ pub(crate) unsafe fn matmul_packed(
     out: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let (w, xp, out, s) = (w.as_ptr(), xp.as_ptr(), out.as_mut_ptr(), scratch.as_mut_ptr());
-    match wt {
-        WeightType::BF16 => matmul_t::<WBF16>(w, rows, cols, xp, n, out, s),
-        _ => matmul_t::<WF16>(w, rows, cols, xp, n, out, s),
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (w, xp, out, s) = (w.as_ptr(), xp.as_ptr(), out.as_mut_ptr(), scratch.as_mut_ptr());
+        match wt {
+            WeightType::BF16 => matmul_t::<WBF16>(w, rows, cols, xp, n, out, s),
+            _ => matmul_t::<WF16>(w, rows, cols, xp, n, out, s),
+        }
     }
 }
 
@@ -335,53 +346,58 @@ unsafe fn matmul_t<const WT: u8>(
     let cfg = TileConfig::all_16x64();
     // SAFETY: a valid palette-1 configuration (8 tiles of 16 x 64 bytes), 64-byte aligned.
     unsafe { asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, preserves_flags)) };
-    let row_bytes = cols * 2;
-    let pstride = crate::panel_stride(cols);
-    let cp = scratch;
-    let hp = scratch.add(RS * TG).cast::<u16>();
-    let lo_off = RS * KB;
-    let lp = hp.add(lo_off);
-    let panels = n.div_ceil(PANEL);
-    let mut g0 = 0;
-    while g0 < panels {
-        let gp = (TG / PANEL).min(panels - g0);
-        let mut rs0 = 0;
-        while rs0 < rows {
-            let nrs = RS.min(rows - rs0).next_multiple_of(SR);
-            let mut k0 = 0;
-            while k0 < cols {
-                let kc = KB.min(cols - k0);
-                convert_weights::<WT>(w, row_bytes, rows, rs0, k0, kc, nrs, hp, lp);
-                // Token tiles outer: their activations (L1) serve every strip.
-                let mut q = 0;
-                while q < gp {
-                    let two = q + 1 < gp;
-                    let b0 = xp.add((g0 + q) * pstride + k0 * PANEL).cast::<u8>();
-                    let b1 = if two { b0.add(pstride * 4) } else { b0 };
-                    for st in 0..nrs / SR {
-                        let (hs, c0) = (hp.add(st * SR * KB), cp.add(st * SR * TG + q * PANEL));
-                        c_tiles_in(c0, two, k0 == 0);
-                        if two {
-                            steps::<WT, true>(hs, lo_off, b0, b1, kc);
-                        } else {
-                            steps::<WT, false>(hs, lo_off, b0, b1, kc);
+    // SAFETY: the caller's contract: `w` holds `rows` rows of `cols` elements, `xp` the packed
+    // panels of `n` tokens, `out` `n * rows` values and `scratch` `SCRATCH` f32, the tiles are
+    // configured above; every offset below stays within them.
+    unsafe {
+        let row_bytes = cols * 2;
+        let pstride = crate::panel_stride(cols);
+        let cp = scratch;
+        let hp = scratch.add(RS * TG).cast::<u16>();
+        let lo_off = RS * KB;
+        let lp = hp.add(lo_off);
+        let panels = n.div_ceil(PANEL);
+        let mut g0 = 0;
+        while g0 < panels {
+            let gp = (TG / PANEL).min(panels - g0);
+            let mut rs0 = 0;
+            while rs0 < rows {
+                let nrs = RS.min(rows - rs0).next_multiple_of(SR);
+                let mut k0 = 0;
+                while k0 < cols {
+                    let kc = KB.min(cols - k0);
+                    convert_weights::<WT>(w, row_bytes, rows, rs0, k0, kc, nrs, hp, lp);
+                    // Token tiles outer: their activations (L1) serve every strip.
+                    let mut q = 0;
+                    while q < gp {
+                        let two = q + 1 < gp;
+                        let b0 = xp.add((g0 + q) * pstride + k0 * PANEL).cast::<u8>();
+                        let b1 = if two { b0.add(pstride * 4) } else { b0 };
+                        for st in 0..nrs / SR {
+                            let (hs, c0) = (hp.add(st * SR * KB), cp.add(st * SR * TG + q * PANEL));
+                            c_tiles_in(c0, two, k0 == 0);
+                            if two {
+                                steps::<WT, true>(hs, lo_off, b0, b1, kc);
+                            } else {
+                                steps::<WT, false>(hs, lo_off, b0, b1, kc);
+                            }
+                            c_tiles_out(c0, two);
                         }
-                        c_tiles_out(c0, two);
+                        q += 2;
                     }
-                    q += 2;
+                    k0 += KB;
                 }
-                k0 += KB;
-            }
-            let (t0, nt) = (g0 * PANEL, (gp * PANEL).min(n - g0 * PANEL));
-            for t in 0..nt {
-                let o = out.add((t0 + t) * rows + rs0);
-                for r in 0..RS.min(rows - rs0) {
-                    *o.add(r) = *cp.add(r * TG + t);
+                let (t0, nt) = (g0 * PANEL, (gp * PANEL).min(n - g0 * PANEL));
+                for t in 0..nt {
+                    let o = out.add((t0 + t) * rows + rs0);
+                    for r in 0..RS.min(rows - rs0) {
+                        *o.add(r) = *cp.add(r * TG + t);
+                    }
                 }
+                rs0 += RS;
             }
-            rs0 += RS;
+            g0 += TG / PANEL;
         }
-        g0 += TG / PANEL;
     }
     // SAFETY: releases this thread's tile state (always valid).
     unsafe { asm!("tilerelease", options(nostack, preserves_flags)) };

@@ -170,7 +170,8 @@ mod imp {
 
     #[target_feature(enable = "xsave")]
     unsafe fn xcr0() -> u64 {
-        _xgetbv(0)
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { _xgetbv(0) }
     }
 
     fn detect() -> CpuFeatures {

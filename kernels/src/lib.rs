@@ -32,7 +32,8 @@
 
 #![no_std]
 #![deny(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 extern crate alloc;
 
@@ -314,15 +315,22 @@ pub use cpu::{detected, path, path_name, set_max_path, CpuFeatures, Path};
 /// Only used behind the `unsafe` of callers that guarantee `$p` is supported by this CPU and
 /// that the slices have the lengths the kernel needs.
 macro_rules! on_path {
-    ($p:expr, $f:ident($($a:expr),*)) => {
-        match $p {
-            #[cfg(all(target_arch = "x86_64", runllama_avx512))]
-            Path::Avx512 | Path::Amx => x86::avx512::$f($($a),*),
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => x86::avx2::$f($($a),*),
-            _ => scalar::$f($($a),*),
-        }
-    };
+    ($p:expr, $f:ident($($a:expr),*)) => {{
+        // The scalar arm alone (other targets) needs no `unsafe`.
+        #[allow(unused_unsafe)]
+        // SAFETY: used in `imp`'s functions only, whose callers guarantee that this CPU supports
+        // `$p` and the lengths the kernel needs.
+        let r = unsafe {
+            match $p {
+                #[cfg(all(target_arch = "x86_64", runllama_avx512))]
+                Path::Avx512 | Path::Amx => x86::avx512::$f($($a),*),
+                #[cfg(target_arch = "x86_64")]
+                Path::Avx2 => x86::avx2::$f($($a),*),
+                _ => scalar::$f($($a),*),
+            }
+        };
+        r
+    }};
 }
 
 /// Each op on an explicitly chosen [`Path`] (tests compare every path with the scalar
@@ -552,7 +560,8 @@ mod imp {
         assert!(row.len() >= rb, "dot_row: row too short");
         if wt.is_quantized() {
             let mut out = [0f32];
-            qdot::products_on(p, false, wt, &row[..rb], 1, &[&quantized(wt, x)], &mut out);
+            // SAFETY: the caller's contract (`p`); `row` holds `rb` bytes, one row of `x.len()`.
+            unsafe { qdot::products_on(p, false, wt, &row[..rb], 1, &[&quantized(wt, x)], &mut out) };
             return out[0];
         }
         on_path!(p, dot_row(wt, row, x))
@@ -562,7 +571,8 @@ mod imp {
         let row_bytes = wt.row_len(x.len());
         assert!(w.len() >= row_bytes * out.len(), "matvec: matrix too short");
         if wt.is_quantized() {
-            return matvec_quantized(p, wt, w, &quantized(wt, x), x.len(), out);
+            // SAFETY: the caller's contract (`p`).
+            return unsafe { matvec_quantized(p, wt, w, &quantized(wt, x), x.len(), out) };
         }
         on_path!(p, matvec(wt, w, x, out))
     }
@@ -635,10 +645,13 @@ mod imp {
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         if p == Path::Amx && amx::handles(wt, cols) {
             if scratch.len() >= amx::SCRATCH {
-                return amx::matmul_packed(wt, w, rows, cols, xp, n, out, scratch);
+                // SAFETY: the caller's contract (`p`: AMX tiles enabled); the lengths were
+                // checked above and `scratch` holds `amx::SCRATCH`.
+                return unsafe { amx::matmul_packed(wt, w, rows, cols, xp, n, out, scratch) };
             }
             let mut own = alloc::vec![0f32; amx::SCRATCH];
-            return amx::matmul_packed(wt, w, rows, cols, xp, n, out, &mut own);
+            // SAFETY: as above, with `own` as the scratch.
+            return unsafe { amx::matmul_packed(wt, w, rows, cols, xp, n, out, &mut own) };
         }
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         if token_panels(p, wt) {
@@ -723,8 +736,11 @@ mod imp {
     ) {
         assert!(x.len() >= n * cols, "matmul: activations too short");
         let mut xp = alloc::vec![0f32; packed_len(n, cols)];
-        pack_activations(p, wt, x, n, cols, &mut xp);
-        matmul_packed(p, wt, w, rows, cols, &xp, n, out, &mut [])
+        // SAFETY: the caller's contract (`p`), for both calls; `xp` holds the packed tokens.
+        unsafe {
+            pack_activations(p, wt, x, n, cols, &mut xp);
+            matmul_packed(p, wt, w, rows, cols, &xp, n, out, &mut [])
+        }
     }
 
     pub(super) unsafe fn rmsnorm(p: Path, out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {

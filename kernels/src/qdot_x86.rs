@@ -21,9 +21,12 @@ use crate::WeightType;
 /// The f16 at `p`, widened (F16C, inline: no call into a non-AVX function per block).
 #[inline(always)]
 pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
-    // SAFETY: the caller points at two bytes of a block; every x86 path above scalar has F16C.
-    let bits = u16::from_le_bytes([*p, *p.add(1)]);
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        // SAFETY: the caller points at two bytes of a block; every x86 path above scalar has F16C.
+        let bits = u16::from_le_bytes([*p, *p.add(1)]);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
 }
 
 /// The f16 at `p`, widened, in every lane. (With every lane used the compiler keeps the
@@ -31,23 +34,32 @@ pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
 /// liked, at times a loop's accumulator, which made a false dependency through the loop.)
 #[inline(always)]
 unsafe fn f16_splat(p: *const u8) -> __m256 {
-    // SAFETY: the caller points at two bytes of a block.
-    _mm256_cvtph_ps(_mm_set1_epi16((p as *const u16).read_unaligned() as i16))
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        // SAFETY: the caller points at two bytes of a block.
+        _mm256_cvtph_ps(_mm_set1_epi16((p as *const u16).read_unaligned() as i16))
+    }
 }
 
 #[inline(always)]
 pub(crate) unsafe fn f32_at(p: *const u8) -> f32 {
-    // SAFETY: the caller points at four bytes of an activation block.
-    (p as *const f32).read_unaligned()
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        // SAFETY: the caller points at four bytes of an activation block.
+        (p as *const f32).read_unaligned()
+    }
 }
 
 /// Horizontal sum of 8 lanes, in a fixed order.
 #[inline(always)]
 unsafe fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    _mm_cvtss_f32(s)
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
 }
 
 /// Σ over 4-byte groups of `u[i] * s[i]` (unsigned × signed bytes) as i32 lanes: one
@@ -55,64 +67,81 @@ unsafe fn hsum(v: __m256) -> f32 {
 /// here) and `vpmaddwd` by ones.
 #[inline(always)]
 pub(crate) unsafe fn dot_us<const V: bool>(u: __m256i, s: __m256i) -> __m256i {
-    #[cfg(runllama_avx512)]
-    if V {
-        // SAFETY: `V` is only set in functions compiled for AVX-512 VNNI and VL.
-        return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        #[cfg(runllama_avx512)]
+        if V {
+            // SAFETY: `V` is only set in functions compiled for AVX-512 VNNI and VL.
+            return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+        }
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
     }
-    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 }
 
 /// `acc +` [`dot_us`]`(u, s)`: one `vpdpbusd` with VNNI.
 #[inline(always)]
 pub(crate) unsafe fn dot_us_acc<const V: bool>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-    #[cfg(runllama_avx512)]
-    if V {
-        // SAFETY: `V` is only set in functions compiled for AVX-512 VNNI and VL.
-        return _mm256_dpbusd_epi32(acc, u, s);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        #[cfg(runllama_avx512)]
+        if V {
+            // SAFETY: `V` is only set in functions compiled for AVX-512 VNNI and VL.
+            return _mm256_dpbusd_epi32(acc, u, s);
+        }
+        _mm256_add_epi32(acc, dot_us::<V>(u, s))
     }
-    _mm256_add_epi32(acc, dot_us::<V>(u, s))
 }
 
 /// Σ over 4-byte groups of `a[i] * b[i]` (signed × signed bytes) as i32 lanes.
 #[inline(always)]
 pub(crate) unsafe fn dot_ss<const V: bool>(a: __m256i, b: __m256i) -> __m256i {
-    dot_us::<V>(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a))
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe { dot_us::<V>(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a)) }
 }
 
 /// 0xFF in byte `i` where bit `i` of the little-endian u32 at `p` is set, 0 elsewhere.
 #[inline(always)]
 unsafe fn bytes_from_bits(p: *const u8) -> __m256i {
-    // SAFETY: the caller points at four bytes of a block.
-    let v = _mm256_set1_epi32((p as *const u32).read_unaligned() as i32);
-    // Bytes 0..8 take the word's byte 0, 8..16 byte 1, 16..24 byte 2, 24..32 byte 3.
-    let pick = _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0);
-    let mask = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-    _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, pick), mask), mask)
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        // SAFETY: the caller points at four bytes of a block.
+        let v = _mm256_set1_epi32((p as *const u32).read_unaligned() as i32);
+        // Bytes 0..8 take the word's byte 0, 8..16 byte 1, 16..24 byte 2, 24..32 byte 3.
+        let pick = _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0);
+        let mask = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, pick), mask), mask)
+    }
 }
 
 /// The 32 nibbles of the 16 bytes at `p`, in element order (low nibbles first).
 #[inline(always)]
 unsafe fn nibbles(p: *const u8) -> __m256i {
-    // SAFETY: the caller points at 16 bytes of a block.
-    let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
-    // The upper copy shifted right by 4 (per 64-bit lane: no bits cross the nibble boundary
-    // that the mask keeps).
-    let shifted = _mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4));
-    _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F))
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        // SAFETY: the caller points at 16 bytes of a block.
+        let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+        // The upper copy shifted right by 4 (per 64-bit lane: no bits cross the nibble boundary
+        // that the mask keeps).
+        let shifted = _mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4));
+        _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F))
+    }
 }
 
 /// The 32 bytes at `b + at`.
 #[inline(always)]
 pub(crate) unsafe fn ld(b: *const u8, at: usize) -> __m256i {
-    // SAFETY: the caller points inside a block with 32 bytes from `at`.
-    _mm256_loadu_si256(b.add(at) as *const __m256i)
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        // SAFETY: the caller points inside a block with 32 bytes from `at`.
+        _mm256_loadu_si256(b.add(at) as *const __m256i)
+    }
 }
 
 /// Each 16-bit lane of `v` shifted right by `n`.
 #[inline(always)]
 unsafe fn sh(v: __m256i, n: usize) -> __m256i {
-    _mm256_srl_epi16(v, _mm_cvtsi32_si128(n as i32))
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe { _mm256_srl_epi16(v, _mm_cvtsi32_si128(n as i32)) }
 }
 
 /// Most tokens one call of [`products`] takes (the tile kernel keeps two accumulators per token).
@@ -178,43 +207,46 @@ unsafe fn products_vnni(tile: bool, job: Products<'_>) {
 /// [`products`]' body, inlined into a function compiled for the features `V` needs.
 #[inline(always)]
 unsafe fn products_with<const V: bool>(tile: bool, job: Products<'_>) {
-    const Q8_0: u8 = WeightType::Q8_0 as u8;
-    const Q4_0: u8 = WeightType::Q4_0 as u8;
-    const Q4_1: u8 = WeightType::Q4_1 as u8;
-    const Q5_0: u8 = WeightType::Q5_0 as u8;
-    const Q5_1: u8 = WeightType::Q5_1 as u8;
-    const Q2_K: u8 = WeightType::Q2_K as u8;
-    const Q3_K: u8 = WeightType::Q3_K as u8;
-    const Q4_K: u8 = WeightType::Q4_K as u8;
-    const Q5_K: u8 = WeightType::Q5_K as u8;
-    const Q6_K: u8 = WeightType::Q6_K as u8;
-    let Products { wt, w, rows, blocks, acts, out } = job;
-    let rb = blocks * wt.block_bytes();
-    // SAFETY (of each call): the caller's contract; row `r` is within `w`, tokens within `acts`.
-    macro_rules! run {
-        ($f:ident, $t:expr) => {{
-            if tile {
-                return crate::qdot_x86_tile::products::<$t, V>(w.as_ptr(), rows, blocks, acts, out);
-            }
-            for (t, &a) in acts.iter().enumerate() {
-                for r in 0..rows {
-                    out[t * rows + r] = $f::<$t, V>(w.as_ptr().add(r * rb), a, blocks);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        const Q8_0: u8 = WeightType::Q8_0 as u8;
+        const Q4_0: u8 = WeightType::Q4_0 as u8;
+        const Q4_1: u8 = WeightType::Q4_1 as u8;
+        const Q5_0: u8 = WeightType::Q5_0 as u8;
+        const Q5_1: u8 = WeightType::Q5_1 as u8;
+        const Q2_K: u8 = WeightType::Q2_K as u8;
+        const Q3_K: u8 = WeightType::Q3_K as u8;
+        const Q4_K: u8 = WeightType::Q4_K as u8;
+        const Q5_K: u8 = WeightType::Q5_K as u8;
+        const Q6_K: u8 = WeightType::Q6_K as u8;
+        let Products { wt, w, rows, blocks, acts, out } = job;
+        let rb = blocks * wt.block_bytes();
+        // SAFETY (of each call): the caller's contract; row `r` is within `w`, tokens within `acts`.
+        macro_rules! run {
+            ($f:ident, $t:expr) => {{
+                if tile {
+                    return crate::qdot_x86_tile::products::<$t, V>(w.as_ptr(), rows, blocks, acts, out);
                 }
-            }
-        }};
-    }
-    match wt {
-        WeightType::Q8_0 => run!(row32, Q8_0),
-        WeightType::Q4_0 => run!(row32, Q4_0),
-        WeightType::Q4_1 => run!(row32, Q4_1),
-        WeightType::Q5_0 => run!(row32, Q5_0),
-        WeightType::Q5_1 => run!(row32, Q5_1),
-        WeightType::Q2_K => run!(row_k, Q2_K),
-        WeightType::Q3_K => run!(row_k, Q3_K),
-        WeightType::Q4_K => run!(row_k, Q4_K),
-        WeightType::Q5_K => run!(row_k, Q5_K),
-        WeightType::Q6_K => run!(row_k, Q6_K),
-        WeightType::F32 | WeightType::F16 | WeightType::BF16 => unreachable!("not a block type: {wt:?}"),
+                for (t, &a) in acts.iter().enumerate() {
+                    for r in 0..rows {
+                        out[t * rows + r] = $f::<$t, V>(w.as_ptr().add(r * rb), a, blocks);
+                    }
+                }
+            }};
+        }
+        match wt {
+            WeightType::Q8_0 => run!(row32, Q8_0),
+            WeightType::Q4_0 => run!(row32, Q4_0),
+            WeightType::Q4_1 => run!(row32, Q4_1),
+            WeightType::Q5_0 => run!(row32, Q5_0),
+            WeightType::Q5_1 => run!(row32, Q5_1),
+            WeightType::Q2_K => run!(row_k, Q2_K),
+            WeightType::Q3_K => run!(row_k, Q3_K),
+            WeightType::Q4_K => run!(row_k, Q4_K),
+            WeightType::Q5_K => run!(row_k, Q5_K),
+            WeightType::Q6_K => run!(row_k, Q6_K),
+            WeightType::F32 | WeightType::F16 | WeightType::BF16 => unreachable!("not a block type: {wt:?}"),
+        }
     }
 }
 
@@ -241,19 +273,22 @@ pub(crate) const fn wt_of(t: u8) -> WeightType {
 /// `vpmaddubsw` could saturate on 255 × 127).
 #[inline(always)]
 pub(crate) unsafe fn unpack32<const T: u8, const V: bool>(b: *const u8) -> __m256i {
-    // SAFETY (of the loads): the caller points `b` at a whole block of `T`.
-    match wt_of(T) {
-        WeightType::Q8_0 if V => _mm256_xor_si256(ld(b, 2), _mm256_set1_epi8(-128)),
-        WeightType::Q8_0 => ld(b, 2),
-        WeightType::Q4_0 => nibbles(b.add(2)),
-        WeightType::Q4_1 => nibbles(b.add(4)),
-        WeightType::Q5_0 => {
-            _mm256_or_si256(nibbles(b.add(6)), _mm256_and_si256(bytes_from_bits(b.add(2)), _mm256_set1_epi8(16)))
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        // SAFETY (of the loads): the caller points `b` at a whole block of `T`.
+        match wt_of(T) {
+            WeightType::Q8_0 if V => _mm256_xor_si256(ld(b, 2), _mm256_set1_epi8(-128)),
+            WeightType::Q8_0 => ld(b, 2),
+            WeightType::Q4_0 => nibbles(b.add(2)),
+            WeightType::Q4_1 => nibbles(b.add(4)),
+            WeightType::Q5_0 => {
+                _mm256_or_si256(nibbles(b.add(6)), _mm256_and_si256(bytes_from_bits(b.add(2)), _mm256_set1_epi8(16)))
+            }
+            WeightType::Q5_1 => {
+                _mm256_or_si256(nibbles(b.add(8)), _mm256_and_si256(bytes_from_bits(b.add(4)), _mm256_set1_epi8(16)))
+            }
+            _ => unreachable!(),
         }
-        WeightType::Q5_1 => {
-            _mm256_or_si256(nibbles(b.add(8)), _mm256_and_si256(bytes_from_bits(b.add(4)), _mm256_set1_epi8(16)))
-        }
-        _ => unreachable!(),
     }
 }
 
@@ -261,11 +296,14 @@ pub(crate) unsafe fn unpack32<const T: u8, const V: bool>(b: *const u8) -> __m25
 /// quants at `y`.
 #[inline(always)]
 unsafe fn dot32<const T: u8, const V: bool>(u: __m256i, y: *const u8) -> __m256i {
-    // SAFETY: the caller points `y` at 32 activation quants.
-    let y = _mm256_loadu_si256(y as *const __m256i);
-    match wt_of(T) {
-        WeightType::Q8_0 if !V => dot_ss::<V>(u, y),
-        _ => dot_us::<V>(u, y),
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        // SAFETY: the caller points `y` at 32 activation quants.
+        let y = _mm256_loadu_si256(y as *const __m256i);
+        match wt_of(T) {
+            WeightType::Q8_0 if !V => dot_ss::<V>(u, y),
+            _ => dot_us::<V>(u, y),
+        }
     }
 }
 
@@ -282,11 +320,14 @@ pub(crate) const fn off32(t: u8, vnni: bool) -> Option<i32> {
 /// Eight vectors' lane sums, as the eight lanes of one (a fixed tree of pairwise adds).
 #[inline(always)]
 unsafe fn sum8(p: [__m256i; 8]) -> __m256i {
-    let (a, b) = (_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
-    let (c, d) = (_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
-    // Lanes of each: vector 0..4 (resp. 4..8) low halves' sums, then their high halves'.
-    let (lo, hi) = (_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
-    _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31))
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (a, b) = (_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+        let (c, d) = (_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+        // Lanes of each: vector 0..4 (resp. 4..8) low halves' sums, then their high halves'.
+        let (lo, hi) = (_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+        _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31))
+    }
 }
 
 /// The f16 at byte `at` of each of `n` (at most 8) blocks `bb` bytes apart from `b`, widened;
@@ -295,11 +336,14 @@ unsafe fn sum8(p: [__m256i; 8]) -> __m256i {
 /// Q4_0 row's time on Zen 4).
 #[inline(always)]
 unsafe fn f16x8(b: *const u8, bb: usize, at: usize, n: usize) -> __m256 {
-    // SAFETY: the caller points at `n` blocks with two bytes at `at`.
-    let h = |k: usize| if k < n { (b.add(k * bb + at) as *const u16).read_unaligned() as u64 } else { 0 };
-    let lo = h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48;
-    let hi = h(4) | h(5) << 16 | h(6) << 32 | h(7) << 48;
-    _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        // SAFETY: the caller points at `n` blocks with two bytes at `at`.
+        let h = |k: usize| if k < n { (b.add(k * bb + at) as *const u16).read_unaligned() as u64 } else { 0 };
+        let lo = h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48;
+        let hi = h(4) | h(5) << 16 | h(6) << 32 | h(7) << 48;
+        _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
+    }
 }
 
 /// The dot product of one row of a 32-element type with a token's activations `acts`: per
@@ -308,33 +352,40 @@ unsafe fn f16x8(b: *const u8, bb: usize, at: usize, n: usize) -> __m256 {
 /// types with a minimum, one by the minimums and the activations' `s`).
 #[inline(always)]
 unsafe fn row32<const T: u8, const V: bool>(row: *const u8, acts: *const u8, blocks: usize) -> f32 {
-    let bb = wt_of(T).block_bytes();
-    let mut acc = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    let full = blocks / G32;
-    for g in 0..full {
-        // SAFETY: the caller's contract: blocks `8g .. 8g + 8` and group `g` exist.
-        acc = group32::<T, V, true>(row.add(g * G32 * bb), acts.add(g * G32_BYTES), G32, acc);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let bb = wt_of(T).block_bytes();
+        let mut acc = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let full = blocks / G32;
+        for g in 0..full {
+            // SAFETY: the caller's contract: blocks `8g .. 8g + 8` and group `g` exist.
+            acc = group32::<T, V, true>(row.add(g * G32 * bb), acts.add(g * G32_BYTES), G32, acc);
+        }
+        if blocks > full * G32 {
+            // SAFETY: as above, for the last `blocks - 8 full` blocks.
+            acc =
+                group32::<T, V, false>(row.add(full * G32 * bb), acts.add(full * G32_BYTES), blocks - full * G32, acc);
+        }
+        hsum(acc.0) + hsum(acc.1)
     }
-    if blocks > full * G32 {
-        // SAFETY: as above, for the last `blocks - 8 full` blocks.
-        acc = group32::<T, V, false>(row.add(full * G32 * bb), acts.add(full * G32_BYTES), blocks - full * G32, acc);
-    }
-    hsum(acc.0) + hsum(acc.1)
 }
 
 /// The 8 four-byte values at `a + at` (`FULL`), or the first `n` and zeros.
 #[inline(always)]
 unsafe fn lanes<const FULL: bool>(a: *const u8, at: usize, n: usize) -> __m256i {
-    if FULL {
-        // SAFETY: the caller points at 32 bytes.
-        return ld(a, at);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        if FULL {
+            // SAFETY: the caller points at 32 bytes.
+            return ld(a, at);
+        }
+        let mut v = [0u32; 8];
+        for (k, l) in v.iter_mut().enumerate().take(n) {
+            // SAFETY: the caller points at `4n` bytes.
+            *l = (a.add(at + 4 * k) as *const u32).read_unaligned();
+        }
+        _mm256_loadu_si256(v.as_ptr() as *const __m256i)
     }
-    let mut v = [0u32; 8];
-    for (k, l) in v.iter_mut().enumerate().take(n) {
-        // SAFETY: the caller points at `4n` bytes.
-        *l = (a.add(at + 4 * k) as *const u32).read_unaligned();
-    }
-    _mm256_loadu_si256(v.as_ptr() as *const __m256i)
 }
 
 /// One group of [`row32`]: `n` blocks at `b`, their activations' group at `a` (`FULL`: `n` is
@@ -346,28 +397,31 @@ unsafe fn group32<const T: u8, const V: bool, const FULL: bool>(
     n: usize,
     (acc, accm): (__m256, __m256),
 ) -> (__m256, __m256) {
-    let bb = wt_of(T).block_bytes();
-    let n = if FULL { G32 } else { n };
-    let (d_at, s_at, sum_at, qs_at) = g32_fields(n);
-    // SAFETY (of every access below): the caller points `b` at `n` blocks of `T`, and `a` at
-    // their activations' group.
-    let mut p = [_mm256_setzero_si256(); 8];
-    for (k, pk) in p.iter_mut().enumerate() {
-        if FULL || k < n {
-            *pk = dot32::<T, V>(unpack32::<T, V>(b.add(k * bb)), a.add(qs_at + QK * k));
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let bb = wt_of(T).block_bytes();
+        let n = if FULL { G32 } else { n };
+        let (d_at, s_at, sum_at, qs_at) = g32_fields(n);
+        // SAFETY (of every access below): the caller points `b` at `n` blocks of `T`, and `a` at
+        // their activations' group.
+        let mut p = [_mm256_setzero_si256(); 8];
+        for (k, pk) in p.iter_mut().enumerate() {
+            if FULL || k < n {
+                *pk = dot32::<T, V>(unpack32::<T, V>(b.add(k * bb)), a.add(qs_at + QK * k));
+            }
         }
+        let mut sumi = sum8(p);
+        if let Some(shift) = off32(T, V) {
+            sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(lanes::<FULL>(a, sum_at, n), _mm_cvtsi32_si128(shift)));
+        }
+        let d = _mm256_mul_ps(f16x8(b, bb, 0, n), _mm256_castsi256_ps(lanes::<FULL>(a, d_at, n)));
+        let acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        if !matches!(wt_of(T), WeightType::Q4_1 | WeightType::Q5_1) {
+            return (acc, accm);
+        }
+        let s = _mm256_castsi256_ps(lanes::<FULL>(a, s_at, n));
+        (acc, _mm256_fmadd_ps(f16x8(b, bb, 2, n), s, accm))
     }
-    let mut sumi = sum8(p);
-    if let Some(shift) = off32(T, V) {
-        sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(lanes::<FULL>(a, sum_at, n), _mm_cvtsi32_si128(shift)));
-    }
-    let d = _mm256_mul_ps(f16x8(b, bb, 0, n), _mm256_castsi256_ps(lanes::<FULL>(a, d_at, n)));
-    let acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
-    if !matches!(wt_of(T), WeightType::Q4_1 | WeightType::Q5_1) {
-        return (acc, accm);
-    }
-    let s = _mm256_castsi256_ps(lanes::<FULL>(a, s_at, n));
-    (acc, _mm256_fmadd_ps(f16x8(b, bb, 2, n), s, accm))
 }
 
 /// The dot product of one row of a K-quant with a token's activations `acts`: per super-block,
@@ -376,63 +430,69 @@ unsafe fn group32<const T: u8, const V: bool, const FULL: bool>(
 /// accumulators.
 #[inline(always)]
 unsafe fn row_k<const T: u8, const V: bool>(row: *const u8, acts: *const u8, blocks: usize) -> f32 {
-    let bb = wt_of(T).block_bytes();
-    let zero = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    let (mut even, mut odd) = (zero, zero);
-    // Super-block `i`'s terms added into `acc`.
-    macro_rules! term {
-        ($i:expr, $acc:expr) => {
-            match wt_of(T) {
-                WeightType::Q4_K | WeightType::Q5_K => {
-                    term_q45k::<T, V>(row.add($i * bb), acts.add($i * AK_BYTES), $acc)
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let bb = wt_of(T).block_bytes();
+        let zero = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut even, mut odd) = (zero, zero);
+        // Super-block `i`'s terms added into `acc`.
+        macro_rules! term {
+            ($i:expr, $acc:expr) => {
+                match wt_of(T) {
+                    WeightType::Q4_K | WeightType::Q5_K => {
+                        term_q45k::<T, V>(row.add($i * bb), acts.add($i * AK_BYTES), $acc)
+                    }
+                    _ => term_k16::<T>(row.add($i * bb), acts.add($i * AK_BYTES), $acc),
                 }
-                _ => term_k16::<T>(row.add($i * bb), acts.add($i * AK_BYTES), $acc),
-            }
-        };
+            };
+        }
+        for i in (0..blocks - blocks % 2).step_by(2) {
+            // SAFETY: the caller's contract, passed on.
+            even = term!(i, even);
+            odd = term!(i + 1, odd);
+        }
+        if blocks % 2 == 1 {
+            even = term!(blocks - 1, even);
+        }
+        hsum(_mm256_add_ps(even.0, odd.0)) - hsum(_mm256_add_ps(even.1, odd.1))
     }
-    for i in (0..blocks - blocks % 2).step_by(2) {
-        // SAFETY: the caller's contract, passed on.
-        even = term!(i, even);
-        odd = term!(i + 1, odd);
-    }
-    if blocks % 2 == 1 {
-        even = term!(blocks - 1, even);
-    }
-    hsum(_mm256_add_ps(even.0, odd.0)) - hsum(_mm256_add_ps(even.1, odd.1))
 }
 
 /// A K-quant super-block's quants (unsigned), group `g` (elements `32g .. 32g + 32`) in
 /// vector `g`.
 #[inline(always)]
 pub(crate) unsafe fn unpack_k<const T: u8>(b: *const u8) -> [__m256i; 8] {
-    let (nib, three, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3), _mm256_set1_epi8(1));
-    let mut q = [_mm256_setzero_si256(); 8];
-    // SAFETY (of the loads): the caller points `b` at a whole super-block of `T`.
-    for (g, qg) in q.iter_mut().enumerate() {
-        let (h, s) = (g / 4, g % 4);
-        *qg = match wt_of(T) {
-            WeightType::Q2_K => _mm256_and_si256(sh(ld(b, 16 + 32 * h), 2 * s), three),
-            WeightType::Q3_K => {
-                let low = _mm256_and_si256(sh(ld(b, 32 + 32 * h), 2 * s), three);
-                let high = _mm256_and_si256(sh(ld(b, 0), g), one);
-                _mm256_or_si256(low, _mm256_slli_epi16(high, 2))
-            }
-            WeightType::Q4_K => _mm256_and_si256(sh(ld(b, 16 + 32 * (g / 2)), 4 * (g % 2)), nib),
-            WeightType::Q5_K => {
-                // Bit g of each high-bit byte is this sub-block's fifth bit.
-                let low = _mm256_and_si256(sh(ld(b, 48 + 32 * (g / 2)), 4 * (g % 2)), nib);
-                let high = _mm256_and_si256(sh(ld(b, 16), g), one);
-                _mm256_or_si256(low, _mm256_slli_epi16(high, 4))
-            }
-            WeightType::Q6_K => {
-                let low = _mm256_and_si256(sh(ld(b, 64 * h + 32 * (s % 2)), 4 * (s / 2)), nib);
-                let high = _mm256_and_si256(sh(ld(b, 128 + 32 * h), 2 * s), three);
-                _mm256_or_si256(low, _mm256_slli_epi16(high, 4))
-            }
-            _ => unreachable!(),
-        };
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (nib, three, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3), _mm256_set1_epi8(1));
+        let mut q = [_mm256_setzero_si256(); 8];
+        // SAFETY (of the loads): the caller points `b` at a whole super-block of `T`.
+        for (g, qg) in q.iter_mut().enumerate() {
+            let (h, s) = (g / 4, g % 4);
+            *qg = match wt_of(T) {
+                WeightType::Q2_K => _mm256_and_si256(sh(ld(b, 16 + 32 * h), 2 * s), three),
+                WeightType::Q3_K => {
+                    let low = _mm256_and_si256(sh(ld(b, 32 + 32 * h), 2 * s), three);
+                    let high = _mm256_and_si256(sh(ld(b, 0), g), one);
+                    _mm256_or_si256(low, _mm256_slli_epi16(high, 2))
+                }
+                WeightType::Q4_K => _mm256_and_si256(sh(ld(b, 16 + 32 * (g / 2)), 4 * (g % 2)), nib),
+                WeightType::Q5_K => {
+                    // Bit g of each high-bit byte is this sub-block's fifth bit.
+                    let low = _mm256_and_si256(sh(ld(b, 48 + 32 * (g / 2)), 4 * (g % 2)), nib);
+                    let high = _mm256_and_si256(sh(ld(b, 16), g), one);
+                    _mm256_or_si256(low, _mm256_slli_epi16(high, 4))
+                }
+                WeightType::Q6_K => {
+                    let low = _mm256_and_si256(sh(ld(b, 64 * h + 32 * (s % 2)), 4 * (s / 2)), nib);
+                    let high = _mm256_and_si256(sh(ld(b, 128 + 32 * h), 2 * s), three);
+                    _mm256_or_si256(low, _mm256_slli_epi16(high, 4))
+                }
+                _ => unreachable!(),
+            };
+        }
+        q
     }
-    q
 }
 
 /// The sixteen scales of a `Q2_K`/`Q3_K`/`Q6_K` super-block as bytes (signed for Q3_K/Q6_K),
@@ -440,31 +500,34 @@ pub(crate) unsafe fn unpack_k<const T: u8>(b: *const u8) -> [__m256i; 8] {
 /// times the scales, the offsets of Q3_K and Q6_K).
 #[inline(always)]
 pub(crate) unsafe fn scales_k16<const T: u8>(b: *const u8) -> (__m128i, __m256i) {
-    let nib16 = _mm_set1_epi8(0x0F);
-    // SAFETY (of the loads): the caller points `b` at a whole super-block of `T`.
-    match wt_of(T) {
-        WeightType::Q2_K => {
-            let raw = _mm_loadu_si128(b as *const __m128i);
-            (_mm_and_si128(raw, nib16), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), nib16)))
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let nib16 = _mm_set1_epi8(0x0F);
+        // SAFETY (of the loads): the caller points `b` at a whole super-block of `T`.
+        match wt_of(T) {
+            WeightType::Q2_K => {
+                let raw = _mm_loadu_si128(b as *const __m128i);
+                (_mm_and_si128(raw, nib16), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), nib16)))
+            }
+            WeightType::Q3_K => {
+                let word = |at: usize| (b.add(96 + at) as *const u32).read_unaligned();
+                let (w0, w1, w2) = (word(0), word(4), word(8));
+                let (lo, hi) = (0x0f0f_0f0f, 0x0303_0303);
+                let sc = _mm_setr_epi32(
+                    ((w0 & lo) | (w2 & hi) << 4) as i32,
+                    ((w1 & lo) | ((w2 >> 2) & hi) << 4) as i32,
+                    (((w0 >> 4) & lo) | ((w2 >> 4) & hi) << 4) as i32,
+                    (((w1 >> 4) & lo) | ((w2 >> 6) & hi) << 4) as i32,
+                );
+                let sc = _mm_sub_epi8(sc, _mm_set1_epi8(32));
+                (sc, _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 2))
+            }
+            WeightType::Q6_K => {
+                let sc = _mm_loadu_si128(b.add(192) as *const __m128i);
+                (sc, _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 5))
+            }
+            _ => unreachable!(),
         }
-        WeightType::Q3_K => {
-            let word = |at: usize| (b.add(96 + at) as *const u32).read_unaligned();
-            let (w0, w1, w2) = (word(0), word(4), word(8));
-            let (lo, hi) = (0x0f0f_0f0f, 0x0303_0303);
-            let sc = _mm_setr_epi32(
-                ((w0 & lo) | (w2 & hi) << 4) as i32,
-                ((w1 & lo) | ((w2 >> 2) & hi) << 4) as i32,
-                (((w0 >> 4) & lo) | ((w2 >> 4) & hi) << 4) as i32,
-                (((w1 >> 4) & lo) | ((w2 >> 6) & hi) << 4) as i32,
-            );
-            let sc = _mm_sub_epi8(sc, _mm_set1_epi8(32));
-            (sc, _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 2))
-        }
-        WeightType::Q6_K => {
-            let sc = _mm_loadu_si128(b.add(192) as *const __m128i);
-            (sc, _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 5))
-        }
-        _ => unreachable!(),
     }
 }
 
@@ -472,14 +535,17 @@ pub(crate) unsafe fn scales_k16<const T: u8>(b: *const u8) -> (__m128i, __m256i)
 /// words each: `(scales, minimums)`.
 #[inline(always)]
 pub(crate) unsafe fn scales_k8(b: *const u8) -> ([u32; 2], [u32; 2]) {
-    // SAFETY: the caller points `b` at a whole super-block.
-    let word = |at: usize| (b.add(at) as *const u32).read_unaligned();
-    let (w0, w1, w2) = (word(4), word(8), word(12));
-    // Bytes j = 0..4 of the first word, j = 4..8 of the second: sub-block j's scale (minimum).
-    let (sc_lo, mn_lo) = (w0 & 0x3f3f_3f3f, w1 & 0x3f3f_3f3f);
-    let sc_hi = (w2 & 0x0f0f_0f0f) | ((w0 >> 6) & 0x0303_0303) << 4;
-    let mn_hi = ((w2 >> 4) & 0x0f0f_0f0f) | ((w1 >> 6) & 0x0303_0303) << 4;
-    ([sc_lo, sc_hi], [mn_lo, mn_hi])
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        // SAFETY: the caller points `b` at a whole super-block.
+        let word = |at: usize| (b.add(at) as *const u32).read_unaligned();
+        let (w0, w1, w2) = (word(4), word(8), word(12));
+        // Bytes j = 0..4 of the first word, j = 4..8 of the second: sub-block j's scale (minimum).
+        let (sc_lo, mn_lo) = (w0 & 0x3f3f_3f3f, w1 & 0x3f3f_3f3f);
+        let sc_hi = (w2 & 0x0f0f_0f0f) | ((w0 >> 6) & 0x0303_0303) << 4;
+        let mn_hi = ((w2 >> 4) & 0x0f0f_0f0f) | ((w1 >> 6) & 0x0303_0303) << 4;
+        ([sc_lo, sc_hi], [mn_lo, mn_hi])
+    }
 }
 
 /// One super-block's terms of [`row_k`] for the types with sixteen sub-blocks (`Q2_K`, `Q3_K`,
@@ -489,30 +555,33 @@ pub(crate) unsafe fn scales_k8(b: *const u8) -> ([u32; 2], [u32; 2]) {
 /// 32 times the scale) against the activations' sums of 16.
 #[inline(always)]
 unsafe fn term_k16<const T: u8>(b: *const u8, a: *const u8, (acc, accm): (__m256, __m256)) -> (__m256, __m256) {
-    let (d_at, dmin_at) = k_factors(wt_of(T));
-    // SAFETY (of every access below): the caller points `b` at a whole super-block of `T` and
-    // `a` at its activation block.
-    let (sc, m) = scales_k16::<T>(b);
-    let q = unpack_k::<T>(b);
-    let mut isum = _mm256_setzero_si256();
-    for (g, qg) in q.iter().enumerate() {
-        // i16 lanes 0..8 hold elements 0..16 (sub-block 2g), lanes 8..16 sub-block 2g + 1:
-        // weighted by their scales.
-        let (lo, hi) = (2 * g as i8, 2 * g as i8 + 1);
-        let pair = _mm_setr_epi8(lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi);
-        let scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, pair));
-        let p = _mm256_maddubs_epi16(*qg, ld(a, 4 + 32 * g));
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scales));
-    }
-    let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), m);
-    let yd = _mm256_set1_ps(f32_at(a));
-    let d = _mm256_mul_ps(f16_splat(b.add(d_at)), yd);
-    match dmin_at {
-        None => (_mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, msum)), acc), accm),
-        Some(at) => (
-            _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc),
-            _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(b.add(at)), yd), _mm256_cvtepi32_ps(msum), accm),
-        ),
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (d_at, dmin_at) = k_factors(wt_of(T));
+        // SAFETY (of every access below): the caller points `b` at a whole super-block of `T` and
+        // `a` at its activation block.
+        let (sc, m) = scales_k16::<T>(b);
+        let q = unpack_k::<T>(b);
+        let mut isum = _mm256_setzero_si256();
+        for (g, qg) in q.iter().enumerate() {
+            // i16 lanes 0..8 hold elements 0..16 (sub-block 2g), lanes 8..16 sub-block 2g + 1:
+            // weighted by their scales.
+            let (lo, hi) = (2 * g as i8, 2 * g as i8 + 1);
+            let pair = _mm_setr_epi8(lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi);
+            let scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, pair));
+            let p = _mm256_maddubs_epi16(*qg, ld(a, 4 + 32 * g));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scales));
+        }
+        let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), m);
+        let yd = _mm256_set1_ps(f32_at(a));
+        let d = _mm256_mul_ps(f16_splat(b.add(d_at)), yd);
+        match dmin_at {
+            None => (_mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, msum)), acc), accm),
+            Some(at) => (
+                _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc),
+                _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(b.add(at)), yd), _mm256_cvtepi32_ps(msum), accm),
+            ),
+        }
     }
 }
 
@@ -527,39 +596,45 @@ unsafe fn term_q45k<const T: u8, const V: bool>(
     a: *const u8,
     (acc, accm): (__m256, __m256),
 ) -> (__m256, __m256) {
-    // SAFETY (of every access): the caller points `b` at a whole super-block of `T` and `a` at
-    // its activation block.
-    let ([sc_lo, sc_hi], [mn_lo, mn_hi]) = scales_k8(b);
-    let scales = _mm256_cvtepu8_epi32(_mm_setr_epi32(sc_lo as i32, sc_hi as i32, 0, 0));
-    let mins = _mm_setr_epi32(mn_lo as i32, mn_hi as i32, 0, 0);
-    // Each minimum twice (for its two sums of 16), as i16.
-    let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
-    let q = unpack_k::<T>(b);
-    let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), mins);
-    #[cfg(runllama_avx512)]
-    let isum = if V {
-        // Each group's byte products in i16 pairs, then `vpdpwssd` against its scale (as an
-        // i16 pair, broadcast): the weighted sum lands in one vector without a tree or a shuffle.
-        let mut pairs = [0i32; 8];
-        _mm256_storeu_si256(pairs.as_mut_ptr() as *mut __m256i, _mm256_or_si256(scales, _mm256_slli_epi32(scales, 16)));
-        // Two chains (even and odd groups), so that the accumulations overlap.
-        let mut isum = [_mm256_setzero_si256(); 2];
-        for (g, qg) in q.iter().enumerate() {
-            let p = _mm256_maddubs_epi16(*qg, ld(a, 4 + 32 * g));
-            // SAFETY: `V` is only set in functions compiled for AVX-512 VNNI and VL.
-            isum[g % 2] = _mm256_dpwssd_epi32(isum[g % 2], p, _mm256_set1_epi32(pairs[g]));
-        }
-        _mm256_add_epi32(isum[0], isum[1])
-    } else {
-        sum_k8::<V>(&q, a, scales)
-    };
-    #[cfg(not(runllama_avx512))]
-    let isum = sum_k8::<V>(&q, a, scales);
-    let yd = _mm256_set1_ps(f32_at(a));
-    (
-        _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(b), yd), _mm256_cvtepi32_ps(isum), acc),
-        _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(b.add(2)), yd), _mm256_cvtepi32_ps(msum), accm),
-    )
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        // SAFETY (of every access): the caller points `b` at a whole super-block of `T` and `a` at
+        // its activation block.
+        let ([sc_lo, sc_hi], [mn_lo, mn_hi]) = scales_k8(b);
+        let scales = _mm256_cvtepu8_epi32(_mm_setr_epi32(sc_lo as i32, sc_hi as i32, 0, 0));
+        let mins = _mm_setr_epi32(mn_lo as i32, mn_hi as i32, 0, 0);
+        // Each minimum twice (for its two sums of 16), as i16.
+        let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
+        let q = unpack_k::<T>(b);
+        let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), mins);
+        #[cfg(runllama_avx512)]
+        let isum = if V {
+            // Each group's byte products in i16 pairs, then `vpdpwssd` against its scale (as an
+            // i16 pair, broadcast): the weighted sum lands in one vector without a tree or a shuffle.
+            let mut pairs = [0i32; 8];
+            _mm256_storeu_si256(
+                pairs.as_mut_ptr() as *mut __m256i,
+                _mm256_or_si256(scales, _mm256_slli_epi32(scales, 16)),
+            );
+            // Two chains (even and odd groups), so that the accumulations overlap.
+            let mut isum = [_mm256_setzero_si256(); 2];
+            for (g, qg) in q.iter().enumerate() {
+                let p = _mm256_maddubs_epi16(*qg, ld(a, 4 + 32 * g));
+                // SAFETY: `V` is only set in functions compiled for AVX-512 VNNI and VL.
+                isum[g % 2] = _mm256_dpwssd_epi32(isum[g % 2], p, _mm256_set1_epi32(pairs[g]));
+            }
+            _mm256_add_epi32(isum[0], isum[1])
+        } else {
+            sum_k8::<V>(&q, a, scales)
+        };
+        #[cfg(not(runllama_avx512))]
+        let isum = sum_k8::<V>(&q, a, scales);
+        let yd = _mm256_set1_ps(f32_at(a));
+        (
+            _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(b), yd), _mm256_cvtepi32_ps(isum), acc),
+            _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(b.add(2)), yd), _mm256_cvtepi32_ps(msum), accm),
+        )
+    }
 }
 
 /// `Σ_g scale_g × Σ (quants × activations of group g)` for a `Q4_K`/`Q5_K` super-block's
@@ -567,10 +642,13 @@ unsafe fn term_q45k<const T: u8, const V: bool>(
 /// tree of adds), times the scales.
 #[inline(always)]
 unsafe fn sum_k8<const V: bool>(q: &[__m256i; 8], a: *const u8, scales: __m256i) -> __m256i {
-    let mut p = [_mm256_setzero_si256(); 8];
-    for (g, pg) in p.iter_mut().enumerate() {
-        // SAFETY: the caller points `a` at a super-block's activations.
-        *pg = dot_us::<V>(q[g], ld(a, 4 + 32 * g));
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let mut p = [_mm256_setzero_si256(); 8];
+        for (g, pg) in p.iter_mut().enumerate() {
+            // SAFETY: the caller points `a` at a super-block's activations.
+            *pg = dot_us::<V>(q[g], ld(a, 4 + 32 * g));
+        }
+        _mm256_mullo_epi32(sum8(p), scales)
     }
-    _mm256_mullo_epi32(sum8(p), scales)
 }

@@ -133,89 +133,96 @@ const fn sub_elems(wt: WeightType) -> usize {
 /// what they held: their results are not stored).
 #[inline(always)]
 unsafe fn unpack<const T: u8>(rows: *const u8, rb: usize, nr: usize, u: usize, unit: &mut Unit) {
-    let wt = wt_of(T);
-    for r in 0..nr {
-        // SAFETY (of every access): the caller points `rows` at `nr` rows holding unit `u`.
-        let b = rows.add(r * rb + u * wt.block_bytes());
-        // The sums of each 8 quants of group g (before their offset), in u64 lanes.
-        let mut sums8 = [[0u64; 4]; 8];
-        let off = quant_offset(wt);
-        for (g, v) in unpack_k::<T>(b).iter().enumerate() {
-            let q = _mm256_sub_epi8(*v, _mm256_set1_epi8(off as i8));
-            _mm256_store_si256(unit.q[r].as_mut_ptr().add(32 * g) as *mut __m256i, q);
-            _mm256_storeu_si256(sums8[g].as_mut_ptr() as *mut __m256i, _mm256_sad_epu8(*v, _mm256_setzero_si256()));
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let wt = wt_of(T);
+        for r in 0..nr {
+            // SAFETY (of every access): the caller points `rows` at `nr` rows holding unit `u`.
+            let b = rows.add(r * rb + u * wt.block_bytes());
+            // The sums of each 8 quants of group g (before their offset), in u64 lanes.
+            let mut sums8 = [[0u64; 4]; 8];
+            let off = quant_offset(wt);
+            for (g, v) in unpack_k::<T>(b).iter().enumerate() {
+                let q = _mm256_sub_epi8(*v, _mm256_set1_epi8(off as i8));
+                _mm256_store_si256(unit.q[r].as_mut_ptr().add(32 * g) as *mut __m256i, q);
+                _mm256_storeu_si256(sums8[g].as_mut_ptr() as *mut __m256i, _mm256_sad_epu8(*v, _mm256_setzero_si256()));
+            }
+            let m16 = if matches!(wt, WeightType::Q4_K | WeightType::Q5_K) {
+                let (sc, mn) = scales_k8(b);
+                let sc8 = _mm_cvtsi64_si128((sc[0] as u64 | (sc[1] as u64) << 32) as i64);
+                _mm256_store_si256(unit.sc[r].as_mut_ptr() as *mut __m256i, _mm256_cvtepu8_epi32(sc8));
+                let mn8 = _mm_cvtsi64_si128((mn[0] as u64 | (mn[1] as u64) << 32) as i64);
+                _mm256_zextsi128_si256(_mm_cvtepu8_epi16(mn8))
+            } else {
+                let (sc, m) = scales_k16::<T>(b);
+                let sc32 =
+                    if matches!(wt, WeightType::Q2_K) { _mm512_cvtepu8_epi32(sc) } else { _mm512_cvtepi8_epi32(sc) };
+                _mm512_store_si512(unit.sc[r].as_mut_ptr() as *mut __m512i, sc32);
+                m
+            };
+            if has_min(wt) {
+                _mm256_store_si256(unit.m[r].as_mut_ptr() as *mut __m256i, m16);
+            }
+            let sub = sub_elems(wt);
+            let mut offset = 0;
+            for (s, &sc) in unit.sc[r][..QK_K / sub].iter().enumerate() {
+                let (g, i) = (s * sub / 32, s * sub % 32 / 8);
+                let sum = sums8[g][i..i + sub / 8].iter().sum::<u64>() as i32 - off * sub as i32;
+                offset += sc * sum;
+            }
+            unit.offset[r] = 128 * offset;
+            let (d_at, dmin_at) = k_factors(wt);
+            unit.d[r] = f16_at(b.add(d_at));
+            unit.dmin[r] = dmin_at.map_or(0.0, |at| f16_at(b.add(at)));
         }
-        let m16 = if matches!(wt, WeightType::Q4_K | WeightType::Q5_K) {
-            let (sc, mn) = scales_k8(b);
-            let sc8 = _mm_cvtsi64_si128((sc[0] as u64 | (sc[1] as u64) << 32) as i64);
-            _mm256_store_si256(unit.sc[r].as_mut_ptr() as *mut __m256i, _mm256_cvtepu8_epi32(sc8));
-            let mn8 = _mm_cvtsi64_si128((mn[0] as u64 | (mn[1] as u64) << 32) as i64);
-            _mm256_zextsi128_si256(_mm_cvtepu8_epi16(mn8))
-        } else {
-            let (sc, m) = scales_k16::<T>(b);
-            let sc32 = if matches!(wt, WeightType::Q2_K) { _mm512_cvtepu8_epi32(sc) } else { _mm512_cvtepi8_epi32(sc) };
-            _mm512_store_si512(unit.sc[r].as_mut_ptr() as *mut __m512i, sc32);
-            m
-        };
-        if has_min(wt) {
-            _mm256_store_si256(unit.m[r].as_mut_ptr() as *mut __m256i, m16);
-        }
-        let sub = sub_elems(wt);
-        let mut offset = 0;
-        for (s, &sc) in unit.sc[r][..QK_K / sub].iter().enumerate() {
-            let (g, i) = (s * sub / 32, s * sub % 32 / 8);
-            let sum = sums8[g][i..i + sub / 8].iter().sum::<u64>() as i32 - off * sub as i32;
-            offset += sc * sum;
-        }
-        unit.offset[r] = 128 * offset;
-        let (d_at, dmin_at) = k_factors(wt);
-        unit.d[r] = f16_at(b.add(d_at));
-        unit.dmin[r] = dmin_at.map_or(0.0, |at| f16_at(b.add(at)));
     }
 }
 
 /// The 8 rows' terms of `unit` for the panel unit at `a`, added to `acc[r]` (16 token lanes).
 #[inline(always)]
 unsafe fn terms<const T: u8>(unit: &Unit, a: *const u8, acc: &mut [__m512; ROWS]) {
-    let wt = wt_of(T);
-    let sub = sub_elems(wt);
-    let zero = _mm512_setzero_si512();
-    let mut s1 = [zero; ROWS];
-    // SAFETY (of every access): the caller points `a` at a whole panel unit.
-    for s in 0..QK_K / sub {
-        let mut raw = [zero; ROWS];
-        for k in s * sub / 4..(s + 1) * sub / 4 {
-            let y = _mm512_loadu_si512(a.add(64 * k) as *const __m512i);
-            for (r, acc) in raw.iter_mut().enumerate() {
-                // The weights' quants (below 128) as the signed operand: a broadcast load
-                // within the instruction.
-                let w = (unit.q[r].as_ptr().add(4 * k) as *const i32).read();
-                *acc = _mm512_dpbusd_epi32(*acc, y, _mm512_set1_epi32(w));
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let wt = wt_of(T);
+        let sub = sub_elems(wt);
+        let zero = _mm512_setzero_si512();
+        let mut s1 = [zero; ROWS];
+        // SAFETY (of every access): the caller points `a` at a whole panel unit.
+        for s in 0..QK_K / sub {
+            let mut raw = [zero; ROWS];
+            for k in s * sub / 4..(s + 1) * sub / 4 {
+                let y = _mm512_loadu_si512(a.add(64 * k) as *const __m512i);
+                for (r, acc) in raw.iter_mut().enumerate() {
+                    // The weights' quants (below 128) as the signed operand: a broadcast load
+                    // within the instruction.
+                    let w = (unit.q[r].as_ptr().add(4 * k) as *const i32).read();
+                    *acc = _mm512_dpbusd_epi32(*acc, y, _mm512_set1_epi32(w));
+                }
+            }
+            for (r, s1) in s1.iter_mut().enumerate() {
+                *s1 = _mm512_add_epi32(*s1, _mm512_mullo_epi32(raw[r], _mm512_set1_epi32(unit.sc[r][s])));
             }
         }
-        for (r, s1) in s1.iter_mut().enumerate() {
-            *s1 = _mm512_add_epi32(*s1, _mm512_mullo_epi32(raw[r], _mm512_set1_epi32(unit.sc[r][s])));
+        for (s1, &o) in s1.iter_mut().zip(&unit.offset) {
+            *s1 = _mm512_sub_epi32(*s1, _mm512_set1_epi32(o));
         }
-    }
-    for (s1, &o) in s1.iter_mut().zip(&unit.offset) {
-        *s1 = _mm512_sub_epi32(*s1, _mm512_set1_epi32(o));
-    }
-    let mut ms = [zero; ROWS];
-    if has_min(wt) {
-        for i in 0..sum_pairs(wt) {
-            let sums = _mm512_loadu_si512(a.add(SUMS_AT + 64 * i) as *const __m512i);
-            for (r, ms) in ms.iter_mut().enumerate() {
-                *ms = _mm512_add_epi32(*ms, _mm512_madd_epi16(_mm512_set1_epi32(unit.m[r][i]), sums));
-            }
-        }
-    }
-    let yd = _mm512_loadu_ps(a.add(D_AT) as *const f32);
-    for r in 0..ROWS {
-        let mut term = _mm512_mul_ps(_mm512_set1_ps(unit.d[r]), _mm512_cvtepi32_ps(s1[r]));
+        let mut ms = [zero; ROWS];
         if has_min(wt) {
-            term = _mm512_fnmadd_ps(_mm512_set1_ps(unit.dmin[r]), _mm512_cvtepi32_ps(ms[r]), term);
+            for i in 0..sum_pairs(wt) {
+                let sums = _mm512_loadu_si512(a.add(SUMS_AT + 64 * i) as *const __m512i);
+                for (r, ms) in ms.iter_mut().enumerate() {
+                    *ms = _mm512_add_epi32(*ms, _mm512_madd_epi16(_mm512_set1_epi32(unit.m[r][i]), sums));
+                }
+            }
         }
-        acc[r] = _mm512_fmadd_ps(term, yd, acc[r]);
+        let yd = _mm512_loadu_ps(a.add(D_AT) as *const f32);
+        for r in 0..ROWS {
+            let mut term = _mm512_mul_ps(_mm512_set1_ps(unit.d[r]), _mm512_cvtepi32_ps(s1[r]));
+            if has_min(wt) {
+                term = _mm512_fnmadd_ps(_mm512_set1_ps(unit.dmin[r]), _mm512_cvtepi32_ps(ms[r]), term);
+            }
+            acc[r] = _mm512_fmadd_ps(term, yd, acc[r]);
+        }
     }
 }
 
@@ -237,42 +244,45 @@ unsafe fn products_of<const T: u8>(
     n: usize,
     out: &mut [f32],
 ) {
-    let bb = wt_of(T).block_bytes();
-    let rb = blocks * bb;
-    let n_panels = n.div_ceil(LANES);
-    // The tile's sums, panel by panel (at most 16 panels per pass: 256 tokens).
-    const MAX_PANELS: usize = 16;
-    let mut acc = [[_mm512_setzero_ps(); ROWS]; MAX_PANELS];
-    // SAFETY: all-zero bytes are a valid `Unit`.
-    let mut unit: Unit = core::mem::zeroed();
-    for r0 in (0..rows).step_by(ROWS) {
-        let nr = ROWS.min(rows - r0);
-        for p0 in (0..n_panels).step_by(MAX_PANELS) {
-            let np = MAX_PANELS.min(n_panels - p0);
-            for a in &mut acc[..np] {
-                *a = [_mm512_setzero_ps(); ROWS];
-            }
-            for u in 0..blocks {
-                // SAFETY: the caller's contract: rows `r0 .. r0 + nr` hold every unit.
-                unpack::<T>(w.add(r0 * rb), rb, nr, u, &mut unit);
-                if u + 1 < blocks {
-                    // The next unit's bytes, while this one's panels run (their first loads
-                    // missed the caches: 8 % of a Q6_K product at one instruction).
-                    prefetch_unit(w.add(r0 * rb + (u + 1) * bb), rb, nr, bb);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let bb = wt_of(T).block_bytes();
+        let rb = blocks * bb;
+        let n_panels = n.div_ceil(LANES);
+        // The tile's sums, panel by panel (at most 16 panels per pass: 256 tokens).
+        const MAX_PANELS: usize = 16;
+        let mut acc = [[_mm512_setzero_ps(); ROWS]; MAX_PANELS];
+        // SAFETY: all-zero bytes are a valid `Unit`.
+        let mut unit: Unit = core::mem::zeroed();
+        for r0 in (0..rows).step_by(ROWS) {
+            let nr = ROWS.min(rows - r0);
+            for p0 in (0..n_panels).step_by(MAX_PANELS) {
+                let np = MAX_PANELS.min(n_panels - p0);
+                for a in &mut acc[..np] {
+                    *a = [_mm512_setzero_ps(); ROWS];
                 }
-                for (p, a) in acc[..np].iter_mut().enumerate() {
-                    terms::<T>(&unit, panels.add((p0 + p) * panel_bytes + u * UNIT_BYTES), a);
+                for u in 0..blocks {
+                    // SAFETY: the caller's contract: rows `r0 .. r0 + nr` hold every unit.
+                    unpack::<T>(w.add(r0 * rb), rb, nr, u, &mut unit);
+                    if u + 1 < blocks {
+                        // The next unit's bytes, while this one's panels run (their first loads
+                        // missed the caches: 8 % of a Q6_K product at one instruction).
+                        prefetch_unit(w.add(r0 * rb + (u + 1) * bb), rb, nr, bb);
+                    }
+                    for (p, a) in acc[..np].iter_mut().enumerate() {
+                        terms::<T>(&unit, panels.add((p0 + p) * panel_bytes + u * UNIT_BYTES), a);
+                    }
                 }
-            }
-            for (p, a) in acc[..np].iter().enumerate() {
-                let mut lanes = [[0f32; LANES]; ROWS];
-                for (l, v) in lanes.iter_mut().zip(a) {
-                    _mm512_storeu_ps(l.as_mut_ptr(), *v);
-                }
-                let first = (p0 + p) * LANES;
-                for j in 0..LANES.min(n - first) {
-                    for (o, l) in out[(first + j) * rows + r0..][..nr].iter_mut().zip(&lanes) {
-                        *o = l[j];
+                for (p, a) in acc[..np].iter().enumerate() {
+                    let mut lanes = [[0f32; LANES]; ROWS];
+                    for (l, v) in lanes.iter_mut().zip(a) {
+                        _mm512_storeu_ps(l.as_mut_ptr(), *v);
+                    }
+                    let first = (p0 + p) * LANES;
+                    for j in 0..LANES.min(n - first) {
+                        for (o, l) in out[(first + j) * rows + r0..][..nr].iter_mut().zip(&lanes) {
+                            *o = l[j];
+                        }
                     }
                 }
             }
@@ -294,20 +304,23 @@ pub(crate) unsafe fn products(
     n: usize,
     out: &mut [f32],
 ) {
-    const Q2_K: u8 = WeightType::Q2_K as u8;
-    const Q3_K: u8 = WeightType::Q3_K as u8;
-    const Q4_K: u8 = WeightType::Q4_K as u8;
-    const Q5_K: u8 = WeightType::Q5_K as u8;
-    const Q6_K: u8 = WeightType::Q6_K as u8;
-    let blocks = w.len() / rows.max(1) / wt.block_bytes();
-    let w = w.as_ptr();
-    // SAFETY (of each call): the caller's contract.
-    match wt {
-        WeightType::Q2_K => products_of::<Q2_K>(w, rows, blocks, panels, panel_bytes, n, out),
-        WeightType::Q3_K => products_of::<Q3_K>(w, rows, blocks, panels, panel_bytes, n, out),
-        WeightType::Q4_K => products_of::<Q4_K>(w, rows, blocks, panels, panel_bytes, n, out),
-        WeightType::Q5_K => products_of::<Q5_K>(w, rows, blocks, panels, panel_bytes, n, out),
-        WeightType::Q6_K => products_of::<Q6_K>(w, rows, blocks, panels, panel_bytes, n, out),
-        _ => unreachable!("not a K-quant: {wt:?}"),
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        const Q2_K: u8 = WeightType::Q2_K as u8;
+        const Q3_K: u8 = WeightType::Q3_K as u8;
+        const Q4_K: u8 = WeightType::Q4_K as u8;
+        const Q5_K: u8 = WeightType::Q5_K as u8;
+        const Q6_K: u8 = WeightType::Q6_K as u8;
+        let blocks = w.len() / rows.max(1) / wt.block_bytes();
+        let w = w.as_ptr();
+        // SAFETY (of each call): the caller's contract.
+        match wt {
+            WeightType::Q2_K => products_of::<Q2_K>(w, rows, blocks, panels, panel_bytes, n, out),
+            WeightType::Q3_K => products_of::<Q3_K>(w, rows, blocks, panels, panel_bytes, n, out),
+            WeightType::Q4_K => products_of::<Q4_K>(w, rows, blocks, panels, panel_bytes, n, out),
+            WeightType::Q5_K => products_of::<Q5_K>(w, rows, blocks, panels, panel_bytes, n, out),
+            WeightType::Q6_K => products_of::<Q6_K>(w, rows, blocks, panels, panel_bytes, n, out),
+            _ => unreachable!("not a K-quant: {wt:?}"),
+        }
     }
 }

@@ -86,28 +86,31 @@ macro_rules! simd_kernels {
             out: *mut f32,
             ostride: usize,
         ) {
-            let sz = wsize(WT);
-            let mut acc = [zero(); R];
-            let full = cols / L;
-            for c in 0..full {
-                let xv = ldx(x.add(c * L));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let p = w.add(r * stride + c * L * sz);
-                    if PFR {
-                        prefetch(p.wrapping_add(PF));
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let sz = wsize(WT);
+                let mut acc = [zero(); R];
+                let full = cols / L;
+                for c in 0..full {
+                    let xv = ldx(x.add(c * L));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let p = w.add(r * stride + c * L * sz);
+                        if PFR {
+                            prefetch(p.wrapping_add(PF));
+                        }
+                        *a = fma(ldw::<WT>(p), xv, *a);
                     }
-                    *a = fma(ldw::<WT>(p), xv, *a);
                 }
-            }
-            let rem = cols - full * L;
-            if rem > 0 {
-                let xv = ldx_tail(x.add(full * L), rem);
-                for (r, a) in acc.iter_mut().enumerate() {
-                    *a = fma(ldw_tail::<WT>(w.add(r * stride + full * L * sz), rem), xv, *a);
+                let rem = cols - full * L;
+                if rem > 0 {
+                    let xv = ldx_tail(x.add(full * L), rem);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        *a = fma(ldw_tail::<WT>(w.add(r * stride + full * L * sz), rem), xv, *a);
+                    }
                 }
-            }
-            for (r, a) in acc.iter().enumerate() {
-                *out.add(r * ostride) = hsum(*a);
+                for (r, a) in acc.iter().enumerate() {
+                    *out.add(r * ostride) = hsum(*a);
+                }
             }
         }
 
@@ -120,16 +123,19 @@ macro_rules! simd_kernels {
             out: *mut f32,
             rows: usize,
         ) {
-            let stride = cols * wsize(WT);
-            // Row i of each of G equal parts of the matrix: each of the G memory streams runs
-            // sequentially through its part instead of jumping at every group of G rows.
-            // (Results do not depend on the grouping: one accumulator per row.)
-            let q = rows / G;
-            for i in 0..q {
-                dot_rows::<WT, G, PFR>(w.add(i * stride), q * stride, x, cols, out.add(i), q);
-            }
-            for r in G * q..rows {
-                dot_rows::<WT, 1, PFR>(w.add(r * stride), stride, x, cols, out.add(r), 1);
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let stride = cols * wsize(WT);
+                // Row i of each of G equal parts of the matrix: each of the G memory streams runs
+                // sequentially through its part instead of jumping at every group of G rows.
+                // (Results do not depend on the grouping: one accumulator per row.)
+                let q = rows / G;
+                for i in 0..q {
+                    dot_rows::<WT, G, PFR>(w.add(i * stride), q * stride, x, cols, out.add(i), q);
+                }
+                for r in G * q..rows {
+                    dot_rows::<WT, 1, PFR>(w.add(r * stride), stride, x, cols, out.add(r), 1);
+                }
             }
         }
 
@@ -150,33 +156,36 @@ macro_rules! simd_kernels {
             cs: usize,
             first: bool,
         ) {
-            let mut a = [[zero(); NVT]; MR];
-            if !first {
-                for (r, ar) in a.iter_mut().enumerate() {
-                    for (v, acc) in ar.iter_mut().enumerate() {
-                        *acc = ldx(c.add(r * cs + v * L));
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let mut a = [[zero(); NVT]; MR];
+                if !first {
+                    for (r, ar) in a.iter_mut().enumerate() {
+                        for (v, acc) in ar.iter_mut().enumerate() {
+                            *acc = ldx(c.add(r * cs + v * L));
+                        }
                     }
                 }
-            }
-            let mut xrow: [*const f32; NVT] = [xp; NVT];
-            for (v, p) in xrow.iter_mut().enumerate() {
-                *p = xp.add((v / VP) * pstride + (v % VP) * L);
-            }
-            for k in 0..kc {
-                let mut xv = [zero(); NVT];
-                for (v, x) in xv.iter_mut().enumerate() {
-                    *x = ldx(xrow[v].add(k * PANEL));
+                let mut xrow: [*const f32; NVT] = [xp; NVT];
+                for (v, p) in xrow.iter_mut().enumerate() {
+                    *p = xp.add((v / VP) * pstride + (v % VP) * L);
                 }
-                for (r, ar) in a.iter_mut().enumerate() {
-                    let wv = bcast(wb.add(r * KC + k));
-                    for (v, acc) in ar.iter_mut().enumerate() {
-                        *acc = fma(wv, xv[v], *acc);
+                for k in 0..kc {
+                    let mut xv = [zero(); NVT];
+                    for (v, x) in xv.iter_mut().enumerate() {
+                        *x = ldx(xrow[v].add(k * PANEL));
+                    }
+                    for (r, ar) in a.iter_mut().enumerate() {
+                        let wv = bcast(wb.add(r * KC + k));
+                        for (v, acc) in ar.iter_mut().enumerate() {
+                            *acc = fma(wv, xv[v], *acc);
+                        }
                     }
                 }
-            }
-            for (r, ar) in a.iter().enumerate() {
-                for (v, acc) in ar.iter().enumerate() {
-                    st(c.add(r * cs + v * L), *acc);
+                for (r, ar) in a.iter().enumerate() {
+                    for (v, acc) in ar.iter().enumerate() {
+                        st(c.add(r * cs + v * L), *acc);
+                    }
                 }
             }
         }
@@ -202,138 +211,153 @@ macro_rules! simd_kernels {
             n: usize,
             out: *mut f32,
         ) {
-            let sz = wsize(WT);
-            let row_bytes = cols * sz;
-            let pstride = crate::panel_stride(cols);
-            let panels = n.div_ceil(PANEL);
-            let mut wb = WBlock([0.0; RS * KC]);
-            let mut cb = CBlock([0.0; RS * TBP * PANEL]);
-            let (wbp, cbp) = (wb.0.as_mut_ptr(), cb.0.as_mut_ptr());
-            const CS: usize = TBP * PANEL;
-            let mut p0 = 0;
-            while p0 < panels {
-                let np = TBP.min(panels - p0);
-                let mut rs0 = 0;
-                while rs0 < rows {
-                    let rsn = RS.min(rows - rs0);
-                    let rsp = rsn.div_ceil(MR) * MR;
-                    let mut k0 = 0;
-                    while k0 < cols {
-                        let kc = KC.min(cols - k0);
-                        let (full, tail) = (kc / L, kc % L);
-                        for r in 0..rsp {
-                            let dst = wbp.add(r * KC);
-                            if r >= rsn {
-                                for c in 0..kc.div_ceil(L) {
-                                    st(dst.add(c * L), zero());
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let sz = wsize(WT);
+                let row_bytes = cols * sz;
+                let pstride = crate::panel_stride(cols);
+                let panels = n.div_ceil(PANEL);
+                let mut wb = WBlock([0.0; RS * KC]);
+                let mut cb = CBlock([0.0; RS * TBP * PANEL]);
+                let (wbp, cbp) = (wb.0.as_mut_ptr(), cb.0.as_mut_ptr());
+                const CS: usize = TBP * PANEL;
+                let mut p0 = 0;
+                while p0 < panels {
+                    let np = TBP.min(panels - p0);
+                    let mut rs0 = 0;
+                    while rs0 < rows {
+                        let rsn = RS.min(rows - rs0);
+                        let rsp = rsn.div_ceil(MR) * MR;
+                        let mut k0 = 0;
+                        while k0 < cols {
+                            let kc = KC.min(cols - k0);
+                            let (full, tail) = (kc / L, kc % L);
+                            for r in 0..rsp {
+                                let dst = wbp.add(r * KC);
+                                if r >= rsn {
+                                    for c in 0..kc.div_ceil(L) {
+                                        st(dst.add(c * L), zero());
+                                    }
+                                    continue;
                                 }
-                                continue;
-                            }
-                            let src = w.add((rs0 + r) * row_bytes + k0 * sz);
-                            for c in 0..full {
-                                // This row's next column block (the rows of a super-block are
-                                // RS interleaved short runs: help the hardware prefetcher).
-                                prefetch(src.wrapping_add((c * L + KC) * sz));
-                                st(dst.add(c * L), ldw::<WT>(src.add(c * L * sz)));
-                            }
-                            if tail > 0 {
-                                st(dst.add(full * L), ldw_tail::<WT>(src.add(full * L * sz), tail));
-                            }
-                        }
-                        let first = k0 == 0;
-                        let mut pj = 0;
-                        while pj < np {
-                            let nvt = (NV / VP).min(np - pj) * VP;
-                            let xt = xp.add((p0 + pj) * pstride + k0 * PANEL);
-                            let mut r0 = 0;
-                            while r0 < rsp {
-                                let (wt, c) = (wbp.add(r0 * KC), cbp.add(r0 * CS + pj * PANEL));
-                                match nvt {
-                                    1 => tile::<1>(wt, xt, pstride, kc, c, CS, first),
-                                    2 => tile::<2>(wt, xt, pstride, kc, c, CS, first),
-                                    3 => tile::<3>(wt, xt, pstride, kc, c, CS, first),
-                                    _ => tile::<NV>(wt, xt, pstride, kc, c, CS, first),
+                                let src = w.add((rs0 + r) * row_bytes + k0 * sz);
+                                for c in 0..full {
+                                    // This row's next column block (the rows of a super-block are
+                                    // RS interleaved short runs: help the hardware prefetcher).
+                                    prefetch(src.wrapping_add((c * L + KC) * sz));
+                                    st(dst.add(c * L), ldw::<WT>(src.add(c * L * sz)));
                                 }
-                                r0 += MR;
+                                if tail > 0 {
+                                    st(dst.add(full * L), ldw_tail::<WT>(src.add(full * L * sz), tail));
+                                }
                             }
-                            pj += NV / VP;
+                            let first = k0 == 0;
+                            let mut pj = 0;
+                            while pj < np {
+                                let nvt = (NV / VP).min(np - pj) * VP;
+                                let xt = xp.add((p0 + pj) * pstride + k0 * PANEL);
+                                let mut r0 = 0;
+                                while r0 < rsp {
+                                    let (wt, c) = (wbp.add(r0 * KC), cbp.add(r0 * CS + pj * PANEL));
+                                    match nvt {
+                                        1 => tile::<1>(wt, xt, pstride, kc, c, CS, first),
+                                        2 => tile::<2>(wt, xt, pstride, kc, c, CS, first),
+                                        3 => tile::<3>(wt, xt, pstride, kc, c, CS, first),
+                                        _ => tile::<NV>(wt, xt, pstride, kc, c, CS, first),
+                                    }
+                                    r0 += MR;
+                                }
+                                pj += NV / VP;
+                            }
+                            k0 += KC;
                         }
-                        k0 += KC;
-                    }
-                    let (t0, nt) = (p0 * PANEL, (np * PANEL).min(n - p0 * PANEL));
-                    for t in 0..nt {
-                        let o = out.add((t0 + t) * rows + rs0);
-                        for r in 0..rsn {
-                            *o.add(r) = *cbp.add(r * CS + t);
+                        let (t0, nt) = (p0 * PANEL, (np * PANEL).min(n - p0 * PANEL));
+                        for t in 0..nt {
+                            let o = out.add((t0 + t) * rows + rs0);
+                            for r in 0..rsn {
+                                *o.add(r) = *cbp.add(r * CS + t);
+                            }
                         }
+                        rs0 += RS;
                     }
-                    rs0 += RS;
+                    p0 += TBP;
                 }
-                p0 += TBP;
             }
         }
 
         #[target_feature(enable = $feat)]
         unsafe fn row_to_f32_t<const WT: u8>(row: *const u8, out: *mut f32, len: usize) {
-            let sz = wsize(WT);
-            let full = len / L;
-            for c in 0..full {
-                st(out.add(c * L), ldw::<WT>(row.add(c * L * sz)));
-            }
-            let rem = len - full * L;
-            if rem > 0 {
-                st_tail(out.add(full * L), ldw_tail::<WT>(row.add(full * L * sz), rem), rem);
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let sz = wsize(WT);
+                let full = len / L;
+                for c in 0..full {
+                    st(out.add(c * L), ldw::<WT>(row.add(c * L * sz)));
+                }
+                let rem = len - full * L;
+                if rem > 0 {
+                    st_tail(out.add(full * L), ldw_tail::<WT>(row.add(full * L * sz), rem), rem);
+                }
             }
         }
 
         /// `sum a[i]*b[i]`, four accumulators.
         #[target_feature(enable = $feat)]
         unsafe fn dot_ptr(a: *const f32, b: *const f32, len: usize) -> f32 {
-            let mut acc = [zero(); 4];
-            let mut i = 0;
-            while i + 4 * L <= len {
-                for (k, s) in acc.iter_mut().enumerate() {
-                    *s = fma(ldx(a.add(i + k * L)), ldx(b.add(i + k * L)), *s);
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let mut acc = [zero(); 4];
+                let mut i = 0;
+                while i + 4 * L <= len {
+                    for (k, s) in acc.iter_mut().enumerate() {
+                        *s = fma(ldx(a.add(i + k * L)), ldx(b.add(i + k * L)), *s);
+                    }
+                    i += 4 * L;
                 }
-                i += 4 * L;
+                while i + L <= len {
+                    acc[0] = fma(ldx(a.add(i)), ldx(b.add(i)), acc[0]);
+                    i += L;
+                }
+                if i < len {
+                    acc[1] = fma(ldx_tail(a.add(i), len - i), ldx_tail(b.add(i), len - i), acc[1]);
+                }
+                hsum(add(add(acc[0], acc[1]), add(acc[2], acc[3])))
             }
-            while i + L <= len {
-                acc[0] = fma(ldx(a.add(i)), ldx(b.add(i)), acc[0]);
-                i += L;
-            }
-            if i < len {
-                acc[1] = fma(ldx_tail(a.add(i), len - i), ldx_tail(b.add(i), len - i), acc[1]);
-            }
-            hsum(add(add(acc[0], acc[1]), add(acc[2], acc[3])))
         }
 
         /// # Safety
         /// The CPU supports `$feat`; `w` holds `out.len()` rows of `x.len()` elements.
         pub(crate) unsafe fn matvec(wt: WeightType, w: &[u8], x: &[f32], out: &mut [f32]) {
-            let (w, x, cols, rows, o) = (w.as_ptr(), x.as_ptr(), x.len(), out.len(), out.as_mut_ptr());
-            match (wt, crate::detected().sw_prefetch()) {
-                (WeightType::F32, true) => matvec_t::<WF32, true>(w, x, cols, o, rows),
-                (WeightType::F16, true) => matvec_t::<WF16, true>(w, x, cols, o, rows),
-                (WeightType::BF16, true) => matvec_t::<WBF16, true>(w, x, cols, o, rows),
-                (WeightType::F32, false) => matvec_t::<WF32, false>(w, x, cols, o, rows),
-                (WeightType::F16, false) => matvec_t::<WF16, false>(w, x, cols, o, rows),
-                (WeightType::BF16, false) => matvec_t::<WBF16, false>(w, x, cols, o, rows),
-                _ => unreachable!("block types run in quant.rs and qdot.rs"),
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let (w, x, cols, rows, o) = (w.as_ptr(), x.as_ptr(), x.len(), out.len(), out.as_mut_ptr());
+                match (wt, crate::detected().sw_prefetch()) {
+                    (WeightType::F32, true) => matvec_t::<WF32, true>(w, x, cols, o, rows),
+                    (WeightType::F16, true) => matvec_t::<WF16, true>(w, x, cols, o, rows),
+                    (WeightType::BF16, true) => matvec_t::<WBF16, true>(w, x, cols, o, rows),
+                    (WeightType::F32, false) => matvec_t::<WF32, false>(w, x, cols, o, rows),
+                    (WeightType::F16, false) => matvec_t::<WF16, false>(w, x, cols, o, rows),
+                    (WeightType::BF16, false) => matvec_t::<WBF16, false>(w, x, cols, o, rows),
+                    _ => unreachable!("block types run in quant.rs and qdot.rs"),
+                }
             }
         }
 
         /// # Safety
         /// The CPU supports `$feat`; `row` holds `x.len()` elements.
         pub(crate) unsafe fn dot_row(wt: WeightType, row: &[u8], x: &[f32]) -> f32 {
-            let mut o = 0f32;
-            let (w, xp, cols) = (row.as_ptr(), x.as_ptr(), x.len());
-            match wt {
-                WeightType::F32 => dot_rows::<WF32, 1, true>(w, 0, xp, cols, &mut o, 1),
-                WeightType::F16 => dot_rows::<WF16, 1, true>(w, 0, xp, cols, &mut o, 1),
-                WeightType::BF16 => dot_rows::<WBF16, 1, true>(w, 0, xp, cols, &mut o, 1),
-                _ => unreachable!("block types run in quant.rs and qdot.rs"),
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let mut o = 0f32;
+                let (w, xp, cols) = (row.as_ptr(), x.as_ptr(), x.len());
+                match wt {
+                    WeightType::F32 => dot_rows::<WF32, 1, true>(w, 0, xp, cols, &mut o, 1),
+                    WeightType::F16 => dot_rows::<WF16, 1, true>(w, 0, xp, cols, &mut o, 1),
+                    WeightType::BF16 => dot_rows::<WBF16, 1, true>(w, 0, xp, cols, &mut o, 1),
+                    _ => unreachable!("block types run in quant.rs and qdot.rs"),
+                }
+                o
             }
-            o
         }
 
         /// # Safety
@@ -348,24 +372,30 @@ macro_rules! simd_kernels {
             n: usize,
             out: &mut [f32],
         ) {
-            let (w, x, o) = (w.as_ptr(), xp.as_ptr(), out.as_mut_ptr());
-            match wt {
-                WeightType::F32 => matmul_t::<WF32>(w, rows, cols, x, n, o),
-                WeightType::F16 => matmul_t::<WF16>(w, rows, cols, x, n, o),
-                WeightType::BF16 => matmul_t::<WBF16>(w, rows, cols, x, n, o),
-                _ => unreachable!("block types run in quant.rs and qdot.rs"),
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let (w, x, o) = (w.as_ptr(), xp.as_ptr(), out.as_mut_ptr());
+                match wt {
+                    WeightType::F32 => matmul_t::<WF32>(w, rows, cols, x, n, o),
+                    WeightType::F16 => matmul_t::<WF16>(w, rows, cols, x, n, o),
+                    WeightType::BF16 => matmul_t::<WBF16>(w, rows, cols, x, n, o),
+                    _ => unreachable!("block types run in quant.rs and qdot.rs"),
+                }
             }
         }
 
         /// # Safety
         /// The CPU supports `$feat`; `row` holds `out.len()` elements.
         pub(crate) unsafe fn row_to_f32(wt: WeightType, row: &[u8], out: &mut [f32]) {
-            let (r, o, len) = (row.as_ptr(), out.as_mut_ptr(), out.len());
-            match wt {
-                WeightType::F32 => row_to_f32_t::<WF32>(r, o, len),
-                WeightType::F16 => row_to_f32_t::<WF16>(r, o, len),
-                WeightType::BF16 => row_to_f32_t::<WBF16>(r, o, len),
-                _ => unreachable!("block types run in quant.rs and qdot.rs"),
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let (r, o, len) = (row.as_ptr(), out.as_mut_ptr(), out.len());
+                match wt {
+                    WeightType::F32 => row_to_f32_t::<WF32>(r, o, len),
+                    WeightType::F16 => row_to_f32_t::<WF16>(r, o, len),
+                    WeightType::BF16 => row_to_f32_t::<WBF16>(r, o, len),
+                    _ => unreachable!("block types run in quant.rs and qdot.rs"),
+                }
             }
         }
 
@@ -373,23 +403,27 @@ macro_rules! simd_kernels {
         /// The CPU supports `$feat`.
         #[target_feature(enable = $feat)]
         pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-            dot_ptr(a.as_ptr(), b.as_ptr(), a.len().min(b.len()))
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe { dot_ptr(a.as_ptr(), b.as_ptr(), a.len().min(b.len())) }
         }
 
         /// # Safety
         /// The CPU supports `$feat`.
         #[target_feature(enable = $feat)]
         pub(crate) unsafe fn axpy(acc: &mut [f32], w: f32, v: &[f32]) {
-            let len = acc.len().min(v.len());
-            let (a, b, wv) = (acc.as_mut_ptr(), v.as_ptr(), splat(w));
-            let mut i = 0;
-            while i + L <= len {
-                st(a.add(i), fma(wv, ldx(b.add(i)), ldx(a.add(i))));
-                i += L;
-            }
-            if i < len {
-                let n = len - i;
-                st_tail(a.add(i), fma(wv, ldx_tail(b.add(i), n), ldx_tail(a.add(i), n)), n);
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let len = acc.len().min(v.len());
+                let (a, b, wv) = (acc.as_mut_ptr(), v.as_ptr(), splat(w));
+                let mut i = 0;
+                while i + L <= len {
+                    st(a.add(i), fma(wv, ldx(b.add(i)), ldx(a.add(i))));
+                    i += L;
+                }
+                if i < len {
+                    let n = len - i;
+                    st_tail(a.add(i), fma(wv, ldx_tail(b.add(i), n), ldx_tail(a.add(i), n)), n);
+                }
             }
         }
 
@@ -420,21 +454,24 @@ macro_rules! simd_kernels {
             out: *mut f32,
             n: usize,
         ) {
-            let rb = hd * wsize(WT);
-            let mut j = 0;
-            while j + G <= n {
-                for r in 0..G {
-                    prefetch_row(k.wrapping_add((j + AHEAD + r) * stride), rb);
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let rb = hd * wsize(WT);
+                let mut j = 0;
+                while j + G <= n {
+                    for r in 0..G {
+                        prefetch_row(k.wrapping_add((j + AHEAD + r) * stride), rb);
+                    }
+                    dot_rows::<WT, G, false>(k.add(j * stride), stride, q, hd, out.add(j), 1);
+                    j += G;
                 }
-                dot_rows::<WT, G, false>(k.add(j * stride), stride, q, hd, out.add(j), 1);
-                j += G;
-            }
-            while j < n {
-                dot_rows::<WT, 1, false>(k.add(j * stride), stride, q, hd, out.add(j), 1);
-                j += 1;
-            }
-            for j in 0..n {
-                *out.add(j) *= scale;
+                while j < n {
+                    dot_rows::<WT, 1, false>(k.add(j * stride), stride, q, hd, out.add(j), 1);
+                    j += 1;
+                }
+                for j in 0..n {
+                    *out.add(j) *= scale;
+                }
             }
         }
 
@@ -450,36 +487,43 @@ macro_rules! simd_kernels {
             out: *mut f32,
             hd: usize,
         ) {
-            let sz = wsize(WT);
-            let (full, tail) = (hd / L, hd % L);
-            for c in 0..full {
-                st(out.add(c * L), zero());
-            }
-            if tail > 0 {
-                st_tail(out.add(full * L), zero(), tail);
-            }
-            let mut j = 0;
-            while j < n {
-                let g = G.min(n - j);
-                for r in 0..g {
-                    prefetch_row(v.wrapping_add((j + AHEAD + r) * stride), hd * sz);
-                }
-                let rows = v.add(j * stride);
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let sz = wsize(WT);
+                let (full, tail) = (hd / L, hd % L);
                 for c in 0..full {
-                    let mut a = ldx(out.add(c * L));
-                    for r in 0..g {
-                        a = fma(splat(*p.add(j + r)), ldw::<WT>(rows.add(r * stride + c * L * sz)), a);
-                    }
-                    st(out.add(c * L), a);
+                    st(out.add(c * L), zero());
                 }
                 if tail > 0 {
-                    let mut a = ldx_tail(out.add(full * L), tail);
-                    for r in 0..g {
-                        a = fma(splat(*p.add(j + r)), ldw_tail::<WT>(rows.add(r * stride + full * L * sz), tail), a);
-                    }
-                    st_tail(out.add(full * L), a, tail);
+                    st_tail(out.add(full * L), zero(), tail);
                 }
-                j += g;
+                let mut j = 0;
+                while j < n {
+                    let g = G.min(n - j);
+                    for r in 0..g {
+                        prefetch_row(v.wrapping_add((j + AHEAD + r) * stride), hd * sz);
+                    }
+                    let rows = v.add(j * stride);
+                    for c in 0..full {
+                        let mut a = ldx(out.add(c * L));
+                        for r in 0..g {
+                            a = fma(splat(*p.add(j + r)), ldw::<WT>(rows.add(r * stride + c * L * sz)), a);
+                        }
+                        st(out.add(c * L), a);
+                    }
+                    if tail > 0 {
+                        let mut a = ldx_tail(out.add(full * L), tail);
+                        for r in 0..g {
+                            a = fma(
+                                splat(*p.add(j + r)),
+                                ldw_tail::<WT>(rows.add(r * stride + full * L * sz), tail),
+                                a,
+                            );
+                        }
+                        st_tail(out.add(full * L), a, tail);
+                    }
+                    j += g;
+                }
             }
         }
 
@@ -498,19 +542,22 @@ macro_rules! simd_kernels {
             scale: f32,
             out: *mut f32,
         ) {
-            let mut acc = [zero(); R];
-            for b in 0..hd / B {
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let row = qs.add(r * stride + b * B);
-                    let mut s = zero();
-                    for i in 0..B / L {
-                        s = fma(ldq(row.add(i * L)), ldx(q.add(b * B + i * L)), s);
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let mut acc = [zero(); R];
+                for b in 0..hd / B {
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let row = qs.add(r * stride + b * B);
+                        let mut s = zero();
+                        for i in 0..B / L {
+                            s = fma(ldq(row.add(i * L)), ldx(q.add(b * B + i * L)), s);
+                        }
+                        *a = fma(splat(h2f((*sc.add(r * (stride / B) + b)).to_bits())), s, *a);
                     }
-                    *a = fma(splat(h2f((*sc.add(r * (stride / B) + b)).to_bits())), s, *a);
                 }
-            }
-            for (r, a) in acc.iter().enumerate() {
-                *out.add(r) = hsum(*a) * scale;
+                for (r, a) in acc.iter().enumerate() {
+                    *out.add(r) = hsum(*a) * scale;
+                }
             }
         }
 
@@ -527,18 +574,21 @@ macro_rules! simd_kernels {
             out: *mut f32,
             hd: usize,
         ) {
-            for b in 0..hd / B {
-                let mut s = [zero(); R];
-                for (r, sr) in s.iter_mut().enumerate() {
-                    *sr = splat(*p.add(r) * h2f((*sc.add(r * (stride / B) + b)).to_bits()));
-                }
-                for i in 0..B / L {
-                    let o = out.add(b * B + i * L);
-                    let mut a = ldx(o);
-                    for (r, sr) in s.iter().enumerate() {
-                        a = fma(*sr, ldq(qs.add(r * stride + b * B + i * L)), a);
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                for b in 0..hd / B {
+                    let mut s = [zero(); R];
+                    for (r, sr) in s.iter_mut().enumerate() {
+                        *sr = splat(*p.add(r) * h2f((*sc.add(r * (stride / B) + b)).to_bits()));
                     }
-                    st(o, a);
+                    for i in 0..B / L {
+                        let o = out.add(b * B + i * L);
+                        let mut a = ldx(o);
+                        for (r, sr) in s.iter().enumerate() {
+                            a = fma(*sr, ldq(qs.add(r * stride + b * B + i * L)), a);
+                        }
+                        st(o, a);
+                    }
                 }
             }
         }
@@ -555,53 +605,56 @@ macro_rules! simd_kernels {
             scores: Option<(*const f32, f32, *mut f32)>,
             wsum: Option<(*const f32, *mut f32, bool)>,
         ) {
-            if let Some((_, out, false)) = wsum {
-                for c in 0..hd / L {
-                    st(out.add(c * L), zero());
-                }
-            }
-            let ss = stride / B;
-            let mut j = 0;
-            while j < n {
-                let g = G.min(n - j);
-                for r in 0..g {
-                    prefetch_row(qs.wrapping_add((j + AHEAD + r) * stride).cast(), hd);
-                }
-                let (rows, srows) = (qs.add(j * stride), sc.add(j * ss));
-                if let Some((q, scale, out)) = scores {
-                    if g == G {
-                        scores_q8_rows::<B, G>(rows, srows, stride, q, hd, scale, out.add(j));
-                    } else {
-                        for r in 0..g {
-                            scores_q8_rows::<B, 1>(
-                                rows.add(r * stride),
-                                srows.add(r * ss),
-                                stride,
-                                q,
-                                hd,
-                                scale,
-                                out.add(j + r),
-                            );
-                        }
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                if let Some((_, out, false)) = wsum {
+                    for c in 0..hd / L {
+                        st(out.add(c * L), zero());
                     }
                 }
-                if let Some((p, out, _)) = wsum {
-                    if g == G {
-                        wsum_q8_rows::<B, G>(rows, srows, stride, p.add(j), out, hd);
-                    } else {
-                        for r in 0..g {
-                            wsum_q8_rows::<B, 1>(
-                                rows.add(r * stride),
-                                srows.add(r * ss),
-                                stride,
-                                p.add(j + r),
-                                out,
-                                hd,
-                            );
+                let ss = stride / B;
+                let mut j = 0;
+                while j < n {
+                    let g = G.min(n - j);
+                    for r in 0..g {
+                        prefetch_row(qs.wrapping_add((j + AHEAD + r) * stride).cast(), hd);
+                    }
+                    let (rows, srows) = (qs.add(j * stride), sc.add(j * ss));
+                    if let Some((q, scale, out)) = scores {
+                        if g == G {
+                            scores_q8_rows::<B, G>(rows, srows, stride, q, hd, scale, out.add(j));
+                        } else {
+                            for r in 0..g {
+                                scores_q8_rows::<B, 1>(
+                                    rows.add(r * stride),
+                                    srows.add(r * ss),
+                                    stride,
+                                    q,
+                                    hd,
+                                    scale,
+                                    out.add(j + r),
+                                );
+                            }
                         }
                     }
+                    if let Some((p, out, _)) = wsum {
+                        if g == G {
+                            wsum_q8_rows::<B, G>(rows, srows, stride, p.add(j), out, hd);
+                        } else {
+                            for r in 0..g {
+                                wsum_q8_rows::<B, 1>(
+                                    rows.add(r * stride),
+                                    srows.add(r * ss),
+                                    stride,
+                                    p.add(j + r),
+                                    out,
+                                    hd,
+                                );
+                            }
+                        }
+                    }
+                    j += g;
                 }
-                j += g;
             }
         }
 
@@ -616,13 +669,16 @@ macro_rules! simd_kernels {
             scale: f32,
             out: &mut [f32],
         ) {
-            let (kp, sb, qp, hd, o, n) =
-                (k.as_ptr(), stride * wt.size(), q.as_ptr(), q.len(), out.as_mut_ptr(), out.len());
-            match wt {
-                WeightType::F32 => attn_scores_t::<WF32>(kp, sb, qp, hd, scale, o, n),
-                WeightType::F16 => attn_scores_t::<WF16>(kp, sb, qp, hd, scale, o, n),
-                WeightType::BF16 => attn_scores_t::<WBF16>(kp, sb, qp, hd, scale, o, n),
-                _ => unreachable!("block types run in quant.rs and qdot.rs"),
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let (kp, sb, qp, hd, o, n) =
+                    (k.as_ptr(), stride * wt.size(), q.as_ptr(), q.len(), out.as_mut_ptr(), out.len());
+                match wt {
+                    WeightType::F32 => attn_scores_t::<WF32>(kp, sb, qp, hd, scale, o, n),
+                    WeightType::F16 => attn_scores_t::<WF16>(kp, sb, qp, hd, scale, o, n),
+                    WeightType::BF16 => attn_scores_t::<WBF16>(kp, sb, qp, hd, scale, o, n),
+                    _ => unreachable!("block types run in quant.rs and qdot.rs"),
+                }
             }
         }
 
@@ -630,13 +686,16 @@ macro_rules! simd_kernels {
         /// The CPU supports `$feat`; `v` holds `p.len()` rows of `out.len()` elements, `stride`
         /// elements apart.
         pub(crate) unsafe fn attn_wsum(wt: WeightType, v: &[u8], stride: usize, p: &[f32], out: &mut [f32]) {
-            let (vp, sb, pp, n, o, hd) =
-                (v.as_ptr(), stride * wt.size(), p.as_ptr(), p.len(), out.as_mut_ptr(), out.len());
-            match wt {
-                WeightType::F32 => attn_wsum_t::<WF32>(vp, sb, pp, n, o, hd),
-                WeightType::F16 => attn_wsum_t::<WF16>(vp, sb, pp, n, o, hd),
-                WeightType::BF16 => attn_wsum_t::<WBF16>(vp, sb, pp, n, o, hd),
-                _ => unreachable!("block types run in quant.rs and qdot.rs"),
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let (vp, sb, pp, n, o, hd) =
+                    (v.as_ptr(), stride * wt.size(), p.as_ptr(), p.len(), out.as_mut_ptr(), out.len());
+                match wt {
+                    WeightType::F32 => attn_wsum_t::<WF32>(vp, sb, pp, n, o, hd),
+                    WeightType::F16 => attn_wsum_t::<WF16>(vp, sb, pp, n, o, hd),
+                    WeightType::BF16 => attn_wsum_t::<WBF16>(vp, sb, pp, n, o, hd),
+                    _ => unreachable!("block types run in quant.rs and qdot.rs"),
+                }
             }
         }
 
@@ -652,14 +711,17 @@ macro_rules! simd_kernels {
             scale: f32,
             out: &mut [f32],
         ) {
-            let (hd, n, o) = (q.len(), out.len(), out.as_mut_ptr());
-            let sc = Some((q.as_ptr(), scale, o));
-            let (qp, sp) = (qs.as_ptr(), scales.as_ptr());
-            match block {
-                32 if hd % 32 == 0 => attn_q8_t::<32>(qp, sp, stride, hd, n, sc, None),
-                16 if hd % 16 == 0 && L <= 16 => attn_q8_t::<16>(qp, sp, stride, hd, n, sc, None),
-                8 if hd % 8 == 0 && L <= 8 => attn_q8_t::<8>(qp, sp, stride, hd, n, sc, None),
-                _ => crate::scalar::attn_scores_q8(qs, scales, block, stride, q, scale, out),
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let (hd, n, o) = (q.len(), out.len(), out.as_mut_ptr());
+                let sc = Some((q.as_ptr(), scale, o));
+                let (qp, sp) = (qs.as_ptr(), scales.as_ptr());
+                match block {
+                    32 if hd % 32 == 0 => attn_q8_t::<32>(qp, sp, stride, hd, n, sc, None),
+                    16 if hd % 16 == 0 && L <= 16 => attn_q8_t::<16>(qp, sp, stride, hd, n, sc, None),
+                    8 if hd % 8 == 0 && L <= 8 => attn_q8_t::<8>(qp, sp, stride, hd, n, sc, None),
+                    _ => crate::scalar::attn_scores_q8(qs, scales, block, stride, q, scale, out),
+                }
             }
         }
 
@@ -675,14 +737,17 @@ macro_rules! simd_kernels {
             out: &mut [f32],
             acc: bool,
         ) {
-            let (hd, n) = (out.len(), p.len());
-            let ws = Some((p.as_ptr(), out.as_mut_ptr(), acc));
-            let (qp, sp) = (qs.as_ptr(), scales.as_ptr());
-            match block {
-                32 if hd % 32 == 0 => attn_q8_t::<32>(qp, sp, stride, hd, n, None, ws),
-                16 if hd % 16 == 0 && L <= 16 => attn_q8_t::<16>(qp, sp, stride, hd, n, None, ws),
-                8 if hd % 8 == 0 && L <= 8 => attn_q8_t::<8>(qp, sp, stride, hd, n, None, ws),
-                _ => crate::scalar::attn_wsum_q8(qs, scales, block, stride, p, out, acc),
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let (hd, n) = (out.len(), p.len());
+                let ws = Some((p.as_ptr(), out.as_mut_ptr(), acc));
+                let (qp, sp) = (qs.as_ptr(), scales.as_ptr());
+                match block {
+                    32 if hd % 32 == 0 => attn_q8_t::<32>(qp, sp, stride, hd, n, None, ws),
+                    16 if hd % 16 == 0 && L <= 16 => attn_q8_t::<16>(qp, sp, stride, hd, n, None, ws),
+                    8 if hd % 8 == 0 && L <= 8 => attn_q8_t::<8>(qp, sp, stride, hd, n, None, ws),
+                    _ => crate::scalar::attn_wsum_q8(qs, scales, block, stride, p, out, acc),
+                }
             }
         }
 
@@ -690,20 +755,23 @@ macro_rules! simd_kernels {
         /// The CPU supports `$feat`; the three slices have the same length.
         #[target_feature(enable = $feat)]
         pub(crate) unsafe fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
-            let len = x.len();
-            let (o, xp, wp) = (out.as_mut_ptr(), x.as_ptr(), weight.as_ptr());
-            let ss = dot_ptr(xp, xp, len);
-            let scale = 1.0 / crate::math::libm_sqrt(ss / len as f32 + eps);
-            let sv = splat(scale);
-            // x * scale * weight, rounded in the reference's order.
-            let mut i = 0;
-            while i + L <= len {
-                st(o.add(i), mul(mul(ldx(xp.add(i)), sv), ldx(wp.add(i))));
-                i += L;
-            }
-            if i < len {
-                let n = len - i;
-                st_tail(o.add(i), mul(mul(ldx_tail(xp.add(i), n), sv), ldx_tail(wp.add(i), n)), n);
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let len = x.len();
+                let (o, xp, wp) = (out.as_mut_ptr(), x.as_ptr(), weight.as_ptr());
+                let ss = dot_ptr(xp, xp, len);
+                let scale = 1.0 / crate::math::libm_sqrt(ss / len as f32 + eps);
+                let sv = splat(scale);
+                // x * scale * weight, rounded in the reference's order.
+                let mut i = 0;
+                while i + L <= len {
+                    st(o.add(i), mul(mul(ldx(xp.add(i)), sv), ldx(wp.add(i))));
+                    i += L;
+                }
+                if i < len {
+                    let n = len - i;
+                    st_tail(o.add(i), mul(mul(ldx_tail(xp.add(i), n), sv), ldx_tail(wp.add(i), n)), n);
+                }
             }
         }
 
@@ -714,47 +782,51 @@ macro_rules! simd_kernels {
         /// The CPU supports `$feat`.
         #[target_feature(enable = $feat)]
         pub(crate) unsafe fn softmax(x: &mut [f32]) {
-            let len = x.len();
-            if len == 0 {
-                return;
-            }
-            let p = x.as_mut_ptr();
-            let mut i = 0;
-            let mut m = f32::NEG_INFINITY;
-            if len >= L {
-                let mut mv = ldx(p);
-                i = L;
-                while i + L <= len {
-                    mv = max(mv, ldx(p.add(i)));
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let len = x.len();
+                if len == 0 {
+                    return;
+                }
+                let p = x.as_mut_ptr();
+                let mut i = 0;
+                let mut m = f32::NEG_INFINITY;
+                if len >= L {
+                    let mut mv = ldx(p);
+                    i = L;
+                    while i + L <= len {
+                        mv = max(mv, ldx(p.add(i)));
+                        i += L;
+                    }
+                    let mut lanes = [0f32; L];
+                    st(lanes.as_mut_ptr(), mv);
+                    m = lanes.iter().copied().fold(m, f32::max);
+                }
+                m = x[i..].iter().copied().fold(m, f32::max);
+                // e^(v - m) in vectors (bit for bit libm's), summed in order as the reference does.
+                let (neg_m, mut sum, mut lanes) = (splat(-m), 0f32, [0f32; L]);
+                let mut i = 0;
+                while i < len {
+                    let n = L.min(len - i);
+                    let e =
+                        if n == L { exp(add(ldx(p.add(i)), neg_m)) } else { exp(add(ldx_tail(p.add(i), n), neg_m)) };
+                    st(lanes.as_mut_ptr(), e);
+                    for (k, &v) in lanes[..n].iter().enumerate() {
+                        *p.add(i + k) = v;
+                        sum += v;
+                    }
                     i += L;
                 }
-                let mut lanes = [0f32; L];
-                st(lanes.as_mut_ptr(), mv);
-                m = lanes.iter().copied().fold(m, f32::max);
-            }
-            m = x[i..].iter().copied().fold(m, f32::max);
-            // e^(v - m) in vectors (bit for bit libm's), summed in order as the reference does.
-            let (neg_m, mut sum, mut lanes) = (splat(-m), 0f32, [0f32; L]);
-            let mut i = 0;
-            while i < len {
-                let n = L.min(len - i);
-                let e = if n == L { exp(add(ldx(p.add(i)), neg_m)) } else { exp(add(ldx_tail(p.add(i), n), neg_m)) };
-                st(lanes.as_mut_ptr(), e);
-                for (k, &v) in lanes[..n].iter().enumerate() {
-                    *p.add(i + k) = v;
-                    sum += v;
+                let inv = splat(1.0 / sum);
+                let mut i = 0;
+                while i + L <= len {
+                    st(p.add(i), mul(ldx(p.add(i)), inv));
+                    i += L;
                 }
-                i += L;
-            }
-            let inv = splat(1.0 / sum);
-            let mut i = 0;
-            while i + L <= len {
-                st(p.add(i), mul(ldx(p.add(i)), inv));
-                i += L;
-            }
-            if i < len {
-                let n = len - i;
-                st_tail(p.add(i), mul(ldx_tail(p.add(i), n), inv), n);
+                if i < len {
+                    let n = len - i;
+                    st_tail(p.add(i), mul(ldx_tail(p.add(i), n), inv), n);
+                }
             }
         }
 
@@ -764,15 +836,18 @@ macro_rules! simd_kernels {
         /// The CPU supports `$feat`.
         #[target_feature(enable = $feat)]
         pub(crate) unsafe fn exp_all(x: &mut [f32]) {
-            let (len, p) = (x.len(), x.as_mut_ptr());
-            let mut i = 0;
-            while i + L <= len {
-                st(p.add(i), exp(ldx(p.add(i))));
-                i += L;
-            }
-            if i < len {
-                let n = len - i;
-                st_tail(p.add(i), exp(ldx_tail(p.add(i), n)), n);
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let (len, p) = (x.len(), x.as_mut_ptr());
+                let mut i = 0;
+                while i + L <= len {
+                    st(p.add(i), exp(ldx(p.add(i))));
+                    i += L;
+                }
+                if i < len {
+                    let n = len - i;
+                    st_tail(p.add(i), exp(ldx_tail(p.add(i), n)), n);
+                }
             }
         }
 
@@ -783,24 +858,27 @@ macro_rules! simd_kernels {
         /// The CPU supports `$feat`; `gate` and `up` have the same length.
         #[target_feature(enable = $feat)]
         pub(crate) unsafe fn silu_mul(gate: &mut [f32], up: &[f32]) {
-            let len = gate.len();
-            let (g, u, one, minus) = (gate.as_mut_ptr(), up.as_ptr(), splat(1.0), splat(-1.0));
-            let mut i = 0;
-            while i < len {
-                let n = L.min(len - i);
-                let (gv, uv) = if n == L {
-                    (ldx(g.add(i)), ldx(u.add(i)))
-                } else {
-                    (ldx_tail(g.add(i), n), ldx_tail(u.add(i), n))
-                };
-                // -g exactly (a product by -1), as the reference negates.
-                let r = mul(div(gv, add(one, exp(mul(gv, minus)))), uv);
-                if n == L {
-                    st(g.add(i), r);
-                } else {
-                    st_tail(g.add(i), r, n);
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let len = gate.len();
+                let (g, u, one, minus) = (gate.as_mut_ptr(), up.as_ptr(), splat(1.0), splat(-1.0));
+                let mut i = 0;
+                while i < len {
+                    let n = L.min(len - i);
+                    let (gv, uv) = if n == L {
+                        (ldx(g.add(i)), ldx(u.add(i)))
+                    } else {
+                        (ldx_tail(g.add(i), n), ldx_tail(u.add(i), n))
+                    };
+                    // -g exactly (a product by -1), as the reference negates.
+                    let r = mul(div(gv, add(one, exp(mul(gv, minus)))), uv);
+                    if n == L {
+                        st(g.add(i), r);
+                    } else {
+                        st_tail(g.add(i), r, n);
+                    }
+                    i += L;
                 }
-                i += L;
             }
         }
     };

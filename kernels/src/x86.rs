@@ -58,45 +58,57 @@ pub(crate) mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn bcast(p: *const f32) -> V {
-        _mm256_broadcast_ss(&*p)
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { _mm256_broadcast_ss(&*p) }
     }
     /// # Safety: `p` is valid for reading 8 f32 (any alignment).
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn ldx(p: *const f32) -> V {
-        _mm256_loadu_ps(p)
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { _mm256_loadu_ps(p) }
     }
     /// # Safety: `p` is valid for reading `n < 8` f32.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn ldx_tail(p: *const f32, n: usize) -> V {
-        let mut b = [0f32; L];
-        copy_nonoverlapping(p, b.as_mut_ptr(), n);
-        _mm256_loadu_ps(b.as_ptr())
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe {
+            let mut b = [0f32; L];
+            copy_nonoverlapping(p, b.as_mut_ptr(), n);
+            _mm256_loadu_ps(b.as_ptr())
+        }
     }
     /// # Safety: `p` is valid for reading 8 elements of type `WT`.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn ldw<const WT: u8>(p: *const u8) -> V {
-        match WT {
-            WF16 => _mm256_cvtph_ps(_mm_loadu_si128(p.cast())),
-            WBF16 => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast())))),
-            _ => _mm256_loadu_ps(p.cast()),
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe {
+            match WT {
+                WF16 => _mm256_cvtph_ps(_mm_loadu_si128(p.cast())),
+                WBF16 => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast())))),
+                _ => _mm256_loadu_ps(p.cast()),
+            }
         }
     }
     /// # Safety: `p` is valid for reading `n < 8` elements of type `WT`.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn ldw_tail<const WT: u8>(p: *const u8, n: usize) -> V {
-        let mut b = [0u8; 4 * L];
-        copy_nonoverlapping(p, b.as_mut_ptr(), n * wsize(WT));
-        ldw::<WT>(b.as_ptr())
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe {
+            let mut b = [0u8; 4 * L];
+            copy_nonoverlapping(p, b.as_mut_ptr(), n * wsize(WT));
+            ldw::<WT>(b.as_ptr())
+        }
     }
     /// # Safety: `p` is valid for reading 8 i8.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn ldq(p: *const i8) -> V {
-        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast())))
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()))) }
     }
     /// An f16 (its bits) widened to f32.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -108,15 +120,19 @@ pub(crate) mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn st(p: *mut f32, v: V) {
-        _mm256_storeu_ps(p, v)
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { _mm256_storeu_ps(p, v) }
     }
     /// # Safety: `p` is valid for writing `n < 8` f32.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn st_tail(p: *mut f32, v: V, n: usize) {
-        let mut b = [0f32; L];
-        _mm256_storeu_ps(b.as_mut_ptr(), v);
-        copy_nonoverlapping(b.as_ptr(), p, n);
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe {
+            let mut b = [0f32; L];
+            _mm256_storeu_ps(b.as_mut_ptr(), v);
+            copy_nonoverlapping(b.as_ptr(), p, n);
+        }
     }
     /// Lane sum in a fixed order: (lo128 + hi128), then pairs, then the last two.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -211,49 +227,61 @@ pub(crate) mod avx512 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn bcast(p: *const f32) -> V {
-        _mm512_set1_ps(*p)
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { _mm512_set1_ps(*p) }
     }
     /// # Safety: `p` is valid for reading 16 f32 (any alignment).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn ldx(p: *const f32) -> V {
-        _mm512_loadu_ps(p)
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { _mm512_loadu_ps(p) }
     }
     /// # Safety: `p` is valid for reading `n < 16` f32 (the masked-off lanes are not read).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn ldx_tail(p: *const f32, n: usize) -> V {
-        _mm512_maskz_loadu_ps(mask(n), p)
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { _mm512_maskz_loadu_ps(mask(n), p) }
     }
     /// # Safety: `p` is valid for reading 16 elements of type `WT`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn ldw<const WT: u8>(p: *const u8) -> V {
-        match WT {
-            WF16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())),
-            WBF16 => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast())))),
-            _ => _mm512_loadu_ps(p.cast()),
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe {
+            match WT {
+                WF16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())),
+                WBF16 => {
+                    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()))))
+                }
+                _ => _mm512_loadu_ps(p.cast()),
+            }
         }
     }
     /// # Safety: `p` is valid for reading `n < 16` elements of type `WT`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn ldw_tail<const WT: u8>(p: *const u8, n: usize) -> V {
-        let m = mask(n);
-        match WT {
-            WF16 => _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p.cast())),
-            WBF16 => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(
-                m,
-                p.cast(),
-            )))),
-            _ => _mm512_maskz_loadu_ps(m, p.cast()),
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe {
+            let m = mask(n);
+            match WT {
+                WF16 => _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p.cast())),
+                WBF16 => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(
+                    m,
+                    p.cast(),
+                )))),
+                _ => _mm512_maskz_loadu_ps(m, p.cast()),
+            }
         }
     }
     /// # Safety: `p` is valid for reading 16 i8.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn ldq(p: *const i8) -> V {
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.cast())))
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.cast()))) }
     }
     /// An f16 (its bits) widened to f32.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
@@ -265,13 +293,15 @@ pub(crate) mod avx512 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn st(p: *mut f32, v: V) {
-        _mm512_storeu_ps(p, v)
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { _mm512_storeu_ps(p, v) }
     }
     /// # Safety: `p` is valid for writing `n < 16` f32 (the masked-off lanes are not written).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn st_tail(p: *mut f32, v: V, n: usize) {
-        _mm512_mask_storeu_ps(p, mask(n), v)
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { _mm512_mask_storeu_ps(p, mask(n), v) }
     }
     /// Lane sum in a fixed order: (lo256 + hi256), then as AVX2's.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
