@@ -4,8 +4,8 @@
 //! error, never a panic.
 
 use runllama::error::{Error, Status};
-use runllama::tensor::{DType, TensorInfo};
 use runllama::formats::{gguf, llama2c, safetensors};
+use runllama::tensor::{DType, TensorInfo};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/stories260K");
 
