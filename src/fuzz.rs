@@ -37,8 +37,8 @@ pub fn safetensors(data: &[u8]) {
 /// An HF JSON file beside safetensors shards: as `model.safetensors.index.json` and as
 /// `config.json`.
 pub fn hf_json(data: &[u8]) {
-    let _ = crate::loader::index_shards(data, "fuzz.index.json");
-    let _ = crate::loader::check_hf_config(data);
+    let _ = crate::formats::safetensors::index_shards(data, "fuzz.index.json");
+    let _ = crate::formats::hf_config::check(data);
 }
 
 /// A llama2.c `.bin` header and layout.

@@ -1,6 +1,7 @@
-//! `llama_load`: detect the format from the content, resolve hyper-parameters and the tokenizer,
-//! and bind every tensor the forward pass needs, checking names, shapes and bounds. Weights stay
-//! in the mapped files; the result is a [`Model`].
+//! `llama_load`: detect the format from the content, open the file through its format's
+//! adapter (`open` in `formats/`, which hands back a `Source`), resolve hyper-parameters and
+//! the tokenizer, and bind every tensor the forward pass needs, checking names, shapes and
+//! bounds. Weights stay in the mapped files; the result is a [`Model`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,10 +10,7 @@ use runllama_kernels::RopeLayout;
 
 use crate::backend::{self, Device};
 use crate::error::{Error, Result, Status};
-use crate::formats::gguf::{self, GgufFile};
-use crate::formats::llama2c;
-use crate::formats::safetensors;
-use crate::formats::{ckpt, mindformers};
+use crate::formats::{ckpt, gguf, llama2c, safetensors};
 use crate::model::{FusedLayout, Hparams, Layer, Matrix, Model, Projections, Span, Weights};
 use crate::storage::Storage;
 use crate::tensor::{tensor_bytes, TensorInfo};
@@ -52,7 +50,7 @@ impl Default for LoadOptions<'_> {
 
 /// How a format names the tensors of a LLaMA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Scheme {
+pub(crate) enum Scheme {
     /// llama.cpp: `blk.N.attn_q.weight`.
     Gguf,
     /// Hugging Face: `model.layers.N.self_attn.q_proj.weight`.
@@ -132,43 +130,43 @@ impl Scheme {
 
 /// Hyper-parameters as far as the file and its config say; the rest comes from defaults.
 #[derive(Default, Debug)]
-struct Partial {
-    n_vocab: Option<usize>,
-    n_embd: Option<usize>,
-    n_layer: Option<usize>,
-    n_head: Option<usize>,
-    n_head_kv: Option<usize>,
-    n_ff: Option<usize>,
-    n_ctx_train: Option<usize>,
-    rope_theta: Option<f32>,
-    norm_eps: Option<f32>,
-    head_dim: Option<usize>,
-    tied: Option<bool>,
-    bos: Option<u32>,
-    eos: Option<u32>,
+pub(crate) struct Partial {
+    pub(crate) n_vocab: Option<usize>,
+    pub(crate) n_embd: Option<usize>,
+    pub(crate) n_layer: Option<usize>,
+    pub(crate) n_head: Option<usize>,
+    pub(crate) n_head_kv: Option<usize>,
+    pub(crate) n_ff: Option<usize>,
+    pub(crate) n_ctx_train: Option<usize>,
+    pub(crate) rope_theta: Option<f32>,
+    pub(crate) norm_eps: Option<f32>,
+    pub(crate) head_dim: Option<usize>,
+    pub(crate) tied: Option<bool>,
+    pub(crate) bos: Option<u32>,
+    pub(crate) eos: Option<u32>,
 }
 
 /// Most worker threads a model may ask for.
 const MAX_THREADS: usize = 1024;
 
 /// What a format reader hands to the binder.
-struct Source {
-    format: &'static str,
-    scheme: Scheme,
-    rope_layout: RopeLayout,
-    files: Vec<Storage>,
-    file_names: Vec<String>,
-    tensors: Vec<TensorInfo>,
-    hp: Partial,
-    tokenizer: Option<(Tokenizer, String)>,
+pub(crate) struct Source {
+    pub(crate) format: &'static str,
+    pub(crate) scheme: Scheme,
+    pub(crate) rope_layout: RopeLayout,
+    pub(crate) files: Vec<Storage>,
+    pub(crate) file_names: Vec<String>,
+    pub(crate) tensors: Vec<TensorInfo>,
+    pub(crate) hp: Partial,
+    pub(crate) tokenizer: Option<(Tokenizer, String)>,
     /// Tokenizer files to try, in order, when none is embedded or given.
-    tokenizer_files: Vec<PathBuf>,
+    pub(crate) tokenizer_files: Vec<PathBuf>,
     /// Tensors stored in several pieces (MindSpore slices), by name.
-    spans: HashMap<String, Vec<Span>>,
+    pub(crate) spans: HashMap<String, Vec<Span>>,
     /// Row layout of fused matrices, where the format has them.
-    fused_layout: FusedLayout,
+    pub(crate) fused_layout: FusedLayout,
     /// Values the reader took from defaults.
-    assumed: Vec<String>,
+    pub(crate) assumed: Vec<String>,
 }
 
 /// Load a model: see `llama_load` in `include/runllama.h`.
@@ -181,20 +179,20 @@ pub fn load(path: &Path, mut opts: LoadOptions<'_>) -> Result<Model> {
     }
     let meta = std::fs::metadata(path).map_err(|e| Error::io(format!("{shown}: {e}")))?;
     let mut src = if meta.is_dir() {
-        open_safetensors_dir(path, &opts)?
+        safetensors::open_dir(path, &opts)?
     } else {
         let storage = Storage::open(path, opts.use_mmap)?;
         let bytes = storage.bytes();
         if gguf::is_gguf(bytes) {
-            open_gguf(path, storage)?
+            gguf::open(path, storage)?
         } else if safetensors::is_safetensors(bytes) {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            open_safetensors(vec![(path.to_path_buf(), storage)], &dir, &opts)?
+            safetensors::open(vec![(path.to_path_buf(), storage)], &dir, &opts)?
         } else if llama2c::is_llama2c(bytes) || path.extension().is_some_and(|e| e == "bin") {
             // A .bin that is not recognised gets llama2.c's own precise error (e.g. truncation).
-            open_llama2c(path, storage, &opts)?
+            llama2c::open(path, storage, &opts)?
         } else if ckpt::is_ckpt(bytes) {
-            open_ckpt(path, storage, &opts)?
+            ckpt::open(path, storage, &opts)?
         } else {
             // The file's bytes are not echoed: the path may name anything.
             return Err(Error::format(format!(
@@ -278,454 +276,6 @@ fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
     let shown = path.display().to_string();
     let bytes = crate::fsio::read_small(path, "the tokenizer", crate::fsio::TOKENIZER_LIMIT)?;
     Tokenizer::from_file_bytes(&bytes, &shown)
-}
-
-/// A MindSpore `.ckpt` from MindFormers: weights in place (pieces of a split tensor become
-/// spans), hyper-parameters from a MindFormers yaml (`config_path`) or, without one, from the
-/// shapes plus the version's defaults (recorded in `assumed`).
-fn open_ckpt(path: &Path, storage: Storage, opts: &LoadOptions<'_>) -> Result<Source> {
-    let shown = path.display().to_string();
-    let verify = std::env::var_os("RUNLLAMA_CKPT_VERIFY_CRC").is_some_and(|v| v == "1");
-    let file = ckpt::parse(storage.bytes(), &shown, verify)?;
-    let mut tensors = Vec::new();
-    let mut spans = HashMap::new();
-    for t in file.tensors {
-        // Optimizer moments, step counters and strings are not weights of the network.
-        if t.name.starts_with("adam_") || t.name.starts_with("moment") || t.name.starts_with("accu_") {
-            continue;
-        }
-        let Some(dtype) = t.dtype.weight_dtype() else {
-            if t.name.starts_with("model.") && t.name.ends_with("weight") {
-                // A weight in a type the forward pass does not read: say so, not "missing".
-                return Err(Error::unsupported(format!(
-                    "{shown}: tensor {:?} is stored as {}; weights must be Float32, Float16 or BFloat16",
-                    t.name,
-                    t.dtype.name()
-                )));
-            }
-            continue;
-        };
-        let nbytes = t.nbytes();
-        let offset = t.segments.first().map_or(0, |s| s.offset);
-        if t.segments.len() > 1 {
-            let pieces: Vec<Span> = t.segments.iter().map(|s| Span { file: 0, offset: s.offset, len: s.len }).collect();
-            spans.insert(t.name.clone(), pieces);
-        }
-        tensors.push(TensorInfo { name: t.name, dtype, shape: t.shape, file: 0, offset, nbytes });
-    }
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut tokenizer_files = vec![dir.join("tokenizer.model")];
-    let mut hp = Partial::default();
-    let mut assumed = Vec::new();
-    let mut layout = None;
-    let shape_of = |name: &str| tensors.iter().find(|t| t.name == name).map(|t| t.shape.clone());
-    // The rows of a tensor of the first layer (a tensor stored without dimensions has none; its
-    // shape is refused later, where it is bound).
-    let rows_of = |name: &str| shape_of(name).and_then(|s| s.first().copied());
-    let emb = ["model.tok_embeddings.embedding_weight", "model.tok_embeddings.weight"]
-        .iter()
-        .find_map(|n| shape_of(n))
-        .ok_or_else(|| {
-            Error::format(format!(
-                "{shown}: no model.tok_embeddings.embedding_weight tensor: not a MindFormers LLaMA checkpoint"
-            ))
-        })?;
-    let (n_vocab, n_embd) = match emb[..] {
-        [v, e] => (v, e),
-        _ => return Err(Error::format(format!("{shown}: the embedding has shape {emb:?}, expected [vocab, hidden]"))),
-    };
-    match &opts.config_path {
-        Some(cfg) if is_json(cfg) => apply_hf_config(&mut hp, cfg)?,
-        Some(cfg) => {
-            let cshown = cfg.display().to_string();
-            let c = mindformers::read_yaml(cfg)?;
-            if let Some(m) = c.extend_method.as_deref() {
-                if m != "None" && !m.is_empty() {
-                    return Err(Error::unsupported(format!(
-                        "{cshown}: extend_method {m:?} (RoPE scaling) is not supported"
-                    )));
-                }
-            }
-            hp.n_embd = c.hidden_size;
-            hp.n_layer = c.num_layers;
-            hp.n_head = c.num_heads;
-            hp.n_head_kv = c.n_kv_heads.or(c.num_heads);
-            hp.n_vocab = c.vocab_size;
-            hp.n_ff = c.ffn_size(c.hidden_size.unwrap_or(n_embd));
-            hp.norm_eps = Some(c.rms_norm_eps.unwrap_or(mindformers::DEFAULT_RMS_NORM_EPS) as f32);
-            hp.rope_theta = Some(c.theta.unwrap_or(mindformers::DEFAULT_THETA) as f32);
-            hp.n_ctx_train = c.max_position_embedding.or(c.seq_length);
-            hp.bos = c.bos_token_id.and_then(|v| u32::try_from(v).ok());
-            hp.eos = c.eos_token_id.and_then(|v| u32::try_from(v).ok());
-            hp.tied = Some(c.tie_word_embeddings.unwrap_or(false));
-            layout = c.qkv_concat_layout.map(|l| match l {
-                mindformers::QkvConcatLayout::Grouped => FusedLayout::Grouped,
-                mindformers::QkvConcatLayout::Concat => FusedLayout::Concat,
-            });
-            if let Some(v) = &c.tokenizer_vocab_file {
-                let base = cfg.parent().map(Path::to_path_buf).unwrap_or_default();
-                tokenizer_files.insert(0, base.join(v));
-                tokenizer_files.insert(1, dir.join(Path::new(v).file_name().unwrap_or_default()));
-            }
-        }
-        None => {}
-    }
-    // What the shapes give when no config says it; the rest from the version's defaults.
-    let version = match opts.version {
-        0 if n_vocab >= 128_000 => 3,
-        0 => 2,
-        v => v,
-    };
-    let head_dim = 128;
-    if hp.n_head.is_none() {
-        let n = n_embd / head_dim;
-        hp.n_head = Some(n);
-        assumed.push(format!(
-            "n_head={n} (head_dim {head_dim} of LLaMA {version}; pass a MindFormers yaml to set num_heads)"
-        ));
-    }
-    let hd = (hp.n_embd.unwrap_or(n_embd) / hp.n_head.unwrap_or(1).max(1)).max(1);
-    let wk = rows_of("model.layers.0.attention.wk.weight");
-    let fused_qkv = rows_of("model.layers.0.attention.w_qkv.weight");
-    let fused_ffn = rows_of("model.layers.0.feed_forward.w_gate_hidden.weight");
-    if hp.n_head_kv.is_none() {
-        if let Some(r) = wk.or(fused_qkv.map(|r| r.saturating_sub(n_embd) / 2)) {
-            hp.n_head_kv = Some(r / hd);
-            assumed.push(format!("n_head_kv={} (from the k projection's {r} rows)", r / hd));
-        }
-    }
-    if hp.n_ff.is_none() {
-        hp.n_ff = rows_of("model.layers.0.feed_forward.w1.weight").or(fused_ffn.map(|r| r / 2));
-    }
-    let (theta, ctx) = if version == 3 { (500_000.0, 8192) } else { (10_000.0, 4096) };
-    if hp.rope_theta.is_none() {
-        hp.rope_theta = Some(theta);
-        assumed.push(format!("rope_theta={theta} (LLaMA {version} default)"));
-    }
-    if hp.norm_eps.is_none() {
-        hp.norm_eps = Some(1e-5);
-        assumed.push("norm_eps=1e-5 (LLaMA default)".into());
-    }
-    if hp.n_ctx_train.is_none() {
-        hp.n_ctx_train = Some(ctx);
-        assumed.push(format!("n_ctx_train={ctx} (LLaMA {version} default)"));
-    }
-    let fused_layout = layout.unwrap_or_else(|| {
-        if fused_qkv.is_some() || fused_ffn.is_some() {
-            assumed.push(
-                "qkv_concat_layout=grouped (the MindFormers >= 1.4 layout; put qkv_concat_layout: concat in the yaml for 1.2-1.3 files)"
-                    .into(),
-            );
-        }
-        FusedLayout::Grouped
-    });
-    Ok(Source {
-        format: "mindspore-ckpt",
-        scheme: Scheme::MindFormers,
-        rope_layout: RopeLayout::Halves,
-        files: vec![storage],
-        file_names: vec![shown],
-        tensors,
-        hp,
-        tokenizer: None,
-        tokenizer_files,
-        spans,
-        fused_layout,
-        assumed,
-    })
-}
-
-fn is_json(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
-}
-
-fn open_gguf(path: &Path, storage: Storage) -> Result<Source> {
-    let shown = path.display().to_string();
-    let g: GgufFile = gguf::parse(storage.bytes(), &shown)?;
-    let ctx = |e: Error| e.context(&shown);
-    let arch = g.get_str("general.architecture").map_err(ctx)?.unwrap_or_default();
-    if arch != "llama" {
-        return Err(Error::unsupported(format!(
-            "{shown}: general.architecture is {arch:?}; only \"llama\" is supported"
-        )));
-    }
-    let u =
-        |k: &str| -> Result<Option<usize>> { Ok(g.get_u32(&format!("llama.{k}")).map_err(ctx)?.map(|v| v as usize)) };
-    let mut hp = Partial {
-        n_vocab: u("vocab_size")?,
-        n_embd: u("embedding_length")?,
-        n_layer: u("block_count")?,
-        n_head: u("attention.head_count")?,
-        n_head_kv: u("attention.head_count_kv")?,
-        n_ff: u("feed_forward_length")?,
-        n_ctx_train: u("context_length")?,
-        rope_theta: g.get_f32("llama.rope.freq_base").map_err(ctx)?,
-        norm_eps: g.get_f32("llama.attention.layer_norm_rms_epsilon").map_err(ctx)?,
-        head_dim: u("rope.dimension_count")?,
-        tied: None,
-        bos: None,
-        eos: None,
-    };
-    if g.get("llama.rope.scaling.type").is_some() || g.get("llama.rope.scale_linear").is_some() {
-        let kind = g.get_str("llama.rope.scaling.type").map_err(ctx)?.unwrap_or("linear");
-        if kind != "none" {
-            return Err(Error::unsupported(format!("{shown}: RoPE scaling {kind:?} is not supported")));
-        }
-    }
-    let tokenizer = match g.vocab().map_err(ctx)? {
-        Some(v) => {
-            hp.bos = v.bos;
-            hp.eos = v.eos;
-            if hp.n_vocab.is_none() {
-                hp.n_vocab = Some(v.tokens.len());
-            }
-            Some((Tokenizer::from_gguf(v, &shown)?, format!("{shown} (embedded)")))
-        }
-        None => None,
-    };
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(Source {
-        format: "gguf",
-        scheme: Scheme::Gguf,
-        rope_layout: RopeLayout::Interleaved,
-        files: vec![storage],
-        file_names: vec![shown],
-        tensors: g.tensors,
-        hp,
-        tokenizer,
-        tokenizer_files: vec![dir.join("tokenizer.model")],
-        spans: HashMap::new(),
-        fused_layout: FusedLayout::Concat,
-        assumed: Vec::new(),
-    })
-}
-
-fn open_llama2c(path: &Path, storage: Storage, opts: &LoadOptions<'_>) -> Result<Source> {
-    let shown = path.display().to_string();
-    let (c, tensors) = llama2c::parse(storage.bytes(), &shown)?;
-    let mut hp = Partial {
-        n_vocab: Some(c.vocab_size),
-        n_embd: Some(c.dim),
-        n_layer: Some(c.n_layers),
-        n_head: Some(c.n_heads),
-        n_head_kv: Some(c.n_kv_heads),
-        n_ff: Some(c.hidden_dim),
-        n_ctx_train: Some(c.seq_len),
-        tied: Some(c.shared_classifier),
-        ..Partial::default()
-    };
-    if let Some(cfg) = &opts.config_path {
-        apply_hf_config(&mut hp, cfg)?;
-    }
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(Source {
-        format: "llama2c",
-        scheme: Scheme::Meta,
-        rope_layout: RopeLayout::Interleaved,
-        files: vec![storage],
-        file_names: vec![shown],
-        tensors,
-        hp,
-        tokenizer: None,
-        tokenizer_files: vec![dir.join("tokenizer.model")],
-        spans: HashMap::new(),
-        fused_layout: FusedLayout::Concat,
-        assumed: Vec::new(),
-    })
-}
-
-/// A directory of safetensors: `model.safetensors.index.json` names the shards, else
-/// `model.safetensors`, else every `*.safetensors` in name order.
-fn open_safetensors_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Source> {
-    let shown = dir.display().to_string();
-    let index = dir.join("model.safetensors.index.json");
-    let mut names: Vec<String> = Vec::new();
-    if index.is_file() {
-        let text = crate::fsio::read_small(&index, "the safetensors index", crate::fsio::CONFIG_LIMIT)?;
-        names = index_shards(&text, &index.display().to_string())?;
-    } else if dir.join("model.safetensors").is_file() {
-        names.push("model.safetensors".into());
-    } else {
-        let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("{shown}: {e}")))?;
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().to_string();
-            if n.ends_with(".safetensors") {
-                names.push(n);
-            }
-        }
-        names.sort();
-    }
-    if names.is_empty() {
-        return Err(Error::io(format!("{shown}: a directory without model.safetensors(.index.json) or *.safetensors")));
-    }
-    let mut files = Vec::new();
-    for n in names {
-        let p = dir.join(&n);
-        let s = Storage::open(&p, opts.use_mmap)?;
-        files.push((p, s));
-    }
-    open_safetensors(files, dir, opts)
-}
-
-fn open_safetensors(files: Vec<(PathBuf, Storage)>, dir: &Path, opts: &LoadOptions<'_>) -> Result<Source> {
-    let mut tensors: Vec<TensorInfo> = Vec::new();
-    let mut storages = Vec::new();
-    let mut file_names: Vec<String> = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, (p, s)) in files.into_iter().enumerate() {
-        let shown = p.display().to_string();
-        let parsed = safetensors::parse(s.bytes(), &shown, i)?;
-        for t in &parsed.tensors {
-            // Two shards with one name: which one is meant cannot be told.
-            if let Some(&first) = seen.get(&t.name) {
-                return Err(Error::format(format!(
-                    "{shown}: tensor {:?} is also in {}: a tensor must be in one shard only",
-                    t.name, file_names[first]
-                )));
-            }
-            seen.insert(t.name.clone(), i);
-        }
-        tensors.extend(parsed.tensors);
-        storages.push(s);
-        file_names.push(shown);
-    }
-    let mut hp = Partial::default();
-    let config = opts.config_path.clone().unwrap_or_else(|| dir.join("config.json"));
-    if config.is_file() || opts.config_path.is_some() {
-        apply_hf_config(&mut hp, &config)?;
-    }
-    Ok(Source {
-        format: "safetensors",
-        scheme: Scheme::Hf,
-        rope_layout: RopeLayout::Halves,
-        files: storages,
-        file_names,
-        tensors,
-        hp,
-        tokenizer: None,
-        // tokenizer.json last: a LLaMA 2 repo's is SentencePiece-style and would be refused.
-        tokenizer_files: vec![
-            dir.join("tokenizer.model"),
-            dir.join("original/tokenizer.model"),
-            dir.join("tokenizer.json"),
-        ],
-        spans: HashMap::new(),
-        fused_layout: FusedLayout::Concat,
-        assumed: Vec::new(),
-    })
-}
-
-/// The shard files a `model.safetensors.index.json` (`text`, shown as `shown`) names in its
-/// `weight_map`, each once, in name order; each must be a plain file name.
-pub(crate) fn index_shards(text: &[u8], shown: &str) -> Result<Vec<String>> {
-    let v = crate::jsonsize::parse(text, 1 << 20, shown)?;
-    let map = v
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| Error::format(format!("{shown}: no \"weight_map\" object")))?;
-    let mut names: Vec<String> = Vec::new();
-    for (tensor, file) in map {
-        let file =
-            file.as_str().ok_or_else(|| Error::format(format!("{shown}: weight_map[{tensor:?}] is not a string")))?;
-        if file.contains('/') || file.contains('\\') || file == ".." {
-            return Err(Error::format(format!(
-                "{shown}: shard name {file:?} for {tensor:?} must be a plain file name"
-            )));
-        }
-        if !names.iter().any(|n| n == file) {
-            names.push(file.to_string());
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-/// Read an HF `config.json` into `hp` (only the keys present).
-fn apply_hf_config(hp: &mut Partial, path: &Path) -> Result<()> {
-    let shown = path.display().to_string();
-    let text = crate::fsio::read_small(path, "the config", crate::fsio::CONFIG_LIMIT)?;
-    apply_hf_config_text(hp, &text, &shown)
-}
-
-/// [`apply_hf_config`] of the config's bytes.
-fn apply_hf_config_text(hp: &mut Partial, text: &[u8], shown: &str) -> Result<()> {
-    let v = crate::jsonsize::parse(text, 1 << 20, shown)?;
-    let obj = v.as_object().ok_or_else(|| Error::format(format!("{shown}: the config is not a JSON object")))?;
-    if let Some(mt) = obj.get("model_type").and_then(|m| m.as_str()) {
-        if mt != "llama" {
-            return Err(Error::unsupported(format!("{shown}: model_type {mt:?} is not \"llama\"")));
-        }
-    }
-    if let Some(rs) = obj.get("rope_scaling") {
-        if !rs.is_null() {
-            return Err(Error::unsupported(format!("{shown}: rope_scaling {rs} is not supported")));
-        }
-    }
-    let uint = |k: &str| -> Result<Option<usize>> {
-        match obj.get(k) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(x) => x
-                .as_u64()
-                .map(|n| Some(n as usize))
-                .ok_or_else(|| Error::format(format!("{shown}: {k:?} is {x}, expected a non-negative integer"))),
-        }
-    };
-    let float = |k: &str| -> Result<Option<f32>> {
-        match obj.get(k) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(x) => x
-                .as_f64()
-                .map(|n| Some(n as f32))
-                .ok_or_else(|| Error::format(format!("{shown}: {k:?} is {x}, expected a number"))),
-        }
-    };
-    // A list of ids (LLaMA 3.1 lists several EOS ids): the first one is "the" EOS.
-    let id = |k: &str| -> Result<Option<u32>> {
-        match obj.get(k) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::Array(a)) => Ok(a.first().and_then(|x| x.as_u64()).map(|n| n as u32)),
-            Some(x) => x
-                .as_u64()
-                .map(|n| Some(n as u32))
-                .ok_or_else(|| Error::format(format!("{shown}: {k:?} is {x}, expected a token id"))),
-        }
-    };
-    let set = |dst: &mut Option<usize>, v: Option<usize>| {
-        if v.is_some() {
-            *dst = v;
-        }
-    };
-    set(&mut hp.n_vocab, uint("vocab_size")?);
-    set(&mut hp.n_embd, uint("hidden_size")?);
-    set(&mut hp.n_layer, uint("num_hidden_layers")?);
-    set(&mut hp.n_head, uint("num_attention_heads")?);
-    set(&mut hp.n_head_kv, uint("num_key_value_heads")?);
-    set(&mut hp.n_ff, uint("intermediate_size")?);
-    set(&mut hp.n_ctx_train, uint("max_position_embeddings")?);
-    set(&mut hp.head_dim, uint("head_dim")?);
-    if let Some(t) = float("rope_theta")? {
-        hp.rope_theta = Some(t);
-    }
-    if let Some(e) = float("rms_norm_eps")? {
-        hp.norm_eps = Some(e);
-    }
-    if let Some(t) = obj.get("tie_word_embeddings") {
-        hp.tied = Some(t.as_bool().ok_or_else(|| {
-            Error::format(format!("{shown}: \"tie_word_embeddings\" is {t}, expected true or false"))
-        })?);
-    }
-    if let Some(b) = id("bos_token_id")? {
-        hp.bos = Some(b);
-    }
-    if let Some(e) = id("eos_token_id")? {
-        hp.eos = Some(e);
-    }
-    Ok(())
-}
-
-/// An HF `config.json` (`text`) read as the loader reads it (for the fuzz target).
-pub(crate) fn check_hf_config(text: &[u8]) -> Result<()> {
-    apply_hf_config_text(&mut Partial::default(), text, "config.json")
 }
 
 /// Resolve the hyper-parameters and bind every tensor.

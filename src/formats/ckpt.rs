@@ -834,3 +834,175 @@ fn finish(p: &Parser<'_>, b: Building) -> Result<CkptTensor> {
     tensor.shape = shape;
     Ok(tensor)
 }
+
+// ---------------------------------------------------------------------------------------------
+// The loader's adapter: this format's files as what the binder reads (`loader::Source`).
+
+use std::path::Path;
+
+use runllama_kernels::RopeLayout;
+
+use crate::formats::{hf_config, mindformers};
+use crate::loader::{LoadOptions, Partial, Scheme, Source};
+use crate::model::{FusedLayout, Span};
+use crate::storage::Storage;
+use crate::tensor::TensorInfo;
+
+/// A MindSpore `.ckpt` from MindFormers: weights in place (pieces of a split tensor become
+/// spans), hyper-parameters from a MindFormers yaml (`config_path`) or, without one, from the
+/// shapes plus the version's defaults (recorded in `assumed`).
+pub(crate) fn open(path: &Path, storage: Storage, opts: &LoadOptions<'_>) -> Result<Source> {
+    let shown = path.display().to_string();
+    let verify = std::env::var_os("RUNLLAMA_CKPT_VERIFY_CRC").is_some_and(|v| v == "1");
+    let file = parse(storage.bytes(), &shown, verify)?;
+    let mut tensors = Vec::new();
+    let mut spans = HashMap::new();
+    for t in file.tensors {
+        // Optimizer moments, step counters and strings are not weights of the network.
+        if t.name.starts_with("adam_") || t.name.starts_with("moment") || t.name.starts_with("accu_") {
+            continue;
+        }
+        let Some(dtype) = t.dtype.weight_dtype() else {
+            if t.name.starts_with("model.") && t.name.ends_with("weight") {
+                // A weight in a type the forward pass does not read: say so, not "missing".
+                return Err(Error::unsupported(format!(
+                    "{shown}: tensor {:?} is stored as {}; weights must be Float32, Float16 or BFloat16",
+                    t.name,
+                    t.dtype.name()
+                )));
+            }
+            continue;
+        };
+        let nbytes = t.nbytes();
+        let offset = t.segments.first().map_or(0, |s| s.offset);
+        if t.segments.len() > 1 {
+            let pieces: Vec<Span> = t.segments.iter().map(|s| Span { file: 0, offset: s.offset, len: s.len }).collect();
+            spans.insert(t.name.clone(), pieces);
+        }
+        tensors.push(TensorInfo { name: t.name, dtype, shape: t.shape, file: 0, offset, nbytes });
+    }
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut tokenizer_files = vec![dir.join("tokenizer.model")];
+    let mut hp = Partial::default();
+    let mut assumed = Vec::new();
+    let mut layout = None;
+    let shape_of = |name: &str| tensors.iter().find(|t| t.name == name).map(|t| t.shape.clone());
+    // The rows of a tensor of the first layer (a tensor stored without dimensions has none; its
+    // shape is refused later, where it is bound).
+    let rows_of = |name: &str| shape_of(name).and_then(|s| s.first().copied());
+    let emb = ["model.tok_embeddings.embedding_weight", "model.tok_embeddings.weight"]
+        .iter()
+        .find_map(|n| shape_of(n))
+        .ok_or_else(|| {
+            Error::format(format!(
+                "{shown}: no model.tok_embeddings.embedding_weight tensor: not a MindFormers LLaMA checkpoint"
+            ))
+        })?;
+    let (n_vocab, n_embd) = match emb[..] {
+        [v, e] => (v, e),
+        _ => return Err(Error::format(format!("{shown}: the embedding has shape {emb:?}, expected [vocab, hidden]"))),
+    };
+    match &opts.config_path {
+        Some(cfg) if is_json(cfg) => hf_config::apply(&mut hp, cfg)?,
+        Some(cfg) => {
+            let cshown = cfg.display().to_string();
+            let c = mindformers::read_yaml(cfg)?;
+            if let Some(m) = c.extend_method.as_deref() {
+                if m != "None" && !m.is_empty() {
+                    return Err(Error::unsupported(format!(
+                        "{cshown}: extend_method {m:?} (RoPE scaling) is not supported"
+                    )));
+                }
+            }
+            hp.n_embd = c.hidden_size;
+            hp.n_layer = c.num_layers;
+            hp.n_head = c.num_heads;
+            hp.n_head_kv = c.n_kv_heads.or(c.num_heads);
+            hp.n_vocab = c.vocab_size;
+            hp.n_ff = c.ffn_size(c.hidden_size.unwrap_or(n_embd));
+            hp.norm_eps = Some(c.rms_norm_eps.unwrap_or(mindformers::DEFAULT_RMS_NORM_EPS) as f32);
+            hp.rope_theta = Some(c.theta.unwrap_or(mindformers::DEFAULT_THETA) as f32);
+            hp.n_ctx_train = c.max_position_embedding.or(c.seq_length);
+            hp.bos = c.bos_token_id.and_then(|v| u32::try_from(v).ok());
+            hp.eos = c.eos_token_id.and_then(|v| u32::try_from(v).ok());
+            hp.tied = Some(c.tie_word_embeddings.unwrap_or(false));
+            layout = c.qkv_concat_layout.map(|l| match l {
+                mindformers::QkvConcatLayout::Grouped => FusedLayout::Grouped,
+                mindformers::QkvConcatLayout::Concat => FusedLayout::Concat,
+            });
+            if let Some(v) = &c.tokenizer_vocab_file {
+                let base = cfg.parent().map(Path::to_path_buf).unwrap_or_default();
+                tokenizer_files.insert(0, base.join(v));
+                tokenizer_files.insert(1, dir.join(Path::new(v).file_name().unwrap_or_default()));
+            }
+        }
+        None => {}
+    }
+    // What the shapes give when no config says it; the rest from the version's defaults.
+    let version = match opts.version {
+        0 if n_vocab >= 128_000 => 3,
+        0 => 2,
+        v => v,
+    };
+    let head_dim = 128;
+    if hp.n_head.is_none() {
+        let n = n_embd / head_dim;
+        hp.n_head = Some(n);
+        assumed.push(format!(
+            "n_head={n} (head_dim {head_dim} of LLaMA {version}; pass a MindFormers yaml to set num_heads)"
+        ));
+    }
+    let hd = (hp.n_embd.unwrap_or(n_embd) / hp.n_head.unwrap_or(1).max(1)).max(1);
+    let wk = rows_of("model.layers.0.attention.wk.weight");
+    let fused_qkv = rows_of("model.layers.0.attention.w_qkv.weight");
+    let fused_ffn = rows_of("model.layers.0.feed_forward.w_gate_hidden.weight");
+    if hp.n_head_kv.is_none() {
+        if let Some(r) = wk.or(fused_qkv.map(|r| r.saturating_sub(n_embd) / 2)) {
+            hp.n_head_kv = Some(r / hd);
+            assumed.push(format!("n_head_kv={} (from the k projection's {r} rows)", r / hd));
+        }
+    }
+    if hp.n_ff.is_none() {
+        hp.n_ff = rows_of("model.layers.0.feed_forward.w1.weight").or(fused_ffn.map(|r| r / 2));
+    }
+    let (theta, ctx) = if version == 3 { (500_000.0, 8192) } else { (10_000.0, 4096) };
+    if hp.rope_theta.is_none() {
+        hp.rope_theta = Some(theta);
+        assumed.push(format!("rope_theta={theta} (LLaMA {version} default)"));
+    }
+    if hp.norm_eps.is_none() {
+        hp.norm_eps = Some(1e-5);
+        assumed.push("norm_eps=1e-5 (LLaMA default)".into());
+    }
+    if hp.n_ctx_train.is_none() {
+        hp.n_ctx_train = Some(ctx);
+        assumed.push(format!("n_ctx_train={ctx} (LLaMA {version} default)"));
+    }
+    let fused_layout = layout.unwrap_or_else(|| {
+        if fused_qkv.is_some() || fused_ffn.is_some() {
+            assumed.push(
+                "qkv_concat_layout=grouped (the MindFormers >= 1.4 layout; put qkv_concat_layout: concat in the yaml for 1.2-1.3 files)"
+                    .into(),
+            );
+        }
+        FusedLayout::Grouped
+    });
+    Ok(Source {
+        format: "mindspore-ckpt",
+        scheme: Scheme::MindFormers,
+        rope_layout: RopeLayout::Halves,
+        files: vec![storage],
+        file_names: vec![shown],
+        tensors,
+        hp,
+        tokenizer: None,
+        tokenizer_files,
+        spans,
+        fused_layout,
+        assumed,
+    })
+}
+
+fn is_json(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}

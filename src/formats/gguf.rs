@@ -766,3 +766,78 @@ impl GgufFile {
         key_err(key, format!("value {v} does not fit {ty}"))
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The loader's adapter: this format's files as what the binder reads (`loader::Source`).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use runllama_kernels::RopeLayout;
+
+use crate::loader::{Partial, Scheme, Source};
+use crate::model::FusedLayout;
+use crate::storage::Storage;
+use crate::tokenizer::Tokenizer;
+
+/// A GGUF file: its tensors in place, hyper-parameters and tokenizer from its metadata.
+pub(crate) fn open(path: &Path, storage: Storage) -> Result<Source> {
+    let shown = path.display().to_string();
+    let g: GgufFile = parse(storage.bytes(), &shown)?;
+    let ctx = |e: Error| e.context(&shown);
+    let arch = g.get_str("general.architecture").map_err(ctx)?.unwrap_or_default();
+    if arch != "llama" {
+        return Err(Error::unsupported(format!(
+            "{shown}: general.architecture is {arch:?}; only \"llama\" is supported"
+        )));
+    }
+    let u =
+        |k: &str| -> Result<Option<usize>> { Ok(g.get_u32(&format!("llama.{k}")).map_err(ctx)?.map(|v| v as usize)) };
+    let mut hp = Partial {
+        n_vocab: u("vocab_size")?,
+        n_embd: u("embedding_length")?,
+        n_layer: u("block_count")?,
+        n_head: u("attention.head_count")?,
+        n_head_kv: u("attention.head_count_kv")?,
+        n_ff: u("feed_forward_length")?,
+        n_ctx_train: u("context_length")?,
+        rope_theta: g.get_f32("llama.rope.freq_base").map_err(ctx)?,
+        norm_eps: g.get_f32("llama.attention.layer_norm_rms_epsilon").map_err(ctx)?,
+        head_dim: u("rope.dimension_count")?,
+        tied: None,
+        bos: None,
+        eos: None,
+    };
+    if g.get("llama.rope.scaling.type").is_some() || g.get("llama.rope.scale_linear").is_some() {
+        let kind = g.get_str("llama.rope.scaling.type").map_err(ctx)?.unwrap_or("linear");
+        if kind != "none" {
+            return Err(Error::unsupported(format!("{shown}: RoPE scaling {kind:?} is not supported")));
+        }
+    }
+    let tokenizer = match g.vocab().map_err(ctx)? {
+        Some(v) => {
+            hp.bos = v.bos;
+            hp.eos = v.eos;
+            if hp.n_vocab.is_none() {
+                hp.n_vocab = Some(v.tokens.len());
+            }
+            Some((Tokenizer::from_gguf(v, &shown)?, format!("{shown} (embedded)")))
+        }
+        None => None,
+    };
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(Source {
+        format: "gguf",
+        scheme: Scheme::Gguf,
+        rope_layout: RopeLayout::Interleaved,
+        files: vec![storage],
+        file_names: vec![shown],
+        tensors: g.tensors,
+        hp,
+        tokenizer,
+        tokenizer_files: vec![dir.join("tokenizer.model")],
+        spans: HashMap::new(),
+        fused_layout: FusedLayout::Concat,
+        assumed: Vec::new(),
+    })
+}

@@ -368,3 +368,52 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<(Llama2cConfig, Vec<TensorInfo>
     }
     Ok((cfg, tensors))
 }
+
+// ---------------------------------------------------------------------------------------------
+// The loader's adapter: this format's files as what the binder reads (`loader::Source`).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use runllama_kernels::RopeLayout;
+
+use crate::formats::hf_config;
+use crate::loader::{LoadOptions, Partial, Scheme, Source};
+use crate::model::FusedLayout;
+use crate::storage::Storage;
+
+/// A llama2.c `.bin`: its header and arrays in place (hyper-parameters from a `config_path`
+/// when given).
+pub(crate) fn open(path: &Path, storage: Storage, opts: &LoadOptions<'_>) -> Result<Source> {
+    let shown = path.display().to_string();
+    let (c, tensors) = parse(storage.bytes(), &shown)?;
+    let mut hp = Partial {
+        n_vocab: Some(c.vocab_size),
+        n_embd: Some(c.dim),
+        n_layer: Some(c.n_layers),
+        n_head: Some(c.n_heads),
+        n_head_kv: Some(c.n_kv_heads),
+        n_ff: Some(c.hidden_dim),
+        n_ctx_train: Some(c.seq_len),
+        tied: Some(c.shared_classifier),
+        ..Partial::default()
+    };
+    if let Some(cfg) = &opts.config_path {
+        hf_config::apply(&mut hp, cfg)?;
+    }
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(Source {
+        format: "llama2c",
+        scheme: Scheme::Meta,
+        rope_layout: RopeLayout::Interleaved,
+        files: vec![storage],
+        file_names: vec![shown],
+        tensors,
+        hp,
+        tokenizer: None,
+        tokenizer_files: vec![dir.join("tokenizer.model")],
+        spans: HashMap::new(),
+        fused_layout: FusedLayout::Concat,
+        assumed: Vec::new(),
+    })
+}

@@ -5,6 +5,7 @@
 
 pub mod ckpt;
 pub mod gguf;
+pub(crate) mod hf_config;
 pub mod llama2c;
 pub mod mindformers;
 pub(crate) mod protobuf;

@@ -228,3 +228,122 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
         serde_json::Value::Object(_) => "an object",
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The loader's adapter: this format's files as what the binder reads (`loader::Source`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use runllama_kernels::RopeLayout;
+
+use crate::formats::hf_config;
+use crate::loader::{LoadOptions, Partial, Scheme, Source};
+use crate::model::FusedLayout;
+use crate::storage::Storage;
+
+/// A directory of safetensors: `model.safetensors.index.json` names the shards, else
+/// `model.safetensors`, else every `*.safetensors` in name order.
+pub(crate) fn open_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Source> {
+    let shown = dir.display().to_string();
+    let index = dir.join("model.safetensors.index.json");
+    let mut names: Vec<String> = Vec::new();
+    if index.is_file() {
+        let text = crate::fsio::read_small(&index, "the safetensors index", crate::fsio::CONFIG_LIMIT)?;
+        names = index_shards(&text, &index.display().to_string())?;
+    } else if dir.join("model.safetensors").is_file() {
+        names.push("model.safetensors".into());
+    } else {
+        let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("{shown}: {e}")))?;
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.ends_with(".safetensors") {
+                names.push(n);
+            }
+        }
+        names.sort();
+    }
+    if names.is_empty() {
+        return Err(Error::io(format!("{shown}: a directory without model.safetensors(.index.json) or *.safetensors")));
+    }
+    let mut files = Vec::new();
+    for n in names {
+        let p = dir.join(&n);
+        let s = Storage::open(&p, opts.use_mmap)?;
+        files.push((p, s));
+    }
+    open(files, dir, opts)
+}
+
+pub(crate) fn open(files: Vec<(PathBuf, Storage)>, dir: &Path, opts: &LoadOptions<'_>) -> Result<Source> {
+    let mut tensors: Vec<TensorInfo> = Vec::new();
+    let mut storages = Vec::new();
+    let mut file_names: Vec<String> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, (p, s)) in files.into_iter().enumerate() {
+        let shown = p.display().to_string();
+        let parsed = parse(s.bytes(), &shown, i)?;
+        for t in &parsed.tensors {
+            // Two shards with one name: which one is meant cannot be told.
+            if let Some(&first) = seen.get(&t.name) {
+                return Err(Error::format(format!(
+                    "{shown}: tensor {:?} is also in {}: a tensor must be in one shard only",
+                    t.name, file_names[first]
+                )));
+            }
+            seen.insert(t.name.clone(), i);
+        }
+        tensors.extend(parsed.tensors);
+        storages.push(s);
+        file_names.push(shown);
+    }
+    let mut hp = Partial::default();
+    let config = opts.config_path.clone().unwrap_or_else(|| dir.join("config.json"));
+    if config.is_file() || opts.config_path.is_some() {
+        hf_config::apply(&mut hp, &config)?;
+    }
+    Ok(Source {
+        format: "safetensors",
+        scheme: Scheme::Hf,
+        rope_layout: RopeLayout::Halves,
+        files: storages,
+        file_names,
+        tensors,
+        hp,
+        tokenizer: None,
+        // tokenizer.json last: a LLaMA 2 repo's is SentencePiece-style and would be refused.
+        tokenizer_files: vec![
+            dir.join("tokenizer.model"),
+            dir.join("original/tokenizer.model"),
+            dir.join("tokenizer.json"),
+        ],
+        spans: HashMap::new(),
+        fused_layout: FusedLayout::Concat,
+        assumed: Vec::new(),
+    })
+}
+
+/// The shard files a `model.safetensors.index.json` (`text`, shown as `shown`) names in its
+/// `weight_map`, each once, in name order; each must be a plain file name.
+pub(crate) fn index_shards(text: &[u8], shown: &str) -> Result<Vec<String>> {
+    let v = crate::jsonsize::parse(text, 1 << 20, shown)?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::format(format!("{shown}: no \"weight_map\" object")))?;
+    let mut names: Vec<String> = Vec::new();
+    for (tensor, file) in map {
+        let file =
+            file.as_str().ok_or_else(|| Error::format(format!("{shown}: weight_map[{tensor:?}] is not a string")))?;
+        if file.contains('/') || file.contains('\\') || file == ".." {
+            return Err(Error::format(format!(
+                "{shown}: shard name {file:?} for {tensor:?} must be a plain file name"
+            )));
+        }
+        if !names.iter().any(|n| n == file) {
+            names.push(file.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
