@@ -134,23 +134,26 @@ unsafe fn unpack<const T: u8, const V: bool>(rows: *const u8, rb: usize, nr: usi
 }
 
 /// Group `g`'s byte products for the 8 rows with `M` tokens' 32 activation quants at `y[t]`,
-/// as i32 row lanes: `(elements 0..16, elements 16..32)` per token. Each weight vector is loaded
+/// as i32 row lanes: `(elements 0..16, elements 16..32)` per token (for the types that add the
+/// two, `(all 32, 0)`). Each weight vector is loaded
 /// once for the `M` tokens; each token's sums are added in the same order whatever `M`.
 #[inline(always)]
 unsafe fn group<const T: u8, const V: bool, const M: usize>(q: &[__m256i; 8], y: [*const u8; M]) -> [[__m256i; 2]; M] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let signed = matches!(wt_of(T), WeightType::Q8_0) && !V;
+        // Only the types with scales per 16 elements need the halves apart; the others add
+        // them, so they keep one accumulator per token (the second stays zero): half the
+        // registers, which AVX2's 16 cannot spare for 8 tokens.
+        let split = matches!(wt_of(T), WeightType::Q2_K | WeightType::Q3_K | WeightType::Q6_K);
         let mut halves = [[_mm256_setzero_si256(); 2]; M];
         for (k, qk) in q.iter().enumerate() {
+            let i = if split { k / 4 } else { 0 };
             for (h, &yt) in halves.iter_mut().zip(&y) {
                 // SAFETY: the caller points each `y` at 32 activation quants.
                 let yk = _mm256_set1_epi32((yt.add(4 * k) as *const i32).read_unaligned());
-                h[k / 4] = if signed {
-                    _mm256_add_epi32(h[k / 4], dot_ss::<V>(*qk, yk))
-                } else {
-                    dot_us_acc::<V>(h[k / 4], *qk, yk)
-                };
+                h[i] =
+                    if signed { _mm256_add_epi32(h[i], dot_ss::<V>(*qk, yk)) } else { dot_us_acc::<V>(h[i], *qk, yk) };
             }
         }
         halves
