@@ -209,16 +209,7 @@ unsafe fn products_vnni(tile: bool, job: Products<'_>) {
 unsafe fn products_with<const V: bool>(tile: bool, job: Products<'_>) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
-        const Q8_0: u8 = WeightType::Q8_0 as u8;
-        const Q4_0: u8 = WeightType::Q4_0 as u8;
-        const Q4_1: u8 = WeightType::Q4_1 as u8;
-        const Q5_0: u8 = WeightType::Q5_0 as u8;
-        const Q5_1: u8 = WeightType::Q5_1 as u8;
-        const Q2_K: u8 = WeightType::Q2_K as u8;
-        const Q3_K: u8 = WeightType::Q3_K as u8;
-        const Q4_K: u8 = WeightType::Q4_K as u8;
-        const Q5_K: u8 = WeightType::Q5_K as u8;
-        const Q6_K: u8 = WeightType::Q6_K as u8;
+        use tags::*;
         let Products { wt, w, rows, blocks, acts, out } = job;
         let rb = blocks * wt.block_bytes();
         // SAFETY (of each call): the caller's contract; row `r` is within `w`, tokens within `acts`.
@@ -248,6 +239,22 @@ unsafe fn products_with<const V: bool>(tile: bool, job: Products<'_>) {
             WeightType::F32 | WeightType::F16 | WeightType::BF16 => unreachable!("not a block type: {wt:?}"),
         }
     }
+}
+
+/// The block types' tags for the kernels' const generic parameter (their discriminants;
+/// [`wt_of`] maps a tag back).
+pub(crate) mod tags {
+    use crate::WeightType;
+    pub(crate) const Q8_0: u8 = WeightType::Q8_0 as u8;
+    pub(crate) const Q4_0: u8 = WeightType::Q4_0 as u8;
+    pub(crate) const Q4_1: u8 = WeightType::Q4_1 as u8;
+    pub(crate) const Q5_0: u8 = WeightType::Q5_0 as u8;
+    pub(crate) const Q5_1: u8 = WeightType::Q5_1 as u8;
+    pub(crate) const Q2_K: u8 = WeightType::Q2_K as u8;
+    pub(crate) const Q3_K: u8 = WeightType::Q3_K as u8;
+    pub(crate) const Q4_K: u8 = WeightType::Q4_K as u8;
+    pub(crate) const Q5_K: u8 = WeightType::Q5_K as u8;
+    pub(crate) const Q6_K: u8 = WeightType::Q6_K as u8;
 }
 
 /// The type whose discriminant is `t`.

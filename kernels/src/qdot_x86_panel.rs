@@ -306,11 +306,7 @@ pub(crate) unsafe fn products(
 ) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
-        const Q2_K: u8 = WeightType::Q2_K as u8;
-        const Q3_K: u8 = WeightType::Q3_K as u8;
-        const Q4_K: u8 = WeightType::Q4_K as u8;
-        const Q5_K: u8 = WeightType::Q5_K as u8;
-        const Q6_K: u8 = WeightType::Q6_K as u8;
+        use crate::qdot_x86::tags::*;
         let blocks = w.len() / rows.max(1) / wt.block_bytes();
         let w = w.as_ptr();
         // SAFETY (of each call): the caller's contract.
