@@ -746,7 +746,7 @@ fn malformed_protobuf() {
     let n = tp.len();
     tp[n - 3] = 40; // tensor_content claims 40 bytes
     let b = [record_tp("x", &tp), vec![0; 64]].concat();
-    expect_err(ckpt::parse(&b, "len.ckpt", false), Status::Format, &["'x'", "length 40", "TensorProto"]);
+    expect_err(ckpt::parse(&b, "len.ckpt", false), Status::Format, &["'x'", "needs 40 bytes", "TensorProto"]);
 
     // Packed dims whose last varint runs past the field.
     let tp = [flen(1, &[0x80]), flen(2, b"Int8"), flen(3, &[])].concat();

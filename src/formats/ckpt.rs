@@ -25,7 +25,8 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::formats::protobuf::VarintError;
+use crate::formats::cursor::Cursor;
+use crate::formats::protobuf::{self, Field, Fields, Value};
 use crate::tensor::DType;
 
 /// MindSpore's slice size: a tensor of more than this many bytes is stored in several pieces.
@@ -43,8 +44,7 @@ pub const SM4_CBC_MAGIC: u32 = 0x7F3A_5EDA;
 
 /// The encryption mode named by a file's first four bytes, if they are an encryption magic.
 fn encryption_mode(bytes: &[u8]) -> Option<(u32, &'static str)> {
-    let m = bytes.get(..4)?;
-    let magic = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+    let magic = Cursor::new(bytes).u32()?;
     let mode = match magic {
         GCM_MAGIC => "AES-GCM",
         CBC_MAGIC => "AES-CBC",
@@ -320,7 +320,8 @@ pub fn crc32(data: &[u8]) -> u32 {
 
 /// Read a varint at `pos` without bounds errors: `None` when malformed or cut off.
 fn peek_varint(bytes: &[u8], pos: usize) -> Option<(u64, usize)> {
-    crate::formats::protobuf::varint(bytes, pos, bytes.len()).ok()
+    let mut c = Cursor::window(bytes, pos, bytes.len());
+    c.varint().ok().map(|v| (v, c.pos()))
 }
 
 /// True when the bytes look like a MindSpore checkpoint: a plain one (key `0x0A` of
@@ -389,33 +390,6 @@ pub fn is_ckpt(bytes: &[u8]) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Parser.
 
-/// A protobuf field's payload.
-#[derive(Clone, Copy, Debug)]
-enum Wire {
-    Varint(u64),
-    Fixed64,
-    /// Length-delimited: absolute start offset and length.
-    Len(usize, usize),
-    Fixed32,
-}
-
-impl Wire {
-    fn type_no(self) -> u8 {
-        match self {
-            Wire::Varint(_) => 0,
-            Wire::Fixed64 => 1,
-            Wire::Len(..) => 2,
-            Wire::Fixed32 => 5,
-        }
-    }
-}
-
-struct Field {
-    number: u64,
-    key_off: usize,
-    wire: Wire,
-}
-
 struct Parser<'a> {
     bytes: &'a [u8],
     path: &'a str,
@@ -429,75 +403,15 @@ impl Parser<'_> {
         }
     }
 
-    /// A varint at `pos` that must end before `end` (the end of the enclosing message).
-    fn varint(&self, pos: usize, end: usize, what: &str, tensor: Option<&str>) -> Result<(u64, usize)> {
-        crate::formats::protobuf::varint(self.bytes, pos, end).map_err(|e| {
-            let msg = match e {
-                VarintError::Truncated => {
-                    format!("truncated varint ({what}): the enclosing data ends at byte offset {end}")
-                }
-                VarintError::TooLong => format!("varint ({what}) overflows 64 bits or is longer than 10 bytes"),
-            };
-            self.err(pos, tensor, msg)
-        })
-    }
-
-    /// The field at `pos` inside a message ending at `end`; returns it and the position after it.
-    fn field(&self, pos: usize, end: usize, msg: &str, tensor: Option<&str>) -> Result<(Field, usize)> {
-        let (key, p) = self.varint(pos, end, &format!("field key in {msg}"), tensor)?;
-        let number = key >> 3;
-        let wt = (key & 7) as u8;
-        if number == 0 || number > (1 << 29) - 1 {
-            return Err(self.err(pos, tensor, format!("invalid field number {number} in {msg} (key 0x{key:x})")));
-        }
-        let left = end - p;
-        let (wire, next) = match wt {
-            0 => {
-                let (v, q) = self.varint(p, end, &format!("field {number} value in {msg}"), tensor)?;
-                (Wire::Varint(v), q)
-            }
-            1 | 5 => {
-                let n = if wt == 1 { 8 } else { 4 };
-                if left < n {
-                    return Err(self.err(
-                        pos,
-                        tensor,
-                        format!(
-                            "field {number} (wire type {wt}) in {msg} needs {n} bytes but the enclosing data ends at byte offset {end}"
-                        ),
-                    ));
-                }
-                (if wt == 1 { Wire::Fixed64 } else { Wire::Fixed32 }, p + n)
-            }
-            2 => {
-                let (len, q) = self.varint(p, end, &format!("length of field {number} in {msg}"), tensor)?;
-                let left = (end - q) as u64;
-                if len > left {
-                    return Err(self.err(
-                        pos,
-                        tensor,
-                        format!(
-                            "field {number} of {msg} has length {len}, but only {left} bytes remain before the end of the enclosing data at byte offset {end} (truncated or corrupt)"
-                        ),
-                    ));
-                }
-                let len = len as usize;
-                (Wire::Len(q, len), q + len)
-            }
-            3 | 4 => {
-                return Err(self.err(
-                    pos,
-                    tensor,
-                    format!(
-                    "field {number} of {msg} uses protobuf groups (wire type {wt}), which checkpoints never contain"
-                ),
-                ))
-            }
-            _ => {
-                return Err(self.err(pos, tensor, format!("invalid protobuf wire type {wt} (field {number} of {msg})")))
-            }
-        };
-        Ok((Field { number, key_off: pos, wire }, next))
+    /// The fields of the message `msg` in `[start, end)`, its wire errors worded for it.
+    fn fields<'s>(
+        &'s self,
+        start: usize,
+        end: usize,
+        msg: &'s str,
+        tensor: Option<&'s str>,
+    ) -> impl Iterator<Item = Result<Field>> + 's {
+        Fields::new(self.bytes, start, end).map(move |f| f.map_err(|e| self.err(e.at, tensor, format!("{msg}: {e}"))))
     }
 
     fn utf8(&self, start: usize, len: usize, what: &str, tensor: Option<&str>) -> Result<&str> {
@@ -507,9 +421,9 @@ impl Parser<'_> {
 
     fn wrong_wire(&self, f: &Field, msg: &str, name: &str, want: u8, tensor: Option<&str>) -> Error {
         self.err(
-            f.key_off,
+            f.at,
             tensor,
-            format!("{msg}.{name} (field {}) has wire type {}, expected {want}", f.number, f.wire.type_no()),
+            format!("{msg}.{name} (field {}) has wire type {}, expected {want}", f.number, f.value.wire()),
         )
     }
 
@@ -518,34 +432,32 @@ impl Parser<'_> {
         let mut tag: Option<(usize, usize)> = None;
         let mut tensor: Option<(usize, usize, usize)> = None;
         let mut map: Option<usize> = None;
-        let mut pos = start;
-        while pos < end {
-            let (f, next) = self.field(pos, end, "Value", None)?;
-            match (f.number, f.wire) {
-                (1, Wire::Len(s, l)) => {
+        for f in self.fields(start, end, "Value", None) {
+            let f = f?;
+            match (f.number, f.value) {
+                (1, Value::Len { start: s, len: l }) => {
                     if tag.is_some() {
-                        return Err(self.err(f.key_off, None, "Value has a second tag"));
+                        return Err(self.err(f.at, None, "Value has a second tag"));
                     }
                     tag = Some((s, l));
                 }
-                (2, Wire::Len(s, l)) => {
+                (2, Value::Len { start: s, len: l }) => {
                     if tensor.is_some() {
-                        return Err(self.err(f.key_off, None, "Value has a second tensor field"));
+                        return Err(self.err(f.at, None, "Value has a second tensor field"));
                     }
-                    tensor = Some((s, l, f.key_off));
+                    tensor = Some((s, l, f.at));
                 }
-                (3, Wire::Len(..)) => {
+                (3, Value::Len { .. }) => {
                     if map.is_some() {
-                        return Err(self.err(f.key_off, None, "Value has a second maptensor field"));
+                        return Err(self.err(f.at, None, "Value has a second maptensor field"));
                     }
-                    map = Some(f.key_off);
+                    map = Some(f.at);
                 }
                 (1, _) => return Err(self.wrong_wire(&f, "Value", "tag", 2, None)),
                 (2, _) => return Err(self.wrong_wire(&f, "Value", "tensor", 2, None)),
                 (3, _) => return Err(self.wrong_wire(&f, "Value", "maptensor", 2, None)),
                 _ => {} // unknown field: skipped
             }
-            pos = next;
         }
         let Some((ts, tl)) = tag else {
             return Err(self.err(key_off, None, "Value (a checkpoint entry) has no tag (parameter name)"));
@@ -584,29 +496,26 @@ impl Parser<'_> {
             dims.push(v);
             Ok(())
         };
-        let mut pos = start;
-        while pos < end {
-            let (f, next) = self.field(pos, end, "TensorProto", t)?;
-            match (f.number, f.wire) {
-                (1, Wire::Varint(v)) => push(&mut dims, v, f.key_off)?,
-                (1, Wire::Len(s, l)) => {
+        for f in self.fields(start, end, "TensorProto", t) {
+            let f = f?;
+            match (f.number, f.value) {
+                (1, Value::Varint(v)) => push(&mut dims, v, f.at)?,
+                (1, Value::Len { start, len }) => {
                     // Packed dims: varints filling the field exactly.
-                    let mut p = s;
-                    while p < s + l {
-                        let (v, q) = self.varint(p, s + l, "packed dims", t)?;
-                        push(&mut dims, v, p)?;
-                        p = q;
+                    for v in protobuf::packed_varints(self.bytes, start, len) {
+                        let v = v.map_err(|e| self.err(e.at, t, format!("packed dims: {e}")))?;
+                        push(&mut dims, v, f.at)?;
                     }
                 }
-                (2, Wire::Len(s, l)) => {
+                (2, Value::Len { start: s, len: l }) => {
                     if ttype.is_some() {
-                        return Err(self.err(f.key_off, t, "TensorProto has a second tensor_type"));
+                        return Err(self.err(f.at, t, "TensorProto has a second tensor_type"));
                     }
                     ttype = Some(self.utf8(s, l, "tensor_type", t)?);
                 }
-                (3, Wire::Len(s, l)) => {
+                (3, Value::Len { start: s, len: l }) => {
                     if content.is_some() {
-                        return Err(self.err(f.key_off, t, "TensorProto has a second tensor_content"));
+                        return Err(self.err(f.at, t, "TensorProto has a second tensor_content"));
                     }
                     content = Some(Segment { offset: s, len: l });
                 }
@@ -615,7 +524,6 @@ impl Parser<'_> {
                 (3, _) => return Err(self.wrong_wire(&f, "TensorProto", "tensor_content", 2, t)),
                 _ => {} // unknown field: skipped
             }
-            pos = next;
         }
         let Some(ttype) = ttype else {
             return Err(self.err(key_off, t, "TensorProto has no tensor_type"));
@@ -657,7 +565,7 @@ struct Building {
 /// without a trailer is accepted either way: [`CkptFile::crc`] is then `None`).
 ///
 /// Errors: `Unsupported` for an encrypted file; `Format` for an empty file, malformed protobuf
-/// (truncated or overlong varints, lengths past the enclosing message, groups, invalid wire
+/// (truncated or overlong varints, lengths past the enclosing message, unterminated groups, invalid wire
 /// types or field numbers, known fields of the wrong wire type, repeated singular fields), a
 /// Value without a tag or tensor, a tag or dtype that is not UTF-8, a negative dimension, pieces
 /// of one tensor whose dims or dtype differ, a name repeated in non-consecutive Values, content
@@ -704,19 +612,18 @@ pub fn parse(bytes: &[u8], path: &str, verify_crc: bool) -> Result<CkptFile> {
     let mut done: Vec<CkptTensor> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new(); // name → key offset of its first piece
     let mut cur: Option<Building> = None;
-    let mut pos = 0;
-    while pos < body_end {
-        let (f, next) = p.field(pos, body_end, "Checkpoint", None)?;
-        match (f.number, f.wire) {
-            (1, Wire::Len(s, l)) => match p.value(s, s + l, f.key_off)? {
+    for f in p.fields(0, body_end, "Checkpoint", None) {
+        let f = f?;
+        match (f.number, f.value) {
+            (1, Value::Len { start: s, len: l }) => match p.value(s, s + l, f.at)? {
                 Entry::Map(name) => {
                     if let Some(b) = cur.take() {
                         done.push(finish(&p, b)?);
                     }
                     if let Some(&first) = seen.get(&name) {
-                        return Err(duplicate(&p, &name, f.key_off, first));
+                        return Err(duplicate(&p, &name, f.at, first));
                     }
-                    seen.insert(name, f.key_off);
+                    seen.insert(name, f.at);
                 }
                 Entry::Tensor(piece) => {
                     let cont = matches!(&cur, Some(b) if b.tensor.name == piece.name);
@@ -748,7 +655,6 @@ pub fn parse(bytes: &[u8], path: &str, verify_crc: bool) -> Result<CkptFile> {
             (1, _) => return Err(p.wrong_wire(&f, "Checkpoint", "value", 2, None)),
             _ => {} // unknown top-level field: skipped
         }
-        pos = next;
     }
     if let Some(b) = cur.take() {
         done.push(finish(&p, b)?);

@@ -11,6 +11,7 @@
 //! allocation.
 
 use crate::error::{Error, Result};
+use crate::formats::cursor::Cursor;
 use crate::tensor::{tensor_bytes, DType, TensorInfo};
 use crate::tokenizer::GgufVocab;
 
@@ -85,7 +86,7 @@ impl GgufArray {
 
     /// The elements, decoded one by one.
     pub fn iter(&self) -> impl Iterator<Item = GgufValue> + '_ {
-        let mut r = Reader { bytes: &self.raw, pos: 0, path: "" };
+        let mut r = Reader { cur: Cursor::new(&self.raw), path: "" };
         // Cannot fail: the bytes were validated as `len` values of this type.
         (0..self.len).map_while(move |_| r.value(self.elem, "", 0).ok())
     }
@@ -227,10 +228,9 @@ fn ggml_dtype(t: u32) -> Option<DType> {
     }
 }
 
-/// A bounds-checked little-endian cursor over the file bytes.
+/// The file's bytes as GGUF reads them: the crate's cursor, its errors worded for GGUF.
 struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+    cur: Cursor<'a>,
     path: &'a str,
 }
 
@@ -240,48 +240,43 @@ impl<'a> Reader<'a> {
     }
 
     fn remaining(&self) -> usize {
-        self.bytes.len() - self.pos
+        self.cur.left()
+    }
+
+    /// A read of `what` through `read`, or the truncation error naming what it needed.
+    fn read<T>(&mut self, need: u64, what: &str, read: impl FnOnce(&mut Cursor<'a>) -> Option<T>) -> Result<T> {
+        read(&mut self.cur).ok_or_else(|| {
+            self.err(
+                self.cur.pos(),
+                format!(
+                    "truncated {what}: need {need} bytes, only {} left (file is {} bytes)",
+                    self.cur.left(),
+                    self.cur.end()
+                ),
+            )
+        })
     }
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        if n > self.remaining() {
-            return Err(self.err(
-                self.pos,
-                format!(
-                    "truncated {what}: need {n} bytes, only {} left (file is {} bytes)",
-                    self.remaining(),
-                    self.bytes.len()
-                ),
-            ));
-        }
-        let s = &self.bytes[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
-        let s = self.take(N, what)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
+        self.read(n as u64, what, |c| c.take(n as u64))
     }
 
     fn u8(&mut self, what: &str) -> Result<u8> {
-        Ok(self.array::<1>(what)?[0])
+        self.read(1, what, |c| c.array::<1>().map(|[b]| b))
     }
     fn u16(&mut self, what: &str) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.array(what)?))
+        self.read(2, what, Cursor::u16)
     }
     fn u32(&mut self, what: &str) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.array(what)?))
+        self.read(4, what, Cursor::u32)
     }
     fn u64(&mut self, what: &str) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.array(what)?))
+        self.read(8, what, Cursor::u64)
     }
 
     /// A count that must fit `remaining / min_item_size` items.
     fn count(&mut self, min_item_size: usize, what: &str) -> Result<usize> {
-        let at = self.pos;
+        let at = self.cur.pos();
         let n = self.u64(what)?;
         let max = (self.remaining() / min_item_size.max(1)) as u64;
         if n > max {
@@ -303,14 +298,14 @@ impl<'a> Reader<'a> {
 
     /// A length-prefixed UTF-8 string, borrowed from the file.
     fn str_ref(&mut self, what: &str) -> Result<&'a str> {
-        let at = self.pos;
+        let at = self.cur.pos();
         let n = self.u64(&format!("{what} length"))?;
         if n > self.remaining() as u64 {
             return Err(
                 self.err(at, format!("{what} length {n} exceeds the {} bytes left in the file", self.remaining()))
             );
         }
-        let data_at = self.pos;
+        let data_at = self.cur.pos();
         let s = self.take(n as usize, what)?;
         match std::str::from_utf8(s) {
             Ok(s) => Ok(s),
@@ -329,7 +324,7 @@ impl<'a> Reader<'a> {
 
     /// A value of GGUF type `ty`; `key` names it in errors.
     fn value(&mut self, ty: u32, key: &str, depth: usize) -> Result<GgufValue> {
-        let at = self.pos;
+        let at = self.cur.pos();
         Ok(match ty {
             0 => GgufValue::U8(self.u8(key)?),
             1 => GgufValue::I8(self.u8(key)? as i8),
@@ -350,17 +345,17 @@ impl<'a> Reader<'a> {
                         self.err(at, format!("key '{key}': arrays nested deeper than {MAX_ARRAY_DEPTH} levels"))
                     );
                 }
-                let elem_at = self.pos;
+                let elem_at = self.cur.pos();
                 let elem = self.u32(&format!("array element type of key '{key}'"))?;
                 let min = min_value_size(elem).ok_or_else(|| {
                     self.err(elem_at, format!("key '{key}': invalid array element type {elem} (expected 0..=12)"))
                 })?;
                 let n = self.count(min, &format!("array length of key '{key}'"))?;
-                let start = self.pos;
+                let start = self.cur.pos();
                 for _ in 0..n {
                     self.skip_value(elem, key, depth + 1)?;
                 }
-                GgufValue::Array(GgufArray { elem, len: n, raw: self.bytes[start..self.pos].to_vec() })
+                GgufValue::Array(GgufArray { elem, len: n, raw: self.cur.since(start).to_vec() })
             }
             10 => GgufValue::U64(self.u64(key)?),
             11 => GgufValue::I64(self.u64(key)? as i64),
@@ -389,8 +384,8 @@ fn min_value_size(ty: u32) -> Option<usize> {
 /// `Unsupported` for GGUF v1 or a version above 3, a big-endian file, or a tensor whose ggml type
 /// is not F32, F16 or BF16 (the message names the tensor and the type).
 pub fn parse(bytes: &[u8], path: &str) -> Result<GgufFile> {
-    let mut r = Reader { bytes, pos: 0, path };
-    let magic = r.array::<4>("magic")?;
+    let mut r = Reader { cur: Cursor::new(bytes), path };
+    let magic = r.read(4, "magic", Cursor::array::<4>)?;
     if &magic != b"GGUF" {
         return Err(r.err(0, format!("bad magic: expected \"GGUF\" (47 47 55 46), found {magic:02x?}")));
     }
@@ -416,9 +411,9 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<GgufFile> {
     }
     // A tensor description takes at least 32 bytes (name length, n_dims, one dim, type, offset);
     // a key/value pair at least 13 (key length, type, one byte of value).
-    let tensor_count_at = r.pos;
+    let tensor_count_at = r.cur.pos();
     let tensor_count = r.u64("tensor count")?;
-    let kv_count_at = r.pos;
+    let kv_count_at = r.cur.pos();
     let kv_count = r.u64("metadata count")?;
     let left = r.remaining() as u64;
     if tensor_count > left / 32 {
@@ -444,13 +439,13 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<GgufFile> {
     let mut keys = std::collections::HashSet::with_capacity(prealloc(kv_count));
     let mut alignment = DEFAULT_ALIGNMENT;
     for i in 0..kv_count {
-        let key_at = r.pos;
+        let key_at = r.cur.pos();
         let key = r.string(&format!("key of metadata entry {i}"))?;
         if !keys.insert(key.clone()) {
             return Err(r.err(key_at, format!("duplicate metadata key '{key}'")));
         }
         let ty = r.u32(&format!("value type of key '{key}'"))?;
-        let value_at = r.pos;
+        let value_at = r.cur.pos();
         let value = r.value(ty, &key, 0)?;
         if key == "general.alignment" {
             let a = match value {
@@ -480,19 +475,19 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<GgufFile> {
     let mut raws: Vec<Raw> = Vec::with_capacity(prealloc(tensor_count));
     let mut names = std::collections::HashSet::with_capacity(prealloc(tensor_count));
     for i in 0..tensor_count {
-        let at = r.pos;
+        let at = r.cur.pos();
         let name = r.string(&format!("name of tensor {i}"))?;
         if !names.insert(name.clone()) {
             return Err(r.err(at, format!("duplicate tensor name '{name}'")));
         }
-        let nd_at = r.pos;
+        let nd_at = r.cur.pos();
         let n_dims = r.u32(&format!("n_dims of tensor '{name}'"))?;
         if n_dims == 0 || n_dims as usize > MAX_DIMS {
             return Err(r.err(nd_at, format!("tensor '{name}': n_dims must be 1..={MAX_DIMS}, found {n_dims}")));
         }
         let mut shape = Vec::with_capacity(n_dims as usize);
         for d in 0..n_dims {
-            let dim_at = r.pos;
+            let dim_at = r.cur.pos();
             let v = r.u64(&format!("dimension {d} of tensor '{name}'"))?;
             let v = usize::try_from(v)
                 .ok()
@@ -501,7 +496,7 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<GgufFile> {
             shape.push(v);
         }
         shape.reverse(); // ggml lists ne innermost first; TensorInfo wants outermost first
-        let ty_at = r.pos;
+        let ty_at = r.cur.pos();
         let ty = r.u32(&format!("type of tensor '{name}'"))?;
         let dtype = match ggml_dtype(ty) {
             Some(d) => d,
@@ -512,7 +507,7 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<GgufFile> {
                 )));
             }
         };
-        let rel_at = r.pos;
+        let rel_at = r.cur.pos();
         let rel = r.u64(&format!("data offset of tensor '{name}'"))?;
         if rel % alignment as u64 != 0 {
             return Err(r.err(
@@ -523,7 +518,7 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<GgufFile> {
         raws.push(Raw { name, at, shape, dtype, rel });
     }
 
-    let header_end = r.pos;
+    let header_end = r.cur.pos();
     let data_start = header_end
         .checked_next_multiple_of(alignment)
         .ok_or_else(|| r.err(header_end, "data section offset overflows"))?;

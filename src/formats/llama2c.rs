@@ -15,6 +15,7 @@
 //! `layers.{i}.attention.wq.weight`, ...), all F32, matrices `[out, in]`; nothing is copied.
 
 use crate::error::{Error, Result};
+use crate::formats::cursor::Cursor;
 use crate::tensor::{DType, TensorInfo};
 
 /// The version-1+ magic, `"ak42"` read as a little-endian `u32`.
@@ -58,22 +59,18 @@ impl Llama2cConfig {
     }
 }
 
-/// The raw seven header integers.
+/// The raw seven header integers at `at`.
 fn read_i32s(bytes: &[u8], at: usize) -> Option<[i32; 7]> {
-    let h = bytes.get(at..at + 28)?;
+    let mut c = Cursor::window(bytes, at, bytes.len());
     let mut out = [0i32; 7];
-    for (i, o) in out.iter_mut().enumerate() {
-        let mut b = [0u8; 4];
-        b.copy_from_slice(&h[4 * i..4 * i + 4]);
-        *o = i32::from_le_bytes(b);
+    for o in &mut out {
+        *o = c.i32()?;
     }
     Some(out)
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let mut b = [0u8; 4];
-    b.copy_from_slice(bytes.get(at..at + 4)?);
-    Some(u32::from_le_bytes(b))
+    Cursor::window(bytes, at, bytes.len()).u32()
 }
 
 const FIELDS: [&str; 7] = ["dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"];

@@ -4,6 +4,7 @@
 //! `loader.rs` binds their descriptions into a model; none of them knows the others.
 
 pub mod ckpt;
+pub(crate) mod cursor;
 pub mod gguf;
 pub(crate) mod hf_config;
 pub mod llama2c;

@@ -7,6 +7,7 @@
 //! described with absolute offsets into the same bytes.
 
 use crate::error::{Error, Result};
+use crate::formats::cursor::Cursor;
 use crate::tensor::{tensor_bytes, DType, TensorInfo};
 
 /// Most elements of one JSON array in a header (a shape has at most 8 dims, `data_offsets` 2).
@@ -44,13 +45,8 @@ impl SafetensorsFile {
 /// length. The header length is not compared with the file size, so that a truncated file is
 /// still recognised and [`parse`] reports the truncation.
 pub fn is_safetensors(bytes: &[u8]) -> bool {
-    if bytes.len() < 10 {
-        return false;
-    }
-    let mut n = [0u8; 8];
-    n.copy_from_slice(&bytes[..8]);
-    let n = u64::from_le_bytes(n);
-    (2..=MAX_HEADER_LEN).contains(&n) && bytes[8] == b'{'
+    let Some(n) = Cursor::new(bytes).u64() else { return false };
+    bytes.len() >= 10 && (2..=MAX_HEADER_LEN).contains(&n) && bytes[8] == b'{'
 }
 
 /// The [`DType`] of a safetensors dtype string, `None` for any dtype other than F32/F16/BF16.
@@ -73,12 +69,9 @@ fn dtype_of(s: &str) -> Option<DType> {
 pub fn parse(bytes: &[u8], path: &str, file_index: usize) -> Result<SafetensorsFile> {
     let ferr = |msg: String| Error::format(format!("{path}: safetensors: {msg}"));
     let len = bytes.len();
-    if len < 8 {
+    let Some(n) = Cursor::new(bytes).u64() else {
         return Err(ferr(format!("at byte offset 0: truncated header length: need 8 bytes, file is {len} bytes")));
-    }
-    let mut nb = [0u8; 8];
-    nb.copy_from_slice(&bytes[..8]);
-    let n = u64::from_le_bytes(nb);
+    };
     if n > MAX_HEADER_LEN {
         return Err(ferr(format!("at byte offset 0: header length {n} exceeds the limit of {MAX_HEADER_LEN} bytes")));
     }

@@ -10,6 +10,7 @@ use super::spm::{parse_byte_piece, Vocab, VocabSpec, SPACE_SYMBOL};
 use super::{load_bpe, proto};
 use super::{GgufVocab, TokenType, TokenizerFormat};
 use crate::error::{Error, Result};
+use crate::formats::cursor::Cursor;
 
 /// The two tokenizer families.
 #[derive(Clone)]
@@ -211,11 +212,6 @@ fn load_sentencepiece(bytes: &[u8], source: &str) -> Result<Loaded> {
     Ok(Loaded { vocab: Kind::Spm(Arc::new(vocab)), format: TokenizerFormat::SentencePiece, add_bos: true })
 }
 
-fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let b = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
 /// The pieces of a vocabulary seen so far, by id: text pieces (normal, user-defined, unused)
 /// and reserved ones (control, unknown, byte) apart. The rule every vocabulary is held to
 /// (sentencepiece's own for `tokenizer.model`): no piece is empty, and none appears twice
@@ -271,36 +267,33 @@ fn check_pieces(pieces: &[String], types: &[TokenType]) -> std::result::Result<(
 fn load_llama2c_bin(bytes: &[u8], source: &str) -> Result<Loaded> {
     let what = "llama2.c tokenizer .bin";
     let ferr = |msg: String| Error::format(format!("{source}: {what}: {msg}"));
-    let Some(max_len) = read_u32(bytes, 0) else {
+    let mut cur = Cursor::new(bytes);
+    let Some(max_len) = cur.u32() else {
         return Err(ferr("shorter than its 4-byte header".to_string()));
     };
     let mut pieces: Vec<String> = Vec::new();
     let mut scores = Vec::new();
-    let mut pos = 4usize;
-    while pos < bytes.len() {
-        let id = pieces.len();
-        let (Some(score), Some(len)) = (read_u32(bytes, pos), read_u32(bytes, pos + 4)) else {
+    while !cur.at_end() {
+        let (id, pos) = (pieces.len(), cur.pos());
+        let (Some(score), Some(len)) = (cur.f32(), cur.i32()) else {
             return Err(ferr(format!(
                 "token {id} at byte offset {pos}: the 8-byte score/length header is cut off \
                  ({} bytes left; truncated?)",
                 bytes.len() - pos
             )));
         };
-        let score = f32::from_bits(score);
-        let len = len as i32;
         if len < 0 || len as u32 > max_len {
             return Err(ferr(format!(
                 "token {id} at byte offset {pos}: length {len} is outside 0..={max_len} \
                  (max_token_length from the header)"
             )));
         }
-        let start = pos + 8;
-        let end = start.saturating_add(len as usize);
-        let Some(raw) = bytes.get(start..end) else {
+        let start = cur.pos();
+        let Some(raw) = cur.take(len as u64) else {
             return Err(ferr(format!(
                 "token {id} at byte offset {pos}: {len} bytes of text expected, {} left \
                  (truncated?)",
-                bytes.len() - start
+                cur.left()
             )));
         };
         let text = std::str::from_utf8(raw).map_err(|e| {
@@ -308,7 +301,6 @@ fn load_llama2c_bin(bytes: &[u8], source: &str) -> Result<Loaded> {
         })?;
         pieces.push(text.to_owned());
         scores.push(score);
-        pos = end;
     }
     if pieces.len() < 3 {
         return Err(ferr(format!("only {} tokens; ids 0, 1, 2 must be <unk>, <s>, </s>", pieces.len())));
