@@ -98,7 +98,7 @@ extern "C" {
 #define LLAMA_CHAT_ADD_ASSISTANT 1
 
 /*
- An immutable model (weights + tokenizer); thread-safe.
+ An immutable model (weights + tokenizer); thread-safe. Sessions keep it alive.
  */
 typedef struct llama_model llama_model;
 
@@ -472,7 +472,7 @@ LLAMA_API struct llama_session_params LLAMA_CALL llama_session_params_default_v2
 
  # Safety
  `path` is a NUL-terminated string; `params` is NULL or points to a `llama_load_params` whose
- `size` is set; `out_model` is valid for one write.
+ `size` is set; `out_model` is NULL or valid for one write.
  */
 LLAMA_API
 llama_status LLAMA_CALL llama_load(const char *path,
@@ -487,7 +487,7 @@ llama_status LLAMA_CALL llama_load(const char *path,
  llama_model_free.
 
  # Safety
- `tokenizer_path` is a NUL-terminated string; `out_model` is valid for one write.
+ `tokenizer_path` is a NUL-terminated string; `out_model` is NULL or valid for one write.
  */
 LLAMA_API
 llama_status LLAMA_CALL llama_load_vocab(const char *tokenizer_path,
@@ -504,43 +504,29 @@ llama_status LLAMA_CALL llama_load_vocab(const char *tokenizer_path,
 LLAMA_API void LLAMA_CALL llama_model_free(struct llama_model *model);
 
 /*
- Vocabulary size (LLAMA_ERR_INVALID_ARGUMENT for a NULL model).
-
- # Safety
- `model` is NULL or a live model.
+ Vocabulary size (LLAMA_ERR_INVALID_ARGUMENT for a NULL model). `model`: NULL or live.
  */
 LLAMA_API int32_t LLAMA_CALL llama_model_n_vocab(const struct llama_model *model);
 
 /*
- Training context length (LLAMA_ERR_INVALID_ARGUMENT for a NULL model).
-
- # Safety
- `model` is NULL or a live model.
+ Training context length (LLAMA_ERR_INVALID_ARGUMENT for a NULL model). `model`: NULL or
+ live.
  */
 LLAMA_API int32_t LLAMA_CALL llama_model_n_ctx_train(const struct llama_model *model);
 
 /*
- The BOS id (-1 for a NULL model).
-
- # Safety
- `model` is NULL or a live model.
+ The BOS id (-1 for a NULL model). `model`: NULL or live.
  */
 LLAMA_API llama_token LLAMA_CALL llama_token_bos(const struct llama_model *model);
 
 /*
- The EOS id (-1 for a NULL model).
-
- # Safety
- `model` is NULL or a live model.
+ The EOS id (-1 for a NULL model). `model`: NULL or live.
  */
 LLAMA_API llama_token LLAMA_CALL llama_token_eos(const struct llama_model *model);
 
 /*
  1 if `t` ends generation (EOS, <|eot_id|>, <|end_of_text|>), else 0 (also for a NULL model
- or an id out of range).
-
- # Safety
- `model` is NULL or a live model.
+ or an id out of range). `model`: NULL or live.
  */
 LLAMA_API int32_t LLAMA_CALL llama_token_is_eog(const struct llama_model *model, llama_token t);
 
@@ -552,7 +538,8 @@ LLAMA_API int32_t LLAMA_CALL llama_token_is_eog(const struct llama_model *model,
  `capacity > *out_len`.
 
  # Safety
- `out` is NULL (with capacity 0) or valid for `capacity` bytes; `out_len` is valid.
+ `model` NULL or live; `out` is NULL (with capacity 0) or valid for `capacity` bytes;
+ `out_len` is NULL or valid.
  */
 LLAMA_API
 llama_status LLAMA_CALL llama_model_describe(const struct llama_model *model,
@@ -562,10 +549,7 @@ llama_status LLAMA_CALL llama_model_describe(const struct llama_model *model,
 
 /*
  Number of tensors stored in the model file(s) (pieces of a split tensor count once);
- LLAMA_ERR_INVALID_ARGUMENT for NULL.
-
- # Safety
- `model` is NULL or a live model.
+ LLAMA_ERR_INVALID_ARGUMENT for NULL. `model`: NULL or live.
  */
 LLAMA_API int32_t LLAMA_CALL llama_model_n_tensors(const struct llama_model *model);
 
@@ -574,7 +558,7 @@ LLAMA_API int32_t LLAMA_CALL llama_model_n_tensors(const struct llama_model *mod
  sets to sizeof(llama_tensor_info): at most that many bytes are written.
 
  # Safety
- `model` a live model; `out` valid for writes of the `size` bytes it says.
+ `model` NULL or live; `out` NULL or valid for writes of the `size` bytes it says.
  */
 LLAMA_API
 llama_status LLAMA_CALL llama_model_tensor(const struct llama_model *model,
@@ -587,7 +571,7 @@ llama_status LLAMA_CALL llama_model_tensor(const struct llama_model *model,
  assumed is in llama_model_describe.)
 
  # Safety
- `model` a live model; `out` valid for writes of the `size` bytes it says.
+ `model` NULL or live; `out` NULL or valid for writes of the `size` bytes it says.
  */
 LLAMA_API
 llama_status LLAMA_CALL llama_model_get_hparams(const struct llama_model *model,
@@ -598,8 +582,8 @@ llama_status LLAMA_CALL llama_model_get_hparams(const struct llama_model *model,
  LLAMA_TOKENIZE_PARSE_SPECIAL. Two-call pattern: `*out_n_tokens` is always set to the count.
 
  # Safety
- `text` is valid for `text_len` bytes (may be NULL when 0); `out_tokens` is NULL (capacity 0)
- or valid for `capacity` ids; `out_n_tokens` is valid.
+ `model` NULL or live; `text` is valid for `text_len` bytes (may be NULL when 0);
+ `out_tokens` is NULL (capacity 0) or valid for `capacity` ids; `out_n_tokens` NULL or valid.
  */
 LLAMA_API
 llama_status LLAMA_CALL llama_tokenize(const struct llama_model *model,
@@ -615,7 +599,8 @@ llama_status LLAMA_CALL llama_tokenize(const struct llama_model *model,
  Two-call pattern; a NUL is appended when `capacity > *out_len`.
 
  # Safety
- `tokens` valid for `n_tokens` ids; `out` NULL (capacity 0) or valid for `capacity` bytes.
+ `model` NULL or live; `tokens` valid for `n_tokens` ids; `out` NULL (capacity 0) or valid
+ for `capacity` bytes; `out_len` NULL or valid.
  */
 LLAMA_API
 llama_status LLAMA_CALL llama_detokenize(const struct llama_model *model,
@@ -631,7 +616,8 @@ llama_status LLAMA_CALL llama_detokenize(const struct llama_model *model,
  appended when `capacity > *out_len`.
 
  # Safety
- `out` NULL (capacity 0) or valid for `capacity` bytes; `out_len` valid.
+ `model` NULL or live; `out` NULL (capacity 0) or valid for `capacity` bytes; `out_len` NULL
+ or valid.
  */
 LLAMA_API
 llama_status LLAMA_CALL llama_token_to_piece(const struct llama_model *model,
@@ -645,8 +631,8 @@ llama_status LLAMA_CALL llama_token_to_piece(const struct llama_model *model,
  tokenized as plain text. Flag: LLAMA_CHAT_ADD_ASSISTANT. Two-call pattern.
 
  # Safety
- `messages` valid for `n_messages` entries with NUL-terminated strings; output as for
- llama_tokenize.
+ `model` NULL or live; `messages` valid for `n_messages` entries with NUL-terminated strings;
+ output as for llama_tokenize.
  */
 LLAMA_API
 llama_status LLAMA_CALL llama_chat_tokenize(const struct llama_model *model,
@@ -661,7 +647,8 @@ llama_status LLAMA_CALL llama_chat_tokenize(const struct llama_model *model,
  Start a session of `model` (which it keeps alive). `params` may be NULL (defaults).
 
  # Safety
- `model` a live model; `params` NULL or a sized `llama_session_params`; `out_session` valid.
+ `model` NULL or live; `params` NULL or a sized `llama_session_params`; `out_session` NULL or
+ valid.
  */
 LLAMA_API
 llama_status LLAMA_CALL llama_session_new(struct llama_model *model,
@@ -686,18 +673,12 @@ LLAMA_API void LLAMA_CALL llama_session_free(struct llama_session *session);
 LLAMA_API llama_status LLAMA_CALL llama_session_reset(struct llama_session *session);
 
 /*
- The session's context length in tokens (0 for NULL).
-
- # Safety
- `session` NULL or live.
+ The session's context length in tokens (0 for NULL). `session`: NULL or live.
  */
 LLAMA_API uint32_t LLAMA_CALL llama_session_n_ctx(const struct llama_session *session);
 
 /*
- Number of tokens in the session's KV cache (0 for NULL).
-
- # Safety
- `session` NULL or live.
+ Number of tokens in the session's KV cache (0 for NULL). `session`: NULL or live.
  */
 LLAMA_API uint32_t LLAMA_CALL llama_session_position(const struct llama_session *session);
 
@@ -726,7 +707,8 @@ LLAMA_API void LLAMA_CALL llama_session_abort(struct llama_session *session);
  the next llama_step). On any error the session is left exactly as before the call.
 
  # Safety
- `session` live; `tokens` valid for `n_tokens` ids; `out_next` valid for one write.
+ `session` NULL or live; `tokens` valid for `n_tokens` ids; `out_next` NULL or valid for one
+ write.
  */
 LLAMA_API
 llama_status LLAMA_CALL llama_step(struct llama_session *session,
@@ -737,9 +719,7 @@ llama_status LLAMA_CALL llama_step(struct llama_session *session,
 /*
  The n_vocab logits of the last position of the last successful step; valid until the next
  step, reset, rewind or free of that session. NULL before the first step (and for NULL).
-
- # Safety
- `session` NULL or live.
+ `session`: NULL or live.
  */
 LLAMA_API const float *LLAMA_CALL llama_session_logits(const struct llama_session *session);
 

@@ -102,7 +102,7 @@ fn load_with(path: &Path, tokenizer: Option<&Path>, n_threads: i32) -> (llama_st
     }
     let mut m = null_mut();
     // SAFETY: valid strings and params; `m` receives the model.
-    let st = unsafe { llama_load(p.as_ptr(), &lp, &mut m) };
+    let st = unsafe { llama_load(p.as_ptr(), &lp, Some(&mut m)) };
     (st, m)
 }
 
@@ -190,13 +190,13 @@ fn a_long_context_commits_memory_as_it_is_used_and_an_impossible_one_is_out_of_m
     sp.n_ctx = 1 << 24;
     let mut s = null_mut();
     // SAFETY: a live model and valid params.
-    let st = unsafe { llama_session_new(m, &sp, &mut s) };
+    let st = unsafe { llama_session_new(m, &sp, Some(&mut s)) };
     if st == LLAMA_OK {
         let grew = rss().saturating_sub(before);
         assert!(grew < 256 << 20, "a 2^24-position session made the process grow by {grew} bytes");
         let mut next = 0;
         // SAFETY: a live session; one valid id.
-        assert_eq!(unsafe { llama_step(s, [1].as_ptr(), 1, &mut next) }, LLAMA_OK, "{}", last_error());
+        assert_eq!(unsafe { llama_step(s, [1].as_ptr(), 1, Some(&mut next)) }, LLAMA_OK, "{}", last_error());
         // SAFETY: live, freed once.
         unsafe { llama_session_free(s) };
     } else {
@@ -206,7 +206,7 @@ fn a_long_context_commits_memory_as_it_is_used_and_an_impossible_one_is_out_of_m
     // 2^30 positions: 687 GB.
     sp.n_ctx = 1 << 30;
     // SAFETY: as above.
-    let st = unsafe { llama_session_new(m, &sp, &mut s) };
+    let st = unsafe { llama_session_new(m, &sp, Some(&mut s)) };
     assert_eq!(st, LLAMA_ERR_OUT_OF_MEMORY, "{}", last_error());
     assert!(last_error().contains("bytes"), "{}", last_error());
     // SAFETY: live, freed once.
@@ -222,15 +222,15 @@ fn a_step_count_past_the_context_is_refused_before_any_id_is_read() {
     sp.n_ctx = 64;
     let mut s = null_mut();
     // SAFETY: a live model and valid params.
-    assert_eq!(unsafe { llama_session_new(m, &sp, &mut s) }, LLAMA_OK, "{}", last_error());
+    assert_eq!(unsafe { llama_session_new(m, &sp, Some(&mut s)) }, LLAMA_OK, "{}", last_error());
     let ids = [1i32, 2, 3, 4];
     let mut next = 0;
     // SAFETY: a live session; the count lies, and must be refused before `ids` is read past 4.
-    let st = unsafe { llama_step(s, ids.as_ptr(), 1 << 40, &mut next) };
+    let st = unsafe { llama_step(s, ids.as_ptr(), 1 << 40, Some(&mut next)) };
     assert_eq!(st, LLAMA_ERR_CONTEXT_FULL, "{}", last_error());
     // The session still works.
     // SAFETY: 4 valid ids.
-    assert_eq!(unsafe { llama_step(s, ids.as_ptr(), 4, &mut next) }, LLAMA_OK, "{}", last_error());
+    assert_eq!(unsafe { llama_step(s, ids.as_ptr(), 4, Some(&mut next)) }, LLAMA_OK, "{}", last_error());
     // SAFETY: live handles, freed once.
     unsafe {
         llama_session_free(s);
@@ -249,22 +249,33 @@ fn detokenize_sizes_the_text_before_building_it() {
     for id in 0..n_vocab {
         let mut len = 0;
         // SAFETY: a live model; a size query.
-        unsafe { llama_token_to_piece(m, id, null_mut(), 0, &mut len) };
+        unsafe { llama_token_to_piece(m.as_ref(), id, null_mut(), 0, Some(&mut len)) };
         longest = longest.max((len, id));
     }
     let ids = vec![longest.1; 100_000];
     let mut full = vec![0u8; ids.len() * longest.0 + 1];
     let mut need = 0;
     // SAFETY: a live model, valid ids and buffer.
-    let st =
-        unsafe { llama_detokenize(m, ids.as_ptr(), ids.len(), 0, full.as_mut_ptr().cast(), full.len(), &mut need) };
+    let st = unsafe {
+        llama_detokenize(m.as_ref(), ids.as_ptr(), ids.len(), 0, full.as_mut_ptr().cast(), full.len(), Some(&mut need))
+    };
     assert_eq!(st, LLAMA_OK, "{}", last_error());
     assert!(need >= 2 * ids.len(), "{need}");
     let mut small = [0u8; 8];
     let mut len = 0;
     let (st, peak) = peak_heap(|| {
         // SAFETY: as above, with a small buffer.
-        unsafe { llama_detokenize(m, ids.as_ptr(), ids.len(), 0, small.as_mut_ptr().cast(), small.len(), &mut len) }
+        unsafe {
+            llama_detokenize(
+                m.as_ref(),
+                ids.as_ptr(),
+                ids.len(),
+                0,
+                small.as_mut_ptr().cast(),
+                small.len(),
+                Some(&mut len),
+            )
+        }
     });
     assert_eq!(st, LLAMA_ERR_BUFFER_TOO_SMALL, "{}", last_error());
     assert_eq!(len, need, "the size query gives the whole length");
@@ -371,16 +382,16 @@ fn a_step_whose_logits_are_not_finite_fails_and_leaves_the_session_as_it_was() {
     sp.n_ctx = 16;
     let mut s = null_mut();
     // SAFETY: a live model and valid params.
-    assert_eq!(unsafe { llama_session_new(m, &sp, &mut s) }, LLAMA_OK, "{}", last_error());
+    assert_eq!(unsafe { llama_session_new(m, &sp, Some(&mut s)) }, LLAMA_OK, "{}", last_error());
     let mut next = -7;
     // SAFETY: a live session, one valid id.
-    let st = unsafe { llama_step(s, [1].as_ptr(), 1, &mut next) };
+    let st = unsafe { llama_step(s, [1].as_ptr(), 1, Some(&mut next)) };
     assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
     assert!(last_error().contains("NaN"), "{}", last_error());
     // SAFETY: live handles.
     unsafe {
-        assert_eq!(llama_session_position(s), 0);
-        assert!(llama_session_logits(s).is_null());
+        assert_eq!(llama_session_position(s.as_ref()), 0);
+        assert!(llama_session_logits(s.as_ref()).is_null());
         llama_session_free(s);
         llama_model_free(m);
     }
@@ -403,7 +414,7 @@ fn load_vocab(path: &Path) -> llama_status {
     let c = CString::new(path.to_str().unwrap()).unwrap();
     let mut m = null_mut();
     // SAFETY: a valid path; `m` receives the model.
-    let st = unsafe { llama_load_vocab(c.as_ptr(), 0, &mut m) };
+    let st = unsafe { llama_load_vocab(c.as_ptr(), 0, Some(&mut m)) };
     if !m.is_null() {
         // SAFETY: loaded above, freed once.
         unsafe { llama_model_free(m) };

@@ -4,6 +4,13 @@
 //! panics (they become `LLAMA_ERR_INTERNAL`) and records the error message for
 //! `llama_last_error()` on the calling thread. Models are shared (`Arc`: each session holds a
 //! reference, so a model lives until its last session is freed); sessions are owned (`Box`).
+//!
+//! Handles are typed: `llama_model` and `llama_session` are the boxed Rust values the host
+//! holds, so an argument the host promises to be NULL or live arrives as `Option<&T>` (a
+//! nullable pointer's ABI) and needs no unsafe code; so do single out-values (`Option<&mut T>`).
+//! Raw pointers remain where a reference cannot say it: buffers with a capacity, size-prefixed
+//! parameter structs, strings, and handles the header declares mutable but several threads may
+//! use at once.
 
 #![allow(non_camel_case_types)]
 
@@ -86,14 +93,16 @@ pub const LLAMA_DETOKENIZE_SKIP_SPECIAL: u32 = 1;
 /// `llama_chat_tokenize`: end the prompt where the assistant's reply begins.
 pub const LLAMA_CHAT_ADD_ASSISTANT: u32 = 1;
 
-/// An immutable model (weights + tokenizer); thread-safe.
+/// An immutable model (weights + tokenizer); thread-safe. Sessions keep it alive.
+// What llama_load boxes for the host; sessions hold their own `Arc` of the model.
 pub struct llama_model {
-    _private: [u8; 0],
+    model: Arc<Model>,
 }
 
 /// A session (KV cache + sampler); one thread at a time.
+// What llama_session_new boxes for the host.
 pub struct llama_session {
-    _private: [u8; 0],
+    session: Session,
 }
 
 /// One chat message.
@@ -309,20 +318,31 @@ fn non_null<T>(p: *const T, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// # Safety
-/// `p` is null or a pointer returned by `llama_load` and not yet freed.
-unsafe fn model_ref<'a>(p: *const llama_model) -> Result<&'a Model> {
-    non_null(p, "model")?;
-    // SAFETY: per the contract, a non-null model pointer came from `Arc::into_raw` in llama_load.
-    Ok(unsafe { &*(p as *const Model) })
+/// The model behind a model argument; `InvalidArgument` for NULL.
+fn model_of(model: Option<&llama_model>) -> Result<&Arc<Model>> {
+    model.map(|m| &m.model).ok_or_else(|| Error::invalid("model is NULL"))
 }
 
+/// The session behind a session argument; `InvalidArgument` for NULL.
+fn session_of(session: Option<&llama_session>) -> Result<&Session> {
+    session.map(|s| &s.session).ok_or_else(|| Error::invalid("session is NULL"))
+}
+
+/// A session argument the header declares `llama_session *` (reset, rewind, abort, step) as a
+/// shared reference: these may run while `llama_session_abort` runs on another thread, so no
+/// `&mut` may exist; `Session` synchronises itself (a mutex and atomics).
+///
 /// # Safety
-/// `p` is null or a pointer returned by `llama_session_new` and not yet freed.
-unsafe fn session_ref<'a>(p: *const llama_session) -> Result<&'a Session> {
-    non_null(p, "session")?;
-    // SAFETY: per the contract, a non-null session pointer came from `Box::into_raw`.
-    Ok(unsafe { &*(p as *const Session) })
+/// `p` is NULL or a handle from `llama_session_new` not yet freed.
+unsafe fn session_at<'a>(p: *mut llama_session) -> Option<&'a llama_session> {
+    // SAFETY: a live handle is the `Box<llama_session>` allocation llama_session_new leaked,
+    // valid until llama_session_free; only shared references to it are made.
+    unsafe { p.as_ref() }
+}
+
+/// Box `value` for the host (its handle) and store the pointer in `*out`.
+fn hand_out<T>(out: &mut *mut T, value: T) {
+    *out = Box::into_raw(Box::new(value));
 }
 
 /// # Safety
@@ -341,7 +361,7 @@ unsafe fn opt_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>> {
 /// # Safety
 /// As [`opt_str`].
 unsafe fn opt_path(p: *const c_char, what: &str) -> Result<Option<PathBuf>> {
-    // SAFETY: the caller's contract.
+    // SAFETY: `p` is NULL or NUL-terminated, this fn's contract and opt_str's.
     match unsafe { opt_str(p, what) }? {
         Some("") => Err(Error::invalid(format!("{what} is an empty string (pass NULL for the default)"))),
         s => Ok(s.map(PathBuf::from)),
@@ -350,31 +370,30 @@ unsafe fn opt_path(p: *const c_char, what: &str) -> Result<Option<PathBuf>> {
 
 /// Set `*out_len = 0` when `out_len` is not NULL: a two-call export does this first, so every
 /// failure (bad flags, ids, roles ...) leaves a defined length.
-///
-/// # Safety
-/// `out_len` is NULL or valid for one write.
-unsafe fn clear_len(out_len: *mut usize) {
-    if !out_len.is_null() {
-        // SAFETY: the caller's contract.
-        unsafe { *out_len = 0 };
+fn clear_len(out_len: &mut Option<&mut usize>) {
+    if let Some(n) = out_len {
+        **n = 0;
     }
+}
+
+/// `out` (named `what` in the error) or `InvalidArgument` for NULL.
+fn required<'a, T>(out: Option<&'a mut T>, what: &str) -> Result<&'a mut T> {
+    out.ok_or_else(|| Error::invalid(format!("{what} is NULL")))
 }
 
 /// Copy `data` to `out` (capacity `cap` elements) and set `*out_len = data.len()`. With `nul`,
 /// a terminating zero is added when there is room for it (it is not counted in `*out_len`).
 ///
 /// # Safety
-/// `out` is null or valid for `cap` writes; `out_len` is null or valid for one write.
+/// `out` is null or valid for `cap` writes.
 unsafe fn write_out<T: Copy + Default>(
     data: &[T],
     out: *mut T,
     cap: usize,
-    out_len: *mut usize,
+    out_len: Option<&mut usize>,
     nul: bool,
 ) -> Result<()> {
-    non_null(out_len, "out_len")?;
-    // SAFETY: checked non-null; the caller provides a valid place for one usize.
-    unsafe { *out_len = data.len() };
+    *required(out_len, "out_len")? = data.len();
     if cap > 0 {
         non_null(out, "the output buffer (capacity > 0)")?;
     }
@@ -385,8 +404,8 @@ unsafe fn write_out<T: Copy + Default>(
         ));
     }
     if cap > 0 {
-        // SAFETY: `out` is valid for `cap >= data.len()` writes and does not overlap `data`
-        // (which is our own allocation).
+        // SAFETY: `out` is valid for `cap >= data.len()` writes (this fn's contract; checked
+        // non-null) and does not overlap `data`, which is our own allocation.
         unsafe {
             std::ptr::copy_nonoverlapping(data.as_ptr(), out, data.len());
             if nul && cap > data.len() {
@@ -415,7 +434,7 @@ unsafe fn from_ids(tokens: *const llama_token, n: usize, n_vocab: usize) -> Resu
         return Ok(Vec::new());
     }
     non_null(tokens, "tokens")?;
-    // SAFETY: non-null and valid for `n` reads per the contract.
+    // SAFETY: checked non-null; valid for `n` reads by this fn's contract.
     let s = unsafe { std::slice::from_raw_parts(tokens, n) };
     let mut ids = Vec::new();
     ids.try_reserve_exact(n)
@@ -528,8 +547,10 @@ fn session_params_defaults() -> llama_session_params {
 /// `params` is NULL or valid for writes of `size` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn llama_load_params_init(params: *mut llama_load_params, size: usize) {
-    // SAFETY: per the contract.
-    guard("llama_load_params_init", || unsafe { versioned::init(params, size, &load_params_defaults(), "params") });
+    guard("llama_load_params_init", || {
+        // SAFETY: `params` is NULL or valid for `size` bytes (# Safety), what versioned::init needs.
+        unsafe { versioned::init(params, size, &load_params_defaults(), "params") }
+    });
 }
 
 /// Write the default session parameters (context min(training, 4096), greedy, no penalties,
@@ -540,9 +561,9 @@ pub unsafe extern "C" fn llama_load_params_init(params: *mut llama_load_params, 
 /// `params` is NULL or valid for writes of `size` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn llama_session_params_init(params: *mut llama_session_params, size: usize) {
-    // SAFETY: per the contract.
-    guard("llama_session_params_init", || unsafe {
-        versioned::init(params, size, &session_params_defaults(), "params")
+    guard("llama_session_params_init", || {
+        // SAFETY: `params` is NULL or valid for `size` bytes (# Safety), what versioned::init needs.
+        unsafe { versioned::init(params, size, &session_params_defaults(), "params") }
     });
 }
 
@@ -605,23 +626,22 @@ pub extern "C" fn llama_session_params_default() -> llama_session_params_v1 {
 ///
 /// # Safety
 /// `path` is a NUL-terminated string; `params` is NULL or points to a `llama_load_params` whose
-/// `size` is set; `out_model` is valid for one write.
+/// `size` is set; `out_model` is NULL or valid for one write.
 #[no_mangle]
 pub unsafe extern "C" fn llama_load(
     path: *const c_char,
     params: *const llama_load_params,
-    out_model: *mut *mut llama_model,
+    out_model: Option<&mut *mut llama_model>,
 ) -> llama_status {
     guard("llama_load", || {
-        non_null(out_model, "out_model")?;
-        // SAFETY: checked non-null; valid for one write per the contract.
-        unsafe { *out_model = std::ptr::null_mut() };
-        // SAFETY: path is NULL or NUL-terminated.
+        let out_model = required(out_model, "out_model")?;
+        *out_model = std::ptr::null_mut();
+        // SAFETY: `path` is NULL or NUL-terminated (# Safety).
         let path = unsafe { opt_path(path, "path") }?.ok_or_else(|| Error::invalid("path is NULL"))?;
         let p = if params.is_null() {
             load_params_defaults()
         } else {
-            // SAFETY: a sized struct per the contract.
+            // SAFETY: non-null, so a struct whose `size` says how many bytes are valid (# Safety).
             unsafe { versioned::read(params, load_params_defaults(), "params") }?
         };
         if p.n_threads < 0 {
@@ -640,13 +660,14 @@ pub unsafe extern "C" fn llama_load(
                 )))
             }
         };
-        // SAFETY: NULL or NUL-terminated per the contract.
+        // SAFETY: the struct's strings are NULL or NUL-terminated (# Safety of the struct).
         let config = unsafe { opt_path(p.config_path, "config_path") }?;
         // SAFETY: as above.
         let tokenizer = unsafe { opt_path(p.tokenizer_path, "tokenizer_path") }?;
         let mut progress = |f: f32| -> bool {
             match p.progress {
-                // SAFETY: the host's callback with the host's user data.
+                // SAFETY: the host's callback, called as its type says with the user data the host
+                // paired with it.
                 Some(cb) => unsafe { cb(f, p.progress_user_data) != 0 },
                 None => false,
             }
@@ -661,8 +682,7 @@ pub unsafe extern "C" fn llama_load(
             progress: Some(&mut progress),
         };
         let model = loader::load(&path, opts)?;
-        // SAFETY: checked non-null above.
-        unsafe { *out_model = Arc::into_raw(Arc::new(model)) as *mut llama_model };
+        hand_out(out_model, llama_model { model: Arc::new(model) });
         Ok(())
     })
 }
@@ -674,23 +694,21 @@ pub unsafe extern "C" fn llama_load(
 /// llama_model_free.
 ///
 /// # Safety
-/// `tokenizer_path` is a NUL-terminated string; `out_model` is valid for one write.
+/// `tokenizer_path` is a NUL-terminated string; `out_model` is NULL or valid for one write.
 #[no_mangle]
 pub unsafe extern "C" fn llama_load_vocab(
     tokenizer_path: *const c_char,
     version: i32,
-    out_model: *mut *mut llama_model,
+    out_model: Option<&mut *mut llama_model>,
 ) -> llama_status {
     guard("llama_load_vocab", || {
-        non_null(out_model, "out_model")?;
-        // SAFETY: checked non-null.
-        unsafe { *out_model = std::ptr::null_mut() };
-        // SAFETY: NULL or NUL-terminated per the contract.
+        let out_model = required(out_model, "out_model")?;
+        *out_model = std::ptr::null_mut();
+        // SAFETY: `tokenizer_path` is NULL or NUL-terminated (# Safety).
         let path = unsafe { opt_path(tokenizer_path, "tokenizer_path") }?
             .ok_or_else(|| Error::invalid("tokenizer_path is NULL"))?;
         let model = loader::load_vocab(&path, version)?;
-        // SAFETY: checked non-null above.
-        unsafe { *out_model = Arc::into_raw(Arc::new(model)) as *mut llama_model };
+        hand_out(out_model, llama_model { model: Arc::new(model) });
         Ok(())
     })
 }
@@ -706,75 +724,47 @@ pub unsafe extern "C" fn llama_model_free(model: *mut llama_model) {
         return;
     }
     guard_or((), || {
-        // SAFETY: came from Arc::into_raw in llama_load, and is released once.
-        drop(unsafe { Arc::from_raw(model as *const Model) })
+        // SAFETY: a handle from llama_load's Box::into_raw (# Safety), dropped once: the host
+        // gives it up by this call.
+        drop(unsafe { Box::from_raw(model) })
     })
 }
 
-/// Vocabulary size (LLAMA_ERR_INVALID_ARGUMENT for a NULL model).
-///
-/// # Safety
-/// `model` is NULL or a live model.
+/// Vocabulary size (LLAMA_ERR_INVALID_ARGUMENT for a NULL model). `model`: NULL or live.
 #[no_mangle]
-pub unsafe extern "C" fn llama_model_n_vocab(model: *const llama_model) -> i32 {
-    // SAFETY: per the contract.
+pub extern "C" fn llama_model_n_vocab(model: Option<&llama_model>) -> i32 {
     guard_or(LLAMA_ERR_INTERNAL, || {
-        reported(
-            "llama_model_n_vocab",
-            LLAMA_ERR_INVALID_ARGUMENT,
-            // SAFETY: `model` is NULL or live per the contract.
-            unsafe { model_ref(model) }.map(|m| m.hparams.n_vocab as i32),
-        )
+        reported("llama_model_n_vocab", LLAMA_ERR_INVALID_ARGUMENT, model_of(model).map(|m| m.hparams.n_vocab as i32))
     })
 }
 
-/// Training context length (LLAMA_ERR_INVALID_ARGUMENT for a NULL model).
-///
-/// # Safety
-/// `model` is NULL or a live model.
+/// Training context length (LLAMA_ERR_INVALID_ARGUMENT for a NULL model). `model`: NULL or
+/// live.
 #[no_mangle]
-pub unsafe extern "C" fn llama_model_n_ctx_train(model: *const llama_model) -> i32 {
-    // SAFETY: per the contract.
+pub extern "C" fn llama_model_n_ctx_train(model: Option<&llama_model>) -> i32 {
     guard_or(LLAMA_ERR_INTERNAL, || {
-        // SAFETY: `model` is NULL or live per the contract.
-        let n = unsafe { model_ref(model) }.map(|m| m.hparams.n_ctx_train.min(i32::MAX as usize) as i32);
+        let n = model_of(model).map(|m| m.hparams.n_ctx_train.min(i32::MAX as usize) as i32);
         reported("llama_model_n_ctx_train", LLAMA_ERR_INVALID_ARGUMENT, n)
     })
 }
 
-/// The BOS id (-1 for a NULL model).
-///
-/// # Safety
-/// `model` is NULL or a live model.
+/// The BOS id (-1 for a NULL model). `model`: NULL or live.
 #[no_mangle]
-pub unsafe extern "C" fn llama_token_bos(model: *const llama_model) -> llama_token {
-    // SAFETY: per the contract.
-    guard_or(-1, || reported("llama_token_bos", -1, unsafe { model_ref(model) }.map(|m| m.bos as llama_token)))
+pub extern "C" fn llama_token_bos(model: Option<&llama_model>) -> llama_token {
+    guard_or(-1, || reported("llama_token_bos", -1, model_of(model).map(|m| m.bos as llama_token)))
 }
 
-/// The EOS id (-1 for a NULL model).
-///
-/// # Safety
-/// `model` is NULL or a live model.
+/// The EOS id (-1 for a NULL model). `model`: NULL or live.
 #[no_mangle]
-pub unsafe extern "C" fn llama_token_eos(model: *const llama_model) -> llama_token {
-    // SAFETY: per the contract.
-    guard_or(-1, || reported("llama_token_eos", -1, unsafe { model_ref(model) }.map(|m| m.eos as llama_token)))
+pub extern "C" fn llama_token_eos(model: Option<&llama_model>) -> llama_token {
+    guard_or(-1, || reported("llama_token_eos", -1, model_of(model).map(|m| m.eos as llama_token)))
 }
 
 /// 1 if `t` ends generation (EOS, <|eot_id|>, <|end_of_text|>), else 0 (also for a NULL model
-/// or an id out of range).
-///
-/// # Safety
-/// `model` is NULL or a live model.
+/// or an id out of range). `model`: NULL or live.
 #[no_mangle]
-pub unsafe extern "C" fn llama_token_is_eog(model: *const llama_model, t: llama_token) -> i32 {
-    // SAFETY: per the contract.
-    guard_or(0, || {
-        // SAFETY: `model` is NULL or live per the contract.
-        let m = unsafe { model_ref(model) };
-        reported("llama_token_is_eog", 0, m.map(|m| (t >= 0 && m.is_eog(t as u32)) as i32))
-    })
+pub extern "C" fn llama_token_is_eog(model: Option<&llama_model>, t: llama_token) -> i32 {
+    guard_or(0, || reported("llama_token_is_eog", 0, model_of(model).map(|m| (t >= 0 && m.is_eog(t as u32)) as i32)))
 }
 
 /// JSON describing the model: "format", "version", "n_vocab", "n_embd", "n_layer", "n_head",
@@ -784,36 +774,30 @@ pub unsafe extern "C" fn llama_token_is_eog(model: *const llama_model, t: llama_
 /// `capacity > *out_len`.
 ///
 /// # Safety
-/// `out` is NULL (with capacity 0) or valid for `capacity` bytes; `out_len` is valid.
+/// `model` NULL or live; `out` is NULL (with capacity 0) or valid for `capacity` bytes;
+/// `out_len` is NULL or valid.
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_describe(
-    model: *const llama_model,
+    model: Option<&llama_model>,
     out: *mut c_char,
     capacity: usize,
-    out_len: *mut usize,
+    mut out_len: Option<&mut usize>,
 ) -> llama_status {
     guard("llama_model_describe", || {
-        // SAFETY: NULL or valid for one write per the contract.
-        unsafe { clear_len(out_len) };
-        // SAFETY: per the contract.
-        let m = unsafe { model_ref(model) }?;
-        let json = m.describe_json();
-        // SAFETY: per the contract.
+        clear_len(&mut out_len);
+        let json = model_of(model)?.describe_json();
+        // SAFETY: `out` is NULL or valid for `capacity` bytes (# Safety).
         unsafe { write_out(json.as_bytes(), out as *mut u8, capacity, out_len, true) }
     })
 }
 
 /// Number of tensors stored in the model file(s) (pieces of a split tensor count once);
-/// LLAMA_ERR_INVALID_ARGUMENT for NULL.
-///
-/// # Safety
-/// `model` is NULL or a live model.
+/// LLAMA_ERR_INVALID_ARGUMENT for NULL. `model`: NULL or live.
 #[no_mangle]
-pub unsafe extern "C" fn llama_model_n_tensors(model: *const llama_model) -> i32 {
+pub extern "C" fn llama_model_n_tensors(model: Option<&llama_model>) -> i32 {
     guard_or(LLAMA_ERR_INTERNAL, || {
-        // SAFETY: `model` is NULL or live per the contract.
-        unsafe { model_ref(model) }
-            .map_or(LLAMA_ERR_INVALID_ARGUMENT, |m| m.tensors.len().min(i32::MAX as usize) as i32)
+        let n = model_of(model).map(|m| m.tensors.len().min(i32::MAX as usize) as i32);
+        reported("llama_model_n_tensors", LLAMA_ERR_INVALID_ARGUMENT, n)
     })
 }
 
@@ -821,16 +805,15 @@ pub unsafe extern "C" fn llama_model_n_tensors(model: *const llama_model) -> i32
 /// sets to sizeof(llama_tensor_info): at most that many bytes are written.
 ///
 /// # Safety
-/// `model` a live model; `out` valid for writes of the `size` bytes it says.
+/// `model` NULL or live; `out` NULL or valid for writes of the `size` bytes it says.
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_tensor(
-    model: *const llama_model,
+    model: Option<&llama_model>,
     index: i32,
     out: *mut llama_tensor_info,
 ) -> llama_status {
     guard("llama_model_tensor", || {
-        // SAFETY: per the contract.
-        let m = unsafe { model_ref(model) }?;
+        let m = model_of(model)?;
         non_null(out, "out")?;
         let t = usize::try_from(index).ok().and_then(|i| m.tensors.get(i)).ok_or_else(|| {
             Error::invalid(format!("tensor index {index} is out of range (the model has {})", m.tensors.len()))
@@ -856,7 +839,7 @@ pub unsafe extern "C" fn llama_model_tensor(
             dtype: t.dtype.c_name().as_ptr(),
             shape,
         };
-        // SAFETY: checked non-null; valid for the size it says.
+        // SAFETY: checked non-null, so valid for the `size` bytes it says (# Safety).
         unsafe { versioned::write(out, &info, "out") }
     })
 }
@@ -866,15 +849,14 @@ pub unsafe extern "C" fn llama_model_tensor(
 /// assumed is in llama_model_describe.)
 ///
 /// # Safety
-/// `model` a live model; `out` valid for writes of the `size` bytes it says.
+/// `model` NULL or live; `out` NULL or valid for writes of the `size` bytes it says.
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_get_hparams(
-    model: *const llama_model,
+    model: Option<&llama_model>,
     out: *mut llama_model_hparams,
 ) -> llama_status {
     guard("llama_model_get_hparams", || {
-        // SAFETY: per the contract.
-        let m = unsafe { model_ref(model) }?;
+        let m = model_of(model)?;
         non_null(out, "out")?;
         let hp = &m.hparams;
         let i = |v: usize| v.min(i32::MAX as usize) as i32;
@@ -893,7 +875,7 @@ pub unsafe extern "C" fn llama_model_get_hparams(
             reserved0: 0,
             n_params: m.n_params(),
         };
-        // SAFETY: checked non-null; valid for the size it says.
+        // SAFETY: checked non-null, so valid for the `size` bytes it says (# Safety).
         unsafe { versioned::write(out, &h, "out") }
     })
 }
@@ -902,35 +884,33 @@ pub unsafe extern "C" fn llama_model_get_hparams(
 /// LLAMA_TOKENIZE_PARSE_SPECIAL. Two-call pattern: `*out_n_tokens` is always set to the count.
 ///
 /// # Safety
-/// `text` is valid for `text_len` bytes (may be NULL when 0); `out_tokens` is NULL (capacity 0)
-/// or valid for `capacity` ids; `out_n_tokens` is valid.
+/// `model` NULL or live; `text` is valid for `text_len` bytes (may be NULL when 0);
+/// `out_tokens` is NULL (capacity 0) or valid for `capacity` ids; `out_n_tokens` NULL or valid.
 #[no_mangle]
 pub unsafe extern "C" fn llama_tokenize(
-    model: *const llama_model,
+    model: Option<&llama_model>,
     text: *const c_char,
     text_len: usize,
     flags: u32,
     out_tokens: *mut llama_token,
     capacity: usize,
-    out_n_tokens: *mut usize,
+    mut out_n_tokens: Option<&mut usize>,
 ) -> llama_status {
     guard("llama_tokenize", || {
-        // SAFETY: NULL or valid for one write per the contract.
-        unsafe { clear_len(out_n_tokens) };
-        // SAFETY: per the contract.
-        let m = unsafe { model_ref(model) }?;
+        clear_len(&mut out_n_tokens);
+        let m = model_of(model)?;
         check_flags(flags, LLAMA_TOKENIZE_ADD_BOS | LLAMA_TOKENIZE_PARSE_SPECIAL, "flags")?;
         let bytes: &[u8] = if text_len == 0 {
             &[]
         } else {
             non_null(text, "text")?;
-            // SAFETY: valid for text_len bytes per the contract.
+            // SAFETY: checked non-null, so valid for `text_len` bytes (# Safety).
             unsafe { std::slice::from_raw_parts(text as *const u8, text_len) }
         };
         let s = std::str::from_utf8(bytes).map_err(|e| Error::invalid(format!("text is not valid UTF-8: {e}")))?;
         let ids =
             m.tokenizer.encode(s, flags & LLAMA_TOKENIZE_ADD_BOS != 0, flags & LLAMA_TOKENIZE_PARSE_SPECIAL != 0)?;
-        // SAFETY: per the contract.
+        // SAFETY: `out_tokens` is NULL or valid for `capacity` ids (# Safety).
         unsafe { write_out(&to_ids(&ids), out_tokens, capacity, out_n_tokens, false) }
     })
 }
@@ -939,37 +919,34 @@ pub unsafe extern "C" fn llama_tokenize(
 /// Two-call pattern; a NUL is appended when `capacity > *out_len`.
 ///
 /// # Safety
-/// `tokens` valid for `n_tokens` ids; `out` NULL (capacity 0) or valid for `capacity` bytes.
+/// `model` NULL or live; `tokens` valid for `n_tokens` ids; `out` NULL (capacity 0) or valid
+/// for `capacity` bytes; `out_len` NULL or valid.
 #[no_mangle]
 pub unsafe extern "C" fn llama_detokenize(
-    model: *const llama_model,
+    model: Option<&llama_model>,
     tokens: *const llama_token,
     n_tokens: usize,
     flags: u32,
     out: *mut c_char,
     capacity: usize,
-    out_len: *mut usize,
+    mut out_len: Option<&mut usize>,
 ) -> llama_status {
     guard("llama_detokenize", || {
-        // SAFETY: NULL or valid for one write per the contract.
-        unsafe { clear_len(out_len) };
-        // SAFETY: per the contract.
-        let m = unsafe { model_ref(model) }?;
+        clear_len(&mut out_len);
+        let m = model_of(model)?;
         check_flags(flags, LLAMA_DETOKENIZE_SKIP_SPECIAL, "flags")?;
-        // SAFETY: per the contract.
+        // SAFETY: `tokens` is valid for `n_tokens` ids (# Safety).
         let ids = unsafe { from_ids(tokens, n_tokens, m.hparams.n_vocab) }?;
         // Only what fits is kept: the length is counted without building a longer text.
         let (text, total) = m.tokenizer.decode_capped(&ids, flags & LLAMA_DETOKENIZE_SKIP_SPECIAL != 0, capacity)?;
         if total > text.len() {
-            non_null(out_len, "out_len")?;
-            // SAFETY: checked non-null; valid for one write per the contract.
-            unsafe { *out_len = total };
+            *required(out_len, "out_len")? = total;
             return Err(Error::new(
                 Status::BufferTooSmall,
                 format!("the result needs {total} elements, the buffer holds {capacity}"),
             ));
         }
-        // SAFETY: per the contract.
+        // SAFETY: `out` is NULL or valid for `capacity` bytes (# Safety).
         unsafe { write_out(&text, out as *mut u8, capacity, out_len, true) }
     })
 }
@@ -978,24 +955,24 @@ pub unsafe extern "C" fn llama_detokenize(
 /// appended when `capacity > *out_len`.
 ///
 /// # Safety
-/// `out` NULL (capacity 0) or valid for `capacity` bytes; `out_len` valid.
+/// `model` NULL or live; `out` NULL (capacity 0) or valid for `capacity` bytes; `out_len` NULL
+/// or valid.
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_to_piece(
-    model: *const llama_model,
+    model: Option<&llama_model>,
     t: llama_token,
     out: *mut c_char,
     capacity: usize,
-    out_len: *mut usize,
+    mut out_len: Option<&mut usize>,
 ) -> llama_status {
     guard("llama_token_to_piece", || {
-        // SAFETY: NULL or valid for one write per the contract.
-        unsafe { clear_len(out_len) };
-        // SAFETY: per the contract.
-        let m = unsafe { model_ref(model) }?;
-        // SAFETY: one id, read from a local.
-        let ids = unsafe { from_ids(&t, 1, m.hparams.n_vocab) }?;
-        let piece = m.tokenizer.token_to_piece(ids[0])?;
-        // SAFETY: per the contract.
+        clear_len(&mut out_len);
+        let m = model_of(model)?;
+        let id = u32::try_from(t).ok().filter(|&id| (id as usize) < m.hparams.n_vocab).ok_or_else(|| {
+            Error::invalid(format!("token {t} at index 0 is out of range (n_vocab {})", m.hparams.n_vocab))
+        })?;
+        let piece = m.tokenizer.token_to_piece(id)?;
+        // SAFETY: `out` is NULL or valid for `capacity` bytes (# Safety).
         unsafe { write_out(&piece, out as *mut u8, capacity, out_len, true) }
     })
 }
@@ -1004,34 +981,32 @@ pub unsafe extern "C" fn llama_token_to_piece(
 /// tokenized as plain text. Flag: LLAMA_CHAT_ADD_ASSISTANT. Two-call pattern.
 ///
 /// # Safety
-/// `messages` valid for `n_messages` entries with NUL-terminated strings; output as for
-/// llama_tokenize.
+/// `model` NULL or live; `messages` valid for `n_messages` entries with NUL-terminated strings;
+/// output as for llama_tokenize.
 #[no_mangle]
 pub unsafe extern "C" fn llama_chat_tokenize(
-    model: *const llama_model,
+    model: Option<&llama_model>,
     messages: *const llama_chat_message,
     n_messages: usize,
     flags: u32,
     out_tokens: *mut llama_token,
     capacity: usize,
-    out_n_tokens: *mut usize,
+    mut out_n_tokens: Option<&mut usize>,
 ) -> llama_status {
     guard("llama_chat_tokenize", || {
-        // SAFETY: NULL or valid for one write per the contract.
-        unsafe { clear_len(out_n_tokens) };
-        // SAFETY: per the contract.
-        let m = unsafe { model_ref(model) }?;
+        clear_len(&mut out_n_tokens);
+        let m = model_of(model)?;
         check_flags(flags, LLAMA_CHAT_ADD_ASSISTANT, "flags")?;
         let raw: &[llama_chat_message] = if n_messages == 0 {
             &[]
         } else {
             non_null(messages, "messages")?;
-            // SAFETY: valid for n_messages entries per the contract.
+            // SAFETY: checked non-null, so valid for `n_messages` entries (# Safety).
             unsafe { std::slice::from_raw_parts(messages, n_messages) }
         };
         let mut msgs = Vec::with_capacity(raw.len());
         for (i, msg) in raw.iter().enumerate() {
-            // SAFETY: NUL-terminated per the contract.
+            // SAFETY: each message's strings are NULL or NUL-terminated (# Safety).
             let role = unsafe { opt_str(msg.role, &format!("messages[{i}].role")) }?
                 .ok_or_else(|| Error::invalid(format!("messages[{i}].role is NULL")))?;
             // SAFETY: as above.
@@ -1040,7 +1015,7 @@ pub unsafe extern "C" fn llama_chat_tokenize(
             msgs.push(ChatMessage { role, content });
         }
         let ids = m.tokenizer.chat_tokenize(&msgs, flags & LLAMA_CHAT_ADD_ASSISTANT != 0)?;
-        // SAFETY: per the contract.
+        // SAFETY: `out_tokens` is NULL or valid for `capacity` ids (# Safety).
         unsafe { write_out(&to_ids(&ids), out_tokens, capacity, out_n_tokens, false) }
     })
 }
@@ -1048,22 +1023,24 @@ pub unsafe extern "C" fn llama_chat_tokenize(
 /// Start a session of `model` (which it keeps alive). `params` may be NULL (defaults).
 ///
 /// # Safety
-/// `model` a live model; `params` NULL or a sized `llama_session_params`; `out_session` valid.
+/// `model` NULL or live; `params` NULL or a sized `llama_session_params`; `out_session` NULL or
+/// valid.
 #[no_mangle]
 pub unsafe extern "C" fn llama_session_new(
     model: *mut llama_model,
     params: *const llama_session_params,
-    out_session: *mut *mut llama_session,
+    out_session: Option<&mut *mut llama_session>,
 ) -> llama_status {
     guard("llama_session_new", || {
-        non_null(out_session, "out_session")?;
-        // SAFETY: checked non-null.
-        unsafe { *out_session = std::ptr::null_mut() };
-        non_null(model, "model")?;
+        let out_session = required(out_session, "out_session")?;
+        *out_session = std::ptr::null_mut();
+        // SAFETY: `model` is NULL or a live handle from llama_load (# Safety); the header says
+        // `llama_model *` but a model is shared, so only a shared reference is made.
+        let model = model_of(unsafe { model.as_ref() })?;
         let p = if params.is_null() {
             session_params_defaults()
         } else {
-            // SAFETY: a sized struct per the contract.
+            // SAFETY: non-null, so a struct whose `size` says how many bytes are valid (# Safety).
             unsafe { versioned::read(params, session_params_defaults(), "params") }?
         };
         let (kv_type, kv_type_v) = match p.kv_type {
@@ -1078,11 +1055,6 @@ pub unsafe extern "C" fn llama_session_new(
                 )))
             }
         };
-        // SAFETY: a live model from Arc::into_raw: take one more reference for the session.
-        let arc = unsafe {
-            Arc::increment_strong_count(model as *const Model);
-            Arc::from_raw(model as *const Model)
-        };
         let sp = SessionParams {
             n_ctx: p.n_ctx,
             sampler: SamplerParams {
@@ -1095,9 +1067,8 @@ pub unsafe extern "C" fn llama_session_new(
             kv_type,
             kv_type_v,
         };
-        let s = Session::new(arc, sp)?;
-        // SAFETY: checked non-null.
-        unsafe { *out_session = Box::into_raw(Box::new(s)) as *mut llama_session };
+        let session = Session::new(model.clone(), sp)?;
+        hand_out(out_session, llama_session { session });
         Ok(())
     })
 }
@@ -1111,8 +1082,11 @@ pub unsafe extern "C" fn llama_session_free(session: *mut llama_session) {
     if session.is_null() {
         return;
     }
-    // SAFETY: came from Box::into_raw in llama_session_new, released once.
-    guard_or((), || drop(unsafe { Box::from_raw(session as *mut Session) }))
+    guard_or((), || {
+        // SAFETY: a handle from llama_session_new's Box::into_raw that no other thread uses
+        // (# Safety), dropped once: the host gives it up by this call.
+        drop(unsafe { Box::from_raw(session) })
+    })
 }
 
 /// Empty the KV cache (position 0), restart the sampler from its seed and clear a pending
@@ -1122,28 +1096,21 @@ pub unsafe extern "C" fn llama_session_free(session: *mut llama_session) {
 /// `session` NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn llama_session_reset(session: *mut llama_session) -> llama_status {
-    // SAFETY: per the contract.
-    guard("llama_session_reset", || unsafe { session_ref(session) }?.reset())
+    // SAFETY: `session` is NULL or live (# Safety).
+    let session = unsafe { session_at(session) };
+    guard("llama_session_reset", || session_of(session)?.reset())
 }
 
-/// The session's context length in tokens (0 for NULL).
-///
-/// # Safety
-/// `session` NULL or live.
+/// The session's context length in tokens (0 for NULL). `session`: NULL or live.
 #[no_mangle]
-pub unsafe extern "C" fn llama_session_n_ctx(session: *const llama_session) -> u32 {
-    // SAFETY: per the contract.
-    guard_or(0, || reported("llama_session_n_ctx", 0, unsafe { session_ref(session) }.map(|s| s.n_ctx() as u32)))
+pub extern "C" fn llama_session_n_ctx(session: Option<&llama_session>) -> u32 {
+    guard_or(0, || reported("llama_session_n_ctx", 0, session_of(session).map(|s| s.n_ctx() as u32)))
 }
 
-/// Number of tokens in the session's KV cache (0 for NULL).
-///
-/// # Safety
-/// `session` NULL or live.
+/// Number of tokens in the session's KV cache (0 for NULL). `session`: NULL or live.
 #[no_mangle]
-pub unsafe extern "C" fn llama_session_position(session: *const llama_session) -> u32 {
-    // SAFETY: per the contract.
-    guard_or(0, || reported("llama_session_position", 0, unsafe { session_ref(session) }.map(|s| s.position())))
+pub extern "C" fn llama_session_position(session: Option<&llama_session>) -> u32 {
+    guard_or(0, || reported("llama_session_position", 0, session_of(session).map(|s| s.position())))
 }
 
 /// Forget the tokens at positions >= `position` (which must be <= the current position) and
@@ -1153,8 +1120,9 @@ pub unsafe extern "C" fn llama_session_position(session: *const llama_session) -
 /// `session` NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn llama_session_rewind(session: *mut llama_session, position: u32) -> llama_status {
-    // SAFETY: per the contract.
-    guard("llama_session_rewind", || unsafe { session_ref(session) }?.rewind(position))
+    // SAFETY: `session` is NULL or live (# Safety).
+    let session = unsafe { session_at(session) };
+    guard("llama_session_rewind", || session_of(session)?.rewind(position))
 }
 
 /// From any thread: the running llama_step of this session, or if none runs the next one,
@@ -1165,10 +1133,11 @@ pub unsafe extern "C" fn llama_session_rewind(session: *mut llama_session, posit
 /// `session` NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn llama_session_abort(session: *mut llama_session) {
+    // SAFETY: `session` is NULL or live (# Safety).
+    let session = unsafe { session_at(session) };
     guard_or((), || {
-        // SAFETY: `session` is NULL or live per the contract.
-        if let Ok(s) = unsafe { session_ref(session) } {
-            s.abort()
+        if let Some(s) = session {
+            s.session.abort()
         }
     })
 }
@@ -1178,18 +1147,20 @@ pub unsafe extern "C" fn llama_session_abort(session: *mut llama_session) {
 /// the next llama_step). On any error the session is left exactly as before the call.
 ///
 /// # Safety
-/// `session` live; `tokens` valid for `n_tokens` ids; `out_next` valid for one write.
+/// `session` NULL or live; `tokens` valid for `n_tokens` ids; `out_next` NULL or valid for one
+/// write.
 #[no_mangle]
 pub unsafe extern "C" fn llama_step(
     session: *mut llama_session,
     tokens: *const llama_token,
     n_tokens: usize,
-    out_next: *mut llama_token,
+    out_next: Option<&mut llama_token>,
 ) -> llama_status {
+    // SAFETY: `session` is NULL or live (# Safety).
+    let session = unsafe { session_at(session) };
     guard("llama_step", || {
-        // SAFETY: per the contract.
-        let s = unsafe { session_ref(session) }?;
-        non_null(out_next, "out_next")?;
+        let s = session_of(session)?;
+        let out_next = required(out_next, "out_next")?;
         if n_tokens == 0 {
             return Err(Error::invalid("n_tokens must be >= 1"));
         }
@@ -1205,22 +1176,17 @@ pub unsafe extern "C" fn llama_step(
                 ),
             ));
         }
-        // SAFETY: per the contract.
+        // SAFETY: `tokens` is valid for `n_tokens` ids (# Safety).
         let ids = unsafe { from_ids(tokens, n_tokens, s.model().hparams.n_vocab) }?;
-        let next = s.step(&ids)?;
-        // SAFETY: checked non-null.
-        unsafe { *out_next = next as llama_token };
+        *out_next = s.step(&ids)? as llama_token;
         Ok(())
     })
 }
 
 /// The n_vocab logits of the last position of the last successful step; valid until the next
 /// step, reset, rewind or free of that session. NULL before the first step (and for NULL).
-///
-/// # Safety
-/// `session` NULL or live.
+/// `session`: NULL or live.
 #[no_mangle]
-pub unsafe extern "C" fn llama_session_logits(session: *const llama_session) -> *const f32 {
-    // SAFETY: per the contract.
-    guard_or(std::ptr::null(), || unsafe { session_ref(session) }.map_or(std::ptr::null(), |s| s.logits_ptr()))
+pub extern "C" fn llama_session_logits(session: Option<&llama_session>) -> *const f32 {
+    guard_or(std::ptr::null(), || session_of(session).map_or(std::ptr::null(), |s| s.logits_ptr()))
 }

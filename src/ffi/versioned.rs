@@ -116,7 +116,8 @@ pub(super) unsafe fn init<T: Versioned>(p: *mut T, size: usize, defaults: &T, wh
 /// # Safety
 /// `p` is valid for writes of `size >= used` bytes; `used <= size_of::<T>()`.
 unsafe fn write_prefix<T: Versioned>(p: *mut T, value: &T, used: usize, size: usize) {
-    // SAFETY: per the function's contract; `value` is our own and does not overlap `p`.
+    // SAFETY: `p` is valid for `size >= used` bytes of writes and `value` holds `used <=
+    // size_of::<T>()` bytes (# Safety); `value` is our own, so the two do not overlap.
     unsafe {
         std::ptr::copy_nonoverlapping((value as *const T).cast::<u8>(), p as *mut u8, used);
         std::ptr::write_bytes((p as *mut u8).add(used), 0, size - used);
