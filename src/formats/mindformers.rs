@@ -19,6 +19,10 @@
 //! expand aliases, which a hostile file can use to multiply its size. Using one would still
 //! need this file's scalar typing and an alias refusal on top of its event stream; what it
 //! would add (multi-line quoted strings, complex keys) MindFormers configs do not use.
+//! Checked against PyYAML on every yaml of every MindFormers branch and tag (1,754 files, 1,571
+//! with `model.model_config`, 638 of them LLaMA-family; `tests/mindformers_yamls.rs`, whose
+//! committed sample runs in CI): every value this reads equals PyYAML's, and the one refusal is
+//! a `model_config` key given twice.
 
 use std::path::Path;
 
