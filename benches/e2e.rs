@@ -1,16 +1,21 @@
 //! End-to-end speed of one model at real scale, in the units llama.cpp's `llama-bench` reports:
-//! load time, prefill of a 128-token prompt (pp) and decode of 64 tokens from an empty context
-//! (tg) in tokens/s, memory split into file-backed and anonymous, and beside them a STREAM-like
+//! load time, prefill of prompts of the given lengths (pp) and decode of 64 tokens (tg) in
+//! tokens/s, each after `depth` tokens already in the context (llama-bench's `-d`: 0 by
+//! default), memory split into file-backed and anonymous, and beside them a STREAM-like
 //! read of RAM with the same threads, in the same run, which gives the decode limit
 //! (read bandwidth / bytes of weights read per token): once over 4 GiB before loading, and
 //! right before and after every decode run (memory speed here drifts by tens of percent
 //! between minutes, so each run's tg / limit uses the probes around it).
 //!
 //! ```text
-//! cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128] [--gen 64] [--reps 3]
+//! cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128[,512...]] [--gen 64]
+//!                                  [--depth 0[,4096...]] [--reps 3]
 //!                                  [--kv f16|f32|q8_0|q4_0|q8_0_q4_0] [--ctx 4096] [--json FILE]
 //!                                  [--device cuda[:N] [--gpu-gbps GB/s]]
 //! ```
+//! For each depth, as llama-bench: every prompt length, then the decode run. The depth's tokens
+//! are prefilled once (untimed) and each repetition rewinds to them; `--prompt 0` or
+//! `--gen 0` leaves that kind out.
 //! With `--device cuda` (a build with `--features cuda`) the model runs on GPU N; the host
 //! read probes are skipped and the limit is `--gpu-gbps` (the card's read bandwidth, measured
 //! beside the run) / weight bytes.
@@ -32,8 +37,9 @@ use runllama_kernels as k;
 struct Args {
     model: PathBuf,
     threads: usize,
-    prompt: usize,
+    prompts: Vec<usize>,
     gen: usize,
+    depths: Vec<usize>,
     reps: usize,
     /// K cache type, and V's when it differs.
     kv: (KvType, Option<KvType>),
@@ -44,7 +50,7 @@ struct Args {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128] [--gen 64] [--reps 3] [--kv f16|f32|q8_0|q4_0|q8_0_q4_0] [--ctx N] [--json FILE]");
+    eprintln!("{msg}\nusage: cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128[,N...]] [--gen 64] [--depth 0[,N...]] [--reps 3] [--kv f16|f32|q8_0|q4_0|q8_0_q4_0] [--ctx N] [--json FILE]");
     std::process::exit(2)
 }
 
@@ -52,8 +58,9 @@ fn parse_args() -> Args {
     let mut a = Args {
         model: PathBuf::new(),
         threads: 0,
-        prompt: 128,
+        prompts: vec![128],
         gen: 64,
+        depths: vec![0],
         reps: 3,
         kv: (KvType::F16, None),
         ctx: 0,
@@ -64,13 +71,22 @@ fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().unwrap_or_else(|| usage(&format!("{name} needs a value")));
-        let mut num =
-            |name: &str| value(name).parse::<usize>().unwrap_or_else(|_| usage(&format!("{name}: not a number")));
+        let mut list = |name: &str| -> Vec<usize> {
+            let v = value(name);
+            v.split(',')
+                .map(|n| n.trim().parse().unwrap_or_else(|_| usage(&format!("{name} {v}: not numbers"))))
+                .collect()
+        };
+        let mut num = |name: &str| match list(name)[..] {
+            [n] => n,
+            _ => usage(&format!("{name}: one number")),
+        };
         match arg.as_str() {
             "--bench" => {} // passed by `cargo bench`
             "--threads" | "-t" => a.threads = num("--threads"),
-            "--prompt" | "-p" => a.prompt = num("--prompt"),
+            "--prompt" | "-p" => a.prompts = list("--prompt").into_iter().filter(|&p| p > 0).collect(),
             "--gen" | "-n" => a.gen = num("--gen"),
+            "--depth" | "-d" => a.depths = list("--depth"),
             "--reps" | "-r" => a.reps = num("--reps").max(1),
             "--ctx" => a.ctx = num("--ctx") as u32,
             "--kv" => {
@@ -236,8 +252,10 @@ fn main() {
     );
     println!("load      {load_s:.3} s (first in this process {load_first:.3} s)");
 
+    let max_prompt = a.prompts.iter().copied().max().unwrap_or(0);
+    let max_depth = a.depths.iter().copied().max().unwrap_or(0);
     let params = SessionParams {
-        n_ctx: if a.ctx == 0 { (a.prompt + a.gen + 1) as u32 } else { a.ctx },
+        n_ctx: if a.ctx == 0 { (max_depth + max_prompt.max(a.gen) + 1) as u32 } else { a.ctx },
         sampler: SamplerParams { temperature: 0.0, top_k: 0, top_p: 1.0, repeat_penalty: 1.0 },
         seed: 0,
         kv_type: a.kv.0,
@@ -255,7 +273,7 @@ fn main() {
     let near_gbps = |near: &Option<ReadProbe>| near.as_ref().map_or(bw, |p| p.gbps(5));
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let span = (hp.n_vocab as u64).saturating_sub(1300).max(1);
-    let prompt: Vec<u32> = (0..a.prompt)
+    let tokens: Vec<u32> = (0..max_depth + max_prompt.max(1))
         .map(|_| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -263,47 +281,71 @@ fn main() {
             (1000 + seed % span) as u32
         })
         .collect();
+    let (context, prompt) = tokens.split_at(max_depth);
 
     // Warm-up, untimed, as llama-bench does: one prompt pass and one decode step (this also
     // faults in the mapping's pages).
-    session.step(&prompt).expect("warm-up prefill");
+    session.step(&prompt[..max_prompt.max(1)]).expect("warm-up prefill");
     session.reset().expect("reset");
     session.step(&prompt[..1]).expect("warm-up decode step");
 
-    let (mut pp, mut tg, mut near_bw, mut ratios) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for rep in 0..a.reps {
+    let mut tests = Vec::new();
+    for &depth in &a.depths {
         session.reset().expect("reset");
-        let t = Instant::now();
-        session.step(&prompt).expect("prefill");
-        let pp_s = t.elapsed().as_secs_f64();
-        pp.push(a.prompt as f64 / pp_s);
-
-        session.reset().expect("reset");
-        let mut tok = prompt[0];
-        let before = near_gbps(&near);
-        let t = Instant::now();
-        for _ in 0..a.gen {
-            tok = session.step(&[tok]).expect("decode step");
+        if depth > 0 {
+            session.step(&context[..depth]).expect("depth prefill");
         }
-        let tg_s = t.elapsed().as_secs_f64();
-        let after = near_gbps(&near);
-        tg.push(a.gen as f64 / tg_s);
-        near_bw.push((before + after) / 2.0);
-        let ratio = tg[rep] / (near_bw[rep] * 1e9 / weight_bytes as f64);
-        ratios.push(ratio);
+        let at = if depth > 0 { format!(" @ d{depth}") } else { String::new() };
+        for &n in &a.prompts {
+            let mut samples = Vec::new();
+            for _ in 0..a.reps {
+                session.rewind(depth as u32).expect("rewind");
+                let t = Instant::now();
+                session.step(&prompt[..n]).expect("prefill");
+                samples.push(n as f64 / t.elapsed().as_secs_f64());
+            }
+            let tps = median(samples.clone());
+            println!("pp{n}{at}  {tps:.2} tok/s (median of {}: {})", a.reps, list(&samples, 2));
+            tests.push(serde_json::json!({"kind": "pp", "n": n, "depth": depth, "tps": tps, "samples": samples}));
+        }
+        if a.gen == 0 {
+            continue;
+        }
+        let (mut samples, mut near_bw, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..a.reps {
+            session.rewind(depth as u32).expect("rewind");
+            let mut tok = prompt[0];
+            let before = near_gbps(&near);
+            let t = Instant::now();
+            for _ in 0..a.gen {
+                tok = session.step(&[tok]).expect("decode step");
+            }
+            let tps = a.gen as f64 / t.elapsed().as_secs_f64();
+            let after = near_gbps(&near);
+            samples.push(tps);
+            near_bw.push((before + after) / 2.0);
+            ratios.push(tps / ((before + after) / 2.0 * 1e9 / weight_bytes as f64));
+            println!(
+                "rep       tg{}{at} {tps:.3} tok/s ({:.1} GB/s of weights)   read before/after {before:.1}/{after:.1} GB/s   tg/limit {:.2}",
+                a.gen,
+                tps * weight_bytes as f64 / 1e9,
+                ratios[ratios.len() - 1]
+            );
+        }
+        let (tps, near_med, ratio) = (median(samples.clone()), median(near_bw), median(ratios));
         println!(
-            "rep {rep}     pp{} {:.2} tok/s   tg{} {:.3} tok/s ({:.1} GB/s of weights)   read before/after {before:.1}/{after:.1} GB/s   tg/limit {ratio:.2}",
-            a.prompt,
-            pp[rep],
+            "tg{}{at}  {tps:.3} tok/s (median of {}); limit {:.3} tok/s = read bandwidth next to decode ({near_med:.1} GB/s) / weight bytes; tg/limit {ratio:.2} (median of the runs' ratios)",
             a.gen,
-            tg[rep],
-            tg[rep] * weight_bytes as f64 / 1e9
+            a.reps,
+            near_med * 1e9 / weight_bytes as f64
         );
+        tests.push(serde_json::json!({
+            "kind": "tg", "n": a.gen, "depth": depth, "tps": tps, "samples": samples,
+            "read_near_gbps": near_med, "tg_over_limit": ratio,
+        }));
     }
     drop(near);
     let (file_end, anon_end) = rss_mib();
-    let (pp_med, tg_med, near_med, ratio_med) = (median(pp), median(tg), median(near_bw), median(ratios));
-    let limit = near_med * 1e9 / weight_bytes as f64;
     let kv_mib = session.kv_bytes() as f64 / 1048576.0;
     let gpu_used_mib = gpu_used();
     if let Some(used) = gpu_used_mib {
@@ -315,11 +357,6 @@ fn main() {
         );
     }
     println!("weights   {:.2} GB read per decoded token", weight_bytes as f64 / 1e9);
-    println!("pp{}     {pp_med:.2} tok/s (median of {})", a.prompt, a.reps);
-    println!("tg{}      {tg_med:.3} tok/s (median of {})", a.gen, a.reps);
-    println!(
-        "limit     {limit:.3} tok/s = read bandwidth next to decode ({near_med:.1} GB/s, median) / weight bytes; tg/limit = {ratio_med:.2} (median of the runs' ratios)"
-    );
     println!(
         "memory    after load: file {file_load:.0} MiB, anon {anon_load:.0} MiB; after the run: file {file_end:.0} MiB, anon {anon_end:.0} MiB (KV cache {kv_mib:.0} MiB, n_ctx {})",
         session.n_ctx()
@@ -332,16 +369,10 @@ fn main() {
             "device": format!("{:?}", a.device),
             "gpu": model.backend().ok().and_then(|b| b.device()),
             "read_gbps": bw,
-            "read_near_gbps": near_med,
-            "tg_over_limit": ratio_med,
             "weight_bytes": weight_bytes,
-            "limit_tps": limit,
             "load_s": load_s,
             "load_first_s": load_first,
-            "pp_tokens": a.prompt,
-            "pp_tps": pp_med,
-            "tg_tokens": a.gen,
-            "tg_tps": tg_med,
+            "tests": tests,
             "rss_file_mib": file_end,
             "rss_anon_mib": anon_end,
             "rss_anon_after_load_mib": anon_load,
@@ -355,4 +386,9 @@ fn main() {
         });
         std::fs::write(&path, j.to_string()).expect("write --json file");
     }
+}
+
+/// The samples as text, `digits` after the point.
+fn list(samples: &[f64], digits: usize) -> String {
+    samples.iter().map(|x| format!("{x:.digits$}")).collect::<Vec<_>>().join(", ")
 }

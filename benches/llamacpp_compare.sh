@@ -2,14 +2,16 @@
 # Side by side with llama.cpp on the same GGUF file, same threads, in one run:
 #   1. our end-to-end bench (benches/e2e.rs: read bandwidth, also right around each decode run;
 #      load, pp, tg, memory),
-#   2. llama.cpp's llama-bench (-p PROMPT -n GEN -r REPS -t THREADS),
+#   2. llama.cpp's llama-bench (-p PROMPT -n GEN -d DEPTH -r REPS -t THREADS),
 # alternating ROUNDS times, then a table of medians and the ratios ours / llama.cpp and
-# tg / (read bandwidth / weight bytes).
+# tg / (read bandwidth / weight bytes), one row per test (prompt length or decode, at each depth).
 #
 #   LLAMA_BENCH=/path/to/llama-bench benches/llamacpp_compare.sh MODEL.gguf [THREADS]
 #
 # Environment: LLAMA_BENCH (required: a llama-bench binary), ROUNDS (default 1), REPS (3),
-# PROMPT (128), GEN (64), KV (f16 | f32 | q8_0 | q4_0 | q8_0_q4_0, default f16 as llama.cpp; llama-bench gets the
+# PROMPT (prompt lengths, comma-separated: default 128; e.g. 8,32,128,512), GEN (64; 0: no
+# decode), DEPTH (tokens already in the context, comma-separated: default 0; e.g. 0,4096),
+# KV (f16 | f32 | q8_0 | q4_0 | q8_0_q4_0, default f16 as llama.cpp; llama-bench gets the
 # same cache type), OUT (target/llamacpp-compare).
 # Building llama-bench from PyPI sources only (CPU, native): download the source distribution
 # llama_cpp_python-0.3.36.tar.gz of llama-cpp-python 0.3.36 from PyPI as a file (its release
@@ -27,6 +29,7 @@ ROUNDS=${ROUNDS:-1}
 REPS=${REPS:-3}
 PROMPT=${PROMPT:-128}
 GEN=${GEN:-64}
+DEPTH=${DEPTH:-0}
 KV=${KV:-f16}
 # The same cache type for llama.cpp (its quantized V cache needs flash attention).
 case "$KV" in
@@ -45,12 +48,13 @@ cargo bench --bench e2e --no-run
 for r in $(seq "$ROUNDS"); do
   echo "== round $r of $ROUNDS ($(uptime))"
   cargo bench --bench e2e -- "$MODEL" --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" \
-    --reps "$REPS" --kv "$KV" --json "$OUT/ours-$r.json"
-  "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -p "$PROMPT" -n "$GEN" -r "$REPS" $LLAMA_KV_ARGS -o json > "$OUT/llamacpp-$r.json"
+    --depth "$DEPTH" --reps "$REPS" --kv "$KV" --json "$OUT/ours-$r.json"
+  "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -p "$PROMPT" -n "$GEN" -d "$DEPTH" -r "$REPS" $LLAMA_KV_ARGS \
+    -o json > "$OUT/llamacpp-$r.json"
   python3 - "$OUT/llamacpp-$r.json" <<'PYEOF'
 import json, sys
 for t in json.load(open(sys.argv[1])):
-    print(f"llama.cpp {t.get('build_commit', '?')}: pp{t['n_prompt']} tg{t['n_gen']} "
+    print(f"llama.cpp {t.get('build_commit', '?')}: pp{t['n_prompt']} tg{t['n_gen']} d{t.get('n_depth', 0)} "
           f"{t['avg_ts']:.3f} tok/s (samples {', '.join(f'{x:.3f}' for x in t['samples_ts'])})")
 PYEOF
 done
@@ -60,29 +64,38 @@ import json, os, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 ours = [json.load(open(os.path.join(out, f"ours-{r}.json"))) for r in range(1, rounds + 1)]
 theirs = [json.load(open(os.path.join(out, f"llamacpp-{r}.json"))) for r in range(1, rounds + 1)]
-def lc(kind):
-    vals = []
-    for run in theirs:
-        for t in run:
-            if (kind == "pp" and t["n_prompt"] > 0 and t["n_gen"] == 0) or (kind == "tg" and t["n_gen"] > 0 and t["n_prompt"] == 0):
-                vals.append(statistics.median(t["samples_ts"]))
-    return statistics.median(vals)
-med = lambda key: statistics.median(o[key] for o in ours)
+def key_of_theirs(t):
+    kind = "pp" if t["n_gen"] == 0 else "tg"
+    return kind, t["n_prompt"] if kind == "pp" else t["n_gen"], t.get("n_depth", 0)
+def med_ours(key, field="tps"):
+    return statistics.median(x[field] for o in ours for x in o["tests"] if (x["kind"], x["n"], x["depth"]) == key)
+def med_theirs(key):
+    return statistics.median(statistics.median(t["samples_ts"]) for run in theirs for t in run if key_of_theirs(t) == key)
+def per_round(key):
+    return ", ".join(
+        f"{x['tps'] / statistics.median(t['samples_ts']):.2f}"
+        for o, run in zip(ours, theirs)
+        for x in o["tests"] if (x["kind"], x["n"], x["depth"]) == key
+        for t in run if key_of_theirs(t) == key)
 o = ours[0]
-# The limit: our runs' probes right before and after each decode run (the 4 GiB probe at the
-# start of each run is printed too); llama.cpp's tg / limit uses the same figure.
-bw, bw0, wb = med("read_near_gbps"), med("read_gbps"), o["weight_bytes"]
-limit = bw * 1e9 / wb
-pp_o, tg_o, pp_l, tg_l = med("pp_tps"), med("tg_tps"), lc("pp"), lc("tg")
+wb = o["weight_bytes"]
 commit = theirs[0][0].get("build_commit", "?")
 print()
-print(f"model {o['model']}  threads {o['threads']}  cpu path {o['cpu_path']}  KV {o['kv']}  rounds {rounds}")
-print(f"read bandwidth {bw:.1f} GB/s next to decode ({bw0:.1f} GB/s over 4 GiB at the start), "
-      f"weights read per token {wb / 1e9:.2f} GB -> decode limit {limit:.3f} tok/s")
-print(f"{'':22} {'runllama':>10} {'llama.cpp':>10} {'ours/theirs':>12}")
-print(f"{'pp' + str(o['pp_tokens']) + ' tok/s':22} {pp_o:10.2f} {pp_l:10.2f} {pp_o / pp_l:12.2f}")
-print(f"{'tg' + str(o['tg_tokens']) + ' tok/s':22} {tg_o:10.3f} {tg_l:10.3f} {tg_o / tg_l:12.2f}")
-print(f"{'tg / limit':22} {med('tg_over_limit'):10.2f} {tg_l / limit:10.2f}   (ours: median of each run's ratio)")
-print(f"load {med('load_s'):.2f} s (page-cached), memory: file-backed {med('rss_file_mib'):.0f} MiB, "
-      f"anonymous {med('rss_anon_mib'):.0f} MiB incl. KV cache {o['kv_mib']:.0f} MiB; llama.cpp {commit}")
+print(f"model {o['model']}  threads {o['threads']}  cpu path {o['cpu_path']}  KV {o['kv']}  rounds {rounds}  "
+      f"llama.cpp {commit}")
+print(f"read bandwidth {statistics.median(x['read_gbps'] for x in ours):.1f} GB/s over 4 GiB at the start of each run; "
+      f"weights read per token {wb / 1e9:.2f} GB")
+print(f"{'test':16} {'runllama':>10} {'llama.cpp':>10} {'ours/theirs':>12}  {'per round':16} tg/limit (ours, llama.cpp; read next to decode)")
+for x in o["tests"]:
+    key = (x["kind"], x["n"], x["depth"])
+    name = f"{x['kind']}{x['n']}" + (f" @ d{x['depth']}" if x["depth"] else "")
+    a, b = med_ours(key), med_theirs(key)
+    line = f"{name:16} {a:10.3f} {b:10.3f} {a / b:12.2f}  {per_round(key):16}"
+    if x["kind"] == "tg":
+        limit = med_ours(key, "read_near_gbps") * 1e9 / wb
+        line += f" {med_ours(key, 'tg_over_limit'):.2f}, {b / limit:.2f} (limit {limit:.3f} tok/s)"
+    print(line)
+print(f"load {statistics.median(x['load_s'] for x in ours):.2f} s (page-cached), memory: file-backed "
+      f"{statistics.median(x['rss_file_mib'] for x in ours):.0f} MiB, anonymous "
+      f"{statistics.median(x['rss_anon_mib'] for x in ours):.0f} MiB incl. KV cache {o['kv_mib']:.0f} MiB")
 PYEOF

@@ -327,8 +327,7 @@ fn checkpoint_tensors_without_dimensions_are_format_errors_not_panics() {
             w.finish().unwrap();
             let (st, m) = load_with(&p, Some(&data("stories260K/tok512.model")), 1);
             assert!(m.is_null());
-            assert_ne!(st, LLAMA_ERR_INTERNAL, "{name} {dims:?}: {}", last_error());
-            assert_ne!(st, LLAMA_OK);
+            assert_eq!(st, LLAMA_ERR_FORMAT, "{name} {dims:?}: {}", last_error());
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -370,30 +369,33 @@ fn files_whose_parts_disagree_are_refused() {
 fn a_step_whose_logits_are_not_finite_fails_and_leaves_the_session_as_it_was() {
     let _g = serial();
     let dir = scratch_dir("nan");
-    let mut f = data_bytes(GGUF);
-    let g = runllama::formats::gguf::parse(&f, "nan.gguf").unwrap();
-    let t = g.tensor("output_norm.weight").expect("output_norm.weight");
-    f[t.offset..t.offset + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-    let p = dir.join("nan.gguf");
-    std::fs::write(&p, &f).unwrap();
-    let (st, m) = load_with(&p, None, 1);
-    assert_eq!(st, LLAMA_OK, "{}", last_error());
-    let mut sp = llama_session_params_default_v2();
-    sp.n_ctx = 16;
-    let mut s = null_mut();
-    // SAFETY: a live model and valid params.
-    assert_eq!(unsafe { llama_session_new(m, &sp, Some(&mut s)) }, LLAMA_OK, "{}", last_error());
-    let mut next = -7;
-    // SAFETY: a live session, one valid id.
-    let st = unsafe { llama_step(s, [1].as_ptr(), 1, Some(&mut next)) };
-    assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
-    assert!(last_error().contains("NaN"), "{}", last_error());
-    // SAFETY: live handles.
-    unsafe {
-        assert_eq!(llama_session_position(s.as_ref()), 0);
-        assert!(llama_session_logits(s.as_ref()).is_null());
-        llama_session_free(s);
-        llama_model_free(m);
+    for bad in [f32::NAN, f32::INFINITY] {
+        let mut f = data_bytes(GGUF);
+        let g = runllama::formats::gguf::parse(&f, "nan.gguf").unwrap();
+        let t = g.tensor("output_norm.weight").expect("output_norm.weight");
+        f[t.offset..t.offset + 4].copy_from_slice(&bad.to_le_bytes());
+        let p = dir.join("nan.gguf");
+        std::fs::write(&p, &f).unwrap();
+        let (st, m) = load_with(&p, None, 1);
+        assert_eq!(st, LLAMA_OK, "{}", last_error());
+        let mut sp = llama_session_params_default_v2();
+        sp.n_ctx = 16;
+        let mut s = null_mut();
+        // SAFETY: a live model and valid params.
+        assert_eq!(unsafe { llama_session_new(m, &sp, Some(&mut s)) }, LLAMA_OK, "{}", last_error());
+        let mut next = -7;
+        // SAFETY: a live session, one valid id.
+        let st = unsafe { llama_step(s, [1].as_ptr(), 1, Some(&mut next)) };
+        assert_eq!(st, LLAMA_ERR_FORMAT, "{bad}: {}", last_error());
+        assert!(last_error().contains("NaN or an infinity"), "{bad}: {}", last_error());
+        assert_eq!(next, -7, "{bad}: no token is handed out");
+        // SAFETY: live handles.
+        unsafe {
+            assert_eq!(llama_session_position(s.as_ref()), 0);
+            assert!(llama_session_logits(s.as_ref()).is_null());
+            llama_session_free(s);
+            llama_model_free(m);
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -570,4 +572,166 @@ fn a_tokenizer_bin_cut_at_a_token_boundary_does_not_fit_its_model() {
         "511 tokens but the model's embedding has 512 rows",
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Load `path` with a `config_path` (and the stories260K tokenizer): status and model.
+fn load_with_config(path: &Path, config: &Path) -> (llama_status, *mut llama_model) {
+    let p = CString::new(path.to_str().unwrap()).unwrap();
+    let c = CString::new(config.to_str().unwrap()).unwrap();
+    let t = CString::new(data("stories260K/tok512.model").to_str().unwrap()).unwrap();
+    let mut lp = llama_load_params_default_v2();
+    lp.n_threads = 1;
+    lp.config_path = c.as_ptr();
+    lp.tokenizer_path = t.as_ptr();
+    let mut m = null_mut();
+    // SAFETY: valid strings and params; `m` receives the model.
+    let st = unsafe { llama_load(p.as_ptr(), &lp, Some(&mut m)) };
+    (st, m)
+}
+
+#[test]
+fn layer_counts_of_configs_that_disagree_with_the_tensors_are_format_errors_not_aborts() {
+    let _g = serial();
+    let dir = scratch_dir("layers-cfg");
+    // config.json beside safetensors (stories260K has 5 layers).
+    let hf = data("stories260K/hf");
+    let config = std::fs::read_to_string(hf.join("config.json")).unwrap();
+    assert!(config.contains("\"num_hidden_layers\": 5"), "{config}");
+    for n in ["2147483648", "1099511627776", "4", "6"] {
+        let d = dir.join(format!("hf-{n}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["model.safetensors", "tokenizer.model"] {
+            std::fs::copy(hf.join(f), d.join(f)).unwrap();
+        }
+        std::fs::write(
+            d.join("config.json"),
+            config.replace("\"num_hidden_layers\": 5", &format!("\"num_hidden_layers\": {n}")),
+        )
+        .unwrap();
+        let ((st, m), peak) = peak_heap(|| load_with(&d, None, 1));
+        assert!(m.is_null(), "num_hidden_layers {n} loaded");
+        assert_eq!(st, LLAMA_ERR_FORMAT, "num_hidden_layers {n}: {}", last_error());
+        assert!(peak < 64 << 20, "num_hidden_layers {n}: {peak} bytes of heap");
+    }
+    // A MindFormers yaml beside a .ckpt.
+    let yaml = data_bytes("mindformers/stories260K.yaml");
+    let yaml = String::from_utf8(yaml).unwrap();
+    assert!(yaml.contains("num_layers: 5"), "{yaml}");
+    for n in ["1099511627776", "2147483648", "4"] {
+        let y = dir.join(format!("layers-{n}.yaml"));
+        std::fs::write(&y, yaml.replace("num_layers: 5", &format!("num_layers: {n}"))).unwrap();
+        let ((st, m), peak) = peak_heap(|| load_with_config(&data("mindformers/stories260K.ckpt"), &y));
+        assert!(m.is_null(), "num_layers {n} loaded");
+        assert_eq!(st, LLAMA_ERR_FORMAT, "num_layers {n}: {}", last_error());
+        assert!(peak < 64 << 20, "num_layers {n}: {peak} bytes of heap");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn config_and_path_mistakes_get_messages_that_say_what_is_wrong() {
+    let _g = serial();
+    let dir = scratch_dir("messages");
+    let ckpt = data("mindformers/stories260K.ckpt");
+    // A yaml that is not UTF-8.
+    let y = dir.join("latin1.yaml");
+    std::fs::write(&y, b"model:\n  model_config:\n    type: LlamaConfig # caf\xe9\n").unwrap();
+    let (st, m) = load_with_config(&ckpt, &y);
+    assert!(m.is_null());
+    assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
+    assert!(last_error().contains("latin1.yaml") && last_error().contains("not UTF-8"), "{}", last_error());
+    // An empty tokenizer path names no file.
+    let (st, m) = load_with(&data(GGUF), Some(Path::new("")), 1);
+    assert!(m.is_null());
+    assert_eq!(st, LLAMA_ERR_INVALID_ARGUMENT, "{}", last_error());
+    assert!(last_error().contains("tokenizer_path is an empty string"), "{}", last_error());
+    // A tokenizer named by the yaml that is some other file: its bytes are not shown.
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "SECRET-7f3a9c: root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    let yaml = String::from_utf8(data_bytes("mindformers/stories260K.yaml")).unwrap();
+    let y = dir.join("vocab.yaml");
+    let vocab_line = yaml.lines().find(|l| l.trim_start().starts_with("vocab_file:")).expect("vocab_file in the yaml");
+    std::fs::write(&y, yaml.replace(vocab_line, &format!("    vocab_file: {}", secret.display()))).unwrap();
+    let c = CString::new(y.to_str().unwrap()).unwrap();
+    let p = CString::new(ckpt.to_str().unwrap()).unwrap();
+    let mut lp = llama_load_params_default_v2();
+    lp.n_threads = 1;
+    lp.config_path = c.as_ptr();
+    let mut m = null_mut();
+    // SAFETY: valid strings and params; `m` receives the model.
+    let st = unsafe { llama_load(p.as_ptr(), &lp, Some(&mut m)) };
+    assert!(m.is_null(), "loaded with a text file as tokenizer");
+    assert_ne!(st, LLAMA_OK);
+    assert!(last_error().contains("secret.txt"), "{}", last_error());
+    for shown in ["SECRET", "root", "53 45 43", "0x53"] {
+        assert!(!last_error().contains(shown), "the file's bytes are shown: {}", last_error());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn two_call_functions_set_out_len_and_getters_set_the_error_on_every_failure() {
+    let _g = serial();
+    let (st, m) = load_with(&data(GGUF), None, 1);
+    assert_eq!(st, LLAMA_OK, "{}", last_error());
+    // SAFETY: `m` is a live model; buffers are as long as the capacities passed.
+    unsafe {
+        let model = m.as_ref();
+        let text = "Once upon a time";
+        let mut ids = [0 as llama_token; 16];
+        let mut buf = [0 as std::ffi::c_char; 64];
+        let mut n = 777usize;
+        let st = llama_tokenize(model, text.as_ptr() as _, text.len(), 0x80, ids.as_mut_ptr(), ids.len(), Some(&mut n));
+        assert_eq!((st, n), (LLAMA_ERR_INVALID_ARGUMENT, 0), "bad flags");
+        n = 777;
+        let st = llama_detokenize(model, [1, 512].as_ptr(), 2, 0, buf.as_mut_ptr(), buf.len(), Some(&mut n));
+        assert_eq!((st, n), (LLAMA_ERR_INVALID_ARGUMENT, 0), "an id out of range");
+        n = 777;
+        let st = llama_token_to_piece(model, -1, buf.as_mut_ptr(), buf.len(), Some(&mut n));
+        assert_eq!((st, n), (LLAMA_ERR_INVALID_ARGUMENT, 0), "a negative id");
+        n = 777;
+        let (role, content) = (CString::new("wizard").unwrap(), CString::new("hi").unwrap());
+        let msgs = [llama_chat_message { role: role.as_ptr(), content: content.as_ptr() }];
+        let st = llama_chat_tokenize(model, msgs.as_ptr(), 1, 0, ids.as_mut_ptr(), ids.len(), Some(&mut n));
+        assert_ne!(st, LLAMA_OK);
+        assert_eq!(n, 0, "a bad role");
+        n = 777;
+        let st = llama_model_describe(None, buf.as_mut_ptr(), buf.len(), Some(&mut n));
+        assert_eq!((st, n), (LLAMA_ERR_INVALID_ARGUMENT, 0), "a NULL model");
+
+        // Each getter given NULL right after a call that succeeded: the error is its own.
+        let checks: [(&str, &dyn Fn() -> bool); 9] = [
+            ("llama_model_n_vocab", &|| llama_model_n_vocab(None) == LLAMA_ERR_INVALID_ARGUMENT),
+            ("llama_model_n_ctx_train", &|| llama_model_n_ctx_train(None) == LLAMA_ERR_INVALID_ARGUMENT),
+            ("llama_model_n_tensors", &|| llama_model_n_tensors(None) == LLAMA_ERR_INVALID_ARGUMENT),
+            ("llama_token_bos", &|| llama_token_bos(None) == -1),
+            ("llama_token_eos", &|| llama_token_eos(None) == -1),
+            ("llama_token_is_eog", &|| llama_token_is_eog(None, 2) == 0),
+            ("llama_session_n_ctx", &|| llama_session_n_ctx(None) == 0),
+            ("llama_session_position", &|| llama_session_position(None) == 0),
+            ("llama_session_logits", &|| llama_session_logits(None).is_null()),
+        ];
+        for (name, call) in checks {
+            assert_eq!(llama_model_n_vocab(model), 512);
+            assert_eq!(last_error(), "", "a call that succeeded leaves no error");
+            assert!(call(), "{name}(NULL)");
+            assert!(last_error().starts_with(name) && last_error().contains("NULL"), "{name}: {:?}", last_error());
+        }
+        llama_model_free(m);
+    }
+}
+
+/// Worker threads the system will not start are a resource error, not a bug: run in the child
+/// of [`every_case_passes_under_a_1_gib_address_space_limit`], where 1,000 threads' stacks do
+/// not fit the 1 GiB address space.
+#[test]
+fn worker_threads_the_system_refuses_are_out_of_memory() {
+    let _g = serial();
+    if std::env::var_os("RUNLLAMA_HOSTILE_CHILD").is_none() {
+        return;
+    }
+    let (st, m) = load_with(&data(GGUF), None, 1000);
+    assert!(m.is_null());
+    assert_eq!(st, LLAMA_ERR_OUT_OF_MEMORY, "{}", last_error());
+    assert!(last_error().contains("cannot start 1000 worker threads"), "{}", last_error());
 }

@@ -93,6 +93,17 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// What the panic hook saw of the panic whose payload is `p` (its message and place), or the
+/// payload's message.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    let seen = std::mem::take(&mut *LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner()));
+    if seen.is_empty() {
+        panic_message(p)
+    } else {
+        seen
+    }
+}
+
 /// Run `f`, turning errors into a status and a message for `llama_last_error`, and a panic into
 /// `LLAMA_ERR_INTERNAL`. The one wrapper every fallible export goes through.
 pub(super) fn guard(name: &str, f: impl FnOnce() -> Result<()>) -> llama_status {
@@ -115,9 +126,7 @@ pub(super) fn guard(name: &str, f: impl FnOnce() -> Result<()>) -> llama_status 
             e.status as i32
         }
         Err(p) => {
-            let seen = std::mem::take(&mut *LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner()));
-            let text = if seen.is_empty() { panic_message(p.as_ref()) } else { seen };
-            let msg = format!("{name}: internal error (a bug; please report it): {text}");
+            let msg = format!("{name}: internal error (a bug; please report it): {}", panic_text(p.as_ref()));
             set_last_error(&msg);
             crate::log::emit(3, &msg);
             set_last_error(&msg);
@@ -141,8 +150,75 @@ pub(super) fn reported<T>(name: &str, fallback: T, r: Result<T>) -> T {
     }
 }
 
-/// [`guard`] for exports that return a value instead of a status: a panic gives `fallback`.
+/// [`guard`] for exports that return a value instead of a status: a panic gives `fallback`,
+/// with its text as `llama_last_error()` and on the log.
 pub(super) fn guard_or<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    let _guarded = Guarded::enter();
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+    let guarded = Guarded::enter();
+    let result = catch_unwind(AssertUnwindSafe(f));
+    drop(guarded);
+    result.unwrap_or_else(|p| {
+        let msg = format!("internal error (a bug; please report it): {}", panic_text(p.as_ref()));
+        set_last_error(&msg);
+        crate::log::emit(3, &msg);
+        set_last_error(&msg);
+        fallback
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::{c_char, c_void, CStr};
+    use std::sync::Mutex;
+
+    use super::*;
+
+    static LOGGED: Mutex<String> = Mutex::new(String::new());
+
+    unsafe extern "C" fn log_to_string(_level: i32, line: *const c_char, _user: *mut c_void) {
+        // SAFETY: the library passes a NUL-terminated line valid for the call.
+        let line = unsafe { CStr::from_ptr(line) }.to_string_lossy();
+        LOGGED.lock().unwrap().push_str(&line);
+    }
+
+    fn last_error() -> String {
+        // SAFETY: a NUL-terminated string owned by this thread until its next guarded call.
+        unsafe { CStr::from_ptr(last_error_ptr()) }.to_string_lossy().into_owned()
+    }
+
+    /// A panic in a guarded call, on one of the library's worker threads, or in a query export:
+    /// its text reaches `llama_last_error()` and the log callback, never the host's stderr. Run
+    /// in a child process (this test binary again, on this test alone) whose stderr is read.
+    #[test]
+    fn panics_reach_the_error_and_the_log_but_not_stderr() {
+        const TEST: &str = "ffi::guard::tests::panics_reach_the_error_and_the_log_but_not_stderr";
+        if std::env::var_os("RUNLLAMA_GUARD_CHILD").is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+                .env("RUNLLAMA_GUARD_CHILD", "1")
+                .output()
+                .unwrap();
+            let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success() && stdout.contains("child: all caught"), "{stdout}\n{stderr}");
+            assert!(!stderr.contains("boom") && !stderr.contains("panicked"), "on stderr: {stderr}");
+            return;
+        }
+        crate::log::set(Some(log_to_string), std::ptr::null_mut());
+        assert_eq!(guard("llama_test", || panic!("boom in a call")), LLAMA_ERR_INTERNAL);
+        assert!(last_error().starts_with("llama_test: internal error") && last_error().contains("boom in a call"));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|i| format!("{}{i}", crate::backend::cpu::WORKER_NAME))
+            .build()
+            .unwrap();
+        assert_eq!(guard("llama_test", || pool.install(|| panic!("boom on a worker"))), LLAMA_ERR_INTERNAL);
+        assert!(last_error().contains("boom on a worker") && last_error().contains("guard.rs"), "{}", last_error());
+        assert_eq!(guard_or(7, || panic!("boom in a query")), 7);
+        assert!(last_error().contains("boom in a query"), "{}", last_error());
+        crate::log::set(None, std::ptr::null_mut());
+        let logged = LOGGED.lock().unwrap().clone();
+        for what in ["boom in a call", "boom on a worker", "boom in a query"] {
+            assert!(logged.contains(what), "{what} not logged: {logged}");
+        }
+        println!("child: all caught");
+    }
 }

@@ -1188,5 +1188,7 @@ pub unsafe extern "C" fn llama_step(
 /// `session`: NULL or live.
 #[no_mangle]
 pub extern "C" fn llama_session_logits(session: Option<&llama_session>) -> *const f32 {
-    guard_or(std::ptr::null(), || session_of(session).map_or(std::ptr::null(), |s| s.logits_ptr()))
+    guard_or(std::ptr::null(), || {
+        reported("llama_session_logits", std::ptr::null(), session_of(session).map(|s| s.logits_ptr()))
+    })
 }
