@@ -64,7 +64,7 @@ pub struct CpuFeatures {
     pub avx512vl: bool,
     /// AVX-512 VNNI (`vpdpbusd`: the quantized types' byte dot products, with AVX-512 VL).
     pub avx512vnni: bool,
-    /// AVX-512 BF16 (`vdpbf16ps`; detected and reported, not used: widening + FMA is faster).
+    /// AVX-512 BF16 (`vdpbf16ps`: the bf16 products `set_bf16_products` offers, `bf16_dot.rs`).
     pub avx512bf16: bool,
     /// AVX-512 FP16 (detected and reported, not used).
     pub avx512fp16: bool,
@@ -306,4 +306,52 @@ pub fn path_name() -> &'static str {
 /// finish on the path they started with; each op reads the cap once per call.
 pub fn set_max_path(p: Path) {
     imp::set_max_path(p)
+}
+
+/// What batched products of bf16 weights use on the AVX-512 path of a CPU with AVX-512 BF16
+/// (`bf16_dot.rs`; elsewhere, and on the AMX path, this changes nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bf16Products {
+    /// The f32 FMA kernel over widened weights (the default).
+    F32 = 0,
+    /// `vdpbf16ps` over bf16 hi/lo parts of the activations: each term within `2^-16` of `w x`.
+    Split = 1,
+    /// `vdpbf16ps` over activations rounded to bf16 (within `2^-9` of them), as llama.cpp's
+    /// bf16 products: about twice the speed of the others.
+    Rounded = 2,
+}
+
+impl Bf16Products {
+    /// `"f32"`, `"split"` or `"rounded"` (the values `RUNLLAMA_BF16_PRODUCTS` takes).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Bf16Products::F32 => "f32",
+            Bf16Products::Split => "split",
+            Bf16Products::Rounded => "rounded",
+        }
+    }
+
+    /// The inverse of [`Bf16Products::name`] (ASCII case-insensitive).
+    pub fn from_name(s: &str) -> Option<Bf16Products> {
+        [Bf16Products::F32, Bf16Products::Split, Bf16Products::Rounded]
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+static BF16_PRODUCTS: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(Bf16Products::F32 as u8);
+
+/// Choose what batched products of bf16 weights use (see [`Bf16Products`]). Once per process,
+/// before the first product: a packing and the product over it must see the same choice.
+pub fn set_bf16_products(mode: Bf16Products) {
+    BF16_PRODUCTS.store(mode as u8, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The choice of [`set_bf16_products`].
+pub fn bf16_products() -> Bf16Products {
+    match BF16_PRODUCTS.load(core::sync::atomic::Ordering::Relaxed) {
+        1 => Bf16Products::Split,
+        2 => Bf16Products::Rounded,
+        _ => Bf16Products::F32,
+    }
 }

@@ -289,6 +289,8 @@ fn f32_bytes_mut(x: &mut [f32]) -> &mut [u8] {
 
 #[cfg(all(target_arch = "x86_64", runllama_avx512))]
 mod amx;
+#[cfg(all(target_arch = "x86_64", runllama_avx512))]
+mod bf16_dot;
 mod cpu;
 mod math;
 mod qdot;
@@ -308,7 +310,9 @@ mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_exp;
 
-pub use cpu::{detected, path, path_name, set_max_path, CpuFeatures, Path};
+pub use cpu::{
+    bf16_products, detected, path, path_name, set_bf16_products, set_max_path, Bf16Products, CpuFeatures, Path,
+};
 
 /// Run `$call` (a function of the path modules) on path `$p`.
 ///
@@ -654,6 +658,15 @@ mod imp {
             return unsafe { amx::matmul_packed(wt, w, rows, cols, xp, n, out, &mut own) };
         }
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
+        if let Some(split) = bf16_dot::handles(p, wt, cols) {
+            // SAFETY: the caller's contract (`p`, which `handles` checked for AVX-512 BF16); `w`
+            // holds `rows` rows of `cols` values; `pack_activations` wrote the panels
+            // (`packed_len` long, checked above) for this path, type and mode.
+            return unsafe {
+                bf16_dot::products(&w[..row_bytes * rows], rows, cols, xp, panel_stride(cols), n, out, split)
+            };
+        }
+        #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         if token_panels(p, wt) {
             let bytes = f32_bytes(xp);
             // SAFETY: the caller's contract (`p`, which `token_panels` checked for VNNI); `w`
@@ -704,6 +717,17 @@ mod imp {
                 .zip(x[..n * cols].chunks(PANEL * cols.max(1)))
             {
                 qdot_x86_panel::pack(wt, xs, cols, f32_bytes_mut(panel));
+            }
+            return;
+        }
+        #[cfg(all(target_arch = "x86_64", runllama_avx512))]
+        if let Some(split) = bf16_dot::handles(p, wt, cols) {
+            assert!(x.len() >= n * cols && packed.len() >= packed_len(n, cols), "pack_activations: bad lengths");
+            for (panel, xs) in packed[..packed_len(n, cols)]
+                .chunks_exact_mut(panel_stride(cols))
+                .zip(x[..n * cols].chunks(PANEL * cols.max(1)))
+            {
+                bf16_dot::pack(xs, cols, panel, split);
             }
             return;
         }
