@@ -254,7 +254,9 @@ macro_rules! simd_kernels {
                             let first = k0 == 0;
                             let mut pj = 0;
                             while pj < np {
-                                let nvt = (NV / VP).min(np - pj) * VP;
+                                // Vectors holding tokens (the last panel's empty ones are skipped).
+                                let live = (n - (p0 + pj) * PANEL).div_ceil(L);
+                                let nvt = ((NV / VP).min(np - pj) * VP).min(live);
                                 let xt = xp.add((p0 + pj) * pstride + k0 * PANEL);
                                 let mut r0 = 0;
                                 while r0 < rsp {
