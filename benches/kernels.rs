@@ -116,19 +116,15 @@ fn bench_kernels(c: &mut Criterion) {
             });
         }
     }
-    // The vdpbf16ps products of bf16 weights (RUNLLAMA_BF16_PRODUCTS) where the CPU has them.
+    // The vdpbf16ps products of bf16 weights (RUNLLAMA_BF16_PRODUCTS=rounded) where the CPU has them.
     if k::detected().avx512bf16 && k::path() >= Path::Avx512 {
         let bytes = rows * cols * 2;
-        for mode in [k::Bf16Products::Split, k::Bf16Products::Rounded] {
-            k::set_bf16_products(mode);
-            paths::pack_activations(Path::Avx512, WeightType::BF16, &xs, n, cols, &mut xp);
-            let id = BenchmarkId::new(format!("avx512-bf16-{}/BF16", mode.name()), format!("{rows}x{cols}xn{n}"));
-            g.bench_function(id, |b| {
-                b.iter(|| {
-                    paths::matmul_packed(Path::Avx512, WeightType::BF16, &w[..bytes], rows, cols, &xp, n, &mut outs)
-                })
-            });
-        }
+        k::set_bf16_products(k::Bf16Products::Rounded);
+        paths::pack_activations(Path::Avx512, WeightType::BF16, &xs, n, cols, &mut xp);
+        let id = BenchmarkId::new("avx512-bf16-rounded/BF16", format!("{rows}x{cols}xn{n}"));
+        g.bench_function(id, |b| {
+            b.iter(|| paths::matmul_packed(Path::Avx512, WeightType::BF16, &w[..bytes], rows, cols, &xp, n, &mut outs))
+        });
         k::set_bf16_products(k::Bf16Products::F32);
     }
     g.finish();
@@ -195,37 +191,6 @@ fn bench_kernels(c: &mut Criterion) {
             paths::pack_activations(p, wt, &xs, n, cols, &mut xp);
             g.bench_function(id, |b| {
                 b.iter(|| paths::matmul_packed(p, wt, &w[..bytes], rows, cols, &xp, n, &mut outs))
-            });
-        }
-    }
-    // The vdpbf16ps products of bf16 weights (RUNLLAMA_BF16_PRODUCTS) where the CPU has them.
-    if k::detected().avx512bf16 && k::path() >= Path::Avx512 {
-        let bytes = rows * cols * 2;
-        for mode in [k::Bf16Products::Split, k::Bf16Products::Rounded] {
-            k::set_bf16_products(mode);
-            paths::pack_activations(Path::Avx512, WeightType::BF16, &xs, n, cols, &mut xp);
-            let id = BenchmarkId::new(format!("avx512-bf16-{}/BF16", mode.name()), format!("{rows}x{cols}xn{n}"));
-            g.bench_function(id, |b| {
-                b.iter(|| {
-                    paths::matmul_packed(Path::Avx512, WeightType::BF16, &w[..bytes], rows, cols, &xp, n, &mut outs)
-                })
-            });
-        }
-        k::set_bf16_products(k::Bf16Products::F32);
-    }
-    g.finish();
-
-    // Short prompts (a chat turn) on the best path: 8 and 32 tokens.
-    let mut g = flat_group(c, "matmul_short");
-    let best = k::path();
-    for short in [8usize, 32] {
-        g.throughput(Throughput::Elements((2 * rows * cols * short) as u64));
-        for wt in [WeightType::F16, WeightType::BF16] {
-            let bytes = rows * cols * wt.size();
-            paths::pack_activations(best, wt, &xs, short, cols, &mut xp);
-            let id = BenchmarkId::new(format!("{}/{wt:?}", best.name()), format!("{rows}x{cols}xn{short}"));
-            g.bench_function(id, |b| {
-                b.iter(|| paths::matmul_packed(best, wt, &w[..bytes], rows, cols, &xp, short, &mut outs))
             });
         }
     }

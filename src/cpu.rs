@@ -1,7 +1,7 @@
 //! Which kernel path the process uses: the best the CPU supports (chosen at run time by the
 //! kernels crate), capped by the environment variable `RUNLLAMA_CPU=scalar|avx2|avx512|amx`, and
 //! what batched products of bf16 weights use on AVX-512 with AVX512_BF16:
-//! `RUNLLAMA_BF16_PRODUCTS=f32|split|rounded` (see [`Bf16Products`]; `rounded` trades accuracy,
+//! `RUNLLAMA_BF16_PRODUCTS=f32|rounded` (see [`Bf16Products`]; `rounded` trades accuracy,
 //! activations rounded to bf16 as llama.cpp does, for about twice the prefill speed). Both are
 //! read once, before the first model is loaded.
 
@@ -23,7 +23,7 @@ pub fn init() {
         if let Ok(v) = std::env::var("RUNLLAMA_BF16_PRODUCTS") {
             match Bf16Products::from_name(&v) {
                 Some(m) => runllama_kernels::set_bf16_products(m),
-                None => warnings.push(format!("RUNLLAMA_BF16_PRODUCTS={v:?} is not f32, split or rounded: ignored")),
+                None => warnings.push(format!("RUNLLAMA_BF16_PRODUCTS={v:?} is not f32 or rounded: ignored")),
             }
         }
     });

@@ -314,28 +314,23 @@ pub fn set_max_path(p: Path) {
 pub enum Bf16Products {
     /// The f32 FMA kernel over widened weights (the default).
     F32 = 0,
-    /// `vdpbf16ps` over bf16 hi/lo parts of the activations: each term within `2^-16` of `w x`.
-    Split = 1,
     /// `vdpbf16ps` over activations rounded to bf16 (within `2^-9` of them), as llama.cpp's
-    /// bf16 products: about twice the speed of the others.
-    Rounded = 2,
+    /// bf16 products: about twice the speed.
+    Rounded = 1,
 }
 
 impl Bf16Products {
-    /// `"f32"`, `"split"` or `"rounded"` (the values `RUNLLAMA_BF16_PRODUCTS` takes).
+    /// `"f32"` or `"rounded"` (the values `RUNLLAMA_BF16_PRODUCTS` takes).
     pub const fn name(self) -> &'static str {
         match self {
             Bf16Products::F32 => "f32",
-            Bf16Products::Split => "split",
             Bf16Products::Rounded => "rounded",
         }
     }
 
     /// The inverse of [`Bf16Products::name`] (ASCII case-insensitive).
     pub fn from_name(s: &str) -> Option<Bf16Products> {
-        [Bf16Products::F32, Bf16Products::Split, Bf16Products::Rounded]
-            .into_iter()
-            .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
+        [Bf16Products::F32, Bf16Products::Rounded].into_iter().find(|m| m.name().eq_ignore_ascii_case(s.trim()))
     }
 }
 
@@ -350,8 +345,7 @@ pub fn set_bf16_products(mode: Bf16Products) {
 /// The choice of [`set_bf16_products`].
 pub fn bf16_products() -> Bf16Products {
     match BF16_PRODUCTS.load(core::sync::atomic::Ordering::Relaxed) {
-        1 => Bf16Products::Split,
-        2 => Bf16Products::Rounded,
+        1 => Bf16Products::Rounded,
         _ => Bf16Products::F32,
     }
 }

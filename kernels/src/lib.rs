@@ -658,13 +658,11 @@ mod imp {
             return unsafe { amx::matmul_packed(wt, w, rows, cols, xp, n, out, &mut own) };
         }
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
-        if let Some(split) = bf16_dot::handles(p, wt, cols) {
+        if bf16_dot::handles(p, wt, cols) {
             // SAFETY: the caller's contract (`p`, which `handles` checked for AVX-512 BF16); `w`
             // holds `rows` rows of `cols` values; `pack_activations` wrote the panels
-            // (`packed_len` long, checked above) for this path, type and mode.
-            return unsafe {
-                bf16_dot::products(&w[..row_bytes * rows], rows, cols, xp, panel_stride(cols), n, out, split)
-            };
+            // (`packed_len` long, checked above) for this path, type and choice.
+            return unsafe { bf16_dot::products(&w[..row_bytes * rows], rows, cols, xp, panel_stride(cols), n, out) };
         }
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         if token_panels(p, wt) {
@@ -735,13 +733,13 @@ mod imp {
             return;
         }
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
-        if let Some(split) = bf16_dot::handles(p, wt, cols) {
+        if bf16_dot::handles(p, wt, cols) {
             assert!(x.len() >= n * cols && packed.len() >= packed_len(n, cols), "pack_activations: bad lengths");
             for (panel, xs) in packed[..packed_len(n, cols)]
                 .chunks_exact_mut(panel_stride(cols))
                 .zip(x[..n * cols].chunks(PANEL * cols.max(1)))
             {
-                bf16_dot::pack(xs, cols, panel, split);
+                bf16_dot::pack(xs, cols, panel);
             }
             return;
         }

@@ -23,43 +23,41 @@ fn bf16_products_match_f64_within_their_documented_error() {
     // (rows, cols, tokens): odd row counts, a column block and a pair left over, one token, a
     // partial panel, more than one pass of panels.
     let shapes = [(37, 2, 1), (5, 258, 7), (30, 512, 16), (49, 1000, 17), (24, 4096, 70), (7, 6, 300)];
-    for mode in [Bf16Products::Split, Bf16Products::Rounded] {
-        set_bf16_products(mode);
-        // Each term's bound (relative to |w x|), plus f32 accumulation.
-        let term = if mode == Bf16Products::Split { 2f64.powi(-16) } else { 2f64.powi(-8) };
-        let mut worst = 0f64;
-        for &(rows, cols, n) in &shapes {
-            let w: Vec<u8> = (0..rows * cols).flat_map(|i| bf16::from_f32(val(i, 1) * 0.5).to_le_bytes()).collect();
-            // Activations over a wide range of magnitudes, some denormal-free tiny ones.
-            let x: Vec<f32> = (0..n * cols).map(|i| val(i, 2) * 4f32.powi((i % 7) as i32 - 3)).collect();
-            let mut packed = vec![0f32; k::packed_len(n, cols)];
-            paths::pack_activations(Path::Avx512, WeightType::BF16, &x, n, cols, &mut packed);
-            let mut out = vec![f32::NAN; n * rows];
-            paths::matmul_packed(Path::Avx512, WeightType::BF16, &w, rows, cols, &packed, n, &mut out);
-            for t in 0..n {
-                for r in 0..rows {
-                    let (mut exact, mut size) = (0f64, 0f64);
-                    for c in 0..cols {
-                        let wv =
-                            f64::from(bf16::from_le_bytes([w[2 * (r * cols + c)], w[2 * (r * cols + c) + 1]]).to_f32());
-                        exact += wv * f64::from(x[t * cols + c]);
-                        size += (wv * f64::from(x[t * cols + c])).abs();
-                    }
-                    let err = (f64::from(out[t * rows + r]) - exact).abs();
-                    let bound = (term + cols as f64 * 2f64.powi(-24)) * size + 1e-30;
-                    assert!(err <= bound, "{mode:?} {rows}x{cols} n={n} token {t} row {r}: error {err:e} > {bound:e}");
-                    worst = worst.max(err / size.max(1e-30));
+    set_bf16_products(Bf16Products::Rounded);
+    // Each term's bound (relative to |w x|), plus f32 accumulation.
+    let term = 2f64.powi(-8);
+    let mut worst = 0f64;
+    for &(rows, cols, n) in &shapes {
+        let w: Vec<u8> = (0..rows * cols).flat_map(|i| bf16::from_f32(val(i, 1) * 0.5).to_le_bytes()).collect();
+        // Activations over a wide range of magnitudes, some denormal-free tiny ones.
+        let x: Vec<f32> = (0..n * cols).map(|i| val(i, 2) * 4f32.powi((i % 7) as i32 - 3)).collect();
+        let mut packed = vec![0f32; k::packed_len(n, cols)];
+        paths::pack_activations(Path::Avx512, WeightType::BF16, &x, n, cols, &mut packed);
+        let mut out = vec![f32::NAN; n * rows];
+        paths::matmul_packed(Path::Avx512, WeightType::BF16, &w, rows, cols, &packed, n, &mut out);
+        for t in 0..n {
+            for r in 0..rows {
+                let (mut exact, mut size) = (0f64, 0f64);
+                for c in 0..cols {
+                    let wv =
+                        f64::from(bf16::from_le_bytes([w[2 * (r * cols + c)], w[2 * (r * cols + c) + 1]]).to_f32());
+                    exact += wv * f64::from(x[t * cols + c]);
+                    size += (wv * f64::from(x[t * cols + c])).abs();
                 }
+                let err = (f64::from(out[t * rows + r]) - exact).abs();
+                let bound = (term + cols as f64 * 2f64.powi(-24)) * size + 1e-30;
+                assert!(err <= bound, "{rows}x{cols} n={n} token {t} row {r}: error {err:e} > {bound:e}");
+                worst = worst.max(err / size.max(1e-30));
             }
-            // Each output alone: the same bits as a batch of one.
-            let t = n - 1;
-            let mut one = vec![0f32; k::packed_len(1, cols)];
-            paths::pack_activations(Path::Avx512, WeightType::BF16, &x[t * cols..], 1, cols, &mut one);
-            let mut o1 = vec![0f32; rows];
-            paths::matmul_packed(Path::Avx512, WeightType::BF16, &w, rows, cols, &one, 1, &mut o1);
-            assert_eq!(o1, out[t * rows..], "{mode:?} {rows}x{cols}: token {t} alone differs from its batch");
         }
-        eprintln!("{mode:?}: worst error {worst:e} of sum |w x|");
+        // Each output alone: the same bits as a batch of one.
+        let t = n - 1;
+        let mut one = vec![0f32; k::packed_len(1, cols)];
+        paths::pack_activations(Path::Avx512, WeightType::BF16, &x[t * cols..], 1, cols, &mut one);
+        let mut o1 = vec![0f32; rows];
+        paths::matmul_packed(Path::Avx512, WeightType::BF16, &w, rows, cols, &one, 1, &mut o1);
+        assert_eq!(o1, out[t * rows..], "{rows}x{cols}: token {t} alone differs from its batch");
     }
+    eprintln!("rounded: worst error {worst:e} of sum |w x|");
     set_bf16_products(Bf16Products::F32);
 }
