@@ -721,27 +721,24 @@ mod imp {
         cols: usize,
         packed: &mut [f32],
     ) {
+        // Each panel's place in `packed` beside its tokens' rows of `x`.
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
-        if token_panels(p, wt) {
+        let panels = |packed: &mut [f32], f: &mut dyn FnMut(&mut [f32], &[f32])| {
             assert!(x.len() >= n * cols && packed.len() >= packed_len(n, cols), "pack_activations: bad lengths");
             for (panel, xs) in packed[..packed_len(n, cols)]
                 .chunks_exact_mut(panel_stride(cols))
                 .zip(x[..n * cols].chunks(PANEL * cols.max(1)))
             {
-                qdot_x86_panel::pack(wt, xs, cols, f32_bytes_mut(panel));
+                f(panel, xs);
             }
-            return;
+        };
+        #[cfg(all(target_arch = "x86_64", runllama_avx512))]
+        if token_panels(p, wt) {
+            return panels(packed, &mut |panel, xs| qdot_x86_panel::pack(wt, xs, cols, f32_bytes_mut(panel)));
         }
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         if bf16_dot::handles(p, wt, cols) {
-            assert!(x.len() >= n * cols && packed.len() >= packed_len(n, cols), "pack_activations: bad lengths");
-            for (panel, xs) in packed[..packed_len(n, cols)]
-                .chunks_exact_mut(panel_stride(cols))
-                .zip(x[..n * cols].chunks(PANEL * cols.max(1)))
-            {
-                bf16_dot::pack(xs, cols, panel);
-            }
-            return;
+            return panels(packed, &mut |panel, xs| bf16_dot::pack(xs, cols, panel));
         }
         if wt.is_quantized() {
             return pack_quantized(wt, x, n, cols, packed);
