@@ -129,19 +129,31 @@ fn bench_kernels(c: &mut Criterion) {
     }
     g.finish();
 
-    // Short prompts (a chat turn) on the best path: 8 and 32 tokens.
+    // Short prompts (a chat turn) on the best path: 8 and 32 tokens; with AVX512_BF16 also the
+    // rounded bf16 products.
     let mut g = flat_group(c, "matmul_short");
     let best = k::path();
+    let rounded = k::detected().avx512bf16 && best == Path::Avx512;
     for short in [8usize, 32] {
         g.throughput(Throughput::Elements((2 * rows * cols * short) as u64));
-        for wt in [WeightType::F16, WeightType::BF16] {
+        for (wt, mode) in [
+            (WeightType::F16, k::Bf16Products::F32),
+            (WeightType::BF16, k::Bf16Products::F32),
+            (WeightType::BF16, k::Bf16Products::Rounded),
+        ] {
+            if mode == k::Bf16Products::Rounded && !rounded {
+                continue;
+            }
+            k::set_bf16_products(mode);
             let bytes = rows * cols * wt.size();
             paths::pack_activations(best, wt, &xs, short, cols, &mut xp);
-            let id = BenchmarkId::new(format!("{}/{wt:?}", best.name()), format!("{rows}x{cols}xn{short}"));
+            let name = if mode == k::Bf16Products::Rounded { "avx512-bf16-rounded" } else { best.name() };
+            let id = BenchmarkId::new(format!("{name}/{wt:?}"), format!("{rows}x{cols}xn{short}"));
             g.bench_function(id, |b| {
                 b.iter(|| paths::matmul_packed(best, wt, &w[..bytes], rows, cols, &xp, short, &mut outs))
             });
         }
+        k::set_bf16_products(k::Bf16Products::F32);
     }
     g.finish();
 

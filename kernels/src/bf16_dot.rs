@@ -40,6 +40,7 @@ pub(crate) fn handles(p: Path, wt: WeightType, cols: usize) -> bool {
         && wt == WeightType::BF16
         && cols.is_multiple_of(2)
         && crate::detected().avx512bf16
+        && crate::detected().avx512vl
 }
 
 /// `v` rounded to bf16 (ties to even), as its 16 bits.
@@ -122,13 +123,42 @@ unsafe fn tile<const NT: usize>(
     }
 }
 
+/// [`tile`] for one panel's first 8 tokens, in 256-bit vectors: the same products per lane,
+/// so the same bits.
+///
+/// # Safety
+/// The CPU has AVX-512 F, VL and BF16; the pointers cover what the loops read and write.
+#[target_feature(enable = "avx512f,avx512vl,avx512bf16")]
+#[inline]
+unsafe fn tile_half(wb: *const u32, xp: *const u32, kq: usize, c: *mut f32, cs: usize, first: bool) {
+    // SAFETY: the caller's contract covers every pointer below.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); MR];
+        if !first {
+            for (r, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(c.add(r * cs));
+            }
+        }
+        for q in 0..kq {
+            let x: __m256bh = core::mem::transmute(_mm256_loadu_si256(xp.add(q * PANEL).cast()));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let w: __m256bh = core::mem::transmute(_mm256_set1_epi32(*wb.add(r * (KC / 2) + q) as i32));
+                *a = _mm256_dpbf16_ps(*a, w, x);
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            _mm256_storeu_ps(c.add(r * cs), *a);
+        }
+    }
+}
+
 /// `out[t * rows + r] = dot(w[r, :], x[t, :])` for `n` tokens packed by [`pack`] (panels
 /// `pstride` f32 apart) and `rows` bf16 rows of `cols` (even) columns in `w`.
 ///
 /// # Safety
-/// The CPU has AVX-512 F and BF16; `w` holds `rows * cols` bf16, `xp` the packed panels of `n`
-/// tokens (`n.div_ceil(PANEL)` panels), `out` `n * rows` f32.
-#[target_feature(enable = "avx512f,avx512bf16")]
+/// The CPU has AVX-512 F, VL and BF16; `w` holds `rows * cols` bf16, `xp` the packed panels of
+/// `n` tokens (`n.div_ceil(PANEL)` panels), `out` `n * rows` f32.
+#[target_feature(enable = "avx512f,avx512vl,avx512bf16")]
 pub(crate) unsafe fn products(
     w: &[u8],
     rows: usize,
@@ -186,12 +216,20 @@ pub(crate) unsafe fn products(
                     let first = q0 == 0;
                     let mut pj = 0;
                     while pj < np {
-                        let t = NT.min(np - pj);
+                        let mut t = NT.min(np - pj);
+                        // The pass's last panel, holding at most 8 tokens, goes alone in 8-lane
+                        // vectors (on Zen 4 those issue twice as often as 16-lane ones).
+                        let short_last = p0 + np == panels && (1..=PANEL / 2).contains(&(n % PANEL));
+                        if short_last && pj + t == np && t > 1 {
+                            t -= 1;
+                        }
+                        let half = short_last && pj + 1 == np;
                         let xt = xb.add((p0 + pj) * pstride + q0 * PANEL);
                         let mut r0 = 0;
                         while r0 < rsp {
                             let (wt, c) = (wbp.add(r0 * (KC / 2)), cbp.add(r0 * CS + pj * PANEL));
                             match t {
+                                1 if half => tile_half(wt, xt, kq, c, CS, first),
                                 1 => tile::<1>(wt, xt, pstride, kq, c, CS, first),
                                 2 => tile::<2>(wt, xt, pstride, kq, c, CS, first),
                                 3 => tile::<3>(wt, xt, pstride, kq, c, CS, first),
