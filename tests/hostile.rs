@@ -93,12 +93,25 @@ fn scratch_dir(tag: &str) -> PathBuf {
 
 /// `llama_load` of `path` (with `tokenizer`): the status, and the model when it loaded.
 fn load_with(path: &Path, tokenizer: Option<&Path>, n_threads: i32) -> (llama_status, *mut llama_model) {
-    let p = CString::new(path.to_str().unwrap()).unwrap();
-    let t = tokenizer.map(|t| CString::new(t.to_str().unwrap()).unwrap());
+    load_with_paths(path, tokenizer, None, n_threads)
+}
+
+/// `llama_load` of `path` with the optional `tokenizer_path` and `config_path`.
+fn load_with_paths(
+    path: &Path,
+    tokenizer: Option<&Path>,
+    config: Option<&Path>,
+    n_threads: i32,
+) -> (llama_status, *mut llama_model) {
+    let c_str = |p: &Path| CString::new(p.to_str().unwrap()).unwrap();
+    let (p, t, c) = (c_str(path), tokenizer.map(c_str), config.map(c_str));
     let mut lp = llama_load_params_default_v2();
     lp.n_threads = n_threads;
     if let Some(t) = &t {
         lp.tokenizer_path = t.as_ptr();
+    }
+    if let Some(c) = &c {
+        lp.config_path = c.as_ptr();
     }
     let mut m = null_mut();
     // SAFETY: valid strings and params; `m` receives the model.
@@ -576,17 +589,7 @@ fn a_tokenizer_bin_cut_at_a_token_boundary_does_not_fit_its_model() {
 
 /// Load `path` with a `config_path` (and the stories260K tokenizer): status and model.
 fn load_with_config(path: &Path, config: &Path) -> (llama_status, *mut llama_model) {
-    let p = CString::new(path.to_str().unwrap()).unwrap();
-    let c = CString::new(config.to_str().unwrap()).unwrap();
-    let t = CString::new(data("stories260K/tok512.model").to_str().unwrap()).unwrap();
-    let mut lp = llama_load_params_default_v2();
-    lp.n_threads = 1;
-    lp.config_path = c.as_ptr();
-    lp.tokenizer_path = t.as_ptr();
-    let mut m = null_mut();
-    // SAFETY: valid strings and params; `m` receives the model.
-    let st = unsafe { llama_load(p.as_ptr(), &lp, Some(&mut m)) };
-    (st, m)
+    load_with_paths(path, Some(&data("stories260K/tok512.model")), Some(config), 1)
 }
 
 #[test]
@@ -652,14 +655,7 @@ fn config_and_path_mistakes_get_messages_that_say_what_is_wrong() {
     let y = dir.join("vocab.yaml");
     let vocab_line = yaml.lines().find(|l| l.trim_start().starts_with("vocab_file:")).expect("vocab_file in the yaml");
     std::fs::write(&y, yaml.replace(vocab_line, &format!("    vocab_file: {}", secret.display()))).unwrap();
-    let c = CString::new(y.to_str().unwrap()).unwrap();
-    let p = CString::new(ckpt.to_str().unwrap()).unwrap();
-    let mut lp = llama_load_params_default_v2();
-    lp.n_threads = 1;
-    lp.config_path = c.as_ptr();
-    let mut m = null_mut();
-    // SAFETY: valid strings and params; `m` receives the model.
-    let st = unsafe { llama_load(p.as_ptr(), &lp, Some(&mut m)) };
+    let (st, m) = load_with_paths(&ckpt, None, Some(&y), 1);
     assert!(m.is_null(), "loaded with a text file as tokenizer");
     assert_ne!(st, LLAMA_OK);
     assert!(last_error().contains("secret.txt"), "{}", last_error());

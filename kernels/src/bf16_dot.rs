@@ -185,6 +185,9 @@ pub(crate) unsafe fn products(
         let mut p0 = 0;
         while p0 < panels {
             let np = TBP.min(panels - p0);
+            // The pass's last panel, holding at most 8 tokens, goes alone in 8-lane vectors (on
+            // Zen 4 those issue twice as often as 16-lane ones).
+            let short_last = p0 + np == panels && (1..=PANEL / 2).contains(&(n % PANEL));
             let mut rs0 = 0;
             while rs0 < rows {
                 let rsn = RS.min(rows - rs0);
@@ -217,9 +220,6 @@ pub(crate) unsafe fn products(
                     let mut pj = 0;
                     while pj < np {
                         let mut t = NT.min(np - pj);
-                        // The pass's last panel, holding at most 8 tokens, goes alone in 8-lane
-                        // vectors (on Zen 4 those issue twice as often as 16-lane ones).
-                        let short_last = p0 + np == panels && (1..=PANEL / 2).contains(&(n % PANEL));
                         if short_last && pj + t == np && t > 1 {
                             t -= 1;
                         }
