@@ -13,6 +13,7 @@
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("runllama supports 64-bit targets only (its C ABI's struct layouts are 64-bit ones)");
 
+mod alloc;
 pub mod backend;
 pub mod cpu;
 pub mod error;

@@ -587,6 +587,35 @@ fn a_tokenizer_bin_cut_at_a_token_boundary_does_not_fit_its_model() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn llama3s_tiktoken_file_one_line_short_does_not_fit_a_128256_row_model() {
+    let _g = serial();
+    let dir = scratch_dir("tiktoken-short");
+    // A llama2.c model of LLaMA 3's vocabulary size (dim 16, one layer; shared classifier).
+    let (dim, hidden, layers, heads, vocab, seq) = (16usize, 32usize, 1usize, 2usize, 128_256usize, 8usize);
+    let floats = vocab * dim + layers * (2 * dim + 4 * dim * dim + 3 * dim * hidden) + dim + seq * dim / heads;
+    let mut bin = Vec::with_capacity(28 + 4 * floats);
+    for v in [dim, hidden, layers, heads, heads, vocab, seq] {
+        bin.extend_from_slice(&(v as i32).to_le_bytes());
+    }
+    bin.extend((0..floats).flat_map(|i| ((i % 7) as f32 * 0.01).to_le_bytes()));
+    let model = dir.join("l3vocab.bin");
+    std::fs::write(&model, &bin).unwrap();
+    // Meta's file fits (128,000 ranks + 256 special tokens); without its last line every
+    // special token would sit one id lower than the model's rows for them.
+    let full = data("tokenizers/llama3/tokenizer.model");
+    let (st, m) = load_with(&model, Some(&full), 1);
+    assert_eq!(st, LLAMA_OK, "{}", last_error());
+    // SAFETY: a model this test loaded, freed once.
+    unsafe { llama_model_free(m) };
+    let text = std::fs::read(&full).unwrap();
+    let cut = text[..text.len() - 1].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    let short = dir.join("tokenizer.model");
+    std::fs::write(&short, &text[..cut]).unwrap();
+    refused(&model, Some(&short), LLAMA_ERR_FORMAT, "128255 tokens but the model's embedding has 128256 rows");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Load `path` with a `config_path` (and the stories260K tokenizer): status and model.
 fn load_with_config(path: &Path, config: &Path) -> (llama_status, *mut llama_model) {
     load_with_paths(path, Some(&data("stories260K/tok512.model")), Some(config), 1)

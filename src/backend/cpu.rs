@@ -124,9 +124,7 @@ unsafe impl ZeroBits for u8 {}
 /// zeroed from the allocator (`calloc`): a large block is fresh pages that the OS commits only
 /// when they are written, so a long context costs memory as its positions are used.
 fn zeroed<T: ZeroBits>(n: usize, what: &str) -> Result<Vec<T>> {
-    let bytes = n.saturating_mul(std::mem::size_of::<T>());
-    let oom =
-        || Error::new(Status::OutOfMemory, format!("cannot allocate {bytes} bytes ({} MiB) for {what}", bytes >> 20));
+    let oom = || crate::alloc::out_of_memory(n.saturating_mul(std::mem::size_of::<T>()), what);
     if n == 0 {
         return Ok(Vec::new());
     }

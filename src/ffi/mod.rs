@@ -436,9 +436,7 @@ unsafe fn from_ids(tokens: *const llama_token, n: usize, n_vocab: usize) -> Resu
     non_null(tokens, "tokens")?;
     // SAFETY: checked non-null; valid for `n` reads by this fn's contract.
     let s = unsafe { std::slice::from_raw_parts(tokens, n) };
-    let mut ids = Vec::new();
-    ids.try_reserve_exact(n)
-        .map_err(|_| Error::new(Status::OutOfMemory, format!("cannot allocate a copy of {n} token ids")))?;
+    let mut ids = crate::alloc::vec(n, "a copy of the token ids")?;
     for (i, &t) in s.iter().enumerate() {
         if t < 0 || t as usize >= n_vocab {
             return Err(Error::invalid(format!("token {t} at index {i} is out of range (n_vocab {n_vocab})")));

@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use tiktoken_rs::CoreBPE;
 
 use super::{py_is_space, ByteSink};
+use crate::alloc;
 
 /// Meta's pre-tokenizer regex for Llama 3 (`pat_str` in `tokenizer.py`), also the `Split`
 /// pattern of the Hugging Face `tokenizer.json`.
@@ -213,6 +214,8 @@ pub(crate) enum BuildError {
     NoSpecial,
     /// tiktoken refused to build (e.g. the regex does not compile).
     Core(String),
+    /// A table could not be allocated.
+    OutOfMemory(crate::error::Error),
 }
 
 impl std::fmt::Display for BuildError {
@@ -234,6 +237,7 @@ impl std::fmt::Display for BuildError {
             BuildError::TooMany(n) => write!(f, "too many tokens ({n})"),
             BuildError::NoSpecial => write!(f, "no special tokens (LLaMA 3 has 256, <|begin_of_text|> first)"),
             BuildError::Core(msg) => write!(f, "cannot build the BPE: {msg}"),
+            BuildError::OutOfMemory(e) => write!(f, "{}", e.message),
         }
     }
 }
@@ -264,14 +268,15 @@ impl BpeVocab {
         if n >= u32::MAX as usize {
             return Err(BuildError::TooMany(n));
         }
-        let mut encoder = HashMap::with_capacity_and_hasher(n, Default::default());
+        let oom = BuildError::OutOfMemory;
+        let mut encoder = alloc::map(n, "the BPE encoder").map_err(oom)?;
         let mut special_encoder = HashMap::with_capacity_and_hasher(N_SPECIAL, Default::default());
         let mut special_ids: HashMap<String, u32> = HashMap::with_capacity(N_SPECIAL);
-        let mut data = Vec::with_capacity(n * 8);
-        let mut offsets = Vec::with_capacity(n + 1);
-        let mut pieces = String::with_capacity(n * 10);
-        let mut piece_offsets = Vec::with_capacity(n + 1);
-        let mut special = Vec::with_capacity(n);
+        let mut data = alloc::vec(n.saturating_mul(8), "the tokens' bytes").map_err(oom)?;
+        let mut offsets = alloc::vec(n + 1, "the tokens' offsets").map_err(oom)?;
+        let mut pieces = alloc::string(n.saturating_mul(10), "the tokens' GPT-2 spellings").map_err(oom)?;
+        let mut piece_offsets = alloc::vec(n + 1, "the spellings' offsets").map_err(oom)?;
+        let mut special = alloc::vec(n, "the special-token flags").map_err(oom)?;
         let mut specials = Trie::default();
         let mut bytes_seen = [false; 256];
         offsets.push(0);

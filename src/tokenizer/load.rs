@@ -9,6 +9,7 @@ use super::bpe::BpeVocab;
 use super::spm::{parse_byte_piece, Vocab, VocabSpec, SPACE_SYMBOL};
 use super::{load_bpe, proto};
 use super::{GgufVocab, TokenType, TokenizerFormat};
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::formats::cursor::Cursor;
 
@@ -136,10 +137,10 @@ fn load_sentencepiece(bytes: &[u8], source: &str) -> Result<Loaded> {
     }
 
     let n = m.pieces.len();
-    let mut pieces = Vec::with_capacity(n);
-    let mut scores = Vec::with_capacity(n);
-    let mut types = Vec::with_capacity(n);
-    let mut seen = SeenPieces::with_capacity(n);
+    let mut pieces = alloc::vec(n, "the vocabulary's pieces")?;
+    let mut scores = alloc::vec(n, "the vocabulary's scores")?;
+    let mut types = alloc::vec(n, "the vocabulary's token types")?;
+    let mut seen = SeenPieces::with_capacity(n)?;
     let mut unk: Option<usize> = None;
     let mut bytes_found = [false; 256];
     for (i, p) in m.pieces.iter().enumerate() {
@@ -208,7 +209,7 @@ fn load_sentencepiece(bytes: &[u8], source: &str) -> Result<Loaded> {
         remove_extra_whitespaces: norm.remove_extra_whitespaces,
         escape_whitespaces: norm.escape_whitespaces,
         unk_surface: trainer.unk_surface,
-    });
+    })?;
     Ok(Loaded { vocab: Kind::Spm(Arc::new(vocab)), format: TokenizerFormat::SentencePiece, add_bos: true })
 }
 
@@ -229,8 +230,8 @@ enum PieceFault {
 }
 
 impl<'a> SeenPieces<'a> {
-    fn with_capacity(n: usize) -> Self {
-        SeenPieces { text: HashMap::with_capacity(n), reserved: HashMap::new() }
+    fn with_capacity(n: usize) -> Result<Self> {
+        Ok(SeenPieces { text: alloc::map(n, "the vocabulary's index")?, reserved: HashMap::new() })
     }
 
     /// Record piece `i` of type `ty`, or say why it breaks the rule.
@@ -250,14 +251,13 @@ impl<'a> SeenPieces<'a> {
 }
 
 /// [`SeenPieces`]' rule for the formats that are checked after they are read (a GGUF
-/// vocabulary, `tokenizer.bin`): the error is the suffix `"[i] ..."` for the caller to prefix
-/// with what the pieces are.
-fn check_pieces(pieces: &[String], types: &[TokenType]) -> std::result::Result<(), String> {
-    let mut seen = SeenPieces::with_capacity(pieces.len());
+/// vocabulary, `tokenizer.bin`): `fault` makes the error from the suffix `"[i] ..."`.
+fn check_pieces(pieces: &[String], types: &[TokenType], fault: impl Fn(String) -> Error) -> Result<()> {
+    let mut seen = SeenPieces::with_capacity(pieces.len())?;
     for (i, (p, &ty)) in pieces.iter().zip(types).enumerate() {
-        seen.add(i, p, ty).map_err(|fault| match fault {
-            PieceFault::Empty => format!("[{i}] is empty"),
-            PieceFault::Repeat(j) => format!("[{i}] {p:?} is already id {j}"),
+        seen.add(i, p, ty).map_err(|f| match f {
+            PieceFault::Empty => fault(format!("[{i}] is empty")),
+            PieceFault::Repeat(j) => fault(format!("[{i}] {p:?} is already id {j}")),
         })?;
     }
     Ok(())
@@ -331,7 +331,7 @@ fn load_llama2c_bin(bytes: &[u8], source: &str) -> Result<Loaded> {
         };
         types.push(ty);
     }
-    check_pieces(&pieces, &types).map_err(|e| ferr(format!("token{e}")))?;
+    check_pieces(&pieces, &types, |e| ferr(format!("token{e}")))?;
     let vocab = Vocab::new(VocabSpec {
         pieces,
         scores,
@@ -344,7 +344,7 @@ fn load_llama2c_bin(bytes: &[u8], source: &str) -> Result<Loaded> {
         remove_extra_whitespaces: false,
         escape_whitespaces: true,
         unk_surface: UNK_SURFACE.to_string(),
-    });
+    })?;
     Ok(Loaded { vocab: Kind::Spm(Arc::new(vocab)), format: TokenizerFormat::Llama2cBin, add_bos: true })
 }
 
@@ -434,7 +434,7 @@ pub(crate) fn from_gguf(v: GgufVocab, source: &str) -> Result<Loaded> {
             byte_fallback = true;
         }
     }
-    check_pieces(&v.tokens, &types).map_err(|e| ferr(format!("tokenizer.ggml.tokens{e}")))?;
+    check_pieces(&v.tokens, &types, |e| ferr(format!("tokenizer.ggml.tokens{e}")))?;
     let unk = unk.or_else(|| types.iter().position(|&t| t == TokenType::Unknown).map(|i| i as u32)).unwrap_or(0);
     let vocab = Vocab::new(VocabSpec {
         pieces: v.tokens,
@@ -448,6 +448,6 @@ pub(crate) fn from_gguf(v: GgufVocab, source: &str) -> Result<Loaded> {
         remove_extra_whitespaces: false,
         escape_whitespaces: true,
         unk_surface: UNK_SURFACE.to_string(),
-    });
+    })?;
     Ok(Loaded { vocab: Kind::Spm(Arc::new(vocab)), format: TokenizerFormat::Gguf, add_bos: v.add_bos.unwrap_or(true) })
 }

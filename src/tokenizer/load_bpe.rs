@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::bpe::{self, BpeVocab, BuildError, Entry, BEGIN_OF_TEXT, END_OF_TEXT, LLAMA3_PATTERN};
 use super::load::{Kind, Loaded};
 use super::{GgufVocab, TokenizerFormat};
+use crate::alloc;
 use crate::error::{Error, Result};
 
 /// Whether `line` (a first line, `\r` stripped) looks like `<base64> <rank>`.
@@ -73,6 +74,7 @@ fn build_err(source: &str, what: &str, e: BuildError, at: impl Fn(u32) -> String
         BuildError::Empty { id } => format!("{} is empty", at(id)),
         // Well-formed, but not a vocabulary this tokenizer can encode with.
         BuildError::MissingByte(_) => return Error::unsupported(format!("{source}: {what}: {e}")),
+        BuildError::OutOfMemory(e) => return e.context(format_args!("{source}: {what}")),
         other => other.to_string(),
     };
     Error::format(format!("{source}: {what}: {msg}"))
@@ -125,7 +127,7 @@ pub(crate) fn load_tiktoken(bytes: &[u8], source: &str) -> Result<Loaded> {
         return Err(ferr(format!("too many tokens ({n})")));
     }
     // Ranks must be 0..n, each once.
-    let mut by_rank: Vec<Option<(Vec<u8>, usize, usize)>> = Vec::new();
+    let mut by_rank: Vec<Option<(Vec<u8>, usize, usize)>> = alloc::vec(n, "the ranks")?;
     by_rank.resize_with(n, || None);
     for (rank, token, ln, at) in lines_read {
         let lerr = |msg: String| ferr(format!("line {ln} (byte offset {at}): {msg}"));
@@ -137,8 +139,8 @@ pub(crate) fn load_tiktoken(bytes: &[u8], source: &str) -> Result<Loaded> {
         }
         *slot = Some((token, ln, at));
     }
-    let mut lines = Vec::with_capacity(n);
-    let mut entries = Vec::with_capacity(n + bpe::N_SPECIAL);
+    let mut lines = alloc::vec(n, "the tokens' lines")?;
+    let mut entries = alloc::vec(n + bpe::N_SPECIAL, "the vocabulary")?;
     for (token, ln, at) in by_rank.into_iter().flatten() {
         lines.push((ln, at));
         entries.push(Entry::Bytes(token));
@@ -202,14 +204,14 @@ fn check_merges<'a>(
     Ok(())
 }
 
-fn bytes_index(entries: &[Entry]) -> HashMap<&[u8], u32> {
-    let mut m = HashMap::with_capacity(entries.len());
+fn bytes_index(entries: &[Entry]) -> Result<HashMap<&[u8], u32>> {
+    let mut m = alloc::map(entries.len(), "the tokens' index")?;
     for (i, e) in entries.iter().enumerate() {
         if let Entry::Bytes(b) = e {
             m.entry(b.as_slice()).or_insert(i as u32);
         }
     }
-    m
+    Ok(m)
 }
 
 /// A short rendering of a JSON value for messages.
@@ -288,7 +290,7 @@ pub(crate) fn load_hf_json(root: &Map<String, Value>, source: &str) -> Result<Lo
     };
 
     // (id, entry, where it was defined), then placed by id: ids must be 0..n, each once.
-    let mut defs: Vec<(u64, Entry, String)> = Vec::with_capacity(vocab.len() + 256);
+    let mut defs: Vec<(u64, Entry, String)> = alloc::vec(vocab.len() + 256, "the vocabulary")?;
     for (text, id) in vocab {
         let what = || format!("model.vocab[{text:?}]");
         let Some(id) = id.as_u64() else {
@@ -343,7 +345,7 @@ pub(crate) fn load_hf_json(root: &Map<String, Value>, source: &str) -> Result<Lo
         Some(Value::Array(m)) if !m.is_empty() => m,
         _ => return Err(ferr("model.merges is missing or empty".to_string())),
     };
-    let by_bytes = bytes_index(&entries);
+    let by_bytes = bytes_index(&entries)?;
     let pairs = merges.iter().map(|m| match m {
         Value::String(s) => match s.split_once(' ') {
             Some((a, b)) if !b.contains(' ') => Ok((a, b)),
@@ -406,7 +408,7 @@ pub(crate) fn from_gguf_bpe(v: GgufVocab, source: &str) -> Result<Loaded> {
              LLaMA 3's byte-level BPE vocabulary is supported"
         )));
     }
-    let mut entries = Vec::with_capacity(n);
+    let mut entries = alloc::vec(n, "the vocabulary")?;
     for (i, tok) in v.tokens.into_iter().enumerate() {
         let ty = v.token_types.as_ref().map_or_else(
             || if tok.len() > 4 && tok.starts_with("<|") && tok.ends_with("|>") { 3 } else { 1 },
@@ -443,7 +445,7 @@ pub(crate) fn from_gguf_bpe(v: GgufVocab, source: &str) -> Result<Loaded> {
         return Err(ferr(format!("no {END_OF_TEXT} control token and no tokenizer.ggml.eos_token_id")));
     }
     if let Some(merges) = &v.merges {
-        let by_bytes = bytes_index(&entries);
+        let by_bytes = bytes_index(&entries)?;
         let pairs = merges.iter().map(|s| match s.split_once(' ') {
             Some((a, b)) if !b.contains(' ') => Ok((a, b)),
             _ => Err(format!("{s:?} is not \"<left> <right>\"")),

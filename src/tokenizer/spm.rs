@@ -289,13 +289,14 @@ impl<'s> Bpe<'_, 's> {
 }
 
 impl Vocab {
-    /// Build the lookup tables. The loaders have validated lengths and ids.
-    pub(crate) fn new(spec: VocabSpec) -> Vocab {
+    /// Build the lookup tables (`OutOfMemory` when they cannot be allocated). The loaders have
+    /// validated lengths and ids.
+    pub(crate) fn new(spec: VocabSpec) -> crate::error::Result<Vocab> {
         let n = spec.pieces.len();
-        let mut normal = FxMap::default();
-        normal.reserve(n);
+        let mut normal: FxMap<String, u32> = crate::alloc::map(n, "the vocabulary's index")?;
         let mut reserved = FxMap::default();
-        let mut byte_values = vec![0u8; n];
+        let mut byte_values = crate::alloc::vec(n, "the vocabulary's byte values")?;
+        byte_values.resize(n, 0u8);
         let mut byte_by_value: [Option<u32>; 256] = [None; 256];
         let mut user_defined = Matcher::default();
         let mut specials = Matcher::default();
@@ -376,7 +377,7 @@ impl Vocab {
             // sentencepiece: PieceToId("<0xNN>"), i.e. the piece or else unk.
             v.byte_ids[b] = by_value.or_else(|| v.piece_to_id(&format!("<0x{b:02X}>"))).unwrap_or(v.unk);
         }
-        v
+        Ok(v)
     }
 
     /// Number of ids.
