@@ -15,10 +15,11 @@
 //! inputs count as zero (the instruction's rule).
 //!
 //! Activations ([`pack`]): per panel of [`PANEL`] tokens and column pair `q`, 16 lanes of a
-//! `(x[2q], x[2q+1])` bf16 pair (the even column in the low half). Weights: per block of [`KC`]
-//! columns, the [`RS`] rows of a super-block are copied to a stack buffer (their pairs broadcast
-//! from there); partial sums stay in a stack buffer across column blocks, as in `simd.rs`'s
-//! `matmul_t`.
+//! `(x[2q], x[2q+1])` bf16 pair (the even column in the low half). Weights: each pair is
+//! broadcast straight from the row where it is stored, per block of [`KC`] columns of a
+//! super-block of [`RS`] rows (which stays in cache while every panel of the pass uses it;
+//! copying the block to an aligned buffer first cost 12 % at 128 tokens and half the speed at
+//! 8); partial sums stay in a stack buffer across column blocks, as in `simd.rs`'s `matmul_t`.
 
 use core::arch::x86_64::*;
 
@@ -71,13 +72,11 @@ pub(crate) fn pack(xs: &[f32], cols: usize, panel: &mut [f32]) {
 }
 
 #[repr(C, align(64))]
-struct WBlock([u32; RS * KC / 2]);
-#[repr(C, align(64))]
 struct CBlock([f32; RS * TBP * PANEL]);
 
-/// `c[r][v] (+)= sum over kq pairs of w[r] . x[v]`, for MR rows of `wb` (rows `KC / 2` pairs
-/// apart) and `NT` panels of activations from `xp` (panels `ps` u32 apart, pairs `PANEL` apart);
-/// `c` rows `cs` f32 apart, tokens contiguous; from zero when `first`.
+/// `c[r][v] (+)= sum over kq pairs of w[r] . x[v]`, for the MR rows at `w` (bf16 pairs, any
+/// even address) and `NT` panels of activations from `xp` (panels `ps` u32 apart, pairs `PANEL`
+/// apart); `c` rows `cs` f32 apart, tokens contiguous; from zero when `first`.
 ///
 /// # Safety
 /// The CPU has AVX-512 F and BF16; the pointers cover what the loops read and write.
@@ -85,7 +84,7 @@ struct CBlock([f32; RS * TBP * PANEL]);
 #[inline]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile<const NT: usize>(
-    wb: *const u32,
+    w: &[*const u32; MR],
     xp: *const u32,
     ps: usize,
     kq: usize,
@@ -108,10 +107,10 @@ unsafe fn tile<const NT: usize>(
             for (v, xv) in x.iter_mut().enumerate() {
                 *xv = _mm512_loadu_si512(xp.add(v * ps + q * PANEL).cast());
             }
-            for (r, ar) in acc.iter_mut().enumerate() {
-                let w: __m512bh = core::mem::transmute(_mm512_set1_epi32(*wb.add(r * (KC / 2) + q) as i32));
+            for (ar, wr) in acc.iter_mut().zip(w) {
+                let wq: __m512bh = core::mem::transmute(_mm512_set1_epi32(wr.add(q).read_unaligned() as i32));
                 for (a, xv) in ar.iter_mut().zip(&x) {
-                    *a = _mm512_dpbf16_ps(*a, w, core::mem::transmute::<__m512i, __m512bh>(*xv));
+                    *a = _mm512_dpbf16_ps(*a, wq, core::mem::transmute::<__m512i, __m512bh>(*xv));
                 }
             }
         }
@@ -130,7 +129,7 @@ unsafe fn tile<const NT: usize>(
 /// The CPU has AVX-512 F, VL and BF16; the pointers cover what the loops read and write.
 #[target_feature(enable = "avx512f,avx512vl,avx512bf16")]
 #[inline]
-unsafe fn tile_half(wb: *const u32, xp: *const u32, kq: usize, c: *mut f32, cs: usize, first: bool) {
+unsafe fn tile_half(w: &[*const u32; MR], xp: *const u32, kq: usize, c: *mut f32, cs: usize, first: bool) {
     // SAFETY: the caller's contract covers every pointer below.
     unsafe {
         let mut acc = [_mm256_setzero_ps(); MR];
@@ -141,9 +140,9 @@ unsafe fn tile_half(wb: *const u32, xp: *const u32, kq: usize, c: *mut f32, cs: 
         }
         for q in 0..kq {
             let x: __m256bh = core::mem::transmute(_mm256_loadu_si256(xp.add(q * PANEL).cast()));
-            for (r, a) in acc.iter_mut().enumerate() {
-                let w: __m256bh = core::mem::transmute(_mm256_set1_epi32(*wb.add(r * (KC / 2) + q) as i32));
-                *a = _mm256_dpbf16_ps(*a, w, x);
+            for (a, wr) in acc.iter_mut().zip(w) {
+                let wq: __m256bh = core::mem::transmute(_mm256_set1_epi32(wr.add(q).read_unaligned() as i32));
+                *a = _mm256_dpbf16_ps(*a, wq, x);
             }
         }
         for (r, a) in acc.iter().enumerate() {
@@ -174,9 +173,8 @@ pub(crate) unsafe fn products(
     let panels = n.div_ceil(PANEL);
     debug_assert!(w.len() >= rows * cols * 2 && out.len() >= n * rows && xp.len() >= panels * pstride);
     let (wp, xb, op) = (w.as_ptr(), xp.as_ptr() as *const u32, out.as_mut_ptr());
-    let mut wb = WBlock([0; RS * KC / 2]);
     let mut cb = CBlock([0.0; RS * TBP * PANEL]);
-    let (wbp, cbp) = (wb.0.as_mut_ptr(), cb.0.as_mut_ptr());
+    let cbp = cb.0.as_mut_ptr();
     const CS: usize = TBP * PANEL;
     // SAFETY: every read is inside `w` (rows x pairs x 4 bytes, copied bytewise), `xp`
     // (panels x pstride) and the stack blocks; every write inside `out` or the stack blocks
@@ -195,27 +193,6 @@ pub(crate) unsafe fn products(
                 let mut q0 = 0;
                 while q0 < pairs {
                     let kq = (KC / 2).min(pairs - q0);
-                    for r in 0..rsp {
-                        let dst = wbp.add(r * (KC / 2));
-                        if r >= rsn {
-                            core::ptr::write_bytes(dst, 0, kq);
-                            continue;
-                        }
-                        // Unaligned loads: a row of a safetensors file may sit at any even
-                        // address. (A call to memcpy per row cost 10 % of the product.)
-                        let src = wp.add(((rs0 + r) * pairs + q0) * 4);
-                        _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(2 * KC).cast());
-                        _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(2 * KC + 64).cast());
-                        let whole = kq / 16;
-                        for v in 0..whole {
-                            _mm512_store_si512(dst.add(16 * v).cast(), _mm512_loadu_si512(src.add(64 * v).cast()));
-                        }
-                        core::ptr::copy_nonoverlapping(
-                            src.add(64 * whole),
-                            dst.add(16 * whole).cast::<u8>(),
-                            (kq % 16) * 4,
-                        );
-                    }
                     let first = q0 == 0;
                     let mut pj = 0;
                     while pj < np {
@@ -227,7 +204,11 @@ pub(crate) unsafe fn products(
                         let xt = xb.add((p0 + pj) * pstride + q0 * PANEL);
                         let mut r0 = 0;
                         while r0 < rsp {
-                            let (wt, c) = (wbp.add(r0 * (KC / 2)), cbp.add(r0 * CS + pj * PANEL));
+                            // Rows past the block's end repeat its last row (their sums are not read).
+                            let wt: [*const u32; MR] = core::array::from_fn(|i| {
+                                wp.add(((rs0 + (r0 + i).min(rsn - 1)) * pairs + q0) * 4).cast()
+                            });
+                            let (wt, c) = (&wt, cbp.add(r0 * CS + pj * PANEL));
                             match t {
                                 1 if half => tile_half(wt, xt, kq, c, CS, first),
                                 1 => tile::<1>(wt, xt, pstride, kq, c, CS, first),
