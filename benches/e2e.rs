@@ -11,6 +11,7 @@
 //! cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128[,512...]] [--gen 64]
 //!                                  [--depth 0[,4096...]] [--reps 3]
 //!                                  [--kv f16|f32|q8_0|q4_0|q8_0_q4_0] [--ctx 4096] [--json FILE]
+//!                                  [--bf16-products f32|rounded]
 //!                                  [--device cuda[:N] [--gpu-gbps GB/s]]
 //! ```
 //! For each depth, as llama-bench: every prompt length, then the decode run. The depth's tokens
@@ -33,6 +34,7 @@ use runllama::loader::{load, LoadOptions};
 use runllama::sampler::SamplerParams;
 use runllama::session::{KvType, Session, SessionParams};
 use runllama_kernels as k;
+use runllama_kernels::Bf16Products;
 
 struct Args {
     model: PathBuf,
@@ -47,10 +49,11 @@ struct Args {
     json: Option<PathBuf>,
     device: Device,
     gpu_gbps: f64,
+    bf16_products: Bf16Products,
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128[,N...]] [--gen 64] [--depth 0[,N...]] [--reps 3] [--kv f16|f32|q8_0|q4_0|q8_0_q4_0] [--ctx N] [--json FILE]");
+    eprintln!("{msg}\nusage: cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128[,N...]] [--gen 64] [--depth 0[,N...]] [--reps 3] [--kv f16|f32|q8_0|q4_0|q8_0_q4_0] [--ctx N] [--json FILE] [--bf16-products f32|rounded]");
     std::process::exit(2)
 }
 
@@ -67,6 +70,7 @@ fn parse_args() -> Args {
         json: None,
         device: Device::Cpu,
         gpu_gbps: f64::NAN,
+        bf16_products: Bf16Products::F32,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -100,6 +104,11 @@ fn parse_args() -> Args {
                 }
             }
             "--json" => a.json = Some(PathBuf::from(value("--json"))),
+            "--bf16-products" => {
+                let v = value("--bf16-products");
+                a.bf16_products = Bf16Products::from_name(&v)
+                    .unwrap_or_else(|| usage(&format!("--bf16-products {v}: f32 or rounded")))
+            }
             "--device" => {
                 a.device = match value("--device").as_str() {
                     "cpu" => Device::Cpu,
@@ -210,7 +219,8 @@ fn main() {
     let a = parse_args();
     let threads = if a.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.threads };
     println!("model     {}", a.model.display());
-    println!("cpu path  {}", runllama::cpu::system_info());
+    let cpu_path = format!("{} bf16_products={}", runllama::cpu::system_info(), a.bf16_products.name());
+    println!("cpu path  {cpu_path}");
 
     let on_cpu = a.device == Device::Cpu;
     let bw = if on_cpu { ReadProbe::new(4 << 30, threads).gbps(5) } else { a.gpu_gbps };
@@ -226,7 +236,8 @@ fn main() {
         Device::Cpu => None,
     };
     let gpu_before = gpu_used();
-    let opts = || LoadOptions { n_threads: threads, device: a.device, ..Default::default() };
+    let opts =
+        || LoadOptions { n_threads: threads, device: a.device, bf16_products: a.bf16_products, ..Default::default() };
     let t = Instant::now();
     let first = load(&a.model, opts()).unwrap_or_else(|e| {
         eprintln!("load failed: {e}");
@@ -367,7 +378,7 @@ fn main() {
         let j = serde_json::json!({
             "model": a.model.display().to_string(),
             "threads": threads,
-            "cpu_path": runllama::cpu::system_info(),
+            "cpu_path": cpu_path,
             "device": format!("{:?}", a.device),
             "gpu": model.backend().ok().and_then(|b| b.device()),
             "read_gbps": bw,

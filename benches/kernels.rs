@@ -116,16 +116,15 @@ fn bench_kernels(c: &mut Criterion) {
             });
         }
     }
-    // The vdpbf16ps products of bf16 weights (RUNLLAMA_BF16_PRODUCTS=rounded) where the CPU has them.
+    // The vdpbf16ps products of bf16 weights (LLAMA_BF16_PRODUCTS_ROUNDED) where the CPU has them.
     if k::detected().avx512bf16 && k::path() >= Path::Avx512 {
         let bytes = rows * cols * 2;
-        k::set_bf16_products(k::Bf16Products::Rounded);
-        paths::pack_activations(Path::Avx512, WeightType::BF16, &xs, n, cols, &mut xp);
+        let rounded = k::Products { path: Path::Avx512, bf16: k::Bf16Products::Rounded };
+        paths::pack_activations(rounded, WeightType::BF16, &xs, n, cols, &mut xp);
         let id = BenchmarkId::new("avx512-bf16-rounded/BF16", format!("{rows}x{cols}xn{n}"));
         g.bench_function(id, |b| {
-            b.iter(|| paths::matmul_packed(Path::Avx512, WeightType::BF16, &w[..bytes], rows, cols, &xp, n, &mut outs))
+            b.iter(|| paths::matmul_packed(rounded, WeightType::BF16, &w[..bytes], rows, cols, &xp, n, &mut outs))
         });
-        k::set_bf16_products(k::Bf16Products::F32);
     }
     g.finish();
 
@@ -144,16 +143,15 @@ fn bench_kernels(c: &mut Criterion) {
             if mode == k::Bf16Products::Rounded && !rounded {
                 continue;
             }
-            k::set_bf16_products(mode);
+            let products = k::Products { path: best, bf16: mode };
             let bytes = rows * cols * wt.size();
-            paths::pack_activations(best, wt, &xs, short, cols, &mut xp);
+            paths::pack_activations(products, wt, &xs, short, cols, &mut xp);
             let name = if mode == k::Bf16Products::Rounded { "avx512-bf16-rounded" } else { best.name() };
             let id = BenchmarkId::new(format!("{name}/{wt:?}"), format!("{rows}x{cols}xn{short}"));
             g.bench_function(id, |b| {
-                b.iter(|| paths::matmul_packed(best, wt, &w[..bytes], rows, cols, &xp, short, &mut outs))
+                b.iter(|| paths::matmul_packed(products, wt, &w[..bytes], rows, cols, &xp, short, &mut outs))
             });
         }
-        k::set_bf16_products(k::Bf16Products::F32);
     }
     g.finish();
 

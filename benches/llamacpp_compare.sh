@@ -12,7 +12,8 @@
 # PROMPT (prompt lengths, comma-separated: default 128; e.g. 8,32,128,512), GEN (64; 0: no
 # decode), DEPTH (tokens already in the context, comma-separated: default 0; e.g. 0,4096),
 # KV (f16 | f32 | q8_0 | q4_0 | q8_0_q4_0, default f16 as llama.cpp; llama-bench gets the
-# same cache type), OUT (target/llamacpp-compare).
+# same cache type), BF16_PRODUCTS (f32 | rounded, default f32: our load option for bf16
+# weights; llama.cpp always rounds), OUT (target/llamacpp-compare).
 # Building llama-bench from PyPI sources only (CPU, native): download the source distribution
 # llama_cpp_python-0.3.36.tar.gz of llama-cpp-python 0.3.36 from PyPI as a file (its release
 # files list; `pip download --no-binary :all:` gets it too but first builds the package's build
@@ -31,6 +32,7 @@ PROMPT=${PROMPT:-128}
 GEN=${GEN:-64}
 DEPTH=${DEPTH:-0}
 KV=${KV:-f16}
+BF16_PRODUCTS=${BF16_PRODUCTS:-f32}
 # The same cache type for llama.cpp (its quantized V cache needs flash attention).
 case "$KV" in
   f16) LLAMA_KV_ARGS="" ;;
@@ -48,7 +50,7 @@ cargo bench --bench e2e --no-run
 for r in $(seq "$ROUNDS"); do
   echo "== round $r of $ROUNDS ($(uptime))"
   cargo bench --bench e2e -- "$MODEL" --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" \
-    --depth "$DEPTH" --reps "$REPS" --kv "$KV" --json "$OUT/ours-$r.json"
+    --depth "$DEPTH" --reps "$REPS" --kv "$KV" --bf16-products "$BF16_PRODUCTS" --json "$OUT/ours-$r.json"
   "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -p "$PROMPT" -n "$GEN" -d "$DEPTH" -r "$REPS" $LLAMA_KV_ARGS \
     -o json > "$OUT/llamacpp-$r.json"
   python3 - "$OUT/llamacpp-$r.json" <<'PYEOF'

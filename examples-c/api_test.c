@@ -193,7 +193,8 @@ static void test_basics(void) {
           (unsigned)sizeof(llama_load_params));
     CHECK(lp.version == 0 && lp.config_path == NULL && lp.tokenizer_path == NULL && lp.device == LLAMA_DEVICE_CPU &&
               lp.n_threads == 0 && lp.use_mmap == 1 && lp.reserved0 == 0 && lp.progress == NULL &&
-              lp.progress_user_data == NULL && lp.device_index == 0 && lp.reserved1 == 0,
+              lp.progress_user_data == NULL && lp.device_index == 0 && lp.reserved1 == 0 &&
+              lp.bf16_products == LLAMA_BF16_PRODUCTS_F32 && lp.reserved2 == 0,
           "unexpected load defaults");
     {
         llama_load_params by_value = llama_load_params_default();
@@ -277,11 +278,27 @@ static void test_struct_versions(llama_model *m) {
     llama_load_params_init(&lbox.p, sizeof lbox.p);
     lbox.p.reserved0 = 0xFFFFFFFFu;
     lbox.p.reserved1 = 0x12345678u;
+    lbox.p.reserved2 = 0x9ABCDEF0u;
     lbox.p.tokenizer_path = g_tok_path;
     {
         llama_model *m2 = NULL;
         CHECK_STATUS(llama_load(g_model_path, &lbox.p, &m2), LLAMA_OK);
         llama_model_free(m2);
+        /* bf16_products: either choice loads; anything else is invalid. */
+        lbox.p.bf16_products = LLAMA_BF16_PRODUCTS_ROUNDED;
+        CHECK_STATUS(llama_load(g_model_path, &lbox.p, &m2), LLAMA_OK);
+        llama_model_free(m2);
+        m2 = NULL;
+        lbox.p.bf16_products = 2;
+        CHECK_STATUS(llama_load(g_model_path, &lbox.p, &m2), LLAMA_ERR_INVALID_ARGUMENT);
+        CHECK(m2 == NULL, "a model from invalid bf16_products");
+        /* A struct of the size before bf16_products: what lies beyond is not read. */
+        lbox.p.size = (uint32_t)offsetof(llama_load_params, bf16_products);
+        CHECK_STATUS(llama_load(g_model_path, &lbox.p, &m2), LLAMA_OK);
+        llama_model_free(m2);
+        m2 = NULL;
+        lbox.p.size = (uint32_t)sizeof lbox.p;
+        lbox.p.bf16_products = LLAMA_BF16_PRODUCTS_F32;
     }
     /* device_index: negative is invalid; CUDA is a device error in a build without it. */
     lbox.p.device_index = -1;

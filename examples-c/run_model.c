@@ -2,7 +2,7 @@
  *
  *   run_model [-M weights] [-F tokenizer] [-C config] [-V 0|2|3] [-p prompt] [-n steps]
  *             [-t temperature] [-s seed] [-k top_k] [-P top_p] [-r repeat_penalty]
- *             [-c n_ctx] [-T threads] [-K f16|f32|q8_0|q4_0|q8_0_q4_0]
+ *             [-c n_ctx] [-T threads] [-K f16|f32|q8_0|q4_0|q8_0_q4_0] [-B f32|rounded]
  *
  * With no -M it runs the bundled stories260K model (tests/data/stories260K/stories260K.bin with
  * tok512.bin). Defaults are greedy and 200 positions, so with no arguments it prints exactly
@@ -50,7 +50,9 @@ static void usage_exit(const char *msg, int help) {
             "  -r <float>  repeat penalty (default 1.0 = off)\n"
             "  -c <int>    context length (default 0 = the model's, at most 4096)\n"
             "  -T <int>    threads (default 0 = one per core)\n"
-            "  -K <type>   KV cache type: f16 (default), f32, q8_0, q4_0 or q8_0_q4_0 (K q8_0, V q4_0)\n",
+            "  -K <type>   KV cache type: f16 (default), f32, q8_0, q4_0 or q8_0_q4_0 (K q8_0, V q4_0)\n"
+            "  -B <mode>   products of bf16 weights: f32 (default) or rounded (activations rounded to\n"
+            "              bf16 on CPUs with AVX512_BF16: faster prompts, logits move slightly)\n",
             PROG);
     exit(help ? 0 : 2);
 }
@@ -128,6 +130,7 @@ int main(int argc, char **argv) {
     const char *model_path = NULL, *tokenizer_path = NULL, *config_path = NULL, *prompt = NULL;
     long version = 0, steps = 200, top_k = 0, n_ctx = 0, threads = 0;
     int32_t kv_type = LLAMA_KV_F16;
+    int32_t bf16_products = LLAMA_BF16_PRODUCTS_F32;
     float temperature = 0.0f, top_p = 1.0f, repeat_penalty = 1.0f;
     uint64_t seed = 0;
     char data_dir[4096], default_model[4200], default_tok[4200];
@@ -192,6 +195,11 @@ int main(int argc, char **argv) {
             else if (strcmp(v, "q8_0_q4_0") == 0) kv_type = LLAMA_KV_Q8_0_Q4_0;
             else usage("-K must be f16, f32, q8_0, q4_0 or q8_0_q4_0");
             break;
+        case 'B':
+            if (strcmp(v, "f32") == 0) bf16_products = LLAMA_BF16_PRODUCTS_F32;
+            else if (strcmp(v, "rounded") == 0) bf16_products = LLAMA_BF16_PRODUCTS_ROUNDED;
+            else usage("-B must be f32 or rounded");
+            break;
         default:
             fprintf(stderr, "%s: unknown option %s\n", PROG, a);
             usage(NULL);
@@ -215,6 +223,7 @@ int main(int argc, char **argv) {
     lp.config_path = config_path;
     lp.tokenizer_path = tokenizer_path;
     lp.n_threads = (int32_t)threads;
+    lp.bf16_products = bf16_products;
     t0 = now_ms();
     st = llama_load(model_path, &lp, &model);
     if (st != LLAMA_OK) die_api(PROG, "llama_load", st);

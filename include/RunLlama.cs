@@ -119,6 +119,8 @@ namespace RunLlama
         public const int LLAMA_API_VERSION = 2;
         public const int LLAMA_DEVICE_CPU = 0;
         public const int LLAMA_DEVICE_CUDA = 1;
+        public const int LLAMA_BF16_PRODUCTS_F32 = 0;
+        public const int LLAMA_BF16_PRODUCTS_ROUNDED = 1;
         public const int LLAMA_KV_F16 = 0;
         public const int LLAMA_KV_F32 = 1;
         public const int LLAMA_KV_Q8_0 = 2;
@@ -150,7 +152,7 @@ namespace RunLlama
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         public delegate int LlamaProgressFn(float fraction, IntPtr user_data);
 
-        /// <summary>llama_load_params (64 bytes on 64-bit targets). Initialize with llama_load_params_init.</summary>
+        /// <summary>llama_load_params (72 bytes on 64-bit targets). Initialize with llama_load_params_init.</summary>
         [StructLayout(LayoutKind.Sequential)]
         public struct LlamaLoadParams
         {
@@ -166,6 +168,8 @@ namespace RunLlama
             public IntPtr progress_user_data;
             public int device_index;
             public uint reserved1;
+            public int bf16_products;       // LLAMA_BF16_PRODUCTS_*
+            public uint reserved2;
         }
 
         /// <summary>llama_session_params (40 bytes). Initialize with llama_session_params_init.</summary>

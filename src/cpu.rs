@@ -1,15 +1,12 @@
 //! Which kernel path the process uses: the best the CPU supports (chosen at run time by the
-//! kernels crate), capped by the environment variable `RUNLLAMA_CPU=scalar|avx2|avx512|amx`, and
-//! what batched products of bf16 weights use on AVX-512 with AVX512_BF16:
-//! `RUNLLAMA_BF16_PRODUCTS=f32|rounded` (see [`Bf16Products`]; `rounded` trades accuracy,
-//! activations rounded to bf16 as llama.cpp does, for about twice the prefill speed). Both are
+//! kernels crate), capped by the environment variable `RUNLLAMA_CPU=scalar|avx2|avx512|amx`,
 //! read once, before the first model is loaded.
 
 use std::sync::Once;
 
-use runllama_kernels::{Bf16Products, Path};
+use runllama_kernels::Path;
 
-/// Apply `RUNLLAMA_CPU` and `RUNLLAMA_BF16_PRODUCTS` (once per process; later calls do nothing).
+/// Apply `RUNLLAMA_CPU` (once per process; later calls do nothing).
 pub fn init() {
     static ONCE: Once = Once::new();
     let mut warnings = Vec::new();
@@ -18,12 +15,6 @@ pub fn init() {
             match Path::from_name(&v) {
                 Some(p) => runllama_kernels::set_max_path(p),
                 None => warnings.push(format!("RUNLLAMA_CPU={v:?} is not scalar, avx2, avx512 or amx: ignored")),
-            }
-        }
-        if let Ok(v) = std::env::var("RUNLLAMA_BF16_PRODUCTS") {
-            match Bf16Products::from_name(&v) {
-                Some(m) => runllama_kernels::set_bf16_products(m),
-                None => warnings.push(format!("RUNLLAMA_BF16_PRODUCTS={v:?} is not f32 or rounded: ignored")),
             }
         }
     });
@@ -39,7 +30,7 @@ pub fn system_info() -> String {
     let f = runllama_kernels::detected();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!(
-        "AVX2={} FMA={} F16C={} AVX512F={} AVX512BW={} AVX512VL={} AVX512_BF16={} AVX512_FP16={} AMX={} CUDA={}{} threads={threads} kernels={} prefetch={} bf16_products={}",
+        "AVX2={} FMA={} F16C={} AVX512F={} AVX512BW={} AVX512VL={} AVX512_BF16={} AVX512_FP16={} AMX={} CUDA={}{} threads={threads} kernels={} prefetch={}",
         f.avx2 as u8,
         f.fma as u8,
         f.f16c as u8,
@@ -52,7 +43,6 @@ pub fn system_info() -> String {
         crate::backend::CUDA_COMPILED as u8,
         crate::backend::gpu_summary(),
         runllama_kernels::path_name(),
-        f.sw_prefetch() as u8,
-        runllama_kernels::bf16_products().name()
+        f.sw_prefetch() as u8
     )
 }

@@ -30,6 +30,8 @@ pub struct LoadOptions<'a> {
     pub n_threads: usize,
     /// Map the files (true) or read them into memory.
     pub use_mmap: bool,
+    /// What the CPU's batched products of bf16 weights use (prompts; decode is unchanged).
+    pub bf16_products: runllama_kernels::Bf16Products,
     /// Called with the load fraction; returning true cancels the load.
     pub progress: Option<&'a mut dyn FnMut(f32) -> bool>,
 }
@@ -43,6 +45,7 @@ impl Default for LoadOptions<'_> {
             device: Device::Cpu,
             n_threads: 0,
             use_mmap: true,
+            bf16_products: runllama_kernels::Bf16Products::F32,
             progress: None,
         }
     }
@@ -486,6 +489,7 @@ fn bind(
     let backend = backend::create(
         opts.device,
         n_threads,
+        opts.bf16_products,
         weights,
         upload_progress.as_mut().map(|f| f as &mut dyn FnMut(f32) -> bool),
     )

@@ -763,7 +763,7 @@ fn tensor_listing_and_hparams() {
 #[cfg(target_pointer_width = "64")]
 fn versioned_structs_spell_out_their_padding() {
     use std::mem::{offset_of, size_of};
-    assert_eq!(size_of::<llama_load_params>(), 64);
+    assert_eq!(size_of::<llama_load_params>(), 72);
     assert_eq!(
         [
             offset_of!(llama_load_params, version),
@@ -777,8 +777,10 @@ fn versioned_structs_spell_out_their_padding() {
             offset_of!(llama_load_params, progress_user_data),
             offset_of!(llama_load_params, device_index),
             offset_of!(llama_load_params, reserved1),
+            offset_of!(llama_load_params, bf16_products),
+            offset_of!(llama_load_params, reserved2),
         ],
-        [4, 8, 16, 24, 28, 32, 36, 40, 48, 56, 60]
+        [4, 8, 16, 24, 28, 32, 36, 40, 48, 56, 60, 64, 68]
     );
     assert_eq!(size_of::<llama_session_params>(), 40);
     assert_eq!(offset_of!(llama_session_params, seed), 24);

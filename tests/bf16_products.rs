@@ -1,18 +1,27 @@
-//! What `RUNLLAMA_BF16_PRODUCTS=rounded` costs in accuracy, end to end: stories260K's bf16
-//! weights prefilled with the f32 products and with the bf16-rounded activations
-//! (`kernels/src/bf16_dot.rs`), against the f32 model's logits. Its own test binary: the choice
-//! is process-wide.
+//! What the load option `bf16_products` (`LLAMA_BF16_PRODUCTS_ROUNDED`) costs in accuracy, end
+//! to end: stories260K's bf16 weights prefilled with the f32 products and with the bf16-rounded
+//! activations (`kernels/src/bf16_dot.rs`), against the f32 model's logits; and two models of
+//! the two choices side by side in one process.
 
 mod common;
 use common::*;
 
+use std::sync::Arc;
+
+use runllama::loader::{load, LoadOptions};
+use runllama::model::Model;
 use runllama::session::Session;
-use runllama_kernels::{set_bf16_products, Bf16Products};
+use runllama_kernels::Bf16Products;
+
+/// A fixture loaded with the given choice.
+fn load_with(rel: &str, bf16_products: Bf16Products) -> Arc<Model> {
+    let opts = LoadOptions { n_threads: 2, bf16_products, ..LoadOptions::default() };
+    Arc::new(load(&data(rel), opts).unwrap_or_else(|e| panic!("loading {rel}: {e}")))
+}
 
 /// The logits after prefilling `tokens` in one batch.
-fn prefill_logits(rel: &str, tokens: &[u32]) -> Vec<f32> {
-    let m = load_model(rel, None);
-    let s = Session::new(m, params(0, 0.0, 0)).unwrap();
+fn prefill_logits(m: &Arc<Model>, tokens: &[u32]) -> Vec<f32> {
+    let s = Session::new(m.clone(), params(0, 0.0, 0)).unwrap();
     s.step(tokens).unwrap();
     s.logits().unwrap().expect("logits after a step")
 }
@@ -29,11 +38,13 @@ fn argmax(v: &[f32]) -> usize {
 fn rounded_bf16_products_stay_near_the_f32_reference() {
     let bf16_ok = runllama_kernels::detected().avx512bf16 && runllama_kernels::path() >= runllama_kernels::Path::Avx512;
     let tokens = reference_tokens();
-    let reference = prefill_logits("stories260K/hf/model.safetensors", &tokens);
-    let f32_products = prefill_logits("stories260K/hf/bf16", &tokens);
-    set_bf16_products(Bf16Products::Rounded);
-    let rounded = prefill_logits("stories260K/hf/bf16", &tokens);
-    set_bf16_products(Bf16Products::F32);
+    let reference = prefill_logits(&load_with("stories260K/hf/model.safetensors", Bf16Products::F32), &tokens);
+    // Both models live at once: each keeps its own choice.
+    let (exact, fast) =
+        (load_with("stories260K/hf/bf16", Bf16Products::F32), load_with("stories260K/hf/bf16", Bf16Products::Rounded));
+    let f32_products = prefill_logits(&exact, &tokens);
+    let rounded = prefill_logits(&fast, &tokens);
+    assert_eq!(prefill_logits(&exact, &tokens), f32_products, "the f32 model after the rounded one");
     let (d_f32, d_rounded) = (max_diff(&f32_products, &reference), max_diff(&rounded, &reference));
     let spread = reference.iter().fold(0f32, |a, &x| a.max(x.abs()));
     let d_between = max_diff(&rounded, &f32_products);
@@ -45,7 +56,9 @@ fn rounded_bf16_products_stay_near_the_f32_reference() {
     // The bf16 weights themselves move the logits by ~8e-2; rounding the activations too must
     // not add more than as much again.
     assert!(d_rounded < 2.0 * d_f32 + 1e-3, "rounded products moved a logit by {d_rounded} (f32 products: {d_f32})");
-    if !bf16_ok {
+    if bf16_ok {
+        assert_ne!(rounded, f32_products, "the rounded products were not used");
+    } else {
         assert_eq!(rounded, f32_products, "without AVX512_BF16 the choice changes nothing");
     }
 }

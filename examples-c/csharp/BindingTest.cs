@@ -151,7 +151,7 @@ internal static class BindingTest
         Check(Llama.Version.Length > 0 && Llama.Version.Contains("."), "Version \"" + Llama.Version + "\"");
         Check(Llama.SystemInfo.Contains("kernels="), "SystemInfo \"" + Llama.SystemInfo + "\"");
         Check(Llama.StatusName(LlamaStatus.Format) == "LLAMA_ERR_FORMAT", "StatusName(Format)");
-        Check(Marshal.SizeOf(typeof(Native.LlamaLoadParams)) == 64 && Marshal.SizeOf(typeof(Native.LlamaSessionParams)) == 40 &&
+        Check(Marshal.SizeOf(typeof(Native.LlamaLoadParams)) == 72 && Marshal.SizeOf(typeof(Native.LlamaSessionParams)) == 40 &&
               Marshal.SizeOf(typeof(Native.LlamaModelHparams)) == 56, "struct sizes 64/40/56");
         var p = new Native.LlamaLoadParams();
         Native.llama_load_params_init(ref p, (UIntPtr)64u);

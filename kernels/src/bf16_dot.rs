@@ -1,6 +1,6 @@
 //! Batched products of bf16 weights with AVX-512 BF16 (`vdpbf16ps`: AMD Zen 4 and later, Intel
 //! Cooper Lake and Sapphire Rapids), on the [`Path::Avx512`] path, when
-//! [`crate::set_bf16_products`] chose [`Bf16Products::Rounded`] (the default is the f32 FMA
+//! the product's [`Products`] choose [`Bf16Products::Rounded`] (the default is the f32 FMA
 //! kernel of `simd.rs`).
 //!
 //! `vdpbf16ps` multiplies bf16 pairs exactly and adds both products to an f32 lane: 32
@@ -23,7 +23,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::{bf16_products, Bf16Products, Path, WeightType, PANEL};
+use crate::{Bf16Products, Path, Products, WeightType, PANEL};
 
 /// Rows per register tile.
 const MR: usize = 6;
@@ -34,10 +34,10 @@ const KC: usize = 512;
 /// Panels per pass over the weights (their partial sums stay in the stack buffer).
 const TBP: usize = 16;
 
-/// Whether batched products of `wt` rows of `cols` columns on path `p` run here.
-pub(crate) fn handles(p: Path, wt: WeightType, cols: usize) -> bool {
-    bf16_products() == Bf16Products::Rounded
-        && p == Path::Avx512
+/// Whether batched products of `wt` rows of `cols` columns made as `p` says run here.
+pub(crate) fn handles(p: Products, wt: WeightType, cols: usize) -> bool {
+    p.bf16 == Bf16Products::Rounded
+        && p.path == Path::Avx512
         && wt == WeightType::BF16
         && cols.is_multiple_of(2)
         && crate::detected().avx512bf16

@@ -309,7 +309,8 @@ pub fn set_max_path(p: Path) {
 }
 
 /// What batched products of bf16 weights use on the AVX-512 path of a CPU with AVX-512 BF16
-/// (`bf16_dot.rs`; elsewhere, and on the AMX path, this changes nothing).
+/// (`bf16_dot.rs`; elsewhere, and on the AMX path, this changes nothing). Chosen per product
+/// through [`Products`]: a model loaded with one choice keeps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bf16Products {
     /// The f32 FMA kernel over widened weights (the default).
@@ -320,7 +321,7 @@ pub enum Bf16Products {
 }
 
 impl Bf16Products {
-    /// `"f32"` or `"rounded"` (the values `RUNLLAMA_BF16_PRODUCTS` takes).
+    /// `"f32"` or `"rounded"`.
     pub const fn name(self) -> &'static str {
         match self {
             Bf16Products::F32 => "f32",
@@ -334,18 +335,19 @@ impl Bf16Products {
     }
 }
 
-static BF16_PRODUCTS: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(Bf16Products::F32 as u8);
-
-/// Choose what batched products of bf16 weights use (see [`Bf16Products`]). Once per process,
-/// before the first product: a packing and the product over it must see the same choice.
-pub fn set_bf16_products(mode: Bf16Products) {
-    BF16_PRODUCTS.store(mode as u8, core::sync::atomic::Ordering::Relaxed);
+/// How a batched product runs: its SIMD path and what products bf16 weights use on it. A
+/// packing and the product over it take the same value (the packed layout depends on both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Products {
+    /// The SIMD path.
+    pub path: Path,
+    /// What batched products of bf16 weights use.
+    pub bf16: Bf16Products,
 }
 
-/// The choice of [`set_bf16_products`].
-pub fn bf16_products() -> Bf16Products {
-    match BF16_PRODUCTS.load(core::sync::atomic::Ordering::Relaxed) {
-        1 => Bf16Products::Rounded,
-        _ => Bf16Products::F32,
+impl From<Path> for Products {
+    /// The path's exact products ([`Bf16Products::F32`]).
+    fn from(path: Path) -> Products {
+        Products { path, bf16: Bf16Products::F32 }
     }
 }

@@ -239,7 +239,7 @@ pub const fn packed_len(n: usize, cols: usize) -> usize {
 /// its panel's place (`cols` must then be whole blocks).
 pub fn pack_activations(wt: WeightType, x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
     // SAFETY: `path()` never exceeds the detected features.
-    unsafe { imp::pack_activations(path(), wt, x, n, cols, packed) }
+    unsafe { imp::pack_activations(path().into(), wt, x, n, cols, packed) }
 }
 
 /// The f32 panel layout of [`pack_activations`].
@@ -310,9 +310,7 @@ mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_exp;
 
-pub use cpu::{
-    bf16_products, detected, path, path_name, set_bf16_products, set_max_path, Bf16Products, CpuFeatures, Path,
-};
+pub use cpu::{detected, path, path_name, set_max_path, Bf16Products, CpuFeatures, Path, Products};
 
 /// Run `$call` (a function of the path modules) on path `$p`.
 ///
@@ -387,19 +385,27 @@ pub mod paths {
         unsafe { imp::matvec_quantized(p, wt, w, acts, cols, out) }
     }
 
-    /// [`pack_activations`](crate::pack_activations) for a product on path `p` (its layout
-    /// depends on the path: pack and multiply on the same one).
-    pub fn pack_activations(p: Path, wt: WeightType, x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
-        check(p);
-        // SAFETY: `p` was checked against the detected features.
+    /// [`pack_activations`](crate::pack_activations) for a product on path `p`, or as
+    /// [`Products`] say (the layout depends on them: pack and multiply with the same).
+    pub fn pack_activations(
+        p: impl Into<Products>,
+        wt: WeightType,
+        x: &[f32],
+        n: usize,
+        cols: usize,
+        packed: &mut [f32],
+    ) {
+        let p = p.into();
+        check(p.path);
+        // SAFETY: `p.path` was checked against the detected features.
         unsafe { imp::pack_activations(p, wt, x, n, cols, packed) }
     }
 
-    /// [`matmul_packed`](crate::matmul_packed) on path `p`, over activations packed by
-    /// [`pack_activations`] on the same path.
+    /// [`matmul_packed`](crate::matmul_packed) on path `p` (or as [`Products`] say), over
+    /// activations packed by [`pack_activations`] with the same.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_packed(
-        p: Path,
+        p: impl Into<Products>,
         wt: WeightType,
         w: &[u8],
         rows: usize,
@@ -416,7 +422,7 @@ pub mod paths {
     /// buffers per call).
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_packed_with(
-        p: Path,
+        p: impl Into<Products>,
         wt: WeightType,
         w: &[u8],
         rows: usize,
@@ -426,8 +432,9 @@ pub mod paths {
         out: &mut [f32],
         scratch: &mut [f32],
     ) {
-        check(p);
-        // SAFETY: `p` was checked against the detected features.
+        let p = p.into();
+        check(p.path);
+        // SAFETY: `p.path` was checked against the detected features.
         unsafe { imp::matmul_packed(p, wt, w, rows, cols, xp, n, out, scratch) }
     }
 
@@ -626,7 +633,7 @@ mod imp {
 
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn matmul_packed(
-        p: Path,
+        products: Products,
         wt: WeightType,
         w: &[u8],
         rows: usize,
@@ -636,6 +643,7 @@ mod imp {
         out: &mut [f32],
         scratch: &mut [f32],
     ) {
+        let p = products.path;
         let row_bytes = wt.row_len(cols);
         assert!(w.len() >= row_bytes * rows, "matmul: matrix too short");
         assert!(xp.len() >= packed_len(n, cols) && out.len() >= n * rows, "matmul: activations too short");
@@ -658,7 +666,7 @@ mod imp {
             return unsafe { amx::matmul_packed(wt, w, rows, cols, xp, n, out, &mut own) };
         }
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
-        if bf16_dot::handles(p, wt, cols) {
+        if bf16_dot::handles(products, wt, cols) {
             // SAFETY: the caller's contract (`p`, which `handles` checked for AVX-512 BF16); `w`
             // holds `rows` rows of `cols` values; `pack_activations` wrote the panels
             // (`packed_len` long, checked above) for this path, type and choice.
@@ -714,13 +722,14 @@ mod imp {
     }
 
     pub(super) unsafe fn pack_activations(
-        p: Path,
+        products: Products,
         wt: WeightType,
         x: &[f32],
         n: usize,
         cols: usize,
         packed: &mut [f32],
     ) {
+        let p = products.path;
         // Each panel's place in `packed` beside its tokens' rows of `x`.
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         let panels = |packed: &mut [f32], f: &mut dyn FnMut(&mut [f32], &[f32])| {
@@ -737,7 +746,7 @@ mod imp {
             return panels(packed, &mut |panel, xs| qdot_x86_panel::pack(wt, xs, cols, f32_bytes_mut(panel)));
         }
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
-        if bf16_dot::handles(p, wt, cols) {
+        if bf16_dot::handles(products, wt, cols) {
             return panels(packed, &mut |panel, xs| bf16_dot::pack(xs, cols, panel));
         }
         if wt.is_quantized() {
@@ -771,8 +780,8 @@ mod imp {
         let mut xp = alloc::vec![0f32; packed_len(n, cols)];
         // SAFETY: the caller's contract (`p`), for both calls; `xp` holds the packed tokens.
         unsafe {
-            pack_activations(p, wt, x, n, cols, &mut xp);
-            matmul_packed(p, wt, w, rows, cols, &xp, n, out, &mut [])
+            pack_activations(p.into(), wt, x, n, cols, &mut xp);
+            matmul_packed(p.into(), wt, w, rows, cols, &xp, n, out, &mut [])
         }
     }
 
@@ -1050,7 +1059,7 @@ pub fn matmul(wt: WeightType, w: &[u8], rows: usize, cols: usize, x: &[f32], n: 
 /// token's place.
 pub fn matmul_packed(wt: WeightType, w: &[u8], rows: usize, cols: usize, xp: &[f32], n: usize, out: &mut [f32]) {
     // SAFETY: `path()` never exceeds the detected features.
-    unsafe { imp::matmul_packed(path(), wt, w, rows, cols, xp, n, out, &mut []) }
+    unsafe { imp::matmul_packed(path().into(), wt, w, rows, cols, xp, n, out, &mut []) }
 }
 
 /// f32 of scratch that [`paths::matmul_packed_with`] needs to allocate nothing (the AMX

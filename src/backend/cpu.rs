@@ -47,11 +47,14 @@ pub struct CpuBackend {
     pool: Option<rayon::ThreadPool>,
     workers: Vec<std::thread::JoinHandle<()>>,
     n_threads: usize,
+    /// What batched products of bf16 weights use.
+    bf16: k::Bf16Products,
 }
 
 impl CpuBackend {
-    /// A backend computing over `weights` with `n_threads` threads.
-    pub fn new(n_threads: usize, weights: Weights) -> Result<CpuBackend> {
+    /// A backend computing over `weights` with `n_threads` threads, its batched products of
+    /// bf16 weights as `bf16` says.
+    pub fn new(n_threads: usize, bf16: k::Bf16Products, weights: Weights) -> Result<CpuBackend> {
         let mut workers = Vec::with_capacity(n_threads);
         let built = rayon::ThreadPoolBuilder::new()
             .num_threads(n_threads)
@@ -69,7 +72,7 @@ impl CpuBackend {
             })
             .build();
         match built {
-            Ok(pool) => Ok(CpuBackend { weights, pool: Some(pool), workers, n_threads }),
+            Ok(pool) => Ok(CpuBackend { weights, pool: Some(pool), workers, n_threads, bf16 }),
             Err(e) => {
                 // rayon stops the threads it did start: wait for them.
                 for w in workers {
@@ -486,8 +489,25 @@ impl CpuBackend {
             self.matvecs(std::slice::from_ref(m), x, &mut [out], packed);
             return;
         }
-        pack(m, x, n, packed);
+        self.pack(m, x, n, packed);
         self.packed_product(m, packed, n, out);
+    }
+
+    /// How this backend's batched products run (the packing and the product take the same).
+    fn products(&self) -> k::Products {
+        k::Products { path: k::path(), bf16: self.bf16 }
+    }
+
+    /// Pack the `n` rows of `x` for products with `m` ([`k::pack_activations`] as
+    /// [`Self::products`] say, split over the pool by panel) into `packed`.
+    fn pack(&self, m: &Matrix, x: &[f32], n: usize, packed: &mut [f32]) {
+        let (wt, cols, products) = (m.dtype(), m.cols, self.products());
+        let packed = &mut packed[..k::packed_len(n, cols)];
+        packed.par_chunks_mut(k::panel_stride(cols)).zip(x[..n * cols].par_chunks(k::PANEL * cols)).for_each(
+            |(p, xs)| {
+                k::paths::pack_activations(products, wt, xs, xs.len() / cols, cols, p);
+            },
+        );
     }
 
     /// [`matmul`](Self::matmul)'s product over activations that [`pack`] packed for `m`.
@@ -495,8 +515,8 @@ impl CpuBackend {
         let w = &self.weights;
         let wt = m.dtype();
         let (rows, cols) = (m.rows, m.cols);
-        // The path of the packing (see `pack`).
-        let path = k::path();
+        // As the packing was made (see `pack`).
+        let products = self.products();
         let chunk = self.chunk_rows(rows);
         let packed = &packed[..k::packed_len(n, cols)];
         let out = &mut out[..n * rows];
@@ -509,7 +529,7 @@ impl CpuBackend {
                     let nr = run.len() / m.row_bytes();
                     let f = at_least(f, nr * n);
                     k::paths::matmul_packed_with(
-                        path,
+                        products,
                         wt,
                         run,
                         nr,
@@ -612,7 +632,7 @@ impl CpuBackend {
                 let mut packed_for = None;
                 for (m, o) in ms.iter().zip(outs.iter_mut()) {
                     if packed_for != Some((m.dtype(), m.cols)) {
-                        pack(m, x, n, packed);
+                        self.pack(m, x, n, packed);
                         packed_for = Some((m.dtype(), m.cols));
                     }
                     self.packed_product(m, packed, n, o);
@@ -748,16 +768,6 @@ impl LlamaOps for CpuPass<'_> {
         k::rmsnorm(normed, &s.x[(n - 1) * d..n * d], norm, self.hp.norm_eps);
         self.b.matmul(output, normed, 1, &mut s.packed, logits);
     }
-}
-
-/// Pack the `n` rows of `x` for products with `m` ([`k::pack_activations`] on [`k::path()`],
-/// split over the pool by panel) into `packed`.
-fn pack(m: &Matrix, x: &[f32], n: usize, packed: &mut [f32]) {
-    let (wt, cols, path) = (m.dtype(), m.cols, k::path());
-    let packed = &mut packed[..k::packed_len(n, cols)];
-    packed.par_chunks_mut(k::panel_stride(cols)).zip(x[..n * cols].par_chunks(k::PANEL * cols)).for_each(|(p, xs)| {
-        k::paths::pack_activations(path, wt, xs, xs.len() / cols, cols, p);
-    });
 }
 
 /// `x` quantized for each quantized product of `ms` (once per activation format), in `space`

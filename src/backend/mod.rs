@@ -83,21 +83,26 @@ pub fn check_available(device: Device) -> Result<()> {
 }
 
 /// The backend for `device`, given the model's weights once (`n_threads`: the CPU backend's
-/// pool size; `progress`: called with the fraction of the weights uploaded to a GPU, true
-/// cancels). The loader has called [`check_available`] before reading the files.
+/// pool size; `bf16`: what its batched products of bf16 weights use; `progress`: called with
+/// the fraction of the weights uploaded to a GPU, true cancels). The loader has called
+/// [`check_available`] before reading the files.
 pub fn create(
     device: Device,
     n_threads: usize,
+    bf16: runllama_kernels::Bf16Products,
     weights: Weights,
     progress: Option<&mut dyn FnMut(f32) -> bool>,
 ) -> Result<Box<dyn Backend>> {
     match device {
-        Device::Cpu => Ok(Box::new(cpu::CpuBackend::new(n_threads, weights)?)),
+        Device::Cpu => Ok(Box::new(cpu::CpuBackend::new(n_threads, bf16, weights)?)),
         #[cfg(feature = "cuda")]
-        Device::Cuda { index } => Ok(Box::new(cuda::CudaBackend::new(index, weights, progress)?)),
+        Device::Cuda { index } => {
+            let _ = bf16; // the GPU's products are its own (cuBLAS)
+            Ok(Box::new(cuda::CudaBackend::new(index, weights, progress)?))
+        }
         #[cfg(not(feature = "cuda"))]
         Device::Cuda { .. } => {
-            let _ = progress;
+            let _ = (progress, bf16);
             check_available(device).and_then(|()| Err(Error::internal("no CUDA backend in this build")))
         }
     }
