@@ -215,6 +215,10 @@ pub fn load(wt: WeightType, row: &[u8], i: usize) -> f32 {
 /// Tokens per panel of packed activations (see [`pack_activations`]).
 pub const PANEL: usize = 16;
 
+/// At most this many tokens in a batch's last panel: on the SIMD paths, products of float
+/// weights take them as rows (see [`pack_activations`]) and compute each as `matvec` does.
+pub(crate) const ROW_TOKENS: usize = PANEL / 2;
+
 /// Distance (f32) between the panels of packed activations of `cols` columns: the panel plus
 /// one cache line, so that the panels a matmul tile reads together do not fall in the same
 /// L1 sets (their distance would otherwise be a multiple of 4 KiB for LLaMA widths).
@@ -234,7 +238,10 @@ pub const fn packed_len(n: usize, cols: usize) -> usize {
 /// The layout: tokens in panels of [`PANEL`], each panel column-major (`packed[p *
 /// panel_stride(cols) + k * PANEL + j] = x[p * PANEL + j, k]`), missing tokens of the last panel
 /// zero; on [`Path::Amx`], for the products it runs (f16/bf16 weights, `cols` a multiple of
-/// 32), each panel's 32-column blocks then hold the same values as bf16 tile operands. For a
+/// 32), each panel's 32-column blocks then hold the same values as bf16 tile operands. On the
+/// AVX2 and AVX-512 paths a last panel of float weights' activations holding at most 8 tokens
+/// holds them as rows (`packed[p * panel_stride(cols) + j * cols + k]`): its products run
+/// over whole weight vectors, as `matvec`'s, instead of broadcasting each weight. For a
 /// block type, each token's activations quantized as [`quantize_acts`] does, at the start of
 /// its panel's place (`cols` must then be whole blocks).
 pub fn pack_activations(wt: WeightType, x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
@@ -591,6 +598,20 @@ mod imp {
     /// Whether batched products of `wt` rows on path `p` run over token panels
     /// (`qdot_x86_panel.rs`: the K-quants with AVX-512 VNNI), which then fixes the packing.
     #[cfg(all(target_arch = "x86_64", runllama_avx512))]
+    /// The tokens of a batch of `n` whose last panel [`pack_activations`] writes as rows for
+    /// products of `wt` made as `p` says: on the AVX2 and AVX-512 paths, float weights (not the
+    /// bf16 products of `bf16_dot`), a last panel of 1 to [`ROW_TOKENS`] tokens of `cols`.
+    fn row_tail(p: Products, wt: WeightType, cols: usize, n: usize) -> Option<usize> {
+        let tail = n % PANEL;
+        let float = matches!(wt, WeightType::F32 | WeightType::F16 | WeightType::BF16);
+        #[cfg(not(all(target_arch = "x86_64", runllama_avx512)))]
+        let _ = cols;
+        #[cfg(all(target_arch = "x86_64", runllama_avx512))]
+        let float = float && !bf16_dot::handles(p, wt, cols);
+        let simd = cfg!(target_arch = "x86_64") && matches!(p.path, Path::Avx2 | Path::Avx512);
+        (simd && float && (1..=ROW_TOKENS).contains(&tail)).then_some(tail)
+    }
+
     fn token_panels(p: Path, wt: WeightType) -> bool {
         p >= Path::Avx512 && qdot_x86_panel::handles(wt, crate::detected().avx512vnni)
     }
@@ -704,19 +725,25 @@ mod imp {
             return;
         }
         let _ = scratch;
-        // A last panel of at most 8 tokens: AVX2's 8-lane vectors hold them where AVX-512's 16
-        // would run half empty (on Zen 4 a 256-bit FMA issues twice as often as a 512-bit one;
-        // on Intel at the same rate). The same FMA chains, so the same bits.
-        #[cfg(all(target_arch = "x86_64", runllama_avx512))]
-        if p >= Path::Avx512 && (1..=PANEL / 2).contains(&(n % PANEL)) {
-            let full = n - n % PANEL;
+        // A last panel of at most ROW_TOKENS tokens, packed as rows: one weight vector load
+        // (and widening) for all of them, each token's product `matvec`'s chain.
+        #[cfg(target_arch = "x86_64")]
+        if let Some(tail) = row_tail(products, wt, cols, n) {
+            let full = n - tail;
             if full > 0 {
                 on_path!(p, matmul_packed(wt, w, rows, cols, xp, full, out));
             }
-            let tail = &xp[(full / PANEL) * panel_stride(cols)..];
-            // SAFETY: the AVX-512 path implies AVX2/FMA/F16C; the panel holds `n % PANEL`
-            // tokens and `out` their rows after the first `full` tokens'.
-            return unsafe { x86::avx2::matmul_packed(wt, w, rows, cols, tail, n % PANEL, &mut out[full * rows..]) };
+            let xs = &xp[(full / PANEL) * panel_stride(cols)..][..tail * cols];
+            let o = &mut out[full * rows..n * rows];
+            // SAFETY: the caller's contract (`p`, one of the two SIMD paths per `row_tail`); `w`
+            // holds `rows` rows of `cols`, `xs` the tail's rows, `o` their outputs.
+            return unsafe {
+                match p {
+                    #[cfg(runllama_avx512)]
+                    Path::Avx512 => x86::avx512::matmul_rows(wt, w, rows, cols, xs, tail, o),
+                    _ => x86::avx2::matmul_rows(wt, w, rows, cols, xs, tail, o),
+                }
+            };
         }
         on_path!(p, matmul_packed(wt, w, rows, cols, xp, n, out))
     }
@@ -753,6 +780,10 @@ mod imp {
             return pack_quantized(wt, x, n, cols, packed);
         }
         pack_f32(x, n, cols, packed);
+        if let Some(tail) = row_tail(products, wt, cols, n) {
+            let full = n - tail;
+            packed[(full / PANEL) * panel_stride(cols)..][..tail * cols].copy_from_slice(&x[full * cols..n * cols]);
+        }
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         if p == Path::Amx && amx::handles(wt, cols) {
             for panel in packed[..packed_len(n, cols)].chunks_exact_mut(panel_stride(cols)) {

@@ -75,22 +75,33 @@ fn matvec_and_matmul_match_f64_on_every_type_odd_sizes_and_unaligned_rows() {
 
 #[test]
 fn packed_activations_are_panels_of_16_tokens_column_major_zero_padded() {
-    let (n, cols) = (37, 5);
-    let x = values(n * cols, 7);
-    let mut packed = vec![f32::NAN; packed_len(n, cols) + 3];
-    // f32 weights: the f32 panel layout on every path.
-    pack_activations(WeightType::F32, &x, n, cols, &mut packed);
-    assert_eq!(packed_len(n, cols), 3 * panel_stride(cols));
-    for p in 0..3 {
-        for k in 0..cols {
-            for j in 0..PANEL {
-                let t = p * PANEL + j;
-                let want = if t < n { x[t * cols + k] } else { 0.0 };
-                assert_eq!(packed[p * panel_stride(cols) + k * PANEL + j], want, "panel {p} col {k} token {j}");
+    for n in [37, 45] {
+        let cols = 5;
+        let x = values(n * cols, 7);
+        for p in paths::available() {
+            let mut packed = vec![f32::NAN; packed_len(n, cols) + 3];
+            // f32 weights: the f32 panel layout on every path.
+            paths::pack_activations(p, WeightType::F32, &x, n, cols, &mut packed);
+            assert_eq!(packed_len(n, cols), 3 * panel_stride(cols));
+            // On the SIMD paths a last panel of at most 8 tokens holds them as rows.
+            let rows_tail = matches!(p, Path::Avx2 | Path::Avx512) && n % PANEL <= PANEL / 2;
+            for q in 0..3 {
+                let panel = &packed[q * panel_stride(cols)..];
+                if q == 2 && rows_tail {
+                    assert_eq!(panel[..(n % PANEL) * cols], x[2 * PANEL * cols..], "{p:?}: the last panel as rows");
+                    continue;
+                }
+                for k in 0..cols {
+                    for j in 0..PANEL {
+                        let t = q * PANEL + j;
+                        let want = if t < n { x[t * cols + k] } else { 0.0 };
+                        assert_eq!(panel[k * PANEL + j], want, "{p:?} n={n}: panel {q} col {k} token {j}");
+                    }
+                }
             }
+            assert!(packed[packed_len(n, cols)..].iter().all(|v| v.is_nan()), "nothing written past packed_len");
         }
     }
-    assert!(packed[packed_len(n, cols)..].iter().all(|v| v.is_nan()), "nothing written past packed_len");
 }
 
 #[test]
@@ -169,5 +180,36 @@ fn argmax_helpers_dot_and_axpy() {
     axpy(&mut acc, 0.5, &b);
     for i in 0..29 {
         assert_eq!(acc[i], 1.0 + 0.5 * b[i]);
+    }
+}
+
+#[test]
+fn a_short_last_panel_gets_matvecs_bits_on_the_simd_paths() {
+    let (rows, cols) = (13, 37);
+    for p in paths::available().filter(|p| matches!(p, Path::Avx2 | Path::Avx512)) {
+        for wt in [WeightType::F32, WeightType::F16, WeightType::BF16] {
+            let vals = values(rows * cols, 3);
+            let bytes: Vec<u8> = match wt {
+                WeightType::F32 => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                WeightType::F16 => vals.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
+                _ => vals.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect(),
+            };
+            // At an address 2 mod 4, as a row of a safetensors file may be.
+            let mut shifted = vec![0u8; bytes.len() + 2];
+            shifted[2..].copy_from_slice(&bytes);
+            let w = &shifted[2..];
+            for n in [1, 3, 8, 17, 24, 40] {
+                let x = values(n * cols, 9);
+                let mut packed = vec![0f32; packed_len(n, cols)];
+                paths::pack_activations(p, wt, &x, n, cols, &mut packed);
+                let mut out = vec![f32::NAN; n * rows];
+                paths::matmul_packed(p, wt, w, rows, cols, &packed, n, &mut out);
+                for t in n - n % PANEL..n {
+                    let mut alone = vec![0f32; rows];
+                    paths::matvec(p, wt, w, &x[t * cols..(t + 1) * cols], &mut alone);
+                    assert_eq!(out[t * rows..(t + 1) * rows], alone, "{p:?} {wt:?} n={n}: token {t}");
+                }
+            }
+        }
     }
 }
