@@ -215,9 +215,12 @@ pub fn load(wt: WeightType, row: &[u8], i: usize) -> f32 {
 /// Tokens per panel of packed activations (see [`pack_activations`]).
 pub const PANEL: usize = 16;
 
-/// At most this many tokens in a batch's last panel: on the SIMD paths, products of float
-/// weights take them as rows (see [`pack_activations`]) and compute each as `matvec` does.
-pub(crate) const ROW_TOKENS: usize = PANEL / 2;
+/// Batches of at most this many tokens, and a longer batch's last panel when it holds at most
+/// [`ROW_TAIL`]: on the AVX-512 path, products of float weights take their tokens as rows (see
+/// [`pack_activations`]) and compute each as `matvec` does.
+pub(crate) const ROW_BATCH: usize = 128;
+/// See [`ROW_BATCH`].
+pub(crate) const ROW_TAIL: usize = PANEL / 2;
 
 /// Distance (f32) between the panels of packed activations of `cols` columns: the panel plus
 /// one cache line, so that the panels a matmul tile reads together do not fall in the same
@@ -239,9 +242,10 @@ pub const fn packed_len(n: usize, cols: usize) -> usize {
 /// panel_stride(cols) + k * PANEL + j] = x[p * PANEL + j, k]`), missing tokens of the last panel
 /// zero; on [`Path::Amx`], for the products it runs (f16/bf16 weights, `cols` a multiple of
 /// 32), each panel's 32-column blocks then hold the same values as bf16 tile operands. On the
-/// AVX2 and AVX-512 paths a last panel of float weights' activations holding at most 8 tokens
-/// holds them as rows (`packed[p * panel_stride(cols) + j * cols + k]`): its products run
-/// over whole weight vectors, as `matvec`'s, instead of broadcasting each weight. For a
+/// AVX-512 path, for float weights, the panels of a batch of at most 128 tokens, or a longer
+/// one's last panel when it holds at most 8, hold their tokens as rows (`packed[p *
+/// panel_stride(cols) + j * cols + k]`): their products run over whole weight vectors, as
+/// `matvec`'s, instead of broadcasting each weight. For a
 /// block type, each token's activations quantized as [`quantize_acts`] does, at the start of
 /// its panel's place (`cols` must then be whole blocks).
 pub fn pack_activations(wt: WeightType, x: &[f32], n: usize, cols: usize, packed: &mut [f32]) {
@@ -406,6 +410,26 @@ pub mod paths {
         check(p.path);
         // SAFETY: `p.path` was checked against the detected features.
         unsafe { imp::pack_activations(p, wt, x, n, cols, packed) }
+    }
+
+    /// Panel `q` of [`pack_activations`] for a batch of `n` tokens (`x` holds all their rows)
+    /// into `panel` (at least [`panel_stride`](crate::panel_stride)`(cols)` long): the panels
+    /// of one batch may be packed apart (on several threads). The layout of a panel depends on
+    /// the whole batch's size.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pack_panel(
+        p: impl Into<Products>,
+        wt: WeightType,
+        x: &[f32],
+        n: usize,
+        cols: usize,
+        q: usize,
+        panel: &mut [f32],
+    ) {
+        let p = p.into();
+        check(p.path);
+        // SAFETY: `p.path` was checked against the detected features.
+        unsafe { imp::pack_panel(p, wt, x, n, cols, q, panel) }
     }
 
     /// [`matmul_packed`](crate::matmul_packed) on path `p` (or as [`Products`] say), over
@@ -595,23 +619,25 @@ mod imp {
         on_path!(p, matvec(wt, w, x, out))
     }
 
-    /// Whether batched products of `wt` rows on path `p` run over token panels
-    /// (`qdot_x86_panel.rs`: the K-quants with AVX-512 VNNI), which then fixes the packing.
-    #[cfg(all(target_arch = "x86_64", runllama_avx512))]
-    /// The tokens of a batch of `n` whose last panel [`pack_activations`] writes as rows for
-    /// products of `wt` made as `p` says: on the AVX2 and AVX-512 paths, float weights (not the
-    /// bf16 products of `bf16_dot`), a last panel of 1 to [`ROW_TOKENS`] tokens of `cols`.
+    /// The last tokens of a batch of `n` that [`pack_activations`] writes as rows for products
+    /// of `wt` made as `p` says: on the AVX-512 path, for float weights (not the bf16 products
+    /// of `bf16_dot`), all of a batch of at most [`ROW_BATCH`], else a last panel of 1 to
+    /// [`ROW_TAIL`] tokens (of `cols`). (With AVX2's 16 registers the row tiles are too small:
+    /// reloading the tokens' activations from L2 bounds them below the token-panel tile.)
     fn row_tail(p: Products, wt: WeightType, cols: usize, n: usize) -> Option<usize> {
-        let tail = n % PANEL;
+        let tail = if n <= ROW_BATCH { n } else { n % PANEL };
         let float = matches!(wt, WeightType::F32 | WeightType::F16 | WeightType::BF16);
         #[cfg(not(all(target_arch = "x86_64", runllama_avx512)))]
         let _ = cols;
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         let float = float && !bf16_dot::handles(p, wt, cols);
-        let simd = cfg!(target_arch = "x86_64") && matches!(p.path, Path::Avx2 | Path::Avx512);
-        (simd && float && (1..=ROW_TOKENS).contains(&tail)).then_some(tail)
+        let avx512 = cfg!(all(target_arch = "x86_64", runllama_avx512)) && p.path == Path::Avx512;
+        (avx512 && float && tail > 0 && (n <= ROW_BATCH || tail <= ROW_TAIL)).then_some(tail)
     }
 
+    /// Whether batched products of `wt` rows on path `p` run over token panels
+    /// (`qdot_x86_panel.rs`: the K-quants with AVX-512 VNNI), which then fixes the packing.
+    #[cfg(all(target_arch = "x86_64", runllama_avx512))]
     fn token_panels(p: Path, wt: WeightType) -> bool {
         p >= Path::Avx512 && qdot_x86_panel::handles(wt, crate::detected().avx512vnni)
     }
@@ -725,25 +751,19 @@ mod imp {
             return;
         }
         let _ = scratch;
-        // A last panel of at most ROW_TOKENS tokens, packed as rows: one weight vector load
+        // The tokens packed as rows (a short batch, or a last panel of at most ROW_TAIL): one weight vector load
         // (and widening) for all of them, each token's product `matvec`'s chain.
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         if let Some(tail) = row_tail(products, wt, cols, n) {
             let full = n - tail;
             if full > 0 {
                 on_path!(p, matmul_packed(wt, w, rows, cols, xp, full, out));
             }
-            let xs = &xp[(full / PANEL) * panel_stride(cols)..][..tail * cols];
+            let xs = &xp[(full / PANEL) * panel_stride(cols)..packed_len(n, cols)];
             let o = &mut out[full * rows..n * rows];
-            // SAFETY: the caller's contract (`p`, one of the two SIMD paths per `row_tail`); `w`
-            // holds `rows` rows of `cols`, `xs` the tail's rows, `o` their outputs.
-            return unsafe {
-                match p {
-                    #[cfg(runllama_avx512)]
-                    Path::Avx512 => x86::avx512::matmul_rows(wt, w, rows, cols, xs, tail, o),
-                    _ => x86::avx2::matmul_rows(wt, w, rows, cols, xs, tail, o),
-                }
-            };
+            // SAFETY: the caller's contract (`p`: AVX-512, per `row_tail`); `w` holds `rows` rows
+            // of `cols`, `xs` the tail's panels (their tokens as rows), `o` their outputs.
+            return unsafe { x86::avx512::matmul_rows(wt, w, rows, cols, xs, tail, o) };
         }
         on_path!(p, matmul_packed(wt, w, rows, cols, xp, n, out))
     }
@@ -756,44 +776,50 @@ mod imp {
         cols: usize,
         packed: &mut [f32],
     ) {
-        let p = products.path;
-        // Each panel's place in `packed` beside its tokens' rows of `x`.
-        #[cfg(all(target_arch = "x86_64", runllama_avx512))]
-        let panels = |packed: &mut [f32], f: &mut dyn FnMut(&mut [f32], &[f32])| {
-            assert!(x.len() >= n * cols && packed.len() >= packed_len(n, cols), "pack_activations: bad lengths");
-            for (panel, xs) in packed[..packed_len(n, cols)]
-                .chunks_exact_mut(panel_stride(cols))
-                .zip(x[..n * cols].chunks(PANEL * cols.max(1)))
-            {
-                f(panel, xs);
-            }
-        };
+        assert!(x.len() >= n * cols && packed.len() >= packed_len(n, cols), "pack_activations: bad lengths");
+        for (q, panel) in packed[..packed_len(n, cols)].chunks_exact_mut(panel_stride(cols)).enumerate() {
+            // SAFETY: the caller's contract; `q` is a panel of the batch.
+            unsafe { pack_panel(products, wt, x, n, cols, q, panel) }
+        }
+    }
+
+    /// Panel `q` of [`pack_activations`]' layout for a batch of `n` (`x`: all its rows).
+    pub(super) unsafe fn pack_panel(
+        products: Products,
+        wt: WeightType,
+        x: &[f32],
+        n: usize,
+        cols: usize,
+        q: usize,
+        panel: &mut [f32],
+    ) {
+        let (t0, p) = (q * PANEL, products.path);
+        assert!(t0 < n && x.len() >= n * cols && panel.len() >= panel_stride(cols), "pack_panel: bad lengths");
+        let nt = PANEL.min(n - t0);
+        let (xs, panel) = (&x[t0 * cols..(t0 + nt) * cols], &mut panel[..panel_stride(cols)]);
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         if token_panels(p, wt) {
-            return panels(packed, &mut |panel, xs| qdot_x86_panel::pack(wt, xs, cols, f32_bytes_mut(panel)));
+            return qdot_x86_panel::pack(wt, xs, cols, f32_bytes_mut(panel));
         }
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         if bf16_dot::handles(products, wt, cols) {
-            return panels(packed, &mut |panel, xs| bf16_dot::pack(xs, cols, panel));
+            return bf16_dot::pack(xs, cols, panel);
         }
         if wt.is_quantized() {
-            return pack_quantized(wt, x, n, cols, packed);
+            return pack_quantized(wt, xs, nt, cols, panel);
         }
-        pack_f32(x, n, cols, packed);
-        if let Some(tail) = row_tail(products, wt, cols, n) {
-            let full = n - tail;
-            packed[(full / PANEL) * panel_stride(cols)..][..tail * cols].copy_from_slice(&x[full * cols..n * cols]);
+        if row_tail(products, wt, cols, n).is_some_and(|tail| t0 >= n - tail) {
+            return panel[..nt * cols].copy_from_slice(xs);
         }
+        pack_f32(xs, nt, cols, panel);
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         if p == Path::Amx && amx::handles(wt, cols) {
-            for panel in packed[..packed_len(n, cols)].chunks_exact_mut(panel_stride(cols)) {
-                // SAFETY: the caller guarantees `p` (AVX-512 F/BW) is supported; each chunk
-                // holds a whole panel (`cols * PANEL` f32 and the pad).
-                unsafe { amx::convert_panel(panel.as_mut_ptr(), cols) };
-            }
+            // SAFETY: the caller guarantees `p` (AVX-512 F/BW) is supported; `panel` is a whole
+            // panel (`cols * PANEL` f32 and the pad).
+            unsafe { amx::convert_panel(panel.as_mut_ptr(), cols) };
         }
         #[cfg(not(all(target_arch = "x86_64", runllama_avx512)))]
-        let _ = (p, wt);
+        let _ = p;
     }
 
     #[allow(clippy::too_many_arguments)]

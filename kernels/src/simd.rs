@@ -18,11 +18,11 @@
 //! `matmul` (compute-bound) vectorises over tokens instead: each output is one FMA chain over
 //! the columns in increasing order, kept in f32 across column blocks, so its value does not
 //! depend on the blocking, the batch size or the token's place in the batch, and is the same
-//! on every SIMD path. The exception is a batch's last panel when it holds at most 8 tokens
-//! (`matmul_rows`: a short prompt, or the end of a long one): those tokens are too few to fill
-//! the token vectors, so their products run as `matvec`'s, each weight vector loaded once for
-//! all of them, and give `matvec`'s bits (8-token products, one thread, 4096 x 4096 f16 on the
-//! Zen 4 VM: 49 -> 76 GFLOP/s). (Each path rounds differently from the scalar reference, which
+//! on every SIMD path. The exception, on AVX-512 (`row_kernels`), is a batch of at most 128
+//! tokens and a longer one's last panel when it holds at most 8: those tokens' products run as
+//! `matvec`'s, each weight vector loaded and widened once for up to 8 tokens, and give
+//! `matvec`'s bits (one thread, 4096 x 4096 f16 on the Zen 4 VM: 8 tokens 49 -> 82 GFLOP/s,
+//! 32 tokens 81 -> 97, 128 tokens 103 either way; with AVX2's 16 registers they lose). (Each path rounds differently from the scalar reference, which
 //! has no FMA: tests compare with a tolerance.)
 
 use crate::WeightType;
@@ -291,125 +291,6 @@ macro_rules! simd_kernels {
             }
         }
 
-        /// Vector registers of this instruction set.
-        const REGS: usize = if L == 16 { 32 } else { 16 };
-
-        /// Rows per [`dot_tile`] for `t` tokens: what the registers hold beside `t`
-        /// accumulators, one weight vector per row and one activation vector (1 to 8).
-        const fn rows_for(t: usize) -> usize {
-            let r = (REGS - 2) / (t + 1);
-            if r > 8 {
-                8
-            } else if r == 0 {
-                1
-            } else {
-                r
-            }
-        }
-
-        /// `out[t * ostride + r] = dot(w[r, :], x[t, :])` for `R` weight rows `stride` bytes
-        /// apart and `T` tokens of `x` (rows of `cols`, contiguous): each a [`dot_rows`] chain
-        /// (L-lane accumulator in increasing column chunks, then `hsum`), so the same bits as
-        /// `matvec` gives the token alone. Each weight vector is loaded and widened once for
-        /// the `T` tokens.
-        #[target_feature(enable = $feat)]
-        #[inline]
-        unsafe fn dot_tile<const WT: u8, const R: usize, const T: usize>(
-            w: *const u8,
-            stride: usize,
-            x: *const f32,
-            cols: usize,
-            out: *mut f32,
-            ostride: usize,
-        ) {
-            // SAFETY: the caller upholds this function's `# Safety` contract.
-            unsafe {
-                let sz = wsize(WT);
-                let mut acc = [[zero(); T]; R];
-                let full = cols / L;
-                for c in 0..full {
-                    let mut wv = [zero(); R];
-                    for (r, v) in wv.iter_mut().enumerate() {
-                        *v = ldw::<WT>(w.add(r * stride + c * L * sz));
-                    }
-                    for t in 0..T {
-                        let xv = ldx(x.add(t * cols + c * L));
-                        for (a, v) in acc.iter_mut().zip(&wv) {
-                            a[t] = fma(*v, xv, a[t]);
-                        }
-                    }
-                }
-                let rem = cols - full * L;
-                if rem > 0 {
-                    let mut wv = [zero(); R];
-                    for (r, v) in wv.iter_mut().enumerate() {
-                        *v = ldw_tail::<WT>(w.add(r * stride + full * L * sz), rem);
-                    }
-                    for t in 0..T {
-                        let xv = ldx_tail(x.add(t * cols + full * L), rem);
-                        for (a, v) in acc.iter_mut().zip(&wv) {
-                            a[t] = fma(*v, xv, a[t]);
-                        }
-                    }
-                }
-                for (r, a) in acc.iter().enumerate() {
-                    for (t, v) in a.iter().enumerate() {
-                        *out.add(t * ostride + r) = hsum(*v);
-                    }
-                }
-            }
-        }
-
-        /// [`dot_tile`] over all `rows`: tiles of [`rows_for`]`(T)` rows, then single rows.
-        #[target_feature(enable = $feat)]
-        unsafe fn matmul_rows_t<const WT: u8, const R: usize, const T: usize>(
-            w: *const u8,
-            rows: usize,
-            cols: usize,
-            x: *const f32,
-            out: *mut f32,
-        ) {
-            // SAFETY: the caller upholds this function's `# Safety` contract.
-            unsafe {
-                let stride = cols * wsize(WT);
-                let mut r = 0;
-                while r + R <= rows {
-                    dot_tile::<WT, R, T>(w.add(r * stride), stride, x, cols, out.add(r), rows);
-                    r += R;
-                }
-                while r < rows {
-                    dot_tile::<WT, 1, T>(w.add(r * stride), stride, x, cols, out.add(r), rows);
-                    r += 1;
-                }
-            }
-        }
-
-        /// [`matmul_rows`] for one weight type.
-        #[target_feature(enable = $feat)]
-        unsafe fn matmul_rows_wt<const WT: u8>(
-            w: *const u8,
-            rows: usize,
-            cols: usize,
-            x: *const f32,
-            n: usize,
-            out: *mut f32,
-        ) {
-            // SAFETY: the caller upholds this function's `# Safety` contract.
-            unsafe {
-                match n {
-                    1 => matmul_rows_t::<WT, { rows_for(1) }, 1>(w, rows, cols, x, out),
-                    2 => matmul_rows_t::<WT, { rows_for(2) }, 2>(w, rows, cols, x, out),
-                    3 => matmul_rows_t::<WT, { rows_for(3) }, 3>(w, rows, cols, x, out),
-                    4 => matmul_rows_t::<WT, { rows_for(4) }, 4>(w, rows, cols, x, out),
-                    5 => matmul_rows_t::<WT, { rows_for(5) }, 5>(w, rows, cols, x, out),
-                    6 => matmul_rows_t::<WT, { rows_for(6) }, 6>(w, rows, cols, x, out),
-                    7 => matmul_rows_t::<WT, { rows_for(7) }, 7>(w, rows, cols, x, out),
-                    8 => matmul_rows_t::<WT, { rows_for(8) }, 8>(w, rows, cols, x, out),
-                    _ => unreachable!("matmul_rows takes 1 to {} tokens", crate::ROW_TOKENS),
-                }
-            }
-        }
-
         #[target_feature(enable = $feat)]
         unsafe fn row_to_f32_t<const WT: u8>(row: *const u8, out: *mut f32, len: usize) {
             // SAFETY: the caller upholds this function's `# Safety` contract.
@@ -504,34 +385,6 @@ macro_rules! simd_kernels {
                     WeightType::F32 => matmul_t::<WF32>(w, rows, cols, x, n, o),
                     WeightType::F16 => matmul_t::<WF16>(w, rows, cols, x, n, o),
                     WeightType::BF16 => matmul_t::<WBF16>(w, rows, cols, x, n, o),
-                    _ => unreachable!("block types run in quant.rs and qdot.rs"),
-                }
-            }
-        }
-
-        /// `out[t * rows + r] = dot(w[r, :], x[t, :])` for `n` (1 to `crate::ROW_TOKENS`) tokens
-        /// whose activations are rows of `x` (not packed): the dot products of `matvec`, with
-        /// each weight vector loaded once for all of them.
-        ///
-        /// # Safety
-        /// The CPU supports `$feat`; `wt` is a float type; `w` holds `rows` x `cols` elements,
-        /// `x` `n * cols`, `out` `n * rows`.
-        pub(crate) unsafe fn matmul_rows(
-            wt: WeightType,
-            w: &[u8],
-            rows: usize,
-            cols: usize,
-            x: &[f32],
-            n: usize,
-            out: &mut [f32],
-        ) {
-            // SAFETY: the caller upholds this function's `# Safety` contract.
-            unsafe {
-                let (w, x, o) = (w.as_ptr(), x.as_ptr(), out.as_mut_ptr());
-                match wt {
-                    WeightType::F32 => matmul_rows_wt::<WF32>(w, rows, cols, x, n, o),
-                    WeightType::F16 => matmul_rows_wt::<WF16>(w, rows, cols, x, n, o),
-                    WeightType::BF16 => matmul_rows_wt::<WBF16>(w, rows, cols, x, n, o),
                     _ => unreachable!("block types run in quant.rs and qdot.rs"),
                 }
             }
@@ -1038,3 +891,183 @@ macro_rules! simd_kernels {
 }
 
 pub(crate) use simd_kernels;
+
+/// Instantiate the row kernels (`matmul_rows`: products over whole weight vectors for up to
+/// a few tokens at a time, `matvec`'s sums) in a module that has instantiated
+/// [`simd_kernels`]. `$regs`: the vector registers (32 for AVX-512: the tiles need them; with
+/// 16 they are too small to pay, so AVX2 does without).
+macro_rules! row_kernels {
+    ($feat:literal, $regs:literal) => {
+        /// Vector registers of this instruction set.
+        const REGS: usize = $regs;
+
+        /// Weight rows per block of `matmul_rows`: every group of tokens runs over the block
+        /// while it stays in L2 (24 rows of 4096 f16: 192 KiB).
+        const ROW_BLOCK: usize = 24;
+
+        /// Rows per [`dot_tile`] for `t` tokens: as many as the registers hold beside `t`
+        /// accumulators per row, a weight vector per row and an activation vector, rounded down
+        /// to a divisor of [`ROW_BLOCK`] (at most 8).
+        const fn rows_for(t: usize) -> usize {
+            let fit = (REGS - 2) / (t + 1);
+            let mut r = if fit > 8 { 8 } else { fit };
+            while r > 1 && ROW_BLOCK % r != 0 {
+                r -= 1;
+            }
+            if r == 0 {
+                1
+            } else {
+                r
+            }
+        }
+
+        /// `out[t * ostride + r] = dot(w[r, :], x[t, :])` for `R` weight rows `stride` bytes
+        /// apart and `T` tokens of `x` (rows of `cols`, contiguous): each a [`dot_rows`] chain
+        /// (L-lane accumulator in increasing column chunks, then `hsum`), so the same bits as
+        /// `matvec` gives the token alone. Each weight vector is loaded and widened once for
+        /// the `T` tokens.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn dot_tile<const WT: u8, const R: usize, const T: usize>(
+            w: *const u8,
+            stride: usize,
+            x: *const f32,
+            cols: usize,
+            out: *mut f32,
+            ostride: usize,
+        ) {
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let sz = wsize(WT);
+                let mut acc = [[zero(); T]; R];
+                let full = cols / L;
+                for c in 0..full {
+                    let mut wv = [zero(); R];
+                    for (r, v) in wv.iter_mut().enumerate() {
+                        *v = ldw::<WT>(w.add(r * stride + c * L * sz));
+                    }
+                    for t in 0..T {
+                        let xv = ldx(x.add(t * cols + c * L));
+                        for (a, v) in acc.iter_mut().zip(&wv) {
+                            a[t] = fma(*v, xv, a[t]);
+                        }
+                    }
+                }
+                let rem = cols - full * L;
+                if rem > 0 {
+                    let mut wv = [zero(); R];
+                    for (r, v) in wv.iter_mut().enumerate() {
+                        *v = ldw_tail::<WT>(w.add(r * stride + full * L * sz), rem);
+                    }
+                    for t in 0..T {
+                        let xv = ldx_tail(x.add(t * cols + full * L), rem);
+                        for (a, v) in acc.iter_mut().zip(&wv) {
+                            a[t] = fma(*v, xv, a[t]);
+                        }
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    for (t, v) in a.iter().enumerate() {
+                        *out.add(t * ostride + r) = hsum(*v);
+                    }
+                }
+            }
+        }
+
+        /// [`dot_tile`] over `rows` rows for `T` tokens: tiles of `R` rows, then single rows;
+        /// outputs `ostride` apart per token.
+        #[target_feature(enable = $feat)]
+        unsafe fn matmul_rows_t<const WT: u8, const R: usize, const T: usize>(
+            w: *const u8,
+            rows: usize,
+            cols: usize,
+            x: *const f32,
+            out: *mut f32,
+            ostride: usize,
+        ) {
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let stride = cols * wsize(WT);
+                let mut r = 0;
+                while r + R <= rows {
+                    dot_tile::<WT, R, T>(w.add(r * stride), stride, x, cols, out.add(r), ostride);
+                    r += R;
+                }
+                while r < rows {
+                    dot_tile::<WT, 1, T>(w.add(r * stride), stride, x, cols, out.add(r), ostride);
+                    r += 1;
+                }
+            }
+        }
+
+        /// [`matmul_rows`] for one weight type.
+        #[target_feature(enable = $feat)]
+        unsafe fn matmul_rows_wt<const WT: u8>(
+            w: *const u8,
+            rows: usize,
+            cols: usize,
+            x: *const f32,
+            n: usize,
+            out: *mut f32,
+        ) {
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let stride = cols * wsize(WT);
+                let mut r0 = 0;
+                while r0 < rows {
+                    let rb = ROW_BLOCK.min(rows - r0);
+                    // Groups of up to 8 tokens over the block (from L2 after the first).
+                    let mut t0 = 0;
+                    while t0 < n {
+                        let t = (n - t0).min(8);
+                        // A group never straddles two panels (8 divides PANEL).
+                        let xg = x.add((t0 / PANEL) * crate::panel_stride(cols) + (t0 % PANEL) * cols);
+                        let (w, x, o) = (w.add(r0 * stride), xg, out.add(t0 * rows + r0));
+                        match t {
+                            1 => matmul_rows_t::<WT, { rows_for(1) }, 1>(w, rb, cols, x, o, rows),
+                            2 => matmul_rows_t::<WT, { rows_for(2) }, 2>(w, rb, cols, x, o, rows),
+                            3 => matmul_rows_t::<WT, { rows_for(3) }, 3>(w, rb, cols, x, o, rows),
+                            4 => matmul_rows_t::<WT, { rows_for(4) }, 4>(w, rb, cols, x, o, rows),
+                            5 => matmul_rows_t::<WT, { rows_for(5) }, 5>(w, rb, cols, x, o, rows),
+                            6 => matmul_rows_t::<WT, { rows_for(6) }, 6>(w, rb, cols, x, o, rows),
+                            7 => matmul_rows_t::<WT, { rows_for(7) }, 7>(w, rb, cols, x, o, rows),
+                            _ => matmul_rows_t::<WT, { rows_for(8) }, 8>(w, rb, cols, x, o, rows),
+                        }
+                        t0 += t;
+                    }
+                    r0 += rb;
+                }
+            }
+        }
+
+        /// `out[t * rows + r] = dot(w[r, :], x[t, :])` for `n` tokens whose activations are
+        /// panels of rows (token `t` at `(t / PANEL) * panel_stride(cols) + (t % PANEL) *
+        /// cols` in `x`): the dot products of `matvec`, each weight vector loaded once for up to
+        /// 8 tokens.
+        ///
+        /// # Safety
+        /// The CPU supports `$feat`; `wt` is a float type; `w` holds `rows` x `cols` elements,
+        /// `x` the `n` tokens' panels, `out` `n * rows`.
+        pub(crate) unsafe fn matmul_rows(
+            wt: WeightType,
+            w: &[u8],
+            rows: usize,
+            cols: usize,
+            x: &[f32],
+            n: usize,
+            out: &mut [f32],
+        ) {
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe {
+                let (w, x, o) = (w.as_ptr(), x.as_ptr(), out.as_mut_ptr());
+                match wt {
+                    WeightType::F32 => matmul_rows_wt::<WF32>(w, rows, cols, x, n, o),
+                    WeightType::F16 => matmul_rows_wt::<WF16>(w, rows, cols, x, n, o),
+                    WeightType::BF16 => matmul_rows_wt::<WBF16>(w, rows, cols, x, n, o),
+                    _ => unreachable!("block types run in quant.rs and qdot.rs"),
+                }
+            }
+        }
+    };
+}
+pub(crate) use row_kernels;

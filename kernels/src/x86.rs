@@ -327,4 +327,5 @@ pub(crate) mod avx512 {
     }
 
     crate::simd::simd_kernels!("avx512f,avx512bw,avx512vl,avx2,fma,f16c", 4);
+    crate::simd::row_kernels!("avx512f,avx512bw,avx512vl,avx2,fma,f16c", 32);
 }

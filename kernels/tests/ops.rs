@@ -83,12 +83,12 @@ fn packed_activations_are_panels_of_16_tokens_column_major_zero_padded() {
             // f32 weights: the f32 panel layout on every path.
             paths::pack_activations(p, WeightType::F32, &x, n, cols, &mut packed);
             assert_eq!(packed_len(n, cols), 3 * panel_stride(cols));
-            // On the SIMD paths a last panel of at most 8 tokens holds them as rows.
-            let rows_tail = matches!(p, Path::Avx2 | Path::Avx512) && n % PANEL <= PANEL / 2;
             for q in 0..3 {
                 let panel = &packed[q * panel_stride(cols)..];
-                if q == 2 && rows_tail {
-                    assert_eq!(panel[..(n % PANEL) * cols], x[2 * PANEL * cols..], "{p:?}: the last panel as rows");
+                // On the AVX-512 path the panels of a batch of at most 128 hold rows.
+                if p == Path::Avx512 {
+                    let t = (q * PANEL..n.min((q + 1) * PANEL)).len();
+                    assert_eq!(panel[..t * cols], x[q * PANEL * cols..][..t * cols], "{p:?}: panel {q} as rows");
                     continue;
                 }
                 for k in 0..cols {
@@ -184,9 +184,9 @@ fn argmax_helpers_dot_and_axpy() {
 }
 
 #[test]
-fn a_short_last_panel_gets_matvecs_bits_on_the_simd_paths() {
+fn short_batches_and_short_last_panels_get_matvecs_bits_on_avx512() {
     let (rows, cols) = (13, 37);
-    for p in paths::available().filter(|p| matches!(p, Path::Avx2 | Path::Avx512)) {
+    for p in paths::available().filter(|&p| p == Path::Avx512) {
         for wt in [WeightType::F32, WeightType::F16, WeightType::BF16] {
             let vals = values(rows * cols, 3);
             let bytes: Vec<u8> = match wt {
@@ -198,13 +198,20 @@ fn a_short_last_panel_gets_matvecs_bits_on_the_simd_paths() {
             let mut shifted = vec![0u8; bytes.len() + 2];
             shifted[2..].copy_from_slice(&bytes);
             let w = &shifted[2..];
-            for n in [1, 3, 8, 17, 24, 40] {
+            for n in [1, 3, 8, 17, 24, 40, 128, 129, 136, 137] {
                 let x = values(n * cols, 9);
                 let mut packed = vec![0f32; packed_len(n, cols)];
                 paths::pack_activations(p, wt, &x, n, cols, &mut packed);
                 let mut out = vec![f32::NAN; n * rows];
                 paths::matmul_packed(p, wt, w, rows, cols, &packed, n, &mut out);
-                for t in n - n % PANEL..n {
+                let rows_from = if n <= 128 {
+                    0
+                } else if n % PANEL <= 8 {
+                    n - n % PANEL
+                } else {
+                    n
+                };
+                for t in rows_from..n {
                     let mut alone = vec![0f32; rows];
                     paths::matvec(p, wt, w, &x[t * cols..(t + 1) * cols], &mut alone);
                     assert_eq!(out[t * rows..(t + 1) * rows], alone, "{p:?} {wt:?} n={n}: token {t}");

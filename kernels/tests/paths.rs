@@ -201,14 +201,19 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                     let mut want = vec![0f32; n * rows];
                     paths::matmul(Path::Scalar, wt, w, rows, cols, &x, n, &mut want);
                     let mut first_simd: Option<Vec<f32>> = None;
-                    // On the AVX2 and AVX-512 paths a last panel of at most 8 tokens runs as
-                    // matvec (its bits); the other tokens are one FMA chain each, whatever the
-                    // batch: the same bits as in the batch cut after their panel.
+                    // On the AVX-512 path a batch of at most 128 tokens, or a longer one's last
+                    // panel of at most 8, runs as matvec (its bits); the other tokens are one FMA
+                    // chain each, whatever the batch: the same bits as in the batch cut after
+                    // their panel, on every SIMD path.
                     let tail = if (1..=8).contains(&(n % 16)) { n % 16 } else { 0 };
                     for &p in &simd {
                         let mut got = vec![f32::NAN; n * rows];
                         paths::matmul(p, wt, w, rows, cols, &x, n, &mut got);
-                        let rows_tail = if matches!(p, Path::Avx2 | Path::Avx512) { tail } else { 0 };
+                        let rows_tail = match p {
+                            Path::Avx512 if n <= 128 => n,
+                            Path::Avx512 => tail,
+                            _ => 0,
+                        };
                         let mut cut: Option<(usize, Vec<f32>)> = None;
                         for t in 0..n {
                             let xt = &x[t * cols..(t + 1) * cols];
@@ -216,7 +221,9 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                             if t >= n - rows_tail {
                                 paths::matvec(p, wt, w, xt, &mut alone);
                             } else {
-                                let end = ((t / 16 + 1) * 16).min(n);
+                                // (On AVX-512 a cut of at most 128 tokens would run as rows.)
+                                let least = if p == Path::Avx512 { 144 } else { 0 };
+                                let end = ((t / 16 + 1) * 16).max(least).min(n);
                                 if cut.as_ref().is_none_or(|(e, _)| *e != end) {
                                     let mut o = vec![0f32; end * rows];
                                     paths::matmul(p, wt, w, rows, cols, &x[..end * cols], end, &mut o);
@@ -245,8 +252,9 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                         if p == Path::Amx {
                             continue;
                         }
-                        // The panels' tokens (matvec's lanes differ between paths).
-                        let panels = (n - tail) * rows;
+                        // The tokens every path runs in panels (matvec's lanes differ between
+                        // paths, and AVX-512 runs batches of at most 128 as rows).
+                        let panels = if n > 128 { (n - tail) * rows } else { 0 };
                         match &first_simd {
                             None => first_simd = Some(got),
                             Some(f) => assert!(

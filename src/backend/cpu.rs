@@ -499,15 +499,14 @@ impl CpuBackend {
     }
 
     /// Pack the `n` rows of `x` for products with `m` ([`k::pack_activations`] as
-    /// [`Self::products`] say, split over the pool by panel) into `packed`.
+    /// [`Self::products`] say, its panels split over the pool) into `packed`.
     fn pack(&self, m: &Matrix, x: &[f32], n: usize, packed: &mut [f32]) {
         let (wt, cols, products) = (m.dtype(), m.cols, self.products());
         let packed = &mut packed[..k::packed_len(n, cols)];
-        packed.par_chunks_mut(k::panel_stride(cols)).zip(x[..n * cols].par_chunks(k::PANEL * cols)).for_each(
-            |(p, xs)| {
-                k::paths::pack_activations(products, wt, xs, xs.len() / cols, cols, p);
-            },
-        );
+        let x = &x[..n * cols];
+        packed.par_chunks_mut(k::panel_stride(cols)).enumerate().for_each(|(q, p)| {
+            k::paths::pack_panel(products, wt, x, n, cols, q, p);
+        });
     }
 
     /// [`matmul`](Self::matmul)'s product over activations that [`pack`] packed for `m`.
