@@ -177,6 +177,28 @@ mod tests {
     }
 
     #[test]
+    fn nan_and_infinite_logits_never_pick_a_nan_and_never_panic() {
+        let mut rng = Rng::new(3);
+        let mut s = Vec::new();
+        let nan = f32::NAN;
+        assert_eq!(argmax(&[nan, 1.0, nan, 2.0, nan]), 3);
+        for t in [0.0, 0.7, 1.5] {
+            for k in [0, 2] {
+                for _ in 0..50 {
+                    let id = sample(&[nan, 1.0, nan, 0.5, 2.0], &[], &params(t, k, 0.9, 1.0), &mut rng, &mut s);
+                    assert!(matches!(id, 1 | 3 | 4), "T {t} top-k {k}: picked NaN logit {id}");
+                }
+            }
+            // An infinite logit is the greedy choice; -inf is never picked over a finite one.
+            let p = params(t, 0, 1.0, 1.0);
+            assert_eq!(sample(&[0.0, f32::INFINITY, nan, 3.0], &[], &p, &mut rng, &mut s), 1, "T {t}");
+            assert_eq!(sample(&[f32::NEG_INFINITY, 0.5, nan], &[], &p, &mut rng, &mut s), 1, "T {t}");
+            // All NaN: an id in range, no panic.
+            assert!(sample(&[nan, nan], &[], &p, &mut rng, &mut s) < 2);
+        }
+    }
+
+    #[test]
     fn repeat_penalty_changes_greedy_choice() {
         let mut rng = Rng::new(1);
         let mut s = Vec::new();

@@ -139,6 +139,7 @@ fn every_parser_survives_its_fixtures_and_their_mutations() {
                 data_bytes("stories260K/tok512.model"),
                 data_bytes("stories260K/tok512.bin"),
                 data_bytes("tokenizers/llama2/tokenizer.model"),
+                data_bytes("tokenizers/llama3/tokenizer.model"),
                 br#"{"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]},"added_tokens":[]}"#.to_vec(),
             ],
             other => panic!("no seeds for fuzz target {other}"),

@@ -77,6 +77,8 @@ fn without_a_yaml_the_values_taken_from_defaults_are_reported() {
     // LLaMA defaults (head_dim 128) do not fit a 64-wide toy model: a clear error, not a crash.
     let e = load(&data("mindformers/stories260K.ckpt"), LoadOptions::default()).unwrap_err();
     assert_eq!(e.status, Status::Format, "{e}");
+    // ... that says what to pass.
+    assert!(e.message.contains("pass the MindFormers yaml as config_path"), "{e}");
     // With the heads from an HF config.json (any config format works), the rest is assumed.
     let opts = LoadOptions { config_path: Some(data("stories260K/hf/config.json")), ..Default::default() };
     let m = load(&data("mindformers/stories260K.ckpt"), opts).unwrap();
