@@ -215,9 +215,9 @@ pub fn load(wt: WeightType, row: &[u8], i: usize) -> f32 {
 /// Tokens per panel of packed activations (see [`pack_activations`]).
 pub const PANEL: usize = 16;
 
-/// Batches of at most this many tokens, and a longer batch's last panel when it holds at most
-/// [`ROW_TAIL`]: on the AVX-512 path, products of float weights take their tokens as rows (see
-/// [`pack_activations`]) and compute each as `matvec` does.
+/// Batches of at most this many tokens (f16/bf16 weights), and a last panel that holds at most
+/// [`ROW_TAIL`] (float weights): on the AVX-512 path, their products take the tokens as rows
+/// (see [`pack_activations`]) and compute each as `matvec` does.
 pub(crate) const ROW_BATCH: usize = 128;
 /// See [`ROW_BATCH`].
 pub(crate) const ROW_TAIL: usize = PANEL / 2;
@@ -242,8 +242,8 @@ pub const fn packed_len(n: usize, cols: usize) -> usize {
 /// panel_stride(cols) + k * PANEL + j] = x[p * PANEL + j, k]`), missing tokens of the last panel
 /// zero; on [`Path::Amx`], for the products it runs (f16/bf16 weights, `cols` a multiple of
 /// 32), each panel's 32-column blocks then hold the same values as bf16 tile operands. On the
-/// AVX-512 path, for float weights, the panels of a batch of at most 128 tokens, or a longer
-/// one's last panel when it holds at most 8, hold their tokens as rows (`packed[p *
+/// AVX-512 path the panels of a batch of at most 128 tokens (f16/bf16 weights), and a last panel
+/// of at most 8 (float weights), hold their tokens as rows (`packed[p *
 /// panel_stride(cols) + j * cols + k]`): their products run over whole weight vectors, as
 /// `matvec`'s, instead of broadcasting each weight. For a
 /// block type, each token's activations quantized as [`quantize_acts`] does, at the start of
@@ -621,18 +621,22 @@ mod imp {
 
     /// The last tokens of a batch of `n` that [`pack_activations`] writes as rows for products
     /// of `wt` made as `p` says: on the AVX-512 path, for float weights (not the bf16 products
-    /// of `bf16_dot`), all of a batch of at most [`ROW_BATCH`], else a last panel of 1 to
-    /// [`ROW_TAIL`] tokens (of `cols`). (With AVX2's 16 registers the row tiles are too small:
-    /// reloading the tokens' activations from L2 bounds them below the token-panel tile.)
+    /// of `bf16_dot`), all of a batch of at most [`ROW_BATCH`] (f16 and bf16 weights), else a
+    /// last panel of 1 to [`ROW_TAIL`] tokens (of `cols`). (With AVX2's 16 registers the row
+    /// tiles are too small: reloading the tokens' activations from L2 bounds them below the
+    /// token-panel tile.)
     fn row_tail(p: Products, wt: WeightType, cols: usize, n: usize) -> Option<usize> {
-        let tail = if n <= ROW_BATCH { n } else { n % PANEL };
         let float = matches!(wt, WeightType::F32 | WeightType::F16 | WeightType::BF16);
         #[cfg(not(all(target_arch = "x86_64", runllama_avx512)))]
         let _ = cols;
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         let float = float && !bf16_dot::handles(p, wt, cols);
         let avx512 = cfg!(all(target_arch = "x86_64", runllama_avx512)) && p.path == Path::Avx512;
-        (avx512 && float && tail > 0 && (n <= ROW_BATCH || tail <= ROW_TAIL)).then_some(tail)
+        // f32 weights (twice the bytes per product) only for a short last panel: over whole
+        // batches the row tiles ran at 72 GFLOP/s against the token-panel tile's 98 (128 tokens).
+        let batch = n <= ROW_BATCH && wt != WeightType::F32;
+        let tail = if batch { n } else { n % PANEL };
+        (avx512 && float && tail > 0 && (batch || tail <= ROW_TAIL)).then_some(tail)
     }
 
     /// Whether batched products of `wt` rows on path `p` run over token panels

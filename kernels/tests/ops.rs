@@ -80,8 +80,8 @@ fn packed_activations_are_panels_of_16_tokens_column_major_zero_padded() {
         let x = values(n * cols, 7);
         for p in paths::available() {
             let mut packed = vec![f32::NAN; packed_len(n, cols) + 3];
-            // f32 weights: the f32 panel layout on every path.
-            paths::pack_activations(p, WeightType::F32, &x, n, cols, &mut packed);
+            // f16 weights: the f32 panel layout on every path.
+            paths::pack_activations(p, WeightType::F16, &x, n, cols, &mut packed);
             assert_eq!(packed_len(n, cols), 3 * panel_stride(cols));
             for q in 0..3 {
                 let panel = &packed[q * panel_stride(cols)..];
@@ -204,7 +204,9 @@ fn short_batches_and_short_last_panels_get_matvecs_bits_on_avx512() {
                 paths::pack_activations(p, wt, &x, n, cols, &mut packed);
                 let mut out = vec![f32::NAN; n * rows];
                 paths::matmul_packed(p, wt, w, rows, cols, &packed, n, &mut out);
-                let rows_from = if n <= 128 {
+                // (f32 weights only for a last panel of at most 8.)
+                let batch = n <= 128 && wt != WeightType::F32;
+                let rows_from = if batch {
                     0
                 } else if n % PANEL <= 8 {
                     n - n % PANEL

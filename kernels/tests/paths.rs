@@ -201,8 +201,8 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                     let mut want = vec![0f32; n * rows];
                     paths::matmul(Path::Scalar, wt, w, rows, cols, &x, n, &mut want);
                     let mut first_simd: Option<Vec<f32>> = None;
-                    // On the AVX-512 path a batch of at most 128 tokens, or a longer one's last
-                    // panel of at most 8, runs as matvec (its bits); the other tokens are one FMA
+                    // On the AVX-512 path a batch of at most 128 tokens (f16/bf16 weights), or a
+                    // last panel of at most 8, runs as matvec (its bits); the other tokens are one FMA
                     // chain each, whatever the batch: the same bits as in the batch cut after
                     // their panel, on every SIMD path.
                     let tail = if (1..=8).contains(&(n % 16)) { n % 16 } else { 0 };
@@ -210,7 +210,7 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                         let mut got = vec![f32::NAN; n * rows];
                         paths::matmul(p, wt, w, rows, cols, &x, n, &mut got);
                         let rows_tail = match p {
-                            Path::Avx512 if n <= 128 => n,
+                            Path::Avx512 if n <= 128 && wt != WeightType::F32 => n,
                             Path::Avx512 => tail,
                             _ => 0,
                         };
@@ -254,7 +254,8 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                         }
                         // The tokens every path runs in panels (matvec's lanes differ between
                         // paths, and AVX-512 runs batches of at most 128 as rows).
-                        let panels = if n > 128 { (n - tail) * rows } else { 0 };
+                        let batch_rows = n <= 128 && wt != WeightType::F32;
+                        let panels = if batch_rows { 0 } else { (n - tail) * rows };
                         match &first_simd {
                             None => first_simd = Some(got),
                             Some(f) => assert!(
