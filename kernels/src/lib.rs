@@ -755,8 +755,8 @@ mod imp {
             return;
         }
         let _ = scratch;
-        // The tokens packed as rows (a short batch, or a last panel of at most ROW_TAIL): one weight vector load
-        // (and widening) for all of them, each token's product `matvec`'s chain.
+        // The tokens packed as rows (a short batch, or a last panel of at most ROW_TAIL): each
+        // weight vector loaded (and widened) once for up to 8 of them, each product `matvec`'s.
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         if let Some(tail) = row_tail(products, wt, cols, n) {
             let full = n - tail;

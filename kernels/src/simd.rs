@@ -22,8 +22,9 @@
 //! tokens over f16/bf16 weights and a last panel of at most 8: those tokens' products run as
 //! `matvec`'s, each weight vector loaded and widened once for up to 8 tokens, and give
 //! `matvec`'s bits (one thread, 4096 x 4096 f16 on the Zen 4 VM: 8 tokens 49 -> 82 GFLOP/s,
-//! 32 tokens 81 -> 97, 128 tokens 103 either way; with AVX2's 16 registers they lose). (Each path rounds differently from the scalar reference, which
-//! has no FMA: tests compare with a tolerance.)
+//! 32 tokens 81 -> 97, 128 tokens 103 either way; with AVX2's 16 registers they lose). (Each
+//! path rounds differently from the scalar reference, which has no FMA: tests compare with a
+//! tolerance.)
 
 use crate::WeightType;
 
