@@ -5,6 +5,8 @@
 //! variants (packed dims, field order, unknown fields), malformed input that must give an error
 //! and never a panic, and the yaml configs.
 
+mod common;
+
 #[path = "common/ckpt_writer.rs"]
 mod ckpt_writer;
 use ckpt_writer::CkptWriter;
@@ -1294,4 +1296,12 @@ fn yaml_never_panics_on_mutations() {
             let _ = mindformers::parse_yaml(&text[..cut], "t.yaml");
         }
     }
+}
+
+/// This file's hostile-input cases again under a 1 GiB address space (see
+/// `common::passes_under_a_1_gib_address_space`).
+#[cfg(target_os = "linux")]
+#[test]
+fn hostile_cases_pass_under_a_1_gib_address_space_limit() {
+    common::passes_under_a_1_gib_address_space(&["mutations_never_panic", "yaml_never_panics_on_mutations", "--exact"]);
 }

@@ -166,3 +166,11 @@ fn every_parser_survives_its_fixtures_and_their_mutations() {
     }
     eprintln!("fuzz inputs run per target: {}", report.join(", "));
 }
+
+/// This file's hostile-input cases again under a 1 GiB address space (see
+/// `common::passes_under_a_1_gib_address_space`).
+#[cfg(target_os = "linux")]
+#[test]
+fn hostile_cases_pass_under_a_1_gib_address_space_limit() {
+    common::passes_under_a_1_gib_address_space(&["every_parser_survives_its_fixtures_and_their_mutations", "--exact"]);
+}

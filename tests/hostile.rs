@@ -496,35 +496,7 @@ fn a_checkpoint_weight_of_an_unread_type_is_named_as_such() {
 #[cfg(target_os = "linux")]
 #[test]
 fn every_case_passes_under_a_1_gib_address_space_limit() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os("RUNLLAMA_HOSTILE_CHILD").is_some() {
-        return;
-    }
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--test-threads=1", "--skip", "address_space_limit"]).env("RUNLLAMA_HOSTILE_CHILD", "1");
-    // SAFETY: only an async-signal-safe call between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit { rlim_cur: 1 << 30, rlim_max: 1 << 30 };
-            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "under RLIMIT_AS = 1 GiB: {:?}\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("test result: ok"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    passes_under_a_1_gib_address_space(&["--skip", "address_space_limit"]);
 }
 
 #[test]
@@ -752,7 +724,7 @@ fn two_call_functions_set_out_len_and_getters_set_the_error_on_every_failure() {
 #[test]
 fn worker_threads_the_system_refuses_are_out_of_memory() {
     let _g = serial();
-    if std::env::var_os("RUNLLAMA_HOSTILE_CHILD").is_none() {
+    if std::env::var_os("RUNLLAMA_LIMITED_CHILD").is_none() {
         return;
     }
     let (st, m) = load_with(&data(GGUF), None, 1000);

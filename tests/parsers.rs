@@ -3,6 +3,8 @@
 //! misaligned or overlapping data, unsupported types, wrong magic or version) that must give an
 //! error, never a panic.
 
+mod common;
+
 use runllama::error::{Error, Status};
 use runllama::formats::{gguf, llama2c, safetensors};
 use runllama::tensor::{DType, TensorInfo};
@@ -1312,4 +1314,12 @@ fn safetensors_header_length() {
     for short in [&b""[..], b"\x02\0\0", b"\x02\0\0\0\0\0\0\0{"] {
         expect_err(safetensors::parse(short, "s.st", 0), Status::Format, &["s.st"]);
     }
+}
+
+/// This file's hostile-input cases again under a 1 GiB address space (see
+/// `common::passes_under_a_1_gib_address_space`).
+#[cfg(target_os = "linux")]
+#[test]
+fn hostile_cases_pass_under_a_1_gib_address_space_limit() {
+    common::passes_under_a_1_gib_address_space(&["gguf_huge_counts", "llama2c_huge_header_values", "--exact"]);
 }

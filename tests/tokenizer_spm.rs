@@ -3,6 +3,8 @@
 //!
 //! Fixtures live in tests/data/tokenizers (see its README.md for where each file comes from).
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -883,4 +885,12 @@ fn other_formats_and_garbage() {
         assert_eq!(e.status, Status::Format, "{b:?}: {e}");
         assert!(e.message.contains("junk.bin"), "{e}");
     }
+}
+
+/// This file's hostile-input cases again under a 1 GiB address space (see
+/// `common::passes_under_a_1_gib_address_space`).
+#[cfg(target_os = "linux")]
+#[test]
+fn hostile_cases_pass_under_a_1_gib_address_space_limit() {
+    common::passes_under_a_1_gib_address_space(&["corrupted_sentencepiece_models_never_panic", "--exact"]);
 }

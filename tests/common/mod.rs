@@ -104,3 +104,36 @@ pub fn batched_bound(bound: f32) -> f32 {
         bound
     }
 }
+
+/// Run this test binary again with `args` (test names and libtest options) in a child process
+/// whose address space is limited to 1 GiB (Linux): an allocation sized by input that the
+/// library does not check aborts the child (Rust's reaction to a failed allocation), which
+/// fails the caller. Does nothing inside that child.
+#[cfg(target_os = "linux")]
+pub fn passes_under_a_1_gib_address_space(args: &[&str]) {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("RUNLLAMA_LIMITED_CHILD").is_some() {
+        return;
+    }
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(args).arg("--test-threads=1").env("RUNLLAMA_LIMITED_CHILD", "1");
+    // SAFETY: only an async-signal-safe call between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 1 << 30, rlim_max: 1 << 30 };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "under RLIMIT_AS = 1 GiB: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("test result: ok") && !stdout.contains("ok. 0 passed"), "{stdout}");
+}
