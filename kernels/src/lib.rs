@@ -413,7 +413,7 @@ pub mod paths {
     }
 
     /// Panel `q` of [`pack_activations`] for a batch of `n` tokens (`x` holds all their rows)
-    /// into `panel` (at least [`panel_stride`](crate::panel_stride)`(cols)` long): the panels
+    /// into `panel` (at least [`panel_stride`]`(cols)` long): the panels
     /// of one batch may be packed apart (on several threads). The layout of a panel depends on
     /// the whole batch's size.
     #[allow(clippy::too_many_arguments)]
