@@ -375,6 +375,25 @@ fn files_whose_parts_disagree_are_refused() {
     let p = dir.join("ctx0.gguf");
     std::fs::write(&p, gguf_with_u32("llama.context_length", 0)).unwrap();
     refused(&p, None, LLAMA_ERR_FORMAT, "context length");
+    // ... in a config.json and in a MindFormers yaml.
+    let d = dir.join("ctx0-hf");
+    std::fs::create_dir_all(&d).unwrap();
+    for f in ["model.safetensors", "tokenizer.model"] {
+        std::fs::copy(hf.join(f), d.join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(hf.join("config.json")).unwrap();
+    let zero = config.replace("\"max_position_embeddings\": 512", "\"max_position_embeddings\": 0");
+    assert_ne!(zero, config);
+    std::fs::write(d.join("config.json"), zero).unwrap();
+    refused(&d, None, LLAMA_ERR_FORMAT, "context length");
+    let yaml = String::from_utf8(data_bytes("mindformers/stories260K.yaml")).unwrap();
+    assert!(yaml.contains("seq_length: 512"), "{yaml}");
+    let y = dir.join("ctx0.yaml");
+    std::fs::write(&y, yaml.replace("seq_length: 512", "seq_length: 0")).unwrap();
+    let (st, m) = load_with_config(&data("mindformers/stories260K.ckpt"), &y);
+    assert!(m.is_null(), "seq_length 0 loaded");
+    assert_eq!(st, LLAMA_ERR_FORMAT, "{}", last_error());
+    assert!(last_error().contains("context length"), "{}", last_error());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -460,6 +479,20 @@ fn vocabularies_with_empty_or_repeated_pieces_are_refused() {
     let p = dir.join("dup.gguf");
     std::fs::write(&p, &f).unwrap();
     refused(&p, None, LLAMA_ERR_FORMAT, "\"<0x41>\" is already id");
+    // ... and with an empty piece: the one after "<0xFF>" (the first word piece, X) keeps its
+    // place and grows by the length of the next (Y) with 'z's, Y's length becoming 0, so that
+    // every offset after them holds.
+    let mut f = data_bytes(GGUF);
+    let len_at = |f: &[u8], at: usize| u64::from_le_bytes(f[at..at + 8].try_into().unwrap()) as usize;
+    let x = f.windows(6).position(|w| w == b"<0xFF>").unwrap() + 6;
+    let (lx, ly) = (len_at(&f, x), len_at(&f, x + 8 + len_at(&f, x)));
+    assert!(lx > 0 && ly > 0 && lx + ly < 64);
+    f[x..x + 8].copy_from_slice(&((lx + ly) as u64).to_le_bytes());
+    f[x + 8 + lx..x + 8 + lx + ly].fill(b'z');
+    f[x + 8 + lx + ly..x + 16 + lx + ly].fill(0);
+    let p = dir.join("empty.gguf");
+    std::fs::write(&p, &f).unwrap();
+    refused(&p, None, LLAMA_ERR_FORMAT, "is empty");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
