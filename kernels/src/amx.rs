@@ -101,22 +101,47 @@ pub(crate) unsafe fn convert_panel(panel: *mut f32, cols: usize) {
     }
 }
 
-/// 64-byte palette-1 tile configuration: all eight tiles 16 rows x 64 bytes.
+/// A 64-byte palette-1 tile configuration (`LDTILECFG`'s operand).
 #[repr(C, align(64))]
-struct TileConfig([u8; 64]);
+pub(crate) struct TileConfig([u8; 64]);
 
 impl TileConfig {
-    const fn all_16x64() -> TileConfig {
+    /// Tiles `tmm0..tmm7` of `(rows, bytes per row)` each (at most 16 x 64).
+    pub(crate) const fn new(shapes: [(u8, u8); 8]) -> TileConfig {
         let mut c = [0u8; 64];
         c[0] = 1;
         let mut t = 0;
         while t < 8 {
-            c[16 + 2 * t] = 64;
-            c[48 + t] = 16;
+            assert!(shapes[t].0 <= 16 && shapes[t].1 <= 64);
+            c[16 + 2 * t] = shapes[t].1;
+            c[48 + t] = shapes[t].0;
             t += 1;
         }
         TileConfig(c)
     }
+
+    /// All eight tiles 16 rows x 64 bytes.
+    pub(crate) const fn all_16x64() -> TileConfig {
+        TileConfig::new([(16, 64); 8])
+    }
+
+    /// Configure this thread's tiles; [`release_tiles`] ends their use.
+    ///
+    /// # Safety
+    /// The CPU has AMX-TILE and the OS lets this process use the tile state.
+    pub(crate) unsafe fn load(&self) {
+        // SAFETY: a valid palette-1 configuration, 64-byte aligned; the caller's contract.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) self.0.as_ptr(), options(nostack, preserves_flags)) };
+    }
+}
+
+/// Release this thread's tile state (after [`TileConfig::load`]).
+///
+/// # Safety
+/// The CPU has AMX-TILE.
+pub(crate) unsafe fn release_tiles() {
+    // SAFETY: `TILERELEASE` is valid in any tile state; the caller's contract.
+    unsafe { asm!("tilerelease", options(nostack, preserves_flags)) };
 }
 
 /// Widen (f16) or copy (bf16) rows `r0..r0 + nr` (those below `rows`; the rest zero), columns
@@ -343,9 +368,8 @@ unsafe fn matmul_t<const WT: u8>(
     out: *mut f32,
     scratch: *mut f32,
 ) {
-    let cfg = TileConfig::all_16x64();
-    // SAFETY: a valid palette-1 configuration (8 tiles of 16 x 64 bytes), 64-byte aligned.
-    unsafe { asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, preserves_flags)) };
+    // SAFETY: the caller's contract (AMX tiles usable).
+    unsafe { TileConfig::all_16x64().load() };
     // SAFETY: the caller's contract: `w` holds `rows` rows of `cols` elements, `xp` the packed
     // panels of `n` tokens, `out` `n * rows` values and `scratch` `SCRATCH` f32, the tiles are
     // configured above; every offset below stays within them.
@@ -399,6 +423,6 @@ unsafe fn matmul_t<const WT: u8>(
             g0 += TG / PANEL;
         }
     }
-    // SAFETY: releases this thread's tile state (always valid).
-    unsafe { asm!("tilerelease", options(nostack, preserves_flags)) };
+    // SAFETY: the caller's contract (AMX tiles usable).
+    unsafe { release_tiles() };
 }

@@ -74,6 +74,9 @@ pub struct CpuFeatures {
     /// and, on Linux, granted this process its use (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, asked
     /// once at detection). Only Linux is asked: elsewhere this stays false.
     pub amx: bool,
+    /// AMX-INT8 (`tdpbsud`: the K-quants' batched byte products, `qdot_x86_panel.rs`), with
+    /// [`CpuFeatures::amx`].
+    pub amx_int8: bool,
 }
 
 impl CpuFeatures {
@@ -122,6 +125,7 @@ impl CpuFeatures {
             | (self.intel as u16) << 8
             | (self.amx as u16) << 9
             | (self.avx512vnni as u16) << 10
+            | (self.amx_int8 as u16) << 11
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -138,6 +142,7 @@ impl CpuFeatures {
             intel: b & 1 << 8 != 0,
             amx: b & 1 << 9 != 0,
             avx512vnni: b & 1 << 10 != 0,
+            amx_int8: b & 1 << 11 != 0,
         }
     }
 }
@@ -213,6 +218,8 @@ mod imp {
                 let amx_cpu = l7.edx & 1 << 22 != 0 && l7.edx & 1 << 24 != 0;
                 let amx_os = xcr0 & 0b11 << 17 == 0b11 << 17;
                 f.amx = f.avx512f && f.avx512bw && amx_cpu && amx_os && request_tile_state();
+                // CPUID.7.0:EDX bit 25.
+                f.amx_int8 = f.amx && l7.edx & 1 << 25 != 0;
             }
         }
         f

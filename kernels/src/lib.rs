@@ -738,6 +738,7 @@ mod imp {
                     4 * panel_stride(cols),
                     n,
                     &mut out[..n * rows],
+                    p == Path::Amx && crate::detected().amx_int8,
                 )
             };
             return;

@@ -20,9 +20,20 @@
 //! reference's (`qdot.rs`); a unit's f32 term is added per token lane, the same operations for
 //! every token whatever the batch, so a batched product differs from a stepped one by rounding
 //! only (the order of the f32 sums), like the 8-row tile kernel's (`qdot_x86_tile.rs`).
+//!
+//! On CPUs with AMX-INT8 the same layout feeds tiles (Q2_K … Q5_K; Q6_K stays on VNNI): a
+//! panel unit's 64-column steps are exactly `B` tiles (16 vectors of 4 elements of 16
+//! tokens). A sub-block's scale cannot wait for its sub-block's sum (that would be a tile store
+//! and vector work per 16 or 32 columns), so each row's scales are folded into its quants, in
+//! two pieces that keep every product a byte ([`piece_bits`]): `q * lo` and `q * hi`, 16 rows
+//! 256 bytes apart (`A` tiles). Two pieces times two panels make a 2 x 2 block of tiles summed
+//! over the unit's four steps, and `lo + 2^bits * hi` is the VNNI kernel's integer sum, so the
+//! results are the same bit for bit.
 
+use core::arch::asm;
 use core::arch::x86_64::*;
 
+use crate::amx::{release_tiles, TileConfig};
 use crate::qdot::{k_factors, AK_BSUMS, AK_BYTES};
 use crate::qdot_x86::{f16_at, scales_k16, scales_k8, unpack_k, wt_of};
 use crate::qdot_x86_tile::prefetch_unit;
@@ -31,8 +42,10 @@ use crate::WeightType;
 
 /// Tokens of a panel (the lanes of a vector).
 const LANES: usize = 16;
-/// Rows of a tile.
+/// Rows of a tile (VNNI).
 const ROWS: usize = 8;
+/// Rows of a tile on AMX (an `A` tile's rows).
+const AMX_ROWS: usize = 16;
 /// Where a unit's token factors start.
 const D_AT: usize = 64 * 64;
 /// Where a unit's sums of 16 start.
@@ -81,22 +94,22 @@ pub(crate) fn pack(wt: WeightType, x: &[f32], cols: usize, panel: &mut [u8]) {
     }
 }
 
-/// One unit of a tile, unpacked.
+/// One unit of a tile of `R` rows, unpacked.
 #[repr(C, align(64))]
-struct Unit {
+struct Unit<const R: usize> {
     /// Each row's 256 quants, less the type's offset ([`quant_offset`]).
-    q: [[u8; QK_K]; ROWS],
+    q: [[u8; QK_K]; R],
     /// Each row's integer scales: by sub-block of 32 for Q4_K/Q5_K (8), else of 16.
-    sc: [[i32; 16]; ROWS],
+    sc: [[i32; 16]; R],
     /// Each row's weights of the activations' sums ([`sum_pairs`]), two per i32 (i16 halves:
     /// sums `2i`, `2i + 1`).
-    m: [[i32; 8]; ROWS],
+    m: [[i32; 8]; R],
     /// Each row's correction for the activations' offset: 128 × Σ scale × sum of the
     /// sub-block's quants.
-    offset: [i32; ROWS],
+    offset: [i32; R],
     /// Each row's `d` and `dmin` (zero without one).
-    d: [f32; ROWS],
-    dmin: [f32; ROWS],
+    d: [f32; R],
+    dmin: [f32; R],
 }
 
 /// Vectors of sum pairs in a panel unit for `wt`: 4 (sums of 32) for the types whose
@@ -132,7 +145,7 @@ const fn sub_elems(wt: WeightType) -> usize {
 /// Unit `u` of the `nr` rows at `rows` (`rb` bytes apart) into `unit` (rows from `nr` on keep
 /// what they held: their results are not stored).
 #[inline(always)]
-unsafe fn unpack<const T: u8>(rows: *const u8, rb: usize, nr: usize, u: usize, unit: &mut Unit) {
+unsafe fn unpack<const T: u8, const R: usize>(rows: *const u8, rb: usize, nr: usize, u: usize, unit: &mut Unit<R>) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let wt = wt_of(T);
@@ -178,13 +191,36 @@ unsafe fn unpack<const T: u8>(rows: *const u8, rb: usize, nr: usize, u: usize, u
     }
 }
 
-/// The 8 rows' terms of `unit` for the panel unit at `a`, added to `acc[r]` (16 token lanes).
+/// The 8 rows' integer sums of `unit` for the `np` panel units at `a` (`panel_bytes` apart),
+/// into `s1[..np]` (16 token lanes each): each sub-block's sums of products weighted by its
+/// scale, before the offset's correction.
+///
+/// # Safety
+/// The CPU supports AVX-512 F, BW and VNNI; `a` points at `np` whole panel units.
 #[inline(always)]
-unsafe fn terms<const T: u8>(unit: &Unit, a: *const u8, acc: &mut [__m512; ROWS]) {
+unsafe fn vnni_sums<const T: u8>(
+    unit: &Unit<ROWS>,
+    a: *const u8,
+    panel_bytes: usize,
+    np: usize,
+    _: &mut (),
+    s1: &mut [[__m512i; ROWS]],
+) {
+    for (p, s1) in s1[..np].iter_mut().enumerate() {
+        // SAFETY: the caller's contract; `a + p * panel_bytes` is panel unit `p`.
+        *s1 = unsafe { vnni_panel::<T>(unit, a.wrapping_add(p * panel_bytes)) };
+    }
+}
+
+/// [`vnni_sums`] for the one panel unit at `a`.
+///
+/// # Safety
+/// As [`vnni_sums`].
+#[inline(always)]
+unsafe fn vnni_panel<const T: u8>(unit: &Unit<ROWS>, a: *const u8) -> [__m512i; ROWS] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
-        let wt = wt_of(T);
-        let sub = sub_elems(wt);
+        let sub = sub_elems(wt_of(T));
         let zero = _mm512_setzero_si512();
         let mut s1 = [zero; ROWS];
         // SAFETY (of every access): the caller points `a` at a whole panel unit.
@@ -203,10 +239,178 @@ unsafe fn terms<const T: u8>(unit: &Unit, a: *const u8, acc: &mut [__m512; ROWS]
                 *s1 = _mm512_add_epi32(*s1, _mm512_mullo_epi32(raw[r], _mm512_set1_epi32(unit.sc[r][s])));
             }
         }
+        s1
+    }
+}
+
+/// Whether the AMX tiles take `wt`: every K-quant whose scales can be folded into its quants
+/// in two byte-sized pieces ([`piece_bits`]); not Q6_K (6-bit quants times signed 8-bit scales
+/// would need four).
+pub(crate) const fn amx_takes(wt: WeightType) -> bool {
+    matches!(wt, WeightType::Q2_K | WeightType::Q3_K | WeightType::Q4_K | WeightType::Q5_K)
+}
+
+/// Bits of a scale's low piece: a sub-block's scale is `lo + 2^bits * hi`, and a quant times
+/// either piece fits a byte (unsigned: Q2_K 3 * 3, Q4_K 15 * 15, Q5_K 31 * 7; signed: Q3_K
+/// -4..3 times 0..7 or -4..3).
+const fn piece_bits(wt: WeightType) -> u32 {
+    match wt {
+        WeightType::Q2_K => 2,
+        WeightType::Q4_K => 4,
+        _ => 3,
+    }
+}
+
+/// A unit's 16 rows with the scales folded in: `w[0][r][i] = q_i * lo(s_i)`,
+/// `w[1][r][i] = q_i * hi(s_i)` (bytes, two's complement for Q3_K), rows 256 bytes apart: the
+/// `A` tiles of the four 64-column steps.
+#[repr(C, align(64))]
+pub(crate) struct Folded {
+    w: [[[u8; QK_K]; AMX_ROWS]; 2],
+}
+
+/// Partial-sum tiles of two panels, stored for the vectors (16 rows x 16 tokens i32 each):
+/// panel 0 lo, panel 0 hi, panel 1 lo, panel 1 hi.
+#[repr(C, align(64))]
+pub(crate) struct CTiles([[[i32; 16]; AMX_ROWS]; 4]);
+
+/// Fold `unit`'s scales into its quants (see [`Folded`]).
+///
+/// # Safety
+/// The CPU supports AVX-512 F and BW.
+#[inline(always)]
+unsafe fn fold<const T: u8>(unit: &Unit<AMX_ROWS>, f: &mut Folded) {
+    let wt = wt_of(T);
+    let (sub, bits) = (sub_elems(wt), piece_bits(wt));
+    // SAFETY: the caller's contract (the CPU); every load and store is one 32-byte chunk of a
+    // 256-byte row.
+    unsafe {
+        for r in 0..AMX_ROWS {
+            for g in 0..QK_K / 32 {
+                let raw = _mm256_load_si256(unit.q[r].as_ptr().add(32 * g).cast());
+                let q = if wt == WeightType::Q3_K { _mm512_cvtepi8_epi16(raw) } else { _mm512_cvtepu8_epi16(raw) };
+                // The scales of the chunk's elements: one sub-block, or two of 16.
+                let (a, b) =
+                    if sub == 32 { (unit.sc[r][g], unit.sc[r][g]) } else { (unit.sc[r][2 * g], unit.sc[r][2 * g + 1]) };
+                let piece = |v: i32, hi: bool| if hi { v >> bits } else { v & ((1 << bits) - 1) };
+                for (k, hi) in [false, true].into_iter().enumerate() {
+                    let sc = _mm512_mask_blend_epi16(
+                        0xFFFF_0000,
+                        _mm512_set1_epi16(piece(a, hi) as i16),
+                        _mm512_set1_epi16(piece(b, hi) as i16),
+                    );
+                    let w = _mm512_cvtepi16_epi8(_mm512_mullo_epi16(q, sc));
+                    _mm256_store_si256(f.w[k][r].as_mut_ptr().add(32 * g).cast(), w);
+                }
+            }
+        }
+    }
+}
+
+/// [`vnni_sums`] for 16 rows and the `np` panel units at `a` (`panel_bytes` apart) on AMX
+/// tiles (all 16 x 64 bytes), into `s1[..np]`: the unit's scales folded into its quants
+/// (`f`), then per pair of panels a 2 x 2 block of tiles (lo and hi pieces x two panels)
+/// summed over the unit's four 64-column steps, and `s1 = lo + 2^bits * hi`: the VNNI
+/// kernel's integer sums exactly.
+///
+/// # Safety
+/// As [`vnni_sums`] for each panel unit, with the tiles configured as
+/// [`TileConfig::all_16x64`] and the CPU having AMX-INT8.
+#[inline(always)]
+unsafe fn amx_sums<const T: u8>(
+    unit: &Unit<AMX_ROWS>,
+    a: *const u8,
+    panel_bytes: usize,
+    np: usize,
+    (f, c): &mut (Folded, CTiles),
+    s1: &mut [[__m512i; AMX_ROWS]],
+) {
+    let wt = wt_of(T);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        fold::<T>(unit, f);
+        let (lo, hi, c0) = (f.w[0].as_ptr().cast::<u8>(), f.w[1].as_ptr().cast::<u8>(), c.0.as_mut_ptr().cast::<u8>());
+        let cp = |j: usize| c0.add(j * AMX_ROWS * 64);
+        for p in (0..np).step_by(2) {
+            // An odd last panel is paired with itself, its second results dropped.
+            let p1 = (p + 1).min(np - 1);
+            let (x0, x1) = (a.add(p * panel_bytes), a.add(p1 * panel_bytes));
+            asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, preserves_flags));
+            for k in 0..QK_K / 64 {
+                // SAFETY: the `A` loads read 16 rows of 64 bytes inside `f` (column step `k`),
+                // the `B` loads the 16 quant vectors `16k ..` of panel units `p`, `p1`.
+                let (wl, wh, b0, b1) = (lo.add(64 * k), hi.add(64 * k), x0.add(1024 * k), x1.add(1024 * k));
+                if wt == WeightType::Q3_K {
+                    asm!(
+                        "tileloadd tmm4, [{wl} + {sa}*1]",
+                        "tileloadd tmm6, [{b0} + {sb}*1]",
+                        "tdpbsud tmm0, tmm4, tmm6",
+                        "tileloadd tmm5, [{wh} + {sa}*1]",
+                        "tdpbsud tmm1, tmm5, tmm6",
+                        "tileloadd tmm7, [{b1} + {sb}*1]",
+                        "tdpbsud tmm2, tmm4, tmm7",
+                        "tdpbsud tmm3, tmm5, tmm7",
+                        wl = in(reg) wl, wh = in(reg) wh, b0 = in(reg) b0, b1 = in(reg) b1,
+                        sa = in(reg) QK_K, sb = in(reg) 64usize,
+                        options(nostack, preserves_flags)
+                    );
+                } else {
+                    asm!(
+                        "tileloadd tmm4, [{wl} + {sa}*1]",
+                        "tileloadd tmm6, [{b0} + {sb}*1]",
+                        "tdpbuud tmm0, tmm4, tmm6",
+                        "tileloadd tmm5, [{wh} + {sa}*1]",
+                        "tdpbuud tmm1, tmm5, tmm6",
+                        "tileloadd tmm7, [{b1} + {sb}*1]",
+                        "tdpbuud tmm2, tmm4, tmm7",
+                        "tdpbuud tmm3, tmm5, tmm7",
+                        wl = in(reg) wl, wh = in(reg) wh, b0 = in(reg) b0, b1 = in(reg) b1,
+                        sa = in(reg) QK_K, sb = in(reg) 64usize,
+                        options(nostack, preserves_flags)
+                    );
+                }
+            }
+            // SAFETY: 16 rows of 64 bytes inside `c`, four tiles.
+            asm!(
+                "tilestored [{c0} + {sb}*1], tmm0",
+                "tilestored [{c1} + {sb}*1], tmm1",
+                "tilestored [{c2} + {sb}*1], tmm2",
+                "tilestored [{c3} + {sb}*1], tmm3",
+                c0 = in(reg) cp(0), c1 = in(reg) cp(1), c2 = in(reg) cp(2), c3 = in(reg) cp(3),
+                sb = in(reg) 64usize,
+                options(nostack, preserves_flags)
+            );
+            for (q, j) in [(p, 0), (p1, 2)] {
+                if j == 2 && p1 == p {
+                    break;
+                }
+                for (r, s1) in s1[q].iter_mut().enumerate() {
+                    let l = _mm512_load_si512(cp(j).add(64 * r).cast());
+                    let h = _mm512_load_si512(cp(j + 1).add(64 * r).cast());
+                    *s1 = _mm512_add_epi32(l, _mm512_sll_epi32(h, _mm_cvtsi32_si128(piece_bits(wt) as i32)));
+                }
+            }
+        }
+    }
+}
+
+/// The `R` rows' terms of `unit` for the panel unit at `a`, from their integer sums `s1` (see
+/// [`vnni_sums`]), added to `acc[r]` (16 token lanes).
+#[inline(always)]
+unsafe fn finish<const T: u8, const R: usize>(
+    unit: &Unit<R>,
+    a: *const u8,
+    mut s1: [__m512i; R],
+    acc: &mut [__m512; R],
+) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let wt = wt_of(T);
+        let zero = _mm512_setzero_si512();
         for (s1, &o) in s1.iter_mut().zip(&unit.offset) {
             *s1 = _mm512_sub_epi32(*s1, _mm512_set1_epi32(o));
         }
-        let mut ms = [zero; ROWS];
+        let mut ms = [zero; R];
         if has_min(wt) {
             for i in 0..sum_pairs(wt) {
                 let sums = _mm512_loadu_si512(a.add(SUMS_AT + 64 * i) as *const __m512i);
@@ -216,7 +420,7 @@ unsafe fn terms<const T: u8>(unit: &Unit, a: *const u8, acc: &mut [__m512; ROWS]
             }
         }
         let yd = _mm512_loadu_ps(a.add(D_AT) as *const f32);
-        for r in 0..ROWS {
+        for r in 0..R {
             let mut term = _mm512_mul_ps(_mm512_set1_ps(unit.d[r]), _mm512_cvtepi32_ps(s1[r]));
             if has_min(wt) {
                 term = _mm512_fnmadd_ps(_mm512_set1_ps(unit.dmin[r]), _mm512_cvtepi32_ps(ms[r]), term);
@@ -228,14 +432,17 @@ unsafe fn terms<const T: u8>(unit: &Unit, a: *const u8, acc: &mut [__m512; ROWS]
 
 /// `out[t * rows + r] = dot(row r, token t)` for the `rows` rows of `w` (`blocks` super-blocks
 /// of `T` each) and the `n` tokens packed by [`pack`] in panels `panel_bytes` apart from
-/// `panels`: tile by tile of 8 rows, unit by unit, each unit unpacked once for all the panels.
+/// `panels`: tile by tile of `R` rows, unit by unit, each unit unpacked once for all the
+/// panels; `sums(unit, a, np, s1)` makes a unit's integer sums for the `np` panel units from
+/// `a` on ([`vnni_sums`] or [`amx_sums`]).
 ///
 /// # Safety
-/// The CPU supports AVX-512 F, BW, VL and VNNI, AVX2 and F16C; `w` holds `rows` rows of
-/// `blocks` super-blocks of `T`; `panels` holds `n.div_ceil(16)` panels of `blocks` units;
-/// `out` holds `n * rows`.
+/// The CPU supports AVX-512 F, BW, VL and VNNI, AVX2 and F16C, and what `sums` needs; `w`
+/// holds `rows` rows of `blocks` super-blocks of `T`; `panels` holds `n.div_ceil(16)` panels
+/// of `blocks` units; `out` holds `n * rows`.
 #[inline(always)]
-unsafe fn products_of<const T: u8>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn products_of<const T: u8, const R: usize>(
     w: *const u8,
     rows: usize,
     blocks: usize,
@@ -243,6 +450,7 @@ unsafe fn products_of<const T: u8>(
     panel_bytes: usize,
     n: usize,
     out: &mut [f32],
+    mut sums: impl FnMut(&Unit<R>, *const u8, usize, &mut [[__m512i; R]]),
 ) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
@@ -251,30 +459,33 @@ unsafe fn products_of<const T: u8>(
         let n_panels = n.div_ceil(LANES);
         // The tile's sums, panel by panel (at most 16 panels per pass: 256 tokens).
         const MAX_PANELS: usize = 16;
-        let mut acc = [[_mm512_setzero_ps(); ROWS]; MAX_PANELS];
+        let mut acc = [[_mm512_setzero_ps(); R]; MAX_PANELS];
+        let mut s1 = [[_mm512_setzero_si512(); R]; MAX_PANELS];
         // SAFETY: all-zero bytes are a valid `Unit`.
-        let mut unit: Unit = core::mem::zeroed();
-        for r0 in (0..rows).step_by(ROWS) {
-            let nr = ROWS.min(rows - r0);
+        let mut unit: Unit<R> = core::mem::zeroed();
+        for r0 in (0..rows).step_by(R) {
+            let nr = R.min(rows - r0);
             for p0 in (0..n_panels).step_by(MAX_PANELS) {
                 let np = MAX_PANELS.min(n_panels - p0);
                 for a in &mut acc[..np] {
-                    *a = [_mm512_setzero_ps(); ROWS];
+                    *a = [_mm512_setzero_ps(); R];
                 }
                 for u in 0..blocks {
                     // SAFETY: the caller's contract: rows `r0 .. r0 + nr` hold every unit.
-                    unpack::<T>(w.add(r0 * rb), rb, nr, u, &mut unit);
+                    unpack::<T, R>(w.add(r0 * rb), rb, nr, u, &mut unit);
                     if u + 1 < blocks {
                         // The next unit's bytes, while this one's panels run (their first loads
                         // missed the caches: 8 % of a Q6_K product at one instruction).
                         prefetch_unit(w.add(r0 * rb + (u + 1) * bb), rb, nr, bb);
                     }
-                    for (p, a) in acc[..np].iter_mut().enumerate() {
-                        terms::<T>(&unit, panels.add((p0 + p) * panel_bytes + u * UNIT_BYTES), a);
+                    let at = panels.add(p0 * panel_bytes + u * UNIT_BYTES);
+                    sums(&unit, at, np, &mut s1[..np]);
+                    for (p, (a, s1)) in acc[..np].iter_mut().zip(&s1).enumerate() {
+                        finish::<T, R>(&unit, at.add(p * panel_bytes), *s1, a);
                     }
                 }
                 for (p, a) in acc[..np].iter().enumerate() {
-                    let mut lanes = [[0f32; LANES]; ROWS];
+                    let mut lanes = [[0f32; LANES]; R];
                     for (l, v) in lanes.iter_mut().zip(a) {
                         _mm512_storeu_ps(l.as_mut_ptr(), *v);
                     }
@@ -290,11 +501,14 @@ unsafe fn products_of<const T: u8>(
     }
 }
 
-/// [`products_of`] for `wt` (a type [`handles`] takes), `w` holding `rows` whole rows.
+/// [`products_of`] for `wt` (a type [`handles`] takes), `w` holding `rows` whole rows; on AMX
+/// tiles when `amx`.
 ///
 /// # Safety
-/// As [`products_of`].
+/// As [`products_of`] (with `amx`: the CPU has AMX-INT8 and the OS lets this process use the
+/// tile state; the tiles are configured and released here).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn products(
     wt: WeightType,
     w: &[u8],
@@ -303,20 +517,34 @@ pub(crate) unsafe fn products(
     panel_bytes: usize,
     n: usize,
     out: &mut [f32],
+    amx: bool,
 ) {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    /// The products of `wt` rows, one of the types `$t`, with the sums `$sums` (given `$c`, their
+    /// scratch) over units of `$r` rows.
+    macro_rules! by_type {
+        ($r:expr, $sums:ident, $c:ident; $($t:ident),*) => {{
+            use crate::qdot_x86::tags::*;
+            let (blocks, w) = (w.len() / rows.max(1) / wt.block_bytes(), w.as_ptr());
+            match wt {
+                $(WeightType::$t => products_of::<$t, $r>(w, rows, blocks, panels, panel_bytes, n, out, |u, a, np, s1| {
+                    $sums::<$t>(u, a, panel_bytes, np, &mut $c, s1)
+                }),)*
+                _ => unreachable!("{wt:?} is not for {}", stringify!($sums)),
+            }
+        }};
+    }
+    // SAFETY: the caller's contract, for every call; on AMX, the tiles are configured for `wt`
+    // between the `load` and the release.
     unsafe {
-        use crate::qdot_x86::tags::*;
-        let blocks = w.len() / rows.max(1) / wt.block_bytes();
-        let w = w.as_ptr();
-        // SAFETY (of each call): the caller's contract.
-        match wt {
-            WeightType::Q2_K => products_of::<Q2_K>(w, rows, blocks, panels, panel_bytes, n, out),
-            WeightType::Q3_K => products_of::<Q3_K>(w, rows, blocks, panels, panel_bytes, n, out),
-            WeightType::Q4_K => products_of::<Q4_K>(w, rows, blocks, panels, panel_bytes, n, out),
-            WeightType::Q5_K => products_of::<Q5_K>(w, rows, blocks, panels, panel_bytes, n, out),
-            WeightType::Q6_K => products_of::<Q6_K>(w, rows, blocks, panels, panel_bytes, n, out),
-            _ => unreachable!("not a K-quant: {wt:?}"),
+        if amx && amx_takes(wt) {
+            TileConfig::all_16x64().load();
+            // SAFETY: all-zero bytes are a valid `Folded` and `CTiles`.
+            let mut fc: (Folded, CTiles) = core::mem::zeroed();
+            by_type!(AMX_ROWS, amx_sums, fc; Q2_K, Q3_K, Q4_K, Q5_K);
+            release_tiles();
+        } else {
+            let mut no_scratch = ();
+            by_type!(ROWS, vnni_sums, no_scratch; Q2_K, Q3_K, Q4_K, Q5_K, Q6_K);
         }
     }
 }

@@ -173,6 +173,7 @@ fn quantized_rows_agree_on_every_path() {
             let (xq, sums) = decode_acts(wt, &acts[1..], cols);
             let mut reference = vec![0f32; rows];
             paths::matvec(Path::Scalar, wt, w, &x[..cols], &mut reference);
+            let mut batched = Vec::new();
             for p in paths::available() {
                 let mut mv = vec![0f32; rows];
                 let mut row = vec![0f32; cols];
@@ -252,6 +253,17 @@ fn quantized_rows_agree_on_every_path() {
                 assert!(
                     last.iter().zip(&mm[(n - 1) * rows..]).all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{wt:?} {p:?}: the last token batched against alone"
+                );
+                batched.push((p, mm));
+            }
+            // The AMX-INT8 tiles make the integer sums of the AVX-512 VNNI kernel, the rest is
+            // shared: the same bits.
+            let of = |p: Path| batched.iter().find(|(q, _)| *q == p).map(|(_, mm)| mm);
+            if let (Some(amx), Some(avx512)) = (of(Path::Amx), of(Path::Avx512)) {
+                let same = amx.iter().zip(avx512).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{wt:?}: AMX and AVX-512 batched products differ ({rows} rows, {blocks} blocks, {n} tokens)"
                 );
             }
         }
