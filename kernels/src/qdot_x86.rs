@@ -212,6 +212,7 @@ unsafe fn products_with<const V: bool>(tile: bool, job: Products<'_>) {
         use tags::*;
         let Products { wt, w, rows, blocks, acts, out } = job;
         let rb = blocks * wt.block_bytes();
+        let prefetch = crate::detected().sw_prefetch();
         // SAFETY (of each call): the caller's contract; row `r` is within `w`, tokens within `acts`.
         macro_rules! run {
             ($f:ident, $t:expr) => {{
@@ -220,7 +221,11 @@ unsafe fn products_with<const V: bool>(tile: bool, job: Products<'_>) {
                 }
                 for (t, &a) in acts.iter().enumerate() {
                     for r in 0..rows {
-                        out[t * rows + r] = $f::<$t, V>(w.as_ptr().add(r * rb), a, blocks);
+                        let row = w.as_ptr().add(r * rb);
+                        if prefetch && t == 0 {
+                            prefetch_ahead(row, rb);
+                        }
+                        out[t * rows + r] = $f::<$t, V>(row, a, blocks);
                     }
                 }
             }};
@@ -238,6 +243,20 @@ unsafe fn products_with<const V: bool>(tile: bool, job: Products<'_>) {
             WeightType::Q6_K => run!(row_k, Q6_K),
             WeightType::F32 | WeightType::F16 | WeightType::BF16 => unreachable!("not a block type: {wt:?}"),
         }
+    }
+}
+
+/// Bytes ahead of the row being summed that decoding prefetches, where
+/// `CpuFeatures::sw_prefetch` says software prefetches pay (Intel): the rows are contiguous, so
+/// this is the matrix's stream about two 4096-column Q4_K rows ahead.
+const QPF: usize = 4096;
+
+/// Prefetch the `len` bytes [`QPF`] past `row` (a hint: an address past the matrix is harmless).
+#[inline(always)]
+fn prefetch_ahead(row: *const u8, len: usize) {
+    for o in (0..len).step_by(64) {
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(QPF + o).cast()) };
     }
 }
 
