@@ -184,7 +184,7 @@ fn argmax_helpers_dot_and_axpy() {
 }
 
 #[test]
-fn short_batches_and_short_last_panels_get_matvecs_bits_on_avx512() {
+fn short_batches_and_short_last_panels_get_matvecs_bits_on_avx512_and_amx() {
     let (rows, cols) = (13, 37);
     for p in paths::available().filter(|&p| p == Path::Avx512) {
         for wt in [WeightType::F32, WeightType::F16, WeightType::BF16] {
@@ -216,6 +216,30 @@ fn short_batches_and_short_last_panels_get_matvecs_bits_on_avx512() {
                 for t in rows_from..n {
                     let mut alone = vec![0f32; rows];
                     paths::matvec(p, wt, w, &x[t * cols..(t + 1) * cols], &mut alone);
+                    assert_eq!(out[t * rows..(t + 1) * rows], alone, "{p:?} {wt:?} n={n}: token {t}");
+                }
+            }
+        }
+    }
+    // On the AMX path, whole batches of at most 8 tokens, in a shape the tiles take (columns a
+    // multiple of 32).
+    let (rows, cols) = (13, 64);
+    for p in paths::available().filter(|&p| p == Path::Amx) {
+        for wt in [WeightType::F16, WeightType::BF16] {
+            let vals = values(rows * cols, 5);
+            let w: Vec<u8> = match wt {
+                WeightType::F16 => vals.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
+                _ => vals.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect(),
+            };
+            for n in [1, 3, 8] {
+                let x = values(n * cols, 11);
+                let mut packed = vec![0f32; packed_len(n, cols)];
+                paths::pack_activations(p, wt, &x, n, cols, &mut packed);
+                let mut out = vec![f32::NAN; n * rows];
+                paths::matmul_packed(p, wt, &w, rows, cols, &packed, n, &mut out);
+                for t in 0..n {
+                    let mut alone = vec![0f32; rows];
+                    paths::matvec(p, wt, &w, &x[t * cols..(t + 1) * cols], &mut alone);
                     assert_eq!(out[t * rows..(t + 1) * rows], alone, "{p:?} {wt:?} n={n}: token {t}");
                 }
             }
