@@ -625,9 +625,8 @@ mod imp {
     /// of `wt` made as `p` says: on the AVX-512 path, for float weights (not the bf16 products
     /// of `bf16_dot`), all of a batch of at most [`ROW_BATCH`] (f16 and bf16 weights), else a
     /// last panel of 1 to [`ROW_TAIL`] tokens (of `cols`); on the AMX path, a whole batch of at
-    /// most [`ROW_TAIL`]. (With AVX2's 16 registers the row
-    /// tiles are too small: reloading the tokens' activations from L2 bounds them below the
-    /// token-panel tile.)
+    /// most [`ROW_TAIL`]. (With AVX2's 16 registers the row tiles are too small: reloading the
+    /// tokens' activations from L2 bounds them below the token-panel tile.)
     fn row_tail(p: Products, wt: WeightType, cols: usize, n: usize) -> Option<usize> {
         let float = matches!(wt, WeightType::F32 | WeightType::F16 | WeightType::BF16);
         #[cfg(not(all(target_arch = "x86_64", runllama_avx512)))]

@@ -193,7 +193,8 @@ unsafe fn unpack<const T: u8, const R: usize>(rows: *const u8, rb: usize, nr: us
 
 /// The 8 rows' integer sums of `unit` for the `np` panel units at `a` (`panel_bytes` apart),
 /// into `s1[..np]` (16 token lanes each): each sub-block's sums of products weighted by its
-/// scale, before the offset's correction.
+/// scale, before the offset's correction. (It needs no scratch: the `()` keeps the signature of
+/// [`amx_sums`].)
 ///
 /// # Safety
 /// The CPU supports AVX-512 F, BW and VNNI; `a` points at `np` whole panel units.
@@ -246,7 +247,7 @@ unsafe fn vnni_panel<const T: u8>(unit: &Unit<ROWS>, a: *const u8) -> [__m512i; 
 /// Whether the AMX tiles take `wt`: every K-quant whose scales can be folded into its quants
 /// in two byte-sized pieces ([`piece_bits`]); not Q6_K (6-bit quants times signed 8-bit scales
 /// would need four).
-pub(crate) const fn amx_takes(wt: WeightType) -> bool {
+const fn amx_takes(wt: WeightType) -> bool {
     matches!(wt, WeightType::Q2_K | WeightType::Q3_K | WeightType::Q4_K | WeightType::Q5_K)
 }
 
@@ -265,14 +266,14 @@ const fn piece_bits(wt: WeightType) -> u32 {
 /// `w[1][r][i] = q_i * hi(s_i)` (bytes, two's complement for Q3_K), rows 256 bytes apart: the
 /// `A` tiles of the four 64-column steps.
 #[repr(C, align(64))]
-pub(crate) struct Folded {
+struct Folded {
     w: [[[u8; QK_K]; AMX_ROWS]; 2],
 }
 
 /// Partial-sum tiles of two panels, stored for the vectors (16 rows x 16 tokens i32 each):
 /// panel 0 lo, panel 0 hi, panel 1 lo, panel 1 hi.
 #[repr(C, align(64))]
-pub(crate) struct CTiles([[[i32; 16]; AMX_ROWS]; 4]);
+struct CTiles([[[i32; 16]; AMX_ROWS]; 4]);
 
 /// Fold `unit`'s scales into its quants (see [`Folded`]).
 ///
