@@ -341,34 +341,28 @@ unsafe fn amx_sums<const T: u8>(
                 // SAFETY: the `A` loads read 16 rows of 64 bytes inside `f` (column step `k`),
                 // the `B` loads the 16 quant vectors `16k ..` of panel units `p`, `p1`.
                 let (wl, wh, b0, b1) = (lo.add(64 * k), hi.add(64 * k), x0.add(1024 * k), x1.add(1024 * k));
+                // Signed weights (Q3_K) by `tdpbsud`, unsigned by `tdpbuud`; activations unsigned.
+                macro_rules! step {
+                    ($dp:literal) => {
+                        asm!(
+                            "tileloadd tmm4, [{wl} + {sa}*1]",
+                            "tileloadd tmm6, [{b0} + {sb}*1]",
+                            concat!($dp, " tmm0, tmm4, tmm6"),
+                            "tileloadd tmm5, [{wh} + {sa}*1]",
+                            concat!($dp, " tmm1, tmm5, tmm6"),
+                            "tileloadd tmm7, [{b1} + {sb}*1]",
+                            concat!($dp, " tmm2, tmm4, tmm7"),
+                            concat!($dp, " tmm3, tmm5, tmm7"),
+                            wl = in(reg) wl, wh = in(reg) wh, b0 = in(reg) b0, b1 = in(reg) b1,
+                            sa = in(reg) QK_K, sb = in(reg) 64usize,
+                            options(nostack, preserves_flags)
+                        )
+                    };
+                }
                 if wt == WeightType::Q3_K {
-                    asm!(
-                        "tileloadd tmm4, [{wl} + {sa}*1]",
-                        "tileloadd tmm6, [{b0} + {sb}*1]",
-                        "tdpbsud tmm0, tmm4, tmm6",
-                        "tileloadd tmm5, [{wh} + {sa}*1]",
-                        "tdpbsud tmm1, tmm5, tmm6",
-                        "tileloadd tmm7, [{b1} + {sb}*1]",
-                        "tdpbsud tmm2, tmm4, tmm7",
-                        "tdpbsud tmm3, tmm5, tmm7",
-                        wl = in(reg) wl, wh = in(reg) wh, b0 = in(reg) b0, b1 = in(reg) b1,
-                        sa = in(reg) QK_K, sb = in(reg) 64usize,
-                        options(nostack, preserves_flags)
-                    );
+                    step!("tdpbsud");
                 } else {
-                    asm!(
-                        "tileloadd tmm4, [{wl} + {sa}*1]",
-                        "tileloadd tmm6, [{b0} + {sb}*1]",
-                        "tdpbuud tmm0, tmm4, tmm6",
-                        "tileloadd tmm5, [{wh} + {sa}*1]",
-                        "tdpbuud tmm1, tmm5, tmm6",
-                        "tileloadd tmm7, [{b1} + {sb}*1]",
-                        "tdpbuud tmm2, tmm4, tmm7",
-                        "tdpbuud tmm3, tmm5, tmm7",
-                        wl = in(reg) wl, wh = in(reg) wh, b0 = in(reg) b0, b1 = in(reg) b1,
-                        sa = in(reg) QK_K, sb = in(reg) 64usize,
-                        options(nostack, preserves_flags)
-                    );
+                    step!("tdpbuud");
                 }
             }
             // SAFETY: 16 rows of 64 bytes inside `c`, four tiles.
