@@ -313,6 +313,8 @@ mod qdot_x86;
 mod qdot_x86_panel;
 #[cfg(target_arch = "x86_64")]
 mod qdot_x86_tile;
+#[cfg(all(target_arch = "x86_64", runllama_avx512))]
+mod qdot_x86_wide;
 mod quant;
 mod scalar;
 #[cfg(target_arch = "x86_64")]

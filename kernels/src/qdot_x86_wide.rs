@@ -1,0 +1,271 @@
+//! Decoding's row products (`qdot_x86.rs`'s per-row kernels) on 512-bit vectors, for CPUs
+//! whose 512-bit integer units issue two instructions a cycle (Intel's AVX-512 cores: see
+//! `CpuFeatures::wide_int`). The integer sums are those of the 256-bit kernels (exact). The
+//! 32-element types give the 256-bit kernel's bits; the K-quants' f32 sums of super-block
+//! terms are ordered differently.
+//!
+//! A vector holds 64 quants, two sub-blocks (or blocks) whose activations are contiguous:
+//! - `Q4_K`/`Q5_K`: a chunk's 32 packed bytes broadcast to both halves and shifted apart per
+//!   half (low nibbles below, high above); one `vpmaddubsw` against the 64 activation bytes and
+//!   one `vpdpwssd` against the two sub-blocks' scales (spread to the halves by one byte
+//!   shuffle) sum the chunk.
+//! - `Q6_K`: 64 bytes of low nibbles are two chunks (low and high nibbles), the high bits
+//!   rotated into place per half, the sixteen signed scales spread by `vpermd`.
+//! - `Q8_0`/`Q4_0`: two blocks, one `vpdpbusd`, then a tree that makes 8 blocks' sums the lanes
+//!   of one vector for the 256-bit kernel's own finish.
+
+use core::arch::x86_64::*;
+
+use crate::qdot::{g32_fields, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
+use crate::qdot_x86::{f32_at, group32, group32_finish, prefetch_ahead, scales_k8, wt_of};
+use crate::WeightType;
+
+/// A vector whose 256-bit halves repeat the i32 `lo` and `hi`.
+#[inline(always)]
+unsafe fn halves(lo: i32, hi: i32) -> __m512i {
+    // SAFETY: the caller compiled for AVX-512 F.
+    unsafe { _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_set1_epi32(lo)), _mm256_set1_epi32(hi)) }
+}
+
+/// The 16 bytes at `p` in both 128-bit lanes of a vector.
+#[inline(always)]
+unsafe fn twice(p: *const u8) -> __m256i {
+    // SAFETY: the caller points `p` at 16 readable bytes.
+    unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i)) }
+}
+
+/// A `vpshufb` control whose i16 lanes are byte `k` of their 128-bit lane, zero-extended.
+const fn pick(k: u32) -> i32 {
+    (0x8000_8000 | (k * 0x0001_0001)) as i32
+}
+
+/// The 32 bytes at `p`, in both halves of a vector.
+#[inline(always)]
+unsafe fn both_halves(p: *const u8) -> __m512i {
+    // SAFETY: the caller points `p` at 32 readable bytes.
+    unsafe { _mm512_broadcast_i64x4(_mm256_loadu_si256(p as *const __m256i)) }
+}
+
+/// The dot product of one row of `Q4_K`/`Q5_K` (`T`, `blocks` super-blocks at `row`) with a
+/// token's activations `acts`, as `qdot_x86::row_k` computes it.
+///
+/// # Safety
+/// The CPU supports AVX-512 F, BW, VL and VNNI and F16C; `row` points at `blocks` super-blocks
+/// of `T` and `acts` at their activation blocks.
+#[inline(always)]
+pub(crate) unsafe fn row_q45k<const T: u8>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let five = matches!(wt_of(T), WeightType::Q5_K);
+        let bb = wt_of(T).block_bytes();
+        let qs_at = if five { 48 } else { 16 };
+        let nib = _mm512_set1_epi8(0x0F);
+        // Per-half shifts of the packed bytes: low nibbles below, high nibbles above.
+        let apart = halves(0, 0x0004_0004);
+        // Byte shuffles that spread sub-block 2c's scale over the lower half's i16 lanes and
+        // 2c + 1's over the upper's (0x80: a zero high byte), from the 8 scales in every lane.
+        let spreads =
+            [halves(pick(0), pick(1)), halves(pick(2), pick(3)), halves(pick(4), pick(5)), halves(pick(6), pick(7))];
+        // Q5_K: the shifts that bring bit 2c (lower half) and 2c + 1 (upper) of the high-bit
+        // bytes to bit 4: left for chunks 0 and 1, right for 2 and 3.
+        let fifth = [
+            halves(0x0004_0004, 0x0003_0003),
+            halves(0x0002_0002, 0x0001_0001),
+            halves(0, 0x0001_0001),
+            halves(0x0002_0002, 0x0003_0003),
+        ];
+        let bit4 = _mm512_set1_epi8(0x10);
+        let (mut acc, mut accm) = (_mm512_setzero_ps(), _mm256_setzero_ps());
+        for i in 0..blocks {
+            // SAFETY (of every access): the caller's contract, super-block `i` and its activations.
+            let (b, a) = (row.add(i * bb), acts.add(i * AK_BYTES));
+            if pf {
+                prefetch_ahead(b, bb);
+            }
+            let ([sc_lo, sc_hi], [mn_lo, mn_hi]) = scales_k8(b);
+            let scales = _mm512_set1_epi64((sc_lo as u64 | (sc_hi as u64) << 32) as i64);
+            let mins = _mm_cvtsi64_si128((mn_lo as u64 | (mn_hi as u64) << 32) as i64);
+            // Each minimum twice (for its two sums of 16), as i16.
+            let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
+            let msum = _mm256_madd_epi16(_mm256_loadu_si256(a.add(AK_BSUMS) as *const __m256i), mins);
+            let high = if five { both_halves(b.add(16)) } else { nib };
+            let mut isum = [_mm512_setzero_si512(); 2];
+            for c in 0..4 {
+                let mut u = _mm512_and_si512(_mm512_srlv_epi16(both_halves(b.add(qs_at + 32 * c)), apart), nib);
+                if five {
+                    let h = if c < 2 { _mm512_sllv_epi16(high, fifth[c]) } else { _mm512_srlv_epi16(high, fifth[c]) };
+                    u = _mm512_ternarylogic_epi32::<0xF8>(u, h, bit4);
+                }
+                let p = _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.add(4 + 64 * c) as *const __m512i));
+                isum[c % 2] = _mm512_dpwssd_epi32(isum[c % 2], p, _mm512_shuffle_epi8(scales, spreads[c]));
+            }
+            let isum = _mm512_add_epi32(isum[0], isum[1]);
+            // [d, dmin] times the activations' d.
+            let dd = _mm_cvtph_ps(_mm_cvtsi32_si128((b as *const i32).read_unaligned()));
+            let dd = _mm_mul_ps(dd, _mm_set1_ps(f32_at(a)));
+            acc = _mm512_fmadd_ps(_mm512_broadcastss_ps(dd), _mm512_cvtepi32_ps(isum), acc);
+            accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)), _mm256_cvtepi32_ps(msum), accm);
+        }
+        _mm512_reduce_add_ps(acc) - _mm512_reduce_add_ps(_mm512_zextps256_ps512(accm))
+    }
+}
+
+/// `vpermd` indices for the four chunks of a `Q6_K` super-block: i32 lane `4l + j` of chunk
+/// `k` takes scale `4k + l`.
+const SPREAD4: [[i32; 16]; 4] = {
+    let mut t = [[0; 16]; 4];
+    let mut i = 0;
+    while i < 64 {
+        t[i / 16][i % 16] = (i / 16 * 4 + i % 16 / 4) as i32;
+        i += 1;
+    }
+    t
+};
+
+/// The dot product of one row of `Q6_K` (`blocks` super-blocks at `row`) with a token's
+/// activations `acts`, as `qdot_x86::row_k` computes it: each half of a super-block (128
+/// quants) is one 64-byte load of low nibbles, taken apart into groups `4h, 4h + 1` (low
+/// nibbles) and `4h + 2, 4h + 3` (high), each pair of groups contiguous in the activations;
+/// the two high bits rotated into place per half; the signed scales spread by `vpermd`.
+///
+/// # Safety
+/// As [`row_q45k`], for `Q6_K`.
+#[inline(always)]
+pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let bb = WeightType::Q6_K.block_bytes();
+        let (nib, two) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x3F));
+        // Rotations (within each i32) that bring the high-bit pair of group `4h + s` to bits
+        // 4 and 5: s = 0, 1 (lower, upper half) and s = 2, 3.
+        let rot = [halves(4, 2), halves(0, 30)];
+        // `vpermd` indices: 128-bit lane `l` of chunk `k` takes scale `4k + l`.
+        let pick = [0, 1, 2, 3].map(|k| _mm512_loadu_si512(SPREAD4[k].as_ptr() as *const __m512i));
+        let mut acc = _mm512_setzero_ps();
+        for i in 0..blocks {
+            // SAFETY (of every access): the caller's contract, super-block `i` and its activations.
+            let (b, a) = (row.add(i * bb), acts.add(i * AK_BYTES));
+            if pf {
+                prefetch_ahead(b, bb);
+            }
+            // The sixteen signed scales as i16 pairs in i32 lanes.
+            let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(b.add(192) as *const __m128i));
+            let pairs = _mm512_ternarylogic_epi32::<0xEC>(sc, _mm512_slli_epi32::<16>(sc), _mm512_set1_epi32(0xFFFF));
+            let mut isum = [_mm512_setzero_si512(); 2];
+            for h in 0..2 {
+                let low = _mm512_loadu_si512(b.add(64 * h) as *const __m512i);
+                let high = both_halves(b.add(128 + 32 * h));
+                for (k, low) in [low, _mm512_srli_epi16::<4>(low)].into_iter().enumerate() {
+                    // Bits 0-3 from the low nibbles, 4-5 from the rotated high bits.
+                    let u = _mm512_ternarylogic_epi32::<0xD8>(_mm512_rolv_epi32(high, rot[k]), low, nib);
+                    let u = _mm512_and_si512(u, two);
+                    let p = _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.add(4 + 128 * h + 64 * k) as *const __m512i));
+                    isum[k] = _mm512_dpwssd_epi32(isum[k], p, _mm512_permutexvar_epi32(pick[2 * h + k], pairs));
+                }
+            }
+            // The offsets: 32 times each scale against its sum of 16.
+            let sc16 = _mm256_slli_epi16::<5>(_mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(192) as *const __m128i)));
+            let msum = _mm256_madd_epi16(_mm256_loadu_si256(a.add(AK_BSUMS) as *const __m256i), sc16);
+            let isum = _mm512_sub_epi32(_mm512_add_epi32(isum[0], isum[1]), _mm512_zextsi256_si512(msum));
+            let d = _mm_cvtph_ps(_mm_cvtsi32_si128((b.add(208) as *const u16).read_unaligned() as i32));
+            let d = _mm_mul_ss(d, _mm_set_ss(f32_at(a)));
+            acc = _mm512_fmadd_ps(_mm512_broadcastss_ps(d), _mm512_cvtepi32_ps(isum), acc);
+        }
+        _mm512_reduce_add_ps(acc)
+    }
+}
+
+/// The dot product of one row of `Q8_0`/`Q4_0` (`T`) with a token's activations, as
+/// `qdot_x86::row32` computes it and to the same bits: each full group of 8 blocks as four
+/// vectors of two blocks (`Q8_0`: the quants plus 128; `Q4_0`: each block's 16 bytes in two
+/// 128-bit lanes, shifted apart into its low and high nibbles), one `vpdpbusd` each against 64
+/// contiguous activation bytes, then the blocks' sums as the 8 lanes of one vector (the same
+/// integers as `row32`'s), finished by `row32`'s own code; a last group of fewer than 8 blocks
+/// by `row32`'s.
+///
+/// # Safety
+/// The CPU supports AVX-512 F, BW, VL and VNNI, AVX2, FMA and F16C; `row` points at `blocks`
+/// blocks of `T` and `acts` at their activations.
+#[inline(always)]
+pub(crate) unsafe fn row32<const T: u8>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let bb = wt_of(T).block_bytes();
+        let qs_at = g32_fields(G32).3;
+        let (nib, flip) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(-128));
+        // Per-128-bit-lane shifts: a block's low nibbles, then its high ones.
+        let apart = _mm512_set_epi64(
+            0x0004_0004_0004_0004,
+            0x0004_0004_0004_0004,
+            0,
+            0,
+            0x0004_0004_0004_0004,
+            0x0004_0004_0004_0004,
+            0,
+            0,
+        );
+        let mut acc = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let full = blocks / G32;
+        for g in 0..full {
+            // SAFETY (of every access): the caller's contract, group `g`'s blocks and activations.
+            let (b, a) = (row.add(g * G32 * bb), acts.add(g * G32_BYTES));
+            if pf {
+                prefetch_ahead(b, G32 * bb);
+            }
+            let mut p = [_mm512_setzero_si512(); 4];
+            for (j, pj) in p.iter_mut().enumerate() {
+                let (x, y) = (b.add(2 * j * bb), b.add((2 * j + 1) * bb));
+                let u = match wt_of(T) {
+                    WeightType::Q8_0 => {
+                        let q = _mm512_inserti64x4::<1>(
+                            _mm512_castsi256_si512(_mm256_loadu_si256(x.add(2) as *const __m256i)),
+                            _mm256_loadu_si256(y.add(2) as *const __m256i),
+                        );
+                        _mm512_xor_si512(q, flip)
+                    }
+                    WeightType::Q4_0 => {
+                        let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(twice(x.add(2))), twice(y.add(2)));
+                        _mm512_and_si512(_mm512_srlv_epi16(q, apart), nib)
+                    }
+                    _ => unreachable!(),
+                };
+                *pj = _mm512_dpbusd_epi32(
+                    _mm512_setzero_si512(),
+                    u,
+                    _mm512_loadu_si512(a.add(qs_at + 64 * j) as *const __m512i),
+                );
+            }
+            acc = group32_finish::<T, true, true>(b, a, G32, sums8(p), acc);
+        }
+        if blocks > full * G32 {
+            // SAFETY: as above, for the last `blocks - 8 full` blocks.
+            acc = group32::<T, true, false>(
+                row.add(full * G32 * bb),
+                acts.add(full * G32_BYTES),
+                blocks - full * G32,
+                acc,
+            );
+        }
+        crate::qdot_x86::hsum(acc.0) + crate::qdot_x86::hsum(acc.1)
+    }
+}
+
+/// The lane sums of eight blocks' products, two blocks to a vector (`p[j]`: block `2j` in
+/// lanes 0-7, `2j + 1` in 8-15), as the 8 lanes of one vector, in block order.
+#[inline(always)]
+unsafe fn sums8(p: [__m512i; 4]) -> __m256i {
+    // SAFETY: the caller compiled for AVX-512 F.
+    unsafe {
+        // Per 128-bit lane: (p0, p1, p0, p1) and (p2, p3, p2, p3) pairs of lane sums ...
+        let a = _mm512_add_epi32(_mm512_unpacklo_epi32(p[0], p[1]), _mm512_unpackhi_epi32(p[0], p[1]));
+        let b = _mm512_add_epi32(_mm512_unpacklo_epi32(p[2], p[3]), _mm512_unpackhi_epi32(p[2], p[3]));
+        // ... then each vector's sum over the 128-bit lane: (p0, p1, p2, p3) ...
+        let c = _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+        // ... and over the two 128-bit lanes of a block: blocks 0, 2, 4, 6 in lane 0, 1, 3, 5, 7 in lane 2.
+        let d = _mm512_add_epi32(c, _mm512_shuffle_i32x4::<0b10_11_00_01>(c, c));
+        _mm512_castsi512_si256(_mm512_permutexvar_epi32(
+            _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 11, 3, 10, 2, 9, 1, 8, 0),
+            d,
+        ))
+    }
+}
