@@ -140,7 +140,13 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
         // 4 and 5: s = 0, 1 (lower, upper half) and s = 2, 3.
         let rot = [halves(4, 2), halves(0, 30)];
         // `vpermd` indices: 128-bit lane `l` of chunk `k` takes scale `4k + l`.
-        let pick = [0, 1, 2, 3].map(|k| _mm512_loadu_si512(SPREAD4[k].as_ptr() as *const __m512i));
+        let load = |k: usize| SPREAD4[k].as_ptr() as *const __m512i;
+        let pick = [
+            _mm512_loadu_si512(load(0)),
+            _mm512_loadu_si512(load(1)),
+            _mm512_loadu_si512(load(2)),
+            _mm512_loadu_si512(load(3)),
+        ];
         let mut acc = _mm512_setzero_ps();
         for i in 0..blocks {
             // SAFETY (of every access): the caller's contract, super-block `i` and its activations.
