@@ -50,8 +50,8 @@ unsafe fn both_halves(p: *const u8) -> __m512i {
 /// token's activations `acts`, as `qdot_x86::row_k` computes it.
 ///
 /// # Safety
-/// The CPU supports AVX-512 F, BW, VL and VNNI and F16C; `row` points at `blocks` super-blocks
-/// of `T` and `acts` at their activation blocks.
+/// The CPU supports AVX-512 F, BW, VL and VNNI, AVX2, FMA and F16C; `row` points at `blocks`
+/// super-blocks of `T` and `acts` at their activation blocks.
 #[inline(always)]
 pub(crate) unsafe fn row_q45k<const T: u8>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract.
@@ -88,7 +88,7 @@ pub(crate) unsafe fn row_q45k<const T: u8>(row: *const u8, acts: *const u8, bloc
             // Each minimum twice (for its two sums of 16), as i16.
             let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
             let msum = _mm256_madd_epi16(_mm256_loadu_si256(a.add(AK_BSUMS) as *const __m256i), mins);
-            let high = if five { both_halves(b.add(16)) } else { nib };
+            let high = if five { both_halves(b.add(16)) } else { _mm512_setzero_si512() };
             let mut isum = [_mm512_setzero_si512(); 2];
             for c in 0..4 {
                 let mut u = _mm512_and_si512(_mm512_srlv_epi16(both_halves(b.add(qs_at + 32 * c)), apart), nib);
@@ -106,7 +106,7 @@ pub(crate) unsafe fn row_q45k<const T: u8>(row: *const u8, acts: *const u8, bloc
             acc = _mm512_fmadd_ps(_mm512_broadcastss_ps(dd), _mm512_cvtepi32_ps(isum), acc);
             accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)), _mm256_cvtepi32_ps(msum), accm);
         }
-        _mm512_reduce_add_ps(acc) - _mm512_reduce_add_ps(_mm512_zextps256_ps512(accm))
+        _mm512_reduce_add_ps(acc) - crate::qdot_x86::hsum(accm)
     }
 }
 
