@@ -24,10 +24,12 @@
 //! weights) into bf16 parts and sums their exact products in f32 (see `amx.rs`): the same
 //! independence of the batch; each term within 2^-15 of `w x` (2^-16 for bf16 weights), at
 //! worst 3e-5 of the sum of |w x|, typically far less. The quantized types' integer sums are
-//! exact on every path; their f32 sums of block terms are ordered per path, and the batched
-//! product (on x86 a tile kernel, `qdot_x86_tile.rs`, or for the K-quants with AVX-512 VNNI
-//! one over panels of 16 tokens, `qdot_x86_panel.rs`) orders them differently from `matvec`
-//! (rounding only; a token's result does not depend on its batch). softmax and silu use
+//! exact on every path; their f32 sums of block terms are ordered per path (and on Intel's
+//! AVX-512 cores, whose decoding runs the K-quants' rows on 512-bit vectors, `qdot_x86_wide.rs`,
+//! in that kernel's order), and the batched product (on x86 a tile kernel, `qdot_x86_tile.rs`,
+//! or for the K-quants with AVX-512 VNNI one over panels of 16 tokens, `qdot_x86_panel.rs`)
+//! orders them differently from `matvec` (rounding only; a token's result does not depend on
+//! its batch). softmax and silu use
 //! libm's `expf`, in vectors on x86 (`x86_exp.rs`), with the same bits on every path.
 
 #![no_std]

@@ -135,7 +135,7 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let bb = WeightType::Q6_K.block_bytes();
-        let (nib, two) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x3F));
+        let (nib, six_bits) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x3F));
         // Rotations (within each i32) that bring the high-bit pair of group `4h + s` to bits
         // 4 and 5: s = 0, 1 (lower, upper half) and s = 2, 3.
         let rot = [halves(4, 2), halves(0, 30)];
@@ -164,7 +164,7 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
                 for (k, low) in [low, _mm512_srli_epi16::<4>(low)].into_iter().enumerate() {
                     // Bits 0-3 from the low nibbles, 4-5 from the rotated high bits.
                     let u = _mm512_ternarylogic_epi32::<0xD8>(_mm512_rolv_epi32(high, rot[k]), low, nib);
-                    let u = _mm512_and_si512(u, two);
+                    let u = _mm512_and_si512(u, six_bits);
                     let p = _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.add(4 + 128 * h + 64 * k) as *const __m512i));
                     isum[k] = _mm512_dpwssd_epi32(isum[k], p, _mm512_permutexvar_epi32(pick[2 * h + k], pairs));
                 }
