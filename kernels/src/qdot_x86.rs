@@ -627,6 +627,20 @@ pub(crate) unsafe fn scales_k8(b: *const u8) -> ([u32; 2], [u32; 2]) {
     }
 }
 
+/// A `Q4_K`/`Q5_K` super-block's minimums (`mins`, as [`scales_k8`] gives them) against its
+/// activations' (at `a`) sums of 16, each minimum weighing its sub-block's two sums: 8 i32 lanes.
+#[inline(always)]
+pub(crate) unsafe fn min_sums(a: *const u8, [lo, hi]: [u32; 2]) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let mins = _mm_cvtsi64_si128((lo as u64 | (hi as u64) << 32) as i64);
+        // Each minimum twice (for its two sums of 16), as i16.
+        let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
+        // SAFETY: the caller points `a` at a whole activation block.
+        _mm256_madd_epi16(ld(a, AK_BSUMS), mins)
+    }
+}
+
 /// One super-block's terms of [`row_k`] for the types with sixteen sub-blocks (`Q2_K`, `Q3_K`,
 /// `Q6_K`; `b`: the super-block, `a`: its activations) added into the `(scales, minimums)`
 /// accumulators: each group of 32 quants (unsigned) times the activations in i16 pairs,
@@ -681,11 +695,8 @@ unsafe fn term_q45k<const T: u8, const V: bool>(
         // its activation block.
         let ([sc_lo, sc_hi], [mn_lo, mn_hi]) = scales_k8(b);
         let scales = _mm256_cvtepu8_epi32(_mm_setr_epi32(sc_lo as i32, sc_hi as i32, 0, 0));
-        let mins = _mm_setr_epi32(mn_lo as i32, mn_hi as i32, 0, 0);
-        // Each minimum twice (for its two sums of 16), as i16.
-        let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
         let q = unpack_k::<T>(b);
-        let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), mins);
+        let msum = min_sums(a, [mn_lo, mn_hi]);
         #[cfg(runllama_avx512)]
         let isum = if V {
             // Each group's byte products in i16 pairs, then `vpdpwssd` against its scale (as an

@@ -16,8 +16,11 @@
 
 use core::arch::x86_64::*;
 
-use crate::qdot::{g32_fields, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
-use crate::qdot_x86::{f32_at, group32, group32_finish, prefetch_ahead, scales_k8, wt_of};
+use crate::qdot::{g32_fields, k_factors, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
+use crate::qdot_x86::tags::Q6_K;
+use crate::qdot_x86::{
+    f16_at, f32_at, group32, group32_finish, min_sums, prefetch_ahead, scales_k16, scales_k8, wt_of,
+};
 use crate::WeightType;
 
 /// A vector whose 256-bit halves repeat the i32 `lo` and `hi`.
@@ -82,12 +85,9 @@ pub(crate) unsafe fn row_q45k<const T: u8>(row: *const u8, acts: *const u8, bloc
             if pf {
                 prefetch_ahead(b, bb);
             }
-            let ([sc_lo, sc_hi], [mn_lo, mn_hi]) = scales_k8(b);
+            let ([sc_lo, sc_hi], mins) = scales_k8(b);
             let scales = _mm512_set1_epi64((sc_lo as u64 | (sc_hi as u64) << 32) as i64);
-            let mins = _mm_cvtsi64_si128((mn_lo as u64 | (mn_hi as u64) << 32) as i64);
-            // Each minimum twice (for its two sums of 16), as i16.
-            let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
-            let msum = _mm256_madd_epi16(_mm256_loadu_si256(a.add(AK_BSUMS) as *const __m256i), mins);
+            let msum = min_sums(a, mins);
             let high = if five { both_halves(b.add(16)) } else { _mm512_setzero_si512() };
             let mut isum = [_mm512_setzero_si512(); 2];
             for c in 0..4 {
@@ -154,8 +154,10 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
             if pf {
                 prefetch_ahead(b, bb);
             }
-            // The sixteen signed scales as i16 pairs in i32 lanes.
-            let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(b.add(192) as *const __m128i));
+            // The sixteen signed scales, and 32 times each as i16 (the offsets' weights).
+            let (sc, sc32) = scales_k16::<Q6_K>(b);
+            // The scales as i16 pairs in i32 lanes.
+            let sc = _mm512_cvtepi8_epi32(sc);
             let pairs = _mm512_ternarylogic_epi32::<0xEC>(sc, _mm512_slli_epi32::<16>(sc), _mm512_set1_epi32(0xFFFF));
             let mut isum = [_mm512_setzero_si512(); 2];
             for h in 0..2 {
@@ -170,12 +172,10 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
                 }
             }
             // The offsets: 32 times each scale against its sum of 16.
-            let sc16 = _mm256_slli_epi16::<5>(_mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(192) as *const __m128i)));
-            let msum = _mm256_madd_epi16(_mm256_loadu_si256(a.add(AK_BSUMS) as *const __m256i), sc16);
+            let msum = _mm256_madd_epi16(_mm256_loadu_si256(a.add(AK_BSUMS) as *const __m256i), sc32);
             let isum = _mm512_sub_epi32(_mm512_add_epi32(isum[0], isum[1]), _mm512_zextsi256_si512(msum));
-            let d = _mm_cvtph_ps(_mm_cvtsi32_si128((b.add(208) as *const u16).read_unaligned() as i32));
-            let d = _mm_mul_ss(d, _mm_set_ss(f32_at(a)));
-            acc = _mm512_fmadd_ps(_mm512_broadcastss_ps(d), _mm512_cvtepi32_ps(isum), acc);
+            let d = f16_at(b.add(k_factors(WeightType::Q6_K).0)) * f32_at(a);
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(isum), acc);
         }
         _mm512_reduce_add_ps(acc)
     }
