@@ -67,7 +67,19 @@ impl CpuBackend {
                 if let Some(size) = t.stack_size() {
                     b = b.stack_size(size);
                 }
-                workers.push(b.spawn(|| t.run())?);
+                // One thread at a time, each setting up its thread-local state before the next
+                // one's stack is mapped: where memory runs out it is then a spawn that fails
+                // (an error), not a started thread's first thread-local allocation, which glibc
+                // cannot fail and aborts the process for.
+                let (ready, set_up) = std::sync::mpsc::sync_channel(0);
+                workers.push(b.spawn(move || {
+                    let _ = std::thread::current();
+                    // The deques' epoch handle, which a worker's first look for work registers.
+                    drop(crossbeam_epoch::pin());
+                    let _ = ready.send(());
+                    t.run()
+                })?);
+                let _ = set_up.recv();
                 Ok(())
             })
             .build();
