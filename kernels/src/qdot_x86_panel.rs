@@ -21,14 +21,14 @@
 //! every token whatever the batch, so a batched product differs from a stepped one by rounding
 //! only (the order of the f32 sums), like the 8-row tile kernel's (`qdot_x86_tile.rs`).
 //!
-//! On CPUs with AMX-INT8 the same layout feeds tiles (Q2_K … Q5_K; Q6_K stays on VNNI): a
-//! panel unit's 64-column steps are exactly `B` tiles (16 vectors of 4 elements of 16
-//! tokens). A sub-block's scale cannot wait for its sub-block's sum (that would be a tile store
-//! and vector work per 16 or 32 columns), so each row's scales are folded into its quants, in
-//! two pieces that keep every product a byte ([`piece_bits`]): `q * lo` and `q * hi`, 16 rows
-//! 256 bytes apart (`A` tiles). Two pieces times two panels make a 2 x 2 block of tiles summed
-//! over the unit's four steps, and `lo + 2^bits * hi` is the VNNI kernel's integer sum, so the
-//! results are the same bit for bit.
+//! On CPUs with AMX-INT8 the same layout feeds tiles: a panel unit's 64-column steps are
+//! exactly `B` tiles (16 vectors of 4 elements of 16 tokens). A sub-block's scale cannot wait
+//! for its sub-block's sum (that would be a tile store and vector work per 16 or 32 columns),
+//! so each row's scales are multiplied into its quants and the products (at most 13 bits) are
+//! split into bytes, `q * s = lo + 256 * hi` with `lo` unsigned and `hi` signed, 16 rows 256
+//! bytes apart (`A` tiles). The two pieces times two panels make a 2 x 2 block of tiles summed
+//! over the unit's four steps, and `lo + 256 * hi`'s sum is the VNNI kernel's integer sum, so
+//! the results are the same bit for bit.
 
 use core::arch::asm;
 use core::arch::x86_64::*;
@@ -131,6 +131,11 @@ const fn quant_offset(wt: WeightType) -> i32 {
         WeightType::Q6_K => 32,
         _ => 0,
     }
+}
+
+/// Whether `wt`'s quants, less their offset, are signed (Q3_K, Q6_K).
+const fn signed(wt: WeightType) -> bool {
+    quant_offset(wt) != 0
 }
 
 /// Quants per sub-block of `wt` (the granularity of its scales).
@@ -244,30 +249,14 @@ unsafe fn vnni_panel<const T: u8>(unit: &Unit<ROWS>, a: *const u8) -> [__m512i; 
     }
 }
 
-/// Whether the AMX tiles take `wt`: every K-quant whose scales can be folded into its quants
-/// in two byte-sized pieces ([`piece_bits`]); not Q6_K (6-bit quants times signed 8-bit scales
-/// would need four).
-const fn amx_takes(wt: WeightType) -> bool {
-    matches!(wt, WeightType::Q2_K | WeightType::Q3_K | WeightType::Q4_K | WeightType::Q5_K)
-}
-
-/// Bits of a scale's low piece: a sub-block's scale is `lo + 2^bits * hi`, and a quant times
-/// either piece fits a byte (unsigned: Q2_K 3 * 3, Q4_K 15 * 15, Q5_K 31 * 7; signed: Q3_K
-/// -4..3 times 0..7 or -4..3).
-const fn piece_bits(wt: WeightType) -> u32 {
-    match wt {
-        WeightType::Q2_K => 2,
-        WeightType::Q4_K => 4,
-        _ => 3,
-    }
-}
-
-/// A unit's 16 rows with the scales folded in: `w[0][r][i] = q_i * lo(s_i)`,
-/// `w[1][r][i] = q_i * hi(s_i)` (bytes, two's complement for Q3_K), rows 256 bytes apart: the
-/// `A` tiles of the four 64-column steps.
+/// A unit's 16 rows with the scales multiplied in, split into bytes: `lo[r][i]` the low byte
+/// of `q_i * s_i` (unsigned), `hi[r][i]` the rest (`q_i * s_i >> 8`, signed: at most
+/// 31 * 63 >> 8 = 7 for Q5_K, -32 * -128 >> 8 = 16 for Q6_K), rows 256 bytes apart: the `A`
+/// tiles of the four 64-column steps.
 #[repr(C, align(64))]
 struct Folded {
-    w: [[[u8; QK_K]; AMX_ROWS]; 2],
+    lo: [[u8; QK_K]; AMX_ROWS],
+    hi: [[u8; QK_K]; AMX_ROWS],
 }
 
 /// Partial-sum tiles of two panels, stored for the vectors (16 rows x 16 tokens i32 each):
@@ -275,34 +264,40 @@ struct Folded {
 #[repr(C, align(64))]
 struct CTiles([[[i32; 16]; AMX_ROWS]; 4]);
 
-/// Fold `unit`'s scales into its quants (see [`Folded`]).
+/// For each 32-quant chunk `g` of a unit, word `i`: the sub-block of quant `32g + i` (`sub`
+/// quants each), an index into the 16 sub-blocks' scales.
+const fn sub_block_index(sub: usize) -> [[u16; 32]; QK_K / 32] {
+    let mut idx = [[0u16; 32]; QK_K / 32];
+    let mut i = 0;
+    while i < QK_K {
+        idx[i / 32][i % 32] = (i / sub) as u16;
+        i += 1;
+    }
+    idx
+}
+
+/// Fold `unit`'s scales into its quants (see [`Folded`]), 32 quants at a time in 16-bit words.
 ///
 /// # Safety
 /// The CPU supports AVX-512 F and BW.
 #[inline(always)]
 unsafe fn fold<const T: u8>(unit: &Unit<AMX_ROWS>, f: &mut Folded) {
     let wt = wt_of(T);
-    let (sub, bits) = (sub_elems(wt), piece_bits(wt));
+    let idx = const { sub_block_index(sub_elems(wt_of(T))) };
     // SAFETY: the caller's contract (the CPU); every load and store is one 32-byte chunk of a
-    // 256-byte row.
+    // 256-byte row, or a row's 16 scales.
     unsafe {
         for r in 0..AMX_ROWS {
-            for g in 0..QK_K / 32 {
+            // The row's scales as words, in the low half.
+            let sc = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(_mm512_load_si512(unit.sc[r].as_ptr().cast())));
+            for (g, idx) in idx.iter().enumerate() {
                 let raw = _mm256_load_si256(unit.q[r].as_ptr().add(32 * g).cast());
-                let q = if wt == WeightType::Q3_K { _mm512_cvtepi8_epi16(raw) } else { _mm512_cvtepu8_epi16(raw) };
-                // The scales of the chunk's elements: one sub-block, or two of 16.
-                let (a, b) =
-                    if sub == 32 { (unit.sc[r][g], unit.sc[r][g]) } else { (unit.sc[r][2 * g], unit.sc[r][2 * g + 1]) };
-                let piece = |v: i32, hi: bool| if hi { v >> bits } else { v & ((1 << bits) - 1) };
-                for (k, hi) in [false, true].into_iter().enumerate() {
-                    let sc = _mm512_mask_blend_epi16(
-                        0xFFFF_0000,
-                        _mm512_set1_epi16(piece(a, hi) as i16),
-                        _mm512_set1_epi16(piece(b, hi) as i16),
-                    );
-                    let w = _mm512_cvtepi16_epi8(_mm512_mullo_epi16(q, sc));
-                    _mm256_store_si256(f.w[k][r].as_mut_ptr().add(32 * g).cast(), w);
-                }
+                let q = if signed(wt) { _mm512_cvtepi8_epi16(raw) } else { _mm512_cvtepu8_epi16(raw) };
+                let s = _mm512_permutexvar_epi16(_mm512_loadu_si512(idx.as_ptr().cast()), sc);
+                let p = _mm512_mullo_epi16(q, s);
+                _mm256_store_si256(f.lo[r].as_mut_ptr().add(32 * g).cast(), _mm512_cvtepi16_epi8(p));
+                let hi = _mm512_cvtepi16_epi8(_mm512_srai_epi16(p, 8));
+                _mm256_store_si256(f.hi[r].as_mut_ptr().add(32 * g).cast(), hi);
             }
         }
     }
@@ -310,9 +305,9 @@ unsafe fn fold<const T: u8>(unit: &Unit<AMX_ROWS>, f: &mut Folded) {
 
 /// [`vnni_sums`] for 16 rows and the `np` panel units at `a` (`panel_bytes` apart) on AMX
 /// tiles (all 16 x 64 bytes), into `s1[..np]`: the unit's scales folded into its quants
-/// (`f`), then per pair of panels a 2 x 2 block of tiles (lo and hi pieces x two panels)
-/// summed over the unit's four 64-column steps, and `s1 = lo + 2^bits * hi`: the VNNI
-/// kernel's integer sums exactly.
+/// (`f`), then per pair of panels a 2 x 2 block of tiles (lo and hi bytes x two panels)
+/// summed over the unit's four 64-column steps, and `s1 = lo + 256 * hi`: the VNNI kernel's
+/// integer sums exactly.
 ///
 /// # Safety
 /// As [`vnni_sums`] for each panel unit, with the tiles configured as
@@ -326,11 +321,10 @@ unsafe fn amx_sums<const T: u8>(
     (f, c): &mut (Folded, CTiles),
     s1: &mut [[__m512i; AMX_ROWS]],
 ) {
-    let wt = wt_of(T);
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         fold::<T>(unit, f);
-        let (lo, hi, c0) = (f.w[0].as_ptr().cast::<u8>(), f.w[1].as_ptr().cast::<u8>(), c.0.as_mut_ptr().cast::<u8>());
+        let (lo, hi, c0) = (f.lo.as_ptr().cast::<u8>(), f.hi.as_ptr().cast::<u8>(), c.0.as_mut_ptr().cast::<u8>());
         let cp = |j: usize| c0.add(j * AMX_ROWS * 64);
         for p in (0..np).step_by(2) {
             // An odd last panel is paired with itself, its second results dropped.
@@ -339,31 +333,23 @@ unsafe fn amx_sums<const T: u8>(
             asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, preserves_flags));
             for k in 0..QK_K / 64 {
                 // SAFETY: the `A` loads read 16 rows of 64 bytes inside `f` (column step `k`),
-                // the `B` loads the 16 quant vectors `16k ..` of panel units `p`, `p1`.
-                let (wl, wh, b0, b1) = (lo.add(64 * k), hi.add(64 * k), x0.add(1024 * k), x1.add(1024 * k));
-                // Signed weights (Q3_K) by `tdpbsud`, unsigned by `tdpbuud`; activations unsigned.
-                macro_rules! step {
-                    ($dp:literal) => {
-                        asm!(
-                            "tileloadd tmm4, [{wl} + {sa}*1]",
-                            "tileloadd tmm6, [{b0} + {sb}*1]",
-                            concat!($dp, " tmm0, tmm4, tmm6"),
-                            "tileloadd tmm5, [{wh} + {sa}*1]",
-                            concat!($dp, " tmm1, tmm5, tmm6"),
-                            "tileloadd tmm7, [{b1} + {sb}*1]",
-                            concat!($dp, " tmm2, tmm4, tmm7"),
-                            concat!($dp, " tmm3, tmm5, tmm7"),
-                            wl = in(reg) wl, wh = in(reg) wh, b0 = in(reg) b0, b1 = in(reg) b1,
-                            sa = in(reg) QK_K, sb = in(reg) 64usize,
-                            options(nostack, preserves_flags)
-                        )
-                    };
-                }
-                if wt == WeightType::Q3_K {
-                    step!("tdpbsud");
-                } else {
-                    step!("tdpbuud");
-                }
+                // the `B` loads the 16 quant vectors `16k ..` of panel units `p`, `p1`. The
+                // activations are unsigned, the low bytes too (`tdpbuud`), the high ones signed
+                // (`tdpbsud`).
+                asm!(
+                    "tileloadd tmm4, [{wl} + {sa}*1]",
+                    "tileloadd tmm6, [{b0} + {sb}*1]",
+                    "tdpbuud tmm0, tmm4, tmm6",
+                    "tileloadd tmm5, [{wh} + {sa}*1]",
+                    "tdpbsud tmm1, tmm5, tmm6",
+                    "tileloadd tmm7, [{b1} + {sb}*1]",
+                    "tdpbuud tmm2, tmm4, tmm7",
+                    "tdpbsud tmm3, tmm5, tmm7",
+                    wl = in(reg) lo.add(64 * k), wh = in(reg) hi.add(64 * k),
+                    b0 = in(reg) x0.add(1024 * k), b1 = in(reg) x1.add(1024 * k),
+                    sa = in(reg) QK_K, sb = in(reg) 64usize,
+                    options(nostack, preserves_flags)
+                );
             }
             // SAFETY: 16 rows of 64 bytes inside `c`, four tiles.
             asm!(
@@ -382,7 +368,7 @@ unsafe fn amx_sums<const T: u8>(
                 for (r, s1) in s1[q].iter_mut().enumerate() {
                     let l = _mm512_load_si512(cp(j).add(64 * r).cast());
                     let h = _mm512_load_si512(cp(j + 1).add(64 * r).cast());
-                    *s1 = _mm512_add_epi32(l, _mm512_sll_epi32(h, _mm_cvtsi32_si128(piece_bits(wt) as i32)));
+                    *s1 = _mm512_add_epi32(l, _mm512_slli_epi32(h, 8));
                 }
             }
         }
@@ -531,11 +517,11 @@ pub(crate) unsafe fn products(
     // SAFETY: the caller's contract, for every call; on AMX, the tiles are configured for `wt`
     // between the `load` and the release.
     unsafe {
-        if amx && amx_takes(wt) {
+        if amx {
             TileConfig::all_16x64().load();
             // SAFETY: all-zero bytes are a valid `Folded` and `CTiles`.
             let mut fc: (Folded, CTiles) = core::mem::zeroed();
-            by_type!(AMX_ROWS, amx_sums, fc; Q2_K, Q3_K, Q4_K, Q5_K);
+            by_type!(AMX_ROWS, amx_sums, fc; Q2_K, Q3_K, Q4_K, Q5_K, Q6_K);
             release_tiles();
         } else {
             let mut no_scratch = ();
