@@ -128,25 +128,29 @@ fn bench_kernels(c: &mut Criterion) {
     }
     g.finish();
 
-    // Short prompts (a chat turn) on the best path: 8 and 32 tokens; with AVX512_BF16 also the
-    // rounded bf16 products.
+    // Short prompts (a chat turn) on the best path and on AVX2 (Zen 3's): 8 and 32 tokens;
+    // with AVX512_BF16 also the rounded bf16 products.
     let mut g = flat_group(c, "matmul_short");
     let best = k::path();
     let rounded = k::detected().avx512bf16 && best == Path::Avx512;
-    for short in [8usize, 32] {
+    let mut short_paths = vec![best];
+    if best > Path::Avx2 && paths::available().any(|p| p == Path::Avx2) {
+        short_paths.push(Path::Avx2);
+    }
+    for (short, path) in [8usize, 32].into_iter().flat_map(|n| short_paths.iter().map(move |&p| (n, p))) {
         g.throughput(Throughput::Elements((2 * rows * cols * short) as u64));
         for (wt, mode) in [
             (WeightType::F16, k::Bf16Products::F32),
             (WeightType::BF16, k::Bf16Products::F32),
             (WeightType::BF16, k::Bf16Products::Rounded),
         ] {
-            if mode == k::Bf16Products::Rounded && !rounded {
+            if mode == k::Bf16Products::Rounded && !(rounded && path == best) {
                 continue;
             }
-            let products = k::Products { path: best, bf16: mode };
+            let products = k::Products { path, bf16: mode };
             let bytes = rows * cols * wt.size();
             paths::pack_activations(products, wt, &xs, short, cols, &mut xp);
-            let name = if mode == k::Bf16Products::Rounded { "avx512-bf16-rounded" } else { best.name() };
+            let name = if mode == k::Bf16Products::Rounded { "avx512-bf16-rounded" } else { path.name() };
             let id = BenchmarkId::new(format!("{name}/{wt:?}"), format!("{rows}x{cols}xn{short}"));
             g.bench_function(id, |b| {
                 b.iter(|| paths::matmul_packed(products, wt, &w[..bytes], rows, cols, &xp, short, &mut outs))

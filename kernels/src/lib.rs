@@ -219,9 +219,10 @@ pub const PANEL: usize = 16;
 
 /// Batches of at most this many tokens (f16/bf16 weights), and a last panel that holds at most
 /// [`ROW_TAIL`] (float weights): on the AVX-512 path, their products take the tokens as rows
-/// (see [`pack_activations`]) and compute each as `matvec` does. On the AMX path only whole
-/// batches of at most [`ROW_TAIL`] do (on the Xeon, model 207, 7B F16 prefill of 8 tokens: 10.5
-/// tok/s as rows against 5.4 on tiles, even at 16, tiles ahead from 32).
+/// (see [`pack_activations`]) and compute each as `matvec` does. On the AMX and AVX2 paths only
+/// whole batches of at most [`ROW_TAIL`] do (on the Xeon, model 207, 7B F16 prefill of 8
+/// tokens: 10.5 tok/s as rows against 5.4 on AMX tiles, even at 16, tiles ahead from 32; AVX2,
+/// whose token-panel tile leaves half its vectors empty for 8 tokens: see `simd.rs`).
 pub(crate) const ROW_BATCH: usize = 128;
 /// See [`ROW_BATCH`].
 pub(crate) const ROW_TAIL: usize = PANEL / 2;
@@ -628,22 +629,33 @@ mod imp {
     /// The last tokens of a batch of `n` that [`pack_activations`] writes as rows for products
     /// of `wt` made as `p` says: on the AVX-512 path, for float weights (not the bf16 products
     /// of `bf16_dot`), all of a batch of at most [`ROW_BATCH`] (f16 and bf16 weights), else a
-    /// last panel of 1 to [`ROW_TAIL`] tokens (of `cols`); on the AMX path, a whole batch of at
-    /// most [`ROW_TAIL`]. (With AVX2's 16 registers the row tiles are too small: reloading the
-    /// tokens' activations from L2 bounds them below the token-panel tile.)
+    /// last panel of 1 to [`ROW_TAIL`] tokens (of `cols`); on the AMX and AVX2 paths, a whole
+    /// batch of at most [`ROW_TAIL`]. (With AVX2's 16 registers the row tiles are small:
+    /// reloading the tokens' activations from L2 bounds them below the token-panel tile but for
+    /// batches that leave most of its vectors empty.)
     fn row_tail(p: Products, wt: WeightType, cols: usize, n: usize) -> Option<usize> {
         let float = matches!(wt, WeightType::F32 | WeightType::F16 | WeightType::BF16);
         #[cfg(not(all(target_arch = "x86_64", runllama_avx512)))]
         let _ = cols;
         #[cfg(all(target_arch = "x86_64", runllama_avx512))]
         let float = float && !bf16_dot::handles(p, wt, cols);
-        let avx512 = cfg!(all(target_arch = "x86_64", runllama_avx512))
-            && (p.path == Path::Avx512 || (p.path == Path::Amx && n <= ROW_TAIL));
-        // f32 weights (twice the bytes per product) only for a short last panel: over whole
-        // batches the row tiles ran at 72 GFLOP/s against the token-panel tile's 98 (128 tokens).
-        let batch = n <= ROW_BATCH && wt != WeightType::F32;
-        let tail = if batch { n } else { n % PANEL };
-        (avx512 && float && tail > 0 && (batch || tail <= ROW_TAIL)).then_some(tail)
+        if !float || n == 0 {
+            return None;
+        }
+        let short = n <= ROW_TAIL;
+        match p.path {
+            Path::Avx512 if cfg!(all(target_arch = "x86_64", runllama_avx512)) => {
+                // f32 weights (twice the bytes per product) only for a short last panel: over
+                // whole batches the row tiles ran at 72 GFLOP/s against the token-panel tile's
+                // 98 (128 tokens).
+                let batch = n <= ROW_BATCH && wt != WeightType::F32;
+                let tail = if batch { n } else { n % PANEL };
+                (tail > 0 && (batch || tail <= ROW_TAIL)).then_some(tail)
+            }
+            Path::Amx if cfg!(all(target_arch = "x86_64", runllama_avx512)) && short => Some(n),
+            Path::Avx2 if cfg!(target_arch = "x86_64") && short => Some(n),
+            _ => None,
+        }
     }
 
     /// Whether batched products of `wt` rows on path `p` run over token panels
@@ -765,7 +777,7 @@ mod imp {
         let _ = scratch;
         // The tokens packed as rows (a short batch, or a last panel of at most ROW_TAIL): each
         // weight vector loaded (and widened) once for up to 8 of them, each product `matvec`'s.
-        #[cfg(all(target_arch = "x86_64", runllama_avx512))]
+        #[cfg(target_arch = "x86_64")]
         if let Some(tail) = row_tail(products, wt, cols, n) {
             let full = n - tail;
             if full > 0 {
@@ -773,9 +785,14 @@ mod imp {
             }
             let xs = &xp[(full / PANEL) * panel_stride(cols)..packed_len(n, cols)];
             let o = &mut out[full * rows..n * rows];
-            // SAFETY: the caller's contract (`p`: AVX-512, per `row_tail`); `w` holds `rows` rows
-            // of `cols`, `xs` the tail's panels (their tokens as rows), `o` their outputs.
-            return unsafe { x86::avx512::matmul_rows(wt, w, rows, cols, xs, tail, o) };
+            #[cfg(runllama_avx512)]
+            if p != Path::Avx2 {
+                // SAFETY: the caller's contract (`p`: AVX-512, per `row_tail`); `w` holds `rows`
+                // rows of `cols`, `xs` the tail's panels (their tokens as rows), `o` their outputs.
+                return unsafe { x86::avx512::matmul_rows(wt, w, rows, cols, xs, tail, o) };
+            }
+            // SAFETY: as above, on AVX2 (per `row_tail`).
+            return unsafe { x86::avx2::matmul_rows(wt, w, rows, cols, xs, tail, o) };
         }
         on_path!(p, matmul_packed(wt, w, rows, cols, xp, n, out))
     }

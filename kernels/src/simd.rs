@@ -18,11 +18,11 @@
 //! `matmul` (compute-bound) vectorises over tokens instead: each output is one FMA chain over
 //! the columns in increasing order, kept in f32 across column blocks, so its value does not
 //! depend on the blocking, the batch size or the token's place in the batch, and is the same
-//! on every SIMD path. The exception, on AVX-512 (`row_kernels`), is a batch of at most 128
-//! tokens over f16/bf16 weights and a last panel of at most 8: those tokens' products run as
-//! `matvec`'s, each weight vector loaded and widened once for up to 8 tokens, and give
-//! `matvec`'s bits (one thread, 4096 x 4096 f16 on the Zen 4 VM: 8 tokens 49 -> 82 GFLOP/s,
-//! 32 tokens 81 -> 97, 128 tokens 103 either way; with AVX2's 16 registers they lose). (Each
+//! on every SIMD path. The exception (`row_kernels`), on AVX-512, is a batch of at most 128
+//! tokens over f16/bf16 weights and a last panel of at most 8, and on AVX2 a batch of at most
+//! 8: those tokens' products run as `matvec`'s, each weight vector loaded and widened once for
+//! up to 8 tokens (AVX2: 4), and give `matvec`'s bits (one thread, 4096 x 4096 f16 on the Zen 4
+//! VM: 8 tokens 49 -> 82 GFLOP/s, 32 tokens 81 -> 97, 128 tokens 103 either way). (Each
 //! path rounds differently from the scalar reference, which has no FMA: tests compare with a
 //! tolerance.)
 
@@ -895,12 +895,17 @@ pub(crate) use simd_kernels;
 
 /// Instantiate the row kernels (`matmul_rows`: products over whole weight vectors for up to
 /// a few tokens at a time, `matvec`'s sums) in a module that has instantiated
-/// [`simd_kernels`]. `$regs`: the vector registers (32 for AVX-512: the tiles need them; with
-/// 16 they are too small to pay, so AVX2 does without).
+/// [`simd_kernels`]. `$regs`: the vector registers (32 for AVX-512; AVX2's 16 hold tiles of 2
+/// rows x 4 tokens, which pay for short batches only: see `ROW_TAIL` in `lib.rs`).
 macro_rules! row_kernels {
     ($feat:literal, $regs:literal) => {
         /// Vector registers of this instruction set.
         const REGS: usize = $regs;
+
+        /// Tokens per group over a block of rows: 8 with 32 registers, 4 with 16 (for 8 their
+        /// tile would be one row, whose 8 accumulators alone run each activation load once per
+        /// FMA).
+        const GROUP: usize = if REGS >= 32 { 8 } else { 4 };
 
         /// Weight rows per block of `matmul_rows`: every group of tokens runs over the block
         /// while it stays in L2 (24 rows of 4096 f16: 192 KiB).
@@ -1017,11 +1022,11 @@ macro_rules! row_kernels {
                 let mut r0 = 0;
                 while r0 < rows {
                     let rb = ROW_BLOCK.min(rows - r0);
-                    // Groups of up to 8 tokens over the block (from L2 after the first).
+                    // Groups of up to GROUP tokens over the block (from L2 after the first).
                     let mut t0 = 0;
                     while t0 < n {
-                        let t = (n - t0).min(8);
-                        // A group never straddles two panels (8 divides PANEL).
+                        let t = (n - t0).min(GROUP);
+                        // A group never straddles two panels (GROUP divides PANEL).
                         let xg = x.add((t0 / PANEL) * crate::panel_stride(cols) + (t0 % PANEL) * cols);
                         let (w, x, o) = (w.add(r0 * stride), xg, out.add(t0 * rows + r0));
                         match t {
@@ -1044,7 +1049,7 @@ macro_rules! row_kernels {
         /// `out[t * rows + r] = dot(w[r, :], x[t, :])` for `n` tokens whose activations are
         /// panels of rows (token `t` at `(t / PANEL) * panel_stride(cols) + (t % PANEL) *
         /// cols` in `x`): the dot products of `matvec`, each weight vector loaded once for up to
-        /// 8 tokens.
+        /// [`GROUP`] tokens.
         ///
         /// # Safety
         /// The CPU supports `$feat`; `wt` is a float type; `w` holds `rows` x `cols` elements,

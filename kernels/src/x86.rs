@@ -156,6 +156,7 @@ pub(crate) mod avx2 {
     }
 
     crate::simd::simd_kernels!("avx2,fma,f16c", 2);
+    crate::simd::row_kernels!("avx2,fma,f16c", 16);
 }
 
 /// AVX-512 F/BW/VL (+ AVX2, FMA, F16C): 16 f32 lanes, 32 zmm registers (matmul tile 6 rows x

@@ -202,9 +202,10 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                     paths::matmul(Path::Scalar, wt, w, rows, cols, &x, n, &mut want);
                     let mut first_simd: Option<Vec<f32>> = None;
                     // On the AVX-512 path a batch of at most 128 tokens (f16/bf16 weights), or a
-                    // last panel of at most 8, runs as matvec (its bits); the other tokens are one FMA
-                    // chain each, whatever the batch: the same bits as in the batch cut after
-                    // their panel, on every SIMD path.
+                    // last panel of at most 8, and on the AVX2 and AMX paths a batch of at most 8,
+                    // runs as matvec (its bits); the other tokens are one FMA chain each, whatever
+                    // the batch: the same bits as in the batch cut after their panel, on every
+                    // SIMD path.
                     let tail = if (1..=8).contains(&(n % 16)) { n % 16 } else { 0 };
                     for &p in &simd {
                         let mut got = vec![f32::NAN; n * rows];
@@ -212,6 +213,7 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                         let rows_tail = match p {
                             Path::Avx512 if n <= 128 && wt != WeightType::F32 => n,
                             Path::Avx512 => tail,
+                            Path::Avx2 | Path::Amx if n <= 8 => n,
                             _ => 0,
                         };
                         let mut cut: Option<(usize, Vec<f32>)> = None;
@@ -253,8 +255,8 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                             continue;
                         }
                         // The tokens every path runs in panels (matvec's lanes differ between
-                        // paths, and AVX-512 runs batches of at most 128 as rows).
-                        let batch_rows = n <= 128 && wt != WeightType::F32;
+                        // paths, and AVX-512 runs batches of at most 128 as rows, AVX2 of 8).
+                        let batch_rows = n <= 8 || (n <= 128 && wt != WeightType::F32);
                         let panels = if batch_rows { 0 } else { (n - tail) * rows };
                         match &first_simd {
                             None => first_simd = Some(got),
