@@ -19,7 +19,7 @@ use core::arch::x86_64::*;
 use crate::qdot::{g32_fields, k_factors, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
 use crate::qdot_x86::tags::Q6_K;
 use crate::qdot_x86::{
-    f16_at, f32_at, group32, group32_finish, min_sums, prefetch_ahead, scales_k16, scales_k8, wt_of,
+    f16_at, f32_at, group32, group32_finish, ld, min_sums, prefetch_ahead, scales_k16, scales_k8, wt_of,
 };
 use crate::WeightType;
 
@@ -172,7 +172,7 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
                 }
             }
             // The offsets: 32 times each scale against its sum of 16.
-            let msum = _mm256_madd_epi16(_mm256_loadu_si256(a.add(AK_BSUMS) as *const __m256i), sc32);
+            let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), sc32);
             let isum = _mm512_sub_epi32(_mm512_add_epi32(isum[0], isum[1]), _mm512_zextsi256_si512(msum));
             let d = f16_at(b.add(k_factors(WeightType::Q6_K).0)) * f32_at(a);
             acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(isum), acc);
