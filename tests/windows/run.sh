@@ -11,8 +11,9 @@
 #   2. A Rust toolchain with the Windows target: Debian's rustc-web / cargo-web / rust-web-src
 #      (+ libstd-rust-web-*), `apt-get download`ed into the cache and unpacked with `dpkg -x` into a
 #      private directory (nothing is installed over the system's rustup toolchain). Its sysroot
-#      holds lib/rustlib/src/rust -> the std sources, which is where `-Zbuild-std` looks; std's own
-#      crates.io dependencies come from crates.io through library/Cargo.lock.
+#      holds lib/rustlib/src/rust -> the std sources, which is where `-Zbuild-std` looks; of
+#      rust-web-src only library/ is unpacked; std's own crates.io dependencies come from
+#      crates.io through library/Cargo.lock.
 #   3. `cargo rustc -Zbuild-std --target x86_64-pc-windows-gnu --release --lib --crate-type cdylib`
 #      (RUSTC_BOOTSTRAP=1, linker x86_64-w64-mingw32-gcc; no debug info, stripped, thin LTO) into
 #      target/windows/: runllama.dll and its import library librunllama.dll.a.
@@ -135,7 +136,18 @@ if [ ! -e "$TC/.unpacked" ]; then
   phase "unpacking rustc-web $version into $TC"
   rm -rf "$TC"
   mkdir -p "$TC"
-  for d in "${DEBS[@]}"; do dpkg-deb -x "$d" "$TC"; done
+  for d in "${DEBS[@]}"; do
+    if [ "$d" = "$(deb_of rust-web-src)" ]; then
+      # Of the whole compiler source (~430 MB unpacked) -Zbuild-std reads only library/ (std's
+      # crates, their vendored dependencies, library/Cargo.lock: ~60 MB) through the sysroot's
+      # lib/rustlib/src/rust link.
+      dpkg-deb --fsys-tarfile "$d" | tar -x -C "$TC" --wildcards \
+        './usr/lib/rustlib/src/*' './usr/src/rustc-*/library/*' ||
+        fail "unpacking the std sources from $d"
+    else
+      dpkg-deb -x "$d" "$TC"
+    fi
+  done
   touch "$TC/.unpacked"
 fi
 RW=$TC/usr
