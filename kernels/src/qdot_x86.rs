@@ -262,7 +262,7 @@ unsafe fn products_with<const V: bool>(tile: bool, job: Products<'_>) {
 /// rows in turn (then the odd last row), so that two memory streams run through the matrix,
 /// each sequential through its half, as `matvec`'s float rows do in four parts. On the Xeon
 /// (CPUID family 6 model 207) one core reads more with two streams in flight: one thread over
-/// 11008 x 4096 rows 11.0-11.5 -> 12.3-12.7 GiB/s (Q4_0, Q4_K), and a 2-thread 7B decode
+/// 11008 x 4096 rows 10.8-11.5 -> 11.7-12.7 GiB/s (Q4_0, Q4_K), and a 2-thread 7B decode
 /// 5-10 % faster (tg32 of Q4_0 5.68-5.89 -> 6.05-6.30 tok/s, Q4_K_M tg/limit 0.73-0.82 ->
 /// 0.77-0.88, binaries alternating); four streams were slower than two. Rows are summed
 /// independently, so the order changes no result. Taken where software prefetches are (Intel):
