@@ -136,8 +136,9 @@ if [ ! -e "$TC/.unpacked" ]; then
   phase "unpacking rustc-web $version into $TC"
   rm -rf "$TC"
   mkdir -p "$TC"
+  src_deb=$(deb_of rust-web-src)
   for d in "${DEBS[@]}"; do
-    if [ "$d" = "$(deb_of rust-web-src)" ]; then
+    if [ "$d" = "$src_deb" ]; then
       # Of the whole compiler source (~430 MB unpacked) -Zbuild-std reads only library/ (std's
       # crates, their vendored dependencies, library/Cargo.lock: ~60 MB) through the sysroot's
       # lib/rustlib/src/rust link.
