@@ -4,7 +4,7 @@
 //! asked for and free, everything else is `LLAMA_ERR_DEVICE` naming the step that failed.
 
 use std::ffi::c_void;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use cudarc::cublas::sys as blas;
 use cudarc::driver::result as cu;
@@ -20,6 +20,24 @@ pub(super) fn device_error(msg: impl Into<String>) -> Error {
 /// A driver result as ours, naming `what` was being done.
 pub(super) fn check<T>(r: std::result::Result<T, cu::DriverError>, what: &str) -> Result<T> {
     r.map_err(|e| device_error(format!("CUDA: {what}: {e}")))
+}
+
+/// Decode-graph captures in progress (shared) against the driver calls that may synchronise the
+/// device and so invalidate another thread's capture (exclusive): allocating and freeing
+/// memory, loading modules, creating and destroying contexts, streams, events, cuBLAS handles
+/// and graphs. Without it, tests that loaded models while another thread captured its decode
+/// graph failed with CUDA_ERROR_STREAM_CAPTURE_INVALIDATED (H100, 2026-12-06).
+static CAPTURES: RwLock<()> = RwLock::new(());
+
+/// Held while a stream captures (see [`CAPTURES`]); the capture must not call what takes
+/// [`exclusive`].
+pub(super) fn capturing() -> RwLockReadGuard<'static, ()> {
+    CAPTURES.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held around a driver call that may synchronise the device (see [`CAPTURES`]).
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    CAPTURES.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The device's primary context (retained while this lives).
@@ -38,6 +56,7 @@ impl Context {
     /// Retain device `index`'s primary context (the driver was initialised by the probe).
     pub(super) fn new(index: usize) -> Result<Arc<Context>> {
         let dev = check(cu::device::get(index as i32), "cuDeviceGet")?;
+        let _x = exclusive();
         // SAFETY: `dev` is a device the driver returned.
         let ctx = check(unsafe { cu::primary_ctx::retain(dev) }, "cuDevicePrimaryCtxRetain")?;
         let c = Arc::new(Context { dev, ctx });
@@ -66,6 +85,7 @@ impl Context {
     /// asked for and the bytes free.
     pub(super) fn alloc(self: &Arc<Self>, bytes: usize, what: &str) -> Result<DeviceBuffer> {
         self.bind()?;
+        let _x = exclusive();
         // SAFETY: plain allocation in the current context (a zero size is rounded up: the driver
         // refuses zero-byte allocations).
         match unsafe { cu::malloc_sync(bytes.max(1)) } {
@@ -89,6 +109,7 @@ impl Context {
     /// `bytes` of page-locked host memory.
     pub(super) fn alloc_pinned(self: &Arc<Self>, bytes: usize) -> Result<PinnedBuffer> {
         self.bind()?;
+        let _x = exclusive();
         // SAFETY: plain allocation; freed by `PinnedBuffer::drop`.
         let ptr = unsafe { cu::malloc_host(bytes.max(1), 0) }.map_err(|e| {
             Error::new(Status::OutOfMemory, format!("cannot allocate {} MiB of pinned host memory: {e}", bytes >> 20))
@@ -99,6 +120,7 @@ impl Context {
     /// A non-blocking stream.
     pub(super) fn stream(self: &Arc<Self>) -> Result<Stream> {
         self.bind()?;
+        let _x = exclusive();
         let raw = check(cu::stream::create(cu::stream::StreamKind::NonBlocking), "cuStreamCreate")?;
         Ok(Stream { raw, ctx: self.clone() })
     }
@@ -106,6 +128,7 @@ impl Context {
 
 impl Drop for Context {
     fn drop(&mut self) {
+        let _x = exclusive();
         // SAFETY: releases the retain of `new`; every object made in it holds an `Arc` to this
         // and has been dropped.
         unsafe {
@@ -139,6 +162,7 @@ impl DeviceBuffer {
 
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
+        let _x = exclusive();
         // SAFETY: `ptr` came from `cuMemAlloc` in this context and is freed once; work that used
         // it was synchronised by its owner (streams are synchronised before buffers drop).
         unsafe {
@@ -177,6 +201,7 @@ impl PinnedBuffer {
 
 impl Drop for PinnedBuffer {
     fn drop(&mut self) {
+        let _x = exclusive();
         // SAFETY: `ptr` came from `cuMemHostAlloc`; copies from it were synchronised by its owner.
         unsafe {
             let _ = self.ctx.bind();
@@ -257,6 +282,7 @@ impl Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
+        let _x = exclusive();
         // SAFETY: a live stream, destroyed once after its work (the driver waits for it).
         unsafe {
             let _ = self.ctx.bind();
@@ -285,6 +311,7 @@ impl Graph {
 
 impl Drop for Graph {
     fn drop(&mut self) {
+        let _x = exclusive();
         // SAFETY: a live instance, destroyed once (launches were synchronised by the owner).
         unsafe {
             let _ = self.ctx.bind();
@@ -303,6 +330,7 @@ impl Event {
     /// A new event (no timing).
     pub(super) fn new(ctx: &Arc<Context>) -> Result<Event> {
         ctx.bind()?;
+        let _x = exclusive();
         let raw = check(cu::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING), "cuEventCreate")?;
         Ok(Event { raw, ctx: ctx.clone() })
     }
@@ -320,6 +348,7 @@ impl Event {
 
 impl Drop for Event {
     fn drop(&mut self) {
+        let _x = exclusive();
         // SAFETY: a live event, destroyed once.
         unsafe {
             let _ = self.ctx.bind();
@@ -368,6 +397,7 @@ impl Blas {
     pub(super) fn new(stream: &Stream) -> Result<Blas> {
         stream.ctx.bind()?;
         let mut handle = std::ptr::null_mut();
+        let _x = exclusive();
         // SAFETY: `handle` receives a new handle.
         blas_check(unsafe { blas::cublasCreate_v2(&mut handle) }, "cublasCreate")?;
         let b = Blas { handle, ctx: stream.ctx.clone() };
@@ -423,6 +453,7 @@ impl Blas {
 
 impl Drop for Blas {
     fn drop(&mut self) {
+        let _x = exclusive();
         // SAFETY: a live handle, destroyed once.
         unsafe {
             let _ = self.ctx.bind();
@@ -469,24 +500,43 @@ impl Function {
     /// # Safety
     /// The cells must match the kernel's parameters in number and size, and every address
     /// among them must be device memory the kernel may access as it does.
+    /// With `overlap`, the launch is a programmatic dependent one: the kernel may start before
+    /// the one before it on the stream has completed, and must wait for it
+    /// (`griddepcontrol.wait`, kernels.cu's `pdl_wait`) before it uses its results.
     pub(super) unsafe fn launch(
         self,
         stream: &Stream,
         grid: u32,
         block: u32,
         shared: u32,
+        overlap: bool,
         cells: &mut [u64],
     ) -> Result<()> {
         let mut params: [*mut c_void; 16] = [std::ptr::null_mut(); 16];
         for (p, c) in params.iter_mut().zip(cells.iter_mut()) {
             *p = (c as *mut u64).cast();
         }
-        // SAFETY: the cells match the kernel's parameters and address memory it may access (the
-        // caller's contract); `params` points at them for the duration of the call.
-        let launched = unsafe {
-            cu::launch_kernel(self.0, (grid, 1, 1), (block, 1, 1), shared, stream.raw(), &mut params[..cells.len()])
+        // SAFETY: an all-zero attribute is a valid C value (a union of plain integers).
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: grid,
+            gridDimY: 1,
+            gridDimZ: 1,
+            blockDimX: block,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: shared,
+            hStream: stream.raw(),
+            attrs: &mut attr,
+            numAttrs: overlap as u32,
         };
-        check(launched, "cuLaunchKernel")
+        // SAFETY: the cells match the kernel's parameters and address memory it may access (the
+        // caller's contract); `params`, `config` and `attr` live for the duration of the call.
+        let launched =
+            unsafe { sys::cuLaunchKernelEx(&config, self.0, params.as_mut_ptr(), std::ptr::null_mut()).result() };
+        check(launched, "cuLaunchKernelEx")
     }
 
     /// Blocks of `block` threads with `shared` bytes of dynamic shared memory that fit one
@@ -531,6 +581,7 @@ impl Module {
     /// Load PTX or a cubin image (NUL-terminated for PTX).
     pub(super) fn load(ctx: &Arc<Context>, image: &[u8]) -> Result<Module> {
         ctx.bind()?;
+        let _x = exclusive();
         // SAFETY: `image` is a complete PTX text (NUL-terminated) or cubin, read during the call.
         let raw = check(unsafe { cu::module::load_data(image.as_ptr().cast()) }, "cuModuleLoadData")?;
         Ok(Module { raw, ctx: ctx.clone() })
@@ -547,6 +598,7 @@ impl Module {
 
 impl Drop for Module {
     fn drop(&mut self) {
+        let _x = exclusive();
         // SAFETY: a loaded module, unloaded once after every stream using it was synchronised.
         unsafe {
             let _ = self.ctx.bind();

@@ -106,138 +106,165 @@ __device__ float rms_scale(const float* x, int n, float eps, float* red) {
 
 __device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
 
+// Programmatic dependent launch (sm_90 on): a decode step's kernels are launched so that the
+// next may start while this one ends. `pdl_launch` lets the next kernel's blocks be scheduled
+// (they start as this kernel's blocks leave room); `pdl_wait` waits until the kernels before
+// have completed and their writes are visible. Every kernel waits before it reads what an
+// earlier kernel wrote and before it writes anything, so each kernel's completion implies that
+// of all before it. Without the launch attribute both are no-ops.
+__device__ __forceinline__ void pdl_launch() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+// Both, at the start of a kernel that has nothing to do before its inputs are ready.
+__device__ __forceinline__ void pdl_start() {
+    pdl_launch();
+    pdl_wait();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Matrix-vector products (decode): out = W x, W row-major [rows, cols] in its stored type.
-// A persistent grid (a block or two per multiprocessor): each block copies x (f32) into shared
-// memory once, normalised first when `norm` is given (x * rms_scale * norm, the LLaMA block's
-// RMSNorm), then each warp takes R whole rows at a time (grid-stride), reading them with
-// 16-byte loads, U loads per row in flight per lane. MODE 0: out[r] = y; 1: out[r] += y (the
-// residual); 2: rows come in (gate, up) pairs and out[r / 2] = silu(gate) * up (SwiGLU).
-// `vec` (host-checked): rows are whole 16-byte vectors; else one value at a time.
+// A persistent grid (as many blocks as fit the GPU at once): each block copies x (f32) into
+// shared memory once, normalised first when `norm` is given (x * rms_scale * norm, the LLaMA
+// block's RMSNorm), then takes whole rows (or row pairs) at a time, grid-stride, `k` warps to a
+// row: warp j of a group of k reads the j-th of k equal parts of each row with 16-byte loads,
+// GEMV_U loads per lane in flight per row. Splitting rows evens the warps' shares where there
+// are too few rows for whole rows to (the host picks k: 1, 4 or 8). MODE 0: out[r] = y; 1:
+// out[r] += y (the residual); 2: rows come in (gate, up) pairs and out[r / 2] = silu(gate) * up
+// (SwiGLU). `vec` (host-checked): rows are whole 16-byte vectors; else one value at a time.
 #define GEMV_THREADS 1024
 
-// xs = x, or rmsnorm(x) * norm when `norm` is given (then a block-wide barrier).
+// Loads per lane in flight per row. Measured on an H100 (7B F16 decode, tok/s): 2 -> 154.5,
+// 4 -> 150.5, 8 -> 142.5, 16 -> 105 (before rows were split); asking the compiler for two
+// blocks per multiprocessor (32 registers, spills) -> 138.
+#define GEMV_U 2
+
+// xs = x, or rmsnorm(x) * norm when `norm` is given; then a block-wide barrier. Rows of up to
+// 16 values per thread (float4-aligned) are read once, all loads in flight together, and kept
+// in registers for the sum of squares and the store; others take the general loops.
+#define INPUT_VEC 4
 __device__ __forceinline__ void load_input(float* xs, int cols, const float* __restrict__ x,
                                            const float* __restrict__ norm, float eps) {
     float4* smem4 = reinterpret_cast<float4*>(xs);
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    const float4* n4 = reinterpret_cast<const float4*>(norm);
     __shared__ float red[32];
-    const bool x4 = (cols & 3) == 0;  // x, norm and xs as float4
-    if (norm) {
-        const float s = rms_scale(x, cols, eps, red);
-        if (x4) {
-            for (int i = threadIdx.x; i < cols / 4; i += blockDim.x) {
-                float4 v = reinterpret_cast<const float4*>(x)[i], n = reinterpret_cast<const float4*>(norm)[i];
-                smem4[i] = make_float4(v.x * s * n.x, v.y * s * n.y, v.z * s * n.z, v.w * s * n.w);
-            }
-        } else {
-            for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[i] = x[i] * s * norm[i];
+    if ((cols & 3) == 0 && cols <= 4 * INPUT_VEC * (int)blockDim.x) {
+        float4 v[INPUT_VEC];
+        float ss = 0.f;
+#pragma unroll
+        for (int j = 0; j < INPUT_VEC; j++) {
+            const int i = threadIdx.x + j * blockDim.x;
+            v[j] = i < cols / 4 ? x4[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+            ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
         }
-    } else if (x4) {
-        for (int i = threadIdx.x; i < cols / 4; i += blockDim.x) smem4[i] = reinterpret_cast<const float4*>(x)[i];
+        const float s = norm ? 1.0f / sqrtf(block_sum(ss, red) / (float)cols + eps) : 1.f;
+#pragma unroll
+        for (int j = 0; j < INPUT_VEC; j++) {
+            const int i = threadIdx.x + j * blockDim.x;
+            if (i >= cols / 4) break;
+            const float4 n = norm ? n4[i] : make_float4(1.f, 1.f, 1.f, 1.f);
+            smem4[i] = norm ? make_float4(v[j].x * s * n.x, v[j].y * s * n.y, v[j].z * s * n.z, v[j].w * s * n.w) : v[j];
+        }
+    } else if (norm) {
+        const float s = rms_scale(x, cols, eps, red);
+        for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[i] = x[i] * s * norm[i];
     } else {
         for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[i] = x[i];
     }
     __syncthreads();
 }
 
-// xs = the attention output of one token merged from the splits of `attention` (each head's
-// partial (max, sum, accumulator) per split; only the splits that hold positions 0..=pos are
-// read): out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s, each head's split weights
-// computed once by a warp. At most 32 splits, n_head * n_splits <= MAX_MERGE. Then a barrier.
-#define MAX_MERGE 2048
-__device__ __forceinline__ void load_attention(float* xs, int cols, const float* __restrict__ part,
-                                               const int* pos_p, int split_len, int n_splits, int hd) {
-    __shared__ float wts[MAX_MERGE];
-    const int active = min(n_splits, (*pos_p + split_len) / split_len);
-    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, n_head = cols / hd;
-    for (int h = threadIdx.x >> 5; h < n_head; h += nw) {
-        const float* p = part + ((size_t)h * n_splits + lane) * (hd + 2);
-        const float m = lane < active ? p[0] : -INFINITY;
-        const float mx = warp_max(m);
-        const float e = lane < active ? expf(m - mx) : 0.f;
-        const float l = warp_sum(lane < active ? e * p[1] : 0.f);
-        if (lane < active) wts[h * n_splits + lane] = e / l;
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-        const int h = i / hd, d = i % hd;
-        const float* p = part + (size_t)h * n_splits * (hd + 2) + 2 + d;
-        float acc = 0.f;
-        for (int s = 0; s < active; s++) acc += wts[h * n_splits + s] * p[s * (hd + 2)];
-        xs[i] = acc;
-    }
-    __syncthreads();
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
+// This warp's first row (or pair) and its part [c0, c1) of the columns.
+struct GemvShare {
+    int r0, c0, c1;
+};
+template <int R>
+__device__ __forceinline__ GemvShare gemv_share(int cols, int vec_width, int k) {
+    const int warp = threadIdx.x >> 5, groups = (blockDim.x >> 5) / k, part = warp % k;
+    const int units = cols / vec_width;  // whole vectors (or values) per row
+    return {(blockIdx.x * groups + warp / k) * R, units * part / k * vec_width, units * (part + 1) / k * vec_width};
 }
 
-__device__ __forceinline__ void prefetch_l2(const void* p) {
-#ifndef GEMV_NO_PREFETCH
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-#endif
-}
-
-// Bytes each warp streams per step of a row (U 16-byte loads per lane).
-#define GEMV_CHUNK(U) (32 * 16 * (U))
-
-// Before the input is read: the first chunk of this warp's first rows, into L2 (one 128-byte
-// line per lane), so the weights are on their way while the block builds its input.
+// Before the input is ready (while the kernel before this one ends): the first lines of this
+// warp's part of its first rows into L2, a 128-byte line per lane, so that the weights are on
+// their way while the block waits and builds its input.
 template <class W, int MODE>
-__device__ __forceinline__ void gemv_prefetch_first(const typename W::T* w, int rows, int cols) {
-    const int R = MODE == 2 ? 2 : 1, U = MODE == 2 ? 4 : 8;
-    const int lane = threadIdx.x & 31, r0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * R;
-    const size_t row_bytes = (size_t)cols * sizeof(typename W::T);
-    for (int k = 0; k < R && r0 + k < rows; k++)
-        if (lane * 128 < GEMV_CHUNK(U) && lane * 128 < row_bytes)
-            prefetch_l2(reinterpret_cast<const char*>(w + (size_t)(r0 + k) * cols) + lane * 128);
+__device__ __forceinline__ void gemv_prefetch_first(const typename W::T* w, int rows, int cols, int vec, int k) {
+    const int R = MODE == 2 ? 2 : 1, lane = threadIdx.x & 31;
+    const GemvShare sh = gemv_share<R>(cols, vec ? W::VEC : 1, k);
+    for (int j = 0; j < R && sh.r0 + j < rows; j++) {
+        const char* p = reinterpret_cast<const char*>(w + (size_t)(sh.r0 + j) * cols + sh.c0);
+        const size_t bytes = (size_t)(sh.c1 - sh.c0) * sizeof(typename W::T);
+        if ((size_t)lane * 128 < bytes) prefetch_l2(p + lane * 128);
+    }
 }
 
-// The rows of a product over the input in shared memory `xs` (see above). Where built with the
-// prefetch (RUNLLAMA_CUDA_PREFETCH=1; not yet measured on a GPU), a warp reading one chunk of a
-// row into registers asks L2 for the next (a line per lane): more bytes in flight without
-// registers.
+// The rows of a product over the input in shared memory `xs` (see above). With k > 1 each
+// warp's partial sums meet in shared memory behind the group's named barrier (1 + group: at
+// most 15 groups), and the group's first warp adds them in order and finishes the row.
 template <class W, int MODE>
 __device__ __forceinline__ void gemv_rows(const typename W::T* __restrict__ w, int rows, int cols,
-                                          const float* xs, float* out, int vec) {
+                                          const float* xs, float* out, int vec, int k) {
     const int R = MODE == 2 ? 2 : 1;
-    const int U = MODE == 2 ? 4 : 8;
-    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-    const int nv = cols / W::VEC;
-    for (int r0 = (blockIdx.x * nw + (threadIdx.x >> 5)) * R; r0 < rows; r0 += gridDim.x * nw * R) {
+    __shared__ float parts[2][32][R];  // by round parity: a group is never two rounds apart
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, groups = (blockDim.x >> 5) / k;
+    const int first = warp - warp % k;
+    const GemvShare sh = gemv_share<R>(cols, vec ? W::VEC : 1, k);
+    int parity = 0;
+    for (int r0 = sh.r0; r0 < rows; r0 += gridDim.x * groups * R, parity ^= 1) {
         float acc[R];
         const typename W::T* row[R];
 #pragma unroll
-        for (int k = 0; k < R; k++) {
-            acc[k] = 0.f;
-            row[k] = w + (size_t)min(r0 + k, rows - 1) * cols;
+        for (int j = 0; j < R; j++) {
+            acc[j] = 0.f;
+            row[j] = w + (size_t)min(r0 + j, rows - 1) * cols;
         }
         if (vec) {
-            int i = lane;
-            const size_t row_bytes = (size_t)cols * sizeof(typename W::T);
-            for (; i + 32 * (U - 1) < nv; i += 32 * U) {
-                const size_t ahead = (size_t)(i - lane) * 16 + GEMV_CHUNK(U) + lane * 128;
+            const int v1 = sh.c1 / W::VEC;
+            int i = sh.c0 / W::VEC + lane;
+            for (; i + 32 * (GEMV_U - 1) < v1; i += 32 * GEMV_U) {
+                uint4 u[R][GEMV_U];
 #pragma unroll
-                for (int k = 0; k < R; k++)
-                    if (ahead < row_bytes) prefetch_l2(reinterpret_cast<const char*>(row[k]) + ahead);
-                uint4 u[R][U];
+                for (int j = 0; j < R; j++)
 #pragma unroll
-                for (int k = 0; k < R; k++)
+                    for (int q = 0; q < GEMV_U; q++) u[j][q] = load_stream(reinterpret_cast<const uint4*>(row[j]) + i + 32 * q);
 #pragma unroll
-                    for (int j = 0; j < U; j++) u[k][j] = load_stream(reinterpret_cast<const uint4*>(row[k]) + i + 32 * j);
+                for (int j = 0; j < R; j++)
 #pragma unroll
-                for (int k = 0; k < R; k++)
-#pragma unroll
-                    for (int j = 0; j < U; j++) acc[k] += W::dot(u[k][j], xs + (i + 32 * j) * W::VEC);
+                    for (int q = 0; q < GEMV_U; q++) acc[j] += W::dot(u[j][q], xs + (i + 32 * q) * W::VEC);
             }
-            for (; i < nv; i += 32)
+            for (; i < v1; i += 32)
 #pragma unroll
-                for (int k = 0; k < R; k++)
-                    acc[k] += W::dot(load_stream(reinterpret_cast<const uint4*>(row[k]) + i), xs + i * W::VEC);
+                for (int j = 0; j < R; j++)
+                    acc[j] += W::dot(load_stream(reinterpret_cast<const uint4*>(row[j]) + i), xs + i * W::VEC);
         } else {
-            for (int c = lane; c < cols; c += 32)
+            for (int c = sh.c0 + lane; c < sh.c1; c += 32)
 #pragma unroll
-                for (int k = 0; k < R; k++) acc[k] += W::get(row[k][c]) * xs[c];
+                for (int j = 0; j < R; j++) acc[j] += W::get(row[j][c]) * xs[c];
         }
 #pragma unroll
-        for (int k = 0; k < R; k++) acc[k] = warp_sum(acc[k]);
+        for (int j = 0; j < R; j++) acc[j] = warp_sum(acc[j]);
+        if (k > 1) {
+            if (lane == 0)
+#pragma unroll
+                for (int j = 0; j < R; j++) parts[parity][warp][j] = acc[j];
+            asm volatile("bar.sync %0, %1;" ::"r"(1 + warp / k), "r"(32 * k) : "memory");
+            if (warp != first) continue;
+#pragma unroll
+            for (int j = 0; j < R; j++) {
+                acc[j] = parts[parity][first][j];
+                for (int q = 1; q < k; q++) acc[j] += parts[parity][first + q][j];
+            }
+        }
         if (lane == 0) {
             if (MODE == 0) out[r0] = acc[0];
             if (MODE == 1) out[r0] += acc[0];
@@ -247,25 +274,15 @@ __device__ __forceinline__ void gemv_rows(const typename W::T* __restrict__ w, i
 }
 
 #define GEMV(name, W, MODE)                                                                                  \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS)                                              \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS)                                   \
         name(const W::T* w, int rows, int cols, const float* x, const float* norm, float eps, float* out,   \
-             int vec) {                                                                                     \
+             int vec, int k) {                                                                              \
         extern __shared__ float4 smem4[];                                                                    \
         float* xs = reinterpret_cast<float*>(smem4);                                                         \
-        gemv_prefetch_first<W, MODE>(w, rows, cols);                                                         \
+        gemv_prefetch_first<W, MODE>(w, rows, cols, vec, k);                                                 \
+        pdl_start();                                                                                         \
         load_input(xs, cols, x, norm, eps);                                                                  \
-        gemv_rows<W, MODE>(w, rows, cols, xs, out, vec);                                                     \
-    }
-// out += W · attention output (merged from the splits of a decode step's attention).
-#define GEMV_ATTN(name, W)                                                                                   \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS)                                              \
-        name(const W::T* w, int rows, int cols, const float* part, const int* pos_p, int split_len,          \
-             int n_splits, int hd, float* out, int vec) {                                                    \
-        extern __shared__ float4 smem4[];                                                                    \
-        float* xs = reinterpret_cast<float*>(smem4);                                                         \
-        gemv_prefetch_first<W, 1>(w, rows, cols);                                                            \
-        load_attention(xs, cols, part, pos_p, split_len, n_splits, hd);                                      \
-        gemv_rows<W, 1>(w, rows, cols, xs, out, vec);                                                        \
+        gemv_rows<W, MODE>(w, rows, cols, xs, out, vec, k);                                                  \
     }
 GEMV(gemv_f32, WF32, 0)
 GEMV(gemv_f16, WF16, 0)
@@ -276,9 +293,6 @@ GEMV(gemv_add_bf16, WBF16, 1)
 GEMV(gemv_swiglu_f32, WF32, 2)
 GEMV(gemv_swiglu_f16, WF16, 2)
 GEMV(gemv_swiglu_bf16, WBF16, 2)
-GEMV_ATTN(gemv_attn_f32, WF32)
-GEMV_ATTN(gemv_attn_f16, WF16)
-GEMV_ATTN(gemv_attn_bf16, WBF16)
 
 // ---------------------------------------------------------------------------------------------
 // Element-wise steps. One block per token where a row-wide value is needed.
@@ -286,6 +300,7 @@ GEMV_ATTN(gemv_attn_bf16, WBF16)
 // x[t] = row tokens[t] of the embedding table (widened to f32). Grid: n tokens.
 template <class W>
 __device__ void embed(const typename W::T* table, const int* tokens, int d, float* x) {
+    pdl_start();
     const int t = blockIdx.x;
     const typename W::T* row = table + (size_t)tokens[t] * d;
     for (int i = threadIdx.x; i < d; i += blockDim.x) x[(size_t)t * d + i] = W::get(row[i]);
@@ -295,6 +310,7 @@ __device__ void embed(const typename W::T* table, const int* tokens, int d, floa
 template <class W>
 __device__ void rmsnorm(const float* x, const float* w, int d, float eps, typename W::T* out) {
     __shared__ float red[32];
+    pdl_start();
     const float* xt = x + (size_t)blockIdx.x * d;
     const float s = rms_scale(xt, d, eps, red);
     for (int i = threadIdx.x; i < d; i += blockDim.x) out[(size_t)blockIdx.x * d + i] = W::put(xt[i] * s * w[i]);
@@ -303,12 +319,14 @@ __device__ void rmsnorm(const float* x, const float* w, int d, float eps, typena
 // out = in, narrowed to the type of the product that reads it.
 template <class W>
 __device__ void convert(const float* in, int n, typename W::T* out) {
+    pdl_start();
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) out[i] = W::put(in[i]);
 }
 
 // out[t][i] = silu(gu[t][2i]) * gu[t][2i + 1] (gate and up rows interleaved), narrowed.
 template <class W>
 __device__ void swiglu(const float* gu, int n, int ff, typename W::T* out) {
+    pdl_start();
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n * ff; i += gridDim.x * blockDim.x) {
         const int t = i / ff, c = i % ff;
         const float* g = gu + (size_t)t * 2 * ff + 2 * c;
@@ -339,6 +357,7 @@ ELEMENTWISE(bf16, WBF16)
 template <class KV>
 __device__ void rope_store(float* qkv, const int* pos_p, const float* inv_freq, int n_head, int n_kv, int hd,
                            int halves, int n_ctx, typename KV::T* kc, typename KV::T* vc) {
+    pdl_start();
     const int half = hd / 2, qd = n_head * hd, kvd = n_kv * hd;
     const int pairs = (n_head + n_kv) * half;
     const int chunks = (pairs + kvd + blockDim.x - 1) / blockDim.x;
@@ -376,17 +395,43 @@ extern "C" __global__ void rope_store_f16(float* qkv, const int* pos_p, const fl
 }
 
 // ---------------------------------------------------------------------------------------------
+// One head's attention output `o` merged by one warp from the (max, sum, accumulator) of its
+// `active` splits at `hp` (split s at hp + s * (hd + 2), written by other warps of this
+// kernel: read past L1): o = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s, added in split
+// order. active <= 32.
+__device__ void merge_splits(const float* hp, int active, int hd, float* o) {
+    const int lane = threadIdx.x & 31;
+    const float* mine = hp + (size_t)lane * (hd + 2);
+    const float m = lane < active ? __ldcg(mine) : -INFINITY;
+    const float mx = warp_max(m);
+    const float e = lane < active ? expf(m - mx) : 0.f;
+    const float l = warp_sum(lane < active ? e * __ldcg(mine + 1) : 0.f);
+    const float w = lane < active ? e / l : 0.f;
+    for (int d0 = 0; d0 < hd; d0 += 32) {
+        const int d = d0 + lane;
+        float acc = 0.f;
+        for (int s = 0; s < active; s++) {
+            const float ws = __shfl_sync(0xffffffffu, w, s);
+            if (d < hd) acc += ws * __ldcg(hp + (size_t)s * (hd + 2) + 2 + d);
+        }
+        if (d < hd) o[d] = acc;
+    }
+}
+
 // Causal attention over the cache, one warp per (token, head, split of the positions), with
 // an online softmax (running max and sum; no score matrix): lane j scores key j of each
 // 32-key chunk, then every lane accumulates its dims of the chunk's values. With one split the
 // warp writes the normalised output; with several it writes (max, sum, unnormalised
-// accumulator), merged by the next product's `load_attention`. Token t sees positions 0..=pos+t. hd <= 256.
+// accumulator) and takes a ticket of its (token, head): the last of the head's splits to finish
+// merges them into the output (`merge_splits`) and resets the ticket for the next step.
+// Token t sees positions 0..=pos+t. hd <= 256.
 #define MAX_HD 256
 template <class KV>
 __device__ void attention(const float* qkv, const typename KV::T* kc, const typename KV::T* vc, int n_tokens,
                           const int* pos_p, int n_head, int n_kv, int hd, int n_ctx, int split_len, int n_splits,
-                          float scale, float* out, float* part) {
+                          float scale, float* out, float* part, int* tickets) {
     __shared__ float qs_all[4][MAX_HD];
+    pdl_start();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = blockIdx.x * (blockDim.x >> 5) + warp;
     if (g >= n_tokens * n_head * n_splits) return;
@@ -457,18 +502,31 @@ __device__ void attention(const float* qkv, const typename KV::T* kc, const type
             const int d = lane + 32 * i;
             if (d < hd) pr[2 + d] = acc[i];
         }
+        __threadfence();  // this lane's partials are visible before the ticket is taken
+        __syncwarp();
+        int* ticket = tickets + t * n_head + h;
+        int got = 0;
+        if (lane == 0) got = atomicAdd(ticket, 1);
+        if (__shfl_sync(0xffffffffu, got, 0) == n_splits - 1) {
+            __threadfence();
+            const int active = min(n_splits, (len + split_len - 1) / split_len);
+            merge_splits(part + (size_t)(g - s) * (hd + 2), active, hd, out + (size_t)t * qd + h * hd);
+            if (lane == 0) *ticket = 0;
+        }
     }
 }
 
 extern "C" __global__ void attention_f32(const float* qkv, const float* kc, const float* vc, int n_tokens,
                                          const int* pos_p, int n_head, int n_kv, int hd, int n_ctx, int split_len,
-                                         int n_splits, float scale, float* out, float* part) {
-    attention<WF32>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, split_len, n_splits, scale, out, part);
+                                         int n_splits, float scale, float* out, float* part, int* tickets) {
+    attention<WF32>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, split_len, n_splits, scale, out, part,
+                           tickets);
 }
 extern "C" __global__ void attention_f16(const float* qkv, const u16* kc, const u16* vc, int n_tokens,
                                          const int* pos_p, int n_head, int n_kv, int hd, int n_ctx, int split_len,
-                                         int n_splits, float scale, float* out, float* part) {
-    attention<WF16>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, split_len, n_splits, scale, out, part);
+                                         int n_splits, float scale, float* out, float* part, int* tickets) {
+    attention<WF16>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, split_len, n_splits, scale, out, part,
+                           tickets);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,8 +534,8 @@ extern "C" __global__ void attention_f16(const float* qkv, const u16* kc, const 
 // softmax over chunks of TK keys: each chunk of K and V is read once per tile into shared
 // memory (coalesced), each thread scores 2 queries x 4 keys from float4 reads, the 8 threads
 // of a query pair share its running max and sum through shuffles, and each thread accumulates
-// 2 queries x hd/8 dims of the output. hd % 8 == 0 and hd <= 128. Used with
-// RUNLLAMA_CUDA_ATTN=tiled (written, not yet run on a GPU). Dynamic shared memory:
+// 2 queries x hd/8 dims of the output. hd % 8 == 0 and hd <= 128. Used for prompts unless
+// RUNLLAMA_CUDA_ATTN=warp (then the warp-per-query kernel above). Dynamic shared memory:
 // attn_tiled_shared(hd) bytes. Grid: n_head * ceil(n_tokens / TQ) blocks of TILE_THREADS.
 #define TQ 32
 #define TK 32
@@ -487,6 +545,7 @@ template <class KV>
 __device__ void attention_tiled(const float* qkv, const typename KV::T* kc, const typename KV::T* vc, int n_tokens,
                                 const int* pos_p, int n_head, int n_kv, int hd, int n_ctx, float scale, float* out) {
     extern __shared__ float4 sm4[];
+    pdl_start();
     const int ld = hd + 4;  // row stride (floats): float4-aligned rows, fewer bank conflicts
     float* Qs = reinterpret_cast<float*>(sm4);
     float* Ks = Qs + TQ * ld;

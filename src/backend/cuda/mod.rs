@@ -165,6 +165,7 @@ impl CudaBackend {
     fn decode(&self, hp: &Hparams, st: &mut CudaState, token: u32, pos: usize) -> Result<()> {
         Self::send_inputs(st, &[token], pos)?;
         if st.graph.is_none() {
+            let _capturing = driver::capturing();
             st.stream.begin_capture()?;
             let never = AtomicBool::new(false);
             let r = self.pass(hp, st, &[token], pos, true, &never);

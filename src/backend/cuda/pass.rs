@@ -7,7 +7,7 @@
 //! residual in place (beta = 1). Norm and SwiGLU are therefore applied by the product that
 //! follows them: `norm` and `swiglu` only record that they are due.
 
-use super::driver::{Function, KernelArg};
+use super::driver::KernelArg;
 use super::kernels::{attn_tiled_shared, GpuType, TILE_QUERIES, TILE_THREADS};
 use super::state::CudaState;
 use super::upload::{DeviceLayer, DeviceMatrix};
@@ -35,6 +35,8 @@ pub(super) struct CudaPass<'a> {
     n: usize,
     /// The norm weight the next product applies to the residual stream.
     norm: Option<u64>,
+    /// Launch kernels to overlap the end of the one before (a decode step, after `embed`).
+    overlap: bool,
     err: Option<Error>,
 }
 
@@ -42,16 +44,17 @@ pub(super) struct CudaPass<'a> {
 macro_rules! launch {
     ($pass:expr, $f:expr, $grid:expr, $block:expr, $shared:expr; $($arg:expr),* $(,)?) => {{
         let mut cells = [$(KernelArg::cell($arg)),*];
-        let (f, grid, block, shared) = ($f, $grid, $block, $shared);
+        let (f, grid, block, shared, overlap) = ($f, $grid, $block, $shared, $pass.overlap);
         // SAFETY: the cells follow the kernel's parameter list in `kernels.cu`; every address is
-        // a live allocation of this backend or session sized for the pass (UBATCH tokens).
-        $pass.run(|st| unsafe { f.launch(&st.stream, grid, block, shared, &mut cells) })
+        // a live allocation of this backend or session sized for the pass (UBATCH tokens); an
+        // overlapping launch is safe as every kernel waits for the one before (`pdl_wait`).
+        $pass.run(|st| unsafe { f.launch(&st.stream, grid, block, shared, overlap, &mut cells) })
     }};
 }
 
 impl<'a> CudaPass<'a> {
     pub(super) fn new(b: &'a CudaBackend, hp: &'a Hparams, st: &'a mut CudaState) -> Self {
-        CudaPass { b, hp, st, n: 0, norm: None, err: None }
+        CudaPass { b, hp, st, n: 0, norm: None, overlap: false, err: None }
     }
 
     /// The first error of the pass, if any.
@@ -92,24 +95,16 @@ impl<'a> CudaPass<'a> {
             Gemv::Add => k.gemv_add,
             Gemv::SwiGlu => k.gemv_swiglu,
         };
-        let Some(grid) = self.gemv_grid(f, m, kind == Gemv::SwiGlu) else { return };
+        let resident = match f.blocks_per_sm(GEMV_BLOCK, (m.cols * 4) as u32) {
+            Ok(b) => b * self.b.kernels.n_sm,
+            Err(e) => return self.keep(e),
+        };
+        let units = if kind == Gemv::SwiGlu { m.rows / 2 } else { m.rows };
+        let (grid, k) = gemv_shape(units, resident, self.b.kernels.gemv_split);
         let norm = if normed { self.norm.take().unwrap_or(0) } else { 0 };
         let (eps, shared) = (self.hp.norm_eps, (m.cols * 4) as u32);
-        launch!(self, f, grid, GEMV_BLOCK, shared;
-            m.buf.ptr(), m.rows as i32, m.cols as i32, x, norm, eps, out, m.vec_rows() as i32);
-    }
-
-    /// Blocks of a matrix-vector product over `m` (pairs of rows when `pairs`): a persistent
-    /// grid, as many as fit the GPU at once and no more than there are rows.
-    fn gemv_grid(&mut self, f: Function, m: &DeviceMatrix, pairs: bool) -> Option<u32> {
-        let rows_per_block = GEMV_BLOCK as usize / 32 * if pairs { 2 } else { 1 };
-        match f.blocks_per_sm(GEMV_BLOCK, (m.cols * 4) as u32) {
-            Ok(b) => Some(m.rows.div_ceil(rows_per_block).min(b * self.b.kernels.n_sm) as u32),
-            Err(e) => {
-                self.keep(e);
-                None
-            }
-        }
+        launch!(self, f, grid as u32, GEMV_BLOCK, shared;
+            m.buf.ptr(), m.rows as i32, m.cols as i32, x, norm, eps, out, m.vec_rows() as i32, k as i32);
     }
 
     /// `out[n, rows] = in · Wᵀ + beta · out` with cuBLAS, `input` already in the weights' type.
@@ -154,6 +149,31 @@ enum Gemv {
     SwiGlu,
 }
 
+/// Warps per row (or row pair) a matrix-vector product may split its rows over (kernels.cu's
+/// `gemv_rows`: a group of k warps meets at a named barrier, 15 at most per block).
+const GEMV_SPLITS: [usize; 3] = [1, 4, 8];
+
+/// Blocks and warps per row of a matrix-vector product over `units` rows (or row pairs) on a
+/// GPU that holds `resident` blocks at once: a persistent grid, no larger than the work, with
+/// the split that leaves the fewest warps idle in the last round (the smaller split on a tie);
+/// `force` (`RUNLLAMA_CUDA_GEMV_SPLIT`) imposes one. E.g. 4096 rows over 264 blocks of 32
+/// warps: whole rows keep 48 % of the warps busy, rows split in 4 97 %.
+fn gemv_shape(units: usize, resident: usize, force: Option<usize>) -> (usize, usize) {
+    let warps = GEMV_BLOCK as usize / 32;
+    let shape = |k: usize| {
+        let groups = warps / k;
+        let grid = units.div_ceil(groups).clamp(1, resident);
+        let rounds = units.div_ceil(grid * groups);
+        let busy = units as f64 / (rounds * grid * groups) as f64;
+        (grid, k, busy)
+    };
+    let best = match force {
+        Some(k) => shape(k),
+        None => GEMV_SPLITS.iter().map(|&k| shape(k)).fold(shape(1), |a, b| if b.2 > a.2 + 0.01 { b } else { a }),
+    };
+    (best.0, best.1)
+}
+
 /// Blocks for an element-wise kernel over `len` values (grid-stride loops beyond).
 fn grid_for(len: usize) -> u32 {
     len.div_ceil(BLOCK as usize).clamp(1, 65_535) as u32
@@ -167,6 +187,7 @@ impl LlamaOps for CudaPass<'_> {
         let f = b.kernels.typed(m.ty).embed;
         let (table, io, x) = (m.buf.ptr(), self.st.act.io.at(4), self.st.act.x.ptr());
         launch!(self, f, self.n as u32, BLOCK, 0; table, io, m.cols as i32, x);
+        self.overlap = self.n == 1 && b.kernels.pdl;
     }
 
     fn norm(&mut self, weight: &[f32]) {
@@ -222,25 +243,18 @@ impl LlamaOps for CudaPass<'_> {
         let grid = warps.div_ceil(ATTN_BLOCK as usize / 32) as u32;
         let a = &self.st.act;
         let (qkv, pos, att, part) = (a.qkv.ptr(), a.io.ptr(), a.att.ptr(), a.part.ptr());
+        let tickets = a.tickets.ptr();
         launch!(self, f, grid, ATTN_BLOCK, 0;
             qkv, kc, vc, self.n as i32, pos, hp.n_head as i32, hp.n_head_kv as i32, hd as i32,
-            self.st.n_ctx as i32, split_len as i32, splits as i32, scale, att, part);
-        // Split results are merged by the next product (`add_attention_output`).
+            self.st.n_ctx as i32, split_len as i32, splits as i32, scale, att, part, tickets);
+        // The last split of each head to finish merges the head's splits into `att`.
     }
 
     fn add_attention_output(&mut self, wo: &Matrix) {
         let Some(l) = self.layer(wo) else { return self.fail("attention output weights not on the GPU") };
         let (att, x) = (self.st.act.att.ptr(), self.st.act.x.ptr());
         if self.n == 1 {
-            // The product reads the split attention's partial results and merges them.
-            let m = &l.wo;
-            let f = self.b.kernels.typed(m.ty).gemv_attn;
-            let Some(grid) = self.gemv_grid(f, m, false) else { return };
-            let a = &self.st.act;
-            let (part, pos, hd) = (a.part.ptr(), a.io.ptr(), self.hp.head_dim() as i32);
-            let (split_len, splits) = (self.st.split_len as i32, self.st.splits as i32);
-            launch!(self, f, grid, GEMV_BLOCK, (m.cols * 4) as u32;
-                m.buf.ptr(), m.rows as i32, m.cols as i32, part, pos, split_len, splits, hd, x, m.vec_rows() as i32);
+            self.gemv(&l.wo, Gemv::Add, att, false, x);
         } else {
             self.convert_into_xb(l.wo.ty, att, self.n * l.wo.cols);
             let xb = self.st.act.xb.ptr();

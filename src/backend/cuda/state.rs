@@ -30,6 +30,9 @@ pub(super) struct Activations {
     /// A decode step's split attention: (max, sum, accumulator) per head and split (one token
     /// has too few heads to fill the GPU, so each head's positions are split over warps).
     pub part: DeviceBuffer,
+    /// Per head, how many of a decode step's attention splits have finished (i32, zero
+    /// between steps: the last split merges the head and resets it).
+    pub tickets: DeviceBuffer,
     /// Logits, `[n_vocab]` f32.
     pub logits: DeviceBuffer,
     /// The pass's inputs: position, then token ids (i32).
@@ -84,10 +87,9 @@ impl CudaState {
         let kv_bytes = n_ctx
             .checked_mul(2 * hp.n_layer * kvd * kv_type.size())
             .ok_or_else(|| Error::invalid(format!("n_ctx {n_ctx} is too large")))?;
-        // Splits of at least 64 positions (a warp's two chunks), at most 32 of them and
-        // n_head * splits <= 2048 (the merge's weights, MAX_MERGE in kernels.cu).
-        let max_splits = (2048 / hp.n_head).clamp(1, 32);
-        let split_len = n_ctx.div_ceil(max_splits).next_multiple_of(32).max(64);
+        // Splits of at least 64 positions (a warp's two chunks), at most 32 of them (the merge
+        // gives each split a lane).
+        let split_len = n_ctx.div_ceil(32).next_multiple_of(32).max(64);
         let splits = n_ctx.div_ceil(split_len);
         let f = 4;
         let stream = ctx.stream()?;
@@ -100,6 +102,7 @@ impl CudaState {
             gate_up: ctx.alloc(UBATCH * 2 * ff * f, "the activations")?,
             hidden: ctx.alloc(ff * f, "the activations")?,
             part: ctx.alloc(hp.n_head * splits * (hd + 2) * f, "the attention partials")?,
+            tickets: ctx.alloc(hp.n_head * 4, "the attention tickets")?,
             logits: ctx.alloc(hp.n_vocab * f, "the logits")?,
             io: ctx.alloc((UBATCH + 1) * 4, "the step's tokens")?,
         };
@@ -109,8 +112,13 @@ impl CudaState {
             .flat_map(f32::to_le_bytes)
             .collect();
         let inv_freq = ctx.alloc(inv.len(), "the RoPE frequencies")?;
-        // SAFETY: `inv` lives until the stream is synchronised below; `inv_freq` holds its bytes.
-        unsafe { stream.upload(inv_freq.ptr(), inv.as_ptr(), inv.len())? };
+        let zeros = vec![0u8; hp.n_head * 4];
+        // SAFETY: `inv` and `zeros` live until the stream is synchronised below; `inv_freq` and
+        // `tickets` hold their bytes.
+        unsafe {
+            stream.upload(inv_freq.ptr(), inv.as_ptr(), inv.len())?;
+            stream.upload(act.tickets.ptr(), zeros.as_ptr(), zeros.len())?;
+        }
         stream.sync()?;
         Ok(CudaState {
             n_ctx,
