@@ -449,6 +449,74 @@ impl Blas {
         };
         blas_check(s, "cublasGemmEx")
     }
+
+    /// `batch` products `C_i = op(A_i) · B_i` (column-major, `C` f32, accumulated in f32; `A`
+    /// transposed when `g.trans_a`), `A` and `B` of `g.ty`, each operand `stride` elements after
+    /// the last.
+    pub(super) fn gemm_batched(&mut self, g: &Batched) -> Result<()> {
+        let (alpha, beta) = (1f32, 0f32);
+        let op = |t: bool| if t { blas::cublasOperation_t::CUBLAS_OP_T } else { blas::cublasOperation_t::CUBLAS_OP_N };
+        // SAFETY: the addresses hold `batch` operands of the given shapes and strides (the
+        // caller's allocation), all on the handle's stream; alpha and beta are f32 as the
+        // compute type wants.
+        let s = unsafe {
+            blas::cublasGemmStridedBatchedEx(
+                self.handle,
+                op(g.trans_a),
+                blas::cublasOperation_t::CUBLAS_OP_N,
+                g.m as i32,
+                g.n as i32,
+                g.k as i32,
+                (&alpha as *const f32).cast::<c_void>(),
+                g.a as *const c_void,
+                g.ty.raw(),
+                g.lda as i32,
+                g.stride_a as i64,
+                g.b as *const c_void,
+                g.ty.raw(),
+                g.ldb as i32,
+                g.stride_b as i64,
+                (&beta as *const f32).cast::<c_void>(),
+                g.c as *mut c_void,
+                blas::cudaDataType::CUDA_R_32F,
+                g.ldc as i32,
+                g.stride_c as i64,
+                g.batch as i32,
+                blas::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        };
+        blas_check(s, "cublasGemmStridedBatchedEx")
+    }
+}
+
+/// A strided batch of column-major products for [`Blas::gemm_batched`] (sizes, leading
+/// dimensions and strides in elements).
+pub(super) struct Batched {
+    /// Element type of `A` and `B`.
+    pub ty: BlasType,
+    /// Whether `A` is stored transposed (`k x m`).
+    pub trans_a: bool,
+    /// Rows of `C`.
+    pub m: usize,
+    /// Columns of `C`.
+    pub n: usize,
+    /// The inner dimension.
+    pub k: usize,
+    /// `A`: device address, leading dimension, stride.
+    pub a: u64,
+    pub lda: usize,
+    pub stride_a: usize,
+    /// `B` (`k x n`).
+    pub b: u64,
+    pub ldb: usize,
+    pub stride_b: usize,
+    /// `C` (f32).
+    pub c: u64,
+    pub ldc: usize,
+    pub stride_c: usize,
+    /// Products.
+    pub batch: usize,
 }
 
 impl Drop for Blas {

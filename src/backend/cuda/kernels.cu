@@ -96,6 +96,18 @@ __device__ float block_sum(float v, float* red) {
     return s;
 }
 
+// Max of `v` over the block (every thread gets it). `red` holds 32 floats.
+__device__ float block_max(float v, float* red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    float m = -INFINITY;
+    for (int i = 0; i < nw; i++) m = fmaxf(m, red[i]);
+    return m;
+}
+
 // 1 / rms(x) as the CPU computes it: 1 / sqrt(sum(x^2) / n + eps).
 __device__ float rms_scale(const float* x, int n, float eps, float* red) {
     float ss = 0.f;
@@ -651,3 +663,70 @@ extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     attention_tiled<WF16>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, scale, out);
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Causal attention of a batch (prefill) through cuBLAS: `q_pack` scales q and packs it head-major
+// in the cache's type; per head (batched by the host) S = K Q^T in f32; `softmax_causal` turns
+// each row of S into probabilities in the cache's type; O = V P in f32, head-major; then
+// `attn_out` narrows O into the output product's input, token-major.
+
+// q[h][t][d] = qkv's q of token t, head h, times `scale`. Grid-stride over n * n_head * hd.
+template <class KV>
+__device__ void q_pack(const float* qkv, int n, int n_head, int n_kv, int hd, float scale, typename KV::T* q) {
+    pdl_start();
+    const int qd = n_head * hd, stride = qd + 2 * n_kv * hd;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n * qd; i += gridDim.x * blockDim.x) {
+        const int t = i / qd, c = i % qd, h = c / hd, d = c % hd;
+        q[((size_t)h * n + t) * hd + d] = KV::put(qkv[(size_t)t * stride + c] * scale);
+    }
+}
+
+// Row r of `s` (`len` scores; its token t = r % n sees keys 0..=pos0 + t) as probabilities in
+// row r of `p`, zero past the last key it sees (`p` may be `s` when both are f32: each thread
+// writes only what it read). One block per row.
+template <class KV>
+__device__ void softmax_causal(const float* s, int len, int n, int pos0, typename KV::T* p) {
+    __shared__ float red[32];
+    pdl_start();
+    const size_t r = blockIdx.x;
+    const int valid = min(len, pos0 + (int)(r % n) + 1);
+    const float* row = s + r * len;
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < valid; j += blockDim.x) mx = fmaxf(mx, row[j]);
+    mx = block_max(mx, red);
+    float sum = 0.f;
+    for (int j = threadIdx.x; j < valid; j += blockDim.x) sum += expf(row[j] - mx);
+    const float inv = 1.0f / block_sum(sum, red);
+    typename KV::T* out = p + r * len;
+    for (int j = threadIdx.x; j < len; j += blockDim.x) out[j] = KV::put(j < valid ? expf(row[j] - mx) * inv : 0.f);
+}
+
+// xb[t][h * hd + d] = o[h][t][d], narrowed to the output product's type.
+template <class W>
+__device__ void attn_out(const float* o, int n, int n_head, int hd, typename W::T* xb) {
+    pdl_start();
+    const int qd = n_head * hd;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n * qd; i += gridDim.x * blockDim.x) {
+        const int t = i / qd, c = i % qd, h = c / hd, d = c % hd;
+        xb[i] = W::put(o[((size_t)h * n + t) * hd + d]);
+    }
+}
+
+#define PREFILL_ATTN(suffix, KV)                                                                             \
+    extern "C" __global__ void q_pack_##suffix(const float* qkv, int n, int n_head, int n_kv, int hd,      \
+                                               float scale, KV::T* q) {                                    \
+        q_pack<KV>(qkv, n, n_head, n_kv, hd, scale, q);                                                      \
+    }                                                                                                        \
+    extern "C" __global__ void softmax_causal_##suffix(const float* s, int len, int n, int pos0, KV::T* p) { \
+        softmax_causal<KV>(s, len, n, pos0, p);                                                              \
+    }
+PREFILL_ATTN(f32, WF32)
+PREFILL_ATTN(f16, WF16)
+
+#define ATTN_OUT(suffix, W)                                                                                  \
+    extern "C" __global__ void attn_out_##suffix(const float* o, int n, int n_head, int hd, W::T* xb) {    \
+        attn_out<W>(o, n, n_head, hd, xb);                                                                   \
+    }
+ATTN_OUT(f32, WF32)
+ATTN_OUT(f16, WF16)
+ATTN_OUT(bf16, WBF16)

@@ -76,6 +76,20 @@ pub(super) struct TypedKernels {
     pub convert: Function,
     /// SwiGLU of interleaved (gate, up) values, narrowed to this type.
     pub swiglu: Function,
+    /// Head-major attention output narrowed to this type, token-major.
+    pub attn_out: Function,
+}
+
+/// How a batch computes attention (`RUNLLAMA_CUDA_ATTN=gemm|tiled|warp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PrefillAttention {
+    /// Scores and outputs as cuBLAS products per head, a softmax kernel between (the default,
+    /// where the session's scratch for it fits; else `Tiled`).
+    Gemm,
+    /// `attention_tiled`: 32-query tiles, K/V chunks in shared memory.
+    Tiled,
+    /// The decode kernel, a warp per query.
+    Warp,
 }
 
 /// The compiled module and its kernels.
@@ -88,9 +102,12 @@ pub(super) struct Kernels {
     attention: [Function; 2],
     /// Batched attention over query tiles, per cache type (f32, f16).
     attention_tiled: [Function; 2],
-    /// Whether batches use `attention_tiled` (`RUNLLAMA_CUDA_ATTN=warp` keeps the
-    /// warp-per-query kernel: 7B F16 pp512 on an H100 15.5-15.6k tok/s against 16.9-17.0k tiled).
-    pub tiled_prefill: bool,
+    /// q scaled and packed head-major for cuBLAS attention, per cache type (f32, f16).
+    q_pack: [Function; 2],
+    /// The causal softmax of score rows, per cache type (f32, f16).
+    softmax_causal: [Function; 2],
+    /// How batches (prompts) compute attention.
+    pub prefill_attention: PrefillAttention,
     /// Multiprocessors of the GPU.
     pub n_sm: usize,
     /// Whether a decode step's kernels are launched to overlap the end of the kernel before
@@ -123,6 +140,7 @@ impl Kernels {
                 rmsnorm: f("rmsnorm")?,
                 convert: f("convert")?,
                 swiglu: f("swiglu")?,
+                attn_out: f("attn_out")?,
             })
         });
         let [a, b, c] = typed;
@@ -145,7 +163,13 @@ impl Kernels {
         }
         Ok(Kernels {
             attention_tiled,
-            tiled_prefill: std::env::var("RUNLLAMA_CUDA_ATTN").as_deref() != Ok("warp"),
+            q_pack: [module.function("q_pack_f32")?, module.function("q_pack_f16")?],
+            softmax_causal: [module.function("softmax_causal_f32")?, module.function("softmax_causal_f16")?],
+            prefill_attention: match std::env::var("RUNLLAMA_CUDA_ATTN").as_deref() {
+                Ok("warp") => PrefillAttention::Warp,
+                Ok("tiled") => PrefillAttention::Tiled,
+                _ => PrefillAttention::Gemm,
+            },
             rope_store: [module.function("rope_store_f32")?, module.function("rope_store_f16")?],
             attention: [module.function("attention_f32")?, module.function("attention_f16")?],
             gemv_split: std::env::var("RUNLLAMA_CUDA_GEMV_SPLIT")
@@ -175,10 +199,20 @@ impl Kernels {
     }
 
     /// Batched attention over query tiles with a cache of `t` (F32 or F16), if it takes heads
-    /// of `hd` and is not switched off.
+    /// of `hd` and the warp-per-query kernel is not asked for.
     pub(super) fn attention_tiled(&self, t: GpuType, hd: usize) -> Option<Function> {
-        (self.tiled_prefill && hd.is_multiple_of(8) && hd <= TILED_MAX_HEAD)
+        (self.prefill_attention != PrefillAttention::Warp && hd.is_multiple_of(8) && hd <= TILED_MAX_HEAD)
             .then(|| self.attention_tiled[(t == GpuType::F16) as usize])
+    }
+
+    /// q packing for cuBLAS attention with a cache of `t` (F32 or F16).
+    pub(super) fn q_pack(&self, t: GpuType) -> Function {
+        self.q_pack[(t == GpuType::F16) as usize]
+    }
+
+    /// The causal softmax into probabilities of the cache's type `t` (F32 or F16).
+    pub(super) fn softmax_causal(&self, t: GpuType) -> Function {
+        self.softmax_causal[(t == GpuType::F16) as usize]
     }
 }
 

@@ -7,8 +7,8 @@
 //! residual in place (beta = 1). Norm and SwiGLU are therefore applied by the product that
 //! follows them: `norm` and `swiglu` only record that they are due.
 
-use super::driver::KernelArg;
-use super::kernels::{attn_tiled_shared, GpuType, TILE_QUERIES, TILE_THREADS};
+use super::driver::{Batched, KernelArg};
+use super::kernels::{attn_tiled_shared, GpuType, PrefillAttention, TILE_QUERIES, TILE_THREADS};
 use super::state::CudaState;
 use super::upload::{DeviceLayer, DeviceMatrix};
 use super::CudaBackend;
@@ -37,6 +37,8 @@ pub(super) struct CudaPass<'a> {
     norm: Option<u64>,
     /// Launch kernels to overlap the end of the one before (a decode step, after `embed`).
     overlap: bool,
+    /// The attention output is head-major (`[n_head, n, head_dim]`, from `attention_gemm`).
+    att_head_major: bool,
     err: Option<Error>,
 }
 
@@ -54,7 +56,7 @@ macro_rules! launch {
 
 impl<'a> CudaPass<'a> {
     pub(super) fn new(b: &'a CudaBackend, hp: &'a Hparams, st: &'a mut CudaState) -> Self {
-        CudaPass { b, hp, st, n: 0, norm: None, overlap: false, err: None }
+        CudaPass { b, hp, st, n: 0, norm: None, overlap: false, att_head_major: false, err: None }
     }
 
     /// The first error of the pass, if any.
@@ -126,6 +128,66 @@ impl<'a> CudaPass<'a> {
         let f = self.b.kernels.typed(ty).convert;
         let xb = self.st.act.xb.ptr();
         launch!(self, f, grid_for(len), BLOCK, 0; src, len as i32, xb);
+    }
+
+    /// Causal attention of the batch (tokens at `pos`..) as cuBLAS products, KV heads in rounds
+    /// that fit the session's scratch: per KV head, S = K Qᵀ over its query heads' rows (f32),
+    /// the causal softmax of each row, O = V P into `att`, head-major.
+    fn attention_gemm(&mut self, layer: usize, pos: usize, scale: f32) {
+        let (hp, n) = (self.hp, self.n);
+        let Some(sc) = &self.st.attn else { return self.fail("no attention scratch") };
+        let (q, s, heads) = (sc.q.ptr(), sc.s.ptr(), sc.heads);
+        let p = sc.p.as_ref().map_or(s, |p| p.ptr());
+        let (hd, n_kv, kvt) = (hp.head_dim(), hp.n_head_kv, self.st.kv_type);
+        let (len, rows, es, n_ctx) = (pos + n, hp.n_head / n_kv * n, kvt.size() as u64, self.st.n_ctx);
+        let (qkv, att) = (self.st.act.qkv.ptr(), self.st.act.att.ptr());
+        let (kc, vc) = self.st.layer_kv(layer, hp.kv_dim());
+        let f = self.b.kernels.q_pack(kvt);
+        launch!(self, f, grid_for(n * hp.n_head * hd), BLOCK, 0;
+            qkv, n as i32, hp.n_head as i32, n_kv as i32, hd as i32, scale, q);
+        let softmax = self.b.kernels.softmax_causal(kvt);
+        for k0 in (0..n_kv).step_by(heads) {
+            let batch = heads.min(n_kv - k0);
+            let head_bytes = (n_ctx * hd) as u64 * es;
+            let scores = Batched {
+                ty: kvt.blas(),
+                trans_a: true,
+                m: len,
+                n: rows,
+                k: hd,
+                a: kc + k0 as u64 * head_bytes,
+                lda: hd,
+                stride_a: n_ctx * hd,
+                b: q + (k0 * rows * hd) as u64 * es,
+                ldb: hd,
+                stride_b: rows * hd,
+                c: s,
+                ldc: len,
+                stride_c: rows * len,
+                batch,
+            };
+            self.run(|st| st.blas.gemm_batched(&scores));
+            launch!(self, softmax, (batch * rows) as u32, BLOCK, 0; s, len as i32, n as i32, pos as i32, p);
+            let out = Batched {
+                ty: kvt.blas(),
+                trans_a: false,
+                m: hd,
+                n: rows,
+                k: len,
+                a: vc + k0 as u64 * head_bytes,
+                lda: hd,
+                stride_a: n_ctx * hd,
+                b: p,
+                ldb: len,
+                stride_b: rows * len,
+                c: att + (k0 * rows * hd * 4) as u64,
+                ldc: hd,
+                stride_c: rows * hd,
+                batch,
+            };
+            self.run(|st| st.blas.gemm_batched(&out));
+        }
+        self.att_head_major = true;
     }
 
     /// q/k/v or gate/up: one product whose rows are the device layout of `p`.
@@ -220,11 +282,15 @@ impl LlamaOps for CudaPass<'_> {
             self.st.n_ctx as i32, kc, vc);
     }
 
-    fn attention(&mut self, layer: usize, _pos: usize) {
+    fn attention(&mut self, layer: usize, pos: usize) {
         let hp = self.hp;
         let hd = hp.head_dim();
         let scale = 1.0 / (hd as f32).sqrt();
+        self.att_head_major = false;
         if self.n > 1 {
+            if self.b.kernels.prefill_attention == PrefillAttention::Gemm && self.st.attn.is_some() {
+                return self.attention_gemm(layer, pos, scale);
+            }
             if let Some(f) = self.b.kernels.attention_tiled(self.st.kv_type, hd) {
                 let (kc, vc) = self.st.layer_kv(layer, hp.kv_dim());
                 let grid = (hp.n_head * self.n.div_ceil(TILE_QUERIES)) as u32;
@@ -256,7 +322,13 @@ impl LlamaOps for CudaPass<'_> {
         if self.n == 1 {
             self.gemv(&l.wo, Gemv::Add, att, false, x);
         } else {
-            self.convert_into_xb(l.wo.ty, att, self.n * l.wo.cols);
+            if self.att_head_major {
+                let f = self.b.kernels.typed(l.wo.ty).attn_out;
+                let (n, hd, xb) = (self.n, self.hp.head_dim(), self.st.act.xb.ptr());
+                launch!(self, f, grid_for(n * l.wo.cols), BLOCK, 0; att, n as i32, self.hp.n_head as i32, hd as i32, xb);
+            } else {
+                self.convert_into_xb(l.wo.ty, att, self.n * l.wo.cols);
+            }
             let xb = self.st.act.xb.ptr();
             self.gemm(&l.wo, xb, x, 1.0);
         }

@@ -39,6 +39,22 @@ pub(super) struct Activations {
     pub io: DeviceBuffer,
 }
 
+/// Bytes a session may hold for the scores of a batch's cuBLAS attention (whole KV heads at a
+/// time; a session whose single head would not fit uses the tiled kernel).
+const ATTN_SCRATCH: usize = 32 << 20;
+
+/// Scratch of a batch's cuBLAS attention.
+pub(super) struct AttnScratch {
+    /// q, scaled and packed head-major in the cache's type, `[n_head, UBATCH, head_dim]`.
+    pub q: DeviceBuffer,
+    /// Scores (f32) of `heads` KV heads' query rows: up to `[heads, group * UBATCH, n_ctx]`.
+    pub s: DeviceBuffer,
+    /// The probabilities in the cache's type, as large (`None`: f32, written over the scores).
+    pub p: Option<DeviceBuffer>,
+    /// KV heads per round of products.
+    pub heads: usize,
+}
+
 /// A session's state on the GPU.
 pub(super) struct CudaState {
     /// Positions the cache holds.
@@ -51,6 +67,8 @@ pub(super) struct CudaState {
     pub inv_freq: DeviceBuffer,
     /// The pass's activations.
     pub act: Activations,
+    /// Scratch of a batch's cuBLAS attention (`None`: one KV head's scores would not fit).
+    pub attn: Option<AttnScratch>,
     /// Position splits of a decode step's attention (at most 32).
     pub splits: usize,
     /// Positions per split.
@@ -107,6 +125,21 @@ impl CudaState {
             io: ctx.alloc((UBATCH + 1) * 4, "the step's tokens")?,
         };
         let kv = ctx.alloc(kv_bytes, &format!("the KV cache ({n_ctx} positions)"))?;
+        let rows = hp.n_head / hp.n_head_kv * UBATCH;
+        let p_size = if kv_type == GpuType::F16 { 2 } else { 0 };
+        let heads = (ATTN_SCRATCH / (rows * n_ctx * (4 + p_size)).max(1)).min(hp.n_head_kv);
+        let attn = match heads {
+            0 => None,
+            _ => {
+                let what = "the attention scratch";
+                Some(AttnScratch {
+                    q: ctx.alloc(hp.n_head * UBATCH * hd * kv_type.size(), what)?,
+                    s: ctx.alloc(heads * rows * n_ctx * 4, what)?,
+                    p: (p_size > 0).then(|| ctx.alloc(heads * rows * n_ctx * p_size, what)).transpose()?,
+                    heads,
+                })
+            }
+        };
         let inv: Vec<u8> = (0..hd / 2)
             .map(|i| 1.0f32 / hp.rope_theta.powf((2 * i) as f32 / hd as f32))
             .flat_map(f32::to_le_bytes)
@@ -126,6 +159,7 @@ impl CudaState {
             kv,
             inv_freq,
             act,
+            attn,
             splits,
             split_len,
             host_io: ctx.alloc_pinned((UBATCH + 1) * 4)?,
