@@ -84,29 +84,20 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// Sum of `v` over the block (every thread gets it). `red` holds 32 floats.
-__device__ float block_sum(float v, float* red) {
+// Sum (or, with MAX, max) of `v` over the block (every thread gets it). `red` holds 32 floats.
+template <bool MAX>
+__device__ float block_reduce(float v, float* red) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    v = warp_sum(v);
+    v = MAX ? warp_max(v) : warp_sum(v);
     __syncthreads();
     if (lane == 0) red[warp] = v;
     __syncthreads();
-    float s = 0.f;
-    for (int i = 0; i < nw; i++) s += red[i];
-    return s;
+    float r = MAX ? -INFINITY : 0.f;
+    for (int i = 0; i < nw; i++) r = MAX ? fmaxf(r, red[i]) : r + red[i];
+    return r;
 }
-
-// Max of `v` over the block (every thread gets it). `red` holds 32 floats.
-__device__ float block_max(float v, float* red) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) red[warp] = v;
-    __syncthreads();
-    float m = -INFINITY;
-    for (int i = 0; i < nw; i++) m = fmaxf(m, red[i]);
-    return m;
-}
+__device__ float block_sum(float v, float* red) { return block_reduce<false>(v, red); }
+__device__ float block_max(float v, float* red) { return block_reduce<true>(v, red); }
 
 // 1 / rms(x) as the CPU computes it: 1 / sqrt(sum(x^2) / n + eps).
 __device__ float rms_scale(const float* x, int n, float eps, float* red) {

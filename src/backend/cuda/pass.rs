@@ -146,9 +146,9 @@ impl<'a> CudaPass<'a> {
         launch!(self, f, grid_for(n * hp.n_head * hd), BLOCK, 0;
             qkv, n as i32, hp.n_head as i32, n_kv as i32, hd as i32, scale, q);
         let softmax = self.b.kernels.softmax_causal(kvt);
+        let head_bytes = (n_ctx * hd) as u64 * es;
         for k0 in (0..n_kv).step_by(heads) {
             let batch = heads.min(n_kv - k0);
-            let head_bytes = (n_ctx * hd) as u64 * es;
             let scores = Batched {
                 ty: kvt.blas(),
                 trans_a: true,
