@@ -35,8 +35,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Cr
 use runllama_kernels::{self as k, detected, paths, Path, WeightType};
 
 const TYPES: [WeightType; 3] = [WeightType::F32, WeightType::F16, WeightType::BF16];
-const QTYPES: [WeightType; 5] =
-    [WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K, WeightType::Q5_K, WeightType::Q6_K];
+const QTYPES: [WeightType; 6] =
+    [WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_K, WeightType::Q5_K, WeightType::Q6_K, WeightType::Q2_K];
 const SHAPES: [(usize, usize); 5] = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (128256, 4096)];
 
 /// A benchmark group of 10 flat samples, 0.3 s of warm-up, 1 s of measurement.

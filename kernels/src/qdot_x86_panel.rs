@@ -296,18 +296,28 @@ unsafe fn fold<const T: u8>(unit: &Unit<AMX_ROWS>, f: &mut Folded) {
                 let s = _mm512_permutexvar_epi16(_mm512_loadu_si512(idx.as_ptr().cast()), sc);
                 let p = _mm512_mullo_epi16(q, s);
                 _mm256_store_si256(f.lo[r].as_mut_ptr().add(32 * g).cast(), _mm512_cvtepi16_epi8(p));
-                let hi = _mm512_cvtepi16_epi8(_mm512_srai_epi16(p, 8));
-                _mm256_store_si256(f.hi[r].as_mut_ptr().add(32 * g).cast(), hi);
+                if !lo_only(wt) {
+                    let hi = _mm512_cvtepi16_epi8(_mm512_srai_epi16(p, 8));
+                    _mm256_store_si256(f.hi[r].as_mut_ptr().add(32 * g).cast(), hi);
+                }
             }
         }
     }
+}
+
+/// Whether `wt`'s quants times scales always fit one unsigned byte, so that [`fold`]'s high
+/// bytes are all zero and [`amx_sums`] skips their products: Q2_K (2-bit quants, 4-bit scales:
+/// at most 45).
+const fn lo_only(wt: WeightType) -> bool {
+    matches!(wt, WeightType::Q2_K)
 }
 
 /// [`vnni_sums`] for 16 rows and the `np` panel units at `a` (`panel_bytes` apart) on AMX
 /// tiles (all 16 x 64 bytes), into `s1[..np]`: the unit's scales folded into its quants
 /// (`f`), then per pair of panels a 2 x 2 block of tiles (lo and hi bytes x two panels)
 /// summed over the unit's four 64-column steps, and `s1 = lo + 256 * hi`: the VNNI kernel's
-/// integer sums exactly.
+/// integer sums exactly. Where the high bytes are all zero ([`lo_only`]) their tiles stay
+/// zero and only the low bytes' products are made.
 ///
 /// # Safety
 /// As [`vnni_sums`] for each panel unit, with the tiles configured as
@@ -332,6 +342,21 @@ unsafe fn amx_sums<const T: u8>(
             let (x0, x1) = (a.add(p * panel_bytes), a.add(p1 * panel_bytes));
             asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, preserves_flags));
             for k in 0..QK_K / 64 {
+                if lo_only(wt_of(T)) {
+                    // SAFETY: as below, the low bytes only.
+                    asm!(
+                        "tileloadd tmm4, [{wl} + {sa}*1]",
+                        "tileloadd tmm6, [{b0} + {sb}*1]",
+                        "tdpbuud tmm0, tmm4, tmm6",
+                        "tileloadd tmm7, [{b1} + {sb}*1]",
+                        "tdpbuud tmm2, tmm4, tmm7",
+                        wl = in(reg) lo.add(64 * k),
+                        b0 = in(reg) x0.add(1024 * k), b1 = in(reg) x1.add(1024 * k),
+                        sa = in(reg) QK_K, sb = in(reg) 64usize,
+                        options(nostack, preserves_flags)
+                    );
+                    continue;
+                }
                 // SAFETY: the `A` loads read 16 rows of 64 bytes inside `f` (column step `k`),
                 // the `B` loads the 16 quant vectors `16k ..` of panel units `p`, `p1`. The
                 // activations are unsigned, the low bytes too (`tdpbuud`), the high ones signed
