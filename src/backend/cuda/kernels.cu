@@ -143,9 +143,10 @@ __device__ __forceinline__ void pdl_start() {
 // (SwiGLU). `vec` (host-checked): rows are whole 16-byte vectors; else one value at a time.
 #define GEMV_THREADS 1024
 
-// Loads per lane in flight per row. Measured on an H100 (7B F16 decode, tok/s): 2 -> 154.5,
-// 4 -> 150.5, 8 -> 142.5, 16 -> 105 (before rows were split); asking the compiler for two
-// blocks per multiprocessor (32 registers, spills) -> 138.
+// Loads per lane in flight per row. Measured on H100s (7B F16 decode, tok/s, overlapping
+// launches, before rows were split): 2 -> 154.3-154.7, 4 -> 150.0-151.8, 8 -> 142.4-143.0,
+// 16 -> 104.6-104.9; with rows split, asking the compiler for two blocks per multiprocessor
+// (32 registers, spills) -> 137.5-138.6 against 156.4-156.9.
 #define GEMV_U 2
 
 // xs = x, or rmsnorm(x) * norm when `norm` is given; then a block-wide barrier. Rows of up to
@@ -277,7 +278,7 @@ __device__ __forceinline__ void gemv_rows(const typename W::T* __restrict__ w, i
 }
 
 #define GEMV(name, W, MODE)                                                                                  \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS)                                   \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS)                                              \
         name(const W::T* w, int rows, int cols, const float* x, const float* norm, float eps, float* out,   \
              int vec, int k) {                                                                              \
         extern __shared__ float4 smem4[];                                                                    \
