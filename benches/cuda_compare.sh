@@ -15,6 +15,7 @@ LLAMA_BENCH=${LLAMA_BENCH:?set LLAMA_BENCH to llama.cpp\'s llama-bench (CUDA bui
 ROUNDS=${ROUNDS:-2}
 OUT=${OUT:-target/cuda-compare}
 mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 
 bandwidth() {
   python3 - <<'EOF'
