@@ -565,12 +565,13 @@ unsafe impl Sync for Function {}
 impl Function {
     /// Enqueue the kernel on `stream` with arguments `cells` (see [`KernelArg`]).
     ///
-    /// # Safety
-    /// The cells must match the kernel's parameters in number and size, and every address
-    /// among them must be device memory the kernel may access as it does.
     /// With `overlap`, the launch is a programmatic dependent one: the kernel may start before
     /// the one before it on the stream has completed, and must wait for it
     /// (`griddepcontrol.wait`, kernels.cu's `pdl_wait`) before it uses its results.
+    ///
+    /// # Safety
+    /// The cells must match the kernel's parameters in number and size, and every address
+    /// among them must be device memory the kernel may access as it does.
     pub(super) unsafe fn launch(
         self,
         stream: &Stream,

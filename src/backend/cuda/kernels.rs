@@ -117,7 +117,6 @@ pub(super) struct Kernels {
     /// Warps per row of every matrix-vector product, where `RUNLLAMA_CUDA_GEMV_SPLIT` (1, 4 or 8)
     /// imposes one (for tests of each split); else chosen per product.
     pub gemv_split: Option<usize>,
-
     /// Kept loaded while the functions are used.
     _module: Module,
 }
@@ -175,7 +174,7 @@ impl Kernels {
             gemv_split: std::env::var("RUNLLAMA_CUDA_GEMV_SPLIT")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .filter(|k| [1, 4, 8].contains(k)),
+                .filter(|k| GEMV_SPLITS.contains(k)),
             pdl: major >= 9 && std::env::var("RUNLLAMA_CUDA_PDL").as_deref() != Ok("0"),
             n_sm: ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as usize,
             typed,
@@ -190,31 +189,40 @@ impl Kernels {
 
     /// RoPE + cache write for a cache of `t` (F32 or F16).
     pub(super) fn rope_store(&self, t: GpuType) -> Function {
-        self.rope_store[(t == GpuType::F16) as usize]
+        self.rope_store[by_cache(t)]
     }
 
     /// Attention over a cache of `t` (F32 or F16).
     pub(super) fn attention(&self, t: GpuType) -> Function {
-        self.attention[(t == GpuType::F16) as usize]
+        self.attention[by_cache(t)]
     }
 
     /// Batched attention over query tiles with a cache of `t` (F32 or F16), if it takes heads
     /// of `hd` and the warp-per-query kernel is not asked for.
     pub(super) fn attention_tiled(&self, t: GpuType, hd: usize) -> Option<Function> {
         (self.prefill_attention != PrefillAttention::Warp && hd.is_multiple_of(8) && hd <= TILED_MAX_HEAD)
-            .then(|| self.attention_tiled[(t == GpuType::F16) as usize])
+            .then(|| self.attention_tiled[by_cache(t)])
     }
 
     /// q packing for cuBLAS attention with a cache of `t` (F32 or F16).
     pub(super) fn q_pack(&self, t: GpuType) -> Function {
-        self.q_pack[(t == GpuType::F16) as usize]
+        self.q_pack[by_cache(t)]
     }
 
     /// The causal softmax into probabilities of the cache's type `t` (F32 or F16).
     pub(super) fn softmax_causal(&self, t: GpuType) -> Function {
-        self.softmax_causal[(t == GpuType::F16) as usize]
+        self.softmax_causal[by_cache(t)]
     }
 }
+
+/// Index of a per-cache-type pair of kernels (f32, f16) for a cache of `t`.
+fn by_cache(t: GpuType) -> usize {
+    (t == GpuType::F16) as usize
+}
+
+/// Warps per row (or row pair) a matrix-vector product may split its rows over (kernels.cu's
+/// `gemv_rows`: a group of k warps meets at a named barrier, 15 at most per block).
+pub(super) const GEMV_SPLITS: [usize; 3] = [1, 4, 8];
 
 /// Largest head `attention_tiled` takes (TILE_MAX_DPT * 8 in kernels.cu).
 const TILED_MAX_HEAD: usize = 128;

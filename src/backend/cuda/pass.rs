@@ -8,7 +8,7 @@
 //! follows them: `norm` and `swiglu` only record that they are due.
 
 use super::driver::{Batched, KernelArg};
-use super::kernels::{attn_tiled_shared, GpuType, PrefillAttention, TILE_QUERIES, TILE_THREADS};
+use super::kernels::{attn_tiled_shared, GpuType, PrefillAttention, GEMV_SPLITS, TILE_QUERIES, TILE_THREADS};
 use super::state::CudaState;
 use super::upload::{DeviceLayer, DeviceMatrix};
 use super::CudaBackend;
@@ -210,10 +210,6 @@ enum Gemv {
     Add,
     SwiGlu,
 }
-
-/// Warps per row (or row pair) a matrix-vector product may split its rows over (kernels.cu's
-/// `gemv_rows`: a group of k warps meets at a named barrier, 15 at most per block).
-const GEMV_SPLITS: [usize; 3] = [1, 4, 8];
 
 /// Blocks and warps per row of a matrix-vector product over `units` rows (or row pairs) on a
 /// GPU that holds `resident` blocks at once: a persistent grid, no larger than the work, with
