@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""Write a GGUF file of LLaMA2-7B or LLaMA3-8B shape with random weights (F16 or BF16), for
-speed runs where no real checkpoint can be had (the GPU machine has no network): both
-runllama's `e2e` bench and llama.cpp's `llama-bench` load it.
+"""Write a GGUF file of LLaMA2-7B or LLaMA3-8B shape with random weights (F16, BF16, or the
+quantized Q4_0, Q8_0 and Q4_K_M), for speed runs where no real checkpoint can be had (the GPU
+machine has no network): both runllama's `e2e` bench and llama.cpp's `llama-bench` load it.
 
   python3 benches/make_random_gguf.py --preset llama2-7b --dtype f16  --out /tmp/l2-7b-f16.gguf
   python3 benches/make_random_gguf.py --preset llama3-8b --dtype bf16 --out /tmp/l3-8b-bf16.gguf
+  python3 benches/make_random_gguf.py --preset llama2-7b --dtype q4_k_m --out /tmp/l2-7b-q4_k_m.gguf
   python3 benches/make_random_gguf.py --preset llama2-7b --layers 2 --out /tmp/l2-2l.gguf
 
 Weights: N(0, 0.02) values, drawn once into a pool of 2^24 and written from rotating offsets
 (speed does not depend on the values, and drawing 8e9 normals would take minutes); norm
-weights 1. The vocabulary is synthetic but well-formed (SentencePiece-style: <unk>, <s>, </s>,
-the 256 byte tokens, then distinct word pieces), sized like the preset's. Needs numpy only.
+weights 1. Quantized types are random blocks (random quants and sub-block scales, block
+scales fixed so that values are of the same size); Q4_K_M gives each tensor the type
+llama.cpp's `llama-quantize` gives it for LLaMA (Q6_K output and, in the layers it favours,
+attn_v and ffn_down; Q4_K elsewhere; rows not made of 256-value blocks fall back to Q5_0 and
+Q8_0 as it does). The vocabulary is synthetic but well-formed (SentencePiece-style: <unk>, <s>,
+</s>, the 256 byte tokens, then distinct word pieces), sized like the preset's. Needs numpy
+only.
 """
 import argparse
 import struct
@@ -22,7 +28,30 @@ PRESETS = {
     "llama3-8b": dict(vocab=128256, d=4096, layers=32, heads=32, kv_heads=8, ff=14336, theta=500000.0, ctx=8192),
 }
 GGUF_F32, GGUF_F16, GGUF_BF16 = 0, 1, 30
+Q4_0, Q5_0, Q8_0, Q4_K, Q6_K = 2, 6, 8, 12, 14
+# Quantized types: (elements per block, bytes per block, {offset of an f16 scale: its value}).
+BLOCKS = {
+    Q4_0: (32, 18, {0: 0.005}),
+    Q5_0: (32, 22, {0: 0.002}),
+    Q8_0: (32, 34, {0: 0.0003}),
+    Q4_K: (256, 144, {0: 0.0002, 2: 0.0002}),
+    Q6_K: (256, 210, {208: 0.00002}),
+}
+# --dtype: (file_type, type of most matrices)
+DTYPES = {"f16": (1, GGUF_F16), "bf16": (32, GGUF_BF16), "q4_0": (2, Q4_0), "q8_0": (7, Q8_0), "q4_k_m": (15, Q4_K)}
 ALIGN = 32
+
+
+def more_bits(i, n):
+    """The layers whose attn_v and ffn_down llama-quantize's Q4_K_M keeps in Q6_K."""
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def fallback(t, cols):
+    """llama-quantize's type for rows that are not whole 256-value blocks."""
+    if cols % 256 == 0:
+        return t
+    return {Q4_K: Q5_0, Q6_K: Q8_0}.get(t, t)
 
 
 def s(x):
@@ -61,7 +90,7 @@ def vocab(n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", choices=PRESETS, required=True)
-    ap.add_argument("--dtype", choices=["f16", "bf16"], default="f16")
+    ap.add_argument("--dtype", choices=DTYPES, default="f16")
     ap.add_argument("--layers", type=int, help="fewer layers than the preset")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -70,29 +99,31 @@ def main():
         p["layers"] = a.layers
     d, hd = p["d"], p["d"] // p["heads"]
     kvd = p["kv_heads"] * hd
-    wtype = GGUF_F16 if a.dtype == "f16" else GGUF_BF16
+    file_type, wtype = DTYPES[a.dtype]
+    mixed = a.dtype == "q4_k_m"
+    n = p["layers"]
 
     tensors = [("token_embd.weight", (p["vocab"], d), wtype)]
-    for l in range(p["layers"]):
+    for l in range(n):
         b = f"blk.{l}."
         tensors += [
             (b + "attn_norm.weight", (d,), GGUF_F32),
             (b + "attn_q.weight", (d, d), wtype),
             (b + "attn_k.weight", (kvd, d), wtype),
-            (b + "attn_v.weight", (kvd, d), wtype),
+            (b + "attn_v.weight", (kvd, d), Q6_K if mixed and more_bits(l, n) else wtype),
             (b + "attn_output.weight", (d, d), wtype),
             (b + "ffn_norm.weight", (d,), GGUF_F32),
             (b + "ffn_gate.weight", (p["ff"], d), wtype),
             (b + "ffn_up.weight", (p["ff"], d), wtype),
-            (b + "ffn_down.weight", (d, p["ff"]), wtype),
+            (b + "ffn_down.weight", (d, p["ff"]), fallback(Q6_K if mixed and more_bits(l, n) else wtype, p["ff"])),
         ]
-    tensors += [("output_norm.weight", (d,), GGUF_F32), ("output.weight", (p["vocab"], d), wtype)]
+    tensors += [("output_norm.weight", (d,), GGUF_F32), ("output.weight", (p["vocab"], d), Q6_K if mixed else wtype)]
 
     toks, scores, types = vocab(p["vocab"])
     meta = [
         kv("general.architecture", 8, "llama"),
         kv("general.name", 8, f"random {a.preset} {a.dtype}"),
-        kv("general.file_type", 4, 1 if wtype == GGUF_F16 else 32),
+        kv("general.file_type", 4, file_type),
         kv("llama.context_length", 4, p["ctx"]),
         kv("llama.embedding_length", 4, d),
         kv("llama.block_count", 4, p["layers"]),
@@ -113,6 +144,8 @@ def main():
 
     def nbytes(shape, t):
         n = int(np.prod(shape))
+        if t in BLOCKS:
+            return n // BLOCKS[t][0] * BLOCKS[t][1]
         return n * (4 if t == GGUF_F32 else 2)
 
     infos, off = [], 0
@@ -125,6 +158,13 @@ def main():
     pool32 = (rng.standard_normal(1 << 24, dtype=np.float32) * 0.02).astype(np.float32)
     pool = pool32.astype(np.float16).view(np.uint16) if wtype == GGUF_F16 else (pool32.view(np.uint32) >> 16).astype(np.uint16)
     pool = np.concatenate([pool, pool])  # any window of up to 2^24 values is one slice
+    # Per quantized type, 2^16 random blocks (twice over, as the pool) with their scales set.
+    block_pools = {}
+    for t, (_, size, scales) in BLOCKS.items():
+        blocks = rng.integers(0, 256, size=(1 << 16, size), dtype=np.uint8)
+        for at, v in scales.items():
+            blocks[:, at:at + 2] = np.frombuffer(np.float16(v).tobytes(), dtype=np.uint8)
+        block_pools[t] = np.concatenate([blocks, blocks]).tobytes()
     with open(a.out, "wb") as f:
         f.write(b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(meta)))
         for m in meta:
@@ -138,6 +178,16 @@ def main():
             f.write(b"\0" * (-(f.tell() - start) % ALIGN))
             if t == GGUF_F32:
                 f.write(np.ones(shape, dtype=np.float32).tobytes())
+                continue
+            if t in BLOCKS:
+                size = BLOCKS[t][1]
+                left = nbytes(shape, t) // size
+                while left:
+                    k = min(left, 1 << 16)
+                    r = rot % (1 << 16)
+                    f.write(block_pools[t][r * size:(r + k) * size])
+                    rot = (rot + 7919) % (1 << 24)
+                    left -= k
                 continue
             left = int(np.prod(shape))
             while left:

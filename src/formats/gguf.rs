@@ -209,7 +209,7 @@ pub fn ggml_type_name(t: u32) -> Option<&'static str> {
 }
 
 /// The [`DType`] of a supported ggml type number (0 F32, 1 F16, 30 BF16).
-fn ggml_dtype(t: u32) -> Option<DType> {
+pub(crate) fn ggml_dtype(t: u32) -> Option<DType> {
     match t {
         0 => Some(DType::F32),
         1 => Some(DType::F16),

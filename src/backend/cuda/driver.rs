@@ -406,8 +406,9 @@ impl Blas {
         Ok(b)
     }
 
-    /// `C[n, rows] = X[n, cols] · W[rows, cols]ᵀ + beta · C` (row-major; `C` f32, accumulated
-    /// in f32): `w` and `x` device addresses of `ty` values, `c` of f32.
+    /// `C[n, rows] = X[n, cols] · W[rows, cols]ᵀ + beta · C` (row-major, `ldc` values from one
+    /// row of `C` to the next; `C` f32, accumulated in f32): `w` and `x` device addresses of
+    /// `ty` values, `c` of f32.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn gemm(
         &mut self,
@@ -418,6 +419,7 @@ impl Blas {
         x: u64,
         n: usize,
         c: u64,
+        ldc: usize,
         beta: f32,
     ) -> Result<()> {
         let (alpha, beta) = (1f32, beta);
@@ -442,7 +444,7 @@ impl Blas {
                 (&beta as *const f32).cast::<c_void>(),
                 c as *mut c_void,
                 blas::cudaDataType::CUDA_R_32F,
-                rows as i32,
+                ldc as i32,
                 blas::cublasComputeType_t::CUBLAS_COMPUTE_32F,
                 blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
             )

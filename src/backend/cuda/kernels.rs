@@ -1,5 +1,5 @@
-//! The kernels of `kernels.cu`, compiled by NVRTC for the GPU in hand when a model is loaded,
-//! and the element types they are instantiated for.
+//! The kernels of `kernels.cu` and `quant.cu`, compiled by NVRTC for the GPU in hand when a
+//! model is loaded, and the weight types they are instantiated for.
 
 use std::sync::Arc;
 
@@ -9,8 +9,8 @@ use super::driver::{device_error, BlasType, Context, Function, Module};
 use crate::error::Result;
 use crate::tensor::DType;
 
-/// The kernels' source.
-const SOURCE: &str = include_str!("kernels.cu");
+/// The kernels' source: the float kernels, then the quantized weights' (which use them).
+const SOURCE: &str = concat!(include_str!("kernels.cu"), include_str!("quant.cu"));
 
 /// Element type of weights, KV cache values and cuBLAS inputs on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +60,59 @@ impl GpuType {
     }
 }
 
-/// The kernels instantiated for one weight type.
-pub(super) struct TypedKernels {
+/// How a matrix is stored on the GPU: in a float type, or in one of GGUF's block types (as in
+/// the file: products read 8-bit activations, a batch's products dequantize to f16 first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum GpuWeight {
+    /// Values of a float type.
+    Float(GpuType),
+    /// Blocks of a quantized type.
+    Quant(DType),
+}
+
+impl GpuWeight {
+    /// The GPU storage of weights stored as `d`.
+    pub(super) fn of(d: DType) -> GpuWeight {
+        GpuType::of(d).map_or(GpuWeight::Quant(d), GpuWeight::Float)
+    }
+    /// The file's type.
+    pub(super) fn dtype(self) -> DType {
+        match self {
+            GpuWeight::Float(GpuType::F32) => DType::F32,
+            GpuWeight::Float(GpuType::F16) => DType::F16,
+            GpuWeight::Float(GpuType::BF16) => DType::BF16,
+            GpuWeight::Quant(d) => d,
+        }
+    }
+    /// Bytes of a row of `cols` values (whole blocks: checked when the model was loaded).
+    pub(super) fn row_bytes(self, cols: usize) -> usize {
+        self.dtype().row_bytes(cols).unwrap_or(usize::MAX)
+    }
+    /// The type of a batch's cuBLAS product with these weights (its input's type too).
+    pub(super) fn compute(self) -> GpuType {
+        match self {
+            GpuWeight::Float(t) => t,
+            GpuWeight::Quant(_) => GpuType::F16,
+        }
+    }
+}
+
+/// The quantized types, in the order of [`Kernels`]' per-type kernels.
+const QUANT_TYPES: [DType; 10] = [
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q2_K,
+    DType::Q3_K,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+];
+
+/// Kernels over the weights of one type.
+pub(super) struct Products {
     /// `out = W x` (x normalised first when a norm weight is given).
     pub gemv: Function,
     /// `out += W x`.
@@ -70,6 +121,25 @@ pub(super) struct TypedKernels {
     pub gemv_swiglu: Function,
     /// Embedding rows to f32 activations.
     pub embed: Function,
+    /// Quantized types: rows dequantized to f16 (a batch's products), and to f32 (tests).
+    pub dequant: Option<[Function; 2]>,
+}
+
+impl Products {
+    fn load(module: &Module, suffix: &str, quant: bool) -> Result<Products> {
+        let f = |base: &str| module.function(&format!("{base}_{suffix}"));
+        Ok(Products {
+            gemv: f("gemv")?,
+            gemv_add: f("gemv_add")?,
+            gemv_swiglu: f("gemv_swiglu")?,
+            embed: f("embed")?,
+            dequant: if quant { Some([f("dequant_f16")?, f("dequant_f32")?]) } else { None },
+        })
+    }
+}
+
+/// The element-wise kernels instantiated for one float type (of a batch's products' inputs).
+pub(super) struct TypedKernels {
     /// RMSNorm of f32 activations, narrowed to this type.
     pub rmsnorm: Function,
     /// f32 activations narrowed to this type.
@@ -94,8 +164,12 @@ pub(super) enum PrefillAttention {
 
 /// The compiled module and its kernels.
 pub(super) struct Kernels {
-    /// Per weight type, indexed by [`GpuType`].
+    /// Per float type, indexed by [`GpuType`].
     typed: [TypedKernels; 3],
+    /// Products per float type, indexed by [`GpuType`].
+    float_products: [Products; 3],
+    /// Products per quantized type, in the order of [`QUANT_TYPES`].
+    quant_products: Vec<Products>,
     /// RoPE and cache write, per cache type (f32, f16).
     rope_store: [Function; 2],
     /// Attention, a warp per (query, head, split), per cache type (f32, f16).
@@ -132,10 +206,6 @@ impl Kernels {
         let typed = [GpuType::F32, GpuType::F16, GpuType::BF16].map(|t| {
             let f = |base: &str| module.function(&format!("{base}_{}", t.suffix()));
             Ok::<_, crate::error::Error>(TypedKernels {
-                gemv: f("gemv")?,
-                gemv_add: f("gemv_add")?,
-                gemv_swiglu: f("gemv_swiglu")?,
-                embed: f("embed")?,
                 rmsnorm: f("rmsnorm")?,
                 convert: f("convert")?,
                 swiglu: f("swiglu")?,
@@ -144,16 +214,23 @@ impl Kernels {
         });
         let [a, b, c] = typed;
         let typed = [a?, b?, c?];
-        let gemv_shared = max_cols * 4;
+        let [a, b, c] = [GpuType::F32, GpuType::F16, GpuType::BF16].map(|t| Products::load(&module, t.suffix(), false));
+        let float_products = [a?, b?, c?];
+        let quant_products = QUANT_TYPES
+            .iter()
+            .map(|t| Products::load(&module, &t.name().to_ascii_lowercase(), true))
+            .collect::<Result<Vec<_>>>()?;
         let limit = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)? as usize;
-        if gemv_shared + 1024 > limit {
-            return Err(crate::error::Error::unsupported(format!(
-                "rows of {max_cols} values do not fit the GPU's {limit} bytes of shared memory per block"
-            )));
-        }
-        for k in &typed {
-            for f in [k.gemv, k.gemv_add, k.gemv_swiglu] {
-                f.allow_shared(gemv_shared)?;
+        for (products, shared) in [(&float_products[..], max_cols * 4), (&quant_products[..], qgemv_shared(max_cols))] {
+            if shared + 1024 > limit {
+                return Err(crate::error::Error::unsupported(format!(
+                    "rows of {max_cols} values do not fit the GPU's {limit} bytes of shared memory per block"
+                )));
+            }
+            for p in products {
+                for f in [p.gemv, p.gemv_add, p.gemv_swiglu] {
+                    f.allow_shared(shared)?;
+                }
             }
         }
         let attention_tiled = [module.function("attention_tiled_f32")?, module.function("attention_tiled_f16")?];
@@ -178,13 +255,35 @@ impl Kernels {
             pdl: major >= 9 && std::env::var("RUNLLAMA_CUDA_PDL").as_deref() != Ok("0"),
             n_sm: ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as usize,
             typed,
+            float_products,
+            quant_products,
             _module: module,
         })
     }
 
-    /// The kernels for weights of type `t`.
+    /// The element-wise kernels whose outputs are of type `t`.
     pub(super) fn typed(&self, t: GpuType) -> &TypedKernels {
         &self.typed[t.index()]
+    }
+
+    /// The product and embedding kernels for weights stored as `w`.
+    pub(super) fn products(&self, w: GpuWeight) -> Result<&Products> {
+        match w {
+            GpuWeight::Float(t) => Ok(&self.float_products[t.index()]),
+            GpuWeight::Quant(d) => QUANT_TYPES
+                .iter()
+                .position(|&q| q == d)
+                .map(|i| &self.quant_products[i])
+                .ok_or_else(|| crate::error::Error::internal(format!("no CUDA kernels for {}", d.name()))),
+        }
+    }
+
+    /// Dynamic shared memory of a product over rows of `cols` values stored as `w`.
+    pub(super) fn gemv_shared(&self, w: GpuWeight, cols: usize) -> usize {
+        match w {
+            GpuWeight::Float(_) => cols * 4,
+            GpuWeight::Quant(_) => qgemv_shared(cols),
+        }
     }
 
     /// RoPE + cache write for a cache of `t` (F32 or F16).
@@ -224,6 +323,16 @@ fn by_cache(t: GpuType) -> usize {
 /// `gemv_rows`: a group of k warps meets at a named barrier, 15 at most per block).
 pub(super) const GEMV_SPLITS: [usize; 3] = [1, 4, 8];
 
+/// Staging bytes per row and buffer of a quantized product (`QSTAGE` in quant.cu).
+const QSTAGE: usize = 1120;
+
+/// Dynamic shared memory of a quantized product over rows of `cols` values (`qgemv` in
+/// quant.cu): the 8-bit input and its scales, then the larger of the f32 input and the 32
+/// warps' two staging buffers for row pairs.
+fn qgemv_shared(cols: usize) -> usize {
+    (cols + cols / 4).next_multiple_of(16) + (cols * 4).max(32 * 2 * 2 * QSTAGE)
+}
+
 /// Largest head `attention_tiled` takes (TILE_MAX_DPT * 8 in kernels.cu).
 const TILED_MAX_HEAD: usize = 128;
 /// Queries and keys per tile of `attention_tiled` (TQ, TK in kernels.cu).
@@ -241,7 +350,11 @@ pub(super) fn attn_tiled_shared(hd: usize) -> usize {
 /// PTX for `arch` (NUL-terminated), or the compiler's log as a device error.
 pub(super) fn compile(arch: &str) -> Result<Vec<u8>> {
     let opts = cudarc::nvrtc::CompileOptions {
-        options: vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()],
+        options: vec![
+            format!("--gpu-architecture={arch}"),
+            "--std=c++17".into(),
+            format!("-DQGEMV_PIPE={}", (std::env::var("RUNLLAMA_CUDA_QGEMV_PIPE").as_deref() != Ok("0")) as u8),
+        ],
         name: Some("runllama_kernels.cu".into()),
         ..Default::default()
     };
@@ -280,6 +393,10 @@ mod tests {
                 "rope_store_f32",
                 "gemv_add_f16",
                 "attention_tiled_f16",
+                "gemv_q4_k",
+                "gemv_swiglu_q6_k",
+                "embed_q2_k",
+                "dequant_f16_q5_0",
             ] {
                 assert!(text.contains(&format!(".entry {k}(")), "{k} missing for {arch}");
             }

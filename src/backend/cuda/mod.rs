@@ -16,6 +16,8 @@ mod driver;
 mod kernels;
 mod pass;
 mod state;
+#[cfg(test)]
+mod tests;
 mod upload;
 
 use std::sync::atomic::AtomicBool;
@@ -199,7 +201,7 @@ impl Backend for CudaBackend {
     }
 
     fn new_state(&self, hp: &Hparams, n_ctx: usize, k_type: KvType, v_type: KvType) -> Result<Box<dyn SessionState>> {
-        Ok(Box::new(CudaState::new(&self.ctx, hp, n_ctx, k_type, v_type)?))
+        Ok(Box::new(CudaState::new(&self.ctx, hp, n_ctx, (k_type, v_type), self.dev.dequant)?))
     }
 
     fn forward(

@@ -4,11 +4,14 @@
 //! product: the RMSNorm before q/k/v and gate/up is applied while the input is read, the
 //! residual add is the product's epilogue, SwiGLU that of the gate/up product. A batch
 //! (prefill) runs cuBLAS products over inputs narrowed to the weights' type, accumulating the
-//! residual in place (beta = 1). Norm and SwiGLU are therefore applied by the product that
-//! follows them: `norm` and `swiglu` only record that they are due.
+//! residual in place (beta = 1); quantized weights are first dequantized to f16, some rows at
+//! a time, into the session's scratch. Norm and SwiGLU are therefore applied by the product
+//! that follows them: `norm` and `swiglu` only record that they are due.
 
-use super::driver::{Batched, KernelArg};
-use super::kernels::{attn_tiled_shared, GpuType, PrefillAttention, GEMV_SPLITS, TILE_QUERIES, TILE_THREADS};
+use super::driver::{Batched, BlasType, KernelArg};
+use super::kernels::{
+    attn_tiled_shared, GpuType, GpuWeight, PrefillAttention, GEMV_SPLITS, TILE_QUERIES, TILE_THREADS,
+};
 use super::state::CudaState;
 use super::upload::{DeviceLayer, DeviceMatrix};
 use super::CudaBackend;
@@ -91,28 +94,52 @@ impl<'a> CudaPass<'a> {
     /// `out = W · x` (`kind`: store, add, or SwiGLU over row pairs) for one token, normalising
     /// `x` first by the pending norm when `normed`.
     fn gemv(&mut self, m: &DeviceMatrix, kind: Gemv, x: u64, normed: bool, out: u64) {
-        let k = self.b.kernels.typed(m.ty);
+        let k = match self.b.kernels.products(m.ty) {
+            Ok(k) => k,
+            Err(e) => return self.keep(e),
+        };
         let f = match kind {
             Gemv::Store => k.gemv,
             Gemv::Add => k.gemv_add,
             Gemv::SwiGlu => k.gemv_swiglu,
         };
-        let resident = match f.blocks_per_sm(GEMV_BLOCK, (m.cols * 4) as u32) {
+        let shared = self.b.kernels.gemv_shared(m.ty, m.cols) as u32;
+        let resident = match f.blocks_per_sm(GEMV_BLOCK, shared) {
             Ok(b) => b * self.b.kernels.n_sm,
             Err(e) => return self.keep(e),
         };
         let units = if kind == Gemv::SwiGlu { m.rows / 2 } else { m.rows };
         let (grid, k) = gemv_shape(units, resident, self.b.kernels.gemv_split);
         let norm = if normed { self.norm.take().unwrap_or(0) } else { 0 };
-        let (eps, shared) = (self.hp.norm_eps, (m.cols * 4) as u32);
+        let eps = self.hp.norm_eps;
         launch!(self, f, grid as u32, GEMV_BLOCK, shared;
             m.buf.ptr(), m.rows as i32, m.cols as i32, x, norm, eps, out, m.vec_rows() as i32, k as i32);
     }
 
-    /// `out[n, rows] = in · Wᵀ + beta · out` with cuBLAS, `input` already in the weights' type.
-    fn gemm(&mut self, m: &DeviceMatrix, input: u64, out: u64, beta: f32) {
+    /// `out[n, rows] = in · Wᵀ + beta · out` with cuBLAS (`ldc` values from one token's outputs
+    /// to the next), `input` already in the weights' compute type. Quantized rows are
+    /// dequantized to f16 into the session's scratch first, as many at a time as it holds.
+    fn gemm(&mut self, m: &DeviceMatrix, input: u64, out: u64, ldc: usize, beta: f32) {
         let n = self.n;
-        self.run(|st| st.blas.gemm(m.ty.blas(), m.buf.ptr(), m.rows, m.cols, input, n, out, beta));
+        let GpuWeight::Quant(_) = m.ty else {
+            let t = m.ty.compute().blas();
+            return self.run(|st| st.blas.gemm(t, m.buf.ptr(), m.rows, m.cols, input, n, out, ldc, beta));
+        };
+        let f = match self.b.kernels.products(m.ty).map(|p| p.dequant) {
+            Ok(Some([f16, _])) => f16,
+            Ok(None) => return self.fail("no dequantization kernel"),
+            Err(e) => return self.keep(e),
+        };
+        let Some(scratch) = &self.st.dequant else { return self.fail("no dequantization scratch") };
+        let (s, chunk) = (scratch.ptr(), (scratch.bytes() / (m.cols * 2)).clamp(1, m.rows));
+        let rb = m.ty.row_bytes(m.cols);
+        for r0 in (0..m.rows).step_by(chunk) {
+            let rows = chunk.min(m.rows - r0);
+            let w = m.buf.ptr() + (r0 * rb) as u64;
+            launch!(self, f, grid_for(rows * m.cols / 32), BLOCK, 0; w, rows as i32, m.cols as i32, s);
+            let c = out + (r0 * 4) as u64;
+            self.run(|st| st.blas.gemm(BlasType::F16, s, rows, m.cols, input, n, c, ldc, beta));
+        }
     }
 
     /// `xb = rmsnorm(x) ⊙ pending norm`, in `ty`, for every token.
@@ -190,15 +217,28 @@ impl<'a> CudaPass<'a> {
         self.att_head_major = true;
     }
 
-    /// q/k/v or gate/up: one product whose rows are the device layout of `p`.
-    fn project(&mut self, m: &DeviceMatrix, kind: Gemv, out: u64) {
-        if self.n == 1 {
-            let x = self.st.act.x.ptr();
-            self.gemv(m, kind, x, true, out);
-        } else {
-            self.norm_into_xb(m.ty);
-            let xb = self.st.act.xb.ptr();
-            self.gemm(m, xb, out, 0.0);
+    /// q/k/v or gate/up over the normalised residual stream: the products of `parts` (rows
+    /// stacked in this order) into `out`.
+    fn project(&mut self, parts: &[DeviceMatrix], kind: Gemv, out: u64) {
+        let norm = self.norm.take();
+        let total: usize = parts.iter().map(|m| m.rows).sum();
+        let (x, xb) = (self.st.act.x.ptr(), self.st.act.xb.ptr());
+        let (mut row, mut xb_type) = (0, None);
+        for m in parts {
+            let at = out + (row * 4) as u64;
+            if self.n == 1 {
+                self.norm = norm;
+                self.gemv(m, kind, x, true, at);
+            } else {
+                let t = m.ty.compute();
+                if xb_type != Some(t) {
+                    self.norm = norm;
+                    self.norm_into_xb(t);
+                    xb_type = Some(t);
+                }
+                self.gemm(m, xb, at, total, 0.0);
+            }
+            row += m.rows;
         }
     }
 }
@@ -242,7 +282,10 @@ impl LlamaOps for CudaPass<'_> {
         self.n = tokens.len();
         let b = self.b;
         let m = &b.dev.tok_embd;
-        let f = b.kernels.typed(m.ty).embed;
+        let f = match b.kernels.products(m.ty) {
+            Ok(p) => p.embed,
+            Err(e) => return self.keep(e),
+        };
         let (table, io, x) = (m.buf.ptr(), self.st.act.io.at(4), self.st.act.x.ptr());
         launch!(self, f, self.n as u32, BLOCK, 0; table, io, m.cols as i32, x);
         self.overlap = self.n == 1 && b.kernels.pdl;
@@ -318,15 +361,16 @@ impl LlamaOps for CudaPass<'_> {
         if self.n == 1 {
             self.gemv(&l.wo, Gemv::Add, att, false, x);
         } else {
+            let t = l.wo.ty.compute();
             if self.att_head_major {
-                let f = self.b.kernels.typed(l.wo.ty).attn_out;
+                let f = self.b.kernels.typed(t).attn_out;
                 let (n, hd, xb) = (self.n, self.hp.head_dim(), self.st.act.xb.ptr());
                 launch!(self, f, grid_for(n * l.wo.cols), BLOCK, 0; att, n as i32, self.hp.n_head as i32, hd as i32, xb);
             } else {
-                self.convert_into_xb(l.wo.ty, att, self.n * l.wo.cols);
+                self.convert_into_xb(t, att, self.n * l.wo.cols);
             }
             let xb = self.st.act.xb.ptr();
-            self.gemm(&l.wo, xb, x, 1.0);
+            self.gemm(&l.wo, xb, x, l.wo.rows, 1.0);
         }
     }
 
@@ -335,10 +379,10 @@ impl LlamaOps for CudaPass<'_> {
         if self.n == 1 {
             // SwiGLU in the product's epilogue, into `hidden`.
             let out = self.st.act.hidden.ptr();
-            self.project(&l.gate_up, Gemv::SwiGlu, out);
+            self.project(std::slice::from_ref(&l.gate_up), Gemv::SwiGlu, out);
         } else {
             let out = self.st.act.gate_up.ptr();
-            self.project(&l.gate_up, Gemv::Store, out);
+            self.project(std::slice::from_ref(&l.gate_up), Gemv::Store, out);
         }
     }
 
@@ -354,10 +398,10 @@ impl LlamaOps for CudaPass<'_> {
             let h = self.st.act.hidden.ptr();
             self.gemv(&l.down, Gemv::Add, h, false, x);
         } else {
-            let f = self.b.kernels.typed(l.down.ty).swiglu;
+            let f = self.b.kernels.typed(l.down.ty.compute()).swiglu;
             let (gu, xb, ff) = (self.st.act.gate_up.ptr(), self.st.act.xb.ptr(), self.hp.n_ff);
             launch!(self, f, grid_for(self.n * ff), BLOCK, 0; gu, self.n as i32, ff as i32, xb);
-            self.gemm(&l.down, xb, x, 1.0);
+            self.gemm(&l.down, xb, x, l.down.rows, 1.0);
         }
     }
 

@@ -43,6 +43,10 @@ pub(super) struct Activations {
 /// time; a session whose single head would not fit uses the tiled kernel).
 const ATTN_SCRATCH: usize = 32 << 20;
 
+/// Most bytes of a session's f16 copy of quantized rows (a batch's products dequantize a
+/// matrix into it in pieces of whole rows).
+const DEQUANT_SCRATCH: usize = 32 << 20;
+
 /// Scratch of a batch's cuBLAS attention.
 pub(super) struct AttnScratch {
     /// q, scaled and packed head-major in the cache's type, `[n_head, UBATCH, head_dim]`.
@@ -69,6 +73,9 @@ pub(super) struct CudaState {
     pub act: Activations,
     /// Scratch of a batch's cuBLAS attention (`None`: one KV head's scores would not fit).
     pub attn: Option<AttnScratch>,
+    /// Quantized rows dequantized to f16 for a batch's products, some rows at a time (`None`:
+    /// the model has no quantized matrix).
+    pub dequant: Option<DeviceBuffer>,
     /// Position splits of a decode step's attention (at most 32).
     pub splits: usize,
     /// Positions per split.
@@ -86,9 +93,17 @@ pub(super) struct CudaState {
 }
 
 impl CudaState {
-    /// State for `n_ctx` positions with a cache of `kv` (sizes from `hp`); `OutOfMemory`
-    /// names the bytes asked for and free, and frees what was allocated.
-    pub(super) fn new(ctx: &Arc<Context>, hp: &Hparams, n_ctx: usize, k: KvType, v: KvType) -> Result<CudaState> {
+    /// State for `n_ctx` positions with a cache of `kv` (sizes from `hp`), and room to
+    /// dequantize up to `dequant` bytes of f16 rows (0: no quantized matrix; capped at
+    /// [`DEQUANT_SCRATCH`] but at least `row` bytes); `OutOfMemory` names the bytes asked for
+    /// and free, and frees what was allocated.
+    pub(super) fn new(
+        ctx: &Arc<Context>,
+        hp: &Hparams,
+        n_ctx: usize,
+        (k, v): (KvType, KvType),
+        (dequant, row): (usize, usize),
+    ) -> Result<CudaState> {
         let kv_type = match (k, v) {
             (KvType::F16, KvType::F16) => GpuType::F16,
             (KvType::F32, KvType::F32) => GpuType::F32,
@@ -140,6 +155,10 @@ impl CudaState {
                 })
             }
         };
+        let dequant = match dequant {
+            0 => None,
+            b => Some(ctx.alloc(b.min(DEQUANT_SCRATCH).max(row), "the dequantization scratch")?),
+        };
         let inv: Vec<u8> = (0..hd / 2)
             .map(|i| 1.0f32 / hp.rope_theta.powf((2 * i) as f32 / hd as f32))
             .flat_map(f32::to_le_bytes)
@@ -160,6 +179,7 @@ impl CudaState {
             inv_freq,
             act,
             attn,
+            dequant,
             splits,
             split_len,
             host_io: ctx.alloc_pinned((UBATCH + 1) * 4)?,

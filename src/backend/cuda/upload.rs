@@ -3,7 +3,8 @@
 //! asked after every chunk. No host copy of a whole tensor is made.
 //!
 //! Format quirks are resolved here, into the layouts the kernels read: a layer's q, k and v
-//! become one `[q | k | v]` matrix (one product per token), its gate and up one matrix with
+//! become one `[q | k | v]` matrix (one product per token; three, stacked, where they are
+//! stored in different types, as quantized files mix them), its gate and up one matrix with
 //! their rows interleaved (`gate[0], up[0], gate[1], ...`, so that one warp computes a pair
 //! and applies SwiGLU), whatever order a fused MindFormers matrix stored them in; tensors split
 //! across several MindSpore pieces are gathered row by row.
@@ -12,12 +13,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::driver::{Context, DeviceBuffer, Event, PinnedBuffer, Stream};
-use super::kernels::GpuType;
+use super::kernels::GpuWeight;
 use crate::error::{Error, Result, Status};
 use crate::model::{Matrix, Projections, Weights};
 
 /// Bytes of each of the two staging buffers.
 const STAGING: usize = 32 << 20;
+
+/// Bytes allocated past a matrix's last row: the quantized products copy whole 16-byte vectors
+/// from the 16-byte boundary at or below the blocks they need, so may read up to 15 bytes past.
+const PAD: usize = 16;
 
 /// A matrix on the GPU, row-major, in its stored type.
 pub(super) struct DeviceMatrix {
@@ -27,14 +32,14 @@ pub(super) struct DeviceMatrix {
     pub rows: usize,
     /// Values per row.
     pub cols: usize,
-    /// Element type.
-    pub ty: GpuType,
+    /// Element or block type.
+    pub ty: GpuWeight,
 }
 
 impl DeviceMatrix {
-    /// Whether rows are whole 16-byte vectors (the product kernels' fast path).
+    /// Whether rows are whole 16-byte vectors (the float product kernels' fast path).
     pub(super) fn vec_rows(&self) -> bool {
-        (self.cols * self.ty.size()).is_multiple_of(16)
+        self.ty.row_bytes(self.cols).is_multiple_of(16)
     }
 }
 
@@ -42,8 +47,8 @@ impl DeviceMatrix {
 pub(super) struct DeviceLayer {
     /// RMSNorm weight before attention (f32).
     pub attn_norm: DeviceBuffer,
-    /// `[q | k | v]` rows.
-    pub qkv: DeviceMatrix,
+    /// `[q | k | v]` rows: one matrix, or one per projection where their types differ.
+    pub qkv: Vec<DeviceMatrix>,
     /// Attention output.
     pub wo: DeviceMatrix,
     /// RMSNorm weight before the feed-forward (f32).
@@ -66,6 +71,8 @@ pub(super) struct DeviceWeights {
     pub output: DeviceMatrix,
     /// Bytes on the GPU.
     pub bytes: usize,
+    /// The largest layer matrix stored quantized, as f16 bytes, and its rows' (0, 0: none).
+    pub dequant: (usize, usize),
     /// Layer index by the host address of the `Layer` fields that the forward pass names
     /// (projections, matrices): how `LlamaOps` calls find the copies.
     by_host: HashMap<usize, usize>,
@@ -139,15 +146,20 @@ fn whole(m: &Matrix) -> Runs<'_> {
     runs(m.rows, |r| (m, r))
 }
 
-/// Check that every matrix has a type the GPU runs, before anything is allocated.
+/// Check, before anything is allocated, that each layer's gate and up are of one type (their
+/// rows are interleaved into one matrix; `llama-quantize` never mixes them).
 pub(super) fn check_types(w: &Weights) -> Result<()> {
-    for m in matrices(w).into_iter().chain([&w.output]) {
-        if GpuType::of(m.dtype()).is_none() {
-            return Err(Error::unsupported(format!(
-                "tensor {} is {}: the CUDA backend runs F32, F16 and BF16 weights; quantized GGUF files run on the CPU (LLAMA_DEVICE_CPU)",
-                m.info.name,
-                m.dtype().name()
-            )));
+    for l in &w.layers {
+        if let [gate, up] = &l.gate_up.matrices()[..] {
+            if gate.dtype() != up.dtype() {
+                return Err(Error::unsupported(format!(
+                    "tensors {} ({}) and {} ({}): the CUDA backend needs a layer's gate and up projections in one type",
+                    gate.info.name,
+                    gate.dtype().name(),
+                    up.info.name,
+                    up.dtype().name()
+                )));
+            }
         }
     }
     Ok(())
@@ -220,12 +232,11 @@ impl Uploader<'_> {
 
     /// A device matrix of `rows` rows of `cols` values of `ty`, filled from `runs`.
     fn matrix(&mut self, runs: Runs<'_>, w: &Weights, rows: usize, cols: usize, what: &str) -> Result<DeviceMatrix> {
-        let ty = GpuType::of(runs[0].0.dtype()).ok_or_else(|| Error::internal("unchecked weight type"))?;
+        let ty = GpuWeight::of(runs[0].0.dtype());
         if runs.iter().any(|(m, ..)| m.dtype() != runs[0].0.dtype()) {
-            return Err(Error::unsupported(format!("{what}: its projections are stored in different types")));
+            return Err(Error::internal(format!("{what}: projections of different types in one matrix")));
         }
-        let row_bytes = cols * ty.size();
-        let buf = self.ctx.alloc(rows * row_bytes, what)?;
+        let buf = self.ctx.alloc(rows * ty.row_bytes(cols) + PAD, what)?;
         self.new_allocation = true;
         let mut at = buf.ptr();
         let mut gathered = Vec::new();
@@ -299,8 +310,18 @@ pub(super) fn upload(
     for (i, l) in w.layers.iter().enumerate() {
         let name = |what: &str| format!("layer {i}'s {what}");
         let cols = l.wo.rows;
-        let qkv_rows: usize = l.qkv.matrices().iter().map(|m| m.rows).sum();
-        let qkv = up.matrix(runs(qkv_rows, unfused_source(&l.qkv)), w, qkv_rows, cols, &name("q/k/v"))?;
+        let parts = l.qkv.matrices();
+        let qkv = if parts.iter().all(|m| m.dtype() == parts[0].dtype()) {
+            let qkv_rows: usize = parts.iter().map(|m| m.rows).sum();
+            vec![up.matrix(runs(qkv_rows, unfused_source(&l.qkv)), w, qkv_rows, cols, &name("q/k/v"))?]
+        } else {
+            // Separate tensors (a fused one has one type): each its own matrix, in order.
+            let mut v = Vec::with_capacity(parts.len());
+            for m in parts {
+                v.push(up.matrix(whole(m), w, m.rows, cols, &name("q/k/v"))?);
+            }
+            v
+        };
         let gu_rows: usize = l.gate_up.matrices().iter().map(|m| m.rows).sum();
         let ff = gu_rows / 2;
         let src = unfused_source(&l.gate_up);
@@ -334,7 +355,13 @@ pub(super) fn upload(
     };
     up.flush()?;
     up.stream.sync()?;
-    Ok(DeviceWeights { tok_embd, layers, output_norm, output, bytes: total, by_host, norms })
+    let dequant = layers
+        .iter()
+        .flat_map(|l| l.qkv.iter().chain([&l.wo, &l.gate_up, &l.down]))
+        .filter(|m| matches!(m.ty, GpuWeight::Quant(_)))
+        .map(|m| (m.rows * m.cols * 2, m.cols * 2))
+        .fold((0, 0), |a, b| (a.0.max(b.0), a.1.max(b.1)));
+    Ok(DeviceWeights { tok_embd, layers, output_norm, output, bytes: total, dequant, by_host, norms })
 }
 
 #[cfg(test)]
