@@ -323,14 +323,16 @@ fn by_cache(t: GpuType) -> usize {
 /// `gemv_rows`: a group of k warps meets at a named barrier, 15 at most per block).
 pub(super) const GEMV_SPLITS: [usize; 3] = [1, 4, 8];
 
-/// Staging bytes per row and buffer of a quantized product (`QSTAGE` in quant.cu).
+/// Staging bytes per row and round of 32 items of a quantized product (`QSTAGE` in quant.cu).
 const QSTAGE: usize = 1120;
+/// Rounds of 32 items a quantized product's warp stages at once (`QGEMV_U` in quant.cu).
+const QGEMV_U: usize = 2;
 
 /// Dynamic shared memory of a quantized product over rows of `cols` values (`qgemv` in
 /// quant.cu): the 8-bit input and its scales, then the larger of the f32 input and the 32
-/// warps' two staging buffers for row pairs.
+/// warps' staging for row pairs.
 fn qgemv_shared(cols: usize) -> usize {
-    (cols + cols / 4).next_multiple_of(16) + (cols * 4).max(32 * 2 * 2 * QSTAGE)
+    (cols + cols / 4).next_multiple_of(16) + (cols * 4).max(32 * 2 * QGEMV_U * QSTAGE)
 }
 
 /// Largest head `attention_tiled` takes (TILE_MAX_DPT * 8 in kernels.cu).
@@ -350,11 +352,7 @@ pub(super) fn attn_tiled_shared(hd: usize) -> usize {
 /// PTX for `arch` (NUL-terminated), or the compiler's log as a device error.
 pub(super) fn compile(arch: &str) -> Result<Vec<u8>> {
     let opts = cudarc::nvrtc::CompileOptions {
-        options: vec![
-            format!("--gpu-architecture={arch}"),
-            "--std=c++17".into(),
-            format!("-DQGEMV_PIPE={}", (std::env::var("RUNLLAMA_CUDA_QGEMV_PIPE").as_deref() != Ok("0")) as u8),
-        ],
+        options: vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()],
         name: Some("runllama_kernels.cu".into()),
         ..Default::default()
     };

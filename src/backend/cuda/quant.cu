@@ -326,19 +326,19 @@ struct BQ6_K {
 // grid, rows or row pairs split over k warps, MODE 0 store / 1 add / 2 SwiGLU). The block
 // builds its input once: x (normalised when `norm` is given) quantized to 8 bits per 32 values
 // (q = round(x * 127 / amax), d = amax / 127, s = d * sum(q)), as llama.cpp's CUDA products
-// do. Each warp then streams its row(s) a round of blocks at a time: the blocks' bytes are
+// do. Each warp then streams QGEMV_U * 32 items of its row(s) at a time: the blocks' bytes are
 // copied with 16-byte asynchronous copies (from the 16-byte boundary below them: allocations
-// are padded) into one of the warp's two staging buffers in shared memory while the round
-// before is summed from the other, each lane an item (or two) at a time against the input.
-// Dynamic shared memory: qgemv_shared(cols) bytes (kernels.rs).
-// QGEMV_PIPE 1: two staging buffers per warp, the next round staged while one is summed; 0:
-// one buffer of twice the size, staged then summed (RUNLLAMA_CUDA_QGEMV_PIPE=0).
-#ifndef QGEMV_PIPE
-#define QGEMV_PIPE 1
-#endif
-// Staging bytes per row and buffer (QGEMV_PIPE 1; twice that with 0): 32 items of the largest
-// block per item (Q8_0's 34 bytes) and the 16-byte boundary below them, rounded up to whole
-// 16-byte vectors. A round stages as many whole blocks as fit.
+// are padded) into the warp's staging in shared memory, and each lane sums an item against
+// the input. Dynamic shared memory: qgemv_shared(cols) bytes (kernels.rs).
+//
+// Measured on an H100 (7B tg128, tok/s, Q4_K_M / Q4_0 / Q8_0, alternating within a lease):
+// this kernel 203 / 227 / 189; the next round staged into a second buffer while one is summed
+// (cp.async groups) 187 / 212 / 184; one buffer of as many blocks as fit 180 / 203 / 177. In
+// another lease: the quants read 16 bits at a time instead of in aligned 32- or 128-bit loads
+// 187 / 221 / 187 against this kernel's 202 / 227 / 189.
+#define QGEMV_U 2
+// Staging bytes per row and round of 32 items: 32 of the largest block per item (Q8_0's 34
+// bytes) and the 16-byte boundary below them, rounded up to whole 16-byte vectors.
 #define QSTAGE 1120
 
 // 16 bytes from global `src` to shared `dst`, asynchronously where the GPU can (cp.async,
@@ -352,16 +352,9 @@ __device__ __forceinline__ void copy16_async(uint4* dst, const uint4* src) {
     *dst = load_stream(src);
 #endif
 }
-// Close this thread's group of copies; wait until at most N of its groups are in flight.
-__device__ __forceinline__ void copy_commit() {
-#if __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.commit_group;" ::: "memory");
-#endif
-}
-template <int N>
 __device__ __forceinline__ void copy_wait() {
 #if __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+    asm volatile("cp.async.wait_all;" ::: "memory");
 #endif
 }
 
@@ -390,83 +383,46 @@ __device__ void qgemv(const u8* __restrict__ w, int rows, int cols, const float*
     }
     __syncthreads();  // the input is built; the staging may be overwritten
 
-    // This warp's rounds: for each of its rows (or pairs) in turn, its part [b0, b1) of the
-    // blocks, `per` blocks a round (at least one round per row, maybe empty, so that every warp
-    // of a group meets the group's barrier once per row). Round f + 1 is staged in buffer
-    // (f + 1) % 2 while round f is summed (QGEMV_PIPE).
     __shared__ float parts[2][32][R];
-    const int STAGE = QGEMV_PIPE ? QSTAGE : 2 * QSTAGE;       // bytes per row and buffer
-    const int per = (STAGE - 16) / Q::BYTES;                  // blocks per round
-    const int E = (per * Q::ITEMS + 31) / 32;                 // items per lane and round
-    const int nblk = cols / Q::BLOCK;
+    const int nblk = cols / Q::BLOCK, per = 32 / Q::ITEMS * QGEMV_U;  // blocks per round
     const size_t rb = (size_t)nblk * Q::BYTES;
     const int b0 = nblk * part / k, b1 = nblk * (part + 1) / k;
-    const int chunks = max(1, (b1 - b0 + per - 1) / per);
-    const int row0 = (blockIdx.x * groups + warp / k) * R, stride = gridDim.x * groups * R;
-    const int total = row0 < rows ? (rows - row0 + stride - 1) / stride * chunks : 0;
-    const int buf_bytes = R * STAGE;
-    u8* st = stage + (size_t)warp * 2 * R * QSTAGE;
-    // Round f's first row, first block, blocks, and the address of row j's first block.
-    auto round = [&](int f, int* r0, int* blk, int* nb) {
-        *r0 = row0 + f / chunks * stride;
-        *blk = b0 + f % chunks * per;
-        *nb = min(per, b1 - *blk);
-    };
-    auto src = [&](int r0, int blk, int j) {
-        return (size_t)(w + (size_t)min(r0 + j, rows - 1) * rb + (size_t)blk * Q::BYTES);
-    };
-    auto issue = [&](int f) {
-        int r0, blk, nb;
-        round(f, &r0, &blk, &nb);
-        u8* buf = st + (QGEMV_PIPE ? (f & 1) * buf_bytes : 0);
-#pragma unroll
-        for (int j = 0; j < R; j++) {
-            const size_t a = src(r0, blk, j);
-            const uint4* a0 = reinterpret_cast<const uint4*>(a & ~(size_t)15);
-            const int words = nb > 0 ? ((int)(a & 15) + nb * Q::BYTES + 15) >> 4 : 0;
-            uint4* dst = reinterpret_cast<uint4*>(buf + j * STAGE);
-            for (int q = lane; q < words; q += 32) copy16_async(dst + q, a0 + q);
-        }
-        copy_commit();
-    };
-    if (QGEMV_PIPE && total > 0) issue(0);
-    float acc[R];
-#pragma unroll
-    for (int j = 0; j < R; j++) acc[j] = 0.f;
+    u8* st = stage + (size_t)warp * R * QGEMV_U * QSTAGE;
     int parity = 0;
-    for (int f = 0; f < total; f++) {
-        if (!QGEMV_PIPE) {
-            issue(f);
-            copy_wait<0>();
-        } else if (f + 1 < total) {
-            issue(f + 1);
-            copy_wait<1>();
-        } else {
-            copy_wait<0>();
-        }
-        __syncwarp();
-        int r0, blk, nb;
-        round(f, &r0, &blk, &nb);
-        const u8* buf = st + (QGEMV_PIPE ? (f & 1) * buf_bytes : 0);
-        const u8* rowb[R];
+    for (int r0 = (blockIdx.x * groups + warp / k) * R; r0 < rows; r0 += gridDim.x * groups * R, parity ^= 1) {
+        float acc[R];
 #pragma unroll
-        for (int j = 0; j < R; j++) rowb[j] = buf + j * STAGE + (src(r0, blk, j) & 15);
+        for (int j = 0; j < R; j++) acc[j] = 0.f;
+        for (int blk = b0; blk < b1; blk += per) {
+            const int nb = min(per, b1 - blk);
+            int off[R];
 #pragma unroll
-        for (int e = 0; e < E; e++) {
-            const int i = e * 32 + lane, bi = i / Q::ITEMS, it = i % Q::ITEMS;
-            if (bi < nb) {
-                const int item = (blk + bi) * Q::ITEMS + it;
-                const int4* a4 = reinterpret_cast<const int4*>(qa + item * 32);
-                const int4 lo = a4[0], hi = a4[1];
-                const int a[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-                const float2 s = ds[item];
-#pragma unroll
-                for (int j = 0; j < R; j++) acc[j] += Q::dot(rowb[j] + bi * Q::BYTES, it, a, s.x, s.y);
+            for (int j = 0; j < R; j++) {
+                const size_t src = (size_t)(w + (size_t)min(r0 + j, rows - 1) * rb + (size_t)blk * Q::BYTES);
+                const uint4* a0 = reinterpret_cast<const uint4*>(src & ~(size_t)15);
+                uint4* dst = reinterpret_cast<uint4*>(st + j * QGEMV_U * QSTAGE);
+                off[j] = (int)(src & 15);
+                const int words = (off[j] + nb * Q::BYTES + 15) >> 4;
+                for (int q = lane; q < words; q += 32) copy16_async(dst + q, a0 + q);
             }
+            copy_wait();
+            __syncwarp();
+#pragma unroll
+            for (int e = 0; e < QGEMV_U; e++) {
+                const int bi = e * (32 / Q::ITEMS) + lane / Q::ITEMS, it = lane % Q::ITEMS;
+                if (bi < nb) {
+                    const int item = (blk + bi) * Q::ITEMS + it;
+                    const int4* a4 = reinterpret_cast<const int4*>(qa + item * 32);
+                    const int4 lo = a4[0], hi = a4[1];
+                    const int a[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+                    const float2 s = ds[item];
+#pragma unroll
+                    for (int j = 0; j < R; j++)
+                        acc[j] += Q::dot(st + j * QGEMV_U * QSTAGE + off[j] + bi * Q::BYTES, it, a, s.x, s.y);
+                }
+            }
+            __syncwarp();
         }
-        __syncwarp();  // buffer f % 2 is read before round f + 2 is staged into it
-        if (f % chunks != chunks - 1) continue;
-        // The row (or pair) is done: the group's parts meet, in order.
 #pragma unroll
         for (int j = 0; j < R; j++) acc[j] = warp_sum(acc[j]);
         if (k > 1) {
@@ -474,20 +430,18 @@ __device__ void qgemv(const u8* __restrict__ w, int rows, int cols, const float*
 #pragma unroll
                 for (int j = 0; j < R; j++) parts[parity][warp][j] = acc[j];
             asm volatile("bar.sync %0, %1;" ::"r"(1 + warp / k), "r"(32 * k) : "memory");
+            if (warp != first) continue;
 #pragma unroll
             for (int j = 0; j < R; j++) {
                 acc[j] = parts[parity][first][j];
                 for (int q = 1; q < k; q++) acc[j] += parts[parity][first + q][j];
             }
         }
-        if (lane == 0 && warp == first) {
+        if (lane == 0) {
             if (MODE == 0) out[r0] = acc[0];
             if (MODE == 1) out[r0] += acc[0];
             if (MODE == 2) out[r0 / 2] = silu(acc[0]) * acc[R - 1];
         }
-#pragma unroll
-        for (int j = 0; j < R; j++) acc[j] = 0.f;
-        parity ^= 1;
     }
 }
 
