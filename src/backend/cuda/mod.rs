@@ -5,8 +5,10 @@
 //! [`probe`] says which GPU a load would use, or names what is missing (no driver, no GPU,
 //! `device_index` out of range, libraries that cannot be opened), as `LLAMA_ERR_DEVICE`. (On
 //! Windows the CUDA 12 NVRTC, `nvrtc64_120_0.dll`, is not among the names cudarc's 13.0
-//! bindings try.) [`CudaBackend`] then uploads the weights once (`upload`), compiles the
-//! kernels for the GPU (`kernels`), and runs the forward pass of [`crate::backend::llama`]
+//! bindings try.) [`CudaBackend`] then uploads the weights once (`upload`: float types, and
+//! GGUF's quantized blocks as stored), compiles the kernels for the GPU (`kernels`: the
+//! float kernels of `kernels.cu`, the quantized products of `quant.cu`), and runs the forward
+//! pass of [`crate::backend::llama`]
 //! over them (`pass`): a single-token step as one captured CUDA graph of matrix-vector
 //! kernels, a prompt as cuBLAS products in batches of `state::UBATCH` tokens. Each session
 //! has its own stream, cuBLAS handle, KV cache and graph (`state`), so sessions step in
