@@ -84,10 +84,6 @@ impl GpuWeight {
             GpuWeight::Quant(d) => d,
         }
     }
-    /// Bytes of a row of `cols` values (whole blocks: checked when the model was loaded).
-    pub(super) fn row_bytes(self, cols: usize) -> usize {
-        self.dtype().row_bytes(cols).unwrap_or(usize::MAX)
-    }
     /// The type of a batch's cuBLAS product with these weights (its input's type too).
     pub(super) fn compute(self) -> GpuType {
         match self {
@@ -121,8 +117,18 @@ pub(super) struct Products {
     pub gemv_swiglu: Function,
     /// Embedding rows to f32 activations.
     pub embed: Function,
-    /// Quantized types: rows dequantized to f16 (a batch's products), and to f32 (tests).
-    pub dequant: Option<[Function; 2]>,
+    /// Quantized types: rows dequantized.
+    pub dequant: Option<Dequant>,
+}
+
+/// Kernels that dequantize rows of a quantized type.
+#[derive(Clone, Copy)]
+pub(super) struct Dequant {
+    /// To f16 (a batch's cuBLAS products).
+    pub to_f16: Function,
+    /// To f32 (the tests: exact values to compare).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub to_f32: Function,
 }
 
 impl Products {
@@ -133,7 +139,7 @@ impl Products {
             gemv_add: f("gemv_add")?,
             gemv_swiglu: f("gemv_swiglu")?,
             embed: f("embed")?,
-            dequant: if quant { Some([f("dequant_f16")?, f("dequant_f32")?]) } else { None },
+            dequant: if quant { Some(Dequant { to_f16: f("dequant_f16")?, to_f32: f("dequant_f32")? }) } else { None },
         })
     }
 }

@@ -117,7 +117,7 @@ impl CudaBackend {
     /// Upload `weights` to GPU `index` (`progress` with the fraction sent; true cancels) and
     /// compile the kernels for it.
     pub fn new(index: usize, weights: Weights, progress: Option<&mut dyn FnMut(f32) -> bool>) -> Result<CudaBackend> {
-        upload::check_types(&weights)?;
+        upload::check_gate_up_types(&weights)?;
         let gpu = probe(index)?;
         let ctx = Context::new(index)?;
         let max_cols = weights.layers.iter().map(|l| l.w_down.cols.max(l.wo.cols)).chain([weights.output.cols]).max();

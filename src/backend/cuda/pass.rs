@@ -126,13 +126,13 @@ impl<'a> CudaPass<'a> {
             return self.run(|st| st.blas.gemm(t, m.buf.ptr(), m.rows, m.cols, input, n, out, ldc, beta));
         };
         let f = match self.b.kernels.products(m.ty).map(|p| p.dequant) {
-            Ok(Some([f16, _])) => f16,
+            Ok(Some(d)) => d.to_f16,
             Ok(None) => return self.fail("no dequantization kernel"),
             Err(e) => return self.keep(e),
         };
         let Some(scratch) = &self.st.dequant else { return self.fail("no dequantization scratch") };
         let (s, chunk) = (scratch.ptr(), (scratch.bytes() / (m.cols * 2)).clamp(1, m.rows));
-        let rb = m.ty.row_bytes(m.cols);
+        let rb = m.row_bytes;
         for r0 in (0..m.rows).step_by(chunk) {
             let rows = chunk.min(m.rows - r0);
             let w = m.buf.ptr() + (r0 * rb) as u64;

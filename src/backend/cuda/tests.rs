@@ -86,7 +86,7 @@ fn quantized_kernels_match_the_reference() {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
 
         let out = ctx.alloc(reference.len() * 4, "test").unwrap();
-        let f32_rows = p.dequant.unwrap()[1];
+        let f32_rows = p.dequant.unwrap().to_f32;
         launch(&stream, f32_rows, 3, 64, 0, &mut [w.ptr(), (ROWS as i32).cell(), (cols as i32).cell(), out.ptr()]);
         assert_eq!(bits(&download(&stream, &out, reference.len())), bits(&reference), "{t:?}: dequantized rows");
 

@@ -34,12 +34,14 @@ pub(super) struct DeviceMatrix {
     pub cols: usize,
     /// Element or block type.
     pub ty: GpuWeight,
+    /// Bytes per row.
+    pub row_bytes: usize,
 }
 
 impl DeviceMatrix {
     /// Whether rows are whole 16-byte vectors (the float product kernels' fast path).
     pub(super) fn vec_rows(&self) -> bool {
-        self.ty.row_bytes(self.cols).is_multiple_of(16)
+        self.row_bytes.is_multiple_of(16)
     }
 }
 
@@ -148,7 +150,7 @@ fn whole(m: &Matrix) -> Runs<'_> {
 
 /// Check, before anything is allocated, that each layer's gate and up are of one type (their
 /// rows are interleaved into one matrix; `llama-quantize` never mixes them).
-pub(super) fn check_types(w: &Weights) -> Result<()> {
+pub(super) fn check_gate_up_types(w: &Weights) -> Result<()> {
     for l in &w.layers {
         if let [gate, up] = &l.gate_up.matrices()[..] {
             if gate.dtype() != up.dtype() {
@@ -236,7 +238,9 @@ impl Uploader<'_> {
         if runs.iter().any(|(m, ..)| m.dtype() != runs[0].0.dtype()) {
             return Err(Error::internal(format!("{what}: projections of different types in one matrix")));
         }
-        let buf = self.ctx.alloc(rows * ty.row_bytes(cols) + PAD, what)?;
+        let row_bytes =
+            ty.dtype().row_bytes(cols).ok_or_else(|| Error::internal(format!("{what}: rows of part blocks")))?;
+        let buf = self.ctx.alloc(rows * row_bytes + PAD, what)?;
         self.new_allocation = true;
         let mut at = buf.ptr();
         let mut gathered = Vec::new();
@@ -250,7 +254,7 @@ impl Uploader<'_> {
             });
             err?;
         }
-        Ok(DeviceMatrix { buf: Arc::new(buf), rows, cols, ty })
+        Ok(DeviceMatrix { buf: Arc::new(buf), rows, cols, ty, row_bytes })
     }
 
     /// A device copy of an f32 vector.
@@ -349,7 +353,7 @@ pub(super) fn upload(
     }
     let output_norm = up.vector(&w.output_norm, "the output norm")?;
     let output = if tied {
-        DeviceMatrix { buf: tok_embd.buf.clone(), rows: tok_embd.rows, cols: tok_embd.cols, ty: tok_embd.ty }
+        DeviceMatrix { buf: tok_embd.buf.clone(), ..tok_embd }
     } else {
         up.matrix(whole(&w.output), w, w.output.rows, w.output.cols, "the output projection")?
     };
