@@ -151,20 +151,21 @@ fn whole(m: &Matrix) -> Runs<'_> {
 /// Check, before anything is allocated, that each layer's gate and up are of one type (their
 /// rows are interleaved into one matrix; `llama-quantize` never mixes them).
 pub(super) fn check_gate_up_types(w: &Weights) -> Result<()> {
-    for l in &w.layers {
-        if let [gate, up] = &l.gate_up.matrices()[..] {
-            if gate.dtype() != up.dtype() {
-                return Err(Error::unsupported(format!(
-                    "tensors {} ({}) and {} ({}): the CUDA backend needs a layer's gate and up projections in one type",
-                    gate.info.name,
-                    gate.dtype().name(),
-                    up.info.name,
-                    up.dtype().name()
-                )));
-            }
-        }
+    w.layers.iter().try_for_each(|l| check_gate_up(&l.gate_up))
+}
+
+/// One layer's gate and up: of one type (a fused matrix always is).
+fn check_gate_up(p: &Projections) -> Result<()> {
+    match &p.matrices()[..] {
+        [gate, up] if gate.dtype() != up.dtype() => Err(Error::unsupported(format!(
+            "tensors {} ({}) and {} ({}): the CUDA backend needs a layer's gate and up projections in one type",
+            gate.info.name,
+            gate.dtype().name(),
+            up.info.name,
+            up.dtype().name()
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Copies host bytes to device addresses through the two staging buffers.
@@ -375,14 +376,11 @@ mod tests {
     use crate::tensor::{DType, TensorInfo};
 
     fn matrix(name: &str, rows: usize) -> Matrix {
-        let info = TensorInfo {
-            name: name.into(),
-            dtype: DType::F32,
-            shape: vec![rows, 4],
-            file: 0,
-            offset: 0,
-            nbytes: rows * 16,
-        };
+        typed_matrix(name, rows, DType::F32)
+    }
+
+    fn typed_matrix(name: &str, rows: usize, dtype: DType) -> Matrix {
+        let info = TensorInfo { name: name.into(), dtype, shape: vec![rows, 4], file: 0, offset: 0, nbytes: rows * 16 };
         Matrix { info, rows, cols: 4, spans: vec![Span { file: 0, offset: 0, len: rows * 16 }] }
     }
 
@@ -412,6 +410,19 @@ mod tests {
             for (u, (_, r)) in got.iter().enumerate() {
                 assert_eq!(order[*r] as usize, u, "{layout:?}");
             }
+        }
+    }
+
+    #[test]
+    fn gate_and_up_of_different_types_are_refused_naming_both() {
+        let same = Projections::Separate(vec![typed_matrix("gate", 5, DType::F16), typed_matrix("up", 5, DType::F16)]);
+        assert!(check_gate_up(&same).is_ok());
+        let mixed =
+            Projections::Separate(vec![typed_matrix("blk.3.ffn_gate", 5, DType::F16), matrix("blk.3.ffn_up", 5)]);
+        let e = check_gate_up(&mixed).unwrap_err();
+        assert_eq!(e.status, Status::Unsupported, "{e}");
+        for part in ["blk.3.ffn_gate (F16)", "blk.3.ffn_up (F32)", "CUDA"] {
+            assert!(e.message.contains(part), "{e}");
         }
     }
 
