@@ -202,9 +202,10 @@ pub(super) struct Kernels {
 }
 
 impl Kernels {
-    /// Compile and load the kernels for the context's GPU; the product kernels may take up to
-    /// `max_cols` f32 inputs in shared memory.
-    pub(super) fn load(ctx: &Arc<Context>, max_cols: usize) -> Result<Kernels> {
+    /// Compile and load the kernels for the context's GPU; the product kernels over float
+    /// weights may take rows of up to `float_cols` values, those over quantized weights rows of
+    /// up to `quant_cols` (0: none of that kind), their inputs held in shared memory.
+    pub(super) fn load(ctx: &Arc<Context>, float_cols: usize, quant_cols: usize) -> Result<Kernels> {
         let major = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
         let minor = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
         let ptx = compile(&format!("compute_{major}{minor}"))?;
@@ -227,10 +228,14 @@ impl Kernels {
             .map(|t| Products::load(&module, &t.name().to_ascii_lowercase(), true))
             .collect::<Result<Vec<_>>>()?;
         let limit = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)? as usize;
-        for (products, shared) in [(&float_products[..], max_cols * 4), (&quant_products[..], qgemv_shared(max_cols))] {
-            if shared + 1024 > limit {
+        let kinds = [
+            (&float_products[..], float_cols, float_cols * 4),
+            (&quant_products[..], quant_cols, qgemv_shared(quant_cols)),
+        ];
+        for (products, cols, shared) in kinds {
+            if cols > 0 && shared + 1024 > limit {
                 return Err(crate::error::Error::unsupported(format!(
-                    "rows of {max_cols} values do not fit the GPU's {limit} bytes of shared memory per block"
+                    "rows of {cols} values do not fit the GPU's {limit} bytes of shared memory per block"
                 )));
             }
             for p in products {

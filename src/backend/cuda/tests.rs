@@ -77,7 +77,7 @@ fn quantized_kernels_match_the_reference() {
         return;
     }
     let ctx = Context::new(0).unwrap();
-    let kernels = Kernels::load(&ctx, 1536).unwrap();
+    let kernels = Kernels::load(&ctx, 0, 1536).unwrap();
     let stream = ctx.stream().unwrap();
     for (t, bytes, reference) in reference_blocks() {
         let cols = reference.len() / ROWS;
