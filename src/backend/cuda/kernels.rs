@@ -75,15 +75,6 @@ impl GpuWeight {
     pub(super) fn of(d: DType) -> GpuWeight {
         GpuType::of(d).map_or(GpuWeight::Quant(d), GpuWeight::Float)
     }
-    /// The file's type.
-    pub(super) fn dtype(self) -> DType {
-        match self {
-            GpuWeight::Float(GpuType::F32) => DType::F32,
-            GpuWeight::Float(GpuType::F16) => DType::F16,
-            GpuWeight::Float(GpuType::BF16) => DType::BF16,
-            GpuWeight::Quant(d) => d,
-        }
-    }
     /// The type of a batch's cuBLAS product with these weights (its input's type too).
     pub(super) fn compute(self) -> GpuType {
         match self {

@@ -102,16 +102,6 @@ pub fn memory(index: usize) -> Option<(usize, usize)> {
     Some(ctx.mem_info())
 }
 
-/// The longest row among the matrices the products multiply that are stored quantized
-/// (`quant`) or in a float type (0: none).
-fn widest_row(w: &Weights, quant: bool) -> usize {
-    let layers = w
-        .layers
-        .iter()
-        .flat_map(|l| l.qkv.matrices().into_iter().chain(l.gate_up.matrices()).chain([&l.wo, &l.w_down]));
-    layers.chain([&w.output]).filter(|m| m.dtype().is_quantized() == quant).map(|m| m.cols).max().unwrap_or(0)
-}
-
 /// The CUDA backend: the weights on one GPU and the kernels compiled for it.
 pub struct CudaBackend {
     /// The host description of the weights (names, shapes; the mapped files stay open for
@@ -130,7 +120,7 @@ impl CudaBackend {
         upload::check_gate_up_types(&weights)?;
         let gpu = probe(index)?;
         let ctx = Context::new(index)?;
-        let kernels = Kernels::load(&ctx, widest_row(&weights, false), widest_row(&weights, true))?;
+        let kernels = Kernels::load(&ctx, upload::widest_row(&weights, false), upload::widest_row(&weights, true))?;
         let dev = upload::upload(&ctx, &weights, progress)?;
         crate::log::info(&format!(
             "CUDA: {} MiB of weights on GPU {index} ({}, {} MiB)",

@@ -133,14 +133,23 @@ fn unfused_source<'a>(p: &'a Projections) -> Box<dyn Fn(usize) -> (&'a Matrix, u
 
 /// The embeddings and every layer's matrices (not the output projection).
 fn matrices(w: &Weights) -> Vec<&Matrix> {
-    let mut all: Vec<&Matrix> = vec![&w.tok_embd];
-    for l in &w.layers {
-        all.extend(l.qkv.matrices());
-        all.extend(l.gate_up.matrices());
-        all.push(&l.wo);
-        all.push(&l.w_down);
-    }
-    all
+    [&w.tok_embd].into_iter().chain(layer_matrices(w)).collect()
+}
+
+/// Every layer's matrices.
+fn layer_matrices(w: &Weights) -> impl Iterator<Item = &Matrix> {
+    w.layers.iter().flat_map(|l| l.qkv.matrices().into_iter().chain(l.gate_up.matrices()).chain([&l.wo, &l.w_down]))
+}
+
+/// The longest row among the matrices the products multiply (the layers' and the output's)
+/// that are stored quantized (`quant`) or in a float type (0: none).
+pub(super) fn widest_row(w: &Weights, quant: bool) -> usize {
+    layer_matrices(w)
+        .chain([&w.output])
+        .filter(|m| m.dtype().is_quantized() == quant)
+        .map(|m| m.cols)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Runs of a whole matrix.
@@ -235,12 +244,12 @@ impl Uploader<'_> {
 
     /// A device matrix of `rows` rows of `cols` values of `ty`, filled from `runs`.
     fn matrix(&mut self, runs: Runs<'_>, w: &Weights, rows: usize, cols: usize, what: &str) -> Result<DeviceMatrix> {
-        let ty = GpuWeight::of(runs[0].0.dtype());
-        if runs.iter().any(|(m, ..)| m.dtype() != runs[0].0.dtype()) {
+        let dtype = runs[0].0.dtype();
+        let ty = GpuWeight::of(dtype);
+        if runs.iter().any(|(m, ..)| m.dtype() != dtype) {
             return Err(Error::internal(format!("{what}: projections of different types in one matrix")));
         }
-        let row_bytes =
-            ty.dtype().row_bytes(cols).ok_or_else(|| Error::internal(format!("{what}: rows of part blocks")))?;
+        let row_bytes = dtype.row_bytes(cols).ok_or_else(|| Error::internal(format!("{what}: rows of part blocks")))?;
         let buf = self.ctx.alloc(rows * row_bytes + PAD, what)?;
         self.new_allocation = true;
         let mut at = buf.ptr();
