@@ -364,7 +364,7 @@ __device__ void qgemv(const u8* __restrict__ w, int rows, int cols, const float*
     extern __shared__ float4 smem4[];
     const int R = MODE == 2 ? 2 : 1;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    const int groups = nw / k, first = warp - warp % k, part = warp % k;
+    const int groups = nw / k, part = warp % k;
     // [8-bit input | (d, s) per 32 | staging], the f32 input first over the staging.
     signed char* qa = reinterpret_cast<signed char*>(smem4);
     float2* ds = reinterpret_cast<float2*>(qa + cols);
@@ -423,25 +423,7 @@ __device__ void qgemv(const u8* __restrict__ w, int rows, int cols, const float*
             }
             __syncwarp();
         }
-#pragma unroll
-        for (int j = 0; j < R; j++) acc[j] = warp_sum(acc[j]);
-        if (k > 1) {
-            if (lane == 0)
-#pragma unroll
-                for (int j = 0; j < R; j++) parts[parity][warp][j] = acc[j];
-            asm volatile("bar.sync %0, %1;" ::"r"(1 + warp / k), "r"(32 * k) : "memory");
-            if (warp != first) continue;
-#pragma unroll
-            for (int j = 0; j < R; j++) {
-                acc[j] = parts[parity][first][j];
-                for (int q = 1; q < k; q++) acc[j] += parts[parity][first + q][j];
-            }
-        }
-        if (lane == 0) {
-            if (MODE == 0) out[r0] = acc[0];
-            if (MODE == 1) out[r0] += acc[0];
-            if (MODE == 2) out[r0 / 2] = silu(acc[0]) * acc[R - 1];
-        }
+        gemv_finish<MODE, R>(acc, parts[parity], k, out, r0);
     }
 }
 
