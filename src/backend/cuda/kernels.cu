@@ -212,7 +212,7 @@ __device__ __forceinline__ void gemv_prefetch_first(const typename W::T* w, int 
     }
 }
 
-// The end of a row (or row pair) of a product, for `gemv_rows` and quant.cu's `qgemv`: each
+// The end of a row (or row pair) of a product (`gemv_rows`): each
 // lane's sums added over the warp; with k > 1 the group's k warps meet at its named barrier
 // (1 + group: at most 15 groups) and its first warp adds their sums in order (`parts`: this
 // round's half of the kernel's shared partials, a row per warp); then that warp stores

@@ -108,29 +108,42 @@ pub(super) struct Products {
     pub gemv_swiglu: Function,
     /// Embedding rows to f32 activations.
     pub embed: Function,
-    /// Quantized types: rows dequantized.
-    pub dequant: Option<Dequant>,
+    /// Quantized types: the kernels only they have.
+    pub quant: Option<QuantKernels>,
 }
 
-/// Kernels that dequantize rows of a quantized type.
+/// The kernels of a quantized type besides its decode products.
 #[derive(Clone, Copy)]
-pub(super) struct Dequant {
-    /// To f16 (a batch's cuBLAS products).
+pub(super) struct QuantKernels {
+    /// Rows dequantized to f16 (a batch's cuBLAS products).
     pub to_f16: Function,
-    /// To f32 (the tests: exact values to compare).
+    /// Rows dequantized to f32 (the tests: exact values to compare).
     #[cfg_attr(not(test), allow(dead_code))]
     pub to_f32: Function,
+    /// `out[t] = W x[t]` for up to `QGEMV_TOKENS` tokens whose inputs are quantized.
+    pub batch: Function,
+    /// `out[t] += W x[t]`, likewise.
+    pub batch_add: Function,
 }
 
 impl Products {
     fn load(module: &Module, suffix: &str, quant: bool) -> Result<Products> {
         let f = |base: &str| module.function(&format!("{base}_{suffix}"));
+        let quant = match quant {
+            true => Some(QuantKernels {
+                to_f16: f("dequant_f16")?,
+                to_f32: f("dequant_f32")?,
+                batch: f("gemv_batch")?,
+                batch_add: f("gemv_batch_add")?,
+            }),
+            false => None,
+        };
         Ok(Products {
             gemv: f("gemv")?,
             gemv_add: f("gemv_add")?,
             gemv_swiglu: f("gemv_swiglu")?,
             embed: f("embed")?,
-            dequant: if quant { Some(Dequant { to_f16: f("dequant_f16")?, to_f32: f("dequant_f32")? }) } else { None },
+            quant,
         })
     }
 }
@@ -167,6 +180,11 @@ pub(super) struct Kernels {
     float_products: [Products; 3],
     /// Products per quantized type, in the order of [`QUANT_TYPES`].
     quant_products: Vec<Products>,
+    /// A decode product's f32 input (normalised where asked) quantized to 8 bits per 32 values
+    /// for the products over quantized rows.
+    pub quantize_input: Function,
+    /// A batch's f16 inputs quantized likewise.
+    pub quantize_input_f16: Function,
     /// RoPE and cache write, per cache type (f32, f16).
     rope_store: [Function; 2],
     /// Attention, a warp per (query, head, split), per cache type (f32, f16).
@@ -185,8 +203,9 @@ pub(super) struct Kernels {
     /// (programmatic dependent launch: compute capability 9.0 on; `RUNLLAMA_CUDA_PDL=0` turns
     /// it off).
     pub pdl: bool,
-    /// Warps per row of every matrix-vector product, where `RUNLLAMA_CUDA_GEMV_SPLIT` (1, 4 or 8)
-    /// imposes one (for tests of each split); else chosen per product.
+    /// Warps per row of every matrix-vector product over float rows, where
+    /// `RUNLLAMA_CUDA_GEMV_SPLIT` (1, 4 or 8) imposes one (for tests of each split); else chosen
+    /// per product.
     pub gemv_split: Option<usize>,
     /// Kept loaded while the functions are used.
     _module: Module,
@@ -194,9 +213,8 @@ pub(super) struct Kernels {
 
 impl Kernels {
     /// Compile and load the kernels for the context's GPU; the product kernels over float
-    /// weights may take rows of up to `float_cols` values, those over quantized weights rows of
-    /// up to `quant_cols` (0: none of that kind), their inputs held in shared memory.
-    pub(super) fn load(ctx: &Arc<Context>, float_cols: usize, quant_cols: usize) -> Result<Kernels> {
+    /// weights may take rows of up to `float_cols` values (0: none).
+    pub(super) fn load(ctx: &Arc<Context>, float_cols: usize) -> Result<Kernels> {
         let major = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
         let minor = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
         let ptx = compile(&format!("compute_{major}{minor}"))?;
@@ -219,20 +237,15 @@ impl Kernels {
             .map(|t| Products::load(&module, &t.name().to_ascii_lowercase(), true))
             .collect::<Result<Vec<_>>>()?;
         let limit = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)? as usize;
-        let kinds = [
-            (&float_products[..], float_cols, float_cols * 4),
-            (&quant_products[..], quant_cols, qgemv_shared(quant_cols)),
-        ];
-        for (products, cols, shared) in kinds {
-            if cols > 0 && shared + 1024 > limit {
-                return Err(crate::error::Error::unsupported(format!(
-                    "rows of {cols} values do not fit the GPU's {limit} bytes of shared memory per block"
-                )));
-            }
-            for p in products {
-                for f in [p.gemv, p.gemv_add, p.gemv_swiglu] {
-                    f.allow_shared(shared)?;
-                }
+        // The float products hold their f32 input in shared memory.
+        if float_cols * 4 + 1024 > limit {
+            return Err(crate::error::Error::unsupported(format!(
+                "rows of {float_cols} values do not fit the GPU's {limit} bytes of shared memory per block"
+            )));
+        }
+        for p in &float_products {
+            for f in [p.gemv, p.gemv_add, p.gemv_swiglu] {
+                f.allow_shared(float_cols * 4)?;
             }
         }
         let attention_tiled = [module.function("attention_tiled_f32")?, module.function("attention_tiled_f16")?];
@@ -259,6 +272,8 @@ impl Kernels {
             typed,
             float_products,
             quant_products,
+            quantize_input: module.function("quantize_input")?,
+            quantize_input_f16: module.function("quantize_input_f16")?,
             _module: module,
         })
     }
@@ -277,14 +292,6 @@ impl Kernels {
                 .position(|&q| q == d)
                 .map(|i| &self.quant_products[i])
                 .ok_or_else(|| crate::error::Error::internal(format!("no CUDA kernels for {}", d.name()))),
-        }
-    }
-
-    /// Dynamic shared memory of a product over rows of `cols` values stored as `w`.
-    pub(super) fn gemv_shared(&self, w: GpuWeight, cols: usize) -> usize {
-        match w {
-            GpuWeight::Float(_) => cols * 4,
-            GpuWeight::Quant(_) => qgemv_shared(cols),
         }
     }
 
@@ -324,18 +331,6 @@ fn by_cache(t: GpuType) -> usize {
 /// Warps per row (or row pair) a matrix-vector product may split its rows over (kernels.cu's
 /// `gemv_rows`: a group of k warps meets at a named barrier, 15 at most per block).
 pub(super) const GEMV_SPLITS: [usize; 3] = [1, 4, 8];
-
-/// Staging bytes per row and round of 32 items of a quantized product (`QSTAGE` in quant.cu).
-const QSTAGE: usize = 1120;
-/// Rounds of 32 items a quantized product's warp stages at once (`QGEMV_U` in quant.cu).
-const QGEMV_U: usize = 2;
-
-/// Dynamic shared memory of a quantized product over rows of `cols` values (`qgemv` in
-/// quant.cu): the 8-bit input and its scales, then the larger of the f32 input and the 32
-/// warps' staging for row pairs.
-fn qgemv_shared(cols: usize) -> usize {
-    (cols + cols / 4).next_multiple_of(16) + (cols * 4).max(32 * 2 * QGEMV_U * QSTAGE)
-}
 
 /// Largest head `attention_tiled` takes (TILE_MAX_DPT * 8 in kernels.cu).
 const TILED_MAX_HEAD: usize = 128;

@@ -120,7 +120,7 @@ impl CudaBackend {
         upload::check_gate_up_types(&weights)?;
         let gpu = probe(index)?;
         let ctx = Context::new(index)?;
-        let kernels = Kernels::load(&ctx, upload::widest_row(&weights, false), upload::widest_row(&weights, true))?;
+        let kernels = Kernels::load(&ctx, upload::widest_float_row(&weights))?;
         let dev = upload::upload(&ctx, &weights, progress)?;
         crate::log::info(&format!(
             "CUDA: {} MiB of weights on GPU {index} ({}, {} MiB)",

@@ -1,18 +1,21 @@
 //! One batched pass on the GPU: [`LlamaOps`] enqueueing kernels on the session's stream.
 //!
 //! A single token (decode) runs the matrix-vector kernels, which fuse what surrounds each
-//! product: the RMSNorm before q/k/v and gate/up is applied while the input is read, the
+//! product: the RMSNorm before q/k/v and gate/up is applied while the input is read (for
+//! quantized weights: while it is quantized to 8 bits, by the kernel before the product), the
 //! residual add is the product's epilogue, SwiGLU that of the gate/up product. A batch
 //! (prefill) runs cuBLAS products over inputs narrowed to the weights' type, accumulating the
 //! residual in place (beta = 1); quantized weights are first dequantized to f16, some rows at
-//! a time, into the session's scratch. Norm and SwiGLU are therefore applied by the product
-//! that follows them: `norm` and `swiglu` only record that they are due.
+//! a time, into the session's scratch, except in batches of at most `QGEMV_TOKENS` tokens,
+//! which run the quantized products over the inputs quantized to 8 bits. Norm and SwiGLU are
+//! therefore applied by the product that follows them: `norm` and `swiglu` only record that
+//! they are due.
 
 use super::driver::{Batched, BlasType, KernelArg};
 use super::kernels::{
     attn_tiled_shared, GpuType, GpuWeight, PrefillAttention, GEMV_SPLITS, TILE_QUERIES, TILE_THREADS,
 };
-use super::state::CudaState;
+use super::state::{q8_scales_at, CudaState};
 use super::upload::{DeviceLayer, DeviceMatrix};
 use super::CudaBackend;
 use crate::backend::llama::LlamaOps;
@@ -22,9 +25,17 @@ use runllama_kernels::RopeLayout;
 
 /// Threads of the element-wise kernels' blocks.
 const BLOCK: u32 = 256;
-/// Threads of a matrix-vector block (`GEMV_THREADS` in kernels.cu; each warp computes a row or
-/// a pair at a time).
+/// Threads of a matrix-vector block over float rows (`GEMV_THREADS` in kernels.cu; each warp
+/// computes a row or a pair at a time).
 const GEMV_BLOCK: u32 = 1024;
+/// Threads of a block of a product over quantized rows (`QGEMV_THREADS` in quant.cu: a block
+/// per row or pair).
+const QGEMV_BLOCK: u32 = 128;
+/// Threads of a block that quantizes a product's input (`QUANTIZE_THREADS` in quant.cu: a warp
+/// per 32 values).
+const QUANTIZE_BLOCK: u32 = 256;
+/// Most tokens one quantized product takes (`QGEMV_TOKENS` in quant.cu).
+pub(super) const QGEMV_TOKENS: usize = 8;
 /// Threads of an attention block (its kernel keeps 4 warps' queries in shared memory).
 const ATTN_BLOCK: u32 = 128;
 
@@ -103,33 +114,56 @@ impl<'a> CudaPass<'a> {
             Gemv::Add => k.gemv_add,
             Gemv::SwiGlu => k.gemv_swiglu,
         };
-        let shared = self.b.kernels.gemv_shared(m.ty, m.cols) as u32;
+        let norm = if normed { self.norm.take().unwrap_or(0) } else { 0 };
+        let eps = self.hp.norm_eps;
+        let units = if kind == Gemv::SwiGlu { m.rows / 2 } else { m.rows };
+        let (rows, cols) = (m.rows as i32, m.cols as i32);
+        if let GpuWeight::Quant(_) = m.ty {
+            // The input quantized once, then a block per row (or pair).
+            let (qa, ds) = (self.st.act.q8.ptr(), self.st.act.q8.at(q8_scales_at(m.cols)));
+            let q = self.b.kernels.quantize_input;
+            launch!(self, q, quantize_grid(m.cols, 1), QUANTIZE_BLOCK, 0; x, norm, eps, cols, qa, ds);
+            launch!(self, f, units as u32, QGEMV_BLOCK, 0; m.buf.ptr(), rows, cols, qa, ds, out, 1i32, 0i32);
+            return;
+        }
+        // The float products hold the f32 input in shared memory.
+        let shared = m.cols as u32 * 4;
         let resident = match f.blocks_per_sm(GEMV_BLOCK, shared) {
             Ok(b) => b * self.b.kernels.n_sm,
             Err(e) => return self.keep(e),
         };
-        let units = if kind == Gemv::SwiGlu { m.rows / 2 } else { m.rows };
         let (grid, k) = gemv_shape(units, resident, self.b.kernels.gemv_split);
-        let norm = if normed { self.norm.take().unwrap_or(0) } else { 0 };
-        let eps = self.hp.norm_eps;
-        launch!(self, f, grid as u32, GEMV_BLOCK, shared;
-            m.buf.ptr(), m.rows as i32, m.cols as i32, x, norm, eps, out, m.vec_rows() as i32, k as i32);
+        launch!(self, f, grid as u32, GEMV_BLOCK, shared; m.buf.ptr(), rows, cols, x, norm, eps, out, m.vec_rows() as i32, k as i32);
     }
 
-    /// `out[n, rows] = in · Wᵀ + beta · out` with cuBLAS (`ldc` values from one token's outputs
-    /// to the next), `input` already in the weights' compute type. Quantized rows are
-    /// dequantized to f16 into the session's scratch first, as many at a time as it holds.
+    /// `out[n, rows] = in · Wᵀ + beta · out` (beta 0 or 1) with cuBLAS (`ldc` values from one
+    /// token's outputs to the next), `input` already in the weights' compute type. Quantized
+    /// rows: for at most [`QGEMV_TOKENS`] tokens, the quantized products over the inputs
+    /// quantized to 8 bits; for more, dequantized to f16 into the session's scratch, as many
+    /// rows at a time as it holds, for cuBLAS (measured on an H100, 7B Q4_K_M: 8 tokens 715
+    /// tok/s against 446 dequantized, 16 tokens 781 against 882).
     fn gemm(&mut self, m: &DeviceMatrix, input: u64, out: u64, ldc: usize, beta: f32) {
         let n = self.n;
         let GpuWeight::Quant(_) = m.ty else {
             let t = m.ty.compute().blas();
             return self.run(|st| st.blas.gemm(t, m.buf.ptr(), m.rows, m.cols, input, n, out, ldc, beta));
         };
-        let f = match self.b.kernels.products(m.ty).map(|p| p.dequant) {
-            Ok(Some(d)) => d.to_f16,
-            Ok(None) => return self.fail("no dequantization kernel"),
+        let qk = match self.b.kernels.products(m.ty).map(|p| p.quant) {
+            Ok(Some(q)) => q,
+            Ok(None) => return self.fail("no kernels for quantized rows"),
             Err(e) => return self.keep(e),
         };
+        if n <= QGEMV_TOKENS {
+            let (qa, cols) = (self.st.act.q8.ptr(), m.cols);
+            let ds = qa + q8_scales_at(n * cols) as u64;
+            let quantize = self.b.kernels.quantize_input_f16;
+            launch!(self, quantize, quantize_grid(cols, n), QUANTIZE_BLOCK, 0; input, cols as i32, qa, ds);
+            let f = if beta == 0.0 { qk.batch } else { qk.batch_add };
+            launch!(self, f, m.rows as u32, QGEMV_BLOCK, 0;
+                m.buf.ptr(), m.rows as i32, cols as i32, qa, ds, out, n as i32, ldc as i32);
+            return;
+        }
+        let f = qk.to_f16;
         let Some(scratch) = &self.st.dequant else { return self.fail("no dequantization scratch") };
         let (s, chunk) = (scratch.ptr(), (scratch.bytes() / (m.cols * 2)).clamp(1, m.rows));
         let rb = m.row_bytes;
@@ -270,6 +304,11 @@ fn gemv_shape(units: usize, resident: usize, force: Option<usize>) -> (usize, us
         None => GEMV_SPLITS.iter().map(|&k| shape(k)).fold(shape(1), |a, b| if b.2 > a.2 + 0.01 { b } else { a }),
     };
     (best.0, best.1)
+}
+
+/// Blocks of `quantize_input` for `n` tokens of `cols` values: per token, a warp per 32.
+fn quantize_grid(cols: usize, n: usize) -> u32 {
+    (n * (cols / 32).div_ceil(QUANTIZE_BLOCK as usize / 32)) as u32
 }
 
 /// Blocks for an element-wise kernel over `len` values (grid-stride loops beyond).

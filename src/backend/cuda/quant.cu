@@ -10,8 +10,7 @@
 // `dot` reads the quants 4 bytes at a time: with 16-byte loads where a type's blocks are
 // 16-byte aligned (Q4_K and Q5_K: 144 and 176 bytes, and rows start 16-byte aligned), 4-byte
 // loads where they are 4-byte aligned (Q4_1, Q5_1, Q2_K), else aligned 4-byte loads shifted
-// into place (Q8_0, Q4_0, Q5_0, Q3_K, Q6_K: 2-byte aligned). The staging in shared memory keeps
-// each block's alignment (copies of whole 16-byte vectors).
+// into place (Q8_0, Q4_0, Q5_0, Q3_K, Q6_K: 2-byte aligned).
 
 typedef unsigned char u8;
 
@@ -27,7 +26,7 @@ __device__ __forceinline__ unsigned shift_pair(unsigned lo, unsigned hi, unsigne
 }
 
 // v[0..N) = the N little-endian ints at p, which is ALIGN-byte aligned (2, 4 or 16). With
-// ALIGN 2 one aligned int past them is read too (allocations and staging are padded).
+// ALIGN 2 one aligned int past them is read too (allocations are padded).
 template <int N, int ALIGN>
 __device__ __forceinline__ void ld_ints(const u8* p, int* v) {
     if (ALIGN >= 16 && N % 4 == 0) {
@@ -322,108 +321,123 @@ struct BQ6_K {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Matrix-vector products over quantized rows (decode), shaped as `gemv_rows` (a persistent
-// grid, rows or row pairs split over k warps, MODE 0 store / 1 add / 2 SwiGLU). The block
-// builds its input once: x (normalised when `norm` is given) quantized to 8 bits per 32 values
-// (q = round(x * 127 / amax), d = amax / 127, s = d * sum(q)), as llama.cpp's CUDA products
-// do. Each warp then streams QGEMV_U * 32 items of its row(s) at a time: the blocks' bytes are
-// copied with 16-byte asynchronous copies (from the 16-byte boundary below them: allocations
-// are padded) into the warp's staging in shared memory, and each lane sums an item against
-// the input. Dynamic shared memory: qgemv_shared(cols) bytes (kernels.rs).
+// Products over quantized rows for one token (decode) or a few (a short prompt: at most
+// QGEMV_TOKENS at a time), in two kernels. `quantize_input` builds the inputs once: each
+// token's x (f32, normalised when `norm` is given; or a batch's f16 input) quantized to 8 bits
+// per 32 values (q = round(x * 127 / amax), d = amax / 127, s = d * sum(q)), as llama.cpp's
+// CUDA products do, into `qa` (cols bytes per token) and `ds` ((d, s) per 32); a warp per 32
+// values, each block computing the norm's scale over the whole row itself. `qgemv` then gives
+// each row (or (gate, up) pair: MODE 2) a block of QGEMV_THREADS threads, which sum the row's
+// items against the inputs straight from global memory (thread t takes items t,
+// t + QGEMV_THREADS, ...; with N tokens the rows are read from memory once for all N); the
+// block's sums meet in shared memory and its first thread stores out[r] = y (MODE 0), adds
+// out[r] += y (1) or stores out[r / 2] = silu(gate) * up (2), per token at out + t * ldo.
+// Before it waits for its inputs (programmatic dependent launch) a block asks for its rows'
+// bytes into L2.
 //
-// Measured on an H100 (7B tg128, tok/s, Q4_K_M / Q4_0 / Q8_0, alternating within a lease):
-// this kernel 203 / 227 / 189; the next round staged into a second buffer while one is summed
-// (cp.async groups) 187 / 212 / 184; one buffer of as many blocks as fit 180 / 203 / 177. In
-// another lease: the quants read 16 bits at a time instead of in aligned 32- or 128-bit loads
-// 187 / 221 / 187 against this kernel's 202 / 227 / 189.
-#define QGEMV_U 2
-// Staging bytes per row and round of 32 items: 32 of the largest block per item (Q8_0's 34
-// bytes) and the 16-byte boundary below them, rounded up to whole 16-byte vectors.
-#define QSTAGE 1120
+// Measured on an H100 (7B tg128, tok/s per round, Q4_K_M / Q4_0 / Q8_0, alternating within a
+// lease): these kernels 253, 254 / 276, 276 / 221, 223 against 232, 232 / 254, 251 / 206, 206
+// with the input built by a single 1024-thread block. In an earlier lease, that variant 233, 231
+// / 256, 251 / 207, 208; with 64-thread blocks 230, 228 / 243, 244 / 200, 200; the kernel
+// before (a persistent grid of 1024-thread blocks that each quantized the input and summed
+// rows split over warps, as the float products do, from blocks staged in shared memory with
+// cp.async) 203, 202 / 227, 224 / 191, 189, or reading the blocks straight from global memory
+// 211, 208 / 231, 230 / 188, 188.
+#define QGEMV_THREADS 128
+#define QGEMV_TOKENS 8
+#define QUANTIZE_THREADS 256
 
-// 16 bytes from global `src` to shared `dst`, asynchronously where the GPU can (cp.async,
-// compute capability 8.0 on, through L2 only); `copy_wait` waits for this thread's copies.
-__device__ __forceinline__ void copy16_async(uint4* dst, const uint4* src) {
-#if __CUDA_ARCH__ >= 800
-    unsigned long long s;
-    asm("cvta.to.shared.u64 %0, %1;" : "=l"(s) : "l"(dst));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)s), "l"(src) : "memory");
-#else
-    *dst = load_stream(src);
-#endif
-}
-__device__ __forceinline__ void copy_wait() {
-#if __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_all;" ::: "memory");
-#endif
-}
-
-template <class Q, int MODE>
-__device__ void qgemv(const u8* __restrict__ w, int rows, int cols, const float* __restrict__ x,
-                      const float* __restrict__ norm, float eps, float* out, int k) {
-    extern __shared__ float4 smem4[];
-    const int R = MODE == 2 ? 2 : 1;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    const int groups = nw / k, part = warp % k;
-    // [8-bit input | (d, s) per 32 | staging], the f32 input first over the staging.
-    signed char* qa = reinterpret_cast<signed char*>(smem4);
-    float2* ds = reinterpret_cast<float2*>(qa + cols);
-    u8* stage = reinterpret_cast<u8*>(smem4) + ((cols + cols / 4 + 15) & ~15);
-    float* xs = reinterpret_cast<float*>(stage);
+template <class I>
+__device__ void quantize_rows(const typename I::T* __restrict__ x, const float* __restrict__ norm, float eps, int cols,
+                              signed char* qa, float2* ds) {
     pdl_start();
-    load_input(xs, cols, x, norm, eps);
-    for (int g = warp; g < cols / 32; g += nw) {
-        const float v = xs[g * 32 + lane];
-        const float amax = warp_max(fabsf(v));
-        const int q = amax > 0.f ? __float2int_rn(v * (127.f / amax)) : 0;
-        qa[g * 32 + lane] = (signed char)q;
-        int sum = q;
-        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        if (lane == 0) ds[g] = make_float2(amax / 127.f, amax / 127.f * (float)sum);
-    }
-    __syncthreads();  // the input is built; the staging may be overwritten
-
-    __shared__ float parts[2][32][R];
-    const int nblk = cols / Q::BLOCK, per = 32 / Q::ITEMS * QGEMV_U;  // blocks per round
-    const size_t rb = (size_t)nblk * Q::BYTES;
-    const int b0 = nblk * part / k, b1 = nblk * (part + 1) / k;
-    u8* st = stage + (size_t)warp * R * QGEMV_U * QSTAGE;
-    int parity = 0;
-    for (int r0 = (blockIdx.x * groups + warp / k) * R; r0 < rows; r0 += gridDim.x * groups * R, parity ^= 1) {
-        float acc[R];
-#pragma unroll
-        for (int j = 0; j < R; j++) acc[j] = 0.f;
-        for (int blk = b0; blk < b1; blk += per) {
-            const int nb = min(per, b1 - blk);
-            int off[R];
-#pragma unroll
-            for (int j = 0; j < R; j++) {
-                const size_t src = (size_t)(w + (size_t)min(r0 + j, rows - 1) * rb + (size_t)blk * Q::BYTES);
-                const uint4* a0 = reinterpret_cast<const uint4*>(src & ~(size_t)15);
-                uint4* dst = reinterpret_cast<uint4*>(st + j * QGEMV_U * QSTAGE);
-                off[j] = (int)(src & 15);
-                const int words = (off[j] + nb * Q::BYTES + 15) >> 4;
-                for (int q = lane; q < words; q += 32) copy16_async(dst + q, a0 + q);
-            }
-            copy_wait();
-            __syncwarp();
-#pragma unroll
-            for (int e = 0; e < QGEMV_U; e++) {
-                const int bi = e * (32 / Q::ITEMS) + lane / Q::ITEMS, it = lane % Q::ITEMS;
-                if (bi < nb) {
-                    const int item = (blk + bi) * Q::ITEMS + it;
-                    const int4* a4 = reinterpret_cast<const int4*>(qa + item * 32);
-                    const int4 lo = a4[0], hi = a4[1];
-                    const int a[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-                    const float2 s = ds[item];
-#pragma unroll
-                    for (int j = 0; j < R; j++)
-                        acc[j] += Q::dot(st + j * QGEMV_U * QSTAGE + off[j] + bi * Q::BYTES, it, a, s.x, s.y);
-                }
-            }
-            __syncwarp();
+    // Grid: per token, enough blocks for its groups of 32.
+    const int lane = threadIdx.x & 31, groups = cols / 32, per = (groups + QUANTIZE_THREADS / 32 - 1) / (QUANTIZE_THREADS / 32);
+    const int t = blockIdx.x / per, g = blockIdx.x % per * (QUANTIZE_THREADS / 32) + (threadIdx.x >> 5);
+    x += (size_t)t * cols;
+    float v = g < groups ? I::get(x[g * 32 + lane]) : 0.f;
+    if (norm) {
+        __shared__ float red[32];
+        float ss = 0.f;
+        for (int i = threadIdx.x; i < cols; i += QUANTIZE_THREADS) {
+            const float y = I::get(x[i]);
+            ss += y * y;
         }
-        gemv_finish<MODE, R>(acc, parts[parity], k, out, r0);
+        const float scale = 1.0f / sqrtf(block_sum(ss, red) / (float)cols + eps);
+        if (g < groups) v = v * scale * norm[g * 32 + lane];
+    }
+    if (g >= groups) return;
+    const float amax = warp_max(fabsf(v));
+    const int q = amax > 0.f ? __float2int_rn(v * (127.f / amax)) : 0;
+    qa[(size_t)t * cols + g * 32 + lane] = (signed char)q;
+    int sum = q;
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) ds[(size_t)t * groups + g] = make_float2(amax / 127.f, amax / 127.f * (float)sum);
+}
+
+extern "C" __global__ void __launch_bounds__(QUANTIZE_THREADS)
+    quantize_input(const float* x, const float* norm, float eps, int cols, signed char* qa, float2* ds) {
+    quantize_rows<WF32>(x, norm, eps, cols, qa, ds);
+}
+extern "C" __global__ void __launch_bounds__(QUANTIZE_THREADS)
+    quantize_input_f16(const u16* x, int cols, signed char* qa, float2* ds) {
+    quantize_rows<WF16>(x, nullptr, 0.f, cols, qa, ds);
+}
+
+// N: tokens compiled for (1, or QGEMV_TOKENS with `n` <= N of them present).
+template <class Q, int MODE, int N>
+__device__ void qgemv(const u8* __restrict__ w, int rows, int cols, const signed char* __restrict__ qa,
+                      const float2* __restrict__ ds, float* out, int n, int ldo) {
+    const int R = MODE == 2 ? 2 : 1;
+    const int r0 = blockIdx.x * R, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const size_t rb = (size_t)(cols / Q::BLOCK) * Q::BYTES;
+    const u8* row[R];
+#pragma unroll
+    for (int j = 0; j < R; j++) {
+        row[j] = w + (size_t)min(r0 + j, rows - 1) * rb;
+        for (size_t o = (size_t)threadIdx.x * 128; o < rb; o += 128 * QGEMV_THREADS) prefetch_l2(row[j] + o);
+    }
+    pdl_start();
+    float acc[N][R];
+#pragma unroll
+    for (int t = 0; t < N; t++)
+#pragma unroll
+        for (int j = 0; j < R; j++) acc[t][j] = 0.f;
+    for (int item = threadIdx.x; item < cols / 32; item += QGEMV_THREADS) {
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            if (t < n) {
+                const int4* a4 = reinterpret_cast<const int4*>(qa + (size_t)t * cols + item * 32);
+                const int4 lo = a4[0], hi = a4[1];
+                const int a[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+                const float2 s = ds[(size_t)t * (cols / 32) + item];
+#pragma unroll
+                for (int j = 0; j < R; j++)
+                    acc[t][j] += Q::dot(row[j] + (size_t)(item / Q::ITEMS) * Q::BYTES, item % Q::ITEMS, a, s.x, s.y);
+            }
+        }
+    }
+    __shared__ float parts[QGEMV_THREADS / 32][N][R];
+#pragma unroll
+    for (int t = 0; t < N; t++)
+#pragma unroll
+        for (int j = 0; j < R; j++) {
+            acc[t][j] = warp_sum(acc[t][j]);
+            if (lane == 0) parts[warp][t][j] = acc[t][j];
+        }
+    __syncthreads();
+    if (threadIdx.x < N && threadIdx.x < n) {
+        const int t = threadIdx.x;
+        float y[R];
+#pragma unroll
+        for (int j = 0; j < R; j++) {
+            y[j] = parts[0][t][j];
+            for (int q = 1; q < QGEMV_THREADS / 32; q++) y[j] += parts[q][t][j];
+        }
+        float* o = out + (size_t)t * ldo;
+        if (MODE == 0) o[r0] = y[0];
+        if (MODE == 1) o[r0] += y[0];
+        if (MODE == 2) o[r0 / 2] = silu(y[0]) * y[R - 1];
     }
 }
 
@@ -478,22 +492,17 @@ __device__ void dequant_rows(const u8* w, int rows, int cols, typename O::T* out
     }
 }
 
+#define QGEMV(name, Q, MODE, N)                                                                              \
+    extern "C" __global__ void __launch_bounds__(QGEMV_THREADS) name(                                       \
+        const u8* w, int rows, int cols, const signed char* qa, const float2* ds, float* out, int n, int ldo) { \
+        qgemv<Q, MODE, N>(w, rows, cols, qa, ds, out, n, ldo);                                               \
+    }
 #define QUANT(suffix, Q)                                                                                     \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS)                                              \
-        gemv_##suffix(const u8* w, int rows, int cols, const float* x, const float* norm, float eps,        \
-                      float* out, int vec, int k) {                                                         \
-        qgemv<Q, 0>(w, rows, cols, x, norm, eps, out, k);                                                    \
-    }                                                                                                        \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS)                                              \
-        gemv_add_##suffix(const u8* w, int rows, int cols, const float* x, const float* norm, float eps,    \
-                          float* out, int vec, int k) {                                                     \
-        qgemv<Q, 1>(w, rows, cols, x, norm, eps, out, k);                                                    \
-    }                                                                                                        \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS)                                              \
-        gemv_swiglu_##suffix(const u8* w, int rows, int cols, const float* x, const float* norm, float eps, \
-                             float* out, int vec, int k) {                                                  \
-        qgemv<Q, 2>(w, rows, cols, x, norm, eps, out, k);                                                    \
-    }                                                                                                        \
+    QGEMV(gemv_##suffix, Q, 0, 1)                                                                            \
+    QGEMV(gemv_add_##suffix, Q, 1, 1)                                                                        \
+    QGEMV(gemv_swiglu_##suffix, Q, 2, 1)                                                                     \
+    QGEMV(gemv_batch_##suffix, Q, 0, QGEMV_TOKENS)                                                           \
+    QGEMV(gemv_batch_add_##suffix, Q, 1, QGEMV_TOKENS)                                                       \
     extern "C" __global__ void embed_##suffix(const u8* table, const int* tokens, int d, float* x) {        \
         embed_q<Q>(table, tokens, d, x);                                                                     \
     }                                                                                                        \

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::driver::{Blas, Context, DeviceBuffer, Graph, PinnedBuffer, Stream};
 use super::kernels::GpuType;
+use super::pass::QGEMV_TOKENS;
 use crate::backend::{KvType, SessionState};
 use crate::error::{Error, Result};
 use crate::model::Hparams;
@@ -27,6 +28,9 @@ pub(super) struct Activations {
     pub gate_up: DeviceBuffer,
     /// One token's SwiGLU output, `[n_ff]` f32 (decode).
     pub hidden: DeviceBuffer,
+    /// The inputs of a product over quantized rows (up to [`QGEMV_TOKENS`] tokens) quantized to
+    /// 8 bits: the values, then at [`q8_scales_at`] an f32 pair (scale, scale × sum) per 32.
+    pub q8: DeviceBuffer,
     /// A decode step's split attention: (max, sum, accumulator) per head and split (one token
     /// has too few heads to fill the GPU, so each head's positions are split over warps).
     pub part: DeviceBuffer,
@@ -37,6 +41,12 @@ pub(super) struct Activations {
     pub logits: DeviceBuffer,
     /// The pass's inputs: position, then token ids (i32).
     pub io: DeviceBuffer,
+}
+
+/// Where the scales of 8-bit inputs of `len` values in all start in [`Activations::q8`]
+/// (16-byte aligned).
+pub(super) fn q8_scales_at(len: usize) -> usize {
+    len.next_multiple_of(16)
 }
 
 /// Bytes a session may hold for the scores of a batch's cuBLAS attention (whole KV heads at a
@@ -134,6 +144,10 @@ impl CudaState {
             att: ctx.alloc(UBATCH * qd * f, "the activations")?,
             gate_up: ctx.alloc(UBATCH * 2 * ff * f, "the activations")?,
             hidden: ctx.alloc(ff * f, "the activations")?,
+            q8: {
+                let len = QGEMV_TOKENS * d.max(qd).max(ff);
+                ctx.alloc(q8_scales_at(len) + len / 4, "the activations")?
+            },
             part: ctx.alloc(hp.n_head * splits * (hd + 2) * f, "the attention partials")?,
             tickets: ctx.alloc(hp.n_head * 4, "the attention tickets")?,
             logits: ctx.alloc(hp.n_vocab * f, "the logits")?,

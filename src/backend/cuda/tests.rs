@@ -1,14 +1,15 @@
 //! The quantized kernels on the GPU against the reference (run where a GPU is present,
 //! "skipped: no GPU" elsewhere): random blocks of every type (`tests/data/quant/blocks.bin`,
 //! with gguf-py's dequantized values) dequantized bit for bit, as embedding rows and as rows
-//! for a batch's products; and the matrix-vector products, for every split of the rows over
-//! warps, against the dequantized rows times the input quantized as the kernel does (8 bits
-//! per 32 values), summed in f64.
+//! for a batch's products; and the matrix-vector products (store and add) against the
+//! dequantized rows times the input quantized as the kernel does (8 bits per 32 values),
+//! summed in f64.
 
 use std::sync::Arc;
 
 use super::driver::{Context, DeviceBuffer, Function, KernelArg, Stream};
 use super::kernels::{GpuWeight, Kernels};
+use super::state::q8_scales_at;
 use crate::formats::gguf::ggml_dtype;
 use crate::tensor::DType;
 
@@ -77,7 +78,7 @@ fn quantized_kernels_match_the_reference() {
         return;
     }
     let ctx = Context::new(0).unwrap();
-    let kernels = Kernels::load(&ctx, 0, 1536).unwrap();
+    let kernels = Kernels::load(&ctx, 0).unwrap();
     let stream = ctx.stream().unwrap();
     for (t, bytes, reference) in reference_blocks() {
         let cols = reference.len() / ROWS;
@@ -86,7 +87,7 @@ fn quantized_kernels_match_the_reference() {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
 
         let out = ctx.alloc(reference.len() * 4, "test").unwrap();
-        let f32_rows = p.dequant.unwrap().to_f32;
+        let f32_rows = p.quant.unwrap().to_f32;
         launch(&stream, f32_rows, 3, 64, 0, &mut [w.ptr(), (ROWS as i32).cell(), (cols as i32).cell(), out.ptr()]);
         assert_eq!(bits(&download(&stream, &out, reference.len())), bits(&reference), "{t:?}: dequantized rows");
 
@@ -96,35 +97,55 @@ fn quantized_kernels_match_the_reference() {
         let want: Vec<f32> = [3, 0, 2, 1].iter().flat_map(|&r| reference[r * cols..][..cols].to_vec()).collect();
         assert_eq!(bits(&download(&stream, &out, want.len())), bits(&want), "{t:?}: embedding rows");
 
-        let x: Vec<f32> =
-            (0..cols).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * (1.0 + (i / 32) as f32)).collect();
-        let xq = quantized_input(&x);
-        let xb: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let xd = upload(&ctx, &stream, &xb, 0);
-        let shared = kernels.gemv_shared(GpuWeight::Quant(t), cols);
-        for (k, grid) in [(1i32, 1), (4, 1), (8, 2), (1, 4)] {
-            let mut cells = [
-                w.ptr(),
-                (ROWS as i32).cell(),
-                (cols as i32).cell(),
-                xd.ptr(),
-                0u64,
-                1e-5f32.cell(),
-                out.ptr(),
-                0i32.cell(),
-                k.cell(),
-            ];
-            launch(&stream, p.gemv, grid, 1024, shared, &mut cells);
-            let got = download(&stream, &out, ROWS);
-            for (r, g) in got.iter().enumerate() {
-                let row = &reference[r * cols..][..cols];
-                let want: f64 = row.iter().zip(&xq).map(|(&w, &a)| w as f64 * a).sum();
-                let scale: f64 = row.iter().zip(&xq).map(|(&w, &a)| (w as f64 * a).abs()).sum();
-                assert!(
-                    (*g as f64 - want).abs() <= 1e-5 * scale + 1e-6,
-                    "{t:?}: row {r} with {k} warps per row: {g} against {want} (sum of |terms| {scale})"
-                );
+        // One token's f32 input (decode), and three tokens' f16 inputs (a short prompt), each
+        // product stored, then added to what it stored (2 W x).
+        let input = |t: usize| -> Vec<f32> {
+            (0..cols).map(|i| (((i + 31 * t) * 7919 % 1000) as f32 / 500.0 - 1.0) * (1.0 + (i / 32) as f32)).collect()
+        };
+        let check = |got: &[f32], ldo: usize, inputs: &[Vec<f64>], times: f64, what: &str| {
+            for (tok, xq) in inputs.iter().enumerate() {
+                for r in 0..ROWS {
+                    let row = &reference[r * cols..][..cols];
+                    let want: f64 = times * row.iter().zip(xq).map(|(&w, &a)| w as f64 * a).sum::<f64>();
+                    let scale: f64 = times * row.iter().zip(xq).map(|(&w, &a)| (w as f64 * a).abs()).sum::<f64>();
+                    let g = got[tok * ldo + r] as f64;
+                    assert!(
+                        (g - want).abs() <= 1e-5 * scale + 1e-6,
+                        "{t:?}: token {tok} row {r} ({what}): {g} against {want} (sum of |terms| {scale})"
+                    );
+                }
             }
+        };
+        let groups = ((cols / 32).div_ceil(8)) as u32;
+        let (x, rows, n_cols) = (input(0), (ROWS as i32).cell(), (cols as i32).cell());
+        let xd = upload(&ctx, &stream, &x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(), 0);
+        let q8 = ctx.alloc(3 * (q8_scales_at(cols) + cols / 4), "test").unwrap();
+        let (qa, ds) = (q8.ptr(), q8.at(q8_scales_at(cols)));
+        launch(&stream, kernels.quantize_input, groups, 256, 0, &mut [xd.ptr(), 0, 1e-5f32.cell(), n_cols, qa, ds]);
+        for (f, times) in [(p.gemv, 1.0), (p.gemv_add, 2.0)] {
+            launch(
+                &stream,
+                f,
+                ROWS as u32,
+                128,
+                0,
+                &mut [w.ptr(), rows, n_cols, qa, ds, out.ptr(), 1i32.cell(), 0i32.cell()],
+            );
+            check(&download(&stream, &out, ROWS), 0, &[quantized_input(&x)], times, "one token");
+        }
+        let xs: Vec<Vec<f32>> =
+            (1..4).map(|t| input(t).iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()).collect();
+        let bytes: Vec<u8> = xs.iter().flatten().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+        let xd = upload(&ctx, &stream, &bytes, 0);
+        let (qa, ds) = (q8.ptr(), q8.at(q8_scales_at(3 * cols)));
+        launch(&stream, kernels.quantize_input_f16, 3 * groups, 256, 0, &mut [xd.ptr(), n_cols, qa, ds]);
+        let q = p.quant.unwrap();
+        let ldo = ROWS + 2;
+        for (f, times) in [(q.batch, 1.0), (q.batch_add, 2.0)] {
+            let mut cells = [w.ptr(), rows, n_cols, qa, ds, out.ptr(), 3i32.cell(), (ldo as i32).cell()];
+            launch(&stream, f, ROWS as u32, 128, 0, &mut cells);
+            let inputs: Vec<Vec<f64>> = xs.iter().map(|x| quantized_input(x)).collect();
+            check(&download(&stream, &out, 3 * ldo), ldo, &inputs, times, "three tokens");
         }
     }
 }

@@ -142,14 +142,9 @@ fn layer_matrices(w: &Weights) -> impl Iterator<Item = &Matrix> {
 }
 
 /// The longest row among the matrices the products multiply (the layers' and the output's)
-/// that are stored quantized (`quant`) or in a float type (0: none).
-pub(super) fn widest_row(w: &Weights, quant: bool) -> usize {
-    layer_matrices(w)
-        .chain([&w.output])
-        .filter(|m| m.dtype().is_quantized() == quant)
-        .map(|m| m.cols)
-        .max()
-        .unwrap_or(0)
+/// that are stored in a float type (0: none).
+pub(super) fn widest_float_row(w: &Weights) -> usize {
+    layer_matrices(w).chain([&w.output]).filter(|m| !m.dtype().is_quantized()).map(|m| m.cols).max().unwrap_or(0)
 }
 
 /// Runs of a whole matrix.
