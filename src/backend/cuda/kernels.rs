@@ -120,7 +120,7 @@ pub(super) struct QuantKernels {
     /// Rows dequantized to f32 (the tests: exact values to compare).
     #[cfg_attr(not(test), allow(dead_code))]
     pub to_f32: Function,
-    /// `out[t] = W x[t]` for up to `QGEMV_TOKENS` tokens whose inputs are quantized.
+    /// `out[t] = W x[t]` for up to [`QGEMV_TOKENS`] tokens whose inputs are quantized.
     pub batch: Function,
     /// `out[t] += W x[t]`, likewise.
     pub batch_add: Function,
@@ -331,6 +331,9 @@ fn by_cache(t: GpuType) -> usize {
 /// Warps per row (or row pair) a matrix-vector product may split its rows over (kernels.cu's
 /// `gemv_rows`: a group of k warps meets at a named barrier, 15 at most per block).
 pub(super) const GEMV_SPLITS: [usize; 3] = [1, 4, 8];
+
+/// Most tokens one product over quantized rows takes (`QGEMV_TOKENS` in quant.cu).
+pub(super) const QGEMV_TOKENS: usize = 8;
 
 /// Largest head `attention_tiled` takes (TILE_MAX_DPT * 8 in kernels.cu).
 const TILED_MAX_HEAD: usize = 128;

@@ -13,7 +13,7 @@
 
 use super::driver::{Batched, BlasType, KernelArg};
 use super::kernels::{
-    attn_tiled_shared, GpuType, GpuWeight, PrefillAttention, GEMV_SPLITS, TILE_QUERIES, TILE_THREADS,
+    attn_tiled_shared, GpuType, GpuWeight, PrefillAttention, GEMV_SPLITS, QGEMV_TOKENS, TILE_QUERIES, TILE_THREADS,
 };
 use super::state::{q8_scales_at, CudaState};
 use super::upload::{DeviceLayer, DeviceMatrix};
@@ -34,8 +34,6 @@ const QGEMV_BLOCK: u32 = 128;
 /// Threads of a block that quantizes a product's input (`QUANTIZE_THREADS` in quant.cu: a warp
 /// per 32 values).
 const QUANTIZE_BLOCK: u32 = 256;
-/// Most tokens one quantized product takes (`QGEMV_TOKENS` in quant.cu).
-pub(super) const QGEMV_TOKENS: usize = 8;
 /// Threads of an attention block (its kernel keeps 4 warps' queries in shared memory).
 const ATTN_BLOCK: u32 = 128;
 
@@ -103,8 +101,9 @@ impl<'a> CudaPass<'a> {
     }
 
     /// `out = W · x` (`kind`: store, add, or SwiGLU over row pairs) for one token, normalising
-    /// `x` first by the pending norm when `normed`.
-    fn gemv(&mut self, m: &DeviceMatrix, kind: Gemv, x: u64, normed: bool, out: u64) {
+    /// `x` first by the pending norm when `normed`. Quantized rows: `reuse_input` when the
+    /// product before (another part of q/k/v) left this very input quantized in `act.q8`.
+    fn gemv(&mut self, m: &DeviceMatrix, kind: Gemv, x: u64, normed: bool, out: u64, reuse_input: bool) {
         let k = match self.b.kernels.products(m.ty) {
             Ok(k) => k,
             Err(e) => return self.keep(e),
@@ -121,8 +120,10 @@ impl<'a> CudaPass<'a> {
         if let GpuWeight::Quant(_) = m.ty {
             // The input quantized once, then a block per row (or pair).
             let (qa, ds) = (self.st.act.q8.ptr(), self.st.act.q8.at(q8_scales_at(m.cols)));
-            let q = self.b.kernels.quantize_input;
-            launch!(self, q, quantize_grid(m.cols, 1), QUANTIZE_BLOCK, 0; x, norm, eps, cols, qa, ds);
+            if !reuse_input {
+                let q = self.b.kernels.quantize_input;
+                launch!(self, q, quantize_grid(m.cols, 1), QUANTIZE_BLOCK, 0; x, norm, eps, cols, qa, ds);
+            }
             launch!(self, f, units as u32, QGEMV_BLOCK, 0; m.buf.ptr(), rows, cols, qa, ds, out, 1i32, 0i32);
             return;
         }
@@ -257,12 +258,14 @@ impl<'a> CudaPass<'a> {
         let norm = self.norm.take();
         let total: usize = parts.iter().map(|m| m.rows).sum();
         let (x, xb) = (self.st.act.x.ptr(), self.st.act.xb.ptr());
-        let (mut row, mut xb_type) = (0, None);
+        let (mut row, mut xb_type, mut quantized) = (0, None, false);
         for m in parts {
             let at = out + (row * 4) as u64;
             if self.n == 1 {
+                // The parts share their input: quantized (for quantized rows) once.
                 self.norm = norm;
-                self.gemv(m, kind, x, true, at);
+                self.gemv(m, kind, x, true, at, quantized);
+                quantized |= matches!(m.ty, GpuWeight::Quant(_));
             } else {
                 let t = m.ty.compute();
                 if xb_type != Some(t) {
@@ -398,7 +401,7 @@ impl LlamaOps for CudaPass<'_> {
         let Some(l) = self.layer(wo) else { return self.fail("attention output weights not on the GPU") };
         let (att, x) = (self.st.act.att.ptr(), self.st.act.x.ptr());
         if self.n == 1 {
-            self.gemv(&l.wo, Gemv::Add, att, false, x);
+            self.gemv(&l.wo, Gemv::Add, att, false, x, false);
         } else {
             let t = l.wo.ty.compute();
             if self.att_head_major {
@@ -435,7 +438,7 @@ impl LlamaOps for CudaPass<'_> {
         let x = self.st.act.x.ptr();
         if self.n == 1 {
             let h = self.st.act.hidden.ptr();
-            self.gemv(&l.down, Gemv::Add, h, false, x);
+            self.gemv(&l.down, Gemv::Add, h, false, x, false);
         } else {
             let f = self.b.kernels.typed(l.down.ty.compute()).swiglu;
             let (gu, xb, ff) = (self.st.act.gate_up.ptr(), self.st.act.xb.ptr(), self.hp.n_ff);
@@ -450,6 +453,6 @@ impl LlamaOps for CudaPass<'_> {
         let last = self.st.act.x.at((self.n - 1) * self.hp.n_embd * 4);
         let out = self.st.act.logits.ptr();
         let b = self.b;
-        self.gemv(&b.dev.output, Gemv::Store, last, true, out);
+        self.gemv(&b.dev.output, Gemv::Store, last, true, out, false);
     }
 }

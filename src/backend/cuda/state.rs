@@ -5,8 +5,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use super::driver::{Blas, Context, DeviceBuffer, Graph, PinnedBuffer, Stream};
-use super::kernels::GpuType;
-use super::pass::QGEMV_TOKENS;
+use super::kernels::{GpuType, QGEMV_TOKENS};
 use crate::backend::{KvType, SessionState};
 use crate::error::{Error, Result};
 use crate::model::Hparams;
