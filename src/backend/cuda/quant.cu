@@ -352,8 +352,9 @@ __device__ void quantize_rows(const typename I::T* __restrict__ x, const float* 
                               signed char* qa, float2* ds) {
     pdl_start();
     // Grid: per token, enough blocks for its groups of 32.
-    const int lane = threadIdx.x & 31, groups = cols / 32, per = (groups + QUANTIZE_THREADS / 32 - 1) / (QUANTIZE_THREADS / 32);
-    const int t = blockIdx.x / per, g = blockIdx.x % per * (QUANTIZE_THREADS / 32) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31, warps = QUANTIZE_THREADS / 32, groups = cols / 32;
+    const int per = (groups + warps - 1) / warps;
+    const int t = blockIdx.x / per, g = blockIdx.x % per * warps + (threadIdx.x >> 5);
     x += (size_t)t * cols;
     float v = g < groups ? I::get(x[g * 32 + lane]) : 0.f;
     if (norm) {
