@@ -155,6 +155,17 @@ pub(crate) mod avx2 {
         }
     }
 
+    /// Hint that the line at `p` is read later: into L2 (never faults; any address).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn prefetch_l2(p: *const u8) {
+        // SAFETY: PREFETCHT1 is only a hint: it never faults, whatever the address.
+        #[allow(unused_unsafe)]
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T1>(p.cast())
+        }
+    }
+
     crate::simd::simd_kernels!("avx2,fma,f16c", 2);
     crate::simd::row_kernels!("avx2,fma,f16c", 16);
 }
@@ -324,6 +335,17 @@ pub(crate) mod avx512 {
         #[allow(unused_unsafe)]
         unsafe {
             _mm_prefetch::<_MM_HINT_T0>(p.cast())
+        }
+    }
+
+    /// Hint that the line at `p` is read later: into L2 (never faults; any address).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    #[inline]
+    fn prefetch_l2(p: *const u8) {
+        // SAFETY: PREFETCHT1 is only a hint: it never faults, whatever the address.
+        #[allow(unused_unsafe)]
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T1>(p.cast())
         }
     }
 
