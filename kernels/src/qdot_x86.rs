@@ -296,10 +296,11 @@ unsafe fn row_wide<const T: u8, const V: bool>(row: *const u8, acts: *const u8, 
 const QPF: usize = 4096;
 
 /// Bytes ahead that decoding also prefetches into L2 (`prefetcht1`). On the Xeon (model 207)
-/// the L1 prefetches alone keep too few lines in flight per core; adding these made a 2-thread
-/// 7B decode 11-14 % faster (e2e tg32, alternating, 3 rounds: Q4_K_M 6.96-7.07 -> 7.72-7.81
-/// tok/s, tg/limit 0.80-0.82 -> 0.89-0.92; Q8_0 4.23-4.25 -> 4.69-4.74, 0.84-0.88 ->
-/// 0.94-0.98). 8 and 16 KiB ahead, and `prefetcht2`, measured the same.
+/// the L1 prefetches alone keep too few lines in flight per core; adding `prefetcht2` 12 KiB
+/// ahead made a 2-thread 7B decode 11-14 % faster (e2e tg32, alternating, 3 rounds: Q4_K_M
+/// 6.96-7.07 -> 7.72-7.81 tok/s, tg/limit 0.80-0.82 -> 0.88-0.92; Q8_0 4.23-4.25 -> 4.69-4.74,
+/// 0.84-0.88 -> 0.94-0.98); `prefetcht1` 12 KiB ahead, and `prefetcht2` 8 or 16 KiB ahead,
+/// measured alike (2 more rounds: Q4_K_M 7.74-7.95, Q8_0 4.74-4.80).
 const QPF_L2: usize = 3 * QPF;
 
 /// Prefetch the `len` bytes [`QPF`] past `row` into L1 and those [`QPF_L2`] past it into L2 (a
