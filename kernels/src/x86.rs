@@ -3,8 +3,31 @@
 //! (`loadu`/`storeu`, masked or through a stack buffer for tails): weight rows come straight
 //! from a memory map at any byte offset.
 
+/// Hint that the line at `p` is read soon: into L1 (never faults; any address). SSE only, so
+/// it inlines into every path's kernels.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    // SAFETY: PREFETCHT0 is only a hint: it never faults, whatever the address. (A safe fn in
+    // recent Rust, `unsafe` in older releases: keep the block for those.)
+    #[allow(unused_unsafe)]
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    }
+}
+
+/// Hint that the line at `p` is read later: into L2 (never faults; any address).
+#[inline(always)]
+fn prefetch_l2(p: *const u8) {
+    // SAFETY: PREFETCHT1 is only a hint, as above.
+    #[allow(unused_unsafe)]
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(p.cast())
+    }
+}
+
 /// AVX2 + FMA + F16C: 8 f32 lanes, 16 ymm registers (matmul tile 6 rows x 2 vectors).
 pub(crate) mod avx2 {
+    use super::{prefetch, prefetch_l2};
 
     use core::arch::x86_64::*;
     use core::ptr::copy_nonoverlapping;
@@ -143,29 +166,6 @@ pub(crate) mod avx2 {
         _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
     }
 
-    /// Hint that the line at `p` is read soon (never faults; any address).
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    fn prefetch(p: *const u8) {
-        // SAFETY: PREFETCHT0 is only a hint: it never faults, whatever the address. (A safe
-        // fn in recent Rust, `unsafe` in older releases: keep the block for those.)
-        #[allow(unused_unsafe)]
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(p.cast())
-        }
-    }
-
-    /// Hint that the line at `p` is read later: into L2 (never faults; any address).
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    fn prefetch_l2(p: *const u8) {
-        // SAFETY: PREFETCHT1 is only a hint: it never faults, whatever the address.
-        #[allow(unused_unsafe)]
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T1>(p.cast())
-        }
-    }
-
     crate::simd::simd_kernels!("avx2,fma,f16c", 2);
     crate::simd::row_kernels!("avx2,fma,f16c", 16);
 }
@@ -175,6 +175,7 @@ pub(crate) mod avx2 {
 /// with Rust >= 1.89 only (see build.rs).
 #[cfg(runllama_avx512)]
 pub(crate) mod avx512 {
+    use super::{prefetch, prefetch_l2};
 
     use core::arch::x86_64::*;
 
@@ -324,29 +325,6 @@ pub(crate) mod avx512 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
-    }
-
-    /// Hint that the line at `p` is read soon (never faults; any address).
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-    #[inline]
-    fn prefetch(p: *const u8) {
-        // SAFETY: PREFETCHT0 is only a hint: it never faults, whatever the address. (A safe
-        // fn in recent Rust, `unsafe` in older releases: keep the block for those.)
-        #[allow(unused_unsafe)]
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(p.cast())
-        }
-    }
-
-    /// Hint that the line at `p` is read later: into L2 (never faults; any address).
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-    #[inline]
-    fn prefetch_l2(p: *const u8) {
-        // SAFETY: PREFETCHT1 is only a hint: it never faults, whatever the address.
-        #[allow(unused_unsafe)]
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T1>(p.cast())
-        }
     }
 
     crate::simd::simd_kernels!("avx512f,avx512bw,avx512vl,avx2,fma,f16c", 4);
