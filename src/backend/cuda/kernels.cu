@@ -212,43 +212,16 @@ __device__ __forceinline__ void gemv_prefetch_first(const typename W::T* w, int 
     }
 }
 
-// The end of a row (or row pair) of a product (`gemv_rows`): each
-// lane's sums added over the warp; with k > 1 the group's k warps meet at its named barrier
-// (1 + group: at most 15 groups) and its first warp adds their sums in order (`parts`: this
-// round's half of the kernel's shared partials, a row per warp); then that warp stores
-// out[r0] = y (MODE 0), out[r0] += y (1) or out[r0 / 2] = silu(gate) * up (2).
-template <int MODE, int R>
-__device__ __forceinline__ void gemv_finish(float* acc, float (*parts)[R], int k, float* out, int r0) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, first = warp - warp % k;
-#pragma unroll
-    for (int j = 0; j < R; j++) acc[j] = warp_sum(acc[j]);
-    if (k > 1) {
-        if (lane == 0)
-#pragma unroll
-            for (int j = 0; j < R; j++) parts[warp][j] = acc[j];
-        asm volatile("bar.sync %0, %1;" ::"r"(1 + warp / k), "r"(32 * k) : "memory");
-        if (warp != first) return;
-#pragma unroll
-        for (int j = 0; j < R; j++) {
-            acc[j] = parts[first][j];
-            for (int q = 1; q < k; q++) acc[j] += parts[first + q][j];
-        }
-    }
-    if (lane == 0) {
-        if (MODE == 0) out[r0] = acc[0];
-        if (MODE == 1) out[r0] += acc[0];
-        if (MODE == 2) out[r0 / 2] = silu(acc[0]) * acc[R - 1];
-    }
-}
-
-// The rows of a product over the input in shared memory `xs` (see above); each row (or pair)
-// ends in `gemv_finish`.
+// The rows of a product over the input in shared memory `xs` (see above). With k > 1 each
+// warp's partial sums meet in shared memory behind the group's named barrier (1 + group: at
+// most 15 groups), and the group's first warp adds them in order and finishes the row.
 template <class W, int MODE>
 __device__ __forceinline__ void gemv_rows(const typename W::T* __restrict__ w, int rows, int cols,
                                           const float* xs, float* out, int vec, int k) {
     const int R = MODE == 2 ? 2 : 1;
     __shared__ float parts[2][32][R];  // by round parity: a group is never two rounds apart
-    const int lane = threadIdx.x & 31, groups = (blockDim.x >> 5) / k;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, groups = (blockDim.x >> 5) / k;
+    const int first = warp - warp % k;
     const GemvShare sh = gemv_share<R>(cols, vec ? W::VEC : 1, k);
     int parity = 0;
     for (int r0 = sh.r0; r0 < rows; r0 += gridDim.x * groups * R, parity ^= 1) {
@@ -282,7 +255,25 @@ __device__ __forceinline__ void gemv_rows(const typename W::T* __restrict__ w, i
 #pragma unroll
                 for (int j = 0; j < R; j++) acc[j] += W::get(row[j][c]) * xs[c];
         }
-        gemv_finish<MODE, R>(acc, parts[parity], k, out, r0);
+#pragma unroll
+        for (int j = 0; j < R; j++) acc[j] = warp_sum(acc[j]);
+        if (k > 1) {
+            if (lane == 0)
+#pragma unroll
+                for (int j = 0; j < R; j++) parts[parity][warp][j] = acc[j];
+            asm volatile("bar.sync %0, %1;" ::"r"(1 + warp / k), "r"(32 * k) : "memory");
+            if (warp != first) continue;
+#pragma unroll
+            for (int j = 0; j < R; j++) {
+                acc[j] = parts[parity][first][j];
+                for (int q = 1; q < k; q++) acc[j] += parts[parity][first + q][j];
+            }
+        }
+        if (lane == 0) {
+            if (MODE == 0) out[r0] = acc[0];
+            if (MODE == 1) out[r0] += acc[0];
+            if (MODE == 2) out[r0 / 2] = silu(acc[0]) * acc[R - 1];
+        }
     }
 }
 
