@@ -308,10 +308,8 @@ const QPF_L2: usize = 3 * QPF;
 #[inline(always)]
 pub(crate) fn prefetch_ahead(row: *const u8, len: usize) {
     for o in (0..len).step_by(64) {
-        // SAFETY: a prefetch never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(QPF + o).cast()) };
-        // SAFETY: as above.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(QPF_L2 + o).cast()) };
+        crate::x86::prefetch(row.wrapping_add(QPF + o));
+        crate::x86::prefetch_l2(row.wrapping_add(QPF_L2 + o));
     }
 }
 

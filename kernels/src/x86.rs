@@ -6,7 +6,7 @@
 /// Hint that the line at `p` is read soon: into L1 (never faults; any address). SSE only, so
 /// it inlines into every path's kernels.
 #[inline(always)]
-fn prefetch(p: *const u8) {
+pub(crate) fn prefetch(p: *const u8) {
     // SAFETY: PREFETCHT0 is only a hint: it never faults, whatever the address. (A safe fn in
     // recent Rust, `unsafe` in older releases: keep the block for those.)
     #[allow(unused_unsafe)]
@@ -17,7 +17,7 @@ fn prefetch(p: *const u8) {
 
 /// Hint that the line at `p` is read later: into L2 (never faults; any address).
 #[inline(always)]
-fn prefetch_l2(p: *const u8) {
+pub(crate) fn prefetch_l2(p: *const u8) {
     // SAFETY: PREFETCHT1 is only a hint, as above.
     #[allow(unused_unsafe)]
     unsafe {
