@@ -30,10 +30,10 @@ const BLOCK: u32 = 256;
 const GEMV_BLOCK: u32 = 1024;
 /// Threads of a block of a product over quantized rows (`QGEMV_THREADS` in quant.cu: a block
 /// per row or pair).
-const QGEMV_BLOCK: u32 = 128;
+pub(super) const QGEMV_BLOCK: u32 = 128;
 /// Threads of a block that quantizes a product's input (`QUANTIZE_THREADS` in quant.cu: a warp
 /// per 32 values).
-const QUANTIZE_BLOCK: u32 = 256;
+pub(super) const QUANTIZE_BLOCK: u32 = 256;
 /// Threads of an attention block (its kernel keeps 4 warps' queries in shared memory).
 const ATTN_BLOCK: u32 = 128;
 
@@ -310,7 +310,7 @@ fn gemv_shape(units: usize, resident: usize, force: Option<usize>) -> (usize, us
 }
 
 /// Blocks of `quantize_input` for `n` tokens of `cols` values: per token, a warp per 32.
-fn quantize_grid(cols: usize, n: usize) -> u32 {
+pub(super) fn quantize_grid(cols: usize, n: usize) -> u32 {
     (n * (cols / 32).div_ceil(QUANTIZE_BLOCK as usize / 32)) as u32
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::driver::{Context, DeviceBuffer, Function, KernelArg, Stream};
 use super::kernels::{GpuWeight, Kernels};
+use super::pass::{quantize_grid, QGEMV_BLOCK, QUANTIZE_BLOCK};
 use super::state::q8_scales_at;
 use crate::formats::gguf::ggml_dtype;
 use crate::tensor::DType;
@@ -116,18 +117,24 @@ fn quantized_kernels_match_the_reference() {
                 }
             }
         };
-        let groups = ((cols / 32).div_ceil(8)) as u32;
         let (x, rows, n_cols) = (input(0), (ROWS as i32).cell(), (cols as i32).cell());
         let xd = upload(&ctx, &stream, &x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(), 0);
         let q8 = ctx.alloc(3 * (q8_scales_at(cols) + cols / 4), "test").unwrap();
         let (qa, ds) = (q8.ptr(), q8.at(q8_scales_at(cols)));
-        launch(&stream, kernels.quantize_input, groups, 256, 0, &mut [xd.ptr(), 0, 1e-5f32.cell(), n_cols, qa, ds]);
+        launch(
+            &stream,
+            kernels.quantize_input,
+            quantize_grid(cols, 1),
+            QUANTIZE_BLOCK,
+            0,
+            &mut [xd.ptr(), 0, 1e-5f32.cell(), n_cols, qa, ds],
+        );
         for (f, times) in [(p.gemv, 1.0), (p.gemv_add, 2.0)] {
             launch(
                 &stream,
                 f,
                 ROWS as u32,
-                128,
+                QGEMV_BLOCK,
                 0,
                 &mut [w.ptr(), rows, n_cols, qa, ds, out.ptr(), 1i32.cell(), 0i32.cell()],
             );
@@ -138,12 +145,19 @@ fn quantized_kernels_match_the_reference() {
         let bytes: Vec<u8> = xs.iter().flatten().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
         let xd = upload(&ctx, &stream, &bytes, 0);
         let (qa, ds) = (q8.ptr(), q8.at(q8_scales_at(3 * cols)));
-        launch(&stream, kernels.quantize_input_f16, 3 * groups, 256, 0, &mut [xd.ptr(), n_cols, qa, ds]);
+        launch(
+            &stream,
+            kernels.quantize_input_f16,
+            quantize_grid(cols, 3),
+            QUANTIZE_BLOCK,
+            0,
+            &mut [xd.ptr(), n_cols, qa, ds],
+        );
         let q = p.quant.unwrap();
         let ldo = ROWS + 2;
         for (f, times) in [(q.batch, 1.0), (q.batch_add, 2.0)] {
             let mut cells = [w.ptr(), rows, n_cols, qa, ds, out.ptr(), 3i32.cell(), (ldo as i32).cell()];
-            launch(&stream, f, ROWS as u32, 128, 0, &mut cells);
+            launch(&stream, f, ROWS as u32, QGEMV_BLOCK, 0, &mut cells);
             let inputs: Vec<Vec<f64>> = xs.iter().map(|x| quantized_input(x)).collect();
             check(&download(&stream, &out, 3 * ldo), ldo, &inputs, times, "three tokens");
         }
