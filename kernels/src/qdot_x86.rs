@@ -236,7 +236,19 @@ unsafe fn products_with<const V: bool>(tile: bool, job: Products<'_>) {
             #[cfg(runllama_avx512)]
             WeightType::Q8_0 if wide => run!(row_wide, Q8_0),
             #[cfg(runllama_avx512)]
-            WeightType::Q4_0 if wide => run!(row_wide, Q4_0),
+            WeightType::Q4_0 if wide && crate::qdot_x86_wide::laid_fits(blocks) => {
+                use crate::qdot_x86_wide::{lay_q4_0, row_q4_0, Laid};
+                let mut laid = core::mem::MaybeUninit::<Laid>::uninit();
+                let laid = laid.as_mut_ptr() as *mut u8;
+                for (t, &a) in acts.iter().enumerate() {
+                    // SAFETY: `laid` has room for the row's groups (`laid_fits`); each row
+                    // reads only the bytes written here.
+                    lay_q4_0(a, blocks, laid);
+                    for r in stream_order(rows, prefetch) {
+                        out[t * rows + r] = row_q4_0(w.as_ptr().add(r * rb), a, laid, blocks, prefetch && t == 0);
+                    }
+                }
+            }
             WeightType::Q8_0 => run!(row32, Q8_0),
             WeightType::Q4_0 => run!(row32, Q4_0),
             WeightType::Q4_1 => run!(row32, Q4_1),

@@ -11,8 +11,10 @@
 //!   shuffle) sum the chunk.
 //! - `Q6_K`: 64 bytes of low nibbles are two chunks (low and high nibbles), the high bits
 //!   rotated into place per half, the sixteen signed scales spread by `vpermd`.
-//! - `Q8_0`/`Q4_0`: two blocks, one `vpdpbusd`, then a tree that makes 8 blocks' sums the lanes
-//!   of one vector for the 256-bit kernel's own finish.
+//! - `Q8_0`: two blocks, one `vpdpbusd`, then a tree that makes 8 blocks' sums the lanes of one
+//!   vector for the 256-bit kernel's own finish.
+//! - `Q4_0`: four blocks' packed bytes gathered into one vector (a word permute), whose low and
+//!   high nibbles meet activations re-laid once per token to match, in two `vpdpbusd` ([`row_q4_0`]).
 
 use core::arch::x86_64::*;
 
@@ -181,7 +183,8 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
     }
 }
 
-/// The dot product of one row of `Q8_0`/`Q4_0` (`T`) with a token's activations, as
+/// The dot product of one row of `Q8_0`/`Q4_0` (`T`; `Q4_0` where its rows are too long for
+/// [`row_q4_0`]) with a token's activations, as
 /// `qdot_x86::row32` computes it and to the same bits: each full group of 8 blocks as four
 /// vectors of two blocks (`Q8_0`: the quants plus 128; `Q4_0`: each block's 16 bytes in two
 /// 128-bit lanes, shifted apart into its low and high nibbles), one `vpdpbusd` each against 64
@@ -273,5 +276,161 @@ unsafe fn sums8(p: [__m512i; 4]) -> __m256i {
             _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 11, 3, 10, 2, 9, 1, 8, 0),
             d,
         ))
+    }
+}
+
+/// Bytes of re-laid activation quants that [`row_q4_0`] takes (rows of up to 32768 columns;
+/// longer rows run [`row32`]).
+pub(crate) const LAID_BYTES: usize = 32 * 1024;
+
+/// A token's activation quants re-laid for [`row_q4_0`] ([`lay_q4_0`]), on the stack.
+#[repr(C, align(64))]
+pub(crate) struct Laid(pub [u8; LAID_BYTES]);
+
+/// Whether a row of `blocks` `Q4_0` blocks fits [`Laid`].
+pub(crate) const fn laid_fits(blocks: usize) -> bool {
+    blocks / G32 * 256 <= LAID_BYTES
+}
+
+/// `vpermt2w` indices that gather half `h` of a `Q4_0` group's quants (blocks `4h .. 4h + 4`):
+/// i32 lane `l` takes bytes `4(l / 4) ..` of block `4h + l % 4`'s 16 bytes, from the group's
+/// bytes 0-127 (half 0: two loads at 0 and 64) or 64-143 (half 1: loads at 64 and 80).
+const GATHER4: [[u16; 32]; 2] = {
+    let mut t = [[0; 32]; 2];
+    let mut h = 0;
+    while h < 2 {
+        let mut i = 0;
+        while i < 32 {
+            let (l, j) = (i / 2, i % 2);
+            let k = 4 * h + l % 4;
+            // The word of the group: 2 bytes of scale, then 16 of quants, per block.
+            let w = 1 + 9 * k + 2 * (l / 4) + j;
+            t[h][i] = match h {
+                0 => w as u16,
+                _ if w < 64 => (w - 32) as u16,
+                _ => (32 + w - 40) as u16,
+            };
+            i += 1;
+        }
+        h += 1;
+    }
+    t
+};
+
+/// `vpermt2w` indices that gather a `Q4_0` group's 8 scales (words 0, 9, ... 63 of its bytes
+/// 0-127) into the low 128 bits.
+const SCALES8: [u16; 32] = {
+    let mut t = [0; 32];
+    let mut k = 0;
+    while k < 8 {
+        t[k] = 9 * k as u16;
+        k += 1;
+    }
+    t
+};
+
+/// `vpermt2d` indices from the activation quants of blocks `4h, 4h + 1` and `4h + 2, 4h + 3`
+/// (two vectors): lane `l` of vector `j` takes block `4h + l % 4`'s i32 `l / 4` of its first
+/// (`j` = 0) or second 16 elements.
+const LAY4: [[i32; 16]; 2] = {
+    let mut t = [[0; 16]; 2];
+    let mut i = 0;
+    while i < 32 {
+        let (j, l) = (i / 16, i % 16);
+        t[j][l] = (8 * (l % 4) + l / 4 + 4 * j) as i32;
+        i += 1;
+    }
+    t
+};
+
+/// Re-lay the quants of a token's `Q4_0` activations (`blocks` blocks at `acts`) for
+/// [`row_q4_0`]: per full group of 8 blocks 256 bytes at `out`, per half `h` (blocks `4h ..
+/// 4h + 4`) 64 bytes of elements 0-15 and 64 of elements 16-31, i32 lane `l` of each holding
+/// block `4h + l % 4`'s elements `4(l / 4) ..` (of its first or second 16): the order in which
+/// [`GATHER4`] lays the weights' nibbles. Done once per token and product.
+///
+/// # Safety
+/// `acts` points at the activations of `blocks` blocks; `out` at [`laid_fits`] bytes.
+pub(crate) unsafe fn lay_q4_0(acts: *const u8, blocks: usize, out: *mut u8) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let qs_at = g32_fields(G32).3;
+        let lay = [
+            _mm512_loadu_si512(LAY4[0].as_ptr() as *const __m512i),
+            _mm512_loadu_si512(LAY4[1].as_ptr() as *const __m512i),
+        ];
+        for g in 0..blocks / G32 {
+            let (q, o) = (acts.add(g * G32_BYTES + qs_at), out.add(256 * g));
+            for h in 0..2 {
+                let pairs = [q.add(128 * h), q.add(128 * h + 64)].map(|p| _mm512_loadu_si512(p as *const __m512i));
+                let to = o.add(128 * h) as *mut __m512i;
+                _mm512_storeu_si512(to, _mm512_permutex2var_epi32(pairs[0], lay[0], pairs[1]));
+                _mm512_storeu_si512(to.add(1), _mm512_permutex2var_epi32(pairs[0], lay[1], pairs[1]));
+            }
+        }
+    }
+}
+
+/// The dot product of one `Q4_0` row with a token's activations (`acts`, their quants re-laid
+/// at `laid` by [`lay_q4_0`]), the same bits as [`row32`]: per full group of 8 blocks, each half's
+/// quants gathered by one `vpermt2w` ([`GATHER4`]) so that a vector's low and high nibbles
+/// meet the activations' halves in two `vpdpbusd` into one sum of four lanes per block; two
+/// 128-bit lane shuffles and adds make the 8 block sums (of [`row32`]'s tree, half the
+/// shuffles), and one more `vpermt2w` the blocks' scales (instead of 8 scalar loads).
+///
+/// # Safety
+/// As [`row32`]; `laid` holds [`lay_q4_0`]'s layout of `acts`.
+#[inline(always)]
+pub(crate) unsafe fn row_q4_0(row: *const u8, acts: *const u8, laid: *const u8, blocks: usize, pf: bool) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        use crate::qdot_x86::tags::Q4_0;
+        let bb = WeightType::Q4_0.block_bytes();
+        let (d_at, _, sum_at, _) = g32_fields(G32);
+        let nib = _mm512_set1_epi8(0x0F);
+        let gather = [
+            _mm512_loadu_si512(GATHER4[0].as_ptr() as *const __m512i),
+            _mm512_loadu_si512(GATHER4[1].as_ptr() as *const __m512i),
+        ];
+        let scales = _mm512_loadu_si512(SCALES8.as_ptr() as *const __m512i);
+        let mut acc = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let full = blocks / G32;
+        for g in 0..full {
+            // SAFETY (of every access): the caller's contract, group `g`'s 144 bytes of blocks,
+            // its activations and their re-laid quants.
+            let (b, a, q) = (row.add(g * G32 * bb), acts.add(g * G32_BYTES), laid.add(256 * g));
+            if pf {
+                prefetch_ahead(b, G32 * bb);
+            }
+            let z = [b, b.add(64), b.add(80)].map(|p| _mm512_loadu_si512(p as *const __m512i));
+            let w =
+                [_mm512_permutex2var_epi16(z[0], gather[0], z[1]), _mm512_permutex2var_epi16(z[1], gather[1], z[2])];
+            let mut p = [_mm512_setzero_si512(); 2];
+            for (h, ph) in p.iter_mut().enumerate() {
+                let lo = _mm512_and_si512(w[h], nib);
+                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(w[h]), nib);
+                let at = |o: usize| _mm512_loadu_si512(q.add(128 * h + o) as *const __m512i);
+                *ph = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, at(0)), hi, at(64));
+            }
+            // 128-bit lane i of p[h] holds a quarter of blocks 4h .. 4h + 4: sum the quarters.
+            let t =
+                _mm512_add_epi32(_mm512_shuffle_i32x4::<0x44>(p[0], p[1]), _mm512_shuffle_i32x4::<0xEE>(p[0], p[1]));
+            let u = _mm512_add_epi32(_mm512_shuffle_i32x4::<0x08>(t, t), _mm512_shuffle_i32x4::<0x0D>(t, t));
+            // As `group32_finish`: the offset 8 off with the activations' sums, the scales applied.
+            let sumi = _mm256_sub_epi32(_mm512_castsi512_si256(u), _mm256_slli_epi32::<3>(ld(a, sum_at)));
+            let dw = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(z[0], scales, z[1])));
+            let d = _mm256_mul_ps(dw, _mm256_castsi256_ps(ld(a, d_at)));
+            acc.0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc.0);
+        }
+        if blocks > full * G32 {
+            // SAFETY: as above, for the last `blocks - 8 full` blocks.
+            acc = group32::<Q4_0, true, false>(
+                row.add(full * G32 * bb),
+                acts.add(full * G32_BYTES),
+                blocks - full * G32,
+                acc,
+            );
+        }
+        crate::qdot_x86::hsum(acc.0) + crate::qdot_x86::hsum(acc.1)
     }
 }
