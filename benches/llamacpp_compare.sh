@@ -13,7 +13,8 @@
 # decode), DEPTH (tokens already in the context, comma-separated: default 0; e.g. 0,4096),
 # KV (f16 | f32 | q8_0 | q4_0 | q8_0_q4_0, default f16 as llama.cpp; llama-bench gets the
 # same cache type), BF16_PRODUCTS (f32 | rounded, default f32: our load option for bf16
-# weights; llama.cpp always rounds), OUT (target/llamacpp-compare).
+# weights; llama.cpp always rounds), OUT (target/llamacpp-compare), E2E (a built e2e bench
+# binary to run instead of `cargo bench --bench e2e`: for a machine without Rust).
 # Building llama-bench from PyPI sources only (CPU, native): download the source distribution
 # llama_cpp_python-0.3.36.tar.gz of llama-cpp-python 0.3.36 from PyPI as a file (its release
 # files list; `pip download --no-binary :all:` gets it too but first builds the package's build
@@ -46,10 +47,14 @@ OUT=${OUT:-target/llamacpp-compare}
 mkdir -p "$OUT"
 rm -f "$OUT"/ours-*.json "$OUT"/llamacpp-*.json
 
-cargo bench --bench e2e --no-run
+E2E=${E2E:-}
+ours() {
+  if [ -n "$E2E" ]; then "$E2E" "$@"; else cargo bench --bench e2e -- "$@"; fi
+}
+[ -n "$E2E" ] || cargo bench --bench e2e --no-run
 for r in $(seq "$ROUNDS"); do
   echo "== round $r of $ROUNDS ($(uptime))"
-  cargo bench --bench e2e -- "$MODEL" --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" \
+  ours "$MODEL" --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" \
     --depth "$DEPTH" --reps "$REPS" --kv "$KV" --bf16-products "$BF16_PRODUCTS" --json "$OUT/ours-$r.json"
   "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -p "$PROMPT" -n "$GEN" -d "$DEPTH" -r "$REPS" $LLAMA_KV_ARGS \
     -o json > "$OUT/llamacpp-$r.json"
