@@ -235,17 +235,25 @@ unsafe fn products_with<const V: bool>(tile: bool, job: Products<'_>) {
         match wt {
             #[cfg(runllama_avx512)]
             WeightType::Q8_0 if wide => run!(row_wide, Q8_0),
-            #[cfg(runllama_avx512)]
-            WeightType::Q4_0 if wide && crate::qdot_x86_wide::laid_fits(blocks) => {
-                use crate::qdot_x86_wide::{lay_q4_0, row_q4_0, Laid};
+            WeightType::Q4_0 if !tile && laid_fits(blocks) => {
                 let mut laid = core::mem::MaybeUninit::<Laid>::uninit();
                 let laid = laid.as_mut_ptr() as *mut u8;
                 for (t, &a) in acts.iter().enumerate() {
-                    // SAFETY: `laid` has room for the row's groups (`laid_fits`); each row
-                    // reads only the bytes written here.
-                    lay_q4_0(a, blocks, laid);
+                    let pf = prefetch && t == 0;
+                    // SAFETY (of the layouts): `laid` has room for the row's groups
+                    // (`laid_fits`); each row reads only the bytes written here.
+                    #[cfg(runllama_avx512)]
+                    if wide {
+                        crate::qdot_x86_wide::lay_q4_0(a, blocks, laid);
+                        for r in stream_order(rows, prefetch) {
+                            let row = w.as_ptr().add(r * rb);
+                            out[t * rows + r] = crate::qdot_x86_wide::row_q4_0(row, a, laid, blocks, pf);
+                        }
+                        continue;
+                    }
+                    lay_q4_0_pairs(a, blocks, laid);
                     for r in stream_order(rows, prefetch) {
-                        out[t * rows + r] = row_q4_0(w.as_ptr().add(r * rb), a, laid, blocks, prefetch && t == 0);
+                        out[t * rows + r] = row_q4_0_pairs::<V>(w.as_ptr().add(r * rb), a, laid, blocks, pf);
                     }
                 }
             }
@@ -434,6 +442,112 @@ unsafe fn f16x8(b: *const u8, bb: usize, at: usize, n: usize) -> __m256 {
         let lo = h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48;
         let hi = h(4) | h(5) << 16 | h(6) << 32 | h(7) << 48;
         _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
+    }
+}
+
+/// Bytes of re-laid activation quants that the `Q4_0` rows of decoding take ([`lay_q4_0_pairs`],
+/// `qdot_x86_wide::lay_q4_0`: rows of up to 32768 columns; longer rows run [`row32`]).
+pub(crate) const LAID_BYTES: usize = 32 * 1024;
+
+/// A token's activation quants re-laid for the `Q4_0` rows, on the stack.
+#[repr(C, align(64))]
+pub(crate) struct Laid(pub [u8; LAID_BYTES]);
+
+/// Whether the full groups of a row of `blocks` `Q4_0` blocks fit [`Laid`].
+pub(crate) const fn laid_fits(blocks: usize) -> bool {
+    blocks / G32 * QK * G32 <= LAID_BYTES
+}
+
+/// Re-lay the quants of a token's `Q4_0` activations (`blocks` blocks at `acts`) for
+/// [`row_q4_0_pairs`]: per full group of 8 blocks 256 bytes at `out`, per pair of blocks `2j,
+/// 2j + 1` 32 bytes of their elements 0-15 (block `2j`'s in the low 128 bits) and 32 of their
+/// elements 16-31: the order of a pair's packed bytes' low and high nibbles. Done once per token
+/// and product.
+///
+/// # Safety
+/// AVX2; `acts` points at the activations of `blocks` blocks; `out` at room for their full
+/// groups ([`laid_fits`]).
+#[inline(always)]
+unsafe fn lay_q4_0_pairs(acts: *const u8, blocks: usize, out: *mut u8) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let qs_at = g32_fields(G32).3;
+        for g in 0..blocks / G32 {
+            let (q, o) = (acts.add(g * G32_BYTES + qs_at), out.add(QK * G32 * g));
+            for j in 0..G32 / 2 {
+                let (x, y) = (ld(q, 64 * j), ld(q, 64 * j + QK));
+                let to = o.add(64 * j) as *mut __m256i;
+                _mm256_storeu_si256(to, _mm256_permute2x128_si256::<0x20>(x, y));
+                _mm256_storeu_si256(to.add(1), _mm256_permute2x128_si256::<0x31>(x, y));
+            }
+        }
+    }
+}
+
+/// The dot product of one `Q4_0` row with a token's activations (`acts`, their quants re-laid
+/// at `laid` by [`lay_q4_0_pairs`]), the same bits as [`row32`]: per pair of blocks their 32
+/// packed bytes in one vector, whose low and high nibbles meet the re-laid activations (with
+/// VNNI two `vpdpbusd`, else two `vpmaddubsw` whose i16 sums add before one `vpmaddwd`): four
+/// lanes per block, and three `vphaddd` and a permute make the group's 8 block sums (for
+/// [`group32_finish`]) instead of [`sum8`]'s tree of eight vectors.
+///
+/// # Safety
+/// As [`row32`]; `laid` holds [`lay_q4_0_pairs`]'s layout of `acts`.
+#[inline(always)]
+unsafe fn row_q4_0_pairs<const V: bool>(
+    row: *const u8,
+    acts: *const u8,
+    laid: *const u8,
+    blocks: usize,
+    pf: bool,
+) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        use tags::Q4_0;
+        let bb = WeightType::Q4_0.block_bytes();
+        let nib = _mm256_set1_epi8(0x0F);
+        // The third `vphaddd` leaves blocks 0, 2, 4, 6 in the low lanes and 1, 3, 5, 7 above.
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let mut acc = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let full = blocks / G32;
+        for g in 0..full {
+            // SAFETY (of every access): the caller's contract, group `g`'s blocks, activations
+            // and re-laid quants.
+            let (b, a, q) = (row.add(g * G32 * bb), acts.add(g * G32_BYTES), laid.add(QK * G32 * g));
+            if pf {
+                prefetch_ahead(b, G32 * bb);
+            }
+            let mut p = [_mm256_setzero_si256(); 4];
+            for (j, pj) in p.iter_mut().enumerate() {
+                let x = b.add(2 * j * bb + 2);
+                let packed = _mm256_inserti128_si256::<1>(
+                    _mm256_castsi128_si256(_mm_loadu_si128(x as *const __m128i)),
+                    _mm_loadu_si128(x.add(bb) as *const __m128i),
+                );
+                let lo = _mm256_and_si256(packed, nib);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), nib);
+                let (al, ah) = (ld(q, 64 * j), ld(q, 64 * j + QK));
+                *pj = if V {
+                    dot_us_acc::<V>(dot_us::<V>(lo, al), hi, ah)
+                } else {
+                    // Each i16 at most 2 x 15 x 128 before the add: no saturation.
+                    let s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, al), _mm256_maddubs_epi16(hi, ah));
+                    _mm256_madd_epi16(s, _mm256_set1_epi16(1))
+                };
+            }
+            let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+            acc = group32_finish::<Q4_0, V, true>(b, a, G32, _mm256_permutevar8x32_epi32(h, order), acc);
+        }
+        if blocks > full * G32 {
+            // SAFETY: as above, for the last `blocks - 8 full` blocks.
+            acc = group32::<Q4_0, V, false>(
+                row.add(full * G32 * bb),
+                acts.add(full * G32_BYTES),
+                blocks - full * G32,
+                acc,
+            );
+        }
+        hsum(acc.0) + hsum(acc.1)
     }
 }
 
@@ -771,6 +885,74 @@ unsafe fn term_q45k<const T: u8, const V: bool>(
 #[cfg(test)]
 mod tests {
     use super::stream_order;
+    use crate::qdot::{act_bytes, quantize};
+    use crate::WeightType;
+
+    const BLOCKS: usize = 3 * 8 + 3;
+
+    /// A `Q4_0` row of [`BLOCKS`] blocks of pseudo-random quants and scales, and activations.
+    fn q4_0_row_and_acts() -> ([u8; BLOCKS * 18], [u8; BLOCKS * 44]) {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut row = [0u8; BLOCKS * 18];
+        for b in row.chunks_exact_mut(18) {
+            // Scales in [0.5, 2) (f16 exponent 14 or 15), quants anything.
+            b[..2].copy_from_slice(&(0x3800u16 | (next() as u16 & 0x07FF)).to_le_bytes());
+            b[2..].iter_mut().for_each(|q| *q = next() as u8);
+        }
+        let mut x = [0f32; BLOCKS * 32];
+        x.iter_mut().for_each(|v| *v = (next() % 2001) as f32 / 1000.0 - 1.0);
+        let mut acts = [0u8; BLOCKS * 44];
+        assert_eq!(act_bytes(WeightType::Q4_0, x.len()), Some(acts.len()));
+        quantize(WeightType::Q4_0, &x, &mut acts);
+        (row, acts)
+    }
+
+    /// The re-laid `Q4_0` rows give `row32`'s bits, on AVX2 and (where the CPU has it, as on
+    /// Zen 4, whose decoding runs the 256-bit kernels) with AVX-512 VNNI.
+    #[test]
+    fn q4_0_pairs_give_row32s_bits() {
+        let (row, acts) = q4_0_row_and_acts();
+        let f = crate::detected();
+        if !(f.avx2 && f.fma && f.f16c) {
+            return;
+        }
+        let mut laid = core::mem::MaybeUninit::<super::Laid>::uninit();
+        let laid = laid.as_mut_ptr() as *mut u8;
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn avx2(row: &[u8], acts: &[u8], laid: *mut u8) -> (f32, f32) {
+            // SAFETY: AVX2 checked by the caller; `row`, `acts` hold BLOCKS blocks; `laid` room
+            // for them.
+            unsafe {
+                super::lay_q4_0_pairs(acts.as_ptr(), BLOCKS, laid);
+                let a = super::row_q4_0_pairs::<false>(row.as_ptr(), acts.as_ptr(), laid, BLOCKS, false);
+                (a, super::row32::<{ super::tags::Q4_0 }, false>(row.as_ptr(), acts.as_ptr(), BLOCKS, false))
+            }
+        }
+        // SAFETY: as the function asks.
+        let (a, b) = unsafe { avx2(&row, &acts, laid) };
+        assert_eq!(a.to_bits(), b.to_bits(), "AVX2: {a} against {b}");
+        #[cfg(runllama_avx512)]
+        if f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni {
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            unsafe fn vnni(row: &[u8], acts: &[u8], laid: *mut u8) -> (f32, f32) {
+                // SAFETY: as `avx2`, the features checked by the caller.
+                unsafe {
+                    super::lay_q4_0_pairs(acts.as_ptr(), BLOCKS, laid);
+                    let a = super::row_q4_0_pairs::<true>(row.as_ptr(), acts.as_ptr(), laid, BLOCKS, false);
+                    (a, super::row32::<{ super::tags::Q4_0 }, true>(row.as_ptr(), acts.as_ptr(), BLOCKS, false))
+                }
+            }
+            // SAFETY: as the function asks.
+            let (a, b) = unsafe { vnni(&row, &acts, laid) };
+            assert_eq!(a.to_bits(), b.to_bits(), "VNNI: {a} against {b}");
+        }
+    }
 
     /// Every row exactly once, whatever the count; one stream in order, two with the halves
     /// interleaved.

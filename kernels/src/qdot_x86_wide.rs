@@ -279,19 +279,6 @@ unsafe fn sums8(p: [__m512i; 4]) -> __m256i {
     }
 }
 
-/// Bytes of re-laid activation quants that [`row_q4_0`] takes (rows of up to 32768 columns;
-/// longer rows run [`row32`]).
-pub(crate) const LAID_BYTES: usize = 32 * 1024;
-
-/// A token's activation quants re-laid for [`row_q4_0`] ([`lay_q4_0`]), on the stack.
-#[repr(C, align(64))]
-pub(crate) struct Laid(pub [u8; LAID_BYTES]);
-
-/// Whether a row of `blocks` `Q4_0` blocks fits [`Laid`].
-pub(crate) const fn laid_fits(blocks: usize) -> bool {
-    blocks / G32 * 256 <= LAID_BYTES
-}
-
 /// `vpermt2w` indices that gather half `h` of a `Q4_0` group's quants (blocks `4h .. 4h + 4`):
 /// i32 lane `l` takes bytes `4(l / 4) ..` of block `4h + l % 4`'s 16 bytes, from the group's
 /// bytes 0-127 (half 0: two loads at 0 and 64) or 64-143 (half 1: loads at 64 and 80).
@@ -350,7 +337,8 @@ const LAY4: [[i32; 16]; 2] = {
 /// [`GATHER4`] lays the weights' nibbles. Done once per token and product.
 ///
 /// # Safety
-/// `acts` points at the activations of `blocks` blocks; `out` at [`laid_fits`] bytes.
+/// `acts` points at the activations of `blocks` blocks; `out` at room for their full groups
+/// ([`crate::qdot_x86::laid_fits`]).
 pub(crate) unsafe fn lay_q4_0(acts: *const u8, blocks: usize, out: *mut u8) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
