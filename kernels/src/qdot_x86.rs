@@ -538,16 +538,8 @@ unsafe fn row_q4_0_pairs<const V: bool>(
             let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
             acc = group32_finish::<Q4_0, V, true>(b, a, G32, _mm256_permutevar8x32_epi32(h, order), acc);
         }
-        if blocks > full * G32 {
-            // SAFETY: as above, for the last `blocks - 8 full` blocks.
-            acc = group32::<Q4_0, V, false>(
-                row.add(full * G32 * bb),
-                acts.add(full * G32_BYTES),
-                blocks - full * G32,
-                acc,
-            );
-        }
-        hsum(acc.0) + hsum(acc.1)
+        // SAFETY: the caller's contract, for the blocks after the full groups.
+        row32_tail::<Q4_0, V>(row, acts, blocks, acc)
     }
 }
 
@@ -569,8 +561,30 @@ unsafe fn row32<const T: u8, const V: bool>(row: *const u8, acts: *const u8, blo
             // SAFETY: the caller's contract: blocks `8g .. 8g + 8` and group `g` exist.
             acc = group32::<T, V, true>(row.add(g * G32 * bb), acts.add(g * G32_BYTES), G32, acc);
         }
+        // SAFETY: the caller's contract, for the blocks after the full groups.
+        row32_tail::<T, V>(row, acts, blocks, acc)
+    }
+}
+
+/// The end of a 32-element row's product after its full groups of 8 blocks: the last group's
+/// `blocks % 8` blocks ([`group32`]) added into the `(scales, minimums)` accumulators, then
+/// their sum.
+///
+/// # Safety
+/// As [`row32`].
+#[inline(always)]
+pub(crate) unsafe fn row32_tail<const T: u8, const V: bool>(
+    row: *const u8,
+    acts: *const u8,
+    blocks: usize,
+    mut acc: (__m256, __m256),
+) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let full = blocks / G32;
         if blocks > full * G32 {
-            // SAFETY: as above, for the last `blocks - 8 full` blocks.
+            let bb = wt_of(T).block_bytes();
+            // SAFETY: the last `blocks - 8 full` blocks and their activations' group.
             acc =
                 group32::<T, V, false>(row.add(full * G32 * bb), acts.add(full * G32_BYTES), blocks - full * G32, acc);
         }

@@ -20,9 +20,7 @@ use core::arch::x86_64::*;
 
 use crate::qdot::{g32_fields, k_factors, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
 use crate::qdot_x86::tags::Q6_K;
-use crate::qdot_x86::{
-    f16_at, f32_at, group32, group32_finish, ld, min_sums, prefetch_ahead, scales_k16, scales_k8, wt_of,
-};
+use crate::qdot_x86::{f16_at, f32_at, group32_finish, ld, min_sums, prefetch_ahead, scales_k16, scales_k8, wt_of};
 use crate::WeightType;
 
 /// A vector whose 256-bit halves repeat the i32 `lo` and `hi`.
@@ -246,16 +244,8 @@ pub(crate) unsafe fn row32<const T: u8>(row: *const u8, acts: *const u8, blocks:
             }
             acc = group32_finish::<T, true, true>(b, a, G32, sums8(p), acc);
         }
-        if blocks > full * G32 {
-            // SAFETY: as above, for the last `blocks - 8 full` blocks.
-            acc = group32::<T, true, false>(
-                row.add(full * G32 * bb),
-                acts.add(full * G32_BYTES),
-                blocks - full * G32,
-                acc,
-            );
-        }
-        crate::qdot_x86::hsum(acc.0) + crate::qdot_x86::hsum(acc.1)
+        // SAFETY: the caller's contract, for the blocks after the full groups.
+        crate::qdot_x86::row32_tail::<T, true>(row, acts, blocks, acc)
     }
 }
 
@@ -410,15 +400,7 @@ pub(crate) unsafe fn row_q4_0(row: *const u8, acts: *const u8, laid: *const u8, 
             let d = _mm256_mul_ps(dw, _mm256_castsi256_ps(ld(a, d_at)));
             acc.0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc.0);
         }
-        if blocks > full * G32 {
-            // SAFETY: as above, for the last `blocks - 8 full` blocks.
-            acc = group32::<Q4_0, true, false>(
-                row.add(full * G32 * bb),
-                acts.add(full * G32_BYTES),
-                blocks - full * G32,
-                acc,
-            );
-        }
-        crate::qdot_x86::hsum(acc.0) + crate::qdot_x86::hsum(acc.1)
+        // SAFETY: the caller's contract, for the blocks after the full groups.
+        crate::qdot_x86::row32_tail::<Q4_0, true>(row, acts, blocks, acc)
     }
 }
