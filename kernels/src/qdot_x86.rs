@@ -7,6 +7,8 @@
 //! type's 8 block sums of a group become the lanes of one vector (a fixed tree of adds) for one
 //! multiply-add by the blocks' scales; a K-quant's sub-block sums are weighted by their integer
 //! scales. Only the f32 sums of the terms are ordered differently from the reference.
+//! Decoding's `Q4_0` rows take their token's activation quants re-laid once per call ([`Laid`])
+//! in the order of the weights' packed nibbles, which saves unpacking work and most of the tree.
 //!
 //! On Intel's AVX-512 cores (`CpuFeatures::wide_int`) decoding's rows of the common types
 //! (`Q4_0`, `Q8_0`, `Q4_K`, `Q5_K`, `Q6_K`) run on 512-bit vectors instead (`qdot_x86_wide.rs`).

@@ -166,8 +166,8 @@ fn quantized_rows_agree_on_every_path() {
             (3, 9, 2, 1),
             (2, 17, 2, 0),
             (9, 1, 70, 1),
-            // Longer than the re-laid activations of the 512-bit Q4_0 rows hold (32 KiB of
-            // quants): the rows fall back to the other kernel.
+            // Longer than the re-laid activations of the Q4_0 rows hold (32 KiB of quants): the
+            // rows fall back to the kernel of the other 32-element types.
             (1, 1024 + 9, 1, 0),
         ] {
             let cols = blocks * be;
