@@ -455,16 +455,19 @@ pub(crate) const LAID_BYTES: usize = 32 * 1024;
 #[repr(C, align(64))]
 pub(crate) struct Laid(pub [u8; LAID_BYTES]);
 
+/// Bytes of one group's re-laid quants.
+pub(crate) const LAID_GROUP: usize = G32 * QK;
+
 /// Whether the full groups of a row of `blocks` `Q4_0` blocks fit [`Laid`].
 pub(crate) const fn laid_fits(blocks: usize) -> bool {
-    blocks / G32 * QK * G32 <= LAID_BYTES
+    blocks / G32 * LAID_GROUP <= LAID_BYTES
 }
 
 /// Re-lay the quants of a token's `Q4_0` activations (`blocks` blocks at `acts`) for
 /// [`row_q4_0_pairs`]: per full group of 8 blocks 256 bytes at `out`, per pair of blocks `2j,
 /// 2j + 1` 32 bytes of their elements 0-15 (block `2j`'s in the low 128 bits) and 32 of their
-/// elements 16-31: the order of a pair's packed bytes' low and high nibbles. Done once per token
-/// and product.
+/// elements 16-31: the order of a pair's packed bytes' low and high nibbles. Done once per call
+/// of `products` and token (a thread's piece of a product's rows).
 ///
 /// # Safety
 /// AVX2; `acts` points at the activations of `blocks` blocks; `out` at room for their full
@@ -475,7 +478,7 @@ unsafe fn lay_q4_0_pairs(acts: *const u8, blocks: usize, out: *mut u8) {
     unsafe {
         let qs_at = g32_fields(G32).3;
         for g in 0..blocks / G32 {
-            let (q, o) = (acts.add(g * G32_BYTES + qs_at), out.add(QK * G32 * g));
+            let (q, o) = (acts.add(g * G32_BYTES + qs_at), out.add(LAID_GROUP * g));
             for j in 0..G32 / 2 {
                 let (x, y) = (ld(q, 64 * j), ld(q, 64 * j + QK));
                 let to = o.add(64 * j) as *mut __m256i;
@@ -515,7 +518,7 @@ unsafe fn row_q4_0_pairs<const V: bool>(
         for g in 0..full {
             // SAFETY (of every access): the caller's contract, group `g`'s blocks, activations
             // and re-laid quants.
-            let (b, a, q) = (row.add(g * G32 * bb), acts.add(g * G32_BYTES), laid.add(QK * G32 * g));
+            let (b, a, q) = (row.add(g * G32 * bb), acts.add(g * G32_BYTES), laid.add(LAID_GROUP * g));
             if pf {
                 prefetch_ahead(b, G32 * bb);
             }
@@ -645,24 +648,45 @@ pub(crate) unsafe fn group32_finish<const T: u8, const V: bool, const FULL: bool
     b: *const u8,
     a: *const u8,
     n: usize,
-    mut sumi: __m256i,
+    sumi: __m256i,
     (acc, accm): (__m256, __m256),
 ) -> (__m256, __m256) {
     // SAFETY: the caller upholds [`group32`]'s `# Safety` contract.
     unsafe {
         let bb = wt_of(T).block_bytes();
         let n = if FULL { G32 } else { n };
-        let (d_at, s_at, sum_at, _) = g32_fields(n);
-        if let Some(shift) = off32(T, V) {
-            sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(lanes::<FULL>(a, sum_at, n), _mm_cvtsi32_si128(shift)));
-        }
-        let d = _mm256_mul_ps(f16x8(b, bb, 0, n), _mm256_castsi256_ps(lanes::<FULL>(a, d_at, n)));
-        let acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        let acc = group32_scaled::<T, V, FULL>(a, n, sumi, f16x8(b, bb, 0, n), acc);
         if !matches!(wt_of(T), WeightType::Q4_1 | WeightType::Q5_1) {
             return (acc, accm);
         }
-        let s = _mm256_castsi256_ps(lanes::<FULL>(a, s_at, n));
+        let s = _mm256_castsi256_ps(lanes::<FULL>(a, g32_fields(n).1, n));
         (acc, _mm256_fmadd_ps(f16x8(b, bb, 2, n), s, accm))
+    }
+}
+
+/// `acc +` the `n` blocks' terms from their integer sums `sumi` and the weights' scales `dw`
+/// (widened, one lane each): the offsets taken off with the activations' sums (at `a`, their
+/// group), then one multiply-add by the scale products.
+///
+/// # Safety
+/// As [`group32`].
+#[inline(always)]
+pub(crate) unsafe fn group32_scaled<const T: u8, const V: bool, const FULL: bool>(
+    a: *const u8,
+    n: usize,
+    mut sumi: __m256i,
+    dw: __m256,
+    acc: __m256,
+) -> __m256 {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let n = if FULL { G32 } else { n };
+        let (d_at, _, sum_at, _) = g32_fields(n);
+        if let Some(shift) = off32(T, V) {
+            sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(lanes::<FULL>(a, sum_at, n), _mm_cvtsi32_si128(shift)));
+        }
+        let d = _mm256_mul_ps(dw, _mm256_castsi256_ps(lanes::<FULL>(a, d_at, n)));
+        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc)
     }
 }
 
@@ -929,8 +953,8 @@ mod tests {
         (row, acts)
     }
 
-    /// The re-laid `Q4_0` rows give `row32`'s bits, on AVX2 and (where the CPU has it, as on
-    /// Zen 4, whose decoding runs the 256-bit kernels) with AVX-512 VNNI.
+    /// The re-laid `Q4_0` rows give `row32`'s bits, on AVX2 and (where the CPU has it) with
+    /// AVX-512 VNNI, on 256-bit vectors (Zen 4's decoding) and on 512-bit ones (Intel's).
     #[test]
     fn q4_0_pairs_give_row32s_bits() {
         let (row, acts) = q4_0_row_and_acts();
@@ -956,17 +980,22 @@ mod tests {
         #[cfg(runllama_avx512)]
         if f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni {
             #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-            unsafe fn vnni(row: &[u8], acts: &[u8], laid: *mut u8) -> (f32, f32) {
+            unsafe fn vnni(row: &[u8], acts: &[u8], laid: *mut u8) -> [f32; 3] {
                 // SAFETY: as `avx2`, the features checked by the caller.
                 unsafe {
-                    super::lay_q4_0_pairs(acts.as_ptr(), BLOCKS, laid);
-                    let a = super::row_q4_0_pairs::<true>(row.as_ptr(), acts.as_ptr(), laid, BLOCKS, false);
-                    (a, super::row32::<{ super::tags::Q4_0 }, true>(row.as_ptr(), acts.as_ptr(), BLOCKS, false))
+                    let (w, x) = (row.as_ptr(), acts.as_ptr());
+                    super::lay_q4_0_pairs(x, BLOCKS, laid);
+                    let pairs = super::row_q4_0_pairs::<true>(w, x, laid, BLOCKS, false);
+                    // The 512-bit rows (Intel's decoding) against the same reference.
+                    crate::qdot_x86_wide::lay_q4_0(x, BLOCKS, laid);
+                    let wide = crate::qdot_x86_wide::row_q4_0(w, x, laid, BLOCKS, false);
+                    [pairs, wide, super::row32::<{ super::tags::Q4_0 }, true>(w, x, BLOCKS, false)]
                 }
             }
             // SAFETY: as the function asks.
-            let (a, b) = unsafe { vnni(&row, &acts, laid) };
+            let [a, wide, b] = unsafe { vnni(&row, &acts, laid) };
             assert_eq!(a.to_bits(), b.to_bits(), "VNNI: {a} against {b}");
+            assert_eq!(wide.to_bits(), b.to_bits(), "512-bit: {wide} against {b}");
         }
     }
 

@@ -14,13 +14,17 @@
 //! - `Q8_0`: two blocks, one `vpdpbusd`, then a tree that makes 8 blocks' sums the lanes of one
 //!   vector for the 256-bit kernel's own finish.
 //! - `Q4_0`: four blocks' packed bytes gathered into one vector (a word permute), whose low and
-//!   high nibbles meet activations re-laid once per token to match, in two `vpdpbusd` ([`row_q4_0`]).
+//!   high nibbles meet activations re-laid to match (per token, once per call), in two
+//!   `vpdpbusd` ([`row_q4_0`]).
 
 use core::arch::x86_64::*;
 
 use crate::qdot::{g32_fields, k_factors, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
 use crate::qdot_x86::tags::Q6_K;
-use crate::qdot_x86::{f16_at, f32_at, group32_finish, ld, min_sums, prefetch_ahead, scales_k16, scales_k8, wt_of};
+use crate::qdot_x86::{
+    f16_at, f32_at, group32_finish, group32_scaled, ld, min_sums, prefetch_ahead, scales_k16, scales_k8, wt_of,
+    LAID_GROUP,
+};
 use crate::WeightType;
 
 /// A vector whose 256-bit halves repeat the i32 `lo` and `hi`.
@@ -324,7 +328,8 @@ const LAY4: [[i32; 16]; 2] = {
 /// [`row_q4_0`]: per full group of 8 blocks 256 bytes at `out`, per half `h` (blocks `4h ..
 /// 4h + 4`) 64 bytes of elements 0-15 and 64 of elements 16-31, i32 lane `l` of each holding
 /// block `4h + l % 4`'s elements `4(l / 4) ..` (of its first or second 16): the order in which
-/// [`GATHER4`] lays the weights' nibbles. Done once per token and product.
+/// [`GATHER4`] lays the weights' nibbles. Done once per call of `products` and token (a
+/// thread's piece of a product's rows).
 ///
 /// # Safety
 /// `acts` points at the activations of `blocks` blocks; `out` at room for their full groups
@@ -338,7 +343,7 @@ pub(crate) unsafe fn lay_q4_0(acts: *const u8, blocks: usize, out: *mut u8) {
             _mm512_loadu_si512(LAY4[1].as_ptr() as *const __m512i),
         ];
         for g in 0..blocks / G32 {
-            let (q, o) = (acts.add(g * G32_BYTES + qs_at), out.add(256 * g));
+            let (q, o) = (acts.add(g * G32_BYTES + qs_at), out.add(LAID_GROUP * g));
             for h in 0..2 {
                 let pairs = [q.add(128 * h), q.add(128 * h + 64)].map(|p| _mm512_loadu_si512(p as *const __m512i));
                 let to = o.add(128 * h) as *mut __m512i;
@@ -364,7 +369,6 @@ pub(crate) unsafe fn row_q4_0(row: *const u8, acts: *const u8, laid: *const u8, 
     unsafe {
         use crate::qdot_x86::tags::Q4_0;
         let bb = WeightType::Q4_0.block_bytes();
-        let (d_at, _, sum_at, _) = g32_fields(G32);
         let nib = _mm512_set1_epi8(0x0F);
         let gather = [
             _mm512_loadu_si512(GATHER4[0].as_ptr() as *const __m512i),
@@ -376,7 +380,7 @@ pub(crate) unsafe fn row_q4_0(row: *const u8, acts: *const u8, laid: *const u8, 
         for g in 0..full {
             // SAFETY (of every access): the caller's contract, group `g`'s 144 bytes of blocks,
             // its activations and their re-laid quants.
-            let (b, a, q) = (row.add(g * G32 * bb), acts.add(g * G32_BYTES), laid.add(256 * g));
+            let (b, a, q) = (row.add(g * G32 * bb), acts.add(g * G32_BYTES), laid.add(LAID_GROUP * g));
             if pf {
                 prefetch_ahead(b, G32 * bb);
             }
@@ -394,11 +398,8 @@ pub(crate) unsafe fn row_q4_0(row: *const u8, acts: *const u8, laid: *const u8, 
             let t =
                 _mm512_add_epi32(_mm512_shuffle_i32x4::<0x44>(p[0], p[1]), _mm512_shuffle_i32x4::<0xEE>(p[0], p[1]));
             let u = _mm512_add_epi32(_mm512_shuffle_i32x4::<0x08>(t, t), _mm512_shuffle_i32x4::<0x0D>(t, t));
-            // As `group32_finish`: the offset 8 off with the activations' sums, the scales applied.
-            let sumi = _mm256_sub_epi32(_mm512_castsi512_si256(u), _mm256_slli_epi32::<3>(ld(a, sum_at)));
             let dw = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(z[0], scales, z[1])));
-            let d = _mm256_mul_ps(dw, _mm256_castsi256_ps(ld(a, d_at)));
-            acc.0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc.0);
+            acc.0 = group32_scaled::<Q4_0, true, true>(a, G32, _mm512_castsi512_si256(u), dw, acc.0);
         }
         // SAFETY: the caller's contract, for the blocks after the full groups.
         crate::qdot_x86::row32_tail::<Q4_0, true>(row, acts, blocks, acc)
