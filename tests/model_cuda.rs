@@ -3,7 +3,7 @@
 //! greedy ids equal, logits within 1e-3 with an f32 KV cache and 2e-2 with f16; batched prefill
 //! against stepping; quantized GGUF files against the CPU; abort, BUSY and two sessions in
 //! parallel; out of GPU memory and a smaller request after it; refused cache types; the
-//! load's progress and cancel.
+//! load's progress and cancel; decode attention on odd head sizes and a long context.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -99,7 +99,9 @@ fn batched_prefill_equals_stepping_on_the_gpu() {
     if !gpu() {
         return;
     }
-    // 300 tokens: past several of a decode step's attention splits (64 positions each here).
+    // 300 tokens: past several of a decode step's attention splits (of at least 32 positions),
+    // and, with `RUNLLAMA_CUDA_ATTN=warp` (the decode kernel for batches, one split), past
+    // its chunks of 128.
     let tokens: Vec<u32> = (0..300u32).map(|i| 1 + (i * 37) % 500).collect();
     for &(rel, tok, config) in &FIXTURES[..6] {
         let m = load_on(GPU, rel, tok, config);
@@ -215,6 +217,93 @@ fn out_of_gpu_memory_is_an_error_and_a_smaller_session_then_works() {
     let expected = greedy(&load_on(Device::Cpu, "stories260K/stories260K-f32.gguf", None, None), 50);
     for _ in 0..3 {
         assert_eq!(greedy(&m, 50), expected);
+    }
+}
+
+/// A llama2.c model of random weights (`seed`) with `heads` heads of `head` values (`kv_heads`
+/// of them for K and V), 2 layers, stories260K's 512 tokens, `seq_len` positions, written to a
+/// file of the test's own.
+fn random_llama2c(
+    name: &str,
+    head: usize,
+    heads: usize,
+    kv_heads: usize,
+    seq_len: usize,
+    seed: u64,
+) -> std::path::PathBuf {
+    let (dim, hidden, layers, vocab) = (head * heads, 64, 2, 512);
+    let kv = head * kv_heads;
+    let mut out = Vec::new();
+    for v in [dim, hidden, layers, heads, kv_heads, vocab, seq_len] {
+        out.extend_from_slice(&(v as i32).to_le_bytes());
+    }
+    let mut x = seed;
+    let mut floats = |n: usize, scale: f32, out: &mut Vec<u8>| {
+        for _ in 0..n {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let u = (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            out.extend_from_slice(&(u * scale).to_le_bytes());
+        }
+    };
+    let norm = |n: usize, out: &mut Vec<u8>| (0..n).for_each(|_| out.extend_from_slice(&1f32.to_le_bytes()));
+    floats(vocab * dim, 2.0, &mut out);
+    norm(layers * dim, &mut out);
+    let w = 2.0 / (dim as f32).sqrt();
+    for n in [dim * dim, dim * kv, dim * kv, dim * dim] {
+        floats(layers * n, w, &mut out);
+    }
+    norm(layers * dim, &mut out);
+    floats(layers * hidden * dim, w, &mut out);
+    floats(layers * dim * hidden, 2.0 / (hidden as f32).sqrt(), &mut out);
+    floats(layers * hidden * dim, w, &mut out);
+    norm(dim, &mut out);
+    // The RoPE tables (unused by the loader).
+    out.resize(out.len() + 2 * seq_len * head / 2 * 4, 0);
+    let path = std::env::temp_dir().join(format!("runllama-cuda-{}-{name}.bin", std::process::id()));
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// Decode attention on shapes the stories260K fixtures do not have, against the CPU: heads of
+/// 6 values (not whole 16-byte vectors in either cache type: the kernel's one-value-at-a-time
+/// path), heads of 200 with grouped K/V heads (dimensions past the first pass of the lanes),
+/// and a long context (5000 positions: splits of up to 157 positions, more than one chunk of
+/// 128). Logits compared every 97 steps and at the end.
+#[test]
+fn attention_on_odd_head_sizes_and_long_contexts_matches_the_cpu() {
+    if !gpu() {
+        return;
+    }
+    for (name, head, heads, kv_heads, n) in [("h6", 6, 8, 4, 700), ("h200", 200, 4, 2, 300), ("long", 8, 8, 8, 5000)] {
+        let path = random_llama2c(name, head, heads, kv_heads, n, 7);
+        let load_as = |device| {
+            let opts = LoadOptions {
+                tokenizer_path: Some(data("stories260K/tok512.bin")),
+                n_threads: 2,
+                device,
+                ..LoadOptions::default()
+            };
+            Arc::new(load(&path, opts).unwrap_or_else(|e| panic!("loading {name} on {device:?}: {e}")))
+        };
+        let (cpu, gpu) = (load_as(Device::Cpu), load_as(GPU));
+        let tokens: Vec<u32> = (0..n as u32).map(|i| 1 + (i * 37) % 500).collect();
+        for (kv, bound) in [(KvType::F32, 1e-3f32), (KvType::F16, 2e-2)] {
+            let p = runllama::session::SessionParams { kv_type: kv, ..params(n as u32, 0.0, 0) };
+            let sessions = [&cpu, &gpu].map(|m| Session::new(m.clone(), p).unwrap());
+            let mut worst = 0f32;
+            for (i, &t) in tokens.iter().enumerate() {
+                let [a, b] = sessions.each_ref().map(|s| {
+                    s.step(&[t]).unwrap();
+                    (i % 97 == 0 || i + 1 == n).then(|| s.logits().unwrap().unwrap())
+                });
+                if let (Some(a), Some(b)) = (a, b) {
+                    worst = worst.max(max_abs_diff(&a, &b));
+                }
+            }
+            eprintln!("{name}: {kv:?} cache: max |GPU - CPU| over {n} positions = {worst:e}");
+            assert!(worst < bound, "{name}: {kv:?} cache: max |GPU - CPU| = {worst}");
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 }
 

@@ -40,6 +40,9 @@ struct WF32 {
     static __device__ __forceinline__ float dot(uint4 u, const float* xs) {
         return dot4(__uint_as_float(u.x), __uint_as_float(u.y), __uint_as_float(u.z), __uint_as_float(u.w), xs);
     }
+    static __device__ __forceinline__ void widen(uint4 u, float* f) {
+        f[0] = __uint_as_float(u.x), f[1] = __uint_as_float(u.y), f[2] = __uint_as_float(u.z), f[3] = __uint_as_float(u.w);
+    }
 };
 
 struct WF16 {
@@ -50,6 +53,10 @@ struct WF16 {
     static __device__ __forceinline__ float dot(uint4 u, const float* xs) {
         return dot4(h2f(u.x & 0xffff), h2f(u.x >> 16), h2f(u.y & 0xffff), h2f(u.y >> 16), xs) +
                dot4(h2f(u.z & 0xffff), h2f(u.z >> 16), h2f(u.w & 0xffff), h2f(u.w >> 16), xs + 4);
+    }
+    static __device__ __forceinline__ void widen(uint4 u, float* f) {
+        f[0] = h2f(u.x & 0xffff), f[1] = h2f(u.x >> 16), f[2] = h2f(u.y & 0xffff), f[3] = h2f(u.y >> 16);
+        f[4] = h2f(u.z & 0xffff), f[5] = h2f(u.z >> 16), f[6] = h2f(u.w & 0xffff), f[7] = h2f(u.w >> 16);
     }
 };
 
@@ -399,138 +406,176 @@ extern "C" __global__ void rope_store_f16(float* qkv, const int* pos_p, const fl
 }
 
 // ---------------------------------------------------------------------------------------------
-// One head's attention output `o` merged by one warp from the (max, sum, accumulator) of its
-// `active` splits at `hp` (split s at hp + s * (hd + 2), written by other warps of this
+// Decode attention (flash decoding): one block of ATT_THREADS per (token, head, split of the
+// positions). The positions a token sees are shared evenly by as many splits as give each at
+// least ATT_MIN_SPLIT (at most `n_splits`, decided on the GPU from the position, so one
+// captured graph serves every step); the other blocks only take their ticket. A block scores
+// its positions ATT_CHUNK at a time into shared memory, 16 lanes to a key row (ATT_ROWS rows in
+// flight: coalesced 16-byte loads), softmaxes the chunk online (running max and sum), and
+// accumulates the value rows the same way, each lane a fixed slice of dimensions; the ATT_ROWS
+// row groups are summed at the end. Measured on an H100 against the kernel before (a warp per
+// split, lane j scoring key j of 32, splits of at least 64): see README's GPU section.
+// With one split in use the block writes the normalised output; with several each writes
+// (max, sum, unnormalised accumulator) and takes a ticket of its (token, head): the last of the
+// head's blocks to finish merges them into the output and resets the ticket for the next step.
+// Token t sees positions 0..=pos+t. hd <= MAX_HD.
+#define MAX_HD 256
+#define ATT_THREADS 128
+#define ATT_LANES 16
+#define ATT_ROWS (ATT_THREADS / ATT_LANES)
+#define ATT_CHUNK ATT_THREADS
+#define ATT_MIN_SPLIT 32
+// Accumulators per lane: its dimensions of MAX_HD (a lane's slice of every ATT_LANES-th value).
+#define ATT_ACC (MAX_HD / ATT_LANES)
+
+// One head's attention output `o` merged by a block from the (max, sum, accumulator) of its
+// `active` splits at `hp` (split s at hp + s * (hd + 2), written by other blocks of this
 // kernel: read past L1): o = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s, added in split
-// order. active <= 32.
-__device__ void merge_splits(const float* hp, int active, int hd, float* o) {
-    const int lane = threadIdx.x & 31;
-    const float* mine = hp + (size_t)lane * (hd + 2);
-    const float m = lane < active ? __ldcg(mine) : -INFINITY;
-    const float mx = warp_max(m);
-    const float e = lane < active ? expf(m - mx) : 0.f;
-    const float l = warp_sum(lane < active ? e * __ldcg(mine + 1) : 0.f);
-    const float w = lane < active ? e / l : 0.f;
-    for (int d0 = 0; d0 < hd; d0 += 32) {
-        const int d = d0 + lane;
+// order. active <= 32; `w`: 32 floats of shared memory.
+__device__ void merge_splits(const float* hp, int active, int hd, float* o, float* w) {
+    if (threadIdx.x < 32) {
+        const int lane = threadIdx.x;
+        const float* mine = hp + (size_t)lane * (hd + 2);
+        const float m = lane < active ? __ldcg(mine) : -INFINITY;
+        const float mx = warp_max(m);
+        const float e = lane < active ? expf(m - mx) : 0.f;
+        const float l = warp_sum(lane < active ? e * __ldcg(mine + 1) : 0.f);
+        w[lane] = lane < active ? e / l : 0.f;
+    }
+    __syncthreads();
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float acc = 0.f;
-        for (int s = 0; s < active; s++) {
-            const float ws = __shfl_sync(0xffffffffu, w, s);
-            if (d < hd) acc += ws * __ldcg(hp + (size_t)s * (hd + 2) + 2 + d);
-        }
-        if (d < hd) o[d] = acc;
+        for (int s = 0; s < active; s++) acc += w[s] * __ldcg(hp + (size_t)s * (hd + 2) + 2 + d);
+        o[d] = acc;
     }
 }
 
-// Causal attention over the cache, one warp per (token, head, split of the positions), with
-// an online softmax (running max and sum; no score matrix): lane j scores key j of each
-// 32-key chunk, then every lane accumulates its dims of the chunk's values. With one split the
-// warp writes the normalised output; with several it writes (max, sum, unnormalised
-// accumulator) and takes a ticket of its (token, head): the last of the head's splits to finish
-// merges them into the output (`merge_splits`) and resets the ticket for the next step.
-// Token t sees positions 0..=pos+t. hd <= 256.
-#define MAX_HD 256
 template <class KV>
 __device__ void attention(const float* qkv, const typename KV::T* kc, const typename KV::T* vc, int n_tokens,
-                          const int* pos_p, int n_head, int n_kv, int hd, int n_ctx, int split_len, int n_splits,
-                          float scale, float* out, float* part, int* tickets) {
-    __shared__ float qs_all[4][MAX_HD];
+                          const int* pos_p, int n_head, int n_kv, int hd, int n_ctx, int n_splits, float scale,
+                          float* out, float* part, int* tickets) {
+    typedef typename KV::T T;
+    __shared__ float qs[MAX_HD];
+    __shared__ float ps[ATT_CHUNK];
+    __shared__ float rows[ATT_ROWS][MAX_HD];
+    __shared__ float red[32];
+    __shared__ int last;
     pdl_start();
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int g = blockIdx.x * (blockDim.x >> 5) + warp;
-    if (g >= n_tokens * n_head * n_splits) return;
+    const int tid = threadIdx.x, r = tid / ATT_LANES, c = tid % ATT_LANES;
+    const int g = blockIdx.x;
     const int s = g % n_splits, h = (g / n_splits) % n_head, t = g / (n_splits * n_head);
     const int len = *pos_p + t + 1;
-    const int j0 = s * split_len, j1 = min(len, j0 + split_len);
+    const int active = min(n_splits, (len + ATT_MIN_SPLIT - 1) / ATT_MIN_SPLIT);
+    const int per = (len + active - 1) / active;
     const int qd = n_head * hd, kvd = n_kv * hd;
-    const int kvh = h / (n_head / n_kv);
-    float* qs = qs_all[warp];
-    const float* q = qkv + (size_t)t * (qd + 2 * kvd) + h * hd;
-    for (int d = lane; d < hd; d += 32) qs[d] = q[d];
-    __syncwarp();
-    const typename KV::T* kh = kc + (size_t)kvh * n_ctx * hd;
-    const typename KV::T* vh = vc + (size_t)kvh * n_ctx * hd;
-    const bool vec = (hd * sizeof(typename KV::T)) % 16 == 0;
-    float m = -INFINITY, l = 0.f, acc[MAX_HD / 32];
+    // With 16-byte rows, lane c holds dimensions (c + ATT_LANES i) VEC + e in acc[i VEC + e];
+    // else dimension c + ATT_LANES i in acc[i].
+    const bool vec = (hd * sizeof(T)) % 16 == 0;
+    float m = -INFINITY, l = 0.f, acc[ATT_ACC];
 #pragma unroll
-    for (int i = 0; i < MAX_HD / 32; i++) acc[i] = 0.f;
-    for (int jb = j0; jb < j1; jb += 32) {
-        const int j = jb + lane;
-        float score = -INFINITY;
-        if (j < j1) {
-            const typename KV::T* kr = kh + (size_t)j * hd;
-            float dot = 0.f;
-            if (vec) {
+    for (int i = 0; i < ATT_ACC; i++) acc[i] = 0.f;
+    if (s < active) {
+        const int j0 = s * per, j1 = min(len, j0 + per);
+        const int kvh = h / (n_head / n_kv);
+        const float* q = qkv + (size_t)t * (qd + 2 * kvd) + h * hd;
+        for (int d = tid; d < hd; d += ATT_THREADS) qs[d] = q[d];
+        const T* kh = kc + (size_t)kvh * n_ctx * hd;
+        const T* vh = vc + (size_t)kvh * n_ctx * hd;
+        for (int jb = j0; jb < j1; jb += ATT_CHUNK) {
+            const int nk = min(ATT_CHUNK, j1 - jb);
+            __syncthreads();  // qs written; the chunk before has read ps
 #pragma unroll 4
-                for (int d = 0; d < hd; d += KV::VEC) dot += KV::dot(*reinterpret_cast<const uint4*>(kr + d), qs + d);
-            } else {
-                for (int d = 0; d < hd; d++) dot += KV::get(kr[d]) * qs[d];
+            for (int jj0 = 0; jj0 < nk; jj0 += ATT_ROWS) {
+                const int jj = jj0 + r;
+                float dot = 0.f;
+                if (jj < nk) {
+                    const T* kr = kh + (size_t)(jb + jj) * hd;
+                    if (vec) {
+                        for (int d = c * KV::VEC; d < hd; d += ATT_LANES * KV::VEC)
+                            dot += KV::dot(*reinterpret_cast<const uint4*>(kr + d), qs + d);
+                    } else {
+                        for (int d = c; d < hd; d += ATT_LANES) dot += KV::get(kr[d]) * qs[d];
+                    }
+                }
+                for (int o = ATT_LANES / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+                if (jj < nk && c == 0) ps[jj] = dot * scale;
             }
-            score = dot * scale;
-        }
-        const float m_new = fmaxf(m, warp_max(score));
-        const float p = j < j1 ? expf(score - m_new) : 0.f;
-        const float corr = expf(m - m_new);  // 0 while m is -inf
-        l = l * corr + warp_sum(p);
+            __syncthreads();
+            const float sc = tid < nk ? ps[tid] : -INFINITY;
+            const float m_new = fmaxf(m, block_max(sc, red));
+            const float p = tid < nk ? expf(sc - m_new) : 0.f;
+            if (tid < nk) ps[tid] = p;
+            const float corr = expf(m - m_new);  // 0 while m is -inf
+            l = l * corr + block_sum(p, red);     // its barriers publish ps
+            m = m_new;
 #pragma unroll
-        for (int i = 0; i < MAX_HD / 32; i++) acc[i] *= corr;
-        const int nj = min(32, j1 - jb);
-#pragma unroll 8
-        for (int jj = 0; jj < nj; jj++) {
-            const float pj = __shfl_sync(0xffffffffu, p, jj);
-            const typename KV::T* vr = vh + (size_t)(jb + jj) * hd;
+            for (int i = 0; i < ATT_ACC; i++) acc[i] *= corr;
+#pragma unroll 2
+            for (int jj = r; jj < nk; jj += ATT_ROWS) {
+                const float pj = ps[jj];
+                const T* vr = vh + (size_t)(jb + jj) * hd;
+                if (vec) {
 #pragma unroll
-            for (int i = 0; i < MAX_HD / 32; i++) {
-                const int d = lane + 32 * i;
-                if (d < hd) acc[i] += pj * KV::get(vr[d]);
+                    for (int i = 0; i < ATT_ACC / KV::VEC; i++) {
+                        const int d = (c + ATT_LANES * i) * KV::VEC;
+                        if (d < hd) {
+                            float v[KV::VEC];
+                            KV::widen(*reinterpret_cast<const uint4*>(vr + d), v);
+#pragma unroll
+                            for (int e = 0; e < KV::VEC; e++) acc[i * KV::VEC + e] += pj * v[e];
+                        }
+                    }
+                } else {
+#pragma unroll
+                    for (int i = 0; i < ATT_ACC; i++) {
+                        const int d = c + ATT_LANES * i;
+                        if (d < hd) acc[i] += pj * KV::get(vr[d]);
+                    }
+                }
             }
         }
-        m = m_new;
+        // Sum the row groups' accumulators: rows[r][dim].
+#pragma unroll
+        for (int i = 0; i < ATT_ACC; i++) {
+            const int d = vec ? (c + ATT_LANES * (i / KV::VEC)) * KV::VEC + i % KV::VEC : c + ATT_LANES * i;
+            if (d < hd) rows[r][d] = acc[i];
+        }
+        __syncthreads();
+        const float inv = active == 1 ? 1.0f / l : 1.0f;
+        float* dst = active == 1 ? out + (size_t)t * qd + h * hd : part + (size_t)g * (hd + 2) + 2;
+        for (int d = tid; d < hd; d += ATT_THREADS) {
+            float sum = 0.f;
+#pragma unroll
+            for (int k = 0; k < ATT_ROWS; k++) sum += rows[k][d];
+            dst[d] = sum * inv;
+        }
+        if (active > 1 && tid == 0) {
+            dst[-2] = m;
+            dst[-1] = l;
+        }
     }
-    if (n_splits == 1) {
-        float* o = out + (size_t)t * qd + h * hd;
-        const float inv = 1.0f / l;
-#pragma unroll
-        for (int i = 0; i < MAX_HD / 32; i++) {
-            const int d = lane + 32 * i;
-            if (d < hd) o[d] = acc[i] * inv;
-        }
-    } else {
-        float* pr = part + (size_t)g * (hd + 2);
-        if (lane == 0) {
-            pr[0] = m;
-            pr[1] = l;
-        }
-#pragma unroll
-        for (int i = 0; i < MAX_HD / 32; i++) {
-            const int d = lane + 32 * i;
-            if (d < hd) pr[2 + d] = acc[i];
-        }
-        __threadfence();  // this lane's partials are visible before the ticket is taken
-        __syncwarp();
-        int* ticket = tickets + t * n_head + h;
-        int got = 0;
-        if (lane == 0) got = atomicAdd(ticket, 1);
-        if (__shfl_sync(0xffffffffu, got, 0) == n_splits - 1) {
-            __threadfence();
-            const int active = min(n_splits, (len + split_len - 1) / split_len);
-            merge_splits(part + (size_t)(g - s) * (hd + 2), active, hd, out + (size_t)t * qd + h * hd);
-            if (lane == 0) *ticket = 0;
-        }
+    if (n_splits == 1) return;
+    __threadfence();  // this thread's partials are visible before the ticket is taken
+    __syncthreads();
+    int* ticket = tickets + t * n_head + h;
+    if (tid == 0) last = atomicAdd(ticket, 1) == n_splits - 1;
+    __syncthreads();
+    if (last) {
+        __threadfence();
+        if (active > 1) merge_splits(part + (size_t)(g - s) * (hd + 2), active, hd, out + (size_t)t * qd + h * hd, red);
+        if (tid == 0) *ticket = 0;
     }
 }
 
-extern "C" __global__ void attention_f32(const float* qkv, const float* kc, const float* vc, int n_tokens,
-                                         const int* pos_p, int n_head, int n_kv, int hd, int n_ctx, int split_len,
-                                         int n_splits, float scale, float* out, float* part, int* tickets) {
-    attention<WF32>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, split_len, n_splits, scale, out, part,
-                           tickets);
+extern "C" __global__ void __launch_bounds__(ATT_THREADS)
+    attention_f32(const float* qkv, const float* kc, const float* vc, int n_tokens, const int* pos_p, int n_head,
+                  int n_kv, int hd, int n_ctx, int n_splits, float scale, float* out, float* part, int* tickets) {
+    attention<WF32>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, n_splits, scale, out, part, tickets);
 }
-extern "C" __global__ void attention_f16(const float* qkv, const u16* kc, const u16* vc, int n_tokens,
-                                         const int* pos_p, int n_head, int n_kv, int hd, int n_ctx, int split_len,
-                                         int n_splits, float scale, float* out, float* part, int* tickets) {
-    attention<WF16>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, split_len, n_splits, scale, out, part,
-                           tickets);
+extern "C" __global__ void __launch_bounds__(ATT_THREADS)
+    attention_f16(const float* qkv, const u16* kc, const u16* vc, int n_tokens, const int* pos_p, int n_head,
+                  int n_kv, int hd, int n_ctx, int n_splits, float scale, float* out, float* part, int* tickets) {
+    attention<WF16>(qkv, kc, vc, n_tokens, pos_p, n_head, n_kv, hd, n_ctx, n_splits, scale, out, part, tickets);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ pub(super) enum PrefillAttention {
     Gemm,
     /// `attention_tiled`: 32-query tiles, K/V chunks in shared memory.
     Tiled,
-    /// The decode kernel, a warp per query.
+    /// The decode kernel, a block per (query, head).
     Warp,
 }
 
@@ -187,7 +187,7 @@ pub(super) struct Kernels {
     pub quantize_input_f16: Function,
     /// RoPE and cache write, per cache type (f32, f16).
     rope_store: [Function; 2],
-    /// Attention, a warp per (query, head, split), per cache type (f32, f16).
+    /// Attention, a block per (query, head, split), per cache type (f32, f16).
     attention: [Function; 2],
     /// Batched attention over query tiles, per cache type (f32, f16).
     attention_tiled: [Function; 2],
@@ -334,6 +334,9 @@ pub(super) const GEMV_SPLITS: [usize; 3] = [1, 4, 8];
 
 /// Most tokens one product over quantized rows takes (`QGEMV_TOKENS` in quant.cu).
 pub(super) const QGEMV_TOKENS: usize = 8;
+
+/// Fewest positions a decode attention split takes (`ATT_MIN_SPLIT` in kernels.cu).
+pub(super) const ATT_MIN_SPLIT: usize = 32;
 
 /// Largest head `attention_tiled` takes (TILE_MAX_DPT * 8 in kernels.cu).
 const TILED_MAX_HEAD: usize = 128;

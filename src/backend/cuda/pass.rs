@@ -34,7 +34,7 @@ pub(super) const QGEMV_BLOCK: u32 = 128;
 /// Threads of a block that quantizes a product's input (`QUANTIZE_THREADS` in quant.cu: a warp
 /// per 32 values).
 pub(super) const QUANTIZE_BLOCK: u32 = 256;
-/// Threads of an attention block (its kernel keeps 4 warps' queries in shared memory).
+/// Threads of a decode attention block (`ATT_THREADS` in kernels.cu).
 const ATTN_BLOCK: u32 = 128;
 
 /// The pass; the first error stops it (later operations do nothing) and is returned by
@@ -385,15 +385,14 @@ impl LlamaOps for CudaPass<'_> {
         }
         let f = self.b.kernels.attention(self.st.kv_type);
         let (kc, vc) = self.st.layer_kv(layer, hp.kv_dim());
-        let (splits, split_len) = if self.n == 1 { (self.st.splits, self.st.split_len) } else { (1, self.st.n_ctx) };
-        let warps = self.n * hp.n_head * splits;
-        let grid = warps.div_ceil(ATTN_BLOCK as usize / 32) as u32;
+        let splits = if self.n == 1 { self.st.splits } else { 1 };
+        let grid = (self.n * hp.n_head * splits) as u32;
         let a = &self.st.act;
         let (qkv, pos, att, part) = (a.qkv.ptr(), a.io.ptr(), a.att.ptr(), a.part.ptr());
         let tickets = a.tickets.ptr();
         launch!(self, f, grid, ATTN_BLOCK, 0;
             qkv, kc, vc, self.n as i32, pos, hp.n_head as i32, hp.n_head_kv as i32, hd as i32,
-            self.st.n_ctx as i32, split_len as i32, splits as i32, scale, att, part, tickets);
+            self.st.n_ctx as i32, splits as i32, scale, att, part, tickets);
         // The last split of each head to finish merges the head's splits into `att`.
     }
 

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use super::driver::{Blas, Context, DeviceBuffer, Graph, PinnedBuffer, Stream};
-use super::kernels::{GpuType, QGEMV_TOKENS};
+use super::kernels::{GpuType, ATT_MIN_SPLIT, QGEMV_TOKENS};
 use crate::backend::{KvType, SessionState};
 use crate::error::{Error, Result};
 use crate::model::Hparams;
@@ -31,7 +31,7 @@ pub(super) struct Activations {
     /// 8 bits: the values, then at [`q8_scales_at`] an f32 pair (scale, scale × sum) per 32.
     pub q8: DeviceBuffer,
     /// A decode step's split attention: (max, sum, accumulator) per head and split (one token
-    /// has too few heads to fill the GPU, so each head's positions are split over warps).
+    /// has too few heads to fill the GPU, so each head's positions are split over blocks).
     pub part: DeviceBuffer,
     /// Per head, how many of a decode step's attention splits have finished (i32, zero
     /// between steps: the last split merges the head and resets it).
@@ -85,10 +85,9 @@ pub(super) struct CudaState {
     /// Quantized rows dequantized to f16 for a batch's products, some rows at a time (`None`:
     /// the model has no quantized matrix).
     pub dequant: Option<DeviceBuffer>,
-    /// Position splits of a decode step's attention (at most 32).
+    /// Most position splits of a decode step's attention (at most 32: the merge gives each
+    /// split a lane; the kernel uses as many as give each at least [`ATT_MIN_SPLIT`] positions).
     pub splits: usize,
-    /// Positions per split.
-    pub split_len: usize,
     /// Host side of `act.io`.
     pub host_io: PinnedBuffer,
     /// Host side of the logits.
@@ -129,10 +128,7 @@ impl CudaState {
         let kv_bytes = n_ctx
             .checked_mul(2 * hp.n_layer * kvd * kv_type.size())
             .ok_or_else(|| Error::invalid(format!("n_ctx {n_ctx} is too large")))?;
-        // Splits of at least 64 positions (a warp's two chunks), at most 32 of them (the merge
-        // gives each split a lane).
-        let split_len = n_ctx.div_ceil(32).next_multiple_of(32).max(64);
-        let splits = n_ctx.div_ceil(split_len);
+        let splits = n_ctx.div_ceil(ATT_MIN_SPLIT).min(32);
         let f = 4;
         let stream = ctx.stream()?;
         let blas = Blas::new(&stream)?;
@@ -194,7 +190,6 @@ impl CudaState {
             attn,
             dequant,
             splits,
-            split_len,
             host_io: ctx.alloc_pinned((UBATCH + 1) * 4)?,
             host_logits: ctx.alloc_pinned(hp.n_vocab * 4)?,
             graph: None,
