@@ -79,8 +79,31 @@ impl Rng {
     }
 }
 
-/// Index of the largest value, lowest index on ties (NaN never wins).
+/// Index of the largest value, lowest index on ties (NaN never wins; all NaN: the last).
 pub fn argmax(x: &[f32]) -> usize {
+    // The maximum in 16 lanes (the compiler's vectors: no loop-carried index), then the first
+    // chunk of 16 that holds it: 7 us instead of 120 for 32000 logits on a Xeon, which a GPU
+    // decode step of 2.6 ms had spent on each token.
+    const L: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; L];
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let max = lanes.iter().chain(rest).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    if max == f32::NEG_INFINITY {
+        // Nothing above -inf: the first -inf, or with NaNs the scan's own rule.
+        return argmax_scan(x);
+    }
+    let chunk = x.chunks(L).position(|c| c.iter().fold(false, |any, &v| any | (v == max))).unwrap_or(0);
+    chunk * L + x[chunk * L..].iter().position(|&v| v == max).unwrap_or(0)
+}
+
+/// [`argmax`] one value at a time: a NaN at the front is passed over by whatever follows.
+fn argmax_scan(x: &[f32]) -> usize {
     let mut best = 0;
     for (i, &v) in x.iter().enumerate() {
         if v > x[best] || x[best].is_nan() {
@@ -93,6 +116,9 @@ pub fn argmax(x: &[f32]) -> usize {
 /// Pick the next token from `logits` given the tokens seen so far (`history`, for the repeat
 /// penalty). `scratch` is reused between calls. Only `rng` is advanced (never for greedy).
 pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng, scratch: &mut Vec<f32>) -> u32 {
+    if p.temperature == 0.0 && p.repeat_penalty == 1.0 {
+        return argmax(logits) as u32;
+    }
     scratch.clear();
     scratch.extend_from_slice(logits);
     if p.repeat_penalty != 1.0 {
@@ -165,6 +191,37 @@ mod tests {
         let mut s = Vec::new();
         assert_eq!(sample(&[0.5, 2.0, 2.0, 1.0], &[], &params(0.0, 0, 1.0, 1.0), &mut rng, &mut s), 1);
         assert_eq!(rng, Rng::new(1), "greedy must not advance the generator");
+    }
+
+    #[test]
+    fn argmax_gives_the_one_value_at_a_time_scans_index() {
+        let (nan, inf) = (f32::NAN, f32::INFINITY);
+        let mut rng = Rng::new(9);
+        for len in [0usize, 1, 15, 16, 17, 33, 200, 32000] {
+            for case in 0..12 {
+                let mut x: Vec<f32> = (0..len).map(|_| (rng.next_f64() * 8.0 - 4.0) as f32).collect();
+                // Ties, infinities, NaNs (at the front too), all -inf, all NaN.
+                for (i, v) in x.iter_mut().enumerate() {
+                    let r = rng.next_f64();
+                    *v = match case {
+                        1 if r < 0.3 => 3.75,
+                        2 if r < 0.05 => nan,
+                        3 if i == 0 || r < 0.01 => nan,
+                        4 if r < 0.02 => inf,
+                        5 if r < 0.02 => -inf,
+                        6 => -inf,
+                        7 => nan,
+                        8 if i > 0 => -inf,
+                        8 => nan,
+                        9 => (*v * 4.0).round(),
+                        _ => *v,
+                    };
+                }
+                if len > 0 {
+                    assert_eq!(argmax(&x), argmax_scan(&x), "length {len}, case {case}: {x:?}");
+                }
+            }
+        }
     }
 
     #[test]
