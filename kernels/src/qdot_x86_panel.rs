@@ -167,9 +167,9 @@ unsafe fn unpack<const T: u8, const R: usize>(rows: *const u8, rb: usize, nr: us
             }
             let m16 = if matches!(wt, WeightType::Q4_K | WeightType::Q5_K) {
                 let (sc, mn) = scales_k8(b);
-                let sc8 = _mm_cvtsi64_si128((sc[0] as u64 | (sc[1] as u64) << 32) as i64);
+                let sc8 = _mm_cvtsi64_si128(sc as i64);
                 _mm256_store_si256(unit.sc[r].as_mut_ptr() as *mut __m256i, _mm256_cvtepu8_epi32(sc8));
-                let mn8 = _mm_cvtsi64_si128((mn[0] as u64 | (mn[1] as u64) << 32) as i64);
+                let mn8 = _mm_cvtsi64_si128(mn as i64);
                 _mm256_zextsi128_si256(_mm_cvtepu8_epi16(mn8))
             } else {
                 let (sc, m) = scales_k16::<T>(b);

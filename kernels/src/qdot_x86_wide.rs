@@ -22,8 +22,8 @@ use core::arch::x86_64::*;
 use crate::qdot::{g32_fields, k_factors, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
 use crate::qdot_x86::tags::Q6_K;
 use crate::qdot_x86::{
-    f16_at, f32_at, group32_finish, group32_scaled, ld, min_sums, prefetch_ahead, scales_k16, scales_k8, wt_of,
-    LAID_GROUP,
+    f16_at, f32_at, group32_finish, group32_scaled, k8_at, k8_vector, ld, min_sums, pick, prefetch_ahead, scales_k16,
+    wt_of, LAID_GROUP,
 };
 use crate::WeightType;
 
@@ -39,11 +39,6 @@ unsafe fn halves(lo: i32, hi: i32) -> __m512i {
 unsafe fn twice(p: *const u8) -> __m256i {
     // SAFETY: the caller points `p` at 16 readable bytes.
     unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i)) }
-}
-
-/// A `vpshufb` control whose i16 lanes are byte `k` of their 128-bit lane, zero-extended.
-const fn pick(k: u32) -> i32 {
-    (0x8000_8000 | (k * 0x0001_0001)) as i32
 }
 
 /// The 32 bytes at `p`, in both halves of a vector.
@@ -70,9 +65,9 @@ pub(crate) unsafe fn row_q45k<const T: u8>(row: *const u8, acts: *const u8, bloc
         // Per-half shifts of the packed bytes: low nibbles below, high nibbles above.
         let apart = halves(0, 0x0004_0004);
         // Byte shuffles that spread sub-block 2c's scale over the lower half's i16 lanes and
-        // 2c + 1's over the upper's (0x80: a zero high byte), from the 8 scales in every lane.
-        let spreads =
-            [halves(pick(0), pick(1)), halves(pick(2), pick(3)), halves(pick(4), pick(5)), halves(pick(6), pick(7))];
+        // 2c + 1's over the upper's (0x80: a zero high byte), from a `k8_vector` in every lane.
+        let spread = |j: u32| halves(pick(k8_at(j)), pick(k8_at(j + 1)));
+        let spreads = [spread(0), spread(2), spread(4), spread(6)];
         // Q5_K: the shifts that bring bit 2c (lower half) and 2c + 1 (upper) of the high-bit
         // bytes to bit 4: left for chunks 0 and 1, right for 2 and 3.
         let fifth = [
@@ -89,9 +84,9 @@ pub(crate) unsafe fn row_q45k<const T: u8>(row: *const u8, acts: *const u8, bloc
             if pf {
                 prefetch_ahead(b, bb);
             }
-            let ([sc_lo, sc_hi], mins) = scales_k8(b);
-            let scales = _mm512_set1_epi64((sc_lo as u64 | (sc_hi as u64) << 32) as i64);
-            let msum = min_sums(a, mins);
+            let k8 = k8_vector(b);
+            let scales = _mm512_broadcast_i64x4(k8);
+            let msum = min_sums(a, k8);
             let high = if five { both_halves(b.add(16)) } else { _mm512_setzero_si512() };
             let mut isum = [_mm512_setzero_si512(); 2];
             for c in 0..4 {
