@@ -934,7 +934,7 @@ unsafe fn madd_acc<const V: bool>(acc: __m256i, p: __m256i, s: __m256i) -> __m25
 /// GiB/s, Q4_K 20.4 -> 20.3); the minimums against the activations' sums of 16. The scales
 /// and minimums are unpacked by two byte shuffles of one vector, and the scale pairs broadcast
 /// from memory (the compiler had made each a shuffle or two): on the same Xeon, AVX2, Q4_K
-/// 15.1 -> 16.8 and Q5_K 14.6 -> 16.2 GiB/s.
+/// 15.1 -> 16.9 and Q5_K 14.7 -> 16.2 GiB/s (best of 5-6 runs alternating with the code before).
 #[inline(always)]
 unsafe fn term_q45k<const T: u8, const V: bool>(
     b: *const u8,
