@@ -708,7 +708,7 @@ unsafe fn row_k<const T: u8, const V: bool>(row: *const u8, acts: *const u8, blo
                     WeightType::Q4_K | WeightType::Q5_K => {
                         term_q45k::<T, V>(row.add($i * bb), acts.add($i * AK_BYTES), $acc)
                     }
-                    _ => term_k16::<T>(row.add($i * bb), acts.add($i * AK_BYTES), $acc),
+                    _ => term_k16::<T, V>(row.add($i * bb), acts.add($i * AK_BYTES), $acc),
                 }
             };
         }
@@ -874,7 +874,11 @@ pub(crate) unsafe fn min_sums(a: *const u8, k8: __m256i) -> __m256i {
 /// weighted into i32 by its two sub-blocks' scales; the minimums (`Q2_K`) or the offsets (4 and
 /// 32 times the scale) against the activations' sums of 16.
 #[inline(always)]
-unsafe fn term_k16<const T: u8>(b: *const u8, a: *const u8, (acc, accm): (__m256, __m256)) -> (__m256, __m256) {
+unsafe fn term_k16<const T: u8, const V: bool>(
+    b: *const u8,
+    a: *const u8,
+    (acc, accm): (__m256, __m256),
+) -> (__m256, __m256) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let (d_at, dmin_at) = k_factors(wt_of(T));
@@ -888,14 +892,16 @@ unsafe fn term_k16<const T: u8>(b: *const u8, a: *const u8, (acc, accm): (__m256
         let even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
         let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, even_odd));
         let q = unpack_k::<T>(b);
-        let mut isum = _mm256_setzero_si256();
+        // Two chains (even and odd groups), so that the accumulations overlap.
+        let mut isum = [_mm256_setzero_si256(); 2];
         for (g, qg) in q.iter().enumerate() {
             // i16 lanes 0..8 hold elements 0..16 (sub-block 2g), lanes 8..16 sub-block 2g + 1:
             // weighted by their scales (word g of each lane of `sc`).
             let scales = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((((2 * g + 1) << 8) | (2 * g)) as i16));
             let p = _mm256_maddubs_epi16(*qg, ld(a, 4 + 32 * g));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scales));
+            isum[g % 2] = madd_acc::<V>(isum[g % 2], p, scales);
         }
+        let isum = _mm256_add_epi32(isum[0], isum[1]);
         let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), m);
         let yd = _mm256_set1_ps(f32_at(a));
         let d = _mm256_mul_ps(f16_splat(b.add(d_at)), yd);
