@@ -159,9 +159,8 @@ impl Session {
         )?;
         // Checked 64 at a time without early exit (vectorised), and only then searched.
         let finite = inner.next_logits.chunks(64).all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()));
-        if let Some((i, v)) =
-            (!finite).then(|| inner.next_logits.iter().enumerate().find(|(_, v)| !v.is_finite())).flatten()
-        {
+        let bad = if finite { None } else { inner.next_logits.iter().enumerate().find(|(_, v)| !v.is_finite()) };
+        if let Some((i, v)) = bad {
             // Nothing is committed: the cache rows just written lie past the session's position.
             return Err(Error::format(format!(
                 "logit {i} is {v}: the model's weights hold a NaN or an infinity, or overflow (the session is unchanged)"
