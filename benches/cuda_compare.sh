@@ -8,9 +8,12 @@
 #     benches/cuda_compare.sh model-a.gguf [model-b.gguf ...]
 #
 # E2E: the bench binary built with the cuda feature (`cargo bench --bench e2e --no-run`, the
-# path cargo prints). Models: benches/make_random_gguf.py where no real checkpoint is at hand.
+# path cargo prints). E2E_BEFORE (optional): another build of it (the code before a change),
+# run before E2E in every round, so that a change is measured alternating in the same lease.
+# Models: benches/make_random_gguf.py where no real checkpoint is at hand.
 set -u
 E2E=${E2E:?set E2E to the e2e bench binary}
+E2E_BEFORE=${E2E_BEFORE:-}
 LLAMA_BENCH=${LLAMA_BENCH:?set LLAMA_BENCH to llama.cpp\'s llama-bench (CUDA build)}
 ROUNDS=${ROUNDS:-2}
 OUT=${OUT:-target/cuda-compare}
@@ -36,9 +39,14 @@ for model in "$@"; do
   for r in $(seq 1 "$ROUNDS"); do
     bw=$(bandwidth)
     echo "== $name round $r: read $bw GB/s"
-    "$E2E" "$model" --device cuda --prompt 512 --gen 128 --reps 3 --gpu-gbps "$bw" \
-      --json "$OUT/$name-ours-$r.json" > "$OUT/$name-ours-$r.log" 2>&1
-    grep -E "^(load|pp512|tg128|limit|gpu|rep )" "$OUT/$name-ours-$r.log"
+    for which in ${E2E_BEFORE:+before} ours; do
+      bin=$E2E
+      [ "$which" = before ] && bin=$E2E_BEFORE
+      echo "-- $which"
+      "$bin" "$model" --device cuda --prompt 512 --gen 128 --reps 3 --gpu-gbps "$bw" \
+        --json "$OUT/$name-$which-$r.json" > "$OUT/$name-$which-$r.log" 2>&1
+      grep -E "^(load|pp512|tg128|limit|gpu|rep )" "$OUT/$name-$which-$r.log"
+    done
     "$LLAMA_BENCH" -m "$model" -ngl 99 -p 512 -n 128 -r 3 -o json > "$OUT/$name-llamacpp-$r.json" 2> "$OUT/$name-llamacpp-$r.log"
     python3 - "$OUT/$name-llamacpp-$r.json" <<'EOF'
 import json, sys
