@@ -518,10 +518,7 @@ unsafe fn row_q4_0_pairs<const V: bool>(
         for g in 0..full {
             // SAFETY (of every access): the caller's contract, group `g`'s blocks, activations
             // and re-laid quants.
-            let (b, a, q) = (row.add(g * G32 * bb), acts.add(g * G32_BYTES), laid.add(LAID_GROUP * g));
-            if pf {
-                prefetch_ahead(b, G32 * bb);
-            }
+            let ((b, a), q) = (group32_at(row, acts, g, bb, pf), laid.add(LAID_GROUP * g));
             let mut p = [_mm256_setzero_si256(); 4];
             for (j, pj) in p.iter_mut().enumerate() {
                 let x = b.add(2 * j * bb + 2);
@@ -560,11 +557,9 @@ unsafe fn row32<const T: u8, const V: bool>(row: *const u8, acts: *const u8, blo
         let mut acc = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let full = blocks / G32;
         for g in 0..full {
-            if pf {
-                prefetch_ahead(row.add(g * G32 * bb), G32 * bb);
-            }
             // SAFETY: the caller's contract: blocks `8g .. 8g + 8` and group `g` exist.
-            acc = group32::<T, V, true>(row.add(g * G32 * bb), acts.add(g * G32_BYTES), G32, acc);
+            let (b, a) = group32_at(row, acts, g, bb, pf);
+            acc = group32::<T, V, true>(b, a, G32, acc);
         }
         // SAFETY: the caller's contract, for the blocks after the full groups.
         row32_tail::<T, V>(row, acts, blocks, acc)
@@ -613,6 +608,27 @@ unsafe fn lanes<const FULL: bool>(a: *const u8, at: usize, n: usize) -> __m256i 
         }
         _mm256_loadu_si256(v.as_ptr() as *const __m256i)
     }
+}
+
+/// Group `g` of a row of 32-element blocks (`bb` bytes each) at `row`, and its activations'
+/// group in `acts`: `(blocks, activations)`; with `pf`, the group's blocks prefetched ahead.
+///
+/// # Safety
+/// `row` and `acts` hold group `g`.
+#[inline(always)]
+pub(crate) unsafe fn group32_at(
+    row: *const u8,
+    acts: *const u8,
+    g: usize,
+    bb: usize,
+    pf: bool,
+) -> (*const u8, *const u8) {
+    // SAFETY: the caller's contract: both offsets lie within their rows.
+    let (b, a) = unsafe { (row.add(g * G32 * bb), acts.add(g * G32_BYTES)) };
+    if pf {
+        prefetch_ahead(b, G32 * bb);
+    }
+    (b, a)
 }
 
 /// One group of [`row32`]: `n` blocks at `b`, their activations' group at `a` (`FULL`: `n` is

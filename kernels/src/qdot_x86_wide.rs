@@ -22,8 +22,8 @@ use core::arch::x86_64::*;
 use crate::qdot::{g32_fields, k_factors, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
 use crate::qdot_x86::tags::Q6_K;
 use crate::qdot_x86::{
-    f16_at, f32_at, group32_finish, group32_scaled, k8_at, k8_vector, ld, min_sums, pick, prefetch_ahead, scales_k16,
-    wt_of, LAID_GROUP,
+    f16_at, f32_at, group32_at, group32_finish, group32_scaled, k8_at, k8_vector, ld, min_sums, pick, prefetch_ahead,
+    scales_k16, wt_of, LAID_GROUP,
 };
 use crate::WeightType;
 
@@ -214,10 +214,7 @@ pub(crate) unsafe fn row32<const T: u8>(row: *const u8, acts: *const u8, blocks:
         let full = blocks / G32;
         for g in 0..full {
             // SAFETY (of every access): the caller's contract, group `g`'s blocks and activations.
-            let (b, a) = (row.add(g * G32 * bb), acts.add(g * G32_BYTES));
-            if pf {
-                prefetch_ahead(b, G32 * bb);
-            }
+            let (b, a) = group32_at(row, acts, g, bb, pf);
             let mut p = [_mm512_setzero_si512(); 4];
             for (j, pj) in p.iter_mut().enumerate() {
                 let (x, y) = (b.add(2 * j * bb), b.add((2 * j + 1) * bb));
@@ -375,10 +372,7 @@ pub(crate) unsafe fn row_q4_0(row: *const u8, acts: *const u8, laid: *const u8, 
         for g in 0..full {
             // SAFETY (of every access): the caller's contract, group `g`'s 144 bytes of blocks,
             // its activations and their re-laid quants.
-            let (b, a, q) = (row.add(g * G32 * bb), acts.add(g * G32_BYTES), laid.add(LAID_GROUP * g));
-            if pf {
-                prefetch_ahead(b, G32 * bb);
-            }
+            let ((b, a), q) = (group32_at(row, acts, g, bb, pf), laid.add(LAID_GROUP * g));
             let z = [b, b.add(64), b.add(80)].map(|p| _mm512_loadu_si512(p as *const __m512i));
             let w =
                 [_mm512_permutex2var_epi16(z[0], gather[0], z[1]), _mm512_permutex2var_epi16(z[1], gather[1], z[2])];
