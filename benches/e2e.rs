@@ -13,10 +13,12 @@
 //!                                  [--kv f16|f32|q8_0|q4_0|q8_0_q4_0] [--ctx 4096] [--json FILE]
 //!                                  [--bf16-products f32|rounded]
 //!                                  [--device cuda[:N] [--gpu-gbps GB/s]]
+//!                                  [--sample T,TOP_K,TOP_P]
 //! ```
 //! For each depth, as llama-bench: every prompt length, then the decode run. The depth's tokens
 //! are prefilled once (untimed) and each repetition rewinds to them; `--prompt 0` or
-//! `--gen 0` leaves that kind out.
+//! `--gen 0` leaves that kind out. Decode is greedy unless `--sample` gives a temperature, top-k
+//! and top-p (e.g. `0.8,40,0.95`): the sampler's time per token is then part of tg.
 //! With `--device cuda` (a build with `--features cuda`) the model runs on GPU N; the host
 //! read probes are skipped and the limit is `--gpu-gbps` (the card's read bandwidth, measured
 //! beside the run) / weight bytes.
@@ -50,10 +52,11 @@ struct Args {
     device: Device,
     gpu_gbps: f64,
     bf16_products: Bf16Products,
+    sampler: SamplerParams,
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128[,N...]] [--gen 64] [--depth 0[,N...]] [--reps 3] [--kv f16|f32|q8_0|q4_0|q8_0_q4_0] [--ctx N] [--json FILE] [--bf16-products f32|rounded]");
+    eprintln!("{msg}\nusage: cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128[,N...]] [--gen 64] [--depth 0[,N...]] [--reps 3] [--kv f16|f32|q8_0|q4_0|q8_0_q4_0] [--ctx N] [--json FILE] [--bf16-products f32|rounded] [--device cuda[:N] [--gpu-gbps GB/s]] [--sample T,TOP_K,TOP_P]");
     std::process::exit(2)
 }
 
@@ -71,6 +74,7 @@ fn parse_args() -> Args {
         device: Device::Cpu,
         gpu_gbps: f64::NAN,
         bf16_products: Bf16Products::F32,
+        sampler: SamplerParams { temperature: 0.0, top_k: 0, top_p: 1.0, repeat_penalty: 1.0 },
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -121,6 +125,13 @@ fn parse_args() -> Args {
             }
             "--gpu-gbps" => {
                 a.gpu_gbps = value("--gpu-gbps").parse().unwrap_or_else(|_| usage("--gpu-gbps: not a number"))
+            }
+            "--sample" => {
+                let v = value("--sample");
+                let f: Vec<f32> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+                let [temperature, top_k, top_p] = f[..] else { usage(&format!("--sample {v}: T,TOP_K,TOP_P")) };
+                a.sampler = SamplerParams { temperature, top_k: top_k as i32, top_p, repeat_penalty: 1.0 };
+                a.sampler.validate().unwrap_or_else(|e| usage(&format!("--sample {v}: {e}")));
             }
             s if s.starts_with('-') => usage(&format!("unknown option {s}")),
             s => a.model = PathBuf::from(s),
@@ -267,7 +278,7 @@ fn main() {
     let max_depth = a.depths.iter().copied().max().unwrap_or(0);
     let params = SessionParams {
         n_ctx: if a.ctx == 0 { (max_depth + max_prompt.max(a.gen) + 1) as u32 } else { a.ctx },
-        sampler: SamplerParams { temperature: 0.0, top_k: 0, top_p: 1.0, repeat_penalty: 1.0 },
+        sampler: a.sampler,
         seed: 0,
         kv_type: a.kv.0,
         kv_type_v: a.kv.1,

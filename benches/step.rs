@@ -1,12 +1,13 @@
 //! End-to-end step time on the bundled stories260K model: one decode step and a 32-token
-//! batched prefill. `cargo bench --bench step`
+//! batched prefill; and the sampler alone over LLaMA 2's and LLaMA 3's vocabulary sizes.
+//! `cargo bench --bench step`
 
 use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use runllama::loader::{load, LoadOptions};
-use runllama::sampler::SamplerParams;
+use runllama::sampler::{sample, Rng, SamplerParams, Scratch};
 use runllama::session::{Session, SessionParams};
 
 fn bench_step(c: &mut Criterion) {
@@ -39,5 +40,26 @@ fn bench_step(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_step);
+/// One draw from logits spread like a language model's (a sum of uniforms, sd ~3, a few ids
+/// far above), at the settings chat programs use.
+fn bench_sample(c: &mut Criterion) {
+    for n in [32000usize, 128256] {
+        let mut rng = Rng::new(5);
+        let logits: Vec<f32> = (0..n)
+            .map(|i| {
+                let g: f64 = (0..4).map(|_| rng.next_f64()).sum::<f64>() * 5.0 - 10.0;
+                g as f32 + if i % 997 == 0 { 12.0 } else { 0.0 }
+            })
+            .collect();
+        let mut scratch = Scratch::default();
+        for (t, k, p) in [(0.0, 0, 1.0), (0.8, 0, 1.0), (0.8, 0, 0.95), (0.8, 40, 0.95)] {
+            let params = SamplerParams { temperature: t, top_k: k, top_p: p, repeat_penalty: 1.0 };
+            c.bench_function(&format!("sample {n} logits, T {t} top-k {k} top-p {p}"), |b| {
+                b.iter(|| sample(&logits, &[], &params, &mut rng, &mut scratch))
+            });
+        }
+    }
+}
+
+criterion_group!(benches, bench_step, bench_sample);
 criterion_main!(benches);

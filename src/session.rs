@@ -36,7 +36,7 @@ struct Inner {
     logits: Vec<f32>,
     next_logits: Vec<f32>,
     has_logits: bool,
-    scratch: Vec<f32>,
+    scratch: crate::sampler::Scratch,
 }
 
 /// One session of a model.
@@ -69,7 +69,7 @@ impl Session {
             logits: vec![0.0; n_vocab],
             next_logits: vec![0.0; n_vocab],
             has_logits: false,
-            scratch: Vec::with_capacity(n_vocab),
+            scratch: Default::default(),
         };
         Ok(Session {
             model,

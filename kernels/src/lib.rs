@@ -1180,6 +1180,13 @@ pub fn softmax(x: &mut [f32]) {
     unsafe { imp::softmax(path(), x) }
 }
 
+/// `x[i] = e^x[i]`, equal bit for bit to `libm::expf` on every path (so a result built on it
+/// does not depend on the CPU).
+pub fn exp(x: &mut [f32]) {
+    // SAFETY: `path()` never exceeds the detected features.
+    unsafe { imp::exp(path(), x) }
+}
+
 /// SwiGLU gate: `gate[i] = silu(gate[i]) * up[i]`, `silu(v) = v / (1 + e^-v)`.
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
     // SAFETY: `path()` never exceeds the detected features.
