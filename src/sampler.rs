@@ -532,9 +532,10 @@ mod tests {
         let mut s = Scratch::default();
         let mut draws = 0;
         for n in [1usize, 5, 8, 9, 100, 1000, 32000] {
-            for shape in 0..4 {
+            for shape in 0..5 {
                 // Spread like a language model's logits; flat (long nuclei, several sorted
-                // pieces); with ties; with NaNs.
+                // pieces); with ties; with NaNs; spread so far that top-k looks past every
+                // floor.
                 let logits: Vec<f32> = (0..n)
                     .map(|_| {
                         let g = (0..4).map(|_| gen.next_f64()).sum::<f64>() * 2.0 - 4.0;
@@ -542,7 +543,8 @@ mod tests {
                             0 => (g * 3.0) as f32,
                             1 => (g * 0.01) as f32,
                             2 => g.round() as f32,
-                            _ if gen.next_f64() < 0.1 => f32::NAN,
+                            3 if gen.next_f64() < 0.1 => f32::NAN,
+                            4 => (g * 60.0) as f32,
                             _ => (g * 2.0) as f32,
                         }
                     })
@@ -564,7 +566,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(draws, 7 * 4 * 10 * 16);
+        assert_eq!(draws, 7 * 5 * 10 * 16);
     }
 
     #[test]
