@@ -126,32 +126,38 @@ pub struct Scratch {
     penalised: Vec<f32>,
     /// Order keys (see [`order_key`]) of the candidates top-k or top-p look at.
     keys: Vec<u64>,
-    /// One weight per token id: e^(logit/T - max), 0 outside the kept set.
+    /// The weights of top-k's candidates, in `keys`' order.
+    kept: Vec<f32>,
+    /// One weight per token id: e^(logit × (1/T) - max) (with top-k: valid for its candidates
+    /// only).
     weights: Vec<f32>,
     /// The weights summed eight ids at a time.
     chunks: Vec<f64>,
+    /// The kept candidates as (id, weight) in id order, where they are few.
+    pairs: Vec<(u32, f32)>,
 }
 
 /// Pick the next token from `logits` given the tokens seen so far (`history`, for the repeat
 /// penalty). Only `rng` is advanced (never for greedy).
 ///
 /// Sampling, fully determined by the inputs and the seed on every machine:
-/// - candidates: the ids whose logit is not NaN, ordered best first (logit / T descending, ids
-///   ascending on ties); top-k keeps the first k;
-/// - weights: `expf(logit / T - max)` (f32, libm's bits on every kernel path);
+/// - candidates: the ids whose logit is not NaN, ordered best first (logit × (1/T) descending,
+///   ids ascending on ties); top-k keeps the first k;
+/// - weights: `expf(logit × (1/T) - max)` (f32, libm's bits on every kernel path);
 /// - top-p keeps the shortest prefix of that order whose weights, summed in that order in f64,
 ///   reach top_p × (all candidates' weights summed in id order, eight ids at a time, in f64);
 /// - the draw: u × (the kept weights summed the same way), walked through in id order.
 ///
 /// Only the ids that top-k or top-p can reach are ever ordered (found by cheap passes over the
-/// weights): 60–140 µs for 32,000 logits, 0.3–0.55 ms for 128,256 (`cargo bench --bench step
-/// -- sample`, Xeon VM), where a full sort of every candidate and an f64 `exp` of each took
-/// 1.4–1.9 ms and 7–8 ms: half a GPU decode step of 7B Q4_K_M.
+/// weights), and with top-k only its candidates' weights are computed and walked: 60–95 µs for
+/// 32,000 logits, 0.2–0.35 ms for 128,256 (`cargo bench --bench step -- sample`, Xeon VM),
+/// where a full sort of every candidate and an f64 `exp` of each took 1.4–1.9 ms and 7–8 ms:
+/// half a GPU decode step of 7B Q4_K_M.
 pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng, scratch: &mut Scratch) -> u32 {
     if p.temperature == 0.0 && p.repeat_penalty == 1.0 {
         return argmax(logits) as u32;
     }
-    let Scratch { penalised, keys, weights, chunks } = scratch;
+    let Scratch { penalised, keys, kept, weights, chunks, pairs } = scratch;
     let logits = if p.repeat_penalty == 1.0 {
         logits
     } else {
@@ -161,18 +167,19 @@ pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng,
     if p.temperature == 0.0 {
         return argmax(logits) as u32;
     }
-    // The largest logit / T is the largest logit over T (division by T > 0 keeps the order).
-    let t = p.temperature;
-    let max = max_value(logits) / t;
+    // Logits scaled by 1/T (a product, cheaper than a division); the largest scaled logit is
+    // the largest logit scaled (1/T > 0 keeps the order).
+    let inv_t = 1.0 / p.temperature;
+    let max = max_value(logits) * inv_t;
     if !max.is_finite() {
-        // All NaN or -inf, or a temperature so small that logit / T overflows: the
+        // All NaN or -inf, or a temperature so small that the scaled logits overflow: the
         // distribution is the greedy one.
         return argmax(logits) as u32;
     }
-    // d = logit / T - max (NaN: -inf), turned into the weights e^d in place.
+    // d = logit × (1/T) - max (NaN: -inf); the weights are e^d.
     weights.clear();
     weights.extend(logits.iter().map(|&l| {
-        let d = l / t - max;
+        let d = l * inv_t - max;
         if d.is_nan() {
             f32::NEG_INFINITY
         } else {
@@ -180,48 +187,63 @@ pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng,
         }
     }));
     let top_k = usize::try_from(p.top_k).unwrap_or(0);
-    if top_k > 0 {
+    // With top-k, `keys` holds the kept candidates and only their weights are computed (the
+    // draw then runs over them alone); without, every id's weight.
+    let mut few = top_k > 0;
+    if few {
         // The k best lie among the ids with d ≥ the highest of these floors that leaves k.
         let floor = [-1.0, -4.0, -16.0, -64.0]
             .into_iter()
             .find(|&f| count_at_least(weights, f) >= top_k)
             .unwrap_or(f32::NEG_INFINITY);
-        gather(logits, t, weights, floor, keys);
-        clear_below(weights, floor, f32::NEG_INFINITY);
+        gather(logits, inv_t, weights, floor, keys);
         if top_k < keys.len() {
             keys.select_nth_unstable(top_k - 1);
-            for &key in &keys[top_k..] {
-                weights[id_of(key)] = f32::NEG_INFINITY;
-            }
             keys.truncate(top_k);
         }
+        kept.clear();
+        kept.extend(keys.iter().map(|&key| weights[id_of(key)]));
+        runllama_kernels::exp(kept);
+        for (&key, &w) in keys.iter().zip(kept.iter()) {
+            weights[id_of(key)] = w;
+        }
+    } else {
+        runllama_kernels::exp(weights);
     }
-    runllama_kernels::exp(weights);
-    let mut total = chunk_sums(weights, chunks);
     if p.top_p < 1.0 {
-        let target = f64::from(p.top_p) * total;
+        let all = if few {
+            by_id(keys, weights, pairs);
+            sparse_sum(pairs)
+        } else {
+            chunk_sums(weights, chunks)
+        };
+        let target = f64::from(p.top_p) * all;
         // Top-k's candidates, or the ids weighing ≥ the highest of these floors whose weights
         // pass the target with 1 % to spare (ids below a floor are after every id above it).
-        let floors: &[f32] = if top_k > 0 { &[0.0] } else { &[1.0 / 4.0, 1.0 / 64.0, 1.0 / 4096.0, 1e-7, 0.0] };
+        let floors: &[f32] = if few { &[0.0] } else { &[1.0 / 4.0, 1.0 / 64.0, 1.0 / 4096.0, 1e-7, 0.0] };
         for &floor in floors {
             if floor > 0.0 && f64::from(sum_at_least(weights, floor)) < 1.01 * target {
                 continue;
             }
-            if top_k == 0 {
-                gather(logits, t, weights, floor, keys);
+            if !few {
+                gather(logits, inv_t, weights, floor, keys);
             }
             if let Some(cut) = nucleus(keys, weights, target) {
                 // keys[..=cut] are sorted and kept; the rest of the candidates go.
-                for &key in &keys[cut + 1..] {
-                    weights[id_of(key)] = 0.0;
-                }
-                clear_below(weights, floor, 0.0);
-                total = chunk_sums(weights, chunks);
+                keys.truncate(cut + 1);
+                few = true;
                 break;
             }
         }
     }
-    draw(weights, chunks, rng.next_f64() * total)
+    let u = rng.next_f64();
+    if few {
+        by_id(keys, weights, pairs);
+        sparse_draw(pairs, u * sparse_sum(pairs))
+    } else {
+        let total = chunk_sums(weights, chunks);
+        draw(weights, chunks, u * total)
+    }
 }
 
 /// How many of `x` are ≥ `floor` (16 lanes: the compiler's vectors).
@@ -247,22 +269,16 @@ fn sum_at_least(x: &[f32], floor: f32) -> f32 {
     lanes.iter().sum()
 }
 
-/// Set the values of `x` below `floor` to `to`.
-fn clear_below(x: &mut [f32], floor: f32, to: f32) {
-    for v in x {
-        *v = if *v >= floor { *v } else { to };
-    }
-}
-
-/// Into `keys`: the [`order_key`]s of the ids whose `by` value is ≥ `floor` (NaN logits left
-/// out). Looks 16 at a time for any (few ids are above the floors the callers choose).
-fn gather(logits: &[f32], t: f32, by: &[f32], floor: f32, keys: &mut Vec<u64>) {
+/// Into `keys`: the [`order_key`]s of the ids (their logits scaled by `inv_t`) whose `by` value
+/// is ≥ `floor` (NaN logits left out). Looks 16 at a time for any (few ids are above the floors
+/// the callers choose).
+fn gather(logits: &[f32], inv_t: f32, by: &[f32], floor: f32, keys: &mut Vec<u64>) {
     keys.clear();
     for (c, (l16, b16)) in logits.chunks(16).zip(by.chunks(16)).enumerate() {
         if b16.iter().fold(false, |any, &b| any | (b >= floor)) {
             for (i, (&l, &b)) in l16.iter().zip(b16).enumerate() {
                 if b >= floor && !l.is_nan() {
-                    keys.push(order_key(l / t, c * 16 + i));
+                    keys.push(order_key(l * inv_t, c * 16 + i));
                 }
             }
         }
@@ -362,6 +378,47 @@ fn draw(weights: &[f32], chunks: &[f64], mut r: f64) -> u32 {
         r -= c;
     }
     last_weighed(last * 8..weights.len().min(last * 8 + 8)).unwrap_or(0) as u32
+}
+
+/// `keys`' ids and their `weights` as (id, weight) pairs in id order, into `pairs`.
+fn by_id(keys: &[u64], weights: &[f32], pairs: &mut Vec<(u32, f32)>) {
+    pairs.clear();
+    pairs.extend(keys.iter().map(|&key| (id_of(key) as u32, weights[id_of(key)])));
+    pairs.sort_unstable_by_key(|&(id, _)| id);
+}
+
+/// The (id, weight) pairs of each chunk of eight ids that has any, in order (`pairs` in id
+/// order), with their sum in order: [`chunk_sums`]'s sums, the ids without a weight adding 0.
+fn sparse_chunks(pairs: &[(u32, f32)]) -> impl Iterator<Item = (&[(u32, f32)], f64)> {
+    pairs.chunk_by(|a, b| a.0 / 8 == b.0 / 8).map(|c| (c, c.iter().fold(0.0, |s, &(_, w)| s + f64::from(w))))
+}
+
+/// [`chunk_sums`]' total of the weights of `pairs` (id order; every other id weighs 0).
+fn sparse_sum(pairs: &[(u32, f32)]) -> f64 {
+    sparse_chunks(pairs).fold(0.0, |s, (_, c)| s + c)
+}
+
+/// [`draw`] where only the ids of `pairs` (id order) weigh anything: the same id.
+fn sparse_draw(pairs: &[(u32, f32)], mut r: f64) -> u32 {
+    let last_weighed = |c: &[(u32, f32)]| c.iter().rev().find(|&&(_, w)| w != 0.0).map(|&(id, _)| id);
+    let mut last = None;
+    for (chunk, c) in sparse_chunks(pairs) {
+        if c == 0.0 {
+            continue;
+        }
+        last = last_weighed(chunk);
+        if r < c {
+            for &(id, w) in chunk {
+                if r < f64::from(w) {
+                    return id;
+                }
+                r -= f64::from(w);
+            }
+            return last.unwrap_or(chunk[0].0);
+        }
+        r -= c;
+    }
+    last.unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -492,9 +549,9 @@ mod tests {
     /// [`sample`]'s definition written plainly: every candidate sorted, weights walked one id
     /// at a time (the same draws but for a rounding case about once in 10^13).
     fn sample_by_definition(logits: &[f32], p: &SamplerParams, u: f64) -> u32 {
-        let t = p.temperature;
+        let inv_t = 1.0 / p.temperature;
         let mut cand: Vec<(usize, f32)> =
-            logits.iter().enumerate().filter(|(_, l)| !l.is_nan()).map(|(i, &l)| (i, l / t)).collect();
+            logits.iter().enumerate().filter(|(_, l)| !l.is_nan()).map(|(i, &l)| (i, l * inv_t)).collect();
         cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if p.top_k > 0 {
             cand.truncate(p.top_k as usize);
