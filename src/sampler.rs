@@ -210,12 +210,14 @@ pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng,
     } else {
         runllama_kernels::exp(weights);
     }
+    // Every id's chunk sums, made once where top-p's target and the draw both need them.
+    let mut dense_total = None;
     if p.top_p < 1.0 {
         let all = if few {
             by_id(keys, weights, pairs);
             sparse_sum(pairs)
         } else {
-            chunk_sums(weights, chunks)
+            *dense_total.insert(chunk_sums(weights, chunks))
         };
         let target = f64::from(p.top_p) * all;
         // Top-k's candidates, or the ids weighing ≥ the highest of these floors whose weights
@@ -241,7 +243,7 @@ pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng,
         by_id(keys, weights, pairs);
         sparse_draw(pairs, u * sparse_sum(pairs))
     } else {
-        let total = chunk_sums(weights, chunks);
+        let total = dense_total.unwrap_or_else(|| chunk_sums(weights, chunks));
         draw(weights, chunks, u * total)
     }
 }
