@@ -47,6 +47,14 @@ fn flat_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTi
     g
 }
 
+/// The paths this CPU runs, fastest first; without `quantized`, not AVX-VNNI (whose float ops
+/// are AVX2's code).
+fn paths_to_bench(quantized: bool) -> Vec<Path> {
+    let mut v: Vec<Path> = paths::available().filter(|&p| quantized || p != Path::AvxVnni).collect();
+    v.reverse();
+    v
+}
+
 fn config(c: &mut Criterion) -> &mut Criterion {
     eprintln!("kernels: detected {:?}; paths {:?}", detected(), paths::available().collect::<Vec<_>>());
     c
@@ -80,7 +88,7 @@ fn bench_kernels(c: &mut Criterion) {
     let x = vec![0.5f32; 11008];
     let mut out = vec![0f32; 128256];
     let mut g = flat_group(c, "matvec");
-    for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
+    for p in paths_to_bench(false) {
         for wt in TYPES {
             for (rows, cols) in SHAPES {
                 let bytes = rows * cols * wt.size();
@@ -105,7 +113,7 @@ fn bench_kernels(c: &mut Criterion) {
     let mut g = flat_group(c, "matmul");
     // Throughput in FLOPs (one multiply + one add per weight per token), reported as elements.
     g.throughput(Throughput::Elements((2 * rows * cols * n) as u64));
-    for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
+    for p in paths_to_bench(false) {
         for wt in TYPES {
             let bytes = rows * cols * wt.size();
             let id = BenchmarkId::new(format!("{}/{wt:?}", p.name()), format!("{rows}x{cols}xn{n}"));
@@ -164,7 +172,7 @@ fn bench_kernels(c: &mut Criterion) {
     let mut acts =
         vec![0u8; k::act_bytes(WeightType::Q8_0, qcols).unwrap().max(k::act_bytes(WeightType::Q4_K, qcols).unwrap())];
     let mut g = flat_group(c, "qmatvec");
-    for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
+    for p in paths_to_bench(true) {
         for wt in QTYPES {
             let bytes = qrows * wt.row_bytes(qcols).unwrap();
             k::quantize_acts(wt, &xs[..qcols], &mut acts);
@@ -184,7 +192,7 @@ fn bench_kernels(c: &mut Criterion) {
     // The same products over 160 rows (0.3-0.7 MB: in L2), the kernels' own speed.
     let l2_rows = 160;
     let mut g = flat_group(c, "qmatvec_l2");
-    for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
+    for p in paths_to_bench(true) {
         for wt in QTYPES {
             let bytes = l2_rows * wt.row_bytes(qcols).unwrap();
             k::quantize_acts(wt, &xs[..qcols], &mut acts);
@@ -198,7 +206,7 @@ fn bench_kernels(c: &mut Criterion) {
     g.finish();
     let mut g = flat_group(c, "qmatmul");
     g.throughput(Throughput::Elements((2 * rows * cols * n) as u64));
-    for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
+    for p in paths_to_bench(true) {
         for wt in QTYPES {
             let bytes = rows * wt.row_bytes(cols).unwrap();
             let id = BenchmarkId::new(format!("{}/{wt:?}", p.name()), format!("{rows}x{cols}xn{n}"));
@@ -223,7 +231,7 @@ fn bench_attention(c: &mut Criterion) {
     let q: Vec<f32> = (0..kvd).map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5).collect();
     let (mut scores, mut out) = (vec![0f32; n_pos], vec![0f32; hd]);
     let mut g = flat_group(c, "attention");
-    for p in paths::available().collect::<Vec<_>>().into_iter().rev() {
+    for p in paths_to_bench(false) {
         // K and V are the same buffer here: the bytes of two caches are read either way.
         g.throughput(Throughput::Bytes((2 * f16s.len()) as u64));
         g.bench_function(BenchmarkId::new(format!("{}/f16", p.name()), "7B_4096"), |b| {

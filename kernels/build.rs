@@ -1,6 +1,6 @@
-//! Compile the AVX-512 path only where the compiler has it: AVX-512 intrinsics and target
-//! features are stable from Rust 1.89. Older compilers (the workspace supports 1.87) build the
-//! scalar and AVX2 paths; `path()` then never picks AVX-512.
+//! Compile the AVX-512 and AVX-VNNI paths only where the compiler has them: their intrinsics
+//! and target features are stable from Rust 1.89. Older compilers (the workspace supports 1.87)
+//! build the scalar and AVX2 paths; `path()` then never picks the others.
 
 use std::env;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! Which kernel path the process uses: the best the CPU supports (chosen at run time by the
-//! kernels crate), capped by the environment variable `RUNLLAMA_CPU=scalar|avx2|avx512|amx`,
-//! read once, before the first model is loaded.
+//! kernels crate), capped by the environment variable
+//! `RUNLLAMA_CPU=scalar|avx2|avxvnni|avx512|amx`, read once, before the first model is loaded.
 
 use std::sync::Once;
 
@@ -14,7 +14,9 @@ pub fn init() {
         if let Ok(v) = std::env::var("RUNLLAMA_CPU") {
             match Path::from_name(&v) {
                 Some(p) => runllama_kernels::set_max_path(p),
-                None => warnings.push(format!("RUNLLAMA_CPU={v:?} is not scalar, avx2, avx512 or amx: ignored")),
+                None => {
+                    warnings.push(format!("RUNLLAMA_CPU={v:?} is not scalar, avx2, avxvnni, avx512 or amx: ignored"))
+                }
             }
         }
     });
@@ -30,10 +32,11 @@ pub fn system_info() -> String {
     let f = runllama_kernels::detected();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!(
-        "AVX2={} FMA={} F16C={} AVX512F={} AVX512BW={} AVX512VL={} AVX512_VNNI={} AVX512_BF16={} AVX512_FP16={} AMX={} AMX_INT8={} CUDA={}{} threads={threads} kernels={} prefetch={}",
+        "AVX2={} FMA={} F16C={} AVX_VNNI={} AVX512F={} AVX512BW={} AVX512VL={} AVX512_VNNI={} AVX512_BF16={} AVX512_FP16={} AMX={} AMX_INT8={} CUDA={}{} threads={threads} kernels={} prefetch={}",
         f.avx2 as u8,
         f.fma as u8,
         f.f16c as u8,
+        f.avxvnni as u8,
         f.avx512f as u8,
         f.avx512bw as u8,
         f.avx512vl as u8,

@@ -9,22 +9,29 @@ pub enum Path {
     Scalar = 0,
     /// x86-64 AVX2 + FMA + F16C, 8 f32 lanes.
     Avx2 = 1,
+    /// [`Path::Avx2`] plus AVX-VNNI (Intel's client cores from Alder Lake on, which have no
+    /// AVX-512; AMD from Zen 5): the quantized types' byte products are VEX `vpdpbusd` and
+    /// `vpdpwssd`; every other op as [`Path::Avx2`]. Only where the CPU has AVX-VNNI (a CPU
+    /// with AVX-512 but without it, as Zen 4, capped here runs [`Path::Avx2`]).
+    AvxVnni = 2,
     /// x86-64 AVX-512 F/BW/VL (+ AVX2/FMA/F16C), 16 f32 lanes.
-    Avx512 = 2,
+    Avx512 = 3,
     /// AVX-512 plus Intel AMX tiles (AMX-TILE, AMX-BF16) for batched products of f16/bf16
     /// weights (`matmul`); every other op as [`Path::Avx512`].
-    Amx = 3,
+    Amx = 4,
 }
 
 impl Path {
     /// Every path, slowest first.
-    pub const ALL: [Path; 4] = [Path::Scalar, Path::Avx2, Path::Avx512, Path::Amx];
+    pub const ALL: [Path; 5] = [Path::Scalar, Path::Avx2, Path::AvxVnni, Path::Avx512, Path::Amx];
 
-    /// `"scalar"`, `"avx2"`, `"avx512"` or `"amx"` (the values `RUNLLAMA_CPU` takes).
+    /// `"scalar"`, `"avx2"`, `"avxvnni"`, `"avx512"` or `"amx"` (the values `RUNLLAMA_CPU`
+    /// takes).
     pub const fn name(self) -> &'static str {
         match self {
             Path::Scalar => "scalar",
             Path::Avx2 => "avx2",
+            Path::AvxVnni => "avxvnni",
             Path::Avx512 => "avx512",
             Path::Amx => "amx",
         }
@@ -40,7 +47,8 @@ impl Path {
         match v {
             0 => Path::Scalar,
             1 => Path::Avx2,
-            2 => Path::Avx512,
+            2 => Path::AvxVnni,
+            3 => Path::Avx512,
             _ => Path::Amx,
         }
     }
@@ -66,6 +74,8 @@ pub struct CpuFeatures {
     pub avx512vnni: bool,
     /// AVX-512 BF16 (`vdpbf16ps`: the bf16 products `set_bf16_products` offers, `bf16_dot.rs`).
     pub avx512bf16: bool,
+    /// AVX-VNNI (the VEX-encoded 256-bit `vpdpbusd`/`vpdpwssd`: [`Path::AvxVnni`]).
+    pub avxvnni: bool,
     /// AVX-512 FP16 (detected and reported, not used).
     pub avx512fp16: bool,
     /// The CPU is Intel's (CPUID vendor "GenuineIntel"): see [`CpuFeatures::sw_prefetch`].
@@ -80,8 +90,8 @@ pub struct CpuFeatures {
 }
 
 impl CpuFeatures {
-    /// The fastest path these features allow (and this build has: the AVX-512 path needs
-    /// Rust >= 1.89 to compile; an older compiler's build stops at AVX2).
+    /// The fastest path these features allow (and this build has: the AVX-512 and AVX-VNNI
+    /// paths need Rust >= 1.89 to compile; an older compiler's build stops at AVX2).
     pub const fn best_path(self) -> Path {
         let avx2 = self.avx2 && self.fma && self.f16c;
         if cfg!(runllama_avx512) && avx2 && self.avx512f && self.avx512bw && self.avx512vl {
@@ -90,6 +100,8 @@ impl CpuFeatures {
             } else {
                 Path::Avx512
             }
+        } else if cfg!(runllama_avx512) && avx2 && self.avxvnni {
+            Path::AvxVnni
         } else if avx2 {
             Path::Avx2
         } else {
@@ -119,7 +131,19 @@ impl CpuFeatures {
 
     /// Whether `p` can run here.
     pub const fn supports(self, p: Path) -> bool {
-        p as u8 <= self.best_path() as u8
+        p as u8 <= self.best_path() as u8 && (!matches!(p, Path::AvxVnni) || cfg!(runllama_avx512) && self.avxvnni)
+    }
+
+    /// The path a cap of `cap` gives: the fastest here at most `cap`.
+    pub const fn capped(self, cap: Path) -> Path {
+        let best = self.best_path();
+        if best as u8 <= cap as u8 {
+            best
+        } else if matches!(cap, Path::AvxVnni) && !self.supports(Path::AvxVnni) {
+            Path::Avx2
+        } else {
+            cap
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -136,6 +160,7 @@ impl CpuFeatures {
             | (self.amx as u16) << 9
             | (self.avx512vnni as u16) << 10
             | (self.amx_int8 as u16) << 11
+            | (self.avxvnni as u16) << 12
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -153,6 +178,7 @@ impl CpuFeatures {
             amx: b & 1 << 9 != 0,
             avx512vnni: b & 1 << 10 != 0,
             amx_int8: b & 1 << 11 != 0,
+            avxvnni: b & 1 << 12 != 0,
         }
     }
 }
@@ -215,6 +241,8 @@ mod imp {
         if max_leaf >= 7 {
             let l7 = cpuid(7, 0);
             f.avx2 = l7.ebx & 1 << 5 != 0;
+            // CPUID.7.1:EAX bit 4 (a VEX encoding: YMM state suffices).
+            f.avxvnni = l7.eax >= 1 && cpuid(7, 1).eax & 1 << 4 != 0;
             if zmm_state {
                 f.avx512f = l7.ebx & 1 << 16 != 0;
                 f.avx512bw = l7.ebx & 1 << 30 != 0;
@@ -279,7 +307,7 @@ mod imp {
 
     #[inline]
     pub(crate) fn path() -> Path {
-        Path::from_u8((detected().best_path() as u8).min(CAP.load(Relaxed)))
+        detected().capped(Path::from_u8(CAP.load(Relaxed)))
     }
 
     pub(crate) fn set_max_path(p: Path) {
@@ -313,14 +341,15 @@ pub fn path() -> Path {
     imp::path()
 }
 
-/// The name of [`path()`]: `"scalar"`, `"avx2"`, `"avx512"` or `"amx"`.
+/// The name of [`path()`]: `"scalar"`, `"avx2"`, `"avxvnni"`, `"avx512"` or `"amx"`.
 pub fn path_name() -> &'static str {
     path().name()
 }
 
-/// Cap the path for the whole process (e.g. from `RUNLLAMA_CPU=scalar|avx2|avx512`): later
-/// calls use `min(p, best detected)`. Raising the cap again is allowed. Calls already running
-/// finish on the path they started with; each op reads the cap once per call.
+/// Cap the path for the whole process (e.g. from `RUNLLAMA_CPU=scalar|avx2|avxvnni|avx512`):
+/// later calls use the fastest path here at most `p` ([`CpuFeatures::capped`]). Raising the cap
+/// again is allowed. Calls already running finish on the path they started with; each op reads
+/// the cap once per call.
 pub fn set_max_path(p: Path) {
     imp::set_max_path(p)
 }

@@ -8,7 +8,8 @@
 //!
 //! Each op has a scalar reference version (module `scalar`; `qdot.rs` for the quantized types)
 //! and SIMD versions for x86-64 (AVX2+FMA+F16C, AVX-512 F/BW/VL, and VNNI for the quantized
-//! types where the CPU has it), chosen at run time from CPUID/XGETBV, once (see [`path`],
+//! types where the CPU has it: AVX-512 VNNI, or AVX-VNNI on [`Path::AvxVnni`], which is the AVX2
+//! path with VEX `vpdpbusd` and the same results), chosen at run time from CPUID/XGETBV, once (see [`path`],
 //! [`set_max_path`], [`detected`]). One binary runs on any x86-64; other targets compile to the
 //! scalar path only; compilers older than Rust 1.89 (no stable AVX-512 intrinsics) build
 //! without the AVX-512 path (see build.rs). [`paths`] runs one op on a chosen path (for tests
@@ -345,7 +346,7 @@ macro_rules! on_path {
                 #[cfg(all(target_arch = "x86_64", runllama_avx512))]
                 Path::Avx512 | Path::Amx => x86::avx512::$f($($a),*),
                 #[cfg(target_arch = "x86_64")]
-                Path::Avx2 => x86::avx2::$f($($a),*),
+                Path::Avx2 | Path::AvxVnni => x86::avx2::$f($($a),*),
                 _ => scalar::$f($($a),*),
             }
         };
@@ -653,7 +654,7 @@ mod imp {
                 (tail > 0 && (batch || tail <= ROW_TAIL)).then_some(tail)
             }
             Path::Amx if cfg!(all(target_arch = "x86_64", runllama_avx512)) && short => Some(n),
-            Path::Avx2 if cfg!(target_arch = "x86_64") && short => Some(n),
+            Path::Avx2 | Path::AvxVnni if cfg!(target_arch = "x86_64") && short => Some(n),
             _ => None,
         }
     }
@@ -786,7 +787,7 @@ mod imp {
             let xs = &xp[(full / PANEL) * panel_stride(cols)..packed_len(n, cols)];
             let o = &mut out[full * rows..n * rows];
             #[cfg(runllama_avx512)]
-            if p != Path::Avx2 {
+            if p >= Path::Avx512 {
                 // SAFETY: the caller's contract (`p`: AVX-512, per `row_tail`); `w` holds `rows`
                 // rows of `cols`, `xs` the tail's panels (their tokens as rows), `o` their outputs.
                 return unsafe { x86::avx512::matmul_rows(wt, w, rows, cols, xs, tail, o) };

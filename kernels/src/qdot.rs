@@ -345,7 +345,13 @@ pub(crate) unsafe fn products_on(
     let rb = w.len() / rows;
     #[cfg(target_arch = "x86_64")]
     if p >= crate::Path::Avx2 {
-        let vnni = p >= crate::Path::Avx512 && crate::detected().avx512vnni;
+        let vnni = if p >= crate::Path::Avx512 && crate::detected().avx512vnni {
+            crate::qdot_x86::VNNI_EVEX
+        } else if p == crate::Path::AvxVnni {
+            crate::qdot_x86::VNNI_VEX
+        } else {
+            crate::qdot_x86::NO_VNNI
+        };
         let mut ptrs = [core::ptr::null::<u8>(); crate::qdot_x86::MAX_TOKENS];
         let per_call = crate::qdot_x86::tokens_per_call(wt);
         for (c, chunk) in acts.chunks(per_call).enumerate() {
@@ -353,7 +359,7 @@ pub(crate) unsafe fn products_on(
                 *p = a.as_ptr();
             }
             // SAFETY: every x86 path above scalar has AVX2, FMA and F16C, the AVX-512 paths F
-            // and VL (VNNI is checked); the caller's lengths.
+            // and VL (VNNI is checked), the AVX-VNNI path AVX-VNNI; the caller's lengths.
             unsafe {
                 let first = per_call * c;
                 let out = &mut out[first * rows..(first + chunk.len()) * rows];

@@ -3,7 +3,8 @@
 //! decoding), and the batched tile kernel's shared pieces (`qdot_x86_tile.rs`). The integer
 //! sums are exact and equal the reference's: unsigned weight quants times signed activation
 //! bytes by `vpmaddubsw` (pairs into i16, no saturation at these ranges) and `vpmaddwd`, or by
-//! one `vpdpbusd` on CPUs with AVX-512 VNNI; signed × signed by the sign trick. A 32-element
+//! one `vpdpbusd` on CPUs with AVX-512 VNNI or AVX-VNNI ([`NO_VNNI`] and its siblings name the
+//! three); signed × signed by the sign trick. A 32-element
 //! type's 8 block sums of a group become the lanes of one vector (a fixed tree of adds) for one
 //! multiply-add by the blocks' scales; a K-quant's sub-block sums are weighted by their integer
 //! scales. Only the f32 sums of the terms are ordered differently from the reference.
@@ -68,39 +69,51 @@ pub(crate) unsafe fn hsum(v: __m256) -> f32 {
     }
 }
 
+/// How the kernels multiply bytes (their const parameter `V`): `vpmaddubsw` and `vpmaddwd`
+/// (AVX2), or with VNNI one `vpdpbusd`, EVEX-encoded (AVX-512 VNNI with VL; also `vpdpwssd` for
+/// i16 pairs, see [`madd_acc`]) or VEX-encoded (AVX-VNNI). Each value is only used in functions
+/// compiled for the features it needs. The sums are the same whichever multiplies.
+pub(crate) const NO_VNNI: u8 = 0;
+/// See [`NO_VNNI`]: AVX-512 VNNI and VL.
+pub(crate) const VNNI_EVEX: u8 = 1;
+/// See [`NO_VNNI`]: AVX-VNNI.
+pub(crate) const VNNI_VEX: u8 = 2;
+
 /// Σ over 4-byte groups of `u[i] * s[i]` (unsigned × signed bytes) as i32 lanes: one
 /// `vpdpbusd` with VNNI (`V`), else `vpmaddubsw` (pairs into i16; no saturation at the ranges
 /// here) and `vpmaddwd` by ones.
 #[inline(always)]
-pub(crate) unsafe fn dot_us<const V: bool>(u: __m256i, s: __m256i) -> __m256i {
+pub(crate) unsafe fn dot_us<const V: u8>(u: __m256i, s: __m256i) -> __m256i {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
-        #[cfg(runllama_avx512)]
-        if V {
-            // SAFETY: `V` is only set in functions compiled for AVX-512 VNNI and VL.
-            return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+        if V == NO_VNNI {
+            return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
         }
-        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+        dot_us_acc::<V>(_mm256_setzero_si256(), u, s)
     }
 }
 
 /// `acc +` [`dot_us`]`(u, s)`: one `vpdpbusd` with VNNI.
 #[inline(always)]
-pub(crate) unsafe fn dot_us_acc<const V: bool>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+pub(crate) unsafe fn dot_us_acc<const V: u8>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
+        // SAFETY (of both): `V` is only set in functions compiled for the features it names.
         #[cfg(runllama_avx512)]
-        if V {
-            // SAFETY: `V` is only set in functions compiled for AVX-512 VNNI and VL.
+        if V == VNNI_EVEX {
             return _mm256_dpbusd_epi32(acc, u, s);
         }
-        _mm256_add_epi32(acc, dot_us::<V>(u, s))
+        #[cfg(runllama_avx512)]
+        if V == VNNI_VEX {
+            return _mm256_dpbusd_avx_epi32(acc, u, s);
+        }
+        _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
     }
 }
 
 /// Σ over 4-byte groups of `a[i] * b[i]` (signed × signed bytes) as i32 lanes.
 #[inline(always)]
-pub(crate) unsafe fn dot_ss<const V: bool>(a: __m256i, b: __m256i) -> __m256i {
+pub(crate) unsafe fn dot_ss<const V: u8>(a: __m256i, b: __m256i) -> __m256i {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe { dot_us::<V>(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a)) }
 }
@@ -180,17 +193,21 @@ pub(crate) struct Products<'a> {
 
 /// Run `job`: row by row and token by token (the matrix-vector product of decoding), or with
 /// `tile` (batched products) the tile kernel (8 rows at a time; the same integer sums, the f32
-/// sums by row). With `vnni`, byte products are one `vpdpbusd` each (the same sums).
+/// sums by row). `vnni` says how bytes are multiplied ([`NO_VNNI`], [`VNNI_EVEX`] or
+/// [`VNNI_VEX`]: the same sums).
 ///
 /// # Safety
-/// The CPU supports AVX2, FMA and F16C, and with `vnni` AVX-512 F, VL and VNNI; `w` holds
-/// `rows` rows of `blocks` blocks of `wt`, each of `acts` points at the activations of a row,
-/// and `out` holds `acts.len() * rows` (the caller checked the lengths).
-pub(crate) unsafe fn products(vnni: bool, tile: bool, job: Products<'_>) {
+/// The CPU supports AVX2, FMA and F16C, and what `vnni` names: AVX-512 F, VL and VNNI, or
+/// AVX-VNNI; `w` holds `rows` rows of `blocks` blocks of `wt`, each of `acts` points at the
+/// activations of a row, and `out` holds `acts.len() * rows` (the caller checked the lengths).
+pub(crate) unsafe fn products(vnni: u8, tile: bool, job: Products<'_>) {
     #[cfg(runllama_avx512)]
-    if vnni {
-        // SAFETY: the caller's contract.
-        return unsafe { products_vnni(tile, job) };
+    match vnni {
+        // SAFETY: the caller's contract (AVX-512 VNNI and VL).
+        VNNI_EVEX => return unsafe { products_vnni(tile, job) },
+        // SAFETY: the caller's contract (AVX-VNNI).
+        VNNI_VEX => return unsafe { products_avxvnni(tile, job) },
+        _ => {}
     }
     let _ = vnni;
     // SAFETY: the caller's contract.
@@ -200,26 +217,33 @@ pub(crate) unsafe fn products(vnni: bool, tile: bool, job: Products<'_>) {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn products_avx2(tile: bool, job: Products<'_>) {
     // SAFETY: the caller's contract.
-    unsafe { products_with::<false>(tile, job) }
+    unsafe { products_with::<NO_VNNI>(tile, job) }
 }
 
 #[cfg(runllama_avx512)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn products_vnni(tile: bool, job: Products<'_>) {
     // SAFETY: the caller's contract.
-    unsafe { products_with::<true>(tile, job) }
+    unsafe { products_with::<VNNI_EVEX>(tile, job) }
+}
+
+#[cfg(runllama_avx512)]
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn products_avxvnni(tile: bool, job: Products<'_>) {
+    // SAFETY: the caller's contract.
+    unsafe { products_with::<VNNI_VEX>(tile, job) }
 }
 
 /// [`products`]' body, inlined into a function compiled for the features `V` needs.
 #[inline(always)]
-unsafe fn products_with<const V: bool>(tile: bool, job: Products<'_>) {
+unsafe fn products_with<const V: u8>(tile: bool, job: Products<'_>) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         use tags::*;
         let Products { wt, w, rows, blocks, acts, out } = job;
         let rb = blocks * wt.block_bytes();
         let prefetch = crate::detected().sw_prefetch();
-        let wide = V && !tile && crate::detected().wide_int();
+        let wide = V == VNNI_EVEX && !tile && crate::detected().wide_int();
         // SAFETY (of each call): the caller's contract; row `r` is within `w`, tokens within `acts`.
         macro_rules! run {
             ($f:ident, $t:expr) => {{
@@ -297,8 +321,8 @@ fn stream_order(rows: usize, two: bool) -> impl Iterator<Item = usize> {
 /// The 512-bit row kernel of `T` ([`crate::qdot_x86_wide`]) under the row kernels' signature.
 #[cfg(runllama_avx512)]
 #[inline(always)]
-unsafe fn row_wide<const T: u8, const V: bool>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
-    // SAFETY: the caller's contract; `V` is set only where AVX-512 BW and VNNI are compiled in.
+unsafe fn row_wide<const T: u8, const V: u8>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
+    // SAFETY: the caller's contract; `V` is `VNNI_EVEX` (AVX-512 BW and VNNI compiled in).
     unsafe {
         match wt_of(T) {
             WeightType::Q6_K => crate::qdot_x86_wide::row_q6k(row, acts, blocks, pf),
@@ -373,12 +397,12 @@ pub(crate) const fn wt_of(t: u8) -> WeightType {
 /// [`dot32`] multiplies (for `Q8_0` without VNNI, the signed quants and no offset:
 /// `vpmaddubsw` could saturate on 255 × 127).
 #[inline(always)]
-pub(crate) unsafe fn unpack32<const T: u8, const V: bool>(b: *const u8) -> __m256i {
+pub(crate) unsafe fn unpack32<const T: u8, const V: u8>(b: *const u8) -> __m256i {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         // SAFETY (of the loads): the caller points `b` at a whole block of `T`.
         match wt_of(T) {
-            WeightType::Q8_0 if V => _mm256_xor_si256(ld(b, 2), _mm256_set1_epi8(-128)),
+            WeightType::Q8_0 if V != NO_VNNI => _mm256_xor_si256(ld(b, 2), _mm256_set1_epi8(-128)),
             WeightType::Q8_0 => ld(b, 2),
             WeightType::Q4_0 => nibbles(b.add(2)),
             WeightType::Q4_1 => nibbles(b.add(4)),
@@ -396,13 +420,13 @@ pub(crate) unsafe fn unpack32<const T: u8, const V: bool>(b: *const u8) -> __m25
 /// i32 lanes summing to `Σ u y` for a block unpacked by [`unpack32`] and the 32 activation
 /// quants at `y`.
 #[inline(always)]
-unsafe fn dot32<const T: u8, const V: bool>(u: __m256i, y: *const u8) -> __m256i {
+unsafe fn dot32<const T: u8, const V: u8>(u: __m256i, y: *const u8) -> __m256i {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         // SAFETY: the caller points `y` at 32 activation quants.
         let y = _mm256_loadu_si256(y as *const __m256i);
         match wt_of(T) {
-            WeightType::Q8_0 if !V => dot_ss::<V>(u, y),
+            WeightType::Q8_0 if V == NO_VNNI => dot_ss::<V>(u, y),
             _ => dot_us::<V>(u, y),
         }
     }
@@ -499,7 +523,7 @@ unsafe fn lay_q4_0_pairs(acts: *const u8, blocks: usize, out: *mut u8) {
 /// # Safety
 /// As [`row32`]; `laid` holds [`lay_q4_0_pairs`]'s layout of `acts`.
 #[inline(always)]
-unsafe fn row_q4_0_pairs<const V: bool>(
+unsafe fn row_q4_0_pairs<const V: u8>(
     row: *const u8,
     acts: *const u8,
     laid: *const u8,
@@ -529,7 +553,7 @@ unsafe fn row_q4_0_pairs<const V: bool>(
                 let lo = _mm256_and_si256(packed, nib);
                 let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), nib);
                 let (al, ah) = (ld(q, 64 * j), ld(q, 64 * j + QK));
-                *pj = if V {
+                *pj = if V != NO_VNNI {
                     dot_us_acc::<V>(dot_us::<V>(lo, al), hi, ah)
                 } else {
                     // Each i16 at most 2 x 15 x 128 before the add: no saturation.
@@ -550,7 +574,7 @@ unsafe fn row_q4_0_pairs<const V: bool>(
 /// the activations' sums, then one multiply-add by the 8 blocks' scale products (and for the
 /// types with a minimum, one by the minimums and the activations' `s`).
 #[inline(always)]
-unsafe fn row32<const T: u8, const V: bool>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
+unsafe fn row32<const T: u8, const V: u8>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let bb = wt_of(T).block_bytes();
@@ -573,7 +597,7 @@ unsafe fn row32<const T: u8, const V: bool>(row: *const u8, acts: *const u8, blo
 /// # Safety
 /// As [`row32`].
 #[inline(always)]
-pub(crate) unsafe fn row32_tail<const T: u8, const V: bool>(
+pub(crate) unsafe fn row32_tail<const T: u8, const V: u8>(
     row: *const u8,
     acts: *const u8,
     blocks: usize,
@@ -634,7 +658,7 @@ pub(crate) unsafe fn group32_at(
 /// One group of [`row32`]: `n` blocks at `b`, their activations' group at `a` (`FULL`: `n` is
 /// 8, and every loop has a fixed length); the `(scales, minimums)` accumulators.
 #[inline(always)]
-pub(crate) unsafe fn group32<const T: u8, const V: bool, const FULL: bool>(
+pub(crate) unsafe fn group32<const T: u8, const V: u8, const FULL: bool>(
     b: *const u8,
     a: *const u8,
     n: usize,
@@ -660,7 +684,7 @@ pub(crate) unsafe fn group32<const T: u8, const V: bool, const FULL: bool>(
 /// The rest of [`group32`] after the `n` blocks' integer sums `sumi` (one lane each): the
 /// offsets taken off, the scales applied, added into the `(scales, minimums)` accumulators.
 #[inline(always)]
-pub(crate) unsafe fn group32_finish<const T: u8, const V: bool, const FULL: bool>(
+pub(crate) unsafe fn group32_finish<const T: u8, const V: u8, const FULL: bool>(
     b: *const u8,
     a: *const u8,
     n: usize,
@@ -687,7 +711,7 @@ pub(crate) unsafe fn group32_finish<const T: u8, const V: bool, const FULL: bool
 /// # Safety
 /// As [`group32`].
 #[inline(always)]
-pub(crate) unsafe fn group32_scaled<const T: u8, const V: bool, const FULL: bool>(
+pub(crate) unsafe fn group32_scaled<const T: u8, const V: u8, const FULL: bool>(
     a: *const u8,
     n: usize,
     mut sumi: __m256i,
@@ -698,7 +722,7 @@ pub(crate) unsafe fn group32_scaled<const T: u8, const V: bool, const FULL: bool
     unsafe {
         let n = if FULL { G32 } else { n };
         let (d_at, _, sum_at, _) = g32_fields(n);
-        if let Some(shift) = off32(T, V) {
+        if let Some(shift) = off32(T, V != NO_VNNI) {
             sumi = _mm256_sub_epi32(sumi, _mm256_sll_epi32(lanes::<FULL>(a, sum_at, n), _mm_cvtsi32_si128(shift)));
         }
         let d = _mm256_mul_ps(dw, _mm256_castsi256_ps(lanes::<FULL>(a, d_at, n)));
@@ -711,7 +735,7 @@ pub(crate) unsafe fn group32_scaled<const T: u8, const V: bool, const FULL: bool
 /// the minimums or offsets from the activations' sums of 16. Even and odd super-blocks in two
 /// accumulators.
 #[inline(always)]
-unsafe fn row_k<const T: u8, const V: bool>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
+unsafe fn row_k<const T: u8, const V: u8>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let bb = wt_of(T).block_bytes();
@@ -890,7 +914,7 @@ pub(crate) unsafe fn min_sums(a: *const u8, k8: __m256i) -> __m256i {
 /// weighted into i32 by its two sub-blocks' scales; the minimums (`Q2_K`) or the offsets (4 and
 /// 32 times the scale) against the activations' sums of 16.
 #[inline(always)]
-unsafe fn term_k16<const T: u8, const V: bool>(
+unsafe fn term_k16<const T: u8, const V: u8>(
     b: *const u8,
     a: *const u8,
     (acc, accm): (__m256, __m256),
@@ -932,14 +956,17 @@ unsafe fn term_k16<const T: u8, const V: bool>(
 }
 
 /// `acc +` the i16 pairs of `p` times those of `s`, summed into i32 lanes: one `vpdpwssd` with
-/// VNNI (`V`), else `vpmaddwd` and an add.
+/// AVX-512 VNNI, else `vpmaddwd` and an add, also with AVX-VNNI: its `vpdpwssd` measured no
+/// faster on the Xeon (model 207, one thread, 160 rows in L2, 3 rounds alternating: Q4_K 15.0-17.4
+/// against 17.1-17.2 GiB/s with `vpmaddwd`, Q5_K 15.9-16.5 against 14.1-16.4, Q6_K 18.0-19.5
+/// against 19.0-19.1).
 #[inline(always)]
-unsafe fn madd_acc<const V: bool>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+unsafe fn madd_acc<const V: u8>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
+        // SAFETY: `V` is only set in functions compiled for the features it names.
         #[cfg(runllama_avx512)]
-        if V {
-            // SAFETY: `V` is only set in functions compiled for AVX-512 VNNI and VL.
+        if V == VNNI_EVEX {
             return _mm256_dpwssd_epi32(acc, p, s);
         }
         _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))
@@ -958,7 +985,7 @@ unsafe fn madd_acc<const V: bool>(acc: __m256i, p: __m256i, s: __m256i) -> __m25
 /// from memory (the compiler had made each a shuffle or two): on the same Xeon, AVX2, Q4_K
 /// 15.1 -> 16.9 and Q5_K 14.7 -> 16.2 GiB/s (best of 5-6 runs alternating with the code before).
 #[inline(always)]
-unsafe fn term_q45k<const T: u8, const V: bool>(
+unsafe fn term_q45k<const T: u8, const V: u8>(
     b: *const u8,
     a: *const u8,
     (acc, accm): (__m256, __m256),
@@ -1041,8 +1068,16 @@ mod tests {
             // for them.
             unsafe {
                 super::lay_q4_0_pairs(acts.as_ptr(), BLOCKS, laid);
-                let a = super::row_q4_0_pairs::<false>(row.as_ptr(), acts.as_ptr(), laid, BLOCKS, false);
-                (a, super::row32::<{ super::tags::Q4_0 }, false>(row.as_ptr(), acts.as_ptr(), BLOCKS, false))
+                let a = super::row_q4_0_pairs::<{ super::NO_VNNI }>(row.as_ptr(), acts.as_ptr(), laid, BLOCKS, false);
+                (
+                    a,
+                    super::row32::<{ super::tags::Q4_0 }, { super::NO_VNNI }>(
+                        row.as_ptr(),
+                        acts.as_ptr(),
+                        BLOCKS,
+                        false,
+                    ),
+                )
             }
         }
         // SAFETY: as the function asks.
@@ -1056,11 +1091,11 @@ mod tests {
                 unsafe {
                     let (w, x) = (row.as_ptr(), acts.as_ptr());
                     super::lay_q4_0_pairs(x, BLOCKS, laid);
-                    let pairs = super::row_q4_0_pairs::<true>(w, x, laid, BLOCKS, false);
+                    let pairs = super::row_q4_0_pairs::<{ super::VNNI_EVEX }>(w, x, laid, BLOCKS, false);
                     // The 512-bit rows (Intel's decoding) against the same reference.
                     crate::qdot_x86_wide::lay_q4_0(x, BLOCKS, laid);
                     let wide = crate::qdot_x86_wide::row_q4_0(w, x, laid, BLOCKS, false);
-                    [pairs, wide, super::row32::<{ super::tags::Q4_0 }, true>(w, x, BLOCKS, false)]
+                    [pairs, wide, super::row32::<{ super::tags::Q4_0 }, { super::VNNI_EVEX }>(w, x, BLOCKS, false)]
                 }
             }
             // SAFETY: as the function asks.

@@ -13,7 +13,7 @@
 use core::arch::x86_64::*;
 
 use crate::qdot::{g32_fields, k_factors, k_scales, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
-use crate::qdot_x86::{dot_ss, dot_us_acc, f16_at, f32_at, off32, unpack32, unpack_k, wt_of};
+use crate::qdot_x86::{dot_ss, dot_us_acc, f16_at, f32_at, off32, unpack32, unpack_k, wt_of, NO_VNNI};
 use crate::quant::QK;
 use crate::WeightType;
 
@@ -74,7 +74,7 @@ unsafe fn interleave(v: [__m256i; 8]) -> [__m256i; 8] {
 /// Unit `u` of the `nr` rows at `rows` (`rb` bytes apart; rows from `nr` on zero): `n` blocks
 /// of a 32-element type (`n` is 8 but in a row's last unit), or one super-block of a K-quant.
 #[inline(always)]
-unsafe fn unpack<const T: u8, const V: bool>(rows: *const u8, rb: usize, nr: usize, u: usize, n: usize) -> Unit {
+unsafe fn unpack<const T: u8, const V: u8>(rows: *const u8, rb: usize, nr: usize, u: usize, n: usize) -> Unit {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let wt = wt_of(T);
@@ -138,10 +138,10 @@ unsafe fn unpack<const T: u8, const V: bool>(rows: *const u8, rb: usize, nr: usi
 /// two, `(all 32, 0)`). Each weight vector is loaded
 /// once for the `M` tokens; each token's sums are added in the same order whatever `M`.
 #[inline(always)]
-unsafe fn group<const T: u8, const V: bool, const M: usize>(q: &[__m256i; 8], y: [*const u8; M]) -> [[__m256i; 2]; M] {
+unsafe fn group<const T: u8, const V: u8, const M: usize>(q: &[__m256i; 8], y: [*const u8; M]) -> [[__m256i; 2]; M] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
-        let signed = matches!(wt_of(T), WeightType::Q8_0) && !V;
+        let signed = matches!(wt_of(T), WeightType::Q8_0) && V == NO_VNNI;
         // Only the types with scales per 16 elements need the halves apart; the others add
         // them, so they keep one accumulator per token (the second stays zero): half the
         // registers, which AVX2's 16 cannot spare for 8 tokens.
@@ -163,7 +163,7 @@ unsafe fn group<const T: u8, const V: bool, const M: usize>(q: &[__m256i; 8], y:
 /// `M` tokens' terms of unit `u` (`a[t]`: the activations of token `t`'s row), added to
 /// `(acc[t], accm[t])`.
 #[inline(always)]
-unsafe fn tokens<const T: u8, const V: bool, const M: usize>(
+unsafe fn tokens<const T: u8, const V: u8, const M: usize>(
     unit: &Unit,
     a: [*const u8; M],
     u: usize,
@@ -184,7 +184,7 @@ unsafe fn tokens<const T: u8, const V: bool, const M: usize>(
                 let halves = group::<T, V, M>(&unit.q[k], y);
                 for t in 0..M {
                     let mut s = _mm256_add_epi32(halves[t][0], halves[t][1]);
-                    if let Some(shift) = off32(T, V) {
+                    if let Some(shift) = off32(T, V != NO_VNNI) {
                         let ysum = (g[t].add(sum_at + 4 * k) as *const i32).read_unaligned();
                         s = _mm256_sub_epi32(s, _mm256_set1_epi32(ysum << shift));
                     }
@@ -255,7 +255,7 @@ pub(crate) unsafe fn prefetch_unit(at: *const u8, rb: usize, nr: usize, bytes: u
 /// # Safety
 /// As `qdot_x86::products`.
 #[inline(always)]
-pub(crate) unsafe fn products<const T: u8, const V: bool>(
+pub(crate) unsafe fn products<const T: u8, const V: u8>(
     w: *const u8,
     rows: usize,
     blocks: usize,

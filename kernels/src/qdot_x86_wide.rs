@@ -23,7 +23,7 @@ use crate::qdot::{g32_fields, k_factors, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
 use crate::qdot_x86::tags::Q6_K;
 use crate::qdot_x86::{
     f16_at, f32_at, group32_at, group32_finish, group32_scaled, k8_at, k8_vector, ld, min_sums, pick, prefetch_ahead,
-    scales_k16, wt_of, LAID_GROUP,
+    scales_k16, wt_of, LAID_GROUP, VNNI_EVEX,
 };
 use crate::WeightType;
 
@@ -238,10 +238,10 @@ pub(crate) unsafe fn row32<const T: u8>(row: *const u8, acts: *const u8, blocks:
                     _mm512_loadu_si512(a.add(qs_at + 64 * j) as *const __m512i),
                 );
             }
-            acc = group32_finish::<T, true, true>(b, a, G32, sums8(p), acc);
+            acc = group32_finish::<T, VNNI_EVEX, true>(b, a, G32, sums8(p), acc);
         }
         // SAFETY: the caller's contract, for the blocks after the full groups.
-        crate::qdot_x86::row32_tail::<T, true>(row, acts, blocks, acc)
+        crate::qdot_x86::row32_tail::<T, VNNI_EVEX>(row, acts, blocks, acc)
     }
 }
 
@@ -388,9 +388,9 @@ pub(crate) unsafe fn row_q4_0(row: *const u8, acts: *const u8, laid: *const u8, 
                 _mm512_add_epi32(_mm512_shuffle_i32x4::<0x44>(p[0], p[1]), _mm512_shuffle_i32x4::<0xEE>(p[0], p[1]));
             let u = _mm512_add_epi32(_mm512_shuffle_i32x4::<0x08>(t, t), _mm512_shuffle_i32x4::<0x0D>(t, t));
             let dw = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(z[0], scales, z[1])));
-            acc.0 = group32_scaled::<Q4_0, true, true>(a, G32, _mm512_castsi512_si256(u), dw, acc.0);
+            acc.0 = group32_scaled::<Q4_0, VNNI_EVEX, true>(a, G32, _mm512_castsi512_si256(u), dw, acc.0);
         }
         // SAFETY: the caller's contract, for the blocks after the full groups.
-        crate::qdot_x86::row32_tail::<Q4_0, true>(row, acts, blocks, acc)
+        crate::qdot_x86::row32_tail::<Q4_0, VNNI_EVEX>(row, acts, blocks, acc)
     }
 }

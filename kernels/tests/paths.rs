@@ -403,8 +403,9 @@ fn detection_agrees_with_std() {
     assert_eq!(f.avx512vl, std::arch::is_x86_feature_detected!("avx512vl"));
     assert_eq!(f.avx512bf16, std::arch::is_x86_feature_detected!("avx512bf16"));
     assert_eq!(f.avx512fp16, std::arch::is_x86_feature_detected!("avx512fp16"));
+    assert_eq!(f.avxvnni, std::arch::is_x86_feature_detected!("avxvnni"));
     for p in Path::ALL {
-        assert_eq!(paths::supported(p), p <= f.best_path());
+        assert_eq!(paths::supported(p), p <= f.best_path() && (p != Path::AvxVnni || f.avxvnni));
     }
 }
 

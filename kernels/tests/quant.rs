@@ -182,7 +182,7 @@ fn quantized_rows_agree_on_every_path() {
             let (xq, sums) = decode_acts(wt, &acts[1..], cols);
             let mut reference = vec![0f32; rows];
             paths::matvec(Path::Scalar, wt, w, &x[..cols], &mut reference);
-            let mut batched = Vec::new();
+            let (mut batched, mut decoded) = (Vec::new(), Vec::new());
             for p in paths::available() {
                 let mut mv = vec![0f32; rows];
                 let mut row = vec![0f32; cols];
@@ -264,6 +264,7 @@ fn quantized_rows_agree_on_every_path() {
                     "{wt:?} {p:?}: the last token batched against alone"
                 );
                 batched.push((p, mm));
+                decoded.push((p, mv));
             }
             // The AMX-INT8 tiles make the integer sums of the AVX-512 VNNI kernel, the rest is
             // shared: the same bits.
@@ -274,6 +275,20 @@ fn quantized_rows_agree_on_every_path() {
                     same,
                     "{wt:?}: AMX and AVX-512 batched products differ ({rows} rows, {blocks} blocks, {n} tokens)"
                 );
+            }
+            // AVX-VNNI's `vpdpbusd` makes the integer sums of AVX2's `vpmaddubsw` + `vpmaddwd`,
+            // the rest is the same code: the same bits, decoding and batched.
+            let of_mv = |p: Path| decoded.iter().find(|(q, _)| *q == p).map(|(_, mv)| mv);
+            for (a, b, what) in
+                [(of(Path::AvxVnni), of(Path::Avx2), "batched"), (of_mv(Path::AvxVnni), of_mv(Path::Avx2), "matvec")]
+            {
+                if let (Some(a), Some(b)) = (a, b) {
+                    let same = a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "{wt:?}: AVX-VNNI and AVX2 {what} products differ ({rows} rows, {blocks} blocks, {n} tokens)"
+                    );
+                }
             }
         }
     }
