@@ -9,10 +9,10 @@ pub enum Path {
     Scalar = 0,
     /// x86-64 AVX2 + FMA + F16C, 8 f32 lanes.
     Avx2 = 1,
-    /// [`Path::Avx2`] plus AVX-VNNI (Intel's client cores from Alder Lake on, which have no
-    /// AVX-512; AMD from Zen 5): the quantized types' byte products are VEX `vpdpbusd` and
-    /// `vpdpwssd`; every other op as [`Path::Avx2`]. Only where the CPU has AVX-VNNI (a CPU
-    /// with AVX-512 but without it, as Zen 4, capped here runs [`Path::Avx2`]).
+    /// [`Path::Avx2`] plus AVX-VNNI (the best path of Intel's client cores from Alder Lake on,
+    /// which have no AVX-512): the quantized types' byte products are VEX `vpdpbusd`, the same
+    /// results; every other op as [`Path::Avx2`]. Only where the CPU has AVX-VNNI (a CPU with
+    /// AVX-512 but without it, as Zen 4, capped here runs [`Path::Avx2`]).
     AvxVnni = 2,
     /// x86-64 AVX-512 F/BW/VL (+ AVX2/FMA/F16C), 16 f32 lanes.
     Avx512 = 3,
@@ -74,7 +74,7 @@ pub struct CpuFeatures {
     pub avx512vnni: bool,
     /// AVX-512 BF16 (`vdpbf16ps`: the bf16 products `set_bf16_products` offers, `bf16_dot.rs`).
     pub avx512bf16: bool,
-    /// AVX-VNNI (the VEX-encoded 256-bit `vpdpbusd`/`vpdpwssd`: [`Path::AvxVnni`]).
+    /// AVX-VNNI (the VEX-encoded 256-bit `vpdpbusd`: [`Path::AvxVnni`]).
     pub avxvnni: bool,
     /// AVX-512 FP16 (detected and reported, not used).
     pub avx512fp16: bool,
