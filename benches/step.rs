@@ -41,7 +41,8 @@ fn bench_step(c: &mut Criterion) {
 }
 
 /// One draw from logits spread like a language model's (a sum of uniforms, sd ~3, a few ids
-/// far above), at the settings chat programs use.
+/// far above), at the settings chat programs use; and from flat logits (uniform in [-1, 1], as
+/// a random-weight model gives: top-p's nucleus is then most of the vocabulary).
 fn bench_sample(c: &mut Criterion) {
     for n in [32000usize, 128256] {
         let mut rng = Rng::new(5);
@@ -51,12 +52,18 @@ fn bench_sample(c: &mut Criterion) {
                 g as f32 + if i % 997 == 0 { 12.0 } else { 0.0 }
             })
             .collect();
+        let flat: Vec<f32> = (0..n).map(|_| (rng.next_f64() * 2.0 - 1.0) as f32).collect();
         let mut scratch = Scratch::default();
         for (t, k, p) in [(0.0, 0, 1.0), (0.8, 0, 1.0), (0.8, 0, 0.95), (0.8, 40, 0.95)] {
             let params = SamplerParams { temperature: t, top_k: k, top_p: p, repeat_penalty: 1.0 };
             c.bench_function(&format!("sample {n} logits, T {t} top-k {k} top-p {p}"), |b| {
                 b.iter(|| sample(&logits, &[], &params, &mut rng, &mut scratch))
             });
+            if p < 1.0 {
+                c.bench_function(&format!("sample {n} flat logits, T {t} top-k {k} top-p {p}"), |b| {
+                    b.iter(|| sample(&flat, &[], &params, &mut rng, &mut scratch))
+                });
+            }
         }
     }
 }
