@@ -165,7 +165,7 @@ struct Buckets {
 /// where a full sort of every candidate and an f64 `exp` of each took 1.4–1.9 ms and 7–8 ms:
 /// half a GPU decode step of 7B Q4_K_M. Where top-p's nucleus is most of the vocabulary (flat
 /// logits), it is cut by buckets of weights whose sums are exact in any order
-/// ([`EXACT_FLOOR`]): 0.25–0.3 ms and 1.1–1.35 ms, where ordering it took 1.3 and 5.9 ms.
+/// (`EXACT_FLOOR`): 0.25–0.3 ms and 1.1–1.35 ms, where ordering it took 1.3 and 5.9 ms.
 pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng, scratch: &mut Scratch) -> u32 {
     if p.temperature == 0.0 && p.repeat_penalty == 1.0 {
         return argmax(logits) as u32;
@@ -204,11 +204,24 @@ pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng,
     // draw then runs over them alone); without, every id's weight.
     let mut few = top_k > 0;
     if few {
-        // The k best lie among the ids with d ≥ the highest of these floors that leaves k.
-        let floor = [-1.0, -4.0, -16.0, -64.0]
-            .into_iter()
-            .find(|&f| count_at_least(weights, f) >= top_k)
-            .unwrap_or(f32::NEG_INFINITY);
+        // The k best lie among the ids with d ≥ the highest of these floors that leaves k;
+        // where -1 leaves far more (flat logits), the highest of some finer ones.
+        let mut floor = f32::NEG_INFINITY;
+        for f in [-1.0, -4.0, -16.0, -64.0] {
+            let n = count_at_least(weights, f);
+            if n >= top_k {
+                floor = f;
+                if f == -1.0 && n > 64 * top_k {
+                    for finer in [-1.0 / 4.0, -1.0 / 16.0, -1.0 / 64.0] {
+                        if count_at_least(weights, finer) < top_k {
+                            break;
+                        }
+                        floor = finer;
+                    }
+                }
+                break;
+            }
+        }
         gather(logits, inv_t, weights, floor, keys);
         if top_k < keys.len() {
             keys.select_nth_unstable(top_k - 1);
@@ -683,12 +696,12 @@ mod tests {
         let mut s = Scratch::default();
         let mut draws = 0;
         for n in [1usize, 5, 8, 9, 100, 1000, 32000] {
-            for shape in 0..5 {
-                // Spread like a language model's logits; flat (long nuclei, several sorted
-                // pieces); with ties; with NaNs; spread so far that top-k looks past every
-                // floor.
+            for shape in 0..6 {
+                // Spread like a language model's logits; flat (top-p cut by buckets, top-k's
+                // finer floors); with ties; with NaNs; spread so far that top-k looks past every
+                // floor; a few ids above a flat crowd (top-k's finer floors stop above it).
                 let logits: Vec<f32> = (0..n)
-                    .map(|_| {
+                    .map(|i| {
                         let g = (0..4).map(|_| gen.next_f64()).sum::<f64>() * 2.0 - 4.0;
                         match shape {
                             0 => (g * 3.0) as f32,
@@ -696,6 +709,8 @@ mod tests {
                             2 => g.round() as f32,
                             3 if gen.next_f64() < 0.1 => f32::NAN,
                             4 => (g * 60.0) as f32,
+                            5 if i % 1600 == 7 => (0.15 + g * 0.001) as f32,
+                            5 => (g * 0.01) as f32,
                             _ => (g * 2.0) as f32,
                         }
                     })
@@ -717,7 +732,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(draws, 7 * 5 * 10 * 16);
+        assert_eq!(draws, 7 * 6 * 10 * 16);
     }
 
     #[test]
