@@ -4,10 +4,10 @@
 //! sums are exact and equal the reference's: unsigned weight quants times signed activation
 //! bytes by `vpmaddubsw` (pairs into i16, no saturation at these ranges) and `vpmaddwd`, or by
 //! one `vpdpbusd` on CPUs with AVX-512 VNNI or AVX-VNNI ([`NO_VNNI`] and its siblings name the
-//! three); signed × signed by the sign trick. A 32-element
-//! type's 8 block sums of a group become the lanes of one vector (a fixed tree of adds) for one
-//! multiply-add by the blocks' scales; a K-quant's sub-block sums are weighted by their integer
-//! scales. Only the f32 sums of the terms are ordered differently from the reference.
+//! three); signed × signed by the sign trick. A 32-element type's 8 block sums of a group become
+//! the lanes of one vector (a fixed tree of adds) for one multiply-add by the blocks' scales; a
+//! K-quant's sub-block sums are weighted by their integer scales. Only the f32 sums of the terms
+//! are ordered differently from the reference.
 //! Decoding's `Q4_0` rows take their token's activation quants re-laid once per call ([`Laid`])
 //! in the order of the weights' packed nibbles, which saves unpacking work and most of the tree.
 //!
