@@ -211,7 +211,7 @@ pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng,
             let n = count_at_least(weights, f);
             if n >= top_k {
                 floor = f;
-                if f == -1.0 && n > 64 * top_k {
+                if f == -1.0 && n / 64 > top_k {
                     for finer in [-1.0 / 4.0, -1.0 / 16.0, -1.0 / 64.0] {
                         if count_at_least(weights, finer) < top_k {
                             break;
