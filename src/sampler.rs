@@ -126,7 +126,7 @@ pub struct Scratch {
     penalised: Vec<f32>,
     /// Order keys (see [`order_key`]) of the candidates top-k or top-p look at.
     keys: Vec<u64>,
-    /// The weights of top-k's candidates, in `keys`' order.
+    /// The weights of the kept candidates, in `keys`' order.
     kept: Vec<f32>,
     /// One weight per token id: e^(logit × (1/T) - max) (with top-k: valid for its candidates
     /// only).
@@ -230,9 +230,7 @@ pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng,
         kept.clear();
         kept.extend(keys.iter().map(|&key| weights[id_of(key)]));
         runllama_kernels::exp(kept);
-        for (&key, &w) in keys.iter().zip(kept.iter()) {
-            weights[id_of(key)] = w;
-        }
+        put_back(keys, kept, weights);
     } else {
         runllama_kernels::exp(weights);
     }
@@ -285,13 +283,18 @@ pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng,
         kept.clear();
         kept.extend(keys.iter().map(|&key| weights[id_of(key)]));
         weights.fill(0.0);
-        for (&key, &w) in keys.iter().zip(kept.iter()) {
-            weights[id_of(key)] = w;
-        }
+        put_back(keys, kept, weights);
         dense_total = None;
     }
     let total = dense_total.unwrap_or_else(|| chunk_sums(weights, chunks));
     draw(weights, chunks, u * total)
+}
+
+/// `weights[id] = kept[i]` for the id of each `keys[i]`.
+fn put_back(keys: &[u64], kept: &[f32], weights: &mut [f32]) {
+    for (&key, &w) in keys.iter().zip(kept) {
+        weights[id_of(key)] = w;
+    }
 }
 
 /// How many of `x` are ≥ `floor` (16 lanes: the compiler's vectors).

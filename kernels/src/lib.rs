@@ -9,10 +9,10 @@
 //! Each op has a scalar reference version (module `scalar`; `qdot.rs` for the quantized types)
 //! and SIMD versions for x86-64 (AVX2+FMA+F16C, AVX-512 F/BW/VL, and VNNI for the quantized
 //! types where the CPU has it: AVX-512 VNNI, or AVX-VNNI on [`Path::AvxVnni`], which is the AVX2
-//! path with VEX `vpdpbusd` and the same results), chosen at run time from CPUID/XGETBV, once (see [`path`],
-//! [`set_max_path`], [`detected`]). One binary runs on any x86-64; other targets compile to the
-//! scalar path only; compilers older than Rust 1.89 (no stable AVX-512 intrinsics) build
-//! without the AVX-512 path (see build.rs). [`paths`] runs one op on a chosen path (for tests
+//! path with VEX `vpdpbusd` and the same results), chosen at run time from CPUID/XGETBV, once
+//! (see [`path`], [`set_max_path`], [`detected`]). One binary runs on any x86-64; other targets
+//! compile to the scalar path only; compilers older than Rust 1.89 (no stable AVX-512 or
+//! AVX-VNNI intrinsics) build without those paths (see build.rs). [`paths`] runs one op on a chosen path (for tests
 //! and benches); the plain functions use [`path()`].
 //!
 //! Results differ between paths only by rounding (summation order and FMA). Within one path
