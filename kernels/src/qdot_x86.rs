@@ -741,6 +741,8 @@ unsafe fn row_k<const T: u8, const V: u8>(row: *const u8, acts: *const u8, block
         let bb = wt_of(T).block_bytes();
         let zero = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let (mut even, mut odd) = (zero, zero);
+        // Out of the compiler's sight (see `SCALE_PICKS`).
+        let picks = core::hint::black_box(SCALE_PICKS.0.as_ptr());
         // Super-block `i`'s terms added into `acc`.
         macro_rules! term {
             ($i:expr, $acc:expr) => {
@@ -748,7 +750,7 @@ unsafe fn row_k<const T: u8, const V: u8>(row: *const u8, acts: *const u8, block
                     WeightType::Q4_K | WeightType::Q5_K => {
                         term_q45k::<T, V>(row.add($i * bb), acts.add($i * AK_BYTES), $acc)
                     }
-                    _ => term_k16::<T, V>(row.add($i * bb), acts.add($i * AK_BYTES), $acc),
+                    _ => term_k16::<T, V>(row.add($i * bb), acts.add($i * AK_BYTES), picks, $acc),
                 }
             };
         }
@@ -763,7 +765,14 @@ unsafe fn row_k<const T: u8, const V: u8>(row: *const u8, acts: *const u8, block
         if blocks % 2 == 1 {
             even = term!(blocks - 1, even);
         }
-        hsum(_mm256_add_ps(even.0, odd.0)) - hsum(_mm256_add_ps(even.1, odd.1))
+        let (acc, accm) = (_mm256_add_ps(even.0, odd.0), _mm256_add_ps(even.1, odd.1));
+        match wt_of(T) {
+            // The minimums' terms in the odd lanes (`term_q45k`).
+            WeightType::Q4_K | WeightType::Q5_K => {
+                hsum(_mm256_mul_ps(acc, _mm256_setr_ps(1., -1., 1., -1., 1., -1., 1., -1.)))
+            }
+            _ => hsum(acc) - hsum(accm),
+        }
     }
 }
 
@@ -908,15 +917,39 @@ pub(crate) unsafe fn min_sums(a: *const u8, k8: __m256i) -> __m256i {
     }
 }
 
+/// `vpshufb` controls, one per group `g` of 32 quants of a K-quant with sixteen sub-blocks: each
+/// i16 lane takes word `g` of its 128-bit lane ([`term_k16`]: the scales of sub-blocks `2g`
+/// and `2g + 1`). [`row_k`] hands them to the kernel through an opaque pointer, so that each
+/// group's shuffle is one `vpshufb` with its control loaded from memory: with the controls
+/// known, LLVM made each of them two shuffles (`vpshuflw` + `vpshufd`), on ports the byte
+/// products' unpacking needs. `llvm-mca` (LLVM 16) of the `Q6_K` loop over two super-blocks:
+/// 57.5 -> 52.2 cycles as an Alder Lake P-core, AVX2; with AVX-512 VNNI (Zen 4's path) 47.1 ->
+/// 40.7 as Zen 3; on the Xeon (AVX2, one thread from L2, 30 short runs alternating) 18.5 ->
+/// 19.1 GiB/s best, 14.1 -> 15.0 median.
+#[repr(C, align(32))]
+struct ScalePicks([[u8; 32]; 8]);
+
+/// See [`ScalePicks`].
+static SCALE_PICKS: ScalePicks = {
+    let mut t = [[0u8; 32]; 8];
+    let mut i = 0;
+    while i < 8 * 32 {
+        t[i / 32][i % 32] = (2 * (i / 32) + i % 2) as u8;
+        i += 1;
+    }
+    ScalePicks(t)
+};
+
 /// One super-block's terms of [`row_k`] for the types with sixteen sub-blocks (`Q2_K`, `Q3_K`,
 /// `Q6_K`; `b`: the super-block, `a`: its activations) added into the `(scales, minimums)`
 /// accumulators: each group of 32 quants (unsigned) times the activations in i16 pairs,
 /// weighted into i32 by its two sub-blocks' scales; the minimums (`Q2_K`) or the offsets (4 and
-/// 32 times the scale) against the activations' sums of 16.
+/// 32 times the scale) against the activations' sums of 16. `picks` points at [`SCALE_PICKS`].
 #[inline(always)]
 unsafe fn term_k16<const T: u8, const V: u8>(
     b: *const u8,
     a: *const u8,
+    picks: *const [u8; 32],
     (acc, accm): (__m256, __m256),
 ) -> (__m256, __m256) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
@@ -937,7 +970,7 @@ unsafe fn term_k16<const T: u8, const V: u8>(
         for (g, qg) in q.iter().enumerate() {
             // i16 lanes 0..8 hold elements 0..16 (sub-block 2g), lanes 8..16 sub-block 2g + 1:
             // weighted by their scales (word g of each lane of `sc`).
-            let scales = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((((2 * g + 1) << 8) | (2 * g)) as i16));
+            let scales = _mm256_shuffle_epi8(sc, _mm256_load_si256(picks.add(g) as *const __m256i));
             let p = _mm256_maddubs_epi16(*qg, ld(a, 4 + 32 * g));
             isum[g % 2] = madd_acc::<V>(isum[g % 2], p, scales);
         }
@@ -974,7 +1007,8 @@ unsafe fn madd_acc<const V: u8>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i
 }
 
 /// One super-block's terms of [`row_k`] for `Q4_K`/`Q5_K` (`b`: the super-block, `a`: its
-/// activations) added into the `(scales, minimums)` accumulators: the eight 6-bit scales and
+/// activations) added into the first of the `(scales, minimums)` accumulators (the minimums'
+/// terms in its odd lanes, see [`row_k`]'s sum): the eight 6-bit scales and
 /// minimums unpacked in registers; each sub-block's byte products in i16 pairs weighted by its
 /// scale (broadcast as an i16 pair) into i32 lanes ([`madd_acc`]), so that the weighted sum
 /// lands in one vector without a tree or a shuffle (measured on Zen 4 with `vpdpwssd`: 22.4 ->
@@ -984,6 +1018,12 @@ unsafe fn madd_acc<const V: u8>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i
 /// and minimums are unpacked by two byte shuffles of one vector, and the scale pairs broadcast
 /// from memory (the compiler had made each a shuffle or two): on the same Xeon, AVX2, Q4_K
 /// 15.1 -> 16.9 and Q5_K 14.7 -> 16.2 GiB/s (best of 5-6 runs alternating with the code before).
+/// The scales' and the minimums' sums then take one conversion and one multiply-add side by side
+/// (two unpacks and an add put them in alternate lanes; the factors are the super-block's two
+/// f16, converted together): `llvm-mca` (LLVM 16) of the AVX2 loop over two super-blocks, 188 ->
+/// 166 instructions, 39.2 -> 33.5 cycles as an Alder Lake P-core and 42.3 -> 33.1 as Zen 3; on
+/// the Xeon (AVX2, one thread from L2, 30 short runs alternating) Q4_K 16.4 -> 19.0 GiB/s best,
+/// 12.9 -> 14.8 median.
 #[inline(always)]
 unsafe fn term_q45k<const T: u8, const V: u8>(
     b: *const u8,
@@ -1002,21 +1042,25 @@ unsafe fn term_q45k<const T: u8, const V: u8>(
         // In memory (out of the compiler's sight), so that each group's scale pair is a
         // broadcast load rather than a shuffle: shuffles share one port with the byte products'
         // unpacking on Intel's cores.
-        let mut pairs = [0i32; 8];
-        _mm256_storeu_si256(pairs.as_mut_ptr() as *mut __m256i, _mm256_shuffle_epi8(k8, pair_of));
-        let pairs = core::hint::black_box(&pairs);
+        // Read back by volatile loads, which the compiler does not take from the stored vector
+        // (an opaque pointer by `black_box` cost a store and a load of the pointer per
+        // super-block).
+        let mut pairs = core::mem::MaybeUninit::<__m256i>::uninit();
+        pairs.as_mut_ptr().write(_mm256_shuffle_epi8(k8, pair_of));
+        let pairs = pairs.as_ptr() as *const i32;
         // Two chains (even and odd groups), so that the accumulations overlap.
         let mut isum = [_mm256_setzero_si256(); 2];
         for (g, qg) in q.iter().enumerate() {
             let p = _mm256_maddubs_epi16(*qg, ld(a, 4 + 32 * g));
-            isum[g % 2] = madd_acc::<V>(isum[g % 2], p, _mm256_set1_epi32(pairs[g]));
+            isum[g % 2] = madd_acc::<V>(isum[g % 2], p, _mm256_set1_epi32(pairs.add(g).read_volatile()));
         }
         let isum = _mm256_add_epi32(isum[0], isum[1]);
-        let yd = _mm256_set1_ps(f32_at(a));
-        (
-            _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(b), yd), _mm256_cvtepi32_ps(isum), acc),
-            _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(b.add(2)), yd), _mm256_cvtepi32_ps(msum), accm),
-        )
+        // The scales' sums in the even lanes, the minimums' in the odd ones (lanes j and j + 2
+        // of each added), for one multiply-add by [d, dmin] (repeating: the super-block's first
+        // two f16 in every i32) times the activations' d; `row_k` takes the odd lanes off.
+        let t = _mm256_add_epi32(_mm256_unpacklo_epi32(isum, msum), _mm256_unpackhi_epi32(isum, msum));
+        let dd = _mm256_cvtph_ps(_mm_set1_epi32((b as *const i32).read_unaligned()));
+        (_mm256_fmadd_ps(_mm256_mul_ps(dd, _mm256_set1_ps(f32_at(a))), _mm256_cvtepi32_ps(t), acc), accm)
     }
 }
 
@@ -1103,6 +1147,73 @@ mod tests {
             assert_eq!(a.to_bits(), b.to_bits(), "VNNI: {a} against {b}");
             assert_eq!(wide.to_bits(), b.to_bits(), "512-bit: {wide} against {b}");
         }
+    }
+
+    /// The 256-bit K-quant rows with AVX-512 VNNI (Zen 4's decoding: Intel's AVX-512 cores run
+    /// the 512-bit rows, so the path tests leave these out there) give the AVX2 rows' bits: the
+    /// same integer sums (`vpdpwssd` for `vpmaddwd` and an add), the same f32 order.
+    #[test]
+    fn k_rows_with_vnni_give_avx2s_bits() {
+        use super::tags::{Q2_K, Q3_K, Q4_K, Q5_K, Q6_K};
+        use super::{row_k, NO_VNNI};
+        let f = crate::detected();
+        if !(f.avx2 && f.fma && f.f16c) {
+            return;
+        }
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        const BLOCKS: usize = 5;
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn avx2<const T: u8>(row: &[u8], acts: &[u8]) -> f32 {
+            // SAFETY: AVX2 checked by the caller; `row`, `acts` hold BLOCKS super-blocks.
+            unsafe { row_k::<T, NO_VNNI>(row.as_ptr(), acts.as_ptr(), BLOCKS, false) }
+        }
+        #[cfg(runllama_avx512)]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn vnni<const T: u8>(row: &[u8], acts: &[u8]) -> f32 {
+            // SAFETY: as `avx2`, the features checked by the caller.
+            unsafe { row_k::<T, { super::VNNI_EVEX }>(row.as_ptr(), acts.as_ptr(), BLOCKS, false) }
+        }
+        macro_rules! check {
+            ($t:expr) => {{
+                let wt = super::wt_of($t);
+                let bb = wt.block_bytes();
+                let mut row = [0u8; BLOCKS * 210];
+                let row = &mut row[..BLOCKS * bb];
+                row.iter_mut().for_each(|q| *q = next() as u8);
+                let (d_at, dmin_at) = crate::qdot::k_factors(wt);
+                for b in row.chunks_exact_mut(bb) {
+                    // Factors in [0.5, 2) (f16 exponent 14 or 15); scales and quants anything.
+                    for at in [Some(d_at), dmin_at].into_iter().flatten() {
+                        b[at..at + 2].copy_from_slice(&(0x3800u16 | (next() as u16 & 0x07FF)).to_le_bytes());
+                    }
+                }
+                let mut x = [0f32; BLOCKS * 256];
+                x.iter_mut().for_each(|v| *v = (next() % 2001) as f32 / 1000.0 - 1.0);
+                let mut acts = [0u8; BLOCKS * crate::qdot::AK_BYTES];
+                assert_eq!(act_bytes(wt, x.len()), Some(acts.len()));
+                quantize(wt, &x, &mut acts);
+                // SAFETY: AVX2, FMA and F16C checked above.
+                let a = unsafe { avx2::<$t>(row, &acts) };
+                assert!(a.is_finite());
+                #[cfg(runllama_avx512)]
+                if f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni {
+                    // SAFETY: the features checked.
+                    let v = unsafe { vnni::<$t>(row, &acts) };
+                    assert_eq!(v.to_bits(), a.to_bits(), "{wt:?}: {v} against {a}");
+                }
+            }};
+        }
+        check!(Q2_K);
+        check!(Q3_K);
+        check!(Q4_K);
+        check!(Q5_K);
+        check!(Q6_K);
     }
 
     /// Every row exactly once, whatever the count; one stream in order, two with the halves
