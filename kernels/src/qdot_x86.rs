@@ -1072,19 +1072,28 @@ mod tests {
 
     const BLOCKS: usize = 3 * 8 + 3;
 
-    /// A `Q4_0` row of [`BLOCKS`] blocks of pseudo-random quants and scales, and activations.
-    fn q4_0_row_and_acts() -> ([u8; BLOCKS * 18], [u8; BLOCKS * 44]) {
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
+    /// A xorshift generator from `seed`.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed
-        };
+        }
+    }
+
+    /// An f16 scale in [0.5, 2) (exponent 14 or 15) from the random `r`, as bytes.
+    fn f16_scale(r: u64) -> [u8; 2] {
+        (0x3800u16 | (r as u16 & 0x07FF)).to_le_bytes()
+    }
+
+    /// A `Q4_0` row of [`BLOCKS`] blocks of pseudo-random quants and scales, and activations.
+    fn q4_0_row_and_acts() -> ([u8; BLOCKS * 18], [u8; BLOCKS * 44]) {
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         let mut row = [0u8; BLOCKS * 18];
         for b in row.chunks_exact_mut(18) {
-            // Scales in [0.5, 2) (f16 exponent 14 or 15), quants anything.
-            b[..2].copy_from_slice(&(0x3800u16 | (next() as u16 & 0x07FF)).to_le_bytes());
+            // Scales in [0.5, 2), quants anything.
+            b[..2].copy_from_slice(&f16_scale(next()));
             b[2..].iter_mut().for_each(|q| *q = next() as u8);
         }
         let mut x = [0f32; BLOCKS * 32];
@@ -1160,42 +1169,36 @@ mod tests {
         if !(f.avx2 && f.fma && f.f16c) {
             return;
         }
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        const BLOCKS: usize = 5;
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
+        const SUPER_BLOCKS: usize = 5;
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2<const T: u8>(row: &[u8], acts: &[u8]) -> f32 {
-            // SAFETY: AVX2 checked by the caller; `row`, `acts` hold BLOCKS super-blocks.
-            unsafe { row_k::<T, NO_VNNI>(row.as_ptr(), acts.as_ptr(), BLOCKS, false) }
+            // SAFETY: AVX2 checked by the caller; `row`, `acts` hold SUPER_BLOCKS super-blocks.
+            unsafe { row_k::<T, NO_VNNI>(row.as_ptr(), acts.as_ptr(), SUPER_BLOCKS, false) }
         }
         #[cfg(runllama_avx512)]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn vnni<const T: u8>(row: &[u8], acts: &[u8]) -> f32 {
             // SAFETY: as `avx2`, the features checked by the caller.
-            unsafe { row_k::<T, { super::VNNI_EVEX }>(row.as_ptr(), acts.as_ptr(), BLOCKS, false) }
+            unsafe { row_k::<T, { super::VNNI_EVEX }>(row.as_ptr(), acts.as_ptr(), SUPER_BLOCKS, false) }
         }
         macro_rules! check {
             ($t:expr) => {{
                 let wt = super::wt_of($t);
                 let bb = wt.block_bytes();
-                let mut row = [0u8; BLOCKS * 210];
-                let row = &mut row[..BLOCKS * bb];
+                let mut row = [0u8; SUPER_BLOCKS * 210];
+                let row = &mut row[..SUPER_BLOCKS * bb];
                 row.iter_mut().for_each(|q| *q = next() as u8);
                 let (d_at, dmin_at) = crate::qdot::k_factors(wt);
                 for b in row.chunks_exact_mut(bb) {
-                    // Factors in [0.5, 2) (f16 exponent 14 or 15); scales and quants anything.
+                    // Factors in [0.5, 2); scales and quants anything.
                     for at in [Some(d_at), dmin_at].into_iter().flatten() {
-                        b[at..at + 2].copy_from_slice(&(0x3800u16 | (next() as u16 & 0x07FF)).to_le_bytes());
+                        b[at..at + 2].copy_from_slice(&f16_scale(next()));
                     }
                 }
-                let mut x = [0f32; BLOCKS * 256];
+                let mut x = [0f32; SUPER_BLOCKS * 256];
                 x.iter_mut().for_each(|v| *v = (next() % 2001) as f32 / 1000.0 - 1.0);
-                let mut acts = [0u8; BLOCKS * crate::qdot::AK_BYTES];
+                let mut acts = [0u8; SUPER_BLOCKS * crate::qdot::AK_BYTES];
                 assert_eq!(act_bytes(wt, x.len()), Some(acts.len()));
                 quantize(wt, &x, &mut acts);
                 // SAFETY: AVX2, FMA and F16C checked above.
