@@ -160,7 +160,9 @@ struct Buckets {
 /// - the draw: u × (the kept weights summed the same way), walked through in id order.
 ///
 /// Only the ids that top-k or top-p can reach are ever ordered (found by cheap passes over the
-/// weights), and with top-k only its candidates' weights are computed and walked: 60–95 µs for
+/// weights, which take an id's weight to rank as its scaled logit does: `expf` never decreases
+/// on [-104, 0], which the kernels' test `exp_never_decreases_on_the_samplers_domain` checks
+/// for every f32 there), and with top-k only its candidates' weights are computed and walked: 60–95 µs for
 /// 32,000 logits, 0.2–0.35 ms for 128,256 (`cargo bench --bench step -- sample`, Xeon VM),
 /// where a full sort of every candidate and an f64 `exp` of each took 1.4–1.9 ms and 7–8 ms:
 /// half a GPU decode step of 7B Q4_K_M. Where top-p's nucleus is most of the vocabulary (flat

@@ -246,3 +246,29 @@ fn short_batches_and_short_last_panels_get_matvecs_bits_on_avx512_and_amx() {
         }
     }
 }
+
+/// `exp` never decreases over the sampler's domain, every f32 in [-104, 0] (the sampler takes
+/// candidates in the order of their scaled logits, which are at most 0, to be the order of
+/// their weights; below -103.97 `expf` is zero): every path gives libm's bits, so one path
+/// checks them all.
+#[test]
+fn exp_never_decreases_on_the_samplers_domain() {
+    let (from, to) = ((-0.0f32).to_bits(), (-104.0f32).to_bits());
+    let mut chunk = vec![0f32; 1 << 20];
+    let mut last = f32::INFINITY;
+    let mut bits = from;
+    while bits <= to {
+        let n = chunk.len().min((to - bits) as usize + 1);
+        for (k, v) in chunk[..n].iter_mut().enumerate() {
+            *v = f32::from_bits(bits + k as u32);
+        }
+        runllama_kernels::exp(&mut chunk[..n]);
+        for (k, &e) in chunk[..n].iter().enumerate() {
+            // Bits rising from -0.0 are ever more negative floats.
+            assert!(e <= last, "exp({}) = {e} above exp of the float before, {last}", f32::from_bits(bits + k as u32));
+            last = e;
+        }
+        bits += n as u32;
+    }
+    assert_eq!(last, 0.0);
+}
