@@ -1158,65 +1158,80 @@ mod tests {
         }
     }
 
-    /// The 256-bit K-quant rows with AVX-512 VNNI (Zen 4's decoding: Intel's AVX-512 cores run
-    /// the 512-bit rows, so the path tests leave these out there) give the AVX2 rows' bits: the
-    /// same integer sums (`vpdpwssd` for `vpmaddwd` and an add), the same f32 order.
+    /// The 256-bit rows with AVX-512 VNNI (Zen 4's decoding: Intel's AVX-512 cores run 512-bit
+    /// rows for the common types, so the path tests leave these out there) give the AVX2 rows'
+    /// bits, every block type: the same integer sums (`vpdpbusd` and `vpdpwssd` for
+    /// `vpmaddubsw` and `vpmaddwd`), the same f32 order.
     #[test]
-    fn k_rows_with_vnni_give_avx2s_bits() {
-        use super::tags::{Q2_K, Q3_K, Q4_K, Q5_K, Q6_K};
-        use super::{row_k, NO_VNNI};
+    fn rows_with_vnni_give_avx2s_bits() {
+        use super::tags::*;
+        use super::{row32, row_k, NO_VNNI};
         let f = crate::detected();
         if !(f.avx2 && f.fma && f.f16c) {
             return;
         }
         let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
-        const SUPER_BLOCKS: usize = 5;
+        /// Row `row` (`blocks` blocks of `T`) times `acts` with bytes multiplied as `V` says.
+        #[inline(always)]
+        unsafe fn row<const T: u8, const V: u8>(row: &[u8], acts: &[u8], blocks: usize) -> f32 {
+            // SAFETY: the caller's features; `row`, `acts` hold `blocks` blocks.
+            unsafe {
+                if super::wt_of(T).block_elems() == 256 {
+                    row_k::<T, V>(row.as_ptr(), acts.as_ptr(), blocks, false)
+                } else {
+                    row32::<T, V>(row.as_ptr(), acts.as_ptr(), blocks, false)
+                }
+            }
+        }
         #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn avx2<const T: u8>(row: &[u8], acts: &[u8]) -> f32 {
-            // SAFETY: AVX2 checked by the caller; `row`, `acts` hold SUPER_BLOCKS super-blocks.
-            unsafe { row_k::<T, NO_VNNI>(row.as_ptr(), acts.as_ptr(), SUPER_BLOCKS, false) }
+        unsafe fn avx2<const T: u8>(w: &[u8], acts: &[u8], blocks: usize) -> f32 {
+            // SAFETY: AVX2 checked by the caller.
+            unsafe { row::<T, NO_VNNI>(w, acts, blocks) }
         }
         #[cfg(runllama_avx512)]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        unsafe fn vnni<const T: u8>(row: &[u8], acts: &[u8]) -> f32 {
+        unsafe fn vnni<const T: u8>(w: &[u8], acts: &[u8], blocks: usize) -> f32 {
             // SAFETY: as `avx2`, the features checked by the caller.
-            unsafe { row_k::<T, { super::VNNI_EVEX }>(row.as_ptr(), acts.as_ptr(), SUPER_BLOCKS, false) }
+            unsafe { row::<T, { super::VNNI_EVEX }>(w, acts, blocks) }
         }
         macro_rules! check {
-            ($t:expr) => {{
+            ($($t:expr),*) => {$({
                 let wt = super::wt_of($t);
-                let bb = wt.block_bytes();
-                let mut row = [0u8; SUPER_BLOCKS * 210];
-                let row = &mut row[..SUPER_BLOCKS * bb];
+                let (be, bb) = (wt.block_elems(), wt.block_bytes());
+                // 5 super-blocks, or 5 full groups of 8 blocks and 3 more.
+                let blocks = if be == 256 { 5 } else { 43 };
+                let mut row = [0u8; 2048];
+                let row = &mut row[..blocks * bb];
                 row.iter_mut().for_each(|q| *q = next() as u8);
-                let (d_at, dmin_at) = crate::qdot::k_factors(wt);
+                let factors = match wt {
+                    WeightType::Q4_1 | WeightType::Q5_1 => (0, Some(2)),
+                    _ if be == 256 => crate::qdot::k_factors(wt),
+                    _ => (0, None),
+                };
                 for b in row.chunks_exact_mut(bb) {
-                    // Factors in [0.5, 2); scales and quants anything.
-                    for at in [Some(d_at), dmin_at].into_iter().flatten() {
+                    // Factors in [0.5, 2); quants (and K-quant scales) anything.
+                    for at in [Some(factors.0), factors.1].into_iter().flatten() {
                         b[at..at + 2].copy_from_slice(&f16_scale(next()));
                     }
                 }
-                let mut x = [0f32; SUPER_BLOCKS * 256];
+                let mut x = [0f32; 43 * 32];
+                let x = &mut x[..blocks * be];
                 x.iter_mut().for_each(|v| *v = (next() % 2001) as f32 / 1000.0 - 1.0);
-                let mut acts = [0u8; SUPER_BLOCKS * crate::qdot::AK_BYTES];
-                assert_eq!(act_bytes(wt, x.len()), Some(acts.len()));
-                quantize(wt, &x, &mut acts);
+                let mut acts = [0u8; 4096];
+                let acts = &mut acts[..act_bytes(wt, x.len()).unwrap()];
+                quantize(wt, x, acts);
                 // SAFETY: AVX2, FMA and F16C checked above.
-                let a = unsafe { avx2::<$t>(row, &acts) };
+                let a = unsafe { avx2::<$t>(row, acts, blocks) };
                 assert!(a.is_finite());
                 #[cfg(runllama_avx512)]
                 if f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni {
                     // SAFETY: the features checked.
-                    let v = unsafe { vnni::<$t>(row, &acts) };
+                    let v = unsafe { vnni::<$t>(row, acts, blocks) };
                     assert_eq!(v.to_bits(), a.to_bits(), "{wt:?}: {v} against {a}");
                 }
-            }};
+            })*};
         }
-        check!(Q2_K);
-        check!(Q3_K);
-        check!(Q4_K);
-        check!(Q5_K);
-        check!(Q6_K);
+        check!(Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K);
     }
 
     /// Every row exactly once, whatever the count; one stream in order, two with the halves
