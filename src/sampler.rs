@@ -160,14 +160,14 @@ struct Buckets {
 /// - the draw: u × (the kept weights summed the same way), walked through in id order.
 ///
 /// Only the ids that top-k or top-p can reach are ever ordered (found by cheap passes over the
-/// weights, which take an id's weight to rank as its scaled logit does: `expf` never decreases
-/// on [-104, 0], which the kernels' test `exp_never_decreases_on_the_samplers_domain` checks
-/// for every f32 there), and with top-k only its candidates' weights are computed and walked: 60–95 µs for
-/// 32,000 logits, 0.2–0.35 ms for 128,256 (`cargo bench --bench step -- sample`, Xeon VM),
-/// where a full sort of every candidate and an f64 `exp` of each took 1.4–1.9 ms and 7–8 ms:
-/// half a GPU decode step of 7B Q4_K_M. Where top-p's nucleus is most of the vocabulary (flat
-/// logits), it is cut by buckets of weights whose sums are exact in any order
-/// (`EXACT_FLOOR`): 0.25–0.3 ms and 1.1–1.35 ms, where ordering it took 1.3 and 5.9 ms.
+/// weights, which take an id's weight to rank as its scaled logit does: `expf` never decreases on
+/// [-104, 0], which the kernels' test `exp_never_decreases_on_the_samplers_domain` checks for every
+/// f32 there), and with top-k only its candidates' weights are computed and walked: 60–95 µs for
+/// 32,000 logits, 0.2–0.35 ms for 128,256 (`cargo bench --bench step -- sample`, Xeon VM), where a
+/// full sort of every candidate and an f64 `exp` of each took 1.4–1.9 ms and 7–8 ms: half a GPU
+/// decode step of 7B Q4_K_M. Where top-p's nucleus is most of the vocabulary (flat logits), it is
+/// cut by buckets of weights whose sums are exact in any order (`EXACT_FLOOR`): 0.25–0.3 ms and
+/// 1.1–1.35 ms, where ordering it took 1.3 and 5.9 ms.
 pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng, scratch: &mut Scratch) -> u32 {
     if p.temperature == 0.0 && p.repeat_penalty == 1.0 {
         return argmax(logits) as u32;

@@ -1039,12 +1039,11 @@ unsafe fn term_q45k<const T: u8, const V: u8>(
         // Each scale as an i16 pair: an i32 lane per sub-block (lane j takes byte k8_at(j)).
         let pair_of = _mm256_setr_epi32(pick(0), pick(1), pick(2), pick(3), pick(8), pick(9), pick(10), pick(11));
         let q = unpack_k::<T>(b);
-        // In memory (out of the compiler's sight), so that each group's scale pair is a
-        // broadcast load rather than a shuffle: shuffles share one port with the byte products'
-        // unpacking on Intel's cores.
-        // Read back by volatile loads, which the compiler does not take from the stored vector
-        // (an opaque pointer by `black_box` cost a store and a load of the pointer per
-        // super-block).
+        // In memory, read back by volatile loads (which the compiler does not take from the
+        // stored vector), so that each group's scale pair is a broadcast load rather than a
+        // shuffle: shuffles share one port with the byte products' unpacking on Intel's cores.
+        // (An opaque pointer by `black_box` cost a store and a load of the pointer per
+        // super-block.)
         let mut pairs = core::mem::MaybeUninit::<__m256i>::uninit();
         pairs.as_mut_ptr().write(_mm256_shuffle_epi8(k8, pair_of));
         let pairs = pairs.as_ptr() as *const i32;
