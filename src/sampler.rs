@@ -229,8 +229,7 @@ pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng,
             keys.select_nth_unstable(top_k - 1);
             keys.truncate(top_k);
         }
-        kept.clear();
-        kept.extend(keys.iter().map(|&key| weights[id_of(key)]));
+        take_out(keys, weights, kept);
         runllama_kernels::exp(kept);
         put_back(keys, kept, weights);
     } else {
@@ -280,16 +279,21 @@ pub fn sample(logits: &[f32], history: &[u32], p: &SamplerParams, rng: &mut Rng,
         return sparse_draw(pairs, u * sparse_sum(pairs));
     }
     if few {
-        // Many kept (a large top-k): rather than order them by id, weigh every id left out 0
-        // and draw over every id: the same sums, the same id.
-        kept.clear();
-        kept.extend(keys.iter().map(|&key| weights[id_of(key)]));
+        // Many kept (a large top-k or nucleus): rather than order them by id, weigh every id
+        // left out 0 and draw over every id: the same sums, the same id.
+        take_out(keys, weights, kept);
         weights.fill(0.0);
         put_back(keys, kept, weights);
         dense_total = None;
     }
     let total = dense_total.unwrap_or_else(|| chunk_sums(weights, chunks));
     draw(weights, chunks, u * total)
+}
+
+/// `kept[i] = weights[id]` for the id of each `keys[i]` ([`put_back`] undoes it).
+fn take_out(keys: &[u64], weights: &[f32], kept: &mut Vec<f32>) {
+    kept.clear();
+    kept.extend(keys.iter().map(|&key| weights[id_of(key)]));
 }
 
 /// `weights[id] = kept[i]` for the id of each `keys[i]`.

@@ -12,8 +12,8 @@
 //! path with VEX `vpdpbusd` and the same results), chosen at run time from CPUID/XGETBV, once
 //! (see [`path`], [`set_max_path`], [`detected`]). One binary runs on any x86-64; other targets
 //! compile to the scalar path only; compilers older than Rust 1.89 (no stable AVX-512 or
-//! AVX-VNNI intrinsics) build without those paths (see build.rs). [`paths`] runs one op on a chosen path (for tests
-//! and benches); the plain functions use [`path()`].
+//! AVX-VNNI intrinsics) build without those paths (see build.rs). [`paths`] runs one op on a
+//! chosen path (for tests and benches); the plain functions use [`path()`].
 //!
 //! Results differ between paths only by rounding (summation order and FMA). Within one path
 //! the summation order of a weight row's dot product is fixed (see `simd.rs`): `matvec` and
