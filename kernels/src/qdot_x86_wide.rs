@@ -366,8 +366,10 @@ const LAY4: [[i32; 16]; 2] = {
 /// thread's piece of a product's rows).
 ///
 /// # Safety
-/// `acts` points at the activations of `blocks` blocks; `out` at room for their full groups
-/// ([`crate::qdot_x86::laid_fits`]).
+/// The CPU supports AVX-512 F (inlined into a function compiled for it: compiled alone, each
+/// intrinsic was a call); `acts` points at the activations of `blocks` blocks; `out` at room for
+/// their full groups ([`crate::qdot_x86::laid_fits`]).
+#[inline(always)]
 pub(crate) unsafe fn lay_q4_0(acts: *const u8, blocks: usize, out: *mut u8) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
