@@ -1005,10 +1005,26 @@ unsafe fn madd_acc<const V: u8>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i
         // SAFETY: `V` is only set in functions compiled for the features it names.
         #[cfg(runllama_avx512)]
         if V == VNNI_EVEX {
-            return _mm256_dpwssd_epi32(acc, p, s);
+            return dpwssd256(acc, p, s);
         }
         _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))
     }
+}
+
+/// 256-bit `vpdpwssd` as one instruction (`qdot_x86_wide::dpwssd`'s reason: LLVM splits chained
+/// ones into `vpmaddwd` and `vpaddd`, 6 of the 8 in the `Q3_K` loop).
+#[cfg(runllama_avx512)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni")]
+fn dpwssd256(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    let mut acc = acc;
+    // SAFETY: the CPU has AVX-512 VL and VNNI (this function's features); the instruction reads
+    // and writes these registers only.
+    unsafe {
+        core::arch::asm!("vpdpwssd {acc}, {a}, {b}", acc = inout(ymm_reg) acc, a = in(ymm_reg) a, b = in(ymm_reg) b,
+            options(pure, nomem, nostack, preserves_flags));
+    }
+    acc
 }
 
 /// One super-block's terms of [`row_k`] for `Q4_K`/`Q5_K` (`b`: the super-block, `a`: its
