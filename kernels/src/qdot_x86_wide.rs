@@ -67,6 +67,14 @@ fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
     acc
 }
 
+/// `v` stored at `at`, and a pointer to its lanes for volatile loads (which the compiler does not
+/// replace by the stored value): each then reaches a multiply-add as a broadcast load, where a
+/// broadcast from a register is a shuffle.
+#[inline(always)]
+fn stored_lanes(v: __m128, at: &mut core::mem::MaybeUninit<__m128>) -> *const f32 {
+    at.write(v) as *const __m128 as *const f32
+}
+
 /// The 32 bytes at `p`, in both halves of a vector.
 #[inline(always)]
 unsafe fn both_halves(p: *const u8) -> __m512i {
@@ -133,10 +141,10 @@ pub(crate) unsafe fn row_q45k<const T: u8>(row: *const u8, acts: *const u8, bloc
             }
             let isum = _mm512_add_epi32(isum[0], isum[1]);
             // [d, dmin] times the activations' d (the conversion reading its operand from the
-            // super-block), stored and each broadcast back from memory: no shuffle.
+            // super-block), each broadcast from memory ([`stored_lanes`]): no shuffle.
             let dd = _mm_cvtph_ps(_mm_loadl_epi64(b as *const __m128i));
-            let mut at = core::mem::MaybeUninit::<__m128>::uninit();
-            let dd = at.write(_mm_mul_ps(dd, _mm_set1_ps(f32_at(a)))) as *const __m128 as *const f32;
+            let mut at = core::mem::MaybeUninit::uninit();
+            let dd = stored_lanes(_mm_mul_ps(dd, _mm_set1_ps(f32_at(a))), &mut at);
             acc = _mm512_fmadd_ps(_mm512_set1_ps(dd.read_volatile()), _mm512_cvtepi32_ps(isum), acc);
             accm = _mm256_fmadd_ps(_mm256_set1_ps(dd.add(1).read_volatile()), _mm256_cvtepi32_ps(msum), accm);
         }
@@ -210,12 +218,12 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
             let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), sc32);
             let isum = _mm512_sub_epi32(_mm512_add_epi32(isum[0], isum[1]), _mm512_zextsi256_si512(msum));
             // d (the super-block's last two bytes) as lane 3 of the conversion of its last 8,
-            // which reads its operand from memory, times the activations' d, stored and
-            // broadcast back from memory: no shuffle.
+            // which reads its operand from memory, times the activations' d, broadcast from
+            // memory ([`stored_lanes`]): no shuffle.
             let d_at = k_factors(WeightType::Q6_K).0;
             let d = _mm_cvtph_ps(_mm_loadl_epi64(b.add(d_at - 6) as *const __m128i));
-            let mut at = core::mem::MaybeUninit::<__m128>::uninit();
-            let d = at.write(_mm_mul_ps(d, _mm_set1_ps(f32_at(a)))) as *const __m128 as *const f32;
+            let mut at = core::mem::MaybeUninit::uninit();
+            let d = stored_lanes(_mm_mul_ps(d, _mm_set1_ps(f32_at(a))), &mut at);
             acc = _mm512_fmadd_ps(_mm512_set1_ps(d.add(3).read_volatile()), _mm512_cvtepi32_ps(isum), acc);
         }
         _mm512_reduce_add_ps(acc)
