@@ -1011,21 +1011,32 @@ unsafe fn madd_acc<const V: u8>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i
     }
 }
 
-/// 256-bit `vpdpwssd` as one instruction (`qdot_x86_wide::dpwssd`'s reason: LLVM splits chained
-/// ones into `vpmaddwd` and `vpaddd`, 6 of the 8 in the `Q3_K` loop).
-#[cfg(runllama_avx512)]
-#[inline]
-#[target_feature(enable = "avx512f,avx512vl,avx512vnni")]
-fn dpwssd256(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
-    let mut acc = acc;
-    // SAFETY: the CPU has AVX-512 VL and VNNI (this function's features); the instruction reads
-    // and writes these registers only.
-    unsafe {
-        core::arch::asm!("vpdpwssd {acc}, {a}, {b}", acc = inout(ymm_reg) acc, a = in(ymm_reg) a, b = in(ymm_reg) b,
-            options(pure, nomem, nostack, preserves_flags));
-    }
-    acc
+/// Defines `$name`: `vpdpwssd` (`acc +` the i16 pairs of `a` times those of `b`, summed into
+/// i32 lanes) as one instruction on `$vec` vectors. LLVM's machine combiner splits chained
+/// `vpdpwssd`s into `vpmaddwd` and `vpaddd` when it judges the chain's latency to matter: two
+/// instructions on the ports that bound the row loops, where one does (6 of the 8 of a `Q3_K`
+/// super-block in the 256-bit rows, 2 of the 4 of a `Q6_K` one in the 512-bit rows).
+macro_rules! dpwssd_in_one {
+    ($name:ident, $vec:ty, $reg:ident, $features:literal) => {
+        #[doc = concat!("`vpdpwssd` on `", stringify!($vec), "` as one instruction (see `dpwssd_in_one`).")]
+        #[inline]
+        #[target_feature(enable = $features)]
+        pub(crate) fn $name(acc: $vec, a: $vec, b: $vec) -> $vec {
+            let mut acc = acc;
+            // SAFETY: the CPU has this function's features, AVX-512 VNNI among them; the
+            // instruction reads and writes these registers only.
+            unsafe {
+                core::arch::asm!("vpdpwssd {acc}, {a}, {b}", acc = inout($reg) acc, a = in($reg) a, b = in($reg) b,
+                    options(pure, nomem, nostack, preserves_flags));
+            }
+            acc
+        }
+    };
 }
+#[cfg(runllama_avx512)]
+dpwssd_in_one!(dpwssd256, __m256i, ymm_reg, "avx512f,avx512vl,avx512vnni");
+#[cfg(runllama_avx512)]
+dpwssd_in_one!(dpwssd512, __m512i, zmm_reg, "avx512f,avx512vnni");
 
 /// One super-block's terms of [`row_k`] for `Q4_K`/`Q5_K` (`b`: the super-block, `a`: its
 /// activations) added into the first of the `(scales, minimums)` accumulators (the minimums'

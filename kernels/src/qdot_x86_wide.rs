@@ -23,17 +23,18 @@
 //! CPUID model 207, loops of independent instructions). So the K-quants' scales and f16 factors
 //! are stored once per super-block and broadcast back by loads where a register broadcast would
 //! be a shuffle (volatile loads, which the compiler does not replace by the stored values), and
-//! `vpdpwssd` is written as one instruction ([`dpwssd`]). One thread, 160 rows from L2, best of
-//! 12 short runs alternating with the code before (GiB/s): Q4_K 19.4 -> 23.1, Q5_K 18.4 -> 21.7,
-//! Q6_K 23.5 -> 28.2; `llvm-mca` (LLVM 16, Ice Lake server) of the Q4_K loop 17.3 -> 13.7 cycles.
+//! `vpdpwssd` is one instruction (`qdot_x86::dpwssd512`). One thread, 160 rows from L2, best of
+//! 12 short runs alternating with the code before (GiB/s): Q4_K 19.4 -> 23.1, Q5_K 18.4 ->
+//! 21.7, Q6_K 23.5 -> 28.2; `llvm-mca` (LLVM 16, Ice Lake server) of the Q4_K loop 17.3 -> 13.7
+//! cycles.
 
 use core::arch::x86_64::*;
 
 use crate::qdot::{g32_fields, k_factors, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
 use crate::qdot_x86::tags::Q6_K;
 use crate::qdot_x86::{
-    f32_at, group32_at, group32_finish, group32_scaled, k8_stored, ld, min_sums, pick, prefetch_ahead, scales_k16,
-    wt_of, LAID_GROUP, VNNI_EVEX,
+    dpwssd512, f32_at, group32_at, group32_finish, group32_scaled, k8_stored, ld, min_sums, pick, prefetch_ahead,
+    scales_k16, wt_of, LAID_GROUP, VNNI_EVEX,
 };
 use crate::WeightType;
 
@@ -49,22 +50,6 @@ unsafe fn halves(lo: i32, hi: i32) -> __m512i {
 unsafe fn twice(p: *const u8) -> __m256i {
     // SAFETY: the caller points `p` at 16 readable bytes.
     unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i)) }
-}
-
-/// `vpdpwssd` as one instruction. LLVM's machine combiner splits a chained one into `vpmaddwd`
-/// and `vpaddd` when it judges the chain's latency to matter: two instructions on the ports
-/// that bound these loops, where one does.
-#[inline]
-#[target_feature(enable = "avx512f,avx512vnni")]
-fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
-    let mut acc = acc;
-    // SAFETY: the CPU has AVX-512 VNNI (this function's features); the instruction reads and
-    // writes these registers only.
-    unsafe {
-        core::arch::asm!("vpdpwssd {acc}, {a}, {b}", acc = inout(zmm_reg) acc, a = in(zmm_reg) a, b = in(zmm_reg) b,
-            options(pure, nomem, nostack, preserves_flags));
-    }
-    acc
 }
 
 /// `v` stored at `at`, and a pointer to its lanes for volatile loads (which the compiler does not
@@ -137,7 +122,7 @@ pub(crate) unsafe fn row_q45k<const T: u8>(row: *const u8, acts: *const u8, bloc
                     u = _mm512_ternarylogic_epi32::<0xF8>(u, h, bit4);
                 }
                 let p = _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.add(4 + 64 * c) as *const __m512i));
-                isum[c % 2] = dpwssd(isum[c % 2], p, _mm512_shuffle_epi8(words[c / 2], spreads[c]));
+                isum[c % 2] = dpwssd512(isum[c % 2], p, _mm512_shuffle_epi8(words[c / 2], spreads[c]));
             }
             let isum = _mm512_add_epi32(isum[0], isum[1]);
             // [d, dmin] times the activations' d (the conversion reading its operand from the
@@ -211,7 +196,7 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
                     // Bits 0-3 from the low nibbles, 4-7 from the rotated high bits.
                     let u = _mm512_ternarylogic_epi32::<0xD8>(_mm512_rolv_epi32(high, rot[k]), low, nib);
                     let p = _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.add(4 + 128 * h + 64 * k) as *const __m512i));
-                    isum[k] = dpwssd(isum[k], p, _mm512_permutexvar_epi32(pick[2 * h + k], pairs));
+                    isum[k] = dpwssd512(isum[k], p, _mm512_permutexvar_epi32(pick[2 * h + k], pairs));
                 }
             }
             // The offsets: 32 times each scale against its sum of 16.
