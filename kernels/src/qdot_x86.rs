@@ -346,7 +346,10 @@ const QPF: usize = 4096;
 /// ahead made a 2-thread 7B decode 11-14 % faster (e2e tg32, alternating, 3 rounds: Q4_K_M
 /// 6.96-7.07 -> 7.72-7.81 tok/s, tg/limit 0.80-0.82 -> 0.88-0.92; Q8_0 4.23-4.25 -> 4.69-4.74,
 /// 0.84-0.88 -> 0.94-0.98); `prefetcht1` 12 KiB ahead, and `prefetcht2` 8 or 16 KiB ahead,
-/// measured alike (2 more rounds: Q4_K_M 7.74-7.95, Q8_0 4.74-4.80).
+/// measured alike (2 more rounds: Q4_K_M 7.74-7.95, Q8_0 4.74-4.80). A burst of prefetches
+/// over the first `QPF_L2` bytes of each stream at the start of every `products` call (which
+/// these prefetches do not reach) was no faster (2026-12-07, Q4_K_M, 5 rounds alternating: tg /
+/// limit 0.75-0.78 against 0.77-0.82 without).
 const QPF_L2: usize = 3 * QPF;
 
 /// Prefetch the `len` bytes [`QPF`] past `row` into L1 and those [`QPF_L2`] past it into L2 (a
