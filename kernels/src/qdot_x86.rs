@@ -861,7 +861,7 @@ pub(crate) const fn pick(k: u32) -> i32 {
 /// words: sub-blocks 0..4's scales then their minimums, and sub-blocks 4..8's (64-bit
 /// arithmetic: both halves at once).
 #[inline(always)]
-unsafe fn k8_words(b: *const u8) -> [u64; 2] {
+pub(crate) unsafe fn k8_words(b: *const u8) -> [u64; 2] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         // SAFETY: the caller points `b` at a whole super-block: bytes 4..16 are its scales.
@@ -886,19 +886,18 @@ pub(crate) unsafe fn scales_k8(b: *const u8) -> (u64, u64) {
     }
 }
 
-/// [`k8_words`] stored at `at`, and a pointer to them as two i64 for volatile loads, which the
-/// compiler does not take from the stored values: a word loaded into every lane at once is a
-/// load alone, where moving the two words into a vector register and spreading them takes four
-/// shuffles (`vmovq`, `vpinsrq`'s two, a lane broadcast) on the port that the byte products'
-/// unpacking needs.
+/// `v` stored at `at`, and a pointer to its elements (`E`) for volatile loads, which the
+/// compiler does not replace by the stored value: an element loaded into every lane at once is
+/// a load alone, where spreading it from a register is a shuffle, on the port that the byte
+/// products' unpacking needs on Intel's cores (and moving values from general registers into a
+/// vector, as [`k8_words`]' two, takes more: `vmovq`, `vpinsrq`'s two uops).
 #[inline(always)]
-pub(crate) unsafe fn k8_stored(b: *const u8, at: &mut core::mem::MaybeUninit<[u64; 2]>) -> *const i64 {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
-    unsafe { at.write(k8_words(b)).as_ptr() as *const i64 }
+pub(crate) fn stored<T, E>(v: T, at: &mut core::mem::MaybeUninit<T>) -> *const E {
+    at.write(v) as *const T as *const E
 }
 
 /// [`k8_words`] as the bytes of both 128-bit lanes of a vector: sub-block j's scale at byte j
-/// (j < 4) or j + 4, its minimum 4 bytes after. (Through memory as in [`k8_stored`], the 256-bit
+/// (j < 4) or j + 4, its minimum 4 bytes after. (Through memory, by [`stored`], the 256-bit
 /// rows' loops were no shorter under `llvm-mca`: 33.5 -> 33.2 cycles a loop as an Alder Lake
 /// P-core, 33.1 -> 35.5 as Zen 3; on the Xeon, AVX2 `Q4_K` from L2 went 18.9 -> 18.1 GiB/s.)
 #[inline(always)]
@@ -1080,9 +1079,8 @@ unsafe fn term_q45k<const T: u8, const V: u8>(
         // shuffle: shuffles share one port with the byte products' unpacking on Intel's cores.
         // (An opaque pointer by `black_box` cost a store and a load of the pointer per
         // super-block.)
-        let mut pairs = core::mem::MaybeUninit::<__m256i>::uninit();
-        pairs.as_mut_ptr().write(_mm256_shuffle_epi8(k8, pair_of));
-        let pairs = pairs.as_ptr() as *const i32;
+        let mut at = core::mem::MaybeUninit::uninit();
+        let pairs: *const i32 = stored(_mm256_shuffle_epi8(k8, pair_of), &mut at);
         // Two chains (even and odd groups), so that the accumulations overlap.
         let mut isum = [_mm256_setzero_si256(); 2];
         for (g, qg) in q.iter().enumerate() {

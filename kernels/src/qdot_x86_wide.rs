@@ -33,8 +33,8 @@ use core::arch::x86_64::*;
 use crate::qdot::{g32_fields, k_factors, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
 use crate::qdot_x86::tags::Q6_K;
 use crate::qdot_x86::{
-    dpwssd512, f32_at, group32_at, group32_finish, group32_scaled, k8_stored, ld, min_sums, pick, prefetch_ahead,
-    scales_k16, wt_of, LAID_GROUP, VNNI_EVEX,
+    dpwssd512, f32_at, group32_at, group32_finish, group32_scaled, k8_words, ld, min_sums, pick, prefetch_ahead,
+    scales_k16, stored, wt_of, LAID_GROUP, VNNI_EVEX,
 };
 use crate::WeightType;
 
@@ -50,14 +50,6 @@ unsafe fn halves(lo: i32, hi: i32) -> __m512i {
 unsafe fn twice(p: *const u8) -> __m256i {
     // SAFETY: the caller points `p` at 16 readable bytes.
     unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i)) }
-}
-
-/// `v` stored at `at`, and a pointer to its lanes for volatile loads (which the compiler does not
-/// replace by the stored value): each then reaches a multiply-add as a broadcast load, where a
-/// broadcast from a register is a shuffle.
-#[inline(always)]
-fn stored_lanes(v: __m128, at: &mut core::mem::MaybeUninit<__m128>) -> *const f32 {
-    at.write(v) as *const __m128 as *const f32
 }
 
 /// The 32 bytes at `p`, in both halves of a vector.
@@ -84,7 +76,7 @@ pub(crate) unsafe fn row_q45k<const T: u8>(row: *const u8, acts: *const u8, bloc
         // Per-half shifts of the packed bytes: low nibbles below, high nibbles above.
         let apart = halves(0, 0x0004_0004);
         // Byte shuffles that spread sub-block 2c's scale over the lower half's i16 lanes and
-        // 2c + 1's over the upper's (0x80: a zero high byte), from the word of `k8_stored`
+        // 2c + 1's over the upper's (0x80: a zero high byte), from the word of `k8_words`
         // that holds them (chunks 0, 1: the first; 2, 3: the second) in every lane.
         let spread = |j: u32| halves(pick(j), pick(j + 1));
         let spreads = [spread(0), spread(2), spread(0), spread(2)];
@@ -104,11 +96,11 @@ pub(crate) unsafe fn row_q45k<const T: u8>(row: *const u8, acts: *const u8, bloc
             if pf {
                 prefetch_ahead(b, bb);
             }
-            // The scales and minimums: each word of `k8_stored` broadcast from memory, and the
-            // two blended for `min_sums` (loads and a blend, where moving them into registers
-            // took six shuffles).
+            // The scales and minimums: each word of `k8_words` broadcast from memory
+            // ([`stored`]), and the two blended for `min_sums` (loads and a blend, where moving
+            // them into registers took six shuffles).
             let mut at = core::mem::MaybeUninit::uninit();
-            let w = k8_stored(b, &mut at);
+            let w: *const i64 = stored(k8_words(b), &mut at);
             let words = [_mm512_set1_epi64(w.read_volatile()), _mm512_set1_epi64(w.add(1).read_volatile())];
             let k8 =
                 _mm256_blend_epi32::<0b1100_1100>(_mm512_castsi512_si256(words[0]), _mm512_castsi512_si256(words[1]));
@@ -126,10 +118,10 @@ pub(crate) unsafe fn row_q45k<const T: u8>(row: *const u8, acts: *const u8, bloc
             }
             let isum = _mm512_add_epi32(isum[0], isum[1]);
             // [d, dmin] times the activations' d (the conversion reading its operand from the
-            // super-block), each broadcast from memory ([`stored_lanes`]): no shuffle.
+            // super-block), each broadcast from memory ([`stored`]): no shuffle.
             let dd = _mm_cvtph_ps(_mm_loadl_epi64(b as *const __m128i));
             let mut at = core::mem::MaybeUninit::uninit();
-            let dd = stored_lanes(_mm_mul_ps(dd, _mm_set1_ps(f32_at(a))), &mut at);
+            let dd: *const f32 = stored(_mm_mul_ps(dd, _mm_set1_ps(f32_at(a))), &mut at);
             acc = _mm512_fmadd_ps(_mm512_set1_ps(dd.read_volatile()), _mm512_cvtepi32_ps(isum), acc);
             accm = _mm256_fmadd_ps(_mm256_set1_ps(dd.add(1).read_volatile()), _mm256_cvtepi32_ps(msum), accm);
         }
@@ -204,11 +196,11 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
             let isum = _mm512_sub_epi32(_mm512_add_epi32(isum[0], isum[1]), _mm512_zextsi256_si512(msum));
             // d (the super-block's last two bytes) as lane 3 of the conversion of its last 8,
             // which reads its operand from memory, times the activations' d, broadcast from
-            // memory ([`stored_lanes`]): no shuffle.
+            // memory ([`stored`]): no shuffle.
             let d_at = k_factors(WeightType::Q6_K).0;
             let d = _mm_cvtph_ps(_mm_loadl_epi64(b.add(d_at - 6) as *const __m128i));
             let mut at = core::mem::MaybeUninit::uninit();
-            let d = stored_lanes(_mm_mul_ps(d, _mm_set1_ps(f32_at(a))), &mut at);
+            let d: *const f32 = stored(_mm_mul_ps(d, _mm_set1_ps(f32_at(a))), &mut at);
             acc = _mm512_fmadd_ps(_mm512_set1_ps(d.add(3).read_volatile()), _mm512_cvtepi32_ps(isum), acc);
         }
         _mm512_reduce_add_ps(acc)
