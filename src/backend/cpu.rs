@@ -1,11 +1,13 @@
 //! The CPU forward pass: llama2.c's `forward()` read top to bottom, batched over the tokens of
-//! a step, with every matrix product split over output rows on the model's thread pool.
+//! a step, with every matrix product split over output rows on the model's thread pool. During
+//! a step the pool's other threads wait for work spinning (a team, `cpu/team.rs`), so that a
+//! decode step's ~130 short regions start and end without waking a sleeping thread.
 //!
-//! Steady state allocates nothing: the activations (and the packed copy of a product's input
-//! that the matmul kernel reads) live in the session's `Scratch` (grown once to the largest
-//! batch seen, at most [`UBATCH`] tokens), and each worker thread keeps a small buffer of its
-//! own for attention scores and matmul outputs. A long prompt runs in batches of [`UBATCH`]
-//! tokens.
+//! Steady state allocates only the step's team (a few small allocations per step): the
+//! activations (and the packed copy of a product's input that the matmul kernel reads) live in
+//! the session's `Scratch` (grown once to the largest batch seen, at most [`UBATCH`] tokens),
+//! and each worker thread keeps a small buffer of its own for attention scores and matmul
+//! outputs. A long prompt runs in batches of [`UBATCH`] tokens.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -16,6 +18,9 @@ use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 use runllama_kernels as k;
 
+mod team;
+
+use self::team::Team;
 use super::llama::{self, LlamaOps};
 use super::{Backend, Batch, KvType, SessionState};
 use crate::error::{Error, Result, Status};
@@ -31,6 +36,9 @@ const TASKS_PER_THREAD: usize = 8;
 /// Rows a task's share of a product is a whole number of: the matmul kernel's 48-row
 /// super-block (and the smallest piece of a decode region).
 const ROW_BLOCK: usize = 48;
+
+/// Most values of `swiglu`'s gate one task computes.
+const SILU_PIECE: usize = 2048;
 
 /// Most matrix-vector products one decode region runs together (q, k and v).
 const MAX_MATVECS: usize = 3;
@@ -479,15 +487,17 @@ impl Backend for CpuBackend {
         let w = &self.weights;
         st.scratch.ensure(hp, w, batch.tokens.len().min(UBATCH))?;
         self.pool().install(|| {
-            let mut pos = batch.pos;
-            let mut chunks = batch.tokens.chunks(UBATCH).peekable();
-            while let Some(tokens) = chunks.next() {
-                let last = chunks.peek().is_none();
-                let mut pass = CpuPass { b: self, hp, st: &mut *st, n: 0 };
-                llama::forward(&mut pass, w, tokens, pos, last.then_some(&mut *logits), cancel)?;
-                pos += tokens.len();
-            }
-            Ok(())
+            Team::with(self.n_threads, |team| {
+                let mut pos = batch.pos;
+                let mut chunks = batch.tokens.chunks(UBATCH).peekable();
+                while let Some(tokens) = chunks.next() {
+                    let last = chunks.peek().is_none();
+                    let mut pass = CpuPass { b: self, team, hp, st: &mut *st, n: 0 };
+                    llama::forward(&mut pass, w, tokens, pos, last.then_some(&mut *logits), cancel)?;
+                    pos += tokens.len();
+                }
+                Ok(())
+            })
         })
     }
 }
@@ -496,9 +506,9 @@ impl CpuBackend {
     /// `out[t * rows + r] = dot(m[r, :], x[t, :])` for the `n` rows of `x`, rows split over the
     /// pool. One token runs the matrix-vector kernel; a batch is packed once into `packed`
     /// (split over the pool by panel) and every task runs the matmul kernel on it.
-    fn matmul(&self, m: &Matrix, x: &[f32], n: usize, packed: &mut [f32], out: &mut [f32]) {
+    fn matmul(&self, team: &Team, m: &Matrix, x: &[f32], n: usize, packed: &mut [f32], out: &mut [f32]) {
         if n == 1 {
-            self.matvecs(std::slice::from_ref(m), x, &mut [out], packed);
+            self.matvecs(team, std::slice::from_ref(m), x, &mut [out], packed);
             return;
         }
         self.pack(m, x, n, packed);
@@ -572,7 +582,7 @@ impl CpuBackend {
     /// the threads finish together: while one thread ends a region alone it reads about half
     /// the bandwidth that two would (measured on a 7B decode: a fixed split into 16 tasks left
     /// one thread working alone ~140 us of each ~2.7 ms product).
-    fn matvecs(&self, ms: &[Matrix], x: &[f32], outs: &mut [&mut [f32]], space: &mut [f32]) {
+    fn matvecs(&self, team: &Team, ms: &[Matrix], x: &[f32], outs: &mut [&mut [f32]], space: &mut [f32]) {
         let w = &self.weights;
         assert!(ms.len() <= MAX_MATVECS && ms.len() == outs.len(), "at most {MAX_MATVECS} products, one output each");
         let mut own = Vec::new();
@@ -589,7 +599,7 @@ impl CpuBackend {
         let (ends, ptrs) = (&ends[..ms.len()], &ptrs[..ms.len()]);
         let next = AtomicUsize::new(0);
         let parts = 4 * self.n_threads;
-        (0..self.n_threads).into_par_iter().for_each(|_| {
+        team.run(|| {
             TASK.with_borrow_mut(|s| loop {
                 // Claim rows `g0..g1` of the list: never across a product's end.
                 let mut g0 = next.load(Ordering::Relaxed);
@@ -627,6 +637,7 @@ impl CpuBackend {
     #[allow(clippy::too_many_arguments)]
     fn project(
         &self,
+        team: &Team,
         p: &Projections,
         x: &[f32],
         n: usize,
@@ -636,7 +647,7 @@ impl CpuBackend {
     ) {
         match p {
             Projections::Separate(ms) if n == 1 && ms.len() <= MAX_MATVECS => {
-                self.matvecs(ms, x, outs, packed);
+                self.matvecs(team, ms, x, outs, packed);
             }
             Projections::Separate(ms) => {
                 // Products of the same type and width share one packing of `x`.
@@ -652,7 +663,7 @@ impl CpuBackend {
             Projections::Fused { w: m, order } => {
                 let total = m.rows;
                 let fused = &mut fused[..n * total];
-                self.matmul(m, x, n, packed, fused);
+                self.matmul(team, m, x, n, packed, fused);
                 for (r, &dst) in order.iter().enumerate() {
                     // Fused row `r` is row `d` of output `i`.
                     let (mut i, mut d) = (0, dst as usize);
@@ -674,6 +685,8 @@ impl CpuBackend {
 /// KV cache, run inside the backend's pool (every product is split over it).
 struct CpuPass<'a> {
     b: &'a CpuBackend,
+    /// The threads that run the step's matrix-vector products, attention and gate.
+    team: &'a Team,
     hp: &'a Hparams,
     st: &'a mut CpuState,
     /// Tokens in the batch (set by `embed`).
@@ -702,7 +715,7 @@ impl LlamaOps for CpuPass<'_> {
         let (n, qd, kvd) = (self.n, self.hp.n_head * self.hp.head_dim(), self.hp.kv_dim());
         let s = &mut self.st.scratch;
         let outs = &mut [&mut s.q[..n * qd], &mut s.k[..n * kvd], &mut s.v[..n * kvd]];
-        self.b.project(p, &s.xb[..n * self.hp.n_embd], n, &mut s.packed, &mut s.fused, outs);
+        self.b.project(self.team, p, &s.xb[..n * self.hp.n_embd], n, &mut s.packed, &mut s.fused, outs);
     }
 
     fn rope(&mut self, pos: usize) {
@@ -729,8 +742,13 @@ impl LlamaOps for CpuPass<'_> {
         let scale = 1.0 / (hd as f32).sqrt();
         let CpuState { k: kc, v: vc, scratch: s, .. } = &mut *self.st;
         let (kc, vc, q) = (&kc[layer], &vc[layer], &s.q);
+        let att = SharedOut(s.att[..self.n * qd].as_mut_ptr());
         // Each (token, head) pair is one task writing its own output slice.
-        s.att[..self.n * qd].par_chunks_mut(hd).enumerate().for_each(|(i, out)| {
+        self.team.for_each(self.n * hp.n_head, |i| {
+            // SAFETY: task `i` (claimed by one thread) alone writes `att[i * hd..(i + 1) * hd]`,
+            // within the `n * qd` values checked above; `s.att`'s `&mut` borrow outlives the
+            // region.
+            let out = unsafe { std::slice::from_raw_parts_mut(att.ptr().add(i * hd), hd) };
             let (t, h) = (i / hp.n_head, i % hp.n_head);
             let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
             let len = pos + t + 1;
@@ -746,7 +764,7 @@ impl LlamaOps for CpuPass<'_> {
     fn add_attention_output(&mut self, wo: &Matrix) {
         let (n, d, qd) = (self.n, self.hp.n_embd, self.hp.n_head * self.hp.head_dim());
         let s = &mut self.st.scratch;
-        self.b.matmul(wo, &s.att[..n * qd], n, &mut s.packed, &mut s.proj[..n * d]);
+        self.b.matmul(self.team, wo, &s.att[..n * qd], n, &mut s.packed, &mut s.proj[..n * d]);
         add_into(&mut s.x[..n * d], &s.proj[..n * d]);
     }
 
@@ -754,21 +772,31 @@ impl LlamaOps for CpuPass<'_> {
         let (n, ff) = (self.n, self.hp.n_ff);
         let s = &mut self.st.scratch;
         let outs = &mut [&mut s.gate[..n * ff], &mut s.up[..n * ff]];
-        self.b.project(p, &s.xb[..n * self.hp.n_embd], n, &mut s.packed, &mut s.fused, outs);
+        self.b.project(self.team, p, &s.xb[..n * self.hp.n_embd], n, &mut s.packed, &mut s.fused, outs);
     }
 
     fn swiglu(&mut self) {
         let (n, ff) = (self.n, self.hp.n_ff);
         let s = &mut self.st.scratch;
-        // One token's row per task (one token runs in place): a batch's gate is n x n_ff values,
-        // each with a scalar exp (one thread's pass was ~2% of a 7B prefill).
-        s.gate[..n * ff].par_chunks_mut(ff).zip(s.up[..n * ff].par_chunks(ff)).for_each(|(g, u)| k::silu_mul(g, u));
+        // Pieces of at most SILU_PIECE values within a token's row (a multiple of every vector
+        // width, so each value is computed as in one pass over the row): a batch's gate is
+        // n x n_ff values, each with a scalar exp (one thread's pass was ~2% of a 7B prefill).
+        let per_row = ff.div_ceil(SILU_PIECE);
+        let (gate, up) = (SharedOut(s.gate[..n * ff].as_mut_ptr()), &s.up[..n * ff]);
+        self.team.for_each(n * per_row, |p| {
+            let (t, j) = (p / per_row, p % per_row);
+            let r = t * ff + j * SILU_PIECE..t * ff + ((j + 1) * SILU_PIECE).min(ff);
+            // SAFETY: piece `p` (claimed by one thread) alone writes `gate[r]`, within the
+            // `n * ff` values checked above; `s.gate`'s `&mut` borrow outlives the region.
+            let g = unsafe { std::slice::from_raw_parts_mut(gate.ptr().add(r.start), r.len()) };
+            k::silu_mul(g, &up[r]);
+        });
     }
 
     fn add_ffn_output(&mut self, w_down: &Matrix) {
         let (n, d, ff) = (self.n, self.hp.n_embd, self.hp.n_ff);
         let s = &mut self.st.scratch;
-        self.b.matmul(w_down, &s.gate[..n * ff], n, &mut s.packed, &mut s.proj[..n * d]);
+        self.b.matmul(self.team, w_down, &s.gate[..n * ff], n, &mut s.packed, &mut s.proj[..n * d]);
         add_into(&mut s.x[..n * d], &s.proj[..n * d]);
     }
 
@@ -777,7 +805,7 @@ impl LlamaOps for CpuPass<'_> {
         let s = &mut self.st.scratch;
         let normed = &mut s.normed[..d];
         k::rmsnorm(normed, &s.x[(n - 1) * d..n * d], norm, self.hp.norm_eps);
-        self.b.matmul(output, normed, 1, &mut s.packed, logits);
+        self.b.matmul(self.team, output, normed, 1, &mut s.packed, logits);
     }
 }
 
