@@ -9,7 +9,8 @@
 //! whole step, as llama.cpp's thread pool does: [`Team::run`] opens a region that those
 //! threads join within a microsecond, and waits for the ones that joined by spinning, not
 //! sleeping. Measured against rayon's join (e2e, 2 threads, alternating): 7B Q4_K_M decode
-//! +1.8 % (10 runs each, 6.74 -> 6.87 tok/s), Q4_0 +1.2 %, pp8 of a 4-layer 7B F16 +13 %.
+//! 6.74 -> 6.87 tok/s (10 runs each; 6.92 -> 6.95 in 4 later ones), Q4_0 +1.2 %, pp8 of a
+//! 4-layer 7B F16 +13 %.
 //!
 //! The region's work must not depend on who joins: a closure that claims its pieces from a
 //! shared counter, as the matrix-vector products do, is correct with any number of threads,
