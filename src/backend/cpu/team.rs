@@ -150,9 +150,9 @@ impl Team {
         });
     }
 
-    /// Joins the team's regions as they open until [`Team::finish`], running the pool's other
-    /// work (rayon's jobs) between them. Returns at once on a thread that is already running a
-    /// step or serving a team.
+    /// Joins the team's regions as they open until the step ends (see [`Team::with`]), running
+    /// the pool's other work (rayon's jobs) between them. Returns at once on a thread that is
+    /// already running a step or serving a team.
     pub(super) fn serve(&self) {
         if BUSY.replace(true) {
             return;
