@@ -32,7 +32,7 @@ pub fn system_info() -> String {
     let f = runllama_kernels::detected();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!(
-        "AVX2={} FMA={} F16C={} AVX_VNNI={} AVX512F={} AVX512BW={} AVX512VL={} AVX512_VNNI={} AVX512_BF16={} AVX512_FP16={} AMX={} AMX_INT8={} CUDA={}{} threads={threads} kernels={} prefetch={}",
+        "AVX2={} FMA={} F16C={} AVX_VNNI={} AVX512F={} AVX512BW={} AVX512VL={} AVX512_VNNI={} AVX512_BF16={} AVX512_FP16={} GFNI={} AMX={} AMX_INT8={} CUDA={}{} threads={threads} kernels={} prefetch={}",
         f.avx2 as u8,
         f.fma as u8,
         f.f16c as u8,
@@ -43,6 +43,7 @@ pub fn system_info() -> String {
         f.avx512vnni as u8,
         f.avx512bf16 as u8,
         f.avx512fp16 as u8,
+        f.gfni as u8,
         f.amx as u8,
         f.amx_int8 as u8,
         crate::backend::CUDA_COMPILED as u8,

@@ -78,6 +78,9 @@ pub struct CpuFeatures {
     pub avxvnni: bool,
     /// AVX-512 FP16 (detected and reported, not used).
     pub avx512fp16: bool,
+    /// GFNI (`vgf2p8affineqb`: one instruction takes a byte's nibble or bit apart, for the
+    /// `Q4_K`/`Q5_K` rows of [`CpuFeatures::wide_int`]).
+    pub gfni: bool,
     /// The CPU is Intel's (CPUID vendor "GenuineIntel"): see [`CpuFeatures::sw_prefetch`].
     pub intel: bool,
     /// AMX-TILE and AMX-BF16, usable: the CPU has them, the OS saves the tile state (XCR0)
@@ -161,6 +164,7 @@ impl CpuFeatures {
             | (self.avx512vnni as u16) << 10
             | (self.amx_int8 as u16) << 11
             | (self.avxvnni as u16) << 12
+            | (self.gfni as u16) << 13
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -179,6 +183,7 @@ impl CpuFeatures {
             avx512vnni: b & 1 << 10 != 0,
             amx_int8: b & 1 << 11 != 0,
             avxvnni: b & 1 << 12 != 0,
+            gfni: b & 1 << 13 != 0,
         }
     }
 }
@@ -243,6 +248,8 @@ mod imp {
             f.avx2 = l7.ebx & 1 << 5 != 0;
             // CPUID.7.1:EAX bit 4 (a VEX encoding: YMM state suffices).
             f.avxvnni = l7.eax >= 1 && cpuid(7, 1).eax & 1 << 4 != 0;
+            // CPUID.7.0:ECX bit 8 (its VEX and EVEX forms need the AVX and AVX-512 state).
+            f.gfni = l7.ecx & 1 << 8 != 0;
             if zmm_state {
                 f.avx512f = l7.ebx & 1 << 16 != 0;
                 f.avx512bw = l7.ebx & 1 << 30 != 0;

@@ -203,6 +203,8 @@ pub(crate) struct Products<'a> {
 pub(crate) unsafe fn products(vnni: u8, tile: bool, job: Products<'_>) {
     #[cfg(runllama_avx512)]
     match vnni {
+        // SAFETY: the caller's contract (AVX-512 VNNI and VL), and GFNI detected.
+        VNNI_EVEX if !tile && crate::detected().gfni => return unsafe { products_vnni_gfni(job) },
         // SAFETY: the caller's contract (AVX-512 VNNI and VL).
         VNNI_EVEX => return unsafe { products_vnni(tile, job) },
         // SAFETY: the caller's contract (AVX-VNNI).
@@ -217,26 +219,35 @@ pub(crate) unsafe fn products(vnni: u8, tile: bool, job: Products<'_>) {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn products_avx2(tile: bool, job: Products<'_>) {
     // SAFETY: the caller's contract.
-    unsafe { products_with::<NO_VNNI>(tile, job) }
+    unsafe { products_with::<NO_VNNI, false>(tile, job) }
 }
 
 #[cfg(runllama_avx512)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn products_vnni(tile: bool, job: Products<'_>) {
     // SAFETY: the caller's contract.
-    unsafe { products_with::<VNNI_EVEX>(tile, job) }
+    unsafe { products_with::<VNNI_EVEX, false>(tile, job) }
+}
+
+/// [`products_vnni`]'s rows (no tile) on a CPU that also has GFNI.
+#[cfg(runllama_avx512)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
+unsafe fn products_vnni_gfni(job: Products<'_>) {
+    // SAFETY: the caller's contract.
+    unsafe { products_with::<VNNI_EVEX, true>(false, job) }
 }
 
 #[cfg(runllama_avx512)]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 unsafe fn products_avxvnni(tile: bool, job: Products<'_>) {
     // SAFETY: the caller's contract.
-    unsafe { products_with::<VNNI_VEX>(tile, job) }
+    unsafe { products_with::<VNNI_VEX, false>(tile, job) }
 }
 
-/// [`products`]' body, inlined into a function compiled for the features `V` needs.
+/// [`products`]' body, inlined into a function compiled for the features `V` needs (and GFNI
+/// where `G`: see [`crate::qdot_x86_wide::row_q45k`]).
 #[inline(always)]
-unsafe fn products_with<const V: u8>(tile: bool, job: Products<'_>) {
+unsafe fn products_with<const V: u8, const G: bool>(tile: bool, job: Products<'_>) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         use tags::*;
@@ -246,21 +257,24 @@ unsafe fn products_with<const V: u8>(tile: bool, job: Products<'_>) {
         let wide = V == VNNI_EVEX && !tile && crate::detected().wide_int();
         // SAFETY (of each call): the caller's contract; row `r` is within `w`, tokens within `acts`.
         macro_rules! run {
-            ($f:ident, $t:expr) => {{
+            ($f:ident, $t:expr) => {
+                run!($f::<$t, V>, $t)
+            };
+            ($f:ident::<$($g:tt),+>, $t:expr) => {{
                 if tile {
                     return crate::qdot_x86_tile::products::<$t, V>(w.as_ptr(), rows, blocks, acts, out);
                 }
                 for (t, &a) in acts.iter().enumerate() {
                     for r in stream_order(rows, prefetch) {
                         let row = w.as_ptr().add(r * rb);
-                        out[t * rows + r] = $f::<$t, V>(row, a, blocks, prefetch && t == 0);
+                        out[t * rows + r] = $f::<$($g),+>(row, a, blocks, prefetch && t == 0);
                     }
                 }
             }};
         }
         match wt {
             #[cfg(runllama_avx512)]
-            WeightType::Q8_0 if wide => run!(row_wide, Q8_0),
+            WeightType::Q8_0 if wide => run!(row_wide::<Q8_0, V, false>, Q8_0),
             WeightType::Q4_0 if !tile && laid_fits(blocks) => {
                 let mut laid = core::mem::MaybeUninit::<Laid>::uninit();
                 let laid = laid.as_mut_ptr() as *mut u8;
@@ -291,13 +305,13 @@ unsafe fn products_with<const V: u8>(tile: bool, job: Products<'_>) {
             WeightType::Q2_K => run!(row_k, Q2_K),
             WeightType::Q3_K => run!(row_k, Q3_K),
             #[cfg(runllama_avx512)]
-            WeightType::Q4_K if wide => run!(row_wide, Q4_K),
+            WeightType::Q4_K if wide => run!(row_wide::<Q4_K, V, G>, Q4_K),
             #[cfg(runllama_avx512)]
-            WeightType::Q5_K if wide => run!(row_wide, Q5_K),
+            WeightType::Q5_K if wide => run!(row_wide::<Q5_K, V, G>, Q5_K),
             WeightType::Q4_K => run!(row_k, Q4_K),
             WeightType::Q5_K => run!(row_k, Q5_K),
             #[cfg(runllama_avx512)]
-            WeightType::Q6_K if wide => run!(row_wide, Q6_K),
+            WeightType::Q6_K if wide => run!(row_wide::<Q6_K, V, false>, Q6_K),
             WeightType::Q6_K => run!(row_k, Q6_K),
             WeightType::F32 | WeightType::F16 | WeightType::BF16 => unreachable!("not a block type: {wt:?}"),
         }
@@ -318,16 +332,23 @@ fn stream_order(rows: usize, two: bool) -> impl Iterator<Item = usize> {
     (0..h).flat_map(move |i| [i, h + i]).chain(2 * h..rows)
 }
 
-/// The 512-bit row kernel of `T` ([`crate::qdot_x86_wide`]) under the row kernels' signature.
+/// The 512-bit row kernel of `T` ([`crate::qdot_x86_wide`]) under the row kernels' signature
+/// (`G`: with GFNI, for `Q4_K`/`Q5_K`).
 #[cfg(runllama_avx512)]
 #[inline(always)]
-unsafe fn row_wide<const T: u8, const V: u8>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
-    // SAFETY: the caller's contract; `V` is `VNNI_EVEX` (AVX-512 BW and VNNI compiled in).
+unsafe fn row_wide<const T: u8, const V: u8, const G: bool>(
+    row: *const u8,
+    acts: *const u8,
+    blocks: usize,
+    pf: bool,
+) -> f32 {
+    // SAFETY: the caller's contract; `V` is `VNNI_EVEX` (AVX-512 BW and VNNI compiled in), and
+    // GFNI is compiled in where `G`.
     unsafe {
         match wt_of(T) {
             WeightType::Q6_K => crate::qdot_x86_wide::row_q6k(row, acts, blocks, pf),
             WeightType::Q8_0 | WeightType::Q4_0 => crate::qdot_x86_wide::row32::<T>(row, acts, blocks, pf),
-            _ => crate::qdot_x86_wide::row_q45k::<T>(row, acts, blocks, pf),
+            _ => crate::qdot_x86_wide::row_q45k::<T, G>(row, acts, blocks, pf),
         }
     }
 }
@@ -1191,6 +1212,78 @@ mod tests {
         }
     }
 
+    /// A row of `blocks` blocks of `wt` (at most 2048 bytes) of random quants (and K-quant
+    /// scales) with factors in [0.5, 2), and random activations in [-1, 1] quantized for it
+    /// (at most 4096 bytes): each buffer with the length used.
+    #[allow(clippy::type_complexity)]
+    fn row_and_acts(
+        wt: WeightType,
+        blocks: usize,
+        next: &mut impl FnMut() -> u64,
+    ) -> (([u8; 2048], usize), ([u8; 4096], usize)) {
+        let (be, bb) = (wt.block_elems(), wt.block_bytes());
+        let mut row = [0u8; 2048];
+        row[..blocks * bb].iter_mut().for_each(|q| *q = next() as u8);
+        let factors = match wt {
+            WeightType::Q4_1 | WeightType::Q5_1 => (0, Some(2)),
+            _ if be == 256 => crate::qdot::k_factors(wt),
+            _ => (0, None),
+        };
+        for b in row[..blocks * bb].chunks_exact_mut(bb) {
+            for at in [Some(factors.0), factors.1].into_iter().flatten() {
+                b[at..at + 2].copy_from_slice(&f16_scale(next()));
+            }
+        }
+        let mut x = [0f32; 43 * 32];
+        let x = &mut x[..blocks * be];
+        x.iter_mut().for_each(|v| *v = (next() % 2001) as f32 / 1000.0 - 1.0);
+        let mut acts = [0u8; 4096];
+        let n = act_bytes(wt, x.len()).unwrap();
+        quantize(wt, x, &mut acts[..n]);
+        ((row, blocks * bb), (acts, n))
+    }
+
+    /// The 512-bit `Q4_K`/`Q5_K` rows (Intel's decoding) give the same bits with GFNI's affine
+    /// transforms as with shifts and masks (CPUs with AVX-512 VNNI but no GFNI, as Cascade
+    /// Lake, run the latter; the path tests reach only the former where GFNI is present).
+    #[cfg(runllama_avx512)]
+    #[test]
+    fn wide_k_rows_give_the_same_bits_with_gfni() {
+        use super::tags::{Q4_K, Q5_K};
+        let f = crate::detected();
+        if !(f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni && f.gfni) {
+            return;
+        }
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
+        unsafe fn both<const T: u8>(w: &[u8], acts: &[u8], blocks: usize) -> [f32; 2] {
+            use crate::qdot_x86_wide::row_q45k;
+            // SAFETY: the features checked by the caller; `w`, `acts` hold `blocks` blocks.
+            unsafe {
+                [false, true].map(|g| match g {
+                    false => row_q45k::<T, false>(w.as_ptr(), acts.as_ptr(), blocks, false),
+                    true => row_q45k::<T, true>(w.as_ptr(), acts.as_ptr(), blocks, false),
+                })
+            }
+        }
+        let mut next = xorshift(0x0123_4567_89AB_CDEF);
+        for blocks in 1..=5 {
+            for wt in [Q4_K, Q5_K] {
+                let (row, acts) = row_and_acts(super::wt_of(wt), blocks, &mut next);
+                let (w, a) = (&row.0[..row.1], &acts.0[..acts.1]);
+                // SAFETY: the features checked above.
+                let [s, g] = unsafe {
+                    if wt == Q4_K {
+                        both::<Q4_K>(w, a, blocks)
+                    } else {
+                        both::<Q5_K>(w, a, blocks)
+                    }
+                };
+                assert!(s.is_finite() && s != 0.0);
+                assert_eq!(s.to_bits(), g.to_bits(), "{:?}, {blocks} blocks: {s} against {g}", super::wt_of(wt));
+            }
+        }
+    }
+
     /// The 256-bit rows with AVX-512 VNNI (Zen 4's decoding: Intel's AVX-512 cores run 512-bit
     /// rows for the common types, so the path tests leave these out there) give the AVX2 rows'
     /// bits, every block type: the same integer sums (`vpdpbusd` and `vpdpwssd` for
@@ -1230,29 +1323,10 @@ mod tests {
         macro_rules! check {
             ($($t:expr),*) => {$({
                 let wt = super::wt_of($t);
-                let (be, bb) = (wt.block_elems(), wt.block_bytes());
                 // 5 super-blocks, or 5 full groups of 8 blocks and 3 more.
-                let blocks = if be == 256 { 5 } else { 43 };
-                let mut row = [0u8; 2048];
-                let row = &mut row[..blocks * bb];
-                row.iter_mut().for_each(|q| *q = next() as u8);
-                let factors = match wt {
-                    WeightType::Q4_1 | WeightType::Q5_1 => (0, Some(2)),
-                    _ if be == 256 => crate::qdot::k_factors(wt),
-                    _ => (0, None),
-                };
-                for b in row.chunks_exact_mut(bb) {
-                    // Factors in [0.5, 2); quants (and K-quant scales) anything.
-                    for at in [Some(factors.0), factors.1].into_iter().flatten() {
-                        b[at..at + 2].copy_from_slice(&f16_scale(next()));
-                    }
-                }
-                let mut x = [0f32; 43 * 32];
-                let x = &mut x[..blocks * be];
-                x.iter_mut().for_each(|v| *v = (next() % 2001) as f32 / 1000.0 - 1.0);
-                let mut acts = [0u8; 4096];
-                let acts = &mut acts[..act_bytes(wt, x.len()).unwrap()];
-                quantize(wt, x, acts);
+                let blocks = if wt.block_elems() == 256 { 5 } else { 43 };
+                let (row, acts) = row_and_acts(wt, blocks, &mut next);
+                let (row, acts) = (&row.0[..row.1], &acts.0[..acts.1]);
                 // SAFETY: AVX2, FMA and F16C checked above.
                 let a = unsafe { avx2::<$t>(row, acts, blocks) };
                 assert!(a.is_finite());
