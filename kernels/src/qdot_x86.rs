@@ -207,6 +207,8 @@ pub(crate) unsafe fn products(vnni: u8, tile: bool, job: Products<'_>) {
         VNNI_EVEX if !tile && crate::detected().gfni => return unsafe { products_vnni_gfni(job) },
         // SAFETY: the caller's contract (AVX-512 VNNI and VL).
         VNNI_EVEX => return unsafe { products_vnni(tile, job) },
+        // SAFETY: the caller's contract (AVX-VNNI), and GFNI detected.
+        VNNI_VEX if !tile && crate::detected().gfni => return unsafe { products_avxvnni_gfni(job) },
         // SAFETY: the caller's contract (AVX-VNNI).
         VNNI_VEX => return unsafe { products_avxvnni(tile, job) },
         _ => {}
@@ -229,7 +231,8 @@ unsafe fn products_vnni(tile: bool, job: Products<'_>) {
     unsafe { products_with::<VNNI_EVEX, false>(tile, job) }
 }
 
-/// [`products_vnni`]'s rows (no tile) on a CPU that also has GFNI.
+/// [`products_vnni`]'s rows (no tile) on a CPU that also has GFNI (Intel's from Ice Lake on,
+/// AMD's from Zen 4 on), whose K-quant rows take their bits apart with it.
 #[cfg(runllama_avx512)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
 unsafe fn products_vnni_gfni(job: Products<'_>) {
@@ -242,6 +245,16 @@ unsafe fn products_vnni_gfni(job: Products<'_>) {
 unsafe fn products_avxvnni(tile: bool, job: Products<'_>) {
     // SAFETY: the caller's contract.
     unsafe { products_with::<VNNI_VEX, false>(tile, job) }
+}
+
+/// [`products_avxvnni`]'s rows (no tile) on a CPU that also has GFNI (Intel's client cores
+/// from Alder Lake on). The AVX2 path never takes GFNI: it stands for CPUs without it (AMD's
+/// Zen 3 and older).
+#[cfg(runllama_avx512)]
+#[target_feature(enable = "avx2,fma,f16c,avxvnni,gfni")]
+unsafe fn products_avxvnni_gfni(job: Products<'_>) {
+    // SAFETY: the caller's contract.
+    unsafe { products_with::<VNNI_VEX, true>(false, job) }
 }
 
 /// [`products`]' body, inlined into a function compiled for the features `V` needs (and GFNI
@@ -302,17 +315,17 @@ unsafe fn products_with<const V: u8, const G: bool>(tile: bool, job: Products<'_
             WeightType::Q4_1 => run!(row32, Q4_1),
             WeightType::Q5_0 => run!(row32, Q5_0),
             WeightType::Q5_1 => run!(row32, Q5_1),
-            WeightType::Q2_K => run!(row_k, Q2_K),
-            WeightType::Q3_K => run!(row_k, Q3_K),
+            WeightType::Q2_K => run!(row_k::<Q2_K, V, G>, Q2_K),
+            WeightType::Q3_K => run!(row_k::<Q3_K, V, G>, Q3_K),
             #[cfg(runllama_avx512)]
             WeightType::Q4_K if wide => run!(row_wide::<Q4_K, V, G>, Q4_K),
             #[cfg(runllama_avx512)]
             WeightType::Q5_K if wide => run!(row_wide::<Q5_K, V, G>, Q5_K),
-            WeightType::Q4_K => run!(row_k, Q4_K),
-            WeightType::Q5_K => run!(row_k, Q5_K),
+            WeightType::Q4_K => run!(row_k::<Q4_K, V, G>, Q4_K),
+            WeightType::Q5_K => run!(row_k::<Q5_K, V, G>, Q5_K),
             #[cfg(runllama_avx512)]
             WeightType::Q6_K if wide => run!(row_wide::<Q6_K, V, false>, Q6_K),
-            WeightType::Q6_K => run!(row_k, Q6_K),
+            WeightType::Q6_K => run!(row_k::<Q6_K, V, G>, Q6_K),
             WeightType::F32 | WeightType::F16 | WeightType::BF16 => unreachable!("not a block type: {wt:?}"),
         }
     }
@@ -759,7 +772,12 @@ pub(crate) unsafe fn group32_scaled<const T: u8, const V: u8, const FULL: bool>(
 /// the minimums or offsets from the activations' sums of 16. Even and odd super-blocks in two
 /// accumulators.
 #[inline(always)]
-unsafe fn row_k<const T: u8, const V: u8>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
+unsafe fn row_k<const T: u8, const V: u8, const G: bool>(
+    row: *const u8,
+    acts: *const u8,
+    blocks: usize,
+    pf: bool,
+) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let bb = wt_of(T).block_bytes();
@@ -772,9 +790,9 @@ unsafe fn row_k<const T: u8, const V: u8>(row: *const u8, acts: *const u8, block
             ($i:expr, $acc:expr) => {
                 match wt_of(T) {
                     WeightType::Q4_K | WeightType::Q5_K => {
-                        term_q45k::<T, V>(row.add($i * bb), acts.add($i * AK_BYTES), $acc)
+                        term_q45k::<T, V, G>(row.add($i * bb), acts.add($i * AK_BYTES), $acc)
                     }
-                    _ => term_k16::<T, V>(row.add($i * bb), acts.add($i * AK_BYTES), picks, $acc),
+                    _ => term_k16::<T, V, G>(row.add($i * bb), acts.add($i * AK_BYTES), picks, $acc),
                 }
             };
         }
@@ -800,10 +818,31 @@ unsafe fn row_k<const T: u8, const V: u8>(row: *const u8, acts: *const u8, block
     }
 }
 
-/// A K-quant super-block's quants (unsigned), group `g` (elements `32g .. 32g + 32`) in
-/// vector `g`.
+/// A `vgf2p8affineqb` matrix (for every 64-bit lane) that moves bits `from .. from + n` of each
+/// byte to bits `to .. to + n` and clears the others: bit `i` of an output byte is the parity
+/// of the input byte and byte `7 - i` of the matrix.
+pub(crate) const fn bits_to(from: u32, n: u32, to: u32) -> i64 {
+    let (mut m, mut k) = (0u64, 0);
+    while k < n {
+        m |= 1 << (from + k) << (8 * (7 - (to + k)));
+        k += 1;
+    }
+    m as i64
+}
+
+/// `v`'s bytes each transformed by [`bits_to`]'s matrix `m` (one `vgf2p8affineqb`).
 #[inline(always)]
-pub(crate) unsafe fn unpack_k<const T: u8>(b: *const u8) -> [__m256i; 8] {
+unsafe fn gf(v: __m256i, m: i64) -> __m256i {
+    // SAFETY: the caller compiled for GFNI and AVX.
+    unsafe { _mm256_gf2p8affine_epi64_epi8::<0>(v, _mm256_set1_epi64x(m)) }
+}
+
+/// A K-quant super-block's quants (unsigned), group `g` (elements `32g .. 32g + 32`) in
+/// vector `g`. With `G` (GFNI, compiled in) each bit field of a group's bytes is taken out and
+/// put in place by one affine transform, where shifts and masks take one to three instructions
+/// (Q4_K: 8 instructions a super-block against 12, Q5_K and Q6_K 24 against 36 to 48).
+#[inline(always)]
+pub(crate) unsafe fn unpack_k<const T: u8, const G: bool>(b: *const u8) -> [__m256i; 8] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let (nib, three, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3), _mm256_set1_epi8(1));
@@ -811,6 +850,26 @@ pub(crate) unsafe fn unpack_k<const T: u8>(b: *const u8) -> [__m256i; 8] {
         // SAFETY (of the loads): the caller points `b` at a whole super-block of `T`.
         for (g, qg) in q.iter_mut().enumerate() {
             let (h, s) = (g / 4, g % 4);
+            let (gs, su) = (g as u32, s as u32);
+            if G {
+                *qg = match wt_of(T) {
+                    WeightType::Q2_K => gf(ld(b, 16 + 32 * h), bits_to(2 * su, 2, 0)),
+                    WeightType::Q3_K => {
+                        _mm256_or_si256(gf(ld(b, 32 + 32 * h), bits_to(2 * su, 2, 0)), gf(ld(b, 0), bits_to(gs, 1, 2)))
+                    }
+                    WeightType::Q4_K => gf(ld(b, 16 + 32 * (g / 2)), bits_to(4 * (gs % 2), 4, 0)),
+                    WeightType::Q5_K => _mm256_or_si256(
+                        gf(ld(b, 48 + 32 * (g / 2)), bits_to(4 * (gs % 2), 4, 0)),
+                        gf(ld(b, 16), bits_to(gs, 1, 4)),
+                    ),
+                    WeightType::Q6_K => _mm256_or_si256(
+                        gf(ld(b, 64 * h + 32 * (s % 2)), bits_to(4 * (su / 2), 4, 0)),
+                        gf(ld(b, 128 + 32 * h), bits_to(2 * su, 2, 4)),
+                    ),
+                    _ => unreachable!(),
+                };
+                continue;
+            }
             *qg = match wt_of(T) {
                 WeightType::Q2_K => _mm256_and_si256(sh(ld(b, 16 + 32 * h), 2 * s), three),
                 WeightType::Q3_K => {
@@ -974,7 +1033,7 @@ static SCALE_PICKS: ScalePicks = {
 /// weighted into i32 by its two sub-blocks' scales; the minimums (`Q2_K`) or the offsets (4 and
 /// 32 times the scale) against the activations' sums of 16. `picks` points at [`SCALE_PICKS`].
 #[inline(always)]
-unsafe fn term_k16<const T: u8, const V: u8>(
+unsafe fn term_k16<const T: u8, const V: u8, const G: bool>(
     b: *const u8,
     a: *const u8,
     picks: *const [u8; 32],
@@ -992,7 +1051,7 @@ unsafe fn term_k16<const T: u8, const V: u8>(
         // widening per group).
         let even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
         let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, even_odd));
-        let q = unpack_k::<T>(b);
+        let q = unpack_k::<T, G>(b);
         // Two chains (even and odd groups), so that the accumulations overlap.
         let mut isum = [_mm256_setzero_si256(); 2];
         for (g, qg) in q.iter().enumerate() {
@@ -1080,7 +1139,7 @@ dpwssd_in_one!(dpwssd512, __m512i, zmm_reg, "avx512f,avx512vnni");
 /// the Xeon (AVX2, one thread from L2, 30 short runs alternating) Q4_K 16.4 -> 19.0 GiB/s best,
 /// 12.9 -> 14.8 median.
 #[inline(always)]
-unsafe fn term_q45k<const T: u8, const V: u8>(
+unsafe fn term_q45k<const T: u8, const V: u8, const G: bool>(
     b: *const u8,
     a: *const u8,
     (acc, accm): (__m256, __m256),
@@ -1094,7 +1153,7 @@ unsafe fn term_q45k<const T: u8, const V: u8>(
         // Each scale as an i16 pair: an i32 lane per sub-block (lane j takes byte j, or j + 4 from
         // j = 4 on).
         let pair_of = _mm256_setr_epi32(pick(0), pick(1), pick(2), pick(3), pick(8), pick(9), pick(10), pick(11));
-        let q = unpack_k::<T>(b);
+        let q = unpack_k::<T, G>(b);
         // In memory, read back by volatile loads (which the compiler does not take from the
         // stored vector), so that each group's scale pair is a broadcast load rather than a
         // shuffle: shuffles share one port with the byte products' unpacking on Intel's cores.
@@ -1285,9 +1344,10 @@ mod tests {
     }
 
     /// The 256-bit rows with AVX-512 VNNI (Zen 4's decoding: Intel's AVX-512 cores run 512-bit
-    /// rows for the common types, so the path tests leave these out there) give the AVX2 rows'
-    /// bits, every block type: the same integer sums (`vpdpbusd` and `vpdpwssd` for
-    /// `vpmaddubsw` and `vpmaddwd`), the same f32 order.
+    /// rows for the common types, so the path tests leave these out there), without and with
+    /// GFNI, and with AVX-VNNI and GFNI, give the AVX2 rows' bits, every block type: the same
+    /// integer sums (`vpdpbusd` and `vpdpwssd` for `vpmaddubsw` and `vpmaddwd`; the K-quants'
+    /// bits taken apart by affine transforms instead of shifts and masks), the same f32 order.
     #[test]
     fn rows_with_vnni_give_avx2s_bits() {
         use super::tags::*;
@@ -1299,11 +1359,11 @@ mod tests {
         let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         /// Row `row` (`blocks` blocks of `T`) times `acts` with bytes multiplied as `V` says.
         #[inline(always)]
-        unsafe fn row<const T: u8, const V: u8>(row: &[u8], acts: &[u8], blocks: usize) -> f32 {
+        unsafe fn row<const T: u8, const V: u8, const G: bool>(row: &[u8], acts: &[u8], blocks: usize) -> f32 {
             // SAFETY: the caller's features; `row`, `acts` hold `blocks` blocks.
             unsafe {
                 if super::wt_of(T).block_elems() == 256 {
-                    row_k::<T, V>(row.as_ptr(), acts.as_ptr(), blocks, false)
+                    row_k::<T, V, G>(row.as_ptr(), acts.as_ptr(), blocks, false)
                 } else {
                     row32::<T, V>(row.as_ptr(), acts.as_ptr(), blocks, false)
                 }
@@ -1312,13 +1372,25 @@ mod tests {
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2<const T: u8>(w: &[u8], acts: &[u8], blocks: usize) -> f32 {
             // SAFETY: AVX2 checked by the caller.
-            unsafe { row::<T, NO_VNNI>(w, acts, blocks) }
+            unsafe { row::<T, NO_VNNI, false>(w, acts, blocks) }
         }
         #[cfg(runllama_avx512)]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn vnni<const T: u8>(w: &[u8], acts: &[u8], blocks: usize) -> f32 {
             // SAFETY: as `avx2`, the features checked by the caller.
-            unsafe { row::<T, { super::VNNI_EVEX }>(w, acts, blocks) }
+            unsafe { row::<T, { super::VNNI_EVEX }, false>(w, acts, blocks) }
+        }
+        #[cfg(runllama_avx512)]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
+        unsafe fn vnni_gfni<const T: u8>(w: &[u8], acts: &[u8], blocks: usize) -> f32 {
+            // SAFETY: as `avx2`, the features checked by the caller.
+            unsafe { row::<T, { super::VNNI_EVEX }, true>(w, acts, blocks) }
+        }
+        #[cfg(runllama_avx512)]
+        #[target_feature(enable = "avx2,fma,f16c,avxvnni,gfni")]
+        unsafe fn avxvnni_gfni<const T: u8>(w: &[u8], acts: &[u8], blocks: usize) -> f32 {
+            // SAFETY: as `avx2`, the features checked by the caller.
+            unsafe { row::<T, { super::VNNI_VEX }, true>(w, acts, blocks) }
         }
         macro_rules! check {
             ($($t:expr),*) => {$({
@@ -1335,6 +1407,17 @@ mod tests {
                     // SAFETY: the features checked.
                     let v = unsafe { vnni::<$t>(row, acts, blocks) };
                     assert_eq!(v.to_bits(), a.to_bits(), "{wt:?}: {v} against {a}");
+                    if f.gfni {
+                        // SAFETY: the features checked.
+                        let v = unsafe { vnni_gfni::<$t>(row, acts, blocks) };
+                        assert_eq!(v.to_bits(), a.to_bits(), "{wt:?} with GFNI: {v} against {a}");
+                    }
+                }
+                #[cfg(runllama_avx512)]
+                if f.avxvnni && f.gfni {
+                    // SAFETY: the features checked.
+                    let v = unsafe { avxvnni_gfni::<$t>(row, acts, blocks) };
+                    assert_eq!(v.to_bits(), a.to_bits(), "{wt:?} with AVX-VNNI and GFNI: {v} against {a}");
                 }
             })*};
         }

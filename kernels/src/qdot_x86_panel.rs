@@ -160,7 +160,7 @@ unsafe fn unpack<const T: u8, const R: usize>(rows: *const u8, rb: usize, nr: us
             // The sums of each 8 quants of group g (before their offset), in u64 lanes.
             let mut sums8 = [[0u64; 4]; 8];
             let off = quant_offset(wt);
-            for (g, v) in unpack_k::<T>(b).iter().enumerate() {
+            for (g, v) in unpack_k::<T, false>(b).iter().enumerate() {
                 let q = _mm256_sub_epi8(*v, _mm256_set1_epi8(off as i8));
                 _mm256_store_si256(unit.q[r].as_mut_ptr().add(32 * g) as *mut __m256i, q);
                 _mm256_storeu_si256(sums8[g].as_mut_ptr() as *mut __m256i, _mm256_sad_epu8(*v, _mm256_setzero_si256()));

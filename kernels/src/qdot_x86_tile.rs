@@ -99,7 +99,7 @@ unsafe fn unpack<const T: u8, const V: u8>(rows: *const u8, rb: usize, nr: usize
                 }
             } else {
                 let b = row.add(u * bb);
-                by_row[r] = unpack_k::<T>(b);
+                by_row[r] = unpack_k::<T, false>(b);
                 let (s16, m16) = k_scales(wt, core::slice::from_raw_parts(b, bb));
                 for j in 0..16 {
                     (sc[j][r], m[j][r]) = (s16[j] as i32, m16[j] as i32);

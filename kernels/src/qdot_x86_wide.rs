@@ -33,8 +33,8 @@ use core::arch::x86_64::*;
 use crate::qdot::{g32_fields, k_factors, AK_BSUMS, AK_BYTES, G32, G32_BYTES};
 use crate::qdot_x86::tags::Q6_K;
 use crate::qdot_x86::{
-    dpwssd512, f32_at, group32_at, group32_finish, group32_scaled, k8_words, ld, min_sums, pick, prefetch_ahead,
-    scales_k16, stored, wt_of, LAID_GROUP, VNNI_EVEX,
+    bits_to, dpwssd512, f32_at, group32_at, group32_finish, group32_scaled, k8_words, ld, min_sums, pick,
+    prefetch_ahead, scales_k16, stored, wt_of, LAID_GROUP, VNNI_EVEX,
 };
 use crate::WeightType;
 
@@ -45,22 +45,12 @@ unsafe fn halves(lo: i32, hi: i32) -> __m512i {
     unsafe { _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_set1_epi32(lo)), _mm256_set1_epi32(hi)) }
 }
 
-/// A `vgf2p8affineqb` matrix for the lower and one for the upper 256 bits of a vector: bit `i`
-/// of each output byte is the parity of the input byte and byte `7 - i` of the matrix.
+/// A `vgf2p8affineqb` matrix ([`bits_to`]) for the lower and one for the upper 256 bits of a
+/// vector.
 #[inline(always)]
 unsafe fn affine_halves(lo: i64, hi: i64) -> __m512i {
     // SAFETY: the caller compiled for AVX-512 F.
     unsafe { _mm512_set_epi64(hi, hi, hi, hi, lo, lo, lo, lo) }
-}
-
-/// The [`affine_halves`] matrix that keeps a byte's low nibble.
-const LOW_NIBBLE: i64 = 0x0102_0408_0000_0000;
-/// The [`affine_halves`] matrix that moves a byte's high nibble down.
-const HIGH_NIBBLE: i64 = 0x1020_4080_0000_0000;
-
-/// The [`affine_halves`] matrix that moves bit `k` of a byte to bit 4 and clears the others.
-const fn bit_to_4(k: u32) -> i64 {
-    1 << (24 + k)
 }
 
 /// The 16 bytes at `p` in both 128-bit lanes of a vector.
@@ -102,7 +92,7 @@ pub(crate) unsafe fn row_q45k<const T: u8, const G: bool>(
         let nib = _mm512_set1_epi8(0x0F);
         // Per half, the packed bytes' low nibbles below and high nibbles above: shifts and a
         // mask, or one affine transform.
-        let (apart, nibbles) = (halves(0, 0x0004_0004), affine_halves(LOW_NIBBLE, HIGH_NIBBLE));
+        let (apart, nibbles) = (halves(0, 0x0004_0004), affine_halves(bits_to(0, 4, 0), bits_to(4, 4, 0)));
         // Byte shuffles that spread sub-block 2c's scale over the lower half's i16 lanes and
         // 2c + 1's over the upper's (0x80: a zero high byte), from the word of `k8_words`
         // that holds them (chunks 0, 1: the first; 2, 3: the second) in every lane.
@@ -119,10 +109,10 @@ pub(crate) unsafe fn row_q45k<const T: u8, const G: bool>(
         let bit4 = _mm512_set1_epi8(0x10);
         // The same as affine transforms, which also clear the other bits.
         let fifth_g = [
-            affine_halves(bit_to_4(0), bit_to_4(1)),
-            affine_halves(bit_to_4(2), bit_to_4(3)),
-            affine_halves(bit_to_4(4), bit_to_4(5)),
-            affine_halves(bit_to_4(6), bit_to_4(7)),
+            affine_halves(bits_to(0, 1, 4), bits_to(1, 1, 4)),
+            affine_halves(bits_to(2, 1, 4), bits_to(3, 1, 4)),
+            affine_halves(bits_to(4, 1, 4), bits_to(5, 1, 4)),
+            affine_halves(bits_to(6, 1, 4), bits_to(7, 1, 4)),
         ];
         let (mut acc, mut accm) = (_mm512_setzero_ps(), _mm256_setzero_ps());
         for i in 0..blocks {
