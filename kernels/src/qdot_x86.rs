@@ -300,13 +300,13 @@ unsafe fn products_with<const V: u8, const G: bool>(tile: bool, job: Products<'_
                         crate::qdot_x86_wide::lay_q4_0(a, blocks, laid);
                         for r in stream_order(rows, prefetch) {
                             let row = w.as_ptr().add(r * rb);
-                            out[t * rows + r] = crate::qdot_x86_wide::row_q4_0(row, a, laid, blocks, pf);
+                            out[t * rows + r] = crate::qdot_x86_wide::row_q4_0::<G>(row, a, laid, blocks, pf);
                         }
                         continue;
                     }
                     lay_q4_0_pairs(a, blocks, laid);
                     for r in stream_order(rows, prefetch) {
-                        out[t * rows + r] = row_q4_0_pairs::<V>(w.as_ptr().add(r * rb), a, laid, blocks, pf);
+                        out[t * rows + r] = row_q4_0_pairs::<V, G>(w.as_ptr().add(r * rb), a, laid, blocks, pf);
                     }
                 }
             }
@@ -555,12 +555,13 @@ unsafe fn lay_q4_0_pairs(acts: *const u8, blocks: usize, out: *mut u8) {
 /// packed bytes in one vector, whose low and high nibbles meet the re-laid activations (with
 /// VNNI two `vpdpbusd`, else two `vpmaddubsw` whose i16 sums add before one `vpmaddwd`): four
 /// lanes per block, and three `vphaddd` and a permute make the group's 8 block sums (for
-/// [`group32_finish`]) instead of [`sum8`]'s tree of eight vectors.
+/// [`group32_finish`]) instead of [`sum8`]'s tree of eight vectors. With `G` (GFNI) the high
+/// nibbles come down by one affine transform ([`bits_to`]) instead of a shift and a mask.
 ///
 /// # Safety
-/// As [`row32`]; `laid` holds [`lay_q4_0_pairs`]'s layout of `acts`.
+/// As [`row32`], and GFNI where `G`; `laid` holds [`lay_q4_0_pairs`]'s layout of `acts`.
 #[inline(always)]
-unsafe fn row_q4_0_pairs<const V: u8>(
+unsafe fn row_q4_0_pairs<const V: u8, const G: bool>(
     row: *const u8,
     acts: *const u8,
     laid: *const u8,
@@ -588,7 +589,11 @@ unsafe fn row_q4_0_pairs<const V: u8>(
                     _mm_loadu_si128(x.add(bb) as *const __m128i),
                 );
                 let lo = _mm256_and_si256(packed, nib);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), nib);
+                let hi = if G {
+                    gf(packed, bits_to(4, 4, 0))
+                } else {
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(packed), nib)
+                };
                 let (al, ah) = (ld(q, 64 * j), ld(q, 64 * j + QK));
                 *pj = if V != NO_VNNI {
                     dot_us_acc::<V>(dot_us::<V>(lo, al), hi, ah)
@@ -1234,7 +1239,13 @@ mod tests {
             // for them.
             unsafe {
                 super::lay_q4_0_pairs(acts.as_ptr(), BLOCKS, laid);
-                let a = super::row_q4_0_pairs::<{ super::NO_VNNI }>(row.as_ptr(), acts.as_ptr(), laid, BLOCKS, false);
+                let a = super::row_q4_0_pairs::<{ super::NO_VNNI }, false>(
+                    row.as_ptr(),
+                    acts.as_ptr(),
+                    laid,
+                    BLOCKS,
+                    false,
+                );
                 (
                     a,
                     super::row32::<{ super::tags::Q4_0 }, { super::NO_VNNI }>(
@@ -1251,23 +1262,44 @@ mod tests {
         assert_eq!(a.to_bits(), b.to_bits(), "AVX2: {a} against {b}");
         #[cfg(runllama_avx512)]
         if f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni {
-            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-            unsafe fn vnni(row: &[u8], acts: &[u8], laid: *mut u8) -> [f32; 3] {
-                // SAFETY: as `avx2`, the features checked by the caller.
+            #[inline(always)]
+            unsafe fn vnni<const G: bool>(row: &[u8], acts: &[u8], laid: *mut u8) -> [f32; 3] {
+                // SAFETY: as `avx2`, the features (GFNI where `G`) compiled in by the caller.
                 unsafe {
                     let (w, x) = (row.as_ptr(), acts.as_ptr());
                     super::lay_q4_0_pairs(x, BLOCKS, laid);
-                    let pairs = super::row_q4_0_pairs::<{ super::VNNI_EVEX }>(w, x, laid, BLOCKS, false);
+                    let pairs = super::row_q4_0_pairs::<{ super::VNNI_EVEX }, G>(w, x, laid, BLOCKS, false);
                     // The 512-bit rows (Intel's decoding) against the same reference.
                     crate::qdot_x86_wide::lay_q4_0(x, BLOCKS, laid);
-                    let wide = crate::qdot_x86_wide::row_q4_0(w, x, laid, BLOCKS, false);
+                    let wide = crate::qdot_x86_wide::row_q4_0::<G>(w, x, laid, BLOCKS, false);
                     [pairs, wide, super::row32::<{ super::tags::Q4_0 }, { super::VNNI_EVEX }>(w, x, BLOCKS, false)]
                 }
             }
-            // SAFETY: as the function asks.
-            let [a, wide, b] = unsafe { vnni(&row, &acts, laid) };
-            assert_eq!(a.to_bits(), b.to_bits(), "VNNI: {a} against {b}");
-            assert_eq!(wide.to_bits(), b.to_bits(), "512-bit: {wide} against {b}");
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            unsafe fn plain(row: &[u8], acts: &[u8], laid: *mut u8) -> [f32; 3] {
+                // SAFETY: the features checked by the caller.
+                unsafe { vnni::<false>(row, acts, laid) }
+            }
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
+            unsafe fn gfni(row: &[u8], acts: &[u8], laid: *mut u8) -> [f32; 3] {
+                // SAFETY: the features checked by the caller.
+                unsafe { vnni::<true>(row, acts, laid) }
+            }
+            for g in [false, true] {
+                if g && !f.gfni {
+                    continue;
+                }
+                // SAFETY: as the functions ask.
+                let [a, wide, b] = unsafe {
+                    if g {
+                        gfni(&row, &acts, laid)
+                    } else {
+                        plain(&row, &acts, laid)
+                    }
+                };
+                assert_eq!(a.to_bits(), b.to_bits(), "VNNI (GFNI {g}): {a} against {b}");
+                assert_eq!(wide.to_bits(), b.to_bits(), "512-bit (GFNI {g}): {wide} against {b}");
+            }
         }
     }
 

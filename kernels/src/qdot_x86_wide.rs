@@ -412,12 +412,19 @@ pub(crate) unsafe fn lay_q4_0(acts: *const u8, blocks: usize, out: *mut u8) {
 /// quants gathered by one `vpermt2w` ([`GATHER4`]) so that a vector's low and high nibbles
 /// meet the activations' halves in two `vpdpbusd` into one sum of four lanes per block; two
 /// 128-bit lane shuffles and adds make the 8 block sums (of [`row32`]'s tree, half the
-/// shuffles), and one more `vpermt2w` the blocks' scales (instead of 8 scalar loads).
+/// shuffles), and one more `vpermt2w` the blocks' scales (instead of 8 scalar loads). With `G`
+/// (GFNI) the high nibbles come down by one affine transform instead of a shift and a mask.
 ///
 /// # Safety
-/// As [`row32`]; `laid` holds [`lay_q4_0`]'s layout of `acts`.
+/// As [`row32`], and GFNI where `G`; `laid` holds [`lay_q4_0`]'s layout of `acts`.
 #[inline(always)]
-pub(crate) unsafe fn row_q4_0(row: *const u8, acts: *const u8, laid: *const u8, blocks: usize, pf: bool) -> f32 {
+pub(crate) unsafe fn row_q4_0<const G: bool>(
+    row: *const u8,
+    acts: *const u8,
+    laid: *const u8,
+    blocks: usize,
+    pf: bool,
+) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         use crate::qdot_x86::tags::Q4_0;
@@ -440,7 +447,11 @@ pub(crate) unsafe fn row_q4_0(row: *const u8, acts: *const u8, laid: *const u8, 
             let mut p = [_mm512_setzero_si512(); 2];
             for (h, ph) in p.iter_mut().enumerate() {
                 let lo = _mm512_and_si512(w[h], nib);
-                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(w[h]), nib);
+                let hi = if G {
+                    _mm512_gf2p8affine_epi64_epi8::<0>(w[h], _mm512_set1_epi64(bits_to(4, 4, 0)))
+                } else {
+                    _mm512_and_si512(_mm512_srli_epi16::<4>(w[h]), nib)
+                };
                 let at = |o: usize| _mm512_loadu_si512(q.add(128 * h + o) as *const __m512i);
                 *ph = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, at(0)), hi, at(64));
             }
