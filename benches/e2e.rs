@@ -11,7 +11,7 @@
 //! cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128[,512...]] [--gen 64]
 //!                                  [--depth 0[,4096...]] [--reps 3]
 //!                                  [--kv f16|f32|q8_0|q4_0|q8_0_q4_0] [--ctx 4096] [--json FILE]
-//!                                  [--bf16-products f32|rounded]
+//!                                  [--bf16-products f32|rounded] [--no-mmap]
 //!                                  [--device cuda[:N] [--gpu-gbps GB/s]]
 //!                                  [--sample T,TOP_K,TOP_P]
 //! ```
@@ -25,6 +25,8 @@
 //! MODEL: anything `llama_load` takes (a .gguf, .safetensors, a safetensors directory, .ckpt,
 //! llama2.c .bin). Real-shape models: `../shared/tools/make_random_llama.py`;
 //! `benches/llamacpp_compare.sh` runs this beside llama.cpp's `llama-bench` on the same GGUF.
+//! `--no-mmap` reads the weights into anonymous memory instead of mapping the file (llama-bench's
+//! `-mmp 0`), e.g. to see whether decode reads the page cache's pages slower than the probe's.
 //! Figures are medians over `--reps` repetitions.
 
 use std::path::PathBuf;
@@ -53,10 +55,11 @@ struct Args {
     gpu_gbps: f64,
     bf16_products: Bf16Products,
     sampler: SamplerParams,
+    use_mmap: bool,
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128[,N...]] [--gen 64] [--depth 0[,N...]] [--reps 3] [--kv f16|f32|q8_0|q4_0|q8_0_q4_0] [--ctx N] [--json FILE] [--bf16-products f32|rounded] [--device cuda[:N] [--gpu-gbps GB/s]] [--sample T,TOP_K,TOP_P]");
+    eprintln!("{msg}\nusage: cargo bench --bench e2e -- MODEL [--threads N] [--prompt 128[,N...]] [--gen 64] [--depth 0[,N...]] [--reps 3] [--kv f16|f32|q8_0|q4_0|q8_0_q4_0] [--ctx N] [--json FILE] [--bf16-products f32|rounded] [--no-mmap] [--device cuda[:N] [--gpu-gbps GB/s]] [--sample T,TOP_K,TOP_P]");
     std::process::exit(2)
 }
 
@@ -75,6 +78,7 @@ fn parse_args() -> Args {
         gpu_gbps: f64::NAN,
         bf16_products: Bf16Products::F32,
         sampler: SamplerParams { temperature: 0.0, top_k: 0, top_p: 1.0, repeat_penalty: 1.0 },
+        use_mmap: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -108,6 +112,7 @@ fn parse_args() -> Args {
                 }
             }
             "--json" => a.json = Some(PathBuf::from(value("--json"))),
+            "--no-mmap" => a.use_mmap = false,
             "--bf16-products" => {
                 let v = value("--bf16-products");
                 a.bf16_products = Bf16Products::from_name(&v)
@@ -247,8 +252,13 @@ fn main() {
         Device::Cpu => None,
     };
     let gpu_before = gpu_used();
-    let opts =
-        || LoadOptions { n_threads: threads, device: a.device, bf16_products: a.bf16_products, ..Default::default() };
+    let opts = || LoadOptions {
+        n_threads: threads,
+        device: a.device,
+        bf16_products: a.bf16_products,
+        use_mmap: a.use_mmap,
+        ..Default::default()
+    };
     let t = Instant::now();
     let first = load(&a.model, opts()).unwrap_or_else(|e| {
         eprintln!("load failed: {e}");

@@ -78,8 +78,8 @@ pub struct CpuFeatures {
     pub avxvnni: bool,
     /// AVX-512 FP16 (detected and reported, not used).
     pub avx512fp16: bool,
-    /// GFNI (`vgf2p8affineqb`: one instruction takes a byte's nibble or bit apart, for the
-    /// `Q4_K`/`Q5_K` rows of [`CpuFeatures::wide_int`]).
+    /// GFNI (`vgf2p8affineqb`: one instruction takes a bit field out of each byte and puts it
+    /// in place, for the quantized decode rows of the AVX-VNNI and AVX-512 paths).
     pub gfni: bool,
     /// The CPU is Intel's (CPUID vendor "GenuineIntel"): see [`CpuFeatures::sw_prefetch`].
     pub intel: bool,

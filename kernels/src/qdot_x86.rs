@@ -14,6 +14,9 @@
 //! On Intel's AVX-512 cores (`CpuFeatures::wide_int`) decoding's rows of the common types
 //! (`Q4_0`, `Q8_0`, `Q4_K`, `Q5_K`, `Q6_K`) run on 512-bit vectors instead (`qdot_x86_wide.rs`).
 //! The row kernels take a flag `pf`: prefetch each group's bytes [`QPF`] ahead as it is summed.
+//! On CPUs with GFNI the AVX-VNNI and AVX-512 paths' decode rows take the packed bit fields
+//! apart with one `vgf2p8affineqb` each ([`bits_to`]) where shifts and masks take one to three
+//! instructions (a const parameter `G`; the AVX2 path, Zen 3's, keeps the shifts).
 //!
 //! Each type has its own instance of the loops (a const-generic type tag), so that nothing is
 //! decided per block. Helpers are `#[inline(always)]` functions, not closures: a closure is
@@ -232,7 +235,7 @@ unsafe fn products_vnni(tile: bool, job: Products<'_>) {
 }
 
 /// [`products_vnni`]'s rows (no tile) on a CPU that also has GFNI (Intel's from Ice Lake on,
-/// AMD's from Zen 4 on), whose K-quant rows take their bits apart with it.
+/// AMD's from Zen 4 on), whose rows take their bit fields apart with it.
 #[cfg(runllama_avx512)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
 unsafe fn products_vnni_gfni(job: Products<'_>) {
@@ -855,6 +858,7 @@ pub(crate) unsafe fn unpack_k<const T: u8, const G: bool>(b: *const u8) -> [__m2
         // SAFETY (of the loads): the caller points `b` at a whole super-block of `T`.
         for (g, qg) in q.iter_mut().enumerate() {
             let (h, s) = (g / 4, g % 4);
+            // The same indices for `bits_to`.
             let (gs, su) = (g as u32, s as u32);
             if G {
                 *qg = match wt_of(T) {
