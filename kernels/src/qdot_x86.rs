@@ -1354,10 +1354,8 @@ mod tests {
             use crate::qdot_x86_wide::row_q45k;
             // SAFETY: the features checked by the caller; `w`, `acts` hold `blocks` blocks.
             unsafe {
-                [false, true].map(|g| match g {
-                    false => row_q45k::<T, false>(w.as_ptr(), acts.as_ptr(), blocks, false),
-                    true => row_q45k::<T, true>(w.as_ptr(), acts.as_ptr(), blocks, false),
-                })
+                let (w, a) = (w.as_ptr(), acts.as_ptr());
+                [row_q45k::<T, false>(w, a, blocks, false), row_q45k::<T, true>(w, a, blocks, false)]
             }
         }
         let mut next = xorshift(0x0123_4567_89AB_CDEF);
