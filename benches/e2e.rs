@@ -148,18 +148,28 @@ fn parse_args() -> Args {
     a
 }
 
+/// The value of the kB field `name` (e.g. `"RssFile:"`) of a `/proc` file, in MiB (Linux; zero
+/// elsewhere or when absent).
+fn proc_mib(file: &str, name: &str) -> f64 {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// `RssFile` and `RssAnon` of this process in MiB (Linux; zeros elsewhere).
 fn rss_mib() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("RssFile:"), field("RssAnon:"))
+    (proc_mib("/proc/self/status", "RssFile:"), proc_mib("/proc/self/status", "RssAnon:"))
+}
+
+/// How much of this process's file mappings the kernel maps in 2 MiB pages (`FilePmdMapped`),
+/// MiB. The page cache keeps a file in the folio sizes it was read in with: a file read through
+/// our huge-page-advised mapping comes in 2 MiB folios, while one read in small pieces earlier
+/// (or split under memory pressure) stays in small ones, and decode then loses to TLB misses.
+fn file_pmd_mapped_mib() -> f64 {
+    proc_mib("/proc/self/smaps_rollup", "FilePmdMapped:")
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -380,6 +390,7 @@ fn main() {
     }
     drop(near);
     let (file_end, anon_end) = rss_mib();
+    let file_pmd = file_pmd_mapped_mib();
     let kv_mib = session.kv_bytes() as f64 / 1048576.0;
     let gpu_used_mib = gpu_used();
     if let Some(used) = gpu_used_mib {
@@ -392,7 +403,7 @@ fn main() {
     }
     println!("weights   {:.2} GB read per decoded token", weight_bytes as f64 / 1e9);
     println!(
-        "memory    after load: file {file_load:.0} MiB, anon {anon_load:.0} MiB; after the run: file {file_end:.0} MiB, anon {anon_end:.0} MiB (KV cache {kv_mib:.0} MiB, n_ctx {})",
+        "memory    after load: file {file_load:.0} MiB, anon {anon_load:.0} MiB; after the run: file {file_end:.0} MiB ({file_pmd:.0} MiB of it in 2 MiB pages), anon {anon_end:.0} MiB (KV cache {kv_mib:.0} MiB, n_ctx {})",
         session.n_ctx()
     );
     if let Some(path) = a.json {
@@ -408,6 +419,7 @@ fn main() {
             "load_first_s": load_first,
             "tests": tests,
             "rss_file_mib": file_end,
+            "file_pmd_mapped_mib": file_pmd,
             "rss_anon_mib": anon_end,
             "rss_anon_after_load_mib": anon_load,
             "kv_mib": kv_mib,

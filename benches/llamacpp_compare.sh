@@ -14,7 +14,10 @@
 # KV (f16 | f32 | q8_0 | q4_0 | q8_0_q4_0, default f16 as llama.cpp; llama-bench gets the
 # same cache type), BF16_PRODUCTS (f32 | rounded, default f32: our load option for bf16
 # weights; llama.cpp always rounds), OUT (target/llamacpp-compare), E2E (a built e2e bench
-# binary to run instead of `cargo bench --bench e2e`: for a machine without Rust).
+# binary to run instead of `cargo bench --bench e2e`: for a machine without Rust), EVICT (1:
+# drop MODEL from the page cache first, so that our first run reads it back in through its
+# huge-page-advised mapping in 2 MiB folios, which llama.cpp then reads too; the memory line
+# says how much of the file decode saw in 2 MiB pages either way).
 # Building llama-bench from PyPI sources only (CPU, native): download the source distribution
 # llama_cpp_python-0.3.36.tar.gz of llama-cpp-python 0.3.36 from PyPI as a file (its release
 # files list; `pip download --no-binary :all:` gets it too but first builds the package's build
@@ -52,6 +55,9 @@ ours() {
   if [ -n "$E2E" ]; then "$E2E" "$@"; else cargo bench --bench e2e -- "$@"; fi
 }
 [ -n "$E2E" ] || cargo bench --bench e2e --no-run
+if [ "${EVICT:-0}" = 1 ]; then
+  python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$MODEL"
+fi
 for r in $(seq "$ROUNDS"); do
   echo "== round $r of $ROUNDS ($(uptime))"
   ours "$MODEL" --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" \
@@ -103,6 +109,7 @@ for x in o["tests"]:
         line += f" {med_ours(key, 'tg_over_limit'):.2f}, {b / limit:.2f} (limit {limit:.3f} tok/s)"
     print(line)
 print(f"load {statistics.median(x['load_s'] for x in ours):.2f} s (page-cached), memory: file-backed "
-      f"{statistics.median(x['rss_file_mib'] for x in ours):.0f} MiB, anonymous "
+      f"{statistics.median(x['rss_file_mib'] for x in ours):.0f} MiB "
+      f"({statistics.median(x.get('file_pmd_mapped_mib', 0) for x in ours):.0f} MiB of it in 2 MiB pages), anonymous "
       f"{statistics.median(x['rss_anon_mib'] for x in ours):.0f} MiB incl. KV cache {o['kv_mib']:.0f} MiB")
 PYEOF
