@@ -218,15 +218,33 @@ pub fn load(wt: WeightType, row: &[u8], i: usize) -> f32 {
 /// Tokens per panel of packed activations (see [`pack_activations`]).
 pub const PANEL: usize = 16;
 
-/// Batches of at most this many tokens (f16/bf16 weights), and a last panel that holds at most
-/// [`ROW_TAIL`] (float weights): on the AVX-512 path, their products take the tokens as rows
-/// (see [`pack_activations`]) and compute each as `matvec` does. On the AMX and AVX2 paths only
-/// whole batches of at most [`ROW_TAIL`] do (on the Xeon, model 207, 7B F16 prefill of 8
-/// tokens: 10.5 tok/s as rows against 5.4 on AMX tiles, even at 16, tiles ahead from 32; AVX2,
-/// whose token-panel tile leaves half its vectors empty for 8 tokens: see `simd.rs`).
+/// Batches of at most this many tokens (f16/bf16 weights) on AMD's AVX-512 cores, and a last
+/// panel that holds at most [`ROW_TAIL`] (float weights): on the AVX-512 path, their products
+/// take the tokens as rows (see [`pack_activations`]) and compute each as `matvec` does (see
+/// [`row_batch`] for Intel's). On the AMX and AVX2 paths only whole batches of at most
+/// [`ROW_TAIL`] do (on the Xeon, model 207, 7B F16 prefill of 8 tokens: 10.5 tok/s as rows
+/// against 5.4 on AMX tiles, even at 16, tiles ahead from 32; AVX2, whose token-panel tile
+/// leaves half its vectors empty for 8 tokens: see `simd.rs`).
 pub(crate) const ROW_BATCH: usize = 128;
 /// See [`ROW_BATCH`].
 pub(crate) const ROW_TAIL: usize = PANEL / 2;
+
+/// The most tokens of a batch of f16/bf16 weights whose products run as rows on the AVX-512
+/// path of this CPU ([`ROW_BATCH`] on AMD's cores); a longer batch runs the token-panel tile,
+/// its last panel as rows where it holds at most [`ROW_TAIL`]. On Intel's AVX-512 cores the
+/// rows' widening of each weight vector (once per 8 tokens) takes ports 0 and 5 from the
+/// FMAs, and the tile, which widens each weight once per panel of 16, is ahead as soon as a
+/// batch fills a second panel beyond [`ROW_TAIL`]: on the Xeon of CPUID model 207 (AMX not
+/// exposed), 7B F16 prefill, 2 threads (`e2e --prompt ... --gen 0`), as rows / on the tile:
+/// 20 tokens 11.0 / 9.9 tok/s, 24 10.8 / 10.3, 28 11.4 / 13.8, 32 11.1 / 16.1, 64 11.0 / 18.5,
+/// 128 11.1 / 19.0. So there, batches of at most `PANEL + ROW_TAIL` (24).
+pub fn row_batch() -> usize {
+    if detected().intel {
+        PANEL + ROW_TAIL
+    } else {
+        ROW_BATCH
+    }
+}
 
 /// Distance (f32) between the panels of packed activations of `cols` columns: the panel plus
 /// one cache line, so that the panels a matmul tile reads together do not fall in the same
@@ -248,7 +266,7 @@ pub const fn packed_len(n: usize, cols: usize) -> usize {
 /// panel_stride(cols) + k * PANEL + j] = x[p * PANEL + j, k]`), missing tokens of the last panel
 /// zero; on [`Path::Amx`], for the products it runs (f16/bf16 weights, `cols` a multiple of
 /// 32), each panel's 32-column blocks then hold the same values as bf16 tile operands. On the
-/// AVX-512 path the panels of a batch of at most 128 tokens (f16/bf16 weights), and a last panel
+/// AVX-512 path the panels of a batch of at most [`row_batch`] tokens (f16/bf16 weights), and a last panel
 /// of at most 8 (float weights), hold their tokens as rows (`packed[p *
 /// panel_stride(cols) + j * cols + k]`): their products run over whole weight vectors, as
 /// `matvec`'s, instead of broadcasting each weight. For a
@@ -629,7 +647,7 @@ mod imp {
 
     /// The last tokens of a batch of `n` that [`pack_activations`] writes as rows for products
     /// of `wt` made as `p` says: on the AVX-512 path, for float weights (not the bf16 products
-    /// of `bf16_dot`), all of a batch of at most [`ROW_BATCH`] (f16 and bf16 weights), else a
+    /// of `bf16_dot`), all of a batch of at most [`row_batch`] (f16 and bf16 weights), else a
     /// last panel of 1 to [`ROW_TAIL`] tokens (of `cols`); on the AMX and AVX2 paths, a whole
     /// batch of at most [`ROW_TAIL`]. (With AVX2's 16 registers the row tiles are small:
     /// reloading the tokens' activations from L2 bounds them below the token-panel tile but for
@@ -649,7 +667,7 @@ mod imp {
                 // f32 weights (twice the bytes per product) only for a short last panel: over
                 // whole batches the row tiles ran at 72 GFLOP/s against the token-panel tile's
                 // 98 (128 tokens).
-                let batch = n <= ROW_BATCH && wt != WeightType::F32;
+                let batch = n <= row_batch() && wt != WeightType::F32;
                 let tail = if batch { n } else { n % PANEL };
                 (tail > 0 && (batch || tail <= ROW_TAIL)).then_some(tail)
             }

@@ -18,8 +18,9 @@
 //! `matmul` (compute-bound) vectorises over tokens instead: each output is one FMA chain over
 //! the columns in increasing order, kept in f32 across column blocks, so its value does not
 //! depend on the blocking, the batch size or the token's place in the batch, and is the same
-//! on every SIMD path. The exception (`row_kernels`), on AVX-512, is a batch of at most 128
-//! tokens over f16/bf16 weights and a last panel of at most 8, and on AVX2 a batch of at most
+//! on every SIMD path. The exception (`row_kernels`), on AVX-512, is a batch of at most
+//! `row_batch()` tokens over f16/bf16 weights (128 on AMD's cores, 24 on Intel's) and a last
+//! panel of at most 8, and on AVX2 a batch of at most
 //! 8: those tokens' products run as `matvec`'s, each weight vector loaded and widened once for
 //! up to 8 tokens (AVX2: 4), and give `matvec`'s bits (one thread, 4096 x 4096 f16 on the Zen 4
 //! VM: 8 tokens 49 -> 82 GFLOP/s, 32 tokens 81 -> 97, 128 tokens 103 either way). (Each

@@ -201,7 +201,7 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                     let mut want = vec![0f32; n * rows];
                     paths::matmul(Path::Scalar, wt, w, rows, cols, &x, n, &mut want);
                     let mut first_simd: Option<Vec<f32>> = None;
-                    // On the AVX-512 path a batch of at most 128 tokens (f16/bf16 weights), or a
+                    // On the AVX-512 path a batch of at most `row_batch()` tokens (f16/bf16 weights), or a
                     // last panel of at most 8, and on the AVX2 and AMX paths a batch of at most 8,
                     // runs as matvec (its bits); the other tokens are one FMA chain each, whatever
                     // the batch: the same bits as in the batch cut after their panel, on every
@@ -211,7 +211,7 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                         let mut got = vec![f32::NAN; n * rows];
                         paths::matmul(p, wt, w, rows, cols, &x, n, &mut got);
                         let rows_tail = match p {
-                            Path::Avx512 if n <= 128 && wt != WeightType::F32 => n,
+                            Path::Avx512 if n <= runllama_kernels::row_batch() && wt != WeightType::F32 => n,
                             Path::Avx512 => tail,
                             Path::Avx2 | Path::Amx if n <= 8 => n,
                             _ => 0,
@@ -223,8 +223,10 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                             if t >= n - rows_tail {
                                 paths::matvec(p, wt, w, xt, &mut alone);
                             } else {
-                                // (On AVX-512 a cut of at most 128 tokens would run as rows.)
-                                let least = if p == Path::Avx512 { 144 } else { 0 };
+                                // (On AVX-512 a cut of at most `row_batch()` tokens would run
+                                // as rows.)
+                                let least =
+                                    if p == Path::Avx512 { (runllama_kernels::row_batch() / 16 + 1) * 16 } else { 0 };
                                 let end = ((t / 16 + 1) * 16).max(least).min(n);
                                 if cut.as_ref().is_none_or(|(e, _)| *e != end) {
                                     let mut o = vec![0f32; end * rows];
@@ -255,8 +257,9 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                             continue;
                         }
                         // The tokens every path runs in panels (matvec's lanes differ between
-                        // paths, and AVX-512 runs batches of at most 128 as rows, AVX2 of 8).
-                        let batch_rows = n <= 8 || (n <= 128 && wt != WeightType::F32);
+                        // paths, and AVX-512 runs batches of at most `row_batch()` as rows,
+                        // AVX2 of 8).
+                        let batch_rows = n <= 8 || (n <= runllama_kernels::row_batch() && wt != WeightType::F32);
                         let panels = if batch_rows { 0 } else { (n - tail) * rows };
                         match &first_simd {
                             None => first_simd = Some(got),
