@@ -230,14 +230,14 @@ pub(crate) const ROW_BATCH: usize = 128;
 pub(crate) const ROW_TAIL: usize = PANEL / 2;
 
 /// The most tokens of a batch of f16/bf16 weights whose products run as rows on the AVX-512
-/// path of this CPU ([`ROW_BATCH`] on AMD's cores); a longer batch runs the token-panel tile,
-/// its last panel as rows where it holds at most [`ROW_TAIL`]. On Intel's AVX-512 cores the
-/// rows' widening of each weight vector (once per 8 tokens) takes ports 0 and 5 from the
-/// FMAs, and the tile, which widens each weight once per panel of 16, is ahead as soon as a
-/// batch fills a second panel beyond [`ROW_TAIL`]: on the Xeon of CPUID model 207 (AMX not
+/// path of this CPU (128 on AMD's cores: `ROW_BATCH`); a longer batch runs the token-panel
+/// tile, its last panel as rows where it holds at most 8. On Intel's AVX-512 cores the rows'
+/// widening of each weight vector (once per 8 tokens) takes ports 0 and 5 from the FMAs, and
+/// the tile, which widens each weight once per panel of 16, is ahead as soon as a batch fills
+/// a second panel beyond 8 tokens: on the Xeon of CPUID model 207 (AMX not
 /// exposed), 7B F16 prefill, 2 threads (`e2e --prompt ... --gen 0`), as rows / on the tile:
 /// 20 tokens 11.0 / 9.9 tok/s, 24 10.8 / 10.3, 28 11.4 / 13.8, 32 11.1 / 16.1, 64 11.0 / 18.5,
-/// 128 11.1 / 19.0. So there, batches of at most `PANEL + ROW_TAIL` (24).
+/// 128 11.1 / 19.0. So there, batches of at most [`PANEL`] + 8 (24).
 pub fn row_batch() -> usize {
     if detected().intel {
         PANEL + ROW_TAIL
@@ -266,8 +266,8 @@ pub const fn packed_len(n: usize, cols: usize) -> usize {
 /// panel_stride(cols) + k * PANEL + j] = x[p * PANEL + j, k]`), missing tokens of the last panel
 /// zero; on [`Path::Amx`], for the products it runs (f16/bf16 weights, `cols` a multiple of
 /// 32), each panel's 32-column blocks then hold the same values as bf16 tile operands. On the
-/// AVX-512 path the panels of a batch of at most [`row_batch`] tokens (f16/bf16 weights), and a last panel
-/// of at most 8 (float weights), hold their tokens as rows (`packed[p *
+/// AVX-512 path the panels of a batch of at most [`row_batch`] tokens (f16/bf16 weights), and a
+/// last panel of at most 8 (float weights), hold their tokens as rows (`packed[p *
 /// panel_stride(cols) + j * cols + k]`): their products run over whole weight vectors, as
 /// `matvec`'s, instead of broadcasting each weight. For a
 /// block type, each token's activations quantized as [`quantize_acts`] does, at the start of

@@ -201,11 +201,11 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                     let mut want = vec![0f32; n * rows];
                     paths::matmul(Path::Scalar, wt, w, rows, cols, &x, n, &mut want);
                     let mut first_simd: Option<Vec<f32>> = None;
-                    // On the AVX-512 path a batch of at most `row_batch()` tokens (f16/bf16 weights), or a
-                    // last panel of at most 8, and on the AVX2 and AMX paths a batch of at most 8,
-                    // runs as matvec (its bits); the other tokens are one FMA chain each, whatever
-                    // the batch: the same bits as in the batch cut after their panel, on every
-                    // SIMD path.
+                    // On the AVX-512 path a batch of at most `row_batch()` tokens (f16/bf16
+                    // weights), or a last panel of at most 8, and on the AVX2 and AMX paths a
+                    // batch of at most 8, runs as matvec (its bits); the other tokens are one FMA
+                    // chain each, whatever the batch: the same bits as in the batch cut after
+                    // their panel, on every SIMD path.
                     let tail = if (1..=8).contains(&(n % 16)) { n % 16 } else { 0 };
                     for &p in &simd {
                         let mut got = vec![f32::NAN; n * rows];
