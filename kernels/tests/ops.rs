@@ -83,10 +83,16 @@ fn packed_activations_are_panels_of_16_tokens_column_major_zero_padded() {
             // f16 weights: the f32 panel layout on every path.
             paths::pack_activations(p, WeightType::F16, &x, n, cols, &mut packed);
             assert_eq!(packed_len(n, cols), 3 * panel_stride(cols));
+            // On the AVX-512 path the panels of a batch of at most `row_batch()` tokens hold
+            // rows, and of a longer one a last panel of at most 8.
+            let rows_from = match p {
+                Path::Avx512 if n <= runllama_kernels::row_batch() => 0,
+                Path::Avx512 if n % PANEL <= 8 => n - n % PANEL,
+                _ => n,
+            };
             for q in 0..3 {
                 let panel = &packed[q * panel_stride(cols)..];
-                // On the AVX-512 path the panels of a batch of at most 128 hold rows.
-                if p == Path::Avx512 {
+                if q * PANEL >= rows_from && q * PANEL < n {
                     let t = (q * PANEL..n.min((q + 1) * PANEL)).len();
                     assert_eq!(panel[..t * cols], x[q * PANEL * cols..][..t * cols], "{p:?}: panel {q} as rows");
                     continue;
@@ -205,7 +211,7 @@ fn short_batches_and_short_last_panels_get_matvecs_bits_on_avx512_and_amx() {
                 let mut out = vec![f32::NAN; n * rows];
                 paths::matmul_packed(p, wt, w, rows, cols, &packed, n, &mut out);
                 // (f32 weights only for a last panel of at most 8.)
-                let batch = n <= 128 && wt != WeightType::F32;
+                let batch = n <= runllama_kernels::row_batch() && wt != WeightType::F32;
                 let rows_from = if batch {
                     0
                 } else if n % PANEL <= 8 {
