@@ -148,20 +148,23 @@ fn parse_args() -> Args {
     a
 }
 
-/// The value of the kB field `name` (e.g. `"RssFile:"`) of a `/proc` file, in MiB (Linux; zero
-/// elsewhere or when absent).
-fn proc_mib(file: &str, name: &str) -> f64 {
+/// The kB fields `names` (e.g. `"RssFile:"`) of a `/proc` file, in MiB (Linux; zero elsewhere
+/// or when absent).
+fn proc_mib<const N: usize>(file: &str, names: [&str; N]) -> [f64; N] {
     let text = std::fs::read_to_string(file).unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    names.map(|name| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    })
 }
 
 /// `RssFile` and `RssAnon` of this process in MiB (Linux; zeros elsewhere).
 fn rss_mib() -> (f64, f64) {
-    (proc_mib("/proc/self/status", "RssFile:"), proc_mib("/proc/self/status", "RssAnon:"))
+    let [file, anon] = proc_mib("/proc/self/status", ["RssFile:", "RssAnon:"]);
+    (file, anon)
 }
 
 /// How much of this process's file mappings the kernel maps in 2 MiB pages (`FilePmdMapped`),
@@ -169,7 +172,7 @@ fn rss_mib() -> (f64, f64) {
 /// our huge-page-advised mapping comes in 2 MiB folios, while one read in small pieces earlier
 /// (or split under memory pressure) stays in small ones, and decode then loses to TLB misses.
 fn file_pmd_mapped_mib() -> f64 {
-    proc_mib("/proc/self/smaps_rollup", "FilePmdMapped:")
+    proc_mib("/proc/self/smaps_rollup", ["FilePmdMapped:"])[0]
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -73,6 +73,19 @@ fn matvec_and_matmul_match_f64_on_every_type_odd_sizes_and_unaligned_rows() {
     }
 }
 
+/// The first token of a batch of `n` whose products with `wt` rows the AVX-512 path runs as rows
+/// (`matvec`'s): every token of a batch of at most `row_batch()` (f16/bf16 weights), else those
+/// of a last panel of at most 8 (`n`: none).
+fn avx512_rows_from(wt: WeightType, n: usize) -> usize {
+    if n <= row_batch() && wt != WeightType::F32 {
+        0
+    } else if n % PANEL <= 8 {
+        n - n % PANEL
+    } else {
+        n
+    }
+}
+
 #[test]
 fn packed_activations_are_panels_of_16_tokens_column_major_zero_padded() {
     for n in [37, 45] {
@@ -83,13 +96,8 @@ fn packed_activations_are_panels_of_16_tokens_column_major_zero_padded() {
             // f16 weights: the f32 panel layout on every path.
             paths::pack_activations(p, WeightType::F16, &x, n, cols, &mut packed);
             assert_eq!(packed_len(n, cols), 3 * panel_stride(cols));
-            // On the AVX-512 path the panels of a batch of at most `row_batch()` tokens hold
-            // rows, and of a longer one a last panel of at most 8.
-            let rows_from = match p {
-                Path::Avx512 if n <= runllama_kernels::row_batch() => 0,
-                Path::Avx512 if n % PANEL <= 8 => n - n % PANEL,
-                _ => n,
-            };
+            // On the AVX-512 path some panels hold their tokens as rows.
+            let rows_from = if p == Path::Avx512 { avx512_rows_from(WeightType::F16, n) } else { n };
             for q in 0..3 {
                 let panel = &packed[q * panel_stride(cols)..];
                 if q * PANEL >= rows_from && q * PANEL < n {
@@ -210,16 +218,7 @@ fn short_batches_and_short_last_panels_get_matvecs_bits_on_avx512_and_amx() {
                 paths::pack_activations(p, wt, &x, n, cols, &mut packed);
                 let mut out = vec![f32::NAN; n * rows];
                 paths::matmul_packed(p, wt, w, rows, cols, &packed, n, &mut out);
-                // (f32 weights only for a last panel of at most 8.)
-                let batch = n <= runllama_kernels::row_batch() && wt != WeightType::F32;
-                let rows_from = if batch {
-                    0
-                } else if n % PANEL <= 8 {
-                    n - n % PANEL
-                } else {
-                    n
-                };
-                for t in rows_from..n {
+                for t in avx512_rows_from(wt, n)..n {
                     let mut alone = vec![0f32; rows];
                     paths::matvec(p, wt, w, &x[t * cols..(t + 1) * cols], &mut alone);
                     assert_eq!(out[t * rows..(t + 1) * rows], alone, "{p:?} {wt:?} n={n}: token {t}");
