@@ -238,7 +238,7 @@ fn bench_attention(c: &mut Criterion) {
             b.iter(|| {
                 for h in 0..heads {
                     let kh = &f16s[2 * h * n_pos * hd..2 * (h + 1) * n_pos * hd];
-                    paths::attn_scores(p, WeightType::F16, kh, hd, &q[h * hd..(h + 1) * hd], 0.088, &mut scores);
+                    paths::attn_scores(p, WeightType::F16, kh, hd, &q[h * hd..(h + 1) * hd], 0.088, &mut scores, kh);
                     paths::softmax(p, &mut scores);
                     paths::attn_wsum(p, WeightType::F16, kh, hd, &scores, &mut out);
                     black_box(&out);

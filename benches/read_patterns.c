@@ -17,7 +17,8 @@
  *                          line (0: none; decode's are 4096 and 12288: qdot_x86.rs QPF,
  *                          QPF_L2) and W vpmaddwd per 64-byte line (arithmetic to overlap)
  *   pieces:P:T0:T2         pieces of P bytes handed to the threads in turn (thread t reads
- *                          pieces t, t + threads, ...), each as two streams, prefetches as rows
+ *                          pieces t, t + threads, ...), each as two streams of 2304-byte rows
+ *                          (a 4096-column Q4_0 row), prefetches as in rows
  *   PATTERN@anon           the same over an anonymous copy of the file (huge pages advised)
  *
  * Loads are 64 bytes where the compiler targets AVX-512 (as the kernels' on such CPUs), else 32

@@ -547,10 +547,20 @@ pub mod paths {
     }
 
     /// [`attn_scores`](crate::attn_scores) on path `p`.
-    pub fn attn_scores(p: Path, wt: WeightType, k: &[u8], stride: usize, q: &[f32], scale: f32, out: &mut [f32]) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_scores(
+        p: Path,
+        wt: WeightType,
+        k: &[u8],
+        stride: usize,
+        q: &[f32],
+        scale: f32,
+        out: &mut [f32],
+        next: &[u8],
+    ) {
         check(p);
         // SAFETY: `p` was checked against the detected features.
-        unsafe { imp::attn_scores(p, wt, k, stride, q, scale, out) }
+        unsafe { imp::attn_scores(p, wt, k, stride, q, scale, out, next) }
     }
 
     /// [`attn_wsum`](crate::attn_wsum) on path `p`.
@@ -924,6 +934,7 @@ mod imp {
         assert!(len >= need, "{what}: {n} rows of {hd} at stride {stride} need {need} elements, got {len}");
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn attn_scores(
         p: Path,
         wt: WeightType,
@@ -932,10 +943,11 @@ mod imp {
         q: &[f32],
         scale: f32,
         out: &mut [f32],
+        next: &[u8],
     ) {
         assert!(!wt.is_quantized(), "attn_scores: {} is not a cache element type", wt.name());
         check_rows("attn_scores", k.len() / wt.size(), out.len(), q.len(), stride);
-        on_path!(p, attn_scores(wt, k, stride, q, scale, out))
+        on_path!(p, attn_scores(wt, k, stride, q, scale, out, next))
     }
 
     pub(super) unsafe fn attn_wsum(p: Path, wt: WeightType, v: &[u8], stride: usize, w: &[f32], out: &mut [f32]) {
@@ -1262,9 +1274,14 @@ pub fn attn_wsum_q4(qs: &[u8], scales: &[f16], block: usize, stride: usize, w: &
 /// Attention scores of one head over `out.len()` cached positions: `out[j] = scale * dot(q,
 /// K_j)` where `K_j` is the `q.len()` elements at element `j * stride` of `k` (a cache of
 /// `wt` values, one position per `stride` elements). Each dot is summed as [`dot_row`] sums it.
-pub fn attn_scores(wt: WeightType, k: &[u8], stride: usize, q: &[f32], scale: f32, out: &mut [f32]) {
+///
+/// `next` (a hint; may be empty) is what the caller reads next, laid out as `k` (the head's V
+/// rows, for [`attn_wsum`]): where software prefetches pay ([`CpuFeatures::sw_prefetch`]) its
+/// rows are brought into L2 beside `k`'s, so that the two read as two streams. Results do not
+/// depend on it.
+pub fn attn_scores(wt: WeightType, k: &[u8], stride: usize, q: &[f32], scale: f32, out: &mut [f32], next: &[u8]) {
     // SAFETY: `path()` never exceeds the detected features.
-    unsafe { imp::attn_scores(path(), wt, k, stride, q, scale, out) }
+    unsafe { imp::attn_scores(path(), wt, k, stride, q, scale, out, next) }
 }
 
 /// The attention output of one head: `out = sum_j w[j] * V_j` over `w.len()` cached positions,

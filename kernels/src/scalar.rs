@@ -152,8 +152,18 @@ pub(crate) fn quantize_q8(x: &[f32], block: usize, qs: &mut [i8], scales: &mut [
     }
 }
 
-/// `out[j] = scale * dot_row(row j, q)` for rows `stride` elements apart.
-pub(crate) fn attn_scores(wt: WeightType, k: &[u8], stride: usize, q: &[f32], scale: f32, out: &mut [f32]) {
+/// `out[j] = scale * dot_row(row j, q)` for rows `stride` elements apart (`next`, a prefetch
+/// hint, unused here).
+pub(crate) fn attn_scores(
+    wt: WeightType,
+    k: &[u8],
+    stride: usize,
+    q: &[f32],
+    scale: f32,
+    out: &mut [f32],
+    next: &[u8],
+) {
+    let _ = next;
     let (sz, hd) = (wt.size(), q.len());
     for (j, o) in out.iter_mut().enumerate() {
         *o = dot_row(wt, &k[j * stride * sz..(j * stride + hd) * sz], q) * scale;

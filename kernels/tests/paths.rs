@@ -508,7 +508,8 @@ fn attention_scores_and_weighted_sums_every_path_and_cache_type() {
             let w: Vec<f32> = (0..n).map(|_| rng.unit().abs()).collect();
             for p in paths::available() {
                 let mut scores = vec![0f32; n];
-                paths::attn_scores(p, wt, &bytes, stride, &q, 0.25, &mut scores);
+                // The V rows as the prefetch hint (the same bytes here): results must not move.
+                paths::attn_scores(p, wt, &bytes, stride, &q, 0.25, &mut scores, &bytes);
                 let mut out = vec![f32::NAN; hd];
                 paths::attn_wsum(p, wt, &bytes, stride, &w, &mut out);
                 for j in 0..n {

@@ -290,11 +290,18 @@ impl KvBuf {
     }
 
     /// Attention scores of query `q` against head `h` at positions `0..out.len()`:
-    /// `out[j] = scale * dot(q, K_h[j])`.
-    fn scores(&self, h: usize, q: &[f32], scale: f32, out: &mut [f32]) {
+    /// `out[j] = scale * dot(q, K_h[j])`. `then` is the cache read next (the layer's V cache):
+    /// its head `h`'s rows are prefetched alongside (f32/f16 caches).
+    fn scores(&self, h: usize, q: &[f32], scale: f32, out: &mut [f32], then: &KvBuf) {
         let hd = self.head_dim;
         match self.head(h, out.len()) {
-            HeadRows::Stored(wt, rows) => k::attn_scores(wt, rows, hd, q, scale, out),
+            HeadRows::Stored(wt, rows) => {
+                let next = match then.head(h, out.len()) {
+                    HeadRows::Stored(_, next) => next,
+                    _ => &[],
+                };
+                k::attn_scores(wt, rows, hd, q, scale, out, next)
+            }
             HeadRows::Q8 { qs, scales, block } => k::attn_scores_q8(qs, scales, block, hd, q, scale, out),
             HeadRows::Q4 { qs, scales, block } => k::attn_scores_q4(qs, scales, block, hd, q, scale, out),
         }
@@ -754,7 +761,7 @@ impl LlamaOps for CpuPass<'_> {
             let len = pos + t + 1;
             TASK.with_borrow_mut(|s| {
                 let scores = at_least(&mut s.f, len);
-                kc.scores(h / group, qh, scale, scores);
+                kc.scores(h / group, qh, scale, scores, vc);
                 k::softmax(scores);
                 vc.wsum(h / group, scores, out);
             });
