@@ -750,14 +750,18 @@ impl LlamaOps for CpuPass<'_> {
         let CpuState { k: kc, v: vc, scratch: s, .. } = &mut *self.st;
         let (kc, vc, q) = (&kc[layer], &vc[layer], &s.q);
         let att = SharedOut(s.att[..self.n * qd].as_mut_ptr());
-        // Each (token, head) pair is one task writing its own output slice.
-        self.team.for_each(self.n * hp.n_head, |i| {
-            // SAFETY: task `i` (claimed by one thread) alone writes `att[i * hd..(i + 1) * hd]`,
-            // within the `n * qd` values checked above; `s.att`'s `&mut` borrow outlives the
-            // region.
-            let out = unsafe { std::slice::from_raw_parts_mut(att.ptr().add(i * hd), hd) };
-            let (t, h) = (i / hp.n_head, i % hp.n_head);
-            let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
+        // Each (head, token) pair is one task writing its own output slice, a head's tokens in
+        // a row: while the threads take them, that head's K and V rows stay in their caches
+        // (token after token over all heads read every head's rows from memory per token).
+        let n = self.n;
+        self.team.for_each(n * hp.n_head, |i| {
+            let (h, t) = (i / n, i % n);
+            let at = t * qd + h * hd;
+            // SAFETY: task `i` (claimed by one thread) alone writes `att[at..at + hd]` (`at` is
+            // one-to-one with `i`), within the `n * qd` values checked above; `s.att`'s `&mut`
+            // borrow outlives the region.
+            let out = unsafe { std::slice::from_raw_parts_mut(att.ptr().add(at), hd) };
+            let qh = &q[at..at + hd];
             let len = pos + t + 1;
             TASK.with_borrow_mut(|s| {
                 let scores = at_least(&mut s.f, len);
