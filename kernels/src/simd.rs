@@ -440,13 +440,18 @@ macro_rules! simd_kernels {
             }
         }
 
-        /// Prefetch the `bytes` of a cache row (a hint: any address).
+        /// Prefetch the `bytes` of a cache row into L1, or with `L2` into L2 (a hint: any
+        /// address).
         #[target_feature(enable = $feat)]
         #[inline]
-        fn prefetch_row(p: *const u8, bytes: usize) {
+        fn prefetch_row<const L2: bool>(p: *const u8, bytes: usize) {
             let mut o = 0;
             while o < bytes {
-                prefetch(p.wrapping_add(o));
+                if L2 {
+                    prefetch_l2(p.wrapping_add(o));
+                } else {
+                    prefetch(p.wrapping_add(o));
+                }
                 o += 64;
             }
         }
@@ -466,17 +471,6 @@ macro_rules! simd_kernels {
         /// 2.35-2.43 -> 2.01-2.05 ms, the rows 24 KiB ahead alone 2.42-2.54 -> 2.13-2.19
         /// (12 KiB: 2.12-2.23 -> 1.98-2.03).
         const PF_KV_L2: usize = 24 * 1024;
-
-        /// Prefetch the `bytes` of a cache row into L2 (a hint: any address).
-        #[target_feature(enable = $feat)]
-        #[inline]
-        fn prefetch_row_l2(p: *const u8, bytes: usize) {
-            let mut o = 0;
-            while o < bytes {
-                prefetch_l2(p.wrapping_add(o));
-                o += 64;
-            }
-        }
 
         /// `out[j] = scale * dot(q, row j)` for `n` cache rows of `hd` elements `stride` bytes
         /// apart: each dot in `dot_row`'s order, so equal to it bit for bit. With `L2` the rows
@@ -500,11 +494,11 @@ macro_rules! simd_kernels {
                 let mut j = 0;
                 while j + G <= n {
                     for r in 0..G {
-                        prefetch_row(k.wrapping_add((j + AHEAD + r) * stride), rb);
+                        prefetch_row::<false>(k.wrapping_add((j + AHEAD + r) * stride), rb);
                         if L2 {
-                            prefetch_row_l2(k.wrapping_add((j + r) * stride + PF_KV_L2), rb);
+                            prefetch_row::<true>(k.wrapping_add((j + r) * stride + PF_KV_L2), rb);
                             if j + r < next_rows {
-                                prefetch_row_l2(next.wrapping_add((j + r) * stride), rb);
+                                prefetch_row::<true>(next.wrapping_add((j + r) * stride), rb);
                             }
                         }
                     }
@@ -547,7 +541,7 @@ macro_rules! simd_kernels {
                 while j < n {
                     let g = G.min(n - j);
                     for r in 0..g {
-                        prefetch_row(v.wrapping_add((j + AHEAD + r) * stride), hd * sz);
+                        prefetch_row::<false>(v.wrapping_add((j + AHEAD + r) * stride), hd * sz);
                     }
                     let rows = v.add(j * stride);
                     for c in 0..full {
@@ -663,7 +657,7 @@ macro_rules! simd_kernels {
                 while j < n {
                     let g = G.min(n - j);
                     for r in 0..g {
-                        prefetch_row(qs.wrapping_add((j + AHEAD + r) * stride).cast(), hd);
+                        prefetch_row::<false>(qs.wrapping_add((j + AHEAD + r) * stride).cast(), hd);
                     }
                     let (rows, srows) = (qs.add(j * stride), sc.add(j * ss));
                     if let Some((q, scale, out)) = scores {
