@@ -818,6 +818,17 @@ impl LlamaOps for CpuPass<'_> {
         k::rmsnorm(normed, &s.x[(n - 1) * d..n * d], norm, self.hp.norm_eps);
         self.b.matmul(self.team, output, normed, 1, &mut s.packed, logits);
     }
+
+    fn keep_last(&mut self, keep: usize) -> bool {
+        let (n, d, qd) = (self.n, self.hp.n_embd, self.hp.n_head * self.hp.head_dim());
+        if keep == 1 {
+            let s = &mut self.st.scratch;
+            s.x.copy_within((n - 1) * d..n * d, 0);
+            s.q.copy_within((n - 1) * qd..n * qd, 0);
+        }
+        self.n = keep.min(n);
+        true
+    }
 }
 
 /// `x` quantized for each quantized product of `ms` (once per activation format), in `space`

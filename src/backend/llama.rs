@@ -36,11 +36,18 @@ pub trait LlamaOps {
     fn add_ffn_output(&mut self, w_down: &Matrix);
     /// `logits = (rmsnorm(x of the last token) ⊙ norm) · outputᵀ`.
     fn logits(&mut self, norm: &[f32], output: &Matrix, logits: &mut [f32]);
+    /// Narrow the batch to its last `keep` tokens (0 or 1) once the last layer's K and V are
+    /// stored: the rest of that layer only feeds the logits, which are the last token's. With
+    /// 1, that token's `x` and `q` become the batch's only row. Returns whether the backend
+    /// did; one that did not runs the whole batch on (the same logits, more work).
+    fn keep_last(&mut self, keep: usize) -> bool;
 }
 
 /// One batched pass over `tokens` at positions `pos..`: their K/V go into the caches, and with
-/// `logits` the last token's logits are computed. Returns `Cancelled` (before the next layer)
-/// once `cancel` is set, consuming it.
+/// `logits` the last token's logits are computed. The last layer runs its attention and
+/// feed-forward for the last token alone, or not at all without `logits` (where the backend
+/// narrows the batch: [`LlamaOps::keep_last`]; llama.cpp narrows its last feed-forward).
+/// Returns `Cancelled` (before the next layer) once `cancel` is set, consuming it.
 pub fn forward(
     ops: &mut impl LlamaOps,
     w: &Weights,
@@ -50,6 +57,7 @@ pub fn forward(
     cancel: &AtomicBool,
 ) -> Result<()> {
     ops.embed(tokens);
+    let n_layer = w.layers.len();
     for (l, layer) in w.layers.iter().enumerate() {
         check_cancel(cancel)?;
         // Attention.
@@ -57,7 +65,16 @@ pub fn forward(
         ops.qkv(&layer.qkv);
         ops.rope(pos);
         ops.store_kv(l, pos);
-        ops.attention(l, pos);
+        let mut first = pos;
+        if l + 1 == n_layer {
+            if logits.is_none() && ops.keep_last(0) {
+                return Ok(());
+            }
+            if logits.is_some() && tokens.len() > 1 && ops.keep_last(1) {
+                first = pos + tokens.len() - 1;
+            }
+        }
+        ops.attention(l, first);
         ops.add_attention_output(&layer.wo);
         // Feed-forward (SwiGLU).
         ops.norm(&layer.ffn_norm);
