@@ -113,13 +113,16 @@ impl CpuFeatures {
     }
 
     /// Whether matrix-vector products issue software prefetches along their weight rows.
-    /// Measured on the two CPUs this project runs on: on an AVX-512 Xeon they lift one thread's
-    /// f16 4096x11008 stream from 12.9 to 15.3 GiB/s (its hardware prefetcher alone keeps too
-    /// few lines in flight); on an AMD EPYC (Zen 4) they cost 10% of a 2-thread 7B decode
-    /// (26.6 against 23.9 GB/s of weights, 10 alternations in one process), whose L2 stream
-    /// prefetcher does better alone. So: on Intel CPUs only.
+    /// On an AVX-512 Xeon they lift one thread's f16 4096x11008 stream from 12.9 to 15.3
+    /// GiB/s (its hardware prefetcher alone keeps too few lines in flight). On AMD's Zen 4
+    /// (EPYC VM, family 25 model 17) they pay where the memory is fast: 2-thread decode, one
+    /// process switching every 2 tokens, prefetching tokens against the others (B/A), 7B F16
+    /// 1.19-1.30 with the probe at 55-65 GB/s, 8B BF16 1.02-1.21, Q4_K_M 1.00-1.05, Q4_0
+    /// 1.00 at 34 GB/s; the worst, 8B BF16 at 34-36 GB/s, 0.97-0.98 (an earlier Zen 4
+    /// session, before the L2 prefetches, had measured 0.90). So: on Intel CPUs, and on AMD's
+    /// with AVX-512 (Zen 4 and later); not on Zen 3 and older, where they were not measured.
     pub const fn sw_prefetch(self) -> bool {
-        self.intel
+        self.intel || self.avx512f
     }
 
     /// Whether decoding's quantized row products run on 512-bit vectors (`qdot_x86_wide.rs`):
@@ -127,9 +130,11 @@ impl CpuFeatures {
     /// so a 512-bit kernel does a third more per cycle than three 256-bit ports and needs
     /// fewer shuffles. Measured on a Xeon (CPUID family 6 model 207), one thread, 160 rows in
     /// L2: Q4_K 19-21 -> 26-27 GB/s, Q6_K 26 -> 29. Zen 4 splits each 512-bit instruction in
-    /// two and was not measured with them: it keeps the 256-bit kernels.
+    /// two, yet decodes faster with them too (fewer instructions): 2-thread 7B decode, one
+    /// process switching every 2 tokens, 512-bit tokens against 256-bit ones: Q4_0 1.04-1.05,
+    /// Q4_K_M 1.04-1.06, 4-layer Q5_K_M 1.01-1.05, Q6_K 0.99-1.02, Q8_0 0.98-1.01.
     pub const fn wide_int(self) -> bool {
-        self.intel && self.avx512bw && self.avx512vnni
+        self.avx512bw && self.avx512vnni
     }
 
     /// Whether `p` can run here.

@@ -1,6 +1,6 @@
-//! Decoding's row products (`qdot_x86.rs`'s per-row kernels) on 512-bit vectors, for CPUs
-//! whose 512-bit integer units issue two instructions a cycle (Intel's AVX-512 cores: see
-//! `CpuFeatures::wide_int`). The integer sums are those of the 256-bit kernels (exact). The
+//! Decoding's row products (`qdot_x86.rs`'s per-row kernels) on 512-bit vectors, for AVX-512
+//! VNNI CPUs (Intel's, whose 512-bit integer units issue two instructions a cycle, and Zen 4,
+//! where fewer instructions pay though each is split in two: see `CpuFeatures::wide_int`). The integer sums are those of the 256-bit kernels (exact). The
 //! 32-element types give the 256-bit kernel's bits; the K-quants' f32 sums of super-block
 //! terms are ordered differently.
 //!

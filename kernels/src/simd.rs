@@ -461,15 +461,15 @@ macro_rules! simd_kernels {
         const AHEAD: usize = 8;
 
         /// Bytes ahead of the K row being summed that attention also prefetches into L2, where
-        /// `CpuFeatures::sw_prefetch` says software prefetches pay (Intel), beside the V rows
-        /// of the same positions (`next`): two streams per thread, as decode's weight rows
-        /// read. Measured on the Xeon (CPUID model 207), 2 threads, one process switching
-        /// between without and with every token (attention's wall time per layer, 32-token
-        /// blocks; 4-layer 7B-shape F16, f16 cache): depth 4096 4.02-4.08 -> 3.63-3.65 ms,
-        /// depth 2048 2.06-2.21 -> 1.76-1.90 ms, depth 512 0.59-0.62 -> 0.47-0.51 ms; 7B Q4_0
-        /// at contexts up to 128 28-118 -> 25-113 us. At depth 2048 the V rows alone gave
-        /// 2.35-2.43 -> 2.01-2.05 ms, the rows 24 KiB ahead alone 2.42-2.54 -> 2.13-2.19
-        /// (12 KiB: 2.12-2.23 -> 1.98-2.03).
+        /// `CpuFeatures::sw_prefetch` says software prefetches pay (Intel, Zen 4: there not
+        /// measured apart), beside the V rows of the same positions (`next`): two streams per
+        /// thread, as decode's weight rows read. Measured on the Xeon (CPUID model 207), 2
+        /// threads, one process switching between without and with every token (attention's
+        /// wall time per layer, 32-token blocks; 4-layer 7B-shape F16, f16 cache): depth 4096
+        /// 4.02-4.08 -> 3.63-3.65 ms, depth 2048 2.06-2.21 -> 1.76-1.90 ms, depth 512
+        /// 0.59-0.62 -> 0.47-0.51 ms; 7B Q4_0 at contexts up to 128 28-118 -> 25-113 us. At
+        /// depth 2048 the V rows alone gave 2.35-2.43 -> 2.01-2.05 ms, the rows 24 KiB ahead
+        /// alone 2.42-2.54 -> 2.13-2.19 (12 KiB: 2.12-2.23 -> 1.98-2.03).
         const PF_KV_L2: usize = 24 * 1024;
 
         /// `out[j] = scale * dot(q, row j)` for `n` cache rows of `hd` elements `stride` bytes
