@@ -83,7 +83,7 @@ struct CBlock([f32; RS * TBP * PANEL]);
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile<const NT: usize>(
+unsafe fn tile<const NT: usize, const PF: bool>(
     w: &[*const u32; MR],
     xp: *const u32,
     ps: usize,
@@ -103,6 +103,9 @@ unsafe fn tile<const NT: usize>(
             }
         }
         for q in 0..kq {
+            if PF {
+                prefetch_next(w, q);
+            }
             let mut x = [_mm512_setzero_si512(); NT];
             for (v, xv) in x.iter_mut().enumerate() {
                 *xv = _mm512_loadu_si512(xp.add(v * ps + q * PANEL).cast());
@@ -122,6 +125,17 @@ unsafe fn tile<const NT: usize>(
     }
 }
 
+/// Where pair `q` of a tile's rows starts a cache line, prefetch the line one column block
+/// ([`KC`]) further along each row: the block the rows' next tile reads from memory.
+#[inline(always)]
+fn prefetch_next(w: &[*const u32; MR], q: usize) {
+    if q.is_multiple_of(16) {
+        for wr in w {
+            crate::x86::prefetch(wr.wrapping_add(q + KC / 2).cast());
+        }
+    }
+}
+
 /// [`tile`] for one panel's first 8 tokens, in 256-bit vectors: the same products per lane,
 /// so the same bits.
 ///
@@ -129,7 +143,14 @@ unsafe fn tile<const NT: usize>(
 /// The CPU has AVX-512 F, VL and BF16; the pointers cover what the loops read and write.
 #[target_feature(enable = "avx512f,avx512vl,avx512bf16")]
 #[inline]
-unsafe fn tile_half(w: &[*const u32; MR], xp: *const u32, kq: usize, c: *mut f32, cs: usize, first: bool) {
+unsafe fn tile_half<const PF: bool>(
+    w: &[*const u32; MR],
+    xp: *const u32,
+    kq: usize,
+    c: *mut f32,
+    cs: usize,
+    first: bool,
+) {
     // SAFETY: the caller's contract covers every pointer below.
     unsafe {
         let mut acc = [_mm256_setzero_ps(); MR];
@@ -139,6 +160,9 @@ unsafe fn tile_half(w: &[*const u32; MR], xp: *const u32, kq: usize, c: *mut f32
             }
         }
         for q in 0..kq {
+            if PF {
+                prefetch_next(w, q);
+            }
             let x: __m256bh = core::mem::transmute(_mm256_loadu_si256(xp.add(q * PANEL).cast()));
             for (a, wr) in acc.iter_mut().zip(w) {
                 let wq: __m256bh = core::mem::transmute(_mm256_set1_epi32(wr.add(q).read_unaligned() as i32));
@@ -176,6 +200,7 @@ pub(crate) unsafe fn products(
     let mut cb = CBlock([0.0; RS * TBP * PANEL]);
     let cbp = cb.0.as_mut_ptr();
     const CS: usize = TBP * PANEL;
+    let pf = crate::detected().sw_prefetch();
     // SAFETY: every read is inside `w` (rows x pairs x 4 bytes, copied bytewise), `xp`
     // (panels x pstride) and the stack blocks; every write inside `out` or the stack blocks
     // (the caller's contract and the loop bounds).
@@ -209,12 +234,19 @@ pub(crate) unsafe fn products(
                                 wp.add(((rs0 + (r0 + i).min(rsn - 1)) * pairs + q0) * 4).cast()
                             });
                             let (wt, c) = (&wt, cbp.add(r0 * CS + pj * PANEL));
-                            match t {
-                                1 if half => tile_half(wt, xt, kq, c, CS, first),
-                                1 => tile::<1>(wt, xt, pstride, kq, c, CS, first),
-                                2 => tile::<2>(wt, xt, pstride, kq, c, CS, first),
-                                3 => tile::<3>(wt, xt, pstride, kq, c, CS, first),
-                                _ => tile::<NT>(wt, xt, pstride, kq, c, CS, first),
+                            // The first tile of panels over a block reads its weights from
+                            // memory (the others from cache): it prefetches the next block.
+                            match (t, pf && pj == 0) {
+                                (1, true) if half => tile_half::<true>(wt, xt, kq, c, CS, first),
+                                (1, false) if half => tile_half::<false>(wt, xt, kq, c, CS, first),
+                                (1, true) => tile::<1, true>(wt, xt, pstride, kq, c, CS, first),
+                                (1, false) => tile::<1, false>(wt, xt, pstride, kq, c, CS, first),
+                                (2, true) => tile::<2, true>(wt, xt, pstride, kq, c, CS, first),
+                                (2, false) => tile::<2, false>(wt, xt, pstride, kq, c, CS, first),
+                                (3, true) => tile::<3, true>(wt, xt, pstride, kq, c, CS, first),
+                                (3, false) => tile::<3, false>(wt, xt, pstride, kq, c, CS, first),
+                                (_, true) => tile::<NT, true>(wt, xt, pstride, kq, c, CS, first),
+                                (_, false) => tile::<NT, false>(wt, xt, pstride, kq, c, CS, first),
                             }
                             r0 += MR;
                         }
