@@ -11,8 +11,9 @@
 //! Decoding's `Q4_0` rows take their token's activation quants re-laid once per call ([`Laid`])
 //! in the order of the weights' packed nibbles, which saves unpacking work and most of the tree.
 //!
-//! On AVX-512 VNNI cores (`CpuFeatures::wide_int`: Intel's, Zen 4) decoding's rows of the common types
-//! (`Q4_0`, `Q8_0`, `Q4_K`, `Q5_K`, `Q6_K`) run on 512-bit vectors instead (`qdot_x86_wide.rs`).
+//! On AVX-512 VNNI cores (`CpuFeatures::wide_int`: Intel's, Zen 4) decoding's rows of the common
+//! types (`Q4_0`, `Q8_0`, `Q4_K`, `Q5_K`, `Q6_K`) run on 512-bit vectors instead
+//! (`qdot_x86_wide.rs`).
 //! The row kernels take a flag `pf`: prefetch each group's bytes [`QPF`] ahead as it is summed.
 //! On CPUs with GFNI the AVX-VNNI and AVX-512 paths' decode rows take the packed bit fields
 //! apart with one `vgf2p8affineqb` each ([`bits_to`]) where shifts and masks take one to three

@@ -1,8 +1,8 @@
 //! Decoding's row products (`qdot_x86.rs`'s per-row kernels) on 512-bit vectors, for AVX-512
 //! VNNI CPUs (Intel's, whose 512-bit integer units issue two instructions a cycle, and Zen 4,
-//! where fewer instructions pay though each is split in two: see `CpuFeatures::wide_int`). The integer sums are those of the 256-bit kernels (exact). The
-//! 32-element types give the 256-bit kernel's bits; the K-quants' f32 sums of super-block
-//! terms are ordered differently.
+//! where fewer instructions pay though each is split in two: see `CpuFeatures::wide_int`). The
+//! integer sums are those of the 256-bit kernels (exact). The 32-element types give the 256-bit
+//! kernel's bits; the K-quants' f32 sums of super-block terms are ordered differently.
 //!
 //! A vector holds 64 quants, two sub-blocks (or blocks) whose activations are contiguous:
 //! - `Q4_K`/`Q5_K`: a chunk's 32 packed bytes broadcast to both halves and taken apart per
