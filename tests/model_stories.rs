@@ -79,7 +79,10 @@ fn batched_prefill_equals_stepping_one_token_at_a_time() {
         assert_eq!(next_batch, next_one, "{rel}");
         assert_eq!(batch.position(), tokens.len() as u32);
         let d = max_abs_diff(&one.logits().unwrap().unwrap(), &batch.logits().unwrap().unwrap());
-        assert!(d < batched_bound(1e-5), "{rel}: batched vs stepped logits differ by {d}");
+        // Rounding alone: batched products sum in another order than one token's, e.g. on
+        // AVX2 (logits up to ~18) 6.2e-6 to 9.5e-6 over the fixtures, 7.4e-6 to 1.05e-5 since
+        // the last layer runs the last token alone (its row products, the rest batched).
+        assert!(d < batched_bound(2e-5), "{rel}: batched vs stepped logits differ by {d}");
         // And the continuation from both caches is the same.
         assert_eq!(one.step(&[next_one]).unwrap(), batch.step(&[next_batch]).unwrap());
         // A batch of more than 128 tokens (9 token panels and 5 more, which the AVX-512 path
