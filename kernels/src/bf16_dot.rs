@@ -234,19 +234,23 @@ pub(crate) unsafe fn products(
                                 wp.add(((rs0 + (r0 + i).min(rsn - 1)) * pairs + q0) * 4).cast()
                             });
                             let (wt, c) = (&wt, cbp.add(r0 * CS + pj * PANEL));
+                            macro_rules! tiles {
+                                ($pf:expr) => {
+                                    match t {
+                                        1 if half => tile_half::<$pf>(wt, xt, kq, c, CS, first),
+                                        1 => tile::<1, $pf>(wt, xt, pstride, kq, c, CS, first),
+                                        2 => tile::<2, $pf>(wt, xt, pstride, kq, c, CS, first),
+                                        3 => tile::<3, $pf>(wt, xt, pstride, kq, c, CS, first),
+                                        _ => tile::<NT, $pf>(wt, xt, pstride, kq, c, CS, first),
+                                    }
+                                };
+                            }
                             // The first tile of panels over a block reads its weights from
                             // memory (the others from cache): it prefetches the next block.
-                            match (t, pf && pj == 0) {
-                                (1, true) if half => tile_half::<true>(wt, xt, kq, c, CS, first),
-                                (1, false) if half => tile_half::<false>(wt, xt, kq, c, CS, first),
-                                (1, true) => tile::<1, true>(wt, xt, pstride, kq, c, CS, first),
-                                (1, false) => tile::<1, false>(wt, xt, pstride, kq, c, CS, first),
-                                (2, true) => tile::<2, true>(wt, xt, pstride, kq, c, CS, first),
-                                (2, false) => tile::<2, false>(wt, xt, pstride, kq, c, CS, first),
-                                (3, true) => tile::<3, true>(wt, xt, pstride, kq, c, CS, first),
-                                (3, false) => tile::<3, false>(wt, xt, pstride, kq, c, CS, first),
-                                (_, true) => tile::<NT, true>(wt, xt, pstride, kq, c, CS, first),
-                                (_, false) => tile::<NT, false>(wt, xt, pstride, kq, c, CS, first),
+                            if pf && pj == 0 {
+                                tiles!(true)
+                            } else {
+                                tiles!(false)
                             }
                             r0 += MR;
                         }
