@@ -7,10 +7,14 @@
 //! A vector holds 64 quants, two sub-blocks (or blocks) whose activations are contiguous:
 //! - `Q4_K`/`Q5_K`: a chunk's 32 packed bytes broadcast to both halves and taken apart per
 //!   half (low nibbles below, high above: on CPUs with GFNI one `vgf2p8affineqb`, else a shift
-//!   and a mask); one `vpmaddubsw` against the 64 activation bytes and one `vpdpwssd` against
-//!   the two sub-blocks' scales (spread to the halves by one byte shuffle) sum the chunk.
+//!   and a mask); one `vpdpbusd` against the 64 activation bytes sums each four products.
+//!   Those sums fit in i16, so one `vpackssdw` packs two chunks' and one `vpdpwssd` weighs
+//!   them by their four sub-blocks' scales (spread by one byte shuffle): per super-block four
+//!   `vpdpbusd`, two packs and two `vpdpwssd`, where a `vpmaddubsw` and a `vpdpwssd` per chunk
+//!   took four of each.
 //! - `Q6_K`: 64 bytes of low nibbles are two chunks (low and high nibbles), the high bits
-//!   rotated into place per half, the sixteen signed scales spread by `vpermd`.
+//!   rotated into place per half; as for `Q4_K`, `vpdpbusd` per chunk, a pack per two, and the
+//!   sixteen signed scales spread by `vpermd` for a `vpdpwssd` per two.
 //! - `Q8_0`: two blocks, one `vpdpbusd`, then a tree that makes 8 blocks' sums the lanes of one
 //!   vector for the 256-bit kernel's own finish.
 //! - `Q4_0`: four blocks' packed bytes gathered into one vector (a word permute), whose low and
@@ -45,6 +49,14 @@ unsafe fn halves(lo: i32, hi: i32) -> __m512i {
     unsafe { _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_set1_epi32(lo)), _mm256_set1_epi32(hi)) }
 }
 
+/// A vector whose 128-bit lanes repeat the i32 `a, a, b, b` (the lower 256 bits) and `c, c, d, d`
+/// (the upper).
+#[inline(always)]
+unsafe fn halves_pairs(a: i32, b: i32, c: i32, d: i32) -> __m512i {
+    // SAFETY: the caller compiled for AVX-512 F.
+    unsafe { _mm512_set_epi32(d, d, c, c, d, d, c, c, b, b, a, a, b, b, a, a) }
+}
+
 /// A `vgf2p8affineqb` matrix ([`bits_to`]) for the lower and one for the upper 256 bits of a
 /// vector.
 #[inline(always)]
@@ -72,7 +84,10 @@ unsafe fn both_halves(p: *const u8) -> __m512i {
 /// `vgf2p8affineqb` takes each chunk's nibbles apart (and one more its fifth bits), where
 /// without it a shift and a mask do: the same bits. One thread on the Xeon of CPUID model 207,
 /// 160 rows from L2 (`cargo bench --bench kernels -- qmatvec_l2`, 3 runs alternating, GiB/s):
-/// Q4_K 25.0-25.3 -> 26.3-31.1, Q5_K 24.0-25.0 -> 26.1-29.0.
+/// Q4_K 25.0-25.3 -> 26.3-31.1, Q5_K 24.0-25.0 -> 26.1-29.0. Packing the chunks' `vpdpbusd`
+/// sums for the scales' `vpdpwssd` ([`crate::qdot_x86_wide`]), on Zen 4 (one thread, best of 5
+/// runs of 4000 products, binaries alternating 3 times, GB/s): Q4_K 27.3-27.6 -> 26.9-27.8,
+/// Q5_K 28.0-28.2 -> 29.9-30.3.
 ///
 /// # Safety
 /// The CPU supports AVX-512 F, BW, VL and VNNI, AVX2, FMA and F16C, and GFNI where `G`; `row`
@@ -93,11 +108,11 @@ pub(crate) unsafe fn row_q45k<const T: u8, const G: bool>(
         // Per half, the packed bytes' low nibbles below and high nibbles above: shifts and a
         // mask, or one affine transform.
         let (apart, nibbles) = (halves(0, 0x0004_0004), affine_halves(bits_to(0, 4, 0), bits_to(4, 4, 0)));
-        // Byte shuffles that spread sub-block 2c's scale over the lower half's i16 lanes and
-        // 2c + 1's over the upper's (0x80: a zero high byte), from the word of `k8_words`
-        // that holds them (chunks 0, 1: the first; 2, 3: the second) in every lane.
-        let spread = |j: u32| halves(pick(j), pick(j + 1));
-        let spreads = [spread(0), spread(2), spread(0), spread(2)];
+        // The byte shuffle that spreads the scales of chunks 2h and 2h + 1 (sub-blocks 4h ..
+        // 4h + 4, bytes 0-3 of word h of `k8_words`) over the i16 lanes of their packed sums
+        // (0x80: a zero high byte): in each 128-bit lane, chunk 2h's four sums then chunk 2h +
+        // 1's, the lower half's of sub-blocks 4h and 4h + 2, the upper half's of 4h + 1, 4h + 3.
+        let spread = halves_pairs(pick(0), pick(2), pick(1), pick(3));
         // Q5_K: the shifts that bring bit 2c (lower half) and 2c + 1 (upper) of the high-bit
         // bytes to bit 4: left for chunks 0 and 1, right for 2 and 3.
         let fifth = [
@@ -131,7 +146,7 @@ pub(crate) unsafe fn row_q45k<const T: u8, const G: bool>(
                 _mm256_blend_epi32::<0b1100_1100>(_mm512_castsi512_si256(words[0]), _mm512_castsi512_si256(words[1]));
             let msum = min_sums(a, k8);
             let high = if five { both_halves(b.add(16)) } else { _mm512_setzero_si512() };
-            let mut isum = [_mm512_setzero_si512(); 2];
+            let mut sums = [_mm512_setzero_si512(); 4];
             for c in 0..4 {
                 let q = both_halves(b.add(qs_at + 32 * c));
                 let mut u = if G {
@@ -145,10 +160,17 @@ pub(crate) unsafe fn row_q45k<const T: u8, const G: bool>(
                     let h = if c < 2 { _mm512_sllv_epi16(high, fifth[c]) } else { _mm512_srlv_epi16(high, fifth[c]) };
                     u = _mm512_ternarylogic_epi32::<0xF8>(u, h, bit4);
                 }
-                let p = _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.add(4 + 64 * c) as *const __m512i));
-                isum[c % 2] = dpwssd512(isum[c % 2], p, _mm512_shuffle_epi8(words[c / 2], spreads[c]));
+                sums[c] = _mm512_dpbusd_epi32(
+                    _mm512_setzero_si512(),
+                    u,
+                    _mm512_loadu_si512(a.add(4 + 64 * c) as *const __m512i),
+                );
             }
-            let isum = _mm512_add_epi32(isum[0], isum[1]);
+            let mut isum = _mm512_setzero_si512();
+            for h in 0..2 {
+                let p = _mm512_packs_epi32(sums[2 * h], sums[2 * h + 1]);
+                isum = dpwssd512(isum, p, _mm512_shuffle_epi8(words[h], spread));
+            }
             // [d, dmin] times the activations' d (the conversion reading its operand from the
             // super-block), each broadcast from memory ([`stored`]): no shuffle.
             let dd = _mm_cvtph_ps(_mm_loadl_epi64(b as *const __m128i));
@@ -161,13 +183,15 @@ pub(crate) unsafe fn row_q45k<const T: u8, const G: bool>(
     }
 }
 
-/// `vpermd` indices for the four chunks of a `Q6_K` super-block: i32 lane `4l + j` of chunk
-/// `k` takes scale `4k + l`.
-const SPREAD4: [[i32; 16]; 4] = {
-    let mut t = [[0; 16]; 4];
+/// `vpermd` indices for the two halves of a `Q6_K` super-block, each the sums of two chunks
+/// packed to i16 (`vpackssdw`): in 128-bit lane `l` of half `h`, i32 lanes 0 and 1 (chunk
+/// `2h`'s sums) take scale `8h + l`, lanes 2 and 3 (chunk `2h + 1`'s) scale `8h + 4 + l`.
+const SPREAD_PAIRS: [[i32; 16]; 2] = {
+    let mut t = [[0; 16]; 2];
     let mut i = 0;
-    while i < 64 {
-        t[i / 16][i % 16] = (i / 16 * 4 + i % 16 / 4) as i32;
+    while i < 32 {
+        let (h, l, j) = (i / 16, i % 16 / 4, i % 4);
+        t[h][i % 16] = (8 * h + 4 * (j / 2) + l) as i32;
         i += 1;
     }
     t
@@ -177,7 +201,11 @@ const SPREAD4: [[i32; 16]; 4] = {
 /// activations `acts`, as `qdot_x86::row_k` computes it: each half of a super-block (128
 /// quants) is one 64-byte load of low nibbles, taken apart into groups `4h, 4h + 1` (low
 /// nibbles) and `4h + 2, 4h + 3` (high), each pair of groups contiguous in the activations;
-/// the two high bits rotated into place per half; the signed scales spread by `vpermd`.
+/// the two high bits rotated into place per half; each chunk's sums of four products by one
+/// `vpdpbusd`, a half's two chunks packed to i16 and weighed by their signed scales (spread by
+/// `vpermd`) in one `vpdpwssd`. One thread on Zen 4, 160 rows from L2, best of 5 runs of
+/// 4000 products, binaries alternating 3 times (GB/s): 32.3-32.4 -> 33.9-34.2 (a `vpmaddubsw`
+/// and a `vpdpwssd` per chunk before).
 ///
 /// # Safety
 /// As [`row_q45k`], for `Q6_K`.
@@ -192,14 +220,8 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
         // would bring to bits 6 and 7 cleared first (one `and` per half, not one per chunk).
         let rot = [halves(4, 2), halves(0, 30)];
         let keep = halves(0x3333_3333, 0xCCCC_CCCC_u32 as i32);
-        // `vpermd` indices: 128-bit lane `l` of chunk `k` takes scale `4k + l`.
-        let load = |k: usize| SPREAD4[k].as_ptr() as *const __m512i;
-        let pick = [
-            _mm512_loadu_si512(load(0)),
-            _mm512_loadu_si512(load(1)),
-            _mm512_loadu_si512(load(2)),
-            _mm512_loadu_si512(load(3)),
-        ];
+        let load = |h: usize| SPREAD_PAIRS[h].as_ptr() as *const __m512i;
+        let pick = [_mm512_loadu_si512(load(0)), _mm512_loadu_si512(load(1))];
         let mut acc = _mm512_setzero_ps();
         for i in 0..blocks {
             // SAFETY (of every access): the caller's contract, super-block `i` and its activations.
@@ -212,20 +234,24 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
             // The scales as i16 pairs in i32 lanes.
             let sc = _mm512_cvtepi8_epi32(sc);
             let pairs = _mm512_ternarylogic_epi32::<0xEC>(sc, _mm512_slli_epi32::<16>(sc), _mm512_set1_epi32(0xFFFF));
-            let mut isum = [_mm512_setzero_si512(); 2];
-            for h in 0..2 {
+            let mut isum = _mm512_setzero_si512();
+            for (h, spread) in pick.iter().enumerate() {
                 let low = _mm512_loadu_si512(b.add(64 * h) as *const __m512i);
                 let high = _mm512_and_si512(both_halves(b.add(128 + 32 * h)), keep);
+                let mut sums = [_mm512_setzero_si512(); 2];
                 for (k, low) in [low, _mm512_srli_epi16::<4>(low)].into_iter().enumerate() {
                     // Bits 0-3 from the low nibbles, 4-7 from the rotated high bits.
                     let u = _mm512_ternarylogic_epi32::<0xD8>(_mm512_rolv_epi32(high, rot[k]), low, nib);
-                    let p = _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.add(4 + 128 * h + 64 * k) as *const __m512i));
-                    isum[k] = dpwssd512(isum[k], p, _mm512_permutexvar_epi32(pick[2 * h + k], pairs));
+                    let acts = _mm512_loadu_si512(a.add(4 + 128 * h + 64 * k) as *const __m512i);
+                    sums[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, acts);
                 }
+                // Each sum of four is at most 4 * 63 * 128 in magnitude: exact as i16.
+                let p = _mm512_packs_epi32(sums[0], sums[1]);
+                isum = dpwssd512(isum, p, _mm512_permutexvar_epi32(*spread, pairs));
             }
             // The offsets: 32 times each scale against its sum of 16.
             let msum = _mm256_madd_epi16(ld(a, AK_BSUMS), sc32);
-            let isum = _mm512_sub_epi32(_mm512_add_epi32(isum[0], isum[1]), _mm512_zextsi256_si512(msum));
+            let isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(msum));
             // d (the super-block's last two bytes) as lane 3 of the conversion of its last 8,
             // which reads its operand from memory, times the activations' d, broadcast from
             // memory ([`stored`]): no shuffle.
