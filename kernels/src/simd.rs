@@ -959,10 +959,14 @@ macro_rules! row_kernels {
         /// Vector registers of this instruction set.
         const REGS: usize = $regs;
 
-        /// Tokens per group over a block of rows: 8 with 32 registers, 4 with 16 (for 8 their
-        /// tile would be one row, whose 8 accumulators alone run each activation load once per
-        /// FMA).
-        const GROUP: usize = if REGS >= 32 { 8 } else { 4 };
+        /// Tokens per group over a block of rows: 8 with 32 registers, 6 with 16 (tiles of 2
+        /// rows x 6 tokens; for 8 the tile would be one row, whose 8 accumulators alone run
+        /// each activation load once per FMA). The first group reads the rows from memory, the
+        /// others from L2, so the first should do as much as the registers allow: on Zen 4,
+        /// `RUNLLAMA_CPU=avx2`, 4-layer 7B-shape F16, 2 threads, repetitions alternating in one
+        /// process (`e2e --prompt N --gen 0 --reps 20`, medians), 6 against 4: pp5 1.077, pp6
+        /// 1.051, pp7 0.996, pp8 1.079, 1.058 (8 against 4, one row: pp8 0.807).
+        const GROUP: usize = if REGS >= 32 { 8 } else { 6 };
 
         /// Weight rows per block of `matmul_rows`: every group of tokens runs over the block
         /// while it stays in L2 (24 rows of 4096 f16: 192 KiB).
@@ -1121,8 +1125,8 @@ macro_rules! row_kernels {
                     // Groups of up to GROUP tokens over the block (from L2 after the first).
                     let mut t0 = 0;
                     while t0 < n {
-                        let t = (n - t0).min(GROUP);
-                        // A group never straddles two panels (GROUP divides PANEL).
+                        // A group never straddles two panels.
+                        let t = (n - t0).min(GROUP).min(PANEL - t0 % PANEL);
                         let xg = x.add((t0 / PANEL) * crate::panel_stride(cols) + (t0 % PANEL) * cols);
                         let (w, o) = (w.add(r0 * stride), out.add(t0 * rows + r0));
                         if pf && t0 == 0 {
