@@ -221,7 +221,7 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
         let rot = [halves(4, 2), halves(0, 30)];
         let keep = halves(0x3333_3333, 0xCCCC_CCCC_u32 as i32);
         let load = |h: usize| SPREAD_PAIRS[h].as_ptr() as *const __m512i;
-        let pick = [_mm512_loadu_si512(load(0)), _mm512_loadu_si512(load(1))];
+        let spreads = [_mm512_loadu_si512(load(0)), _mm512_loadu_si512(load(1))];
         let mut acc = _mm512_setzero_ps();
         for i in 0..blocks {
             // SAFETY (of every access): the caller's contract, super-block `i` and its activations.
@@ -235,15 +235,15 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
             let sc = _mm512_cvtepi8_epi32(sc);
             let pairs = _mm512_ternarylogic_epi32::<0xEC>(sc, _mm512_slli_epi32::<16>(sc), _mm512_set1_epi32(0xFFFF));
             let mut isum = _mm512_setzero_si512();
-            for (h, spread) in pick.iter().enumerate() {
+            for (h, spread) in spreads.iter().enumerate() {
                 let low = _mm512_loadu_si512(b.add(64 * h) as *const __m512i);
                 let high = _mm512_and_si512(both_halves(b.add(128 + 32 * h)), keep);
                 let mut sums = [_mm512_setzero_si512(); 2];
                 for (k, low) in [low, _mm512_srli_epi16::<4>(low)].into_iter().enumerate() {
                     // Bits 0-3 from the low nibbles, 4-7 from the rotated high bits.
                     let u = _mm512_ternarylogic_epi32::<0xD8>(_mm512_rolv_epi32(high, rot[k]), low, nib);
-                    let acts = _mm512_loadu_si512(a.add(4 + 128 * h + 64 * k) as *const __m512i);
-                    sums[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, acts);
+                    let x = _mm512_loadu_si512(a.add(4 + 128 * h + 64 * k) as *const __m512i);
+                    sums[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
                 }
                 // Each sum of four is at most 4 * 63 * 128 in magnitude: exact as i16.
                 let p = _mm512_packs_epi32(sums[0], sums[1]);

@@ -84,7 +84,8 @@ macro_rules! simd_kernels {
         /// alternating in one process (`e2e --prompt N --gen 0 --reps 20`, medians), against
         /// one block ahead into L1 alone: `RUNLLAMA_CPU=avx2` pp32 1.044, 1.059, 1.068, pp128
         /// 1.014, pp512 1.003; AVX-512 pp512 1.018, 1.031. (Two and eight ahead: 0.967 of
-        /// this; four and eight: 0.944.)
+        /// this; four and eight: 0.944; these two once per cache line instead of once per
+        /// vector: avx2 pp32 0.991, 0.992, AVX-512 pp512 0.989, 0.980.)
         const WIDEN_PF: usize = 2;
         #[allow(clippy::modulo_one)] // VP is 1 for AVX-512
         const _: () = assert!(PANEL % L == 0 && NV % VP == 0 && RS % MR == 0 && KC % L == 0);
