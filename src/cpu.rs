@@ -32,7 +32,7 @@ pub fn system_info() -> String {
     let f = runllama_kernels::detected();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!(
-        "AVX2={} FMA={} F16C={} AVX_VNNI={} AVX512F={} AVX512BW={} AVX512VL={} AVX512_VNNI={} AVX512_BF16={} AVX512_FP16={} GFNI={} AMX={} AMX_INT8={} CUDA={}{} threads={threads} kernels={} prefetch={}",
+        "AVX2={} FMA={} F16C={} AVX_VNNI={} AVX512F={} AVX512BW={} AVX512VL={} AVX512_VNNI={} AVX512_BF16={} AVX512_FP16={} GFNI={} AMX={} AMX_INT8={} CUDA={}{} threads={threads} kernels={} prefetch={} quant_prefetch={}",
         f.avx2 as u8,
         f.fma as u8,
         f.f16c as u8,
@@ -49,6 +49,7 @@ pub fn system_info() -> String {
         crate::backend::CUDA_COMPILED as u8,
         crate::backend::gpu_summary(),
         runllama_kernels::path_name(),
-        f.sw_prefetch() as u8
+        f.sw_prefetch() as u8,
+        f.quant_prefetch() as u8
     )
 }

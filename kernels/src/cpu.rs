@@ -121,8 +121,23 @@ impl CpuFeatures {
     /// 1.00 at 34 GB/s; the worst, 8B BF16 at 34-36 GB/s, 0.97-0.98 (an earlier Zen 4
     /// session, before the L2 prefetches, had measured 0.90). So: on Intel CPUs, and on AMD's
     /// with AVX-512 (Zen 4 and later); not on Zen 3 and older, where they were not measured.
+    /// Quantized decoding asks [`CpuFeatures::quant_prefetch`] instead.
     pub const fn sw_prefetch(self) -> bool {
         self.intel || self.avx512f
+    }
+
+    /// Whether quantized decoding (`qdot_x86.rs`' row products) issues software prefetches,
+    /// and with them runs two streams through each matrix: on Intel CPUs (see
+    /// [`CpuFeatures::sw_prefetch`] and `qdot_x86.rs`' `QPF_L2`: on the Xeon they made a
+    /// 2-thread 7B decode 11-14 % faster). On Zen 4 these row products do enough work per byte
+    /// that its hardware prefetchers keep up, and the prefetch instructions only take issue
+    /// slots: 2-thread 7B decode, one process switching every 2 tokens, tokens without
+    /// prefetches against those with (B/A, 3 repetitions each), with the probe at 38-69 GB/s:
+    /// Q4_K_M 1.14-1.17 (1.00 at 37 GB/s), Q5_K_M 1.04-1.10 (0.99-1.01 at 38), Q6_K 1.02-1.05,
+    /// Q4_0 1.02-1.13, Q8_0 0.97-1.06 (2026-12-07, after the 512-bit rows of `qdot_x86_wide.rs`
+    /// were made faster; before them Q4_K_M had measured 1.00-1.05 the other way).
+    pub const fn quant_prefetch(self) -> bool {
+        self.intel
     }
 
     /// Whether decoding's quantized row products run on 512-bit vectors (`qdot_x86_wide.rs`):

@@ -270,7 +270,7 @@ unsafe fn products_with<const V: u8, const G: bool>(tile: bool, job: Products<'_
         use tags::*;
         let Products { wt, w, rows, blocks, acts, out } = job;
         let rb = blocks * wt.block_bytes();
-        let prefetch = crate::detected().sw_prefetch();
+        let prefetch = crate::detected().quant_prefetch();
         let wide = V == VNNI_EVEX && !tile && crate::detected().wide_int();
         // SAFETY (of each call): the caller's contract; row `r` is within `w`, tokens within `acts`.
         macro_rules! run {
@@ -342,8 +342,8 @@ unsafe fn products_with<const V: u8, const G: bool>(tile: bool, job: Products<'_
 /// 11008 x 4096 rows 10.8-11.5 -> 11.7-12.7 GiB/s (Q4_0, Q4_K), and a 2-thread 7B decode
 /// 5-10 % faster (tg32 of Q4_0 5.68-5.89 -> 6.05-6.30 tok/s, Q4_K_M tg/limit 0.73-0.82 ->
 /// 0.77-0.88, binaries alternating); four streams were slower than two. Rows are summed
-/// independently, so the order changes no result. Taken where software prefetches are (Intel,
-/// Zen 4: there measured only together with them, `CpuFeatures::sw_prefetch`).
+/// independently, so the order changes no result. Taken where quantized decoding prefetches
+/// (`CpuFeatures::quant_prefetch`, Intel).
 fn stream_order(rows: usize, two: bool) -> impl Iterator<Item = usize> {
     let h = if two { rows / 2 } else { 0 };
     (0..h).flat_map(move |i| [i, h + i]).chain(2 * h..rows)
@@ -371,7 +371,7 @@ unsafe fn row_wide<const T: u8, const V: u8, const G: bool>(
 }
 
 /// Bytes ahead of the block being summed that decoding prefetches into L1, where
-/// `CpuFeatures::sw_prefetch` says software prefetches pay (Intel, Zen 4): the rows are
+/// `CpuFeatures::quant_prefetch` says software prefetches pay (Intel): the rows are
 /// contiguous, so this is the matrix's stream about two 4096-column Q4_K rows ahead. Each group
 /// of blocks prefetches its own lines as it is summed: issued as one burst per row they were
 /// 13-20 % slower (Xeon model 207, e2e tg32 of 7B Q4_K_M, 2 threads: 5.8 against 6.1-6.8 tok/s);
