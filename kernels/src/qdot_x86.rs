@@ -291,7 +291,7 @@ unsafe fn products_with<const V: u8, const G: bool>(tile: bool, job: Products<'_
         }
         match wt {
             #[cfg(runllama_avx512)]
-            WeightType::Q8_0 if wide => run!(row_wide::<Q8_0, V, false>, Q8_0),
+            WeightType::Q8_0 if wide => run!(row_wide::<Q8_0, V>, Q8_0),
             WeightType::Q4_0 if !tile && laid_fits(blocks) => {
                 let mut laid = core::mem::MaybeUninit::<Laid>::uninit();
                 let laid = laid.as_mut_ptr() as *mut u8;
@@ -314,6 +314,24 @@ unsafe fn products_with<const V: u8, const G: bool>(tile: bool, job: Products<'_
                     }
                 }
             }
+            #[cfg(runllama_avx512)]
+            WeightType::Q4_K | WeightType::Q5_K if wide && blocks * crate::qdot_x86_wide::LAID_K <= LAID_BYTES => {
+                let mut laid = core::mem::MaybeUninit::<Laid>::uninit();
+                let laid = laid.as_mut_ptr() as *mut u8;
+                for (t, &a) in acts.iter().enumerate() {
+                    // SAFETY (of the layout): `laid` has room for the row's super-blocks (the
+                    // guard above); each row reads only the bytes written here.
+                    crate::qdot_x86_wide::lay_q45k(a, blocks, laid);
+                    for r in stream_order(rows, prefetch) {
+                        let row = w.as_ptr().add(r * rb);
+                        out[t * rows + r] = if wt == WeightType::Q4_K {
+                            crate::qdot_x86_wide::row_q45k::<Q4_K, G>(row, a, laid, blocks, prefetch && t == 0)
+                        } else {
+                            crate::qdot_x86_wide::row_q45k::<Q5_K, G>(row, a, laid, blocks, prefetch && t == 0)
+                        };
+                    }
+                }
+            }
             WeightType::Q8_0 => run!(row32, Q8_0),
             WeightType::Q4_0 => run!(row32, Q4_0),
             WeightType::Q4_1 => run!(row32, Q4_1),
@@ -321,14 +339,10 @@ unsafe fn products_with<const V: u8, const G: bool>(tile: bool, job: Products<'_
             WeightType::Q5_1 => run!(row32, Q5_1),
             WeightType::Q2_K => run!(row_k::<Q2_K, V, G>, Q2_K),
             WeightType::Q3_K => run!(row_k::<Q3_K, V, G>, Q3_K),
-            #[cfg(runllama_avx512)]
-            WeightType::Q4_K if wide => run!(row_wide::<Q4_K, V, G>, Q4_K),
-            #[cfg(runllama_avx512)]
-            WeightType::Q5_K if wide => run!(row_wide::<Q5_K, V, G>, Q5_K),
             WeightType::Q4_K => run!(row_k::<Q4_K, V, G>, Q4_K),
             WeightType::Q5_K => run!(row_k::<Q5_K, V, G>, Q5_K),
             #[cfg(runllama_avx512)]
-            WeightType::Q6_K if wide => run!(row_wide::<Q6_K, V, false>, Q6_K),
+            WeightType::Q6_K if wide => run!(row_wide::<Q6_K, V>, Q6_K),
             WeightType::Q6_K => run!(row_k::<Q6_K, V, G>, Q6_K),
             WeightType::F32 | WeightType::F16 | WeightType::BF16 => unreachable!("not a block type: {wt:?}"),
         }
@@ -349,23 +363,16 @@ fn stream_order(rows: usize, two: bool) -> impl Iterator<Item = usize> {
     (0..h).flat_map(move |i| [i, h + i]).chain(2 * h..rows)
 }
 
-/// The 512-bit row kernel of `T` ([`crate::qdot_x86_wide`]) under the row kernels' signature
-/// (`G`: with GFNI, for `Q4_K`/`Q5_K`).
+/// The 512-bit row kernel of `T` (`Q8_0` or `Q6_K`: [`crate::qdot_x86_wide`]) under the row
+/// kernels' signature.
 #[cfg(runllama_avx512)]
 #[inline(always)]
-unsafe fn row_wide<const T: u8, const V: u8, const G: bool>(
-    row: *const u8,
-    acts: *const u8,
-    blocks: usize,
-    pf: bool,
-) -> f32 {
-    // SAFETY: the caller's contract; `V` is `VNNI_EVEX` (AVX-512 BW and VNNI compiled in), and
-    // GFNI is compiled in where `G`.
+unsafe fn row_wide<const T: u8, const V: u8>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
+    // SAFETY: the caller's contract; `V` is `VNNI_EVEX` (AVX-512 BW and VNNI compiled in).
     unsafe {
         match wt_of(T) {
             WeightType::Q6_K => crate::qdot_x86_wide::row_q6k(row, acts, blocks, pf),
-            WeightType::Q8_0 | WeightType::Q4_0 => crate::qdot_x86_wide::row32::<T>(row, acts, blocks, pf),
-            _ => crate::qdot_x86_wide::row_q45k::<T, G>(row, acts, blocks, pf),
+            _ => crate::qdot_x86_wide::row32::<T>(row, acts, blocks, pf),
         }
     }
 }
@@ -513,10 +520,12 @@ unsafe fn f16x8(b: *const u8, bb: usize, at: usize, n: usize) -> __m256 {
 }
 
 /// Bytes of re-laid activation quants that the `Q4_0` rows of decoding take ([`lay_q4_0_pairs`],
-/// `qdot_x86_wide::lay_q4_0`: rows of up to 32768 columns; longer rows run [`row32`]).
+/// `qdot_x86_wide::lay_q4_0`: rows of up to 32768 columns; longer rows run [`row32`]), and the
+/// 512-bit `Q4_K`/`Q5_K` rows (`qdot_x86_wide::lay_q45k`: the same; longer rows run [`row_k`]).
 pub(crate) const LAID_BYTES: usize = 32 * 1024;
 
-/// A token's activation quants re-laid for the `Q4_0` rows, on the stack.
+/// A token's activation quants re-laid for the `Q4_0` or the 512-bit `Q4_K`/`Q5_K` rows, on the
+/// stack.
 #[repr(C, align(64))]
 pub(crate) struct Laid(pub [u8; LAID_BYTES]);
 
@@ -1352,11 +1361,14 @@ mod tests {
         }
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
         unsafe fn both<const T: u8>(w: &[u8], acts: &[u8], blocks: usize) -> [f32; 2] {
-            use crate::qdot_x86_wide::row_q45k;
-            // SAFETY: the features checked by the caller; `w`, `acts` hold `blocks` blocks.
+            use crate::qdot_x86_wide::{lay_q45k, row_q45k, LAID_K};
+            // SAFETY: the features checked by the caller; `w`, `acts` hold `blocks` blocks, and
+            // `laid` room for their re-laid quants.
             unsafe {
-                let (w, a) = (w.as_ptr(), acts.as_ptr());
-                [row_q45k::<T, false>(w, a, blocks, false), row_q45k::<T, true>(w, a, blocks, false)]
+                let mut laid = [0u8; 5 * LAID_K];
+                let (w, a, l) = (w.as_ptr(), acts.as_ptr(), laid.as_mut_ptr());
+                lay_q45k(a, blocks, l);
+                [row_q45k::<T, false>(w, a, l, blocks, false), row_q45k::<T, true>(w, a, l, blocks, false)]
             }
         }
         let mut next = xorshift(0x0123_4567_89AB_CDEF);

@@ -5,13 +5,14 @@
 //! kernel's bits; the K-quants' f32 sums of super-block terms are ordered differently.
 //!
 //! A vector holds 64 quants, two sub-blocks (or blocks) whose activations are contiguous:
-//! - `Q4_K`/`Q5_K`: a chunk's 32 packed bytes broadcast to both halves and taken apart per
-//!   half (low nibbles below, high above: on CPUs with GFNI one `vgf2p8affineqb`, else a shift
-//!   and a mask); one `vpdpbusd` against the 64 activation bytes sums each four products.
-//!   Those sums fit in i16, so one `vpackssdw` packs two chunks' and one `vpdpwssd` weighs
-//!   them by their four sub-blocks' scales (spread by one byte shuffle): per super-block four
-//!   `vpdpbusd`, two packs and two `vpdpwssd`, where a `vpmaddubsw` and a `vpdpwssd` per chunk
-//!   took four of each.
+//! - `Q4_K`/`Q5_K`: 64 packed bytes, loaded once, give two vectors: their low nibbles (two
+//!   sub-blocks) and their high nibbles (the next two; on CPUs with GFNI one
+//!   `vgf2p8affineqb` each, else a mask, or a shift and a mask), whose activations are re-laid
+//!   to match once per call ([`lay_q45k`]); one `vpdpbusd` against 64 activation bytes sums each
+//!   four products. Those sums fit in i16, so one `vpackssdw` packs two vectors' and one
+//!   `vpdpwssd` weighs them by their four sub-blocks' scales (spread by one byte shuffle): per
+//!   super-block four `vpdpbusd`, two packs and two `vpdpwssd`, where a `vpmaddubsw` and a
+//!   `vpdpwssd` per chunk took four of each.
 //! - `Q6_K`: 64 bytes of low nibbles are two chunks (low and high nibbles), the high bits
 //!   rotated into place per half; as for `Q4_K`, `vpdpbusd` per chunk, a pack per two, and the
 //!   sixteen signed scales spread by `vpermd` for a `vpdpwssd` per two.
@@ -79,23 +80,62 @@ unsafe fn both_halves(p: *const u8) -> __m512i {
     unsafe { _mm512_broadcast_i64x4(_mm256_loadu_si256(p as *const __m256i)) }
 }
 
+/// Bytes of re-laid activation quants per `Q4_K`/`Q5_K` super-block ([`lay_q45k`]).
+pub(crate) const LAID_K: usize = 256;
+
+/// Re-lay the quants of a token's K-quant activations (`blocks` super-blocks at `acts`) for
+/// [`row_q45k`]: per super-block 256 bytes at `out`, its sub-blocks of 32 in the order 0, 2, 1,
+/// 3, 4, 6, 5, 7, the order in which 64 packed bytes' low and high nibbles hold them. Done
+/// once per call of `products` and token (a thread's piece of a product's rows).
+///
+/// # Safety
+/// AVX2; `acts` points at the activations of `blocks` super-blocks; `out` at `blocks *`
+/// [`LAID_K`] writable bytes.
+#[inline(always)]
+pub(crate) unsafe fn lay_q45k(acts: *const u8, blocks: usize, out: *mut u8) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        for i in 0..blocks {
+            let (q, o) = (acts.add(i * AK_BYTES + 4), out.add(i * LAID_K));
+            for (k, s) in [0, 2, 1, 3, 4, 6, 5, 7].into_iter().enumerate() {
+                let v = _mm256_loadu_si256(q.add(32 * s) as *const __m256i);
+                _mm256_storeu_si256(o.add(32 * k) as *mut __m256i, v);
+            }
+        }
+    }
+}
+
 /// The dot product of one row of `Q4_K`/`Q5_K` (`T`, `blocks` super-blocks at `row`) with a
-/// token's activations `acts`, as `qdot_x86::row_k` computes it. With `G` (GFNI) one
-/// `vgf2p8affineqb` takes each chunk's nibbles apart (and one more its fifth bits), where
-/// without it a shift and a mask do: the same bits. One thread on the Xeon of CPUID model 207,
-/// 160 rows from L2 (`cargo bench --bench kernels -- qmatvec_l2`, 3 runs alternating, GiB/s):
-/// Q4_K 25.0-25.3 -> 26.3-31.1, Q5_K 24.0-25.0 -> 26.1-29.0. Packing the chunks' `vpdpbusd`
-/// sums for the scales' `vpdpwssd` ([`crate::qdot_x86_wide`]), on Zen 4 (one thread, best of 5
-/// runs of 4000 products, binaries alternating 3 times, GB/s): Q4_K 27.3-27.6 -> 26.9-27.8,
-/// Q5_K 28.0-28.2 -> 29.9-30.3.
+/// token's activations `acts` (their quants re-laid at `laid` by [`lay_q45k`]), as
+/// `qdot_x86::row_k` computes it. Each 64 packed bytes (sub-blocks `4h .. 4h + 4`) are one
+/// load: their low nibbles sub-blocks `4h` and `4h + 2`, their high nibbles `4h + 1` and `4h +
+/// 3`, each taken apart by one `vgf2p8affineqb` with GFNI (else a mask, or a shift and a mask),
+/// and `Q5_K`'s fifth bits by one more per vector from the high-bit bytes broadcast once. Each
+/// vector's sums of four by one `vpdpbusd`; two of them packed to i16 (`vpackssdw`: sums of four
+/// are at most 4 · 31 · 128) and weighed by their four sub-blocks' scales (spread by one byte
+/// shuffle) in one `vpdpwssd`. The integer sums are the same with and without GFNI.
+///
+/// Measured: one thread on the Xeon of CPUID model 207, 160 rows from L2 (`cargo bench --bench
+/// kernels -- qmatvec_l2`, 3 runs alternating, GiB/s), GFNI against shifts: Q4_K 25.0-25.3 ->
+/// 26.3-31.1, Q5_K 24.0-25.0 -> 26.1-29.0. On Zen 4 (one thread, best of 5 runs of 4000
+/// products, binaries alternating 3 times, GB/s): packing the sums for the scales' `vpdpwssd`,
+/// Q4_K 27.3-27.6 -> 26.9-27.8, Q5_K 28.0-28.2 -> 29.9-30.3. One 64-byte load per two chunks,
+/// where each chunk's 32 bytes had been broadcast to both halves (`vbroadcasti64x4`, which
+/// costs Zen 4 an issue slot besides the load, and which matched the activations as they are
+/// laid): `cargo bench --bench kernels -- qmatvec_l2/avx512` on Zen 4, binaries alternating 3
+/// times, GiB/s: Q4_K 27.9-28.2 -> 31.5-32.0, Q5_K 28.4-28.8 -> 31.4-32.1; a 7B Q4_K_M decode
+/// switching between the two every 2 tokens 2-6 % faster with one thread, and no faster with
+/// two (0.94-1.06 per repetition).
 ///
 /// # Safety
 /// The CPU supports AVX-512 F, BW, VL and VNNI, AVX2, FMA and F16C, and GFNI where `G`; `row`
-/// points at `blocks` super-blocks of `T` and `acts` at their activation blocks.
+/// points at `blocks` super-blocks of `T`, `acts` at their activation blocks and `laid` at
+/// those activations' quants re-laid by [`lay_q45k`].
 #[inline(always)]
 pub(crate) unsafe fn row_q45k<const T: u8, const G: bool>(
     row: *const u8,
     acts: *const u8,
+    laid: *const u8,
     blocks: usize,
     pf: bool,
 ) -> f32 {
@@ -105,34 +145,34 @@ pub(crate) unsafe fn row_q45k<const T: u8, const G: bool>(
         let bb = wt_of(T).block_bytes();
         let qs_at = if five { 48 } else { 16 };
         let nib = _mm512_set1_epi8(0x0F);
-        // Per half, the packed bytes' low nibbles below and high nibbles above: shifts and a
-        // mask, or one affine transform.
-        let (apart, nibbles) = (halves(0, 0x0004_0004), affine_halves(bits_to(0, 4, 0), bits_to(4, 4, 0)));
-        // The byte shuffle that spreads the scales of chunks 2h and 2h + 1 (sub-blocks 4h ..
-        // 4h + 4, bytes 0-3 of word h of `k8_words`) over the i16 lanes of their packed sums
-        // (0x80: a zero high byte): in each 128-bit lane, chunk 2h's four sums then chunk 2h +
-        // 1's, the lower half's of sub-blocks 4h and 4h + 2, the upper half's of 4h + 1, 4h + 3.
-        let spread = halves_pairs(pick(0), pick(2), pick(1), pick(3));
-        // Q5_K: the shifts that bring bit 2c (lower half) and 2c + 1 (upper) of the high-bit
-        // bytes to bit 4: left for chunks 0 and 1, right for 2 and 3.
+        // The low and the high nibbles of each byte, as affine transforms.
+        let nibbles = [_mm512_set1_epi64(bits_to(0, 4, 0)), _mm512_set1_epi64(bits_to(4, 4, 0))];
+        // The byte shuffle that spreads the scales of sub-blocks 4h .. 4h + 4 (bytes 0-3 of
+        // word h of `k8_words`) over the i16 lanes of two vectors' packed sums (0x80: a zero
+        // high byte): in each 128-bit lane, the low nibbles' four sums then the high nibbles',
+        // the lower half's of sub-blocks 4h and 4h + 1, the upper half's of 4h + 2, 4h + 3.
+        let spread = halves_pairs(pick(0), pick(1), pick(2), pick(3));
+        // Q5_K: the shifts that bring bit j (lower half) and j + 2 (upper) of the high-bit
+        // bytes to bit 4, for the vectors of sub-blocks j, j + 2 (j = 0, 1, 4, 5): left for
+        // the first half of a super-block, right for the second.
         let fifth = [
-            halves(0x0004_0004, 0x0003_0003),
-            halves(0x0002_0002, 0x0001_0001),
-            halves(0, 0x0001_0001),
-            halves(0x0002_0002, 0x0003_0003),
+            halves(0x0004_0004, 0x0002_0002),
+            halves(0x0003_0003, 0x0001_0001),
+            halves(0, 0x0002_0002),
+            halves(0x0001_0001, 0x0003_0003),
         ];
         let bit4 = _mm512_set1_epi8(0x10);
         // The same as affine transforms, which also clear the other bits.
         let fifth_g = [
-            affine_halves(bits_to(0, 1, 4), bits_to(1, 1, 4)),
-            affine_halves(bits_to(2, 1, 4), bits_to(3, 1, 4)),
-            affine_halves(bits_to(4, 1, 4), bits_to(5, 1, 4)),
-            affine_halves(bits_to(6, 1, 4), bits_to(7, 1, 4)),
+            affine_halves(bits_to(0, 1, 4), bits_to(2, 1, 4)),
+            affine_halves(bits_to(1, 1, 4), bits_to(3, 1, 4)),
+            affine_halves(bits_to(4, 1, 4), bits_to(6, 1, 4)),
+            affine_halves(bits_to(5, 1, 4), bits_to(7, 1, 4)),
         ];
         let (mut acc, mut accm) = (_mm512_setzero_ps(), _mm256_setzero_ps());
         for i in 0..blocks {
             // SAFETY (of every access): the caller's contract, super-block `i` and its activations.
-            let (b, a) = (row.add(i * bb), acts.add(i * AK_BYTES));
+            let (b, a, l) = (row.add(i * bb), acts.add(i * AK_BYTES), laid.add(i * LAID_K));
             if pf {
                 prefetch_ahead(b, bb);
             }
@@ -146,30 +186,34 @@ pub(crate) unsafe fn row_q45k<const T: u8, const G: bool>(
                 _mm256_blend_epi32::<0b1100_1100>(_mm512_castsi512_si256(words[0]), _mm512_castsi512_si256(words[1]));
             let msum = min_sums(a, k8);
             let high = if five { both_halves(b.add(16)) } else { _mm512_setzero_si512() };
-            let mut sums = [_mm512_setzero_si512(); 4];
-            for c in 0..4 {
-                let q = both_halves(b.add(qs_at + 32 * c));
-                let mut u = if G {
-                    _mm512_gf2p8affine_epi64_epi8::<0>(q, nibbles)
-                } else {
-                    _mm512_and_si512(_mm512_srlv_epi16(q, apart), nib)
-                };
-                if five && G {
-                    u = _mm512_or_si512(u, _mm512_gf2p8affine_epi64_epi8::<0>(high, fifth_g[c]));
-                } else if five {
-                    let h = if c < 2 { _mm512_sllv_epi16(high, fifth[c]) } else { _mm512_srlv_epi16(high, fifth[c]) };
-                    u = _mm512_ternarylogic_epi32::<0xF8>(u, h, bit4);
-                }
-                sums[c] = _mm512_dpbusd_epi32(
-                    _mm512_setzero_si512(),
-                    u,
-                    _mm512_loadu_si512(a.add(4 + 64 * c) as *const __m512i),
-                );
-            }
             let mut isum = _mm512_setzero_si512();
-            for h in 0..2 {
-                let p = _mm512_packs_epi32(sums[2 * h], sums[2 * h + 1]);
-                isum = dpwssd512(isum, p, _mm512_shuffle_epi8(words[h], spread));
+            for (h, &word) in words.iter().enumerate() {
+                let q = _mm512_loadu_si512(b.add(qs_at + 64 * h) as *const __m512i);
+                let mut sums = [_mm512_setzero_si512(); 2];
+                for (n, sum) in sums.iter_mut().enumerate() {
+                    let mut u = if G {
+                        _mm512_gf2p8affine_epi64_epi8::<0>(q, nibbles[n])
+                    } else if n == 0 {
+                        _mm512_and_si512(q, nib)
+                    } else {
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(q), nib)
+                    };
+                    let j = 2 * h + n;
+                    if five && G {
+                        u = _mm512_or_si512(u, _mm512_gf2p8affine_epi64_epi8::<0>(high, fifth_g[j]));
+                    } else if five {
+                        let f =
+                            if h == 0 { _mm512_sllv_epi16(high, fifth[j]) } else { _mm512_srlv_epi16(high, fifth[j]) };
+                        u = _mm512_ternarylogic_epi32::<0xF8>(u, f, bit4);
+                    }
+                    *sum = _mm512_dpbusd_epi32(
+                        _mm512_setzero_si512(),
+                        u,
+                        _mm512_loadu_si512(l.add(128 * h + 64 * n) as *const __m512i),
+                    );
+                }
+                let p = _mm512_packs_epi32(sums[0], sums[1]);
+                isum = dpwssd512(isum, p, _mm512_shuffle_epi8(word, spread));
             }
             // [d, dmin] times the activations' d (the conversion reading its operand from the
             // super-block), each broadcast from memory ([`stored`]): no shuffle.
