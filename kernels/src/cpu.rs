@@ -129,13 +129,14 @@ impl CpuFeatures {
     /// Whether quantized decoding (`qdot_x86.rs`' row products) issues software prefetches,
     /// and with them runs two streams through each matrix: on Intel CPUs (see
     /// [`CpuFeatures::sw_prefetch`] and `qdot_x86.rs`' `QPF_L2`: on the Xeon they made a
-    /// 2-thread 7B decode 11-14 % faster). On Zen 4 these row products do enough work per byte
-    /// that its hardware prefetchers keep up, and the prefetch instructions only take issue
-    /// slots: 2-thread 7B decode, one process switching every 2 tokens, tokens without
-    /// prefetches against those with (B/A, 3 repetitions each), with the probe at 38-69 GB/s:
-    /// Q4_K_M 1.14-1.17 (1.00 at 37 GB/s), Q5_K_M 1.04-1.10 (0.99-1.01 at 38), Q6_K 1.02-1.05,
-    /// Q4_0 1.02-1.13, Q8_0 0.97-1.06 (2026-12-07, after the 512-bit rows of `qdot_x86_wide.rs`
-    /// were made faster; before them Q4_K_M had measured 1.00-1.05 the other way).
+    /// 2-thread 7B decode 11-14 % faster). On Zen 4 they cost: 2-thread 7B decode, one process
+    /// switching every 2 tokens, tokens without prefetches against those with (B/A, 3
+    /// repetitions each), with the probe at 38-69 GB/s: Q4_K_M 1.14-1.17 (1.00 at 37 GB/s),
+    /// Q5_K_M 1.04-1.10 (0.99-1.01 at 38), Q6_K 1.02-1.05, Q4_0 1.02-1.13, Q8_0 0.97-1.06
+    /// (2026-12-07, after the 512-bit rows of `qdot_x86_wide.rs` were made faster; before them
+    /// Q4_K_M had measured 1.00-1.05 the other way). It is the L1 prefetches that cost: Q4_K_M
+    /// without them (the L2 ones kept) 1.05-1.13, without the L2 ones 0.96-1.01. Not issue
+    /// slots alone: a Q4_K row 12 % faster from L2 did not decode faster with two threads.
     pub const fn quant_prefetch(self) -> bool {
         self.intel
     }
