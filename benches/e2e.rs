@@ -28,6 +28,10 @@
 //! `--no-mmap` reads the weights into anonymous memory instead of mapping the file (llama-bench's
 //! `-mmp 0`), e.g. to see whether decode reads the page cache's pages slower than the probe's.
 //! Figures are medians over `--reps` repetitions.
+//!
+//! `cargo bench --bench e2e -- --read-probe THREADS` runs only the probe that brackets decode
+//! (1 GiB, median of 5 passes) and prints `read-probe GB/s`: `llamacpp_compare.sh` reads it
+//! right around llama-bench's decode, so that llama.cpp's tg / limit is as near in time as ours.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -245,6 +249,12 @@ impl ReadProbe {
 }
 
 fn main() {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--read-probe") {
+        let threads = args.next().and_then(|t| t.parse().ok()).unwrap_or_else(|| usage("--read-probe THREADS"));
+        println!("read-probe {:.2}", ReadProbe::new(1 << 30, threads).gbps(5));
+        return;
+    }
     let a = parse_args();
     let threads = if a.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.threads };
     println!("model     {}", a.model.display());

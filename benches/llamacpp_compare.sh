@@ -2,9 +2,11 @@
 # Side by side with llama.cpp on the same GGUF file, same threads, in one run:
 #   1. our end-to-end bench (benches/e2e.rs: read bandwidth, also right around each decode run;
 #      load, pp, tg, memory),
-#   2. llama.cpp's llama-bench (-p PROMPT -n GEN -d DEPTH -r REPS -t THREADS),
+#   2. llama.cpp's llama-bench (-p PROMPT -d DEPTH -r REPS -t THREADS, then -n GEN alone
+#      between two runs of the same read probe, `e2e --read-probe`),
 # alternating ROUNDS times, then a table of medians and the ratios ours / llama.cpp and
-# tg / (read bandwidth / weight bytes), one row per test (prompt length or decode, at each depth).
+# tg / (read bandwidth / weight bytes), one row per test (prompt length or decode, at each depth);
+# each program's tg / limit uses the probes read next to its own decode.
 #
 #   LLAMA_BENCH=/path/to/llama-bench benches/llamacpp_compare.sh MODEL.gguf [THREADS]
 #
@@ -62,21 +64,36 @@ for r in $(seq "$ROUNDS"); do
   echo "== round $r of $ROUNDS ($(uptime))"
   ours "$MODEL" --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" \
     --depth "$DEPTH" --reps "$REPS" --kv "$KV" --bf16-products "$BF16_PRODUCTS" --json "$OUT/ours-$r.json"
-  "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -p "$PROMPT" -n "$GEN" -d "$DEPTH" -r "$REPS" $LLAMA_KV_ARGS \
-    -o json > "$OUT/llamacpp-$r.json"
-  python3 - "$OUT/llamacpp-$r.json" <<'PYEOF'
+  theirs() {
+    "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -d "$DEPTH" -r "$REPS" $LLAMA_KV_ARGS -o json "$@"
+  }
+  echo "[]" > "$OUT/llamacpp-$r-pp.json"
+  echo "[]" > "$OUT/llamacpp-$r-tg.json"
+  [ "$PROMPT" = 0 ] || theirs -p "$PROMPT" -n 0 > "$OUT/llamacpp-$r-pp.json"
+  if [ "$GEN" != 0 ]; then
+    before=$(ours --read-probe "$THREADS" | awk '$1 == "read-probe" {print $2}')
+    theirs -p 0 -n "$GEN" > "$OUT/llamacpp-$r-tg.json"
+    after=$(ours --read-probe "$THREADS" | awk '$1 == "read-probe" {print $2}')
+    echo "{\"before\": $before, \"after\": $after}" > "$OUT/llamacpp-$r-probe.json"
+  fi
+  python3 - "$OUT/llamacpp-$r-pp.json" "$OUT/llamacpp-$r-tg.json" <<'PYEOF'
 import json, sys
-for t in json.load(open(sys.argv[1])):
+for t in json.load(open(sys.argv[1])) + json.load(open(sys.argv[2])):
     print(f"llama.cpp {t.get('build_commit', '?')}: pp{t['n_prompt']} tg{t['n_gen']} d{t.get('n_depth', 0)} "
           f"{t['avg_ts']:.3f} tok/s (samples {', '.join(f'{x:.3f}' for x in t['samples_ts'])})")
 PYEOF
+  [ "$GEN" = 0 ] || echo "read probe around llama.cpp's decode: before/after $before/$after GB/s"
 done
 
 python3 - "$OUT" "$ROUNDS" <<'PYEOF'
 import json, os, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 ours = [json.load(open(os.path.join(out, f"ours-{r}.json"))) for r in range(1, rounds + 1)]
-theirs = [json.load(open(os.path.join(out, f"llamacpp-{r}.json"))) for r in range(1, rounds + 1)]
+theirs = [sum((json.load(open(os.path.join(out, f"llamacpp-{r}-{k}.json"))) for k in ("pp", "tg")), [])
+          for r in range(1, rounds + 1)]
+def probe_theirs(r):
+    p = os.path.join(out, f"llamacpp-{r}-probe.json")
+    return (lambda j: (j["before"] + j["after"]) / 2)(json.load(open(p))) if os.path.exists(p) else None
 def key_of_theirs(t):
     kind = "pp" if t["n_gen"] == 0 else "tg"
     return kind, t["n_prompt"] if kind == "pp" else t["n_gen"], t.get("n_depth", 0)
@@ -92,13 +109,13 @@ def per_round(key):
         for t in run if key_of_theirs(t) == key)
 o = ours[0]
 wb = o["weight_bytes"]
-commit = theirs[0][0].get("build_commit", "?")
+commit = next((t.get("build_commit", "?") for run in theirs for t in run), "?")
 print()
 print(f"model {o['model']}  threads {o['threads']}  cpu path {o['cpu_path']}  KV {o['kv']}  rounds {rounds}  "
       f"llama.cpp {commit}")
 print(f"read bandwidth {statistics.median(x['read_gbps'] for x in ours):.1f} GB/s over 4 GiB at the start of each run; "
       f"weights read per token {wb / 1e9:.2f} GB")
-print(f"{'test':16} {'runllama':>10} {'llama.cpp':>10} {'ours/theirs':>12}  {'per round':16} tg/limit (ours, llama.cpp; read next to decode)")
+print(f"{'test':16} {'runllama':>10} {'llama.cpp':>10} {'ours/theirs':>12}  {'per round':16} tg/limit (ours, llama.cpp; each read next to its decode)")
 for x in o["tests"]:
     key = (x["kind"], x["n"], x["depth"])
     name = f"{x['kind']}{x['n']}" + (f" @ d{x['depth']}" if x["depth"] else "")
@@ -106,7 +123,12 @@ for x in o["tests"]:
     line = f"{name:16} {a:10.3f} {b:10.3f} {a / b:12.2f}  {per_round(key):16}"
     if x["kind"] == "tg":
         limit = med_ours(key, "read_near_gbps") * 1e9 / wb
-        line += f" {med_ours(key, 'tg_over_limit'):.2f}, {b / limit:.2f} (limit {limit:.3f} tok/s)"
+        theirs_ratio = statistics.median(
+            statistics.median(t["samples_ts"]) / (probe_theirs(r) * 1e9 / wb)
+            for r, run in enumerate(theirs, 1) for t in run if key_of_theirs(t) == key)
+        theirs_gbps = statistics.median(probe_theirs(r) for r in range(1, rounds + 1))
+        line += (f" {med_ours(key, 'tg_over_limit'):.2f}, {theirs_ratio:.2f} (limit {limit:.3f} tok/s at "
+                 f"{med_ours(key, 'read_near_gbps'):.1f} GB/s next to ours, {theirs_gbps:.1f} next to llama.cpp's)")
     print(line)
 print(f"load {statistics.median(x['load_s'] for x in ours):.2f} s (page-cached), memory: file-backed "
       f"{statistics.median(x['rss_file_mib'] for x in ours):.0f} MiB "
