@@ -291,7 +291,7 @@ unsafe fn products_with<const V: u8, const G: bool>(tile: bool, job: Products<'_
         }
         match wt {
             #[cfg(runllama_avx512)]
-            WeightType::Q8_0 if wide => run!(row_wide::<Q8_0, V>, Q8_0),
+            WeightType::Q8_0 if wide => run!(row_wide::<Q8_0, V, G>, Q8_0),
             WeightType::Q4_0 if !tile && laid_fits(blocks) => {
                 let mut laid = core::mem::MaybeUninit::<Laid>::uninit();
                 let laid = laid.as_mut_ptr() as *mut u8;
@@ -342,7 +342,7 @@ unsafe fn products_with<const V: u8, const G: bool>(tile: bool, job: Products<'_
             WeightType::Q4_K => run!(row_k::<Q4_K, V, G>, Q4_K),
             WeightType::Q5_K => run!(row_k::<Q5_K, V, G>, Q5_K),
             #[cfg(runllama_avx512)]
-            WeightType::Q6_K if wide => run!(row_wide::<Q6_K, V>, Q6_K),
+            WeightType::Q6_K if wide => run!(row_wide::<Q6_K, V, G>, Q6_K),
             WeightType::Q6_K => run!(row_k::<Q6_K, V, G>, Q6_K),
             WeightType::F32 | WeightType::F16 | WeightType::BF16 => unreachable!("not a block type: {wt:?}"),
         }
@@ -364,14 +364,20 @@ fn stream_order(rows: usize, two: bool) -> impl Iterator<Item = usize> {
 }
 
 /// The 512-bit row kernel of `T` (`Q8_0` or `Q6_K`: [`crate::qdot_x86_wide`]) under the row
-/// kernels' signature.
+/// kernels' signature (`Q6_K`'s high bits by GFNI where `G`).
 #[cfg(runllama_avx512)]
 #[inline(always)]
-unsafe fn row_wide<const T: u8, const V: u8>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
-    // SAFETY: the caller's contract; `V` is `VNNI_EVEX` (AVX-512 BW and VNNI compiled in).
+unsafe fn row_wide<const T: u8, const V: u8, const G: bool>(
+    row: *const u8,
+    acts: *const u8,
+    blocks: usize,
+    pf: bool,
+) -> f32 {
+    // SAFETY: the caller's contract; `V` is `VNNI_EVEX` (AVX-512 BW and VNNI compiled in), and
+    // GFNI where `G`.
     unsafe {
         match wt_of(T) {
-            WeightType::Q6_K => crate::qdot_x86_wide::row_q6k(row, acts, blocks, pf),
+            WeightType::Q6_K => crate::qdot_x86_wide::row_q6k::<G>(row, acts, blocks, pf),
             _ => crate::qdot_x86_wide::row32::<T>(row, acts, blocks, pf),
         }
     }
@@ -1348,13 +1354,14 @@ mod tests {
         ((row, blocks * bb), (acts, n))
     }
 
-    /// The 512-bit `Q4_K`/`Q5_K` rows (Intel's decoding) give the same bits with GFNI's affine
-    /// transforms as with shifts and masks (CPUs with AVX-512 VNNI but no GFNI, as Cascade
-    /// Lake, run the latter; the path tests reach only the former where GFNI is present).
+    /// The 512-bit `Q4_K`/`Q5_K`/`Q6_K` rows (Intel's and Zen 4's decoding) give the same bits
+    /// with GFNI's affine transforms as with shifts, rotations and masks (CPUs with AVX-512 VNNI
+    /// but no GFNI, as Cascade Lake, run the latter; the path tests reach only the former where
+    /// GFNI is present).
     #[cfg(runllama_avx512)]
     #[test]
     fn wide_k_rows_give_the_same_bits_with_gfni() {
-        use super::tags::{Q4_K, Q5_K};
+        use super::tags::{Q4_K, Q5_K, Q6_K};
         let f = crate::detected();
         if !(f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni && f.gfni) {
             return;
@@ -1371,17 +1378,24 @@ mod tests {
                 [row_q45k::<T, false>(w, a, l, blocks, false), row_q45k::<T, true>(w, a, l, blocks, false)]
             }
         }
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
+        unsafe fn both_q6k(w: &[u8], acts: &[u8], blocks: usize) -> [f32; 2] {
+            use crate::qdot_x86_wide::row_q6k;
+            let (w, a) = (w.as_ptr(), acts.as_ptr());
+            // SAFETY: the features checked by the caller; `w`, `acts` hold `blocks` blocks.
+            unsafe { [row_q6k::<false>(w, a, blocks, false), row_q6k::<true>(w, a, blocks, false)] }
+        }
         let mut next = xorshift(0x0123_4567_89AB_CDEF);
         for blocks in 1..=5 {
-            for wt in [Q4_K, Q5_K] {
+            for wt in [Q4_K, Q5_K, Q6_K] {
                 let (row, acts) = row_and_acts(super::wt_of(wt), blocks, &mut next);
                 let (w, a) = (&row.0[..row.1], &acts.0[..acts.1]);
                 // SAFETY: the features checked above.
                 let [s, g] = unsafe {
-                    if wt == Q4_K {
-                        both::<Q4_K>(w, a, blocks)
-                    } else {
-                        both::<Q5_K>(w, a, blocks)
+                    match wt {
+                        Q4_K => both::<Q4_K>(w, a, blocks),
+                        Q5_K => both::<Q5_K>(w, a, blocks),
+                        _ => both_q6k(w, a, blocks),
                     }
                 };
                 assert!(s.is_finite() && s != 0.0);

@@ -14,7 +14,7 @@
 //!   super-block four `vpdpbusd`, two packs and two `vpdpwssd`, where a `vpmaddubsw` and a
 //!   `vpdpwssd` per chunk took four of each.
 //! - `Q6_K`: 64 bytes of low nibbles are two chunks (low and high nibbles), the high bits
-//!   rotated into place per half; as for `Q4_K`, `vpdpbusd` per chunk, a pack per two, and the
+//!   brought into place per half (one `vgf2p8affineqb` per chunk with GFNI, else rotations); as for `Q4_K`, `vpdpbusd` per chunk, a pack per two, and the
 //!   sixteen signed scales spread by `vpermd` for a `vpdpwssd` per two.
 //! - `Q8_0`: two blocks, one `vpdpbusd`, then a tree that makes 8 blocks' sums the lanes of one
 //!   vector for the 256-bit kernel's own finish.
@@ -245,16 +245,19 @@ const SPREAD_PAIRS: [[i32; 16]; 2] = {
 /// activations `acts`, as `qdot_x86::row_k` computes it: each half of a super-block (128
 /// quants) is one 64-byte load of low nibbles, taken apart into groups `4h, 4h + 1` (low
 /// nibbles) and `4h + 2, 4h + 3` (high), each pair of groups contiguous in the activations;
-/// the two high bits rotated into place per half; each chunk's sums of four products by one
-/// `vpdpbusd`, a half's two chunks packed to i16 and weighed by their signed scales (spread by
-/// `vpermd`) in one `vpdpwssd`. One thread on Zen 4, 160 rows from L2, best of 5 runs of
-/// 4000 products, binaries alternating 3 times (GB/s): 32.3-32.4 -> 33.9-34.2 (a `vpmaddubsw`
-/// and a `vpdpwssd` per chunk before).
+/// the two high bits brought into place per half (with GFNI, where `G`, one `vgf2p8affineqb`
+/// per chunk that also clears the other bits; else a mask per half and a rotation per chunk);
+/// each chunk's sums of four products by one `vpdpbusd`, a half's two chunks packed to i16 and
+/// weighed by their signed scales (spread by `vpermd`) in one `vpdpwssd`. One thread on Zen 4,
+/// 160 rows from L2, best of 5 runs of 4000 products, binaries alternating 3 times (GB/s):
+/// 32.3-32.4 -> 33.9-34.2 (a `vpmaddubsw` and a `vpdpwssd` per chunk before). GFNI against the
+/// mask and rotations (`cargo bench --bench kernels -- qmatvec_l2/avx512/Q6_K`, binaries
+/// alternating 3 times, GiB/s): 33.5, 33.6, 33.4 -> 35.6, 35.8, 35.7.
 ///
 /// # Safety
-/// As [`row_q45k`], for `Q6_K`.
+/// As [`row_q45k`], for `Q6_K`, and GFNI where `G`.
 #[inline(always)]
-pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
+pub(crate) unsafe fn row_q6k<const G: bool>(row: *const u8, acts: *const u8, blocks: usize, pf: bool) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let bb = WeightType::Q6_K.block_bytes();
@@ -264,6 +267,10 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
         // would bring to bits 6 and 7 cleared first (one `and` per half, not one per chunk).
         let rot = [halves(4, 2), halves(0, 30)];
         let keep = halves(0x3333_3333, 0xCCCC_CCCC_u32 as i32);
+        // The same as affine transforms: pair 0 (lower half) and 1 (upper), then 2 and 3, to
+        // bits 4 and 5, every other bit cleared.
+        let pairs_to =
+            [affine_halves(bits_to(0, 2, 4), bits_to(2, 2, 4)), affine_halves(bits_to(4, 2, 4), bits_to(6, 2, 4))];
         let load = |h: usize| SPREAD_PAIRS[h].as_ptr() as *const __m512i;
         let spreads = [_mm512_loadu_si512(load(0)), _mm512_loadu_si512(load(1))];
         let mut acc = _mm512_setzero_ps();
@@ -281,11 +288,17 @@ pub(crate) unsafe fn row_q6k(row: *const u8, acts: *const u8, blocks: usize, pf:
             let mut isum = _mm512_setzero_si512();
             for (h, spread) in spreads.iter().enumerate() {
                 let low = _mm512_loadu_si512(b.add(64 * h) as *const __m512i);
-                let high = _mm512_and_si512(both_halves(b.add(128 + 32 * h)), keep);
+                let high = both_halves(b.add(128 + 32 * h));
+                let high = if G { high } else { _mm512_and_si512(high, keep) };
                 let mut sums = [_mm512_setzero_si512(); 2];
                 for (k, low) in [low, _mm512_srli_epi16::<4>(low)].into_iter().enumerate() {
-                    // Bits 0-3 from the low nibbles, 4-7 from the rotated high bits.
-                    let u = _mm512_ternarylogic_epi32::<0xD8>(_mm512_rolv_epi32(high, rot[k]), low, nib);
+                    let pair = if G {
+                        _mm512_gf2p8affine_epi64_epi8::<0>(high, pairs_to[k])
+                    } else {
+                        _mm512_rolv_epi32(high, rot[k])
+                    };
+                    // Bits 0-3 from the low nibbles, 4-7 from the high bits' pair.
+                    let u = _mm512_ternarylogic_epi32::<0xD8>(pair, low, nib);
                     let x = _mm512_loadu_si512(a.add(4 + 128 * h + 64 * k) as *const __m512i);
                     sums[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
                 }
