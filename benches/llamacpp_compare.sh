@@ -57,6 +57,12 @@ ours() {
   if [ -n "$E2E" ]; then "$E2E" "$@"; else cargo bench --bench e2e -- "$@"; fi
 }
 [ -n "$E2E" ] || cargo bench --bench e2e --no-run
+theirs() {
+  "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -d "$DEPTH" -r "$REPS" $LLAMA_KV_ARGS -o json "$@"
+}
+probe() {
+  ours --read-probe "$THREADS" | awk '$1 == "read-probe" {print $2}'
+}
 if [ "${EVICT:-0}" = 1 ]; then
   python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$MODEL"
 fi
@@ -64,16 +70,13 @@ for r in $(seq "$ROUNDS"); do
   echo "== round $r of $ROUNDS ($(uptime))"
   ours "$MODEL" --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" \
     --depth "$DEPTH" --reps "$REPS" --kv "$KV" --bf16-products "$BF16_PRODUCTS" --json "$OUT/ours-$r.json"
-  theirs() {
-    "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -d "$DEPTH" -r "$REPS" $LLAMA_KV_ARGS -o json "$@"
-  }
   echo "[]" > "$OUT/llamacpp-$r-pp.json"
   echo "[]" > "$OUT/llamacpp-$r-tg.json"
   [ "$PROMPT" = 0 ] || theirs -p "$PROMPT" -n 0 > "$OUT/llamacpp-$r-pp.json"
   if [ "$GEN" != 0 ]; then
-    before=$(ours --read-probe "$THREADS" | awk '$1 == "read-probe" {print $2}')
+    before=$(probe)
     theirs -p 0 -n "$GEN" > "$OUT/llamacpp-$r-tg.json"
-    after=$(ours --read-probe "$THREADS" | awk '$1 == "read-probe" {print $2}')
+    after=$(probe)
     echo "{\"before\": $before, \"after\": $after}" > "$OUT/llamacpp-$r-probe.json"
   fi
   python3 - "$OUT/llamacpp-$r-pp.json" "$OUT/llamacpp-$r-tg.json" <<'PYEOF'

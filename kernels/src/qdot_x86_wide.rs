@@ -14,8 +14,9 @@
 //!   super-block four `vpdpbusd`, two packs and two `vpdpwssd`, where a `vpmaddubsw` and a
 //!   `vpdpwssd` per chunk took four of each.
 //! - `Q6_K`: 64 bytes of low nibbles are two chunks (low and high nibbles), the high bits
-//!   brought into place per half (one `vgf2p8affineqb` per chunk with GFNI, else rotations); as for `Q4_K`, `vpdpbusd` per chunk, a pack per two, and the
-//!   sixteen signed scales spread by `vpermd` for a `vpdpwssd` per two.
+//!   brought into place per half (one `vgf2p8affineqb` per chunk with GFNI, else rotations);
+//!   as for `Q4_K`, `vpdpbusd` per chunk, a pack per two, and the sixteen signed scales spread
+//!   by `vpermd` for a `vpdpwssd` per two.
 //! - `Q8_0`: two blocks, one `vpdpbusd`, then a tree that makes 8 blocks' sums the lanes of one
 //!   vector for the 256-bit kernel's own finish.
 //! - `Q4_0`: four blocks' packed bytes gathered into one vector (a word permute), whose low and
