@@ -135,8 +135,10 @@ impl CpuFeatures {
     /// Q5_K_M 1.04-1.10 (0.99-1.01 at 38), Q6_K 1.02-1.05, Q4_0 1.02-1.13, Q8_0 0.97-1.06
     /// (2026-12-07, after the 512-bit rows of `qdot_x86_wide.rs` were made faster; before them
     /// Q4_K_M had measured 1.00-1.05 the other way). It is the L1 prefetches that cost: Q4_K_M
-    /// without them (the L2 ones kept) 1.05-1.13, without the L2 ones 0.96-1.01. Not issue
-    /// slots alone: a Q4_K row 12 % faster from L2 did not decode faster with two threads.
+    /// without them (the L2 ones kept) 1.05-1.13, without the L2 ones 0.96-1.01. Why is not
+    /// established: a Q4_K row 12 % faster from L2 decoded no faster with two threads
+    /// (0.94-1.06), yet rows doing half their arithmetic decoded 12-17 % faster where the probe
+    /// read 63-71 GB/s (`docs/speed-history.md`, 2026-12-08 (early morning)).
     pub const fn quant_prefetch(self) -> bool {
         self.intel
     }
