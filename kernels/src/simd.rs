@@ -970,7 +970,8 @@ macro_rules! row_kernels {
         const GROUP: usize = if REGS >= 32 { 8 } else { 6 };
 
         /// Weight rows per block of `matmul_rows`: every group of tokens runs over the block
-        /// while it stays in L2 (24 rows of 4096 f16: 192 KiB).
+        /// while it stays in L2 (24 rows of 4096 f16: 192 KiB), the next block arriving beside
+        /// it (see [`matmul_rows_wt`]).
         const ROW_BLOCK: usize = 24;
 
         /// Rows per [`dot_tile`] for `t` tokens: as many as the registers hold beside `t`
@@ -993,8 +994,8 @@ macro_rules! row_kernels {
         /// apart and `T` tokens of `x` (rows of `cols`, contiguous): each a [`dot_rows`] chain
         /// (L-lane accumulator in increasing column chunks, then `hsum`), so the same bits as
         /// `matvec` gives the token alone. Each weight vector is loaded and widened once for
-        /// the `T` tokens. `PFR`: prefetch along the rows as `matvec` does (once per cache
-        /// line), for rows read from memory.
+        /// the `T` tokens. `PFR`: once per cache line, prefetch `PF` bytes ahead along the rows
+        /// into L1 and `l2_ahead` bytes ahead into L2 (see [`matmul_rows_wt`]).
         #[target_feature(enable = $feat)]
         #[inline]
         unsafe fn dot_tile<const WT: u8, const R: usize, const T: usize, const PFR: bool>(
@@ -1004,6 +1005,7 @@ macro_rules! row_kernels {
             cols: usize,
             out: *mut f32,
             ostride: usize,
+            l2_ahead: usize,
         ) {
             // SAFETY: the caller upholds this function's `# Safety` contract.
             unsafe {
@@ -1017,7 +1019,7 @@ macro_rules! row_kernels {
                         let p = w.add(r * stride + c * L * sz);
                         if line {
                             prefetch(p.wrapping_add(PF));
-                            prefetch_l2(p.wrapping_add(PF_L2));
+                            prefetch_l2(p.wrapping_add(l2_ahead));
                         }
                         *v = ldw::<WT>(p);
                     }
@@ -1050,7 +1052,7 @@ macro_rules! row_kernels {
         }
 
         /// [`dot_tile`] over `rows` rows for `T` tokens: tiles of `R` rows, then single rows;
-        /// outputs `ostride` apart per token.
+        /// outputs `ostride` apart per token; `l2_ahead` as [`dot_tile`] takes it.
         #[target_feature(enable = $feat)]
         unsafe fn matmul_rows_t<const WT: u8, const R: usize, const T: usize, const PFR: bool>(
             w: *const u8,
@@ -1059,17 +1061,18 @@ macro_rules! row_kernels {
             x: *const f32,
             out: *mut f32,
             ostride: usize,
+            l2_ahead: usize,
         ) {
             // SAFETY: the caller upholds this function's `# Safety` contract.
             unsafe {
                 let stride = cols * wsize(WT);
                 let mut r = 0;
                 while r + R <= rows {
-                    dot_tile::<WT, R, T, PFR>(w.add(r * stride), stride, x, cols, out.add(r), ostride);
+                    dot_tile::<WT, R, T, PFR>(w.add(r * stride), stride, x, cols, out.add(r), ostride, l2_ahead);
                     r += R;
                 }
                 while r < rows {
-                    dot_tile::<WT, 1, T, PFR>(w.add(r * stride), stride, x, cols, out.add(r), ostride);
+                    dot_tile::<WT, 1, T, PFR>(w.add(r * stride), stride, x, cols, out.add(r), ostride, l2_ahead);
                     r += 1;
                 }
             }
@@ -1077,6 +1080,7 @@ macro_rules! row_kernels {
 
         /// [`matmul_rows_t`] for `t` tokens (at most [`GROUP`]).
         #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
         unsafe fn matmul_group<const WT: u8, const PFR: bool>(
             t: usize,
             w: *const u8,
@@ -1085,28 +1089,35 @@ macro_rules! row_kernels {
             x: *const f32,
             out: *mut f32,
             ostride: usize,
+            l2_ahead: usize,
         ) {
             // SAFETY: the caller upholds this function's `# Safety` contract.
             unsafe {
-                let (rb, o, os) = (rows, out, ostride);
+                let (rb, o, os, a) = (rows, out, ostride, l2_ahead);
                 match t {
-                    1 => matmul_rows_t::<WT, { rows_for(1) }, 1, PFR>(w, rb, cols, x, o, os),
-                    2 => matmul_rows_t::<WT, { rows_for(2) }, 2, PFR>(w, rb, cols, x, o, os),
-                    3 => matmul_rows_t::<WT, { rows_for(3) }, 3, PFR>(w, rb, cols, x, o, os),
-                    4 => matmul_rows_t::<WT, { rows_for(4) }, 4, PFR>(w, rb, cols, x, o, os),
-                    5 => matmul_rows_t::<WT, { rows_for(5) }, 5, PFR>(w, rb, cols, x, o, os),
-                    6 => matmul_rows_t::<WT, { rows_for(6) }, 6, PFR>(w, rb, cols, x, o, os),
-                    7 => matmul_rows_t::<WT, { rows_for(7) }, 7, PFR>(w, rb, cols, x, o, os),
-                    _ => matmul_rows_t::<WT, { rows_for(8) }, 8, PFR>(w, rb, cols, x, o, os),
+                    1 => matmul_rows_t::<WT, { rows_for(1) }, 1, PFR>(w, rb, cols, x, o, os, a),
+                    2 => matmul_rows_t::<WT, { rows_for(2) }, 2, PFR>(w, rb, cols, x, o, os, a),
+                    3 => matmul_rows_t::<WT, { rows_for(3) }, 3, PFR>(w, rb, cols, x, o, os, a),
+                    4 => matmul_rows_t::<WT, { rows_for(4) }, 4, PFR>(w, rb, cols, x, o, os, a),
+                    5 => matmul_rows_t::<WT, { rows_for(5) }, 5, PFR>(w, rb, cols, x, o, os, a),
+                    6 => matmul_rows_t::<WT, { rows_for(6) }, 6, PFR>(w, rb, cols, x, o, os, a),
+                    7 => matmul_rows_t::<WT, { rows_for(7) }, 7, PFR>(w, rb, cols, x, o, os, a),
+                    _ => matmul_rows_t::<WT, { rows_for(8) }, 8, PFR>(w, rb, cols, x, o, os, a),
                 }
             }
         }
 
         /// [`matmul_rows`] for one weight type. The first group of tokens over a block of rows
-        /// reads them from memory, with software prefetches where they pay
-        /// (`CpuFeatures::sw_prefetch`: 7B F16 pp8 on Zen 4, 2 threads, repetitions alternating
-        /// in one process, 7.8-8.5 -> 9.3-10.6 tok/s, pp32 12.1-13.7 -> 12.6-14.4); the others
-        /// find them in L2.
+        /// issues software prefetches where they pay (`CpuFeatures::sw_prefetch`: 7B F16 pp8
+        /// on Zen 4, 2 threads, repetitions alternating in one process, 7.8-8.5 -> 9.3-10.6
+        /// tok/s, pp32 12.1-13.7 -> 12.6-14.4): into L1 along its rows, and into L2 the next
+        /// block's rows (the same lines one block further; in the last block, `PF_L2` along the
+        /// rows), so that every block after the first is in L2 before its first group starts
+        /// and the groups' FMAs do not wait on memory. One block ahead against `PF_L2` along the
+        /// rows (4-layer 7B-shape F16, Zen 4, 2 threads, `e2e --prompt N --gen 0 --reps 20`
+        /// alternating in one process, medians): pp8 1.13-1.17x, pp32 1.05x; with
+        /// `RUNLLAMA_CPU=avx2` pp4 1.24x, pp8 1.19-1.20x (8B-shape BF16 1.09x). The other
+        /// groups find the block in L2.
         #[target_feature(enable = $feat)]
         unsafe fn matmul_rows_wt<const WT: u8>(
             w: *const u8,
@@ -1123,6 +1134,7 @@ macro_rules! row_kernels {
                 let mut r0 = 0;
                 while r0 < rows {
                     let rb = ROW_BLOCK.min(rows - r0);
+                    let l2_ahead = if r0 + rb < rows { rb * stride } else { PF_L2 };
                     // Groups of up to GROUP tokens over the block (from L2 after the first).
                     let mut t0 = 0;
                     while t0 < n {
@@ -1131,9 +1143,9 @@ macro_rules! row_kernels {
                         let xg = x.add((t0 / PANEL) * crate::panel_stride(cols) + (t0 % PANEL) * cols);
                         let (w, o) = (w.add(r0 * stride), out.add(t0 * rows + r0));
                         if pf && t0 == 0 {
-                            matmul_group::<WT, true>(t, w, rb, cols, xg, o, rows);
+                            matmul_group::<WT, true>(t, w, rb, cols, xg, o, rows, l2_ahead);
                         } else {
-                            matmul_group::<WT, false>(t, w, rb, cols, xg, o, rows);
+                            matmul_group::<WT, false>(t, w, rb, cols, xg, o, rows, l2_ahead);
                         }
                         t0 += t;
                     }
