@@ -1112,12 +1112,11 @@ macro_rules! row_kernels {
         /// on Zen 4, 2 threads, repetitions alternating in one process, 7.8-8.5 -> 9.3-10.6
         /// tok/s, pp32 12.1-13.7 -> 12.6-14.4): into L1 along its rows, and into L2 the next
         /// block's rows (the same lines one block further; in the last block, `PF_L2` along the
-        /// rows), so that every block after the first is in L2 before its first group starts
-        /// and the groups' FMAs do not wait on memory. One block ahead against `PF_L2` along the
-        /// rows (4-layer 7B-shape F16, Zen 4, 2 threads, `e2e --prompt N --gen 0 --reps 20`
-        /// alternating in one process, medians): pp8 1.13-1.17x, pp32 1.05x; with
-        /// `RUNLLAMA_CPU=avx2` pp4 1.24x, pp8 1.19-1.20x (8B-shape BF16 1.09x). The other
-        /// groups find the block in L2.
+        /// rows), so that every block after the first is in L2 before its first group starts.
+        /// One block ahead against `PF_L2` along the rows (4-layer 7B-shape F16, Zen 4, 2
+        /// threads, `e2e --prompt N --gen 0 --reps 20` alternating in one process, medians):
+        /// pp8 1.17x, pp32 1.05x, pp128 1.02x; with `RUNLLAMA_CPU=avx2` pp4 1.24x, pp8
+        /// 1.19-1.20x (8B-shape BF16 1.10x). The other groups find the block in L2.
         #[target_feature(enable = $feat)]
         unsafe fn matmul_rows_wt<const WT: u8>(
             w: *const u8,
