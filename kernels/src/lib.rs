@@ -221,13 +221,22 @@ pub const PANEL: usize = 16;
 /// Batches of at most this many tokens (f16/bf16 weights) on AMD's AVX-512 cores, and a last
 /// panel that holds at most [`ROW_TAIL`] (float weights): on the AVX-512 path, their products
 /// take the tokens as rows (see [`pack_activations`]) and compute each as `matvec` does (see
-/// [`row_batch`] for Intel's). On the AMX and AVX2 paths only whole batches of at most
-/// [`ROW_TAIL`] do (on the Xeon, model 207, 7B F16 prefill of 8 tokens: 10.5 tok/s as rows
-/// against 5.4 on AMX tiles, even at 16, tiles ahead from 32; AVX2, whose token-panel tile
-/// leaves half its vectors empty for 8 tokens: see `simd.rs`).
+/// [`row_batch`] for Intel's). On the AMX path only whole batches of at most [`ROW_TAIL`] do
+/// (on the Xeon, model 207, 7B F16 prefill of 8 tokens: 10.5 tok/s as rows against 5.4 on AMX
+/// tiles, even at 16, tiles ahead from 32); on the AVX2 path see [`AVX2_ROW_BATCH`].
 pub(crate) const ROW_BATCH: usize = 128;
 /// See [`ROW_BATCH`].
 pub(crate) const ROW_TAIL: usize = PANEL / 2;
+/// On the AVX2 path, batches of at most this many tokens (f16/bf16 weights) run as rows, and a
+/// longer batch's last panel when it is not full: the token-panel tile wastes the lanes of a
+/// partial panel, and since the rows prefetch their next block (`simd.rs`' `matmul_rows_wt`)
+/// they lead it up to 28 tokens. `RUNLLAMA_CPU=avx2` on Zen 4, 4-layer 7B-shape F16, 2
+/// threads, repetitions alternating in one process, rows against the tile: pp10 1.55x, pp12
+/// 1.30x, pp14 1.17x, pp16 1.03x (the 7B 1.06x), pp20 1.24x, pp24 1.07x, pp28 1.05x, pp32
+/// 0.95x (8B-shape BF16 pp20 1.19x); the partial last panel alone as rows: pp20 1.17x, pp28
+/// 1.03x, pp40 1.03x (BF16 1.01x), pp100 1.05x. f32 weights (twice the bytes per product):
+/// whole batches of at most [`ROW_TAIL`] only, as before these measurements.
+pub(crate) const AVX2_ROW_BATCH: usize = PANEL + ROW_TAIL;
 
 /// The most tokens of a batch of f16/bf16 weights whose products run as rows on the AVX-512
 /// path of this CPU (128 on AMD's cores: `ROW_BATCH`); a longer batch runs the token-panel
@@ -658,10 +667,11 @@ mod imp {
     /// The last tokens of a batch of `n` that [`pack_activations`] writes as rows for products
     /// of `wt` made as `p` says: on the AVX-512 path, for float weights (not the bf16 products
     /// of `bf16_dot`), all of a batch of at most [`row_batch`] (f16 and bf16 weights), else a
-    /// last panel of 1 to [`ROW_TAIL`] tokens (of `cols`); on the AMX and AVX2 paths, a whole
-    /// batch of at most [`ROW_TAIL`]. (With AVX2's 16 registers the row tiles are small:
-    /// reloading the tokens' activations from L2 bounds them below the token-panel tile but for
-    /// batches that leave most of its vectors empty.)
+    /// last panel of 1 to [`ROW_TAIL`] tokens (of `cols`); on the AMX path, a whole batch of at
+    /// most [`ROW_TAIL`]; on the AVX2 path, for f16/bf16 weights a whole batch of at most
+    /// [`AVX2_ROW_BATCH`] or else a last panel that is not full, for f32 weights a whole batch
+    /// of at most [`ROW_TAIL`]. (With AVX2's 16 registers the row tiles are small: reloading the
+    /// tokens' activations from L2 bounds them below the token-panel tile over full panels.)
     fn row_tail(p: Products, wt: WeightType, cols: usize, n: usize) -> Option<usize> {
         let float = matches!(wt, WeightType::F32 | WeightType::F16 | WeightType::BF16);
         #[cfg(not(all(target_arch = "x86_64", runllama_avx512)))]
@@ -682,7 +692,15 @@ mod imp {
                 (tail > 0 && (batch || tail <= ROW_TAIL)).then_some(tail)
             }
             Path::Amx if cfg!(all(target_arch = "x86_64", runllama_avx512)) && short => Some(n),
-            Path::Avx2 | Path::AvxVnni if cfg!(target_arch = "x86_64") && short => Some(n),
+            Path::Avx2 | Path::AvxVnni if cfg!(target_arch = "x86_64") => {
+                let tail = match wt {
+                    WeightType::F32 if short => n,
+                    WeightType::F32 => 0,
+                    _ if n <= AVX2_ROW_BATCH => n,
+                    _ => n % PANEL,
+                };
+                (tail > 0).then_some(tail)
+            }
             _ => None,
         }
     }

@@ -954,7 +954,7 @@ pub(crate) use simd_kernels;
 /// Instantiate the row kernels (`matmul_rows`: products over whole weight vectors for up to
 /// a few tokens at a time, `matvec`'s sums) in a module that has instantiated
 /// [`simd_kernels`]. `$regs`: the vector registers (32 for AVX-512; AVX2's 16 hold tiles of 2
-/// rows x 6 tokens, which pay for short batches only: see `ROW_TAIL` in `lib.rs`).
+/// rows x 6 tokens, which pay for short batches only: see `AVX2_ROW_BATCH` in `lib.rs`).
 macro_rules! row_kernels {
     ($feat:literal, $regs:literal) => {
         /// Vector registers of this instruction set.

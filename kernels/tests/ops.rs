@@ -86,6 +86,16 @@ fn avx512_rows_from(wt: WeightType, n: usize) -> usize {
     }
 }
 
+/// The same for the AVX2 path and f16/bf16 weights: every token of a batch of at most 24, else
+/// those of a last panel that is not full.
+fn avx2_rows_from(n: usize) -> usize {
+    if n <= PANEL + 8 {
+        0
+    } else {
+        n - n % PANEL
+    }
+}
+
 #[test]
 fn packed_activations_are_panels_of_16_tokens_column_major_zero_padded() {
     for n in [37, 45] {
@@ -96,8 +106,12 @@ fn packed_activations_are_panels_of_16_tokens_column_major_zero_padded() {
             // f16 weights: the f32 panel layout on every path.
             paths::pack_activations(p, WeightType::F16, &x, n, cols, &mut packed);
             assert_eq!(packed_len(n, cols), 3 * panel_stride(cols));
-            // On the AVX-512 path some panels hold their tokens as rows.
-            let rows_from = if p == Path::Avx512 { avx512_rows_from(WeightType::F16, n) } else { n };
+            // On the AVX-512 and AVX2 paths some panels hold their tokens as rows.
+            let rows_from = match p {
+                Path::Avx512 => avx512_rows_from(WeightType::F16, n),
+                Path::Avx2 | Path::AvxVnni => avx2_rows_from(n),
+                _ => n,
+            };
             for q in 0..3 {
                 let panel = &packed[q * panel_stride(cols)..];
                 if q * PANEL >= rows_from && q * PANEL < n {

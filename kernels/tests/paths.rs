@@ -202,10 +202,11 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                     paths::matmul(Path::Scalar, wt, w, rows, cols, &x, n, &mut want);
                     let mut first_simd: Option<Vec<f32>> = None;
                     // On the AVX-512 path a batch of at most `row_batch()` tokens (f16/bf16
-                    // weights), or a last panel of at most 8, and on the AVX2 and AMX paths a
-                    // batch of at most 8, runs as matvec (its bits); the other tokens are one FMA
-                    // chain each, whatever the batch: the same bits as in the batch cut after
-                    // their panel, on every SIMD path.
+                    // weights), or a last panel of at most 8; on the AVX2 path a batch of at most
+                    // 24 (f16/bf16; f32 8), or a last panel that is not full (f16/bf16); on the
+                    // AMX path a batch of at most 8, runs as matvec (its bits); the other tokens
+                    // are one FMA chain each, whatever the batch: the same bits as in the batch
+                    // cut after their panel, on every SIMD path.
                     let tail = if (1..=8).contains(&(n % 16)) { n % 16 } else { 0 };
                     for &p in &simd {
                         let mut got = vec![f32::NAN; n * rows];
@@ -213,7 +214,9 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                         let rows_tail = match p {
                             Path::Avx512 if n <= runllama_kernels::row_batch() && wt != WeightType::F32 => n,
                             Path::Avx512 => tail,
-                            Path::Avx2 | Path::Amx if n <= 8 => n,
+                            Path::Avx2 | Path::AvxVnni if wt != WeightType::F32 && n <= 24 => n,
+                            Path::Avx2 | Path::AvxVnni if wt != WeightType::F32 => n % 16,
+                            Path::Avx2 | Path::AvxVnni | Path::Amx if n <= 8 => n,
                             _ => 0,
                         };
                         let mut cut: Option<(usize, Vec<f32>)> = None;
@@ -224,9 +227,12 @@ fn matmul_every_path_batch_sizes_and_blocks() {
                                 paths::matvec(p, wt, w, xt, &mut alone);
                             } else {
                                 // (On AVX-512 a cut of at most `row_batch()` tokens would run
-                                // as rows.)
-                                let least =
-                                    if p == Path::Avx512 { (runllama_kernels::row_batch() / 16 + 1) * 16 } else { 0 };
+                                // as rows, on AVX2 one of at most 24.)
+                                let least = match p {
+                                    Path::Avx512 => (runllama_kernels::row_batch() / 16 + 1) * 16,
+                                    Path::Avx2 | Path::AvxVnni if wt != WeightType::F32 => 32,
+                                    _ => 0,
+                                };
                                 let end = ((t / 16 + 1) * 16).max(least).min(n);
                                 if cut.as_ref().is_none_or(|(e, _)| *e != end) {
                                     let mut o = vec![0f32; end * rows];
