@@ -236,18 +236,14 @@ unsafe fn tokens<const T: u8, const V: u8, const M: usize>(
 /// Prefetch `bytes` from `at` in each of `nr` rows `rb` bytes apart into L1 (`L2`: into L2
 /// only). A hint: the addresses may run past a row's last unit, which faults nothing.
 #[inline(always)]
-pub(crate) unsafe fn prefetch_unit<const L2: bool>(at: *const u8, rb: usize, nr: usize, bytes: usize) {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
-    unsafe {
-        for r in 0..nr {
-            for line in (0..bytes).step_by(64) {
-                // SAFETY: a prefetch is a hint and never faults; the address is only computed.
-                let p = at.wrapping_add(r * rb + line) as *const i8;
-                if L2 {
-                    _mm_prefetch::<_MM_HINT_T1>(p);
-                } else {
-                    _mm_prefetch::<_MM_HINT_T0>(p);
-                }
+pub(crate) fn prefetch_unit<const L2: bool>(at: *const u8, rb: usize, nr: usize, bytes: usize) {
+    for r in 0..nr {
+        for line in (0..bytes).step_by(64) {
+            let p = at.wrapping_add(r * rb + line);
+            if L2 {
+                crate::x86::prefetch_l2(p);
+            } else {
+                crate::x86::prefetch(p);
             }
         }
     }
